@@ -1,0 +1,77 @@
+//! Command-line layer: clap types stop here. Each subcommand lives in its own file with its
+//! `Args` and an `exec` that resolves arguments and the cluster file, then calls the library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use kbin::output::Printer;
+
+mod completions;
+mod pki;
+
+/// Build and run highly-available Kubernetes clusters from the official release binaries.
+///
+/// kbin runs on an operator machine and drives the hosts over SSH. The cluster is described by one
+/// TOML file (cluster.toml); the directory holding it keeps kbin's local state (pki/, kbin.lock).
+#[derive(Debug, Parser)]
+#[command(name = "kbin", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Global {
+    /// The cluster file
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE", env = "KBIN_CONFIG", default_value = kbin::config::DEFAULT_FILE)]
+    pub config: PathBuf,
+    /// Print only warnings and errors on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Certificates, keys, tokens and kubeconfigs: kbin's own CA
+    #[command(subcommand)]
+    Pki(pki::PkiCommand),
+    /// Print shell completions for kbin
+    Completions(completions::Args),
+}
+
+impl Global {
+    pub fn printer(&self) -> Printer {
+        Printer::new(self.quiet)
+    }
+    /// Load and validate the cluster file, printing its warnings.
+    pub fn cluster(&self) -> kbin::Result<kbin::config::Cluster> {
+        let cluster = kbin::config::load(&self.config)?;
+        let p = self.printer();
+        for w in &cluster.warnings {
+            let loc = match w.line {
+                Some(l) => format!("{}:{l}", cluster.file.display()),
+                None => cluster.file.display().to_string(),
+            };
+            p.warn(&format!("{loc}: {}: {}", w.field, w.message), w.hint.as_deref());
+        }
+        Ok(cluster)
+    }
+}
+
+/// Run the CLI and return the process exit code. The one place where errors are printed.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Pki(cmd) => pki::exec(&cli.global, cmd),
+        Command::Completions(args) => completions::exec(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprint!("{}", kbin::error::render(&e));
+            e.exit() as i32
+        }
+    }
+}

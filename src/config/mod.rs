@@ -1,0 +1,455 @@
+//! The cluster file (`cluster.toml`): its schema, parsing and validation.
+//!
+//! [`load`] reads a file and returns a validated [`Cluster`] or a [`ConfigError`] listing every
+//! problem at once, each with its line and field. Nothing is ever written before this succeeds.
+
+mod locate;
+mod validate;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+pub use validate::{Diagnostic, Severity};
+
+/// The default cluster file name, looked up in the current directory.
+pub const DEFAULT_FILE: &str = "cluster.toml";
+
+// ---------------------------------------------------------------------------------------------
+// Raw schema: exactly what the TOML file says. Addresses and CIDRs stay strings here so that
+// every malformed one can be reported (with its line) instead of stopping at the first.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RawFile {
+    pub cluster: RawCluster,
+    #[serde(default)]
+    pub apiserver: RawApiserver,
+    #[serde(default)]
+    pub ssh: RawSsh,
+    #[serde(default)]
+    pub pki: RawPki,
+    #[serde(default)]
+    pub layout: Layout,
+    #[serde(default)]
+    pub lb: RawLb,
+    #[serde(default)]
+    pub hosts: Vec<RawHost>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RawCluster {
+    pub name: String,
+    #[serde(default = "defaults::kubernetes_version")]
+    pub kubernetes_version: String,
+    #[serde(default = "defaults::etcd_version")]
+    pub etcd_version: String,
+    #[serde(default = "defaults::flannel_version")]
+    pub flannel_version: String,
+    #[serde(default = "defaults::service_cidr")]
+    pub service_cidr: String,
+    #[serde(default = "defaults::pod_cidr")]
+    pub pod_cidr: String,
+    /// Defaults to the tenth address of the service CIDR.
+    pub cluster_dns: Option<String>,
+    #[serde(default = "defaults::cluster_domain")]
+    pub cluster_domain: String,
+    /// kube-proxy mode: `iptables` (default) or `ipvs`.
+    #[serde(default = "defaults::proxy_mode")]
+    pub proxy_mode: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct RawApiserver {
+    /// The virtual IP held by the LB pair (keepalived). Optional.
+    pub vip: Option<String>,
+    /// DNS names of an external load balancer in front of the apiservers.
+    #[serde(default)]
+    pub lb_names: Vec<String>,
+    #[serde(default = "defaults::apiserver_port")]
+    pub port: u16,
+    /// Extra SANs (names or addresses) for every apiserver cert.
+    #[serde(default)]
+    pub extra_sans: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct RawSsh {
+    /// Default SSH user for every host.
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    /// Default private key file; the ssh-agent is tried first when unset.
+    pub key: Option<String>,
+    /// An optional jump host in front of private hosts.
+    pub bastion: Option<RawBastion>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RawBastion {
+    pub address: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RawPki {
+    #[serde(default = "defaults::key_algorithm")]
+    pub key_algorithm: String,
+    #[serde(default = "defaults::ca_validity_days")]
+    pub ca_validity_days: u32,
+    #[serde(default = "defaults::leaf_validity_days")]
+    pub leaf_validity_days: u32,
+}
+
+impl Default for RawPki {
+    fn default() -> Self {
+        RawPki {
+            key_algorithm: defaults::key_algorithm(),
+            ca_validity_days: defaults::ca_validity_days(),
+            leaf_validity_days: defaults::leaf_validity_days(),
+        }
+    }
+}
+
+/// Where things go on the hosts. Defaults follow the common binary layout.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Layout {
+    pub etcd_bin: String,
+    pub etcd_cfg: String,
+    pub etcd_ssl: String,
+    pub etcd_data: String,
+    pub k8s_bin: String,
+    pub k8s_cfg: String,
+    pub k8s_ssl: String,
+    pub k8s_logs: String,
+    pub units: String,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            etcd_bin: "/opt/etcd/bin".into(),
+            etcd_cfg: "/opt/etcd/cfg".into(),
+            etcd_ssl: "/opt/etcd/ssl".into(),
+            etcd_data: "/var/lib/etcd/default.etcd".into(),
+            k8s_bin: "/opt/kubernetes/bin".into(),
+            k8s_cfg: "/opt/kubernetes/cfg".into(),
+            k8s_ssl: "/opt/kubernetes/ssl".into(),
+            k8s_logs: "/opt/kubernetes/logs".into(),
+            units: "/usr/lib/systemd/system".into(),
+        }
+    }
+}
+
+/// Settings of the nginx + keepalived pair holding the VIP.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawLb {
+    /// Network interface the VIP is added to (per host override: `hosts.lb_interface`).
+    pub interface: String,
+    /// VRRP virtual router id (1-255), unique on the LAN.
+    pub virtual_router_id: u8,
+    /// Use unicast VRRP peers instead of multicast (clouds without multicast).
+    pub unicast: bool,
+}
+
+impl Default for RawLb {
+    fn default() -> Self {
+        RawLb { interface: "eth0".into(), virtual_router_id: 51, unicast: false }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RawHost {
+    pub name: String,
+    pub address: String,
+    pub roles: Vec<String>,
+    /// Per-host SSH overrides.
+    pub ssh_user: Option<String>,
+    pub ssh_port: Option<u16>,
+    pub ssh_key: Option<String>,
+    /// Per-host overrides of cluster-wide settings.
+    pub lb_interface: Option<String>,
+    /// keepalived priority; defaults to 100 for the first LB host, 90, 80, ... after it.
+    pub lb_priority: Option<u8>,
+    /// Extra node labels (`key=value`).
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+mod defaults {
+    pub fn kubernetes_version() -> String {
+        "v1.34.2".into()
+    }
+    pub fn etcd_version() -> String {
+        "v3.5.21".into()
+    }
+    pub fn flannel_version() -> String {
+        "v0.27.4".into()
+    }
+    pub fn service_cidr() -> String {
+        "10.96.0.0/12".into()
+    }
+    pub fn pod_cidr() -> String {
+        "10.244.0.0/16".into()
+    }
+    pub fn cluster_domain() -> String {
+        "cluster.local".into()
+    }
+    pub fn proxy_mode() -> String {
+        "iptables".into()
+    }
+    pub fn apiserver_port() -> u16 {
+        6443
+    }
+    pub fn key_algorithm() -> String {
+        "ecdsa-p256".into()
+    }
+    pub fn ca_validity_days() -> u32 {
+        3650
+    }
+    pub fn leaf_validity_days() -> u32 {
+        365
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated model: what the rest of kbin works with.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Etcd,
+    Master,
+    Node,
+    Lb,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Etcd, Role::Master, Role::Node, Role::Lb];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Etcd => "etcd",
+            Role::Master => "master",
+            Role::Node => "node",
+            Role::Lb => "lb",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum KeyAlgorithm {
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+}
+
+impl KeyAlgorithm {
+    pub const ALL: [KeyAlgorithm; 4] =
+        [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Rsa2048, KeyAlgorithm::Rsa3072, KeyAlgorithm::Rsa4096];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcdsaP256 => "ecdsa-p256",
+            KeyAlgorithm::Rsa2048 => "rsa-2048",
+            KeyAlgorithm::Rsa3072 => "rsa-3072",
+            KeyAlgorithm::Rsa4096 => "rsa-4096",
+        }
+    }
+    pub fn parse(s: &str) -> Option<KeyAlgorithm> {
+        KeyAlgorithm::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SshTarget {
+    pub user: String,
+    pub port: u16,
+    /// Private key file; `None` means use the ssh-agent.
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bastion {
+    pub address: String,
+    pub ssh: SshTarget,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    pub name: String,
+    pub address: IpAddr,
+    pub roles: Vec<Role>,
+    pub ssh: SshTarget,
+    pub lb_interface: String,
+    pub lb_priority: u8,
+    pub labels: Vec<String>,
+}
+
+impl Host {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Apiserver {
+    pub vip: Option<IpAddr>,
+    pub lb_names: Vec<String>,
+    pub port: u16,
+    pub extra_sans: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pki {
+    pub key_algorithm: KeyAlgorithm,
+    pub ca_validity_days: u32,
+    pub leaf_validity_days: u32,
+}
+
+/// A validated cluster file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    /// The cluster file this came from.
+    pub file: PathBuf,
+    /// The directory holding kbin's local state (`pki/`, `kbin.lock`, `known_hosts`).
+    pub state_dir: PathBuf,
+    pub name: String,
+    pub kubernetes_version: String,
+    pub etcd_version: String,
+    pub flannel_version: String,
+    pub service_cidr: IpNet,
+    pub pod_cidr: IpNet,
+    pub cluster_dns: IpAddr,
+    pub cluster_domain: String,
+    pub proxy_mode: String,
+    pub apiserver: Apiserver,
+    pub bastion: Option<Bastion>,
+    pub pki: Pki,
+    pub layout: Layout,
+    pub lb: RawLb,
+    pub hosts: Vec<Host>,
+    /// Non-fatal findings (e.g. an even number of etcd members).
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Cluster {
+    pub fn hosts_with(&self, role: Role) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(move |h| h.has(role))
+    }
+    pub fn host(&self, name_or_address: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name_or_address || h.address.to_string() == name_or_address)
+    }
+    /// The first address of the service CIDR: the `kubernetes` Service's cluster IP.
+    pub fn service_ip(&self) -> IpAddr {
+        nth_addr(&self.service_cidr, 1).expect("validated: service CIDR has room")
+    }
+    /// Where clients reach the apiserver: the VIP, else the first LB name, else the first master.
+    pub fn endpoint_host(&self) -> String {
+        if let Some(vip) = self.apiserver.vip {
+            return vip.to_string();
+        }
+        if let Some(n) = self.apiserver.lb_names.first() {
+            return n.clone();
+        }
+        self.hosts_with(Role::Master).next().map(|h| h.address.to_string()).expect("validated: a master exists")
+    }
+    /// `https://<endpoint>:<port>`, with brackets around an IPv6 address.
+    pub fn endpoint_url(&self) -> String {
+        url_for(&self.endpoint_host(), self.apiserver.port)
+    }
+    pub fn pki_dir(&self) -> PathBuf {
+        self.state_dir.join("pki")
+    }
+}
+
+/// `https://host:port`, bracketing IPv6 literals.
+pub fn url_for(host: &str, port: u16) -> String {
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("https://[{host}]:{port}")
+    } else {
+        format!("https://{host}:{port}")
+    }
+}
+
+/// The n-th address of a network (0 is the network address itself).
+pub fn nth_addr(net: &IpNet, n: u128) -> Option<IpAddr> {
+    match net {
+        IpNet::V4(v4) => {
+            let base = u32::from(v4.network()) as u128;
+            let size = 1u128 << (32 - v4.prefix_len());
+            (n < size).then(|| IpAddr::V4(std::net::Ipv4Addr::from((base + n) as u32)))
+        }
+        IpNet::V6(v6) => {
+            let base = u128::from(v6.network());
+            let bits = 128 - v6.prefix_len() as u32;
+            (bits >= 128 || n < (1u128 << bits)).then(|| IpAddr::V6(std::net::Ipv6Addr::from(base + n)))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read cluster file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{}: {message}", path.display(), line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()))]
+    Syntax { path: PathBuf, line: Option<usize>, message: String },
+    #[error("{} has {} problem{}", path.display(), diagnostics.len(), if diagnostics.len() == 1 { "" } else { "s" })]
+    Invalid { path: PathBuf, diagnostics: Vec<Diagnostic> },
+}
+
+impl ConfigError {
+    pub fn details(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid { path, diagnostics } => diagnostics.iter().map(|d| d.render(path)).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl crate::error::Reportable for ConfigError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ConfigError::Read { path, .. } => Some(format!(
+                "create {} (see examples/ in the kbin repository) or pass another file with -c FILE",
+                path.display()
+            )),
+            ConfigError::Syntax { .. } => Some("fix the TOML syntax at that line; every value needs quotes unless it is a number, a boolean or a list".into()),
+            ConfigError::Invalid { .. } => Some("fix the fields listed above; nothing was written".into()),
+        }
+    }
+    fn exit(&self) -> crate::error::Exit {
+        crate::error::Exit::BadConfig
+    }
+}
+
+/// Read and validate a cluster file.
+pub fn load(path: &Path) -> Result<Cluster, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    parse(path, &text)
+}
+
+/// Validate cluster file text; `path` is used for messages and to find the state directory.
+pub fn parse(path: &Path, text: &str) -> Result<Cluster, ConfigError> {
+    validate::parse_and_validate(path, text)
+}

@@ -1,0 +1,471 @@
+//! Parse the cluster file and check it as a whole, collecting every problem before reporting.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Serialize;
+use toml_edit::Document;
+
+use super::locate::{self, Seg};
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding about the cluster file, with the field and the line it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// `hosts[2].address` style path of the field.
+    pub field: String,
+    pub line: Option<usize>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    /// `cluster.toml:14: hosts[1].address: ... ` plus an indented hint line.
+    pub fn render(&self, file: &Path) -> String {
+        let loc = match self.line {
+            Some(l) => format!("{}:{l}", file.display()),
+            None => file.display().to_string(),
+        };
+        let tag = if self.severity == Severity::Warning { "warning: " } else { "" };
+        let mut s = if self.field.is_empty() {
+            format!("{tag}{loc}: {}", self.message)
+        } else {
+            format!("{tag}{loc}: {}: {}", self.field, self.message)
+        };
+        if let Some(h) = &self.hint {
+            s.push_str(&format!("\n    hint: {h}"));
+        }
+        s
+    }
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    doc: &'a Document<String>,
+    out: Vec<Diagnostic>,
+}
+
+fn k(s: &str) -> Seg {
+    Seg::Key(s.to_string())
+}
+
+impl Checker<'_> {
+    fn push(&mut self, severity: Severity, path: &[Seg], message: String, hint: Option<&str>) {
+        let line = locate::span(self.doc, path).map(|r| locate::line_of(self.text, r.start));
+        self.out.push(Diagnostic {
+            severity,
+            field: locate::display(path),
+            line,
+            message,
+            hint: hint.map(str::to_string),
+        });
+    }
+    fn error(&mut self, path: &[Seg], message: String, hint: Option<&str>) {
+        self.push(Severity::Error, path, message, hint)
+    }
+    fn warn(&mut self, path: &[Seg], message: String, hint: Option<&str>) {
+        self.push(Severity::Warning, path, message, hint)
+    }
+    fn ip(&mut self, path: &[Seg], s: &str) -> Option<IpAddr> {
+        match s.trim().parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.error(path, format!("{s:?} is not an IP address"), Some("write an IPv4 or IPv6 address such as 192.168.0.11"));
+                None
+            }
+        }
+    }
+    fn cidr(&mut self, path: &[Seg], s: &str) -> Option<IpNet> {
+        match s.trim().parse::<IpNet>() {
+            Ok(net) if net.trunc() != net => {
+                self.error(
+                    path,
+                    format!("{s:?} has host bits set"),
+                    Some(&format!("write the network address: {}", net.trunc())),
+                );
+                None
+            }
+            Ok(net) => Some(net),
+            Err(_) => {
+                self.error(path, format!("{s:?} is not a CIDR"), Some("write a network such as 10.96.0.0/12"));
+                None
+            }
+        }
+    }
+}
+
+/// A DNS-1123 subdomain (what Kubernetes accepts for node names and what is valid in a SAN).
+pub fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+fn is_version(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('v') else { return false };
+    let core = rest.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/") {
+        if let Some(home) = dirs::home_dir() {
+            return home.join(rest);
+        }
+    }
+    PathBuf::from(p)
+}
+
+fn ignored_path(p: &serde_ignored::Path<'_>, out: &mut Vec<Seg>) {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => {}
+        P::Seq { parent, index } => {
+            ignored_path(parent, out);
+            out.push(Seg::Index(*index));
+        }
+        P::Map { parent, key } => {
+            ignored_path(parent, out);
+            out.push(Seg::Key(key.clone()));
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => ignored_path(parent, out),
+    }
+}
+
+pub(super) fn parse_and_validate(path: &Path, text: &str) -> Result<Cluster, ConfigError> {
+    let doc = Document::parse(text.to_string()).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        line: e.span().map(|s| locate::line_of(text, s.start)),
+        message: e.message().trim().to_string(),
+    })?;
+    let mut c = Checker { text, doc: &doc, out: Vec::new() };
+
+    // Deserialize, collecting every unknown key instead of stopping at the first.
+    let mut unknown: Vec<Vec<Seg>> = Vec::new();
+    let de = toml::de::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        line: e.span().map(|s| locate::line_of(text, s.start)),
+        message: e.message().trim().to_string(),
+    })?;
+    let raw: Result<RawFile, _> = serde_ignored::deserialize(de, |p| {
+        let mut segs = Vec::new();
+        ignored_path(&p, &mut segs);
+        unknown.push(segs);
+    });
+    for segs in &unknown {
+        c.error(segs, "unknown key".into(), Some("remove it or check its spelling against the cluster file reference in README.md"));
+    }
+    let raw = match raw {
+        Ok(r) => r,
+        Err(e) => {
+            let line = e.span().map(|s| locate::line_of(text, s.start));
+            c.out.push(Diagnostic {
+                severity: Severity::Error,
+                field: String::new(),
+                line,
+                message: e.message().trim().to_string(),
+                hint: Some("check the value's type: strings need quotes, ports are numbers, roles a list".into()),
+            });
+            return Err(ConfigError::Invalid { path: path.to_path_buf(), diagnostics: c.out });
+        }
+    };
+
+    let cluster = check(&mut c, path, raw);
+    let (errors, warnings): (Vec<_>, Vec<_>) = c.out.into_iter().partition(|d| d.severity == Severity::Error);
+    match cluster {
+        Some(mut cl) if errors.is_empty() => {
+            cl.warnings = warnings;
+            Ok(cl)
+        }
+        _ => {
+            let mut all = errors;
+            all.extend(warnings);
+            all.sort_by_key(|d| (d.line.unwrap_or(0), d.severity == Severity::Warning));
+            Err(ConfigError::Invalid { path: path.to_path_buf(), diagnostics: all })
+        }
+    }
+}
+
+fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
+    let cl = &raw.cluster;
+    if !is_dns_name(&cl.name) {
+        c.error(&[k("cluster"), k("name")], format!("{:?} is not a valid cluster name", cl.name), Some("use lowercase letters, digits and '-', such as \"prod-1\""));
+    }
+    for (field, v) in [
+        ("kubernetes_version", &cl.kubernetes_version),
+        ("etcd_version", &cl.etcd_version),
+        ("flannel_version", &cl.flannel_version),
+    ] {
+        if !is_version(v) {
+            c.error(&[k("cluster"), k(field)], format!("{v:?} is not a release version"), Some("write a release tag such as \"v1.34.2\""));
+        }
+    }
+    let svc = c.cidr(&[k("cluster"), k("service_cidr")], &cl.service_cidr);
+    let pod = c.cidr(&[k("cluster"), k("pod_cidr")], &cl.pod_cidr);
+    if let Some(svc) = svc {
+        let (max_bits, host_bits) = (svc.max_prefix_len(), svc.max_prefix_len() - svc.prefix_len());
+        if host_bits < 4 {
+            c.error(&[k("cluster"), k("service_cidr")], format!("{svc} is too small: it leaves no room for Services"), Some("use at least a /28 (a /24 or larger is usual, such as 10.96.0.0/12)"));
+        } else if host_bits > 20 {
+            c.error(&[k("cluster"), k("service_cidr")], format!("{svc} is too large: kube-apiserver accepts at most 20 host bits"), Some(&format!("use a /{} or smaller network", max_bits - 20)));
+        }
+    }
+    if let Some(pod) = pod {
+        if pod.max_prefix_len() - pod.prefix_len() < 8 {
+            c.error(&[k("cluster"), k("pod_cidr")], format!("{pod} is too small: each node gets a /24 of it"), Some("use a /16 such as 10.244.0.0/16"));
+        }
+    }
+    if let (Some(s), Some(p)) = (svc, pod) {
+        if s.contains(&p.network()) || p.contains(&s.network()) {
+            c.error(&[k("cluster"), k("pod_cidr")], format!("pod CIDR {p} overlaps the service CIDR {s}"), Some("pick two disjoint networks, such as 10.96.0.0/12 and 10.244.0.0/16"));
+        }
+    }
+    let dns = match &cl.cluster_dns {
+        Some(s) => c.ip(&[k("cluster"), k("cluster_dns")], s),
+        None => svc.and_then(|s| nth_addr(&s, 10)),
+    };
+    if let (Some(d), Some(s)) = (dns, svc) {
+        if !s.contains(&d) {
+            c.error(&[k("cluster"), k("cluster_dns")], format!("{d} is outside the service CIDR {s}"), Some(&match nth_addr(&s, 10) {
+                Some(a) => format!("pick an address inside {s}, usually its tenth: {a}"),
+                None => format!("pick an address inside {s}"),
+            }));
+        } else if Some(d) == nth_addr(&s, 1) || d == s.network() || d == s.broadcast() {
+            c.error(&[k("cluster"), k("cluster_dns")], format!("{d} is reserved in the service CIDR (network, broadcast or the kubernetes Service's address)"), Some("use another address of the service CIDR, usually its tenth"));
+        }
+    }
+    if !is_dns_name(&cl.cluster_domain) {
+        c.error(&[k("cluster"), k("cluster_domain")], format!("{:?} is not a DNS domain", cl.cluster_domain), Some("the usual value is \"cluster.local\""));
+    }
+    if cl.proxy_mode != "iptables" && cl.proxy_mode != "ipvs" {
+        c.error(&[k("cluster"), k("proxy_mode")], format!("unknown kube-proxy mode {:?}", cl.proxy_mode), Some("use \"iptables\" or \"ipvs\""));
+    }
+
+    // apiserver endpoint
+    let api = &raw.apiserver;
+    let vip = api.vip.as_deref().and_then(|v| c.ip(&[k("apiserver"), k("vip")], v));
+    for (i, n) in api.lb_names.iter().enumerate() {
+        if !is_dns_name(n) {
+            c.error(&[k("apiserver"), k("lb_names"), Seg::Index(i)], format!("{n:?} is not a DNS name"), Some("write a lowercase host name such as \"k8s-api.example.com\""));
+        }
+    }
+    for (i, n) in api.extra_sans.iter().enumerate() {
+        if n.parse::<IpAddr>().is_err() && !is_dns_name(n) {
+            c.error(&[k("apiserver"), k("extra_sans"), Seg::Index(i)], format!("{n:?} is neither an IP address nor a DNS name"), Some("each extra SAN is an address or a lowercase host name"));
+        }
+    }
+    if api.port == 0 {
+        c.error(&[k("apiserver"), k("port")], "port 0 is not a port".into(), Some("the usual apiserver port is 6443"));
+    }
+    if let Some(v) = vip {
+        for (net, field) in [(svc, "service_cidr"), (pod, "pod_cidr")] {
+            if net.is_some_and(|n| n.contains(&v)) {
+                c.error(&[k("apiserver"), k("vip")], format!("VIP {v} lies inside cluster.{field} {}", net.unwrap()), Some("the VIP must be a free address on the hosts' own network"));
+            }
+        }
+    }
+
+    // ssh defaults and bastion
+    let ssh_default = SshTarget {
+        user: raw.ssh.user.clone().unwrap_or_else(|| "root".into()),
+        port: raw.ssh.port.unwrap_or(22),
+        key: raw.ssh.key.as_deref().map(expand_home),
+    };
+    if ssh_default.port == 0 {
+        c.error(&[k("ssh"), k("port")], "port 0 is not a port".into(), Some("the usual SSH port is 22"));
+    }
+    let bastion = raw.ssh.bastion.as_ref().map(|b| {
+        if b.address.parse::<IpAddr>().is_err() && !is_dns_name(&b.address) {
+            c.error(&[k("ssh"), k("bastion"), k("address")], format!("{:?} is neither an IP address nor a DNS name", b.address), Some("write the bastion's public address or host name"));
+        }
+        Bastion {
+            address: b.address.clone(),
+            ssh: SshTarget {
+                user: b.user.clone().unwrap_or_else(|| ssh_default.user.clone()),
+                port: b.port.unwrap_or(22),
+                key: b.key.as_deref().map(expand_home).or_else(|| ssh_default.key.clone()),
+            },
+        }
+    });
+
+    // pki
+    let algo = KeyAlgorithm::parse(&raw.pki.key_algorithm);
+    if algo.is_none() {
+        c.error(
+            &[k("pki"), k("key_algorithm")],
+            format!("unknown key algorithm {:?}", raw.pki.key_algorithm),
+            Some("use one of ecdsa-p256 (default), rsa-2048, rsa-3072, rsa-4096"),
+        );
+    }
+    if raw.pki.ca_validity_days == 0 {
+        c.error(&[k("pki"), k("ca_validity_days")], "must be at least 1 day".into(), Some("the usual CA validity is 3650 days"));
+    }
+    if raw.pki.leaf_validity_days == 0 {
+        c.error(&[k("pki"), k("leaf_validity_days")], "must be at least 1 day".into(), Some("the usual leaf validity is 365 days"));
+    } else if raw.pki.leaf_validity_days > raw.pki.ca_validity_days {
+        c.error(&[k("pki"), k("leaf_validity_days")], format!("{} days is longer than the CA's {} days", raw.pki.leaf_validity_days, raw.pki.ca_validity_days), Some("a certificate cannot outlive its CA; shorten leaf_validity_days"));
+    }
+
+    // layout
+    let layout_fields: Vec<(&str, &String)> = vec![
+        ("etcd_bin", &raw.layout.etcd_bin),
+        ("etcd_cfg", &raw.layout.etcd_cfg),
+        ("etcd_ssl", &raw.layout.etcd_ssl),
+        ("etcd_data", &raw.layout.etcd_data),
+        ("k8s_bin", &raw.layout.k8s_bin),
+        ("k8s_cfg", &raw.layout.k8s_cfg),
+        ("k8s_ssl", &raw.layout.k8s_ssl),
+        ("k8s_logs", &raw.layout.k8s_logs),
+        ("units", &raw.layout.units),
+    ];
+    for (f, v) in layout_fields {
+        if !v.starts_with('/') || v.contains("..") || v.contains(['\n', '\0']) {
+            c.error(&[k("layout"), k(f)], format!("{v:?} is not an absolute path"), Some("remote directories are absolute paths such as /opt/kubernetes/bin"));
+        }
+    }
+    if raw.lb.virtual_router_id == 0 {
+        c.error(&[k("lb"), k("virtual_router_id")], "0 is not a VRRP router id".into(), Some("use 1-255, unique on the network"));
+    }
+
+    // hosts
+    let mut hosts = Vec::new();
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    let mut by_addr: HashMap<IpAddr, usize> = HashMap::new();
+    let mut lb_count = 0u8;
+    if raw.hosts.is_empty() {
+        c.error(&[k("hosts")], "no hosts".into(), Some("add [[hosts]] tables with name, address and roles"));
+    }
+    for (i, h) in raw.hosts.iter().enumerate() {
+        let at = |f: &str| vec![k("hosts"), Seg::Index(i), k(f)];
+        if !is_dns_name(&h.name) {
+            c.error(&at("name"), format!("{:?} is not a valid host name", h.name), Some("Kubernetes node names are lowercase letters, digits, '-' and '.'"));
+        }
+        if let Some(prev) = by_name.insert(&h.name, i) {
+            c.error(&at("name"), format!("duplicate host name {:?} (also hosts[{prev}])", h.name), Some("every host needs its own name"));
+        }
+        let addr = c.ip(&at("address"), &h.address);
+        if let Some(a) = addr {
+            if let Some(prev) = by_addr.insert(a, i) {
+                c.error(&at("address"), format!("duplicate address {a} (also hosts[{prev}])"), Some("every host needs its own address; give a host several roles instead of listing it twice"));
+            }
+            if Some(a) == vip {
+                c.error(&at("address"), format!("{a} is the apiserver VIP"), Some("the VIP must be an address no host owns; keepalived moves it between the LB hosts"));
+            }
+            for (net, field) in [(svc, "service_cidr"), (pod, "pod_cidr")] {
+                if let Some(n) = net.filter(|n| n.contains(&a)) {
+                    c.error(&at("address"), format!("{a} lies inside cluster.{field} {n}: host and cluster networks overlap"), Some(&format!("change cluster.{field} to a network the hosts do not use")));
+                }
+            }
+        }
+        let mut roles = Vec::new();
+        if h.roles.is_empty() {
+            c.error(&at("roles"), "no roles".into(), Some("give each host one or more of etcd, master, node, lb"));
+        }
+        for (j, r) in h.roles.iter().enumerate() {
+            match Role::parse(r) {
+                Some(role) if roles.contains(&role) => c.error(&[k("hosts"), Seg::Index(i), k("roles"), Seg::Index(j)], format!("role {r:?} listed twice"), Some("list each role once")),
+                Some(role) => roles.push(role),
+                None => c.error(&[k("hosts"), Seg::Index(i), k("roles"), Seg::Index(j)], format!("unknown role {r:?}"), Some("roles are etcd, master, node and lb")),
+            }
+        }
+        roles.sort();
+        let lb_priority = if roles.contains(&Role::Lb) {
+            let p = h.lb_priority.unwrap_or(100u8.saturating_sub(lb_count.saturating_mul(10)));
+            lb_count += 1;
+            p
+        } else {
+            h.lb_priority.unwrap_or(0)
+        };
+        if h.ssh_port == Some(0) {
+            c.error(&at("ssh_port"), "port 0 is not a port".into(), Some("the usual SSH port is 22"));
+        }
+        for (j, l) in h.labels.iter().enumerate() {
+            if !l.contains('=') || l.starts_with('=') {
+                c.error(&[k("hosts"), Seg::Index(i), k("labels"), Seg::Index(j)], format!("{l:?} is not key=value"), Some("write labels as \"key=value\""));
+            }
+        }
+        if let Some(a) = addr {
+            hosts.push(Host {
+                name: h.name.clone(),
+                address: a,
+                roles,
+                ssh: SshTarget {
+                    user: h.ssh_user.clone().unwrap_or_else(|| ssh_default.user.clone()),
+                    port: h.ssh_port.unwrap_or(ssh_default.port),
+                    key: h.ssh_key.as_deref().map(expand_home).or_else(|| ssh_default.key.clone()),
+                },
+                lb_interface: h.lb_interface.clone().unwrap_or_else(|| raw.lb.interface.clone()),
+                lb_priority,
+                labels: h.labels.clone(),
+            });
+        }
+    }
+    let count = |r: Role| raw.hosts.iter().filter(|h| h.roles.iter().any(|x| x == r.as_str())).count();
+    if !raw.hosts.is_empty() {
+        if count(Role::Etcd) == 0 {
+            c.error(&[k("hosts")], "no host has the etcd role".into(), Some("add \"etcd\" to the roles of one or three hosts"));
+        } else if count(Role::Etcd) % 2 == 0 {
+            c.warn(&[k("hosts")], format!("{} etcd members: an even number tolerates no more failures than one fewer", count(Role::Etcd)), Some("use an odd number of etcd members (1, 3 or 5)"));
+        }
+        if count(Role::Master) == 0 {
+            c.error(&[k("hosts")], "no host has the master role".into(), Some("add \"master\" to the roles of at least one host"));
+        }
+        if count(Role::Lb) > 0 && vip.is_none() && api.vip.is_none() {
+            c.error(&[k("apiserver"), k("vip")], "hosts have the lb role but no VIP is set".into(), Some("set apiserver.vip to a free address on the hosts' network"));
+        }
+        if vip.is_some() && count(Role::Lb) == 0 {
+            c.warn(&[k("apiserver"), k("vip")], "a VIP is set but no host has the lb role: kbin will not manage the VIP".into(), Some("add the lb role to two hosts, or make sure something else holds the VIP"));
+        }
+        let mut prios: BTreeMap<u8, &str> = BTreeMap::new();
+        for h in hosts.iter().filter(|h| h.has(Role::Lb)) {
+            if let Some(other) = prios.insert(h.lb_priority, &h.name) {
+                let i = raw.hosts.iter().position(|r| r.name == h.name).unwrap_or(0);
+                c.warn(&[k("hosts"), Seg::Index(i), k("lb_priority")], format!("LB hosts {other} and {} share priority {}", h.name, h.lb_priority), Some("give each LB host its own lb_priority so the VIP has one clear holder"));
+            }
+        }
+    }
+
+    let (Some(svc), Some(pod), Some(dns), Some(algo)) = (svc, pod, dns, algo) else { return None };
+    let file = path.to_path_buf();
+    let state_dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Some(Cluster {
+        file,
+        state_dir,
+        name: cl.name.clone(),
+        kubernetes_version: cl.kubernetes_version.clone(),
+        etcd_version: cl.etcd_version.clone(),
+        flannel_version: cl.flannel_version.clone(),
+        service_cidr: svc,
+        pod_cidr: pod,
+        cluster_dns: dns,
+        cluster_domain: cl.cluster_domain.clone(),
+        proxy_mode: cl.proxy_mode.clone(),
+        apiserver: Apiserver { vip, lb_names: api.lb_names.clone(), port: api.port, extra_sans: api.extra_sans.clone() },
+        bastion,
+        pki: Pki { key_algorithm: algo, ca_validity_days: raw.pki.ca_validity_days, leaf_validity_days: raw.pki.leaf_validity_days },
+        layout: raw.layout,
+        lb: raw.lb,
+        hosts,
+        warnings: Vec::new(),
+    })
+}

@@ -1,0 +1,117 @@
+//! Exit codes and the error type the CLI edge reports.
+//!
+//! Every library module has its own error enum carrying the facts a user needs (file, field, host,
+//! expected vs. actual). They all convert into [`Error`], which knows its exit code and its hint.
+//! Exactly one place (the binary's `main`) prints errors.
+
+use std::fmt;
+
+
+
+/// Process exit codes, the same for every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The operation failed.
+    Failure = 1,
+    /// A precondition (preflight) refused the operation; nothing was changed.
+    Refused = 2,
+    /// The cluster file (or another input file) is invalid; nothing was changed.
+    BadConfig = 3,
+    /// Interrupted by the user (Ctrl-C).
+    Interrupted = 130,
+}
+
+/// Anything that can be reported at the edge: a message chain, a hint and an exit code.
+pub trait Reportable: std::error::Error {
+    /// What the user should do next, printed as `hint: ...`.
+    fn hint(&self) -> Option<String> {
+        None
+    }
+    fn exit(&self) -> Exit {
+        Exit::Failure
+    }
+}
+
+/// The top-level error: one variant per library module.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    /// A precondition refused the run. `problems` are listed one per line.
+    #[error("{what}")]
+    Refused { what: String, problems: Vec<String>, hint: Option<String> },
+    /// A failure with no module of its own (I/O at the edge and the like).
+    #[error("{message}")]
+    Other { message: String, hint: Option<String>, #[source] source: Option<Box<dyn std::error::Error + Send + Sync>> },
+}
+
+impl Error {
+    pub fn other(message: impl Into<String>, hint: Option<&str>) -> Self {
+        Error::Other { message: message.into(), hint: hint.map(str::to_string), source: None }
+    }
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Config(e) => Reportable::exit(e),
+            Error::Pki(e) => Reportable::exit(e),
+            Error::Refused { .. } => Exit::Refused,
+            Error::Other { .. } => Exit::Failure,
+        }
+    }
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Config(e) => Reportable::hint(e),
+            Error::Pki(e) => Reportable::hint(e),
+            Error::Refused { hint, .. } | Error::Other { hint, .. } => hint.clone(),
+        }
+    }
+    /// Extra lines printed under the headline (each problem of a refused precondition, every
+    /// diagnostic of a bad cluster file).
+    pub fn details(&self) -> Vec<String> {
+        match self {
+            Error::Config(e) => e.details(),
+            Error::Refused { problems, .. } => problems.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Render an error the way the CLI prints it: headline, details, `caused by:` chain, `hint:`.
+pub fn render(err: &Error) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("error: {err}\n"));
+    for d in err.details() {
+        out.push_str(&format!("  {d}\n"));
+    }
+    let mut source = std::error::Error::source(err);
+    // transparent variants forward `source` to the inner error; skip a source that prints the same
+    let head = err.to_string();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text != head {
+            out.push_str(&format!("caused by: {text}\n"));
+        }
+        source = s.source();
+    }
+    if let Some(h) = err.hint() {
+        out.push_str(&format!("hint: {h}\n"));
+    }
+    out
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Display helper joining a list with commas.
+pub struct Joined<'a, T: fmt::Display>(pub &'a [T]);
+impl<T: fmt::Display> fmt::Display for Joined<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, x) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{x}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! kbin: build and run highly-available Kubernetes clusters from the official release binaries.
+//!
+//! The library holds all the logic; the `kbin` binary is a thin clap layer over it.
+//! - [`config`]: the cluster file, parsed and validated into a [`config::Cluster`].
+//! - [`pki`]: kbin's own certificate authority, driven by the cert table in `pki-profiles/`.
+
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod output;
+pub mod pki;
+
+pub use error::{Error, Exit, Result};
