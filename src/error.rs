@@ -42,6 +42,9 @@ pub enum Error {
     /// A precondition refused the run. `problems` are listed one per line.
     #[error("{what}")]
     Refused { what: String, problems: Vec<String>, hint: Option<String> },
+    /// An operation that failed with a list of findings (for example `pki check`).
+    #[error("{what}")]
+    Failed { what: String, problems: Vec<String>, hint: Option<String> },
     /// A failure with no module of its own (I/O at the edge and the like).
     #[error("{message}")]
     Other { message: String, hint: Option<String>, #[source] source: Option<Box<dyn std::error::Error + Send + Sync>> },
@@ -56,14 +59,14 @@ impl Error {
             Error::Config(e) => Reportable::exit(e),
             Error::Pki(e) => Reportable::exit(e),
             Error::Refused { .. } => Exit::Refused,
-            Error::Other { .. } => Exit::Failure,
+            Error::Failed { .. } | Error::Other { .. } => Exit::Failure,
         }
     }
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Config(e) => Reportable::hint(e),
             Error::Pki(e) => Reportable::hint(e),
-            Error::Refused { hint, .. } | Error::Other { hint, .. } => hint.clone(),
+            Error::Refused { hint, .. } | Error::Failed { hint, .. } | Error::Other { hint, .. } => hint.clone(),
         }
     }
     /// Extra lines printed under the headline (each problem of a refused precondition, every
@@ -71,7 +74,7 @@ impl Error {
     pub fn details(&self) -> Vec<String> {
         match self {
             Error::Config(e) => e.details(),
-            Error::Refused { problems, .. } => problems.clone(),
+            Error::Refused { problems, .. } | Error::Failed { problems, .. } => problems.clone(),
             _ => Vec::new(),
         }
     }

@@ -1,19 +1,196 @@
-use clap::Subcommand;
+use std::path::PathBuf;
+
+use clap::{Subcommand, ValueEnum};
 
 use super::Global;
 
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
-    /// Check the cluster file and print what kbin understood (placeholder until pki lands)
-    Validate,
+    /// Issue every CA, key, certificate, token and kubeconfig the cluster needs
+    ///
+    /// Only what is missing is issued: existing files are never rewritten and a CA is never
+    /// replaced, so re-running after adding a host to the cluster file issues exactly that host's
+    /// certificates. Certificates whose SANs no longer match the cluster file are reported (fix
+    /// them on purpose with `kbin pki renew`).
+    Init {
+        /// Print the report as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-issue the named certificates (keeping their keys) and the kubeconfigs that embed them
+    ///
+    /// NAME is a certificate id for every host that has it (`apiserver`), one host's
+    /// certificate (`apiserver/master1`), or `kubeconfig/<id>` to rewrite one kubeconfig.
+    /// CAs are never renewed.
+    Renew {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// Print the report as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every certificate: subject, issuer, SANs, key type, expiry and days left
+    Inspect {
+        /// Print JSON on stdout instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify chains, key pairs, SANs against the cluster file, and expiry
+    ///
+    /// Exits 1 and lists every problem when anything is wrong.
+    Check {
+        /// Report certificates that expire within this many days
+        #[arg(long, default_value_t = 30, value_name = "DAYS")]
+        warn_days: i64,
+        /// Print the problems as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Adopt an existing CA (for example one made with cfssl) as one of kbin's CAs
+    ///
+    /// The key may be PKCS#8, PKCS#1 RSA or SEC1 EC PEM; it is stored as PKCS#8 with mode 0600.
+    /// A CA that exists is never replaced.
+    Import {
+        /// Which CA to import
+        #[arg(long, value_enum)]
+        ca: CaKind,
+        /// The CA certificate (PEM)
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// The CA private key (PEM)
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CaKind {
+    /// The Kubernetes cluster CA (pki/ca.crt)
+    Kubernetes,
+    /// The etcd CA (pki/etcd/ca.crt)
+    Etcd,
+    /// The front-proxy CA (pki/front-proxy-ca.crt)
+    FrontProxy,
+}
+
+impl CaKind {
+    fn id(self) -> &'static str {
+        match self {
+            CaKind::Kubernetes => "ca",
+            CaKind::Etcd => "etcd-ca",
+            CaKind::FrontProxy => "front-proxy-ca",
+        }
+    }
+}
+
+fn json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
 
 pub fn exec(global: &Global, cmd: &PkiCommand) -> kbin::Result<()> {
+    let p = global.printer();
+    let cluster = global.cluster()?;
+    let dir = cluster.pki_dir();
     match cmd {
-        PkiCommand::Validate => {
-            let c = global.cluster()?;
-            println!("{}", serde_json::to_string_pretty(&c).unwrap());
-            Ok(())
+        PkiCommand::Init { json: as_json } => {
+            let r = kbin::pki::init(&cluster)?;
+            if r.issued.is_empty() {
+                p.phase("pki", None, &format!("nothing to issue: {} items already in {}", r.kept, dir.display()));
+            } else {
+                p.phase("pki", None, &format!("issued {} items, kept {}, in {}", r.issued.len(), r.kept, dir.display()));
+                p.phase("pki", None, &format!("issued: {}", r.issued.join(", ")));
+            }
+            for s in &r.stale {
+                let hint = format!("re-issue it on purpose with `kbin pki renew {}`", s.name);
+                p.warn(&format!("{} ({}): {}", s.name, s.file, s.problem), Some(&hint));
+            }
+            if *as_json {
+                json(&r);
+            }
+        }
+        PkiCommand::Renew { names, json: as_json } => {
+            let r = kbin::pki::renew(&cluster, names)?;
+            p.phase("pki", None, &format!("renewed: {}", r.renewed.join(", ")));
+            if *as_json {
+                json(&r);
+            }
+        }
+        PkiCommand::Inspect { json: as_json } => {
+            let certs = kbin::pki::inspect(&cluster)?;
+            if *as_json {
+                json(&certs);
+            } else {
+                print_table(&certs);
+            }
+        }
+        PkiCommand::Check { warn_days, json: as_json } => {
+            let problems = kbin::pki::check(&cluster, *warn_days)?;
+            if *as_json {
+                json(&problems);
+            }
+            if !problems.is_empty() {
+                let lines = problems.iter().map(|x| format!("{} ({}): {}\n    hint: {}", x.name, x.file, x.message, x.hint)).collect();
+                return Err(kbin::Error::Other {
+                    message: format!("{} problem{} in {}", problems.len(), if problems.len() == 1 { "" } else { "s" }, dir.display()),
+                    hint: Some("fix the problems listed above; `kbin pki inspect` shows every certificate".into()),
+                    source: None,
+                })
+                .map_err(|e| with_details(e, lines));
+            }
+            p.phase("pki", None, &format!("all certificates in {} are valid, match the cluster file and expire in more than {warn_days} days", dir.display()));
+        }
+        PkiCommand::Import { ca, cert, key } => {
+            let r = kbin::pki::import(&cluster, ca.id(), cert, key)?;
+            p.phase("pki", None, &format!("imported {} CA {} ({}, valid until {}) as {}", r.ca, r.subject, r.key, r.not_after, r.written.join(" + ")));
         }
     }
+    Ok(())
+}
+
+fn with_details(e: kbin::Error, problems: Vec<String>) -> kbin::Error {
+    match e {
+        kbin::Error::Other { message, hint, .. } => kbin::Error::Failed { what: message, problems, hint },
+        other => other,
+    }
+}
+
+fn print_table(certs: &[kbin::pki::CertInfo]) {
+    let header = ["NAME", "SUBJECT", "ISSUER", "KEY", "NOT AFTER", "DAYS", "SANS"].map(String::from);
+    let rows: Vec<[String; 7]> = certs
+        .iter()
+        .map(|c| {
+            if c.status == "missing" {
+                return [c.name.clone(), "(missing)".into(), String::new(), String::new(), String::new(), String::new(), String::new()];
+            }
+            [
+                c.name.clone(),
+                c.subject.clone(),
+                c.issuer.clone(),
+                c.key.clone(),
+                c.not_after.get(..10).unwrap_or("").to_string(),
+                c.days_left.to_string(),
+                if c.sans.is_empty() { "-".to_string() } else { c.sans.join(",") },
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{:w$}  ", c, w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    print!("{out}");
 }
