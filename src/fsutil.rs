@@ -52,6 +52,54 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<bool> {
     }
 }
 
+/// [`write_new`] for many files at once: every file is written to a temporary name, all of them
+/// are fsynced together (in parallel, so the filesystem journal commits them as one group instead
+/// of once per file), and only then linked into place without overwriting anything. Returns, per
+/// file, whether it was written (`false`: it existed and was left alone).
+pub fn write_new_many(files: &[(&Path, &[u8], u32)]) -> io::Result<Vec<bool>> {
+    let mut temps: Vec<Option<tempfile::NamedTempFile>> = Vec::with_capacity(files.len());
+    for (path, bytes, mode) in files {
+        if path.exists() {
+            temps.push(None);
+            continue;
+        }
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut tmp = tempfile::Builder::new().prefix(".kbin-new").permissions(fs::Permissions::from_mode(*mode)).tempfile_in(dir)?;
+        tmp.as_file().set_permissions(fs::Permissions::from_mode(*mode))?;
+        tmp.write_all(bytes)?;
+        temps.push(Some(tmp));
+    }
+    let pending: Vec<&File> = temps.iter().flatten().map(|t| t.as_file()).collect();
+    let workers = pending.len().clamp(1, 16);
+    let chunk = pending.len().div_ceil(workers).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = pending.chunks(chunk).map(|c| s.spawn(move || c.iter().try_for_each(|f| f.sync_all()))).collect();
+        handles.into_iter().try_for_each(|h| h.join().expect("fsync thread"))
+    })?;
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(files.len());
+    for ((path, _, _), tmp) in files.iter().zip(temps) {
+        let Some(tmp) = tmp else {
+            out.push(false);
+            continue;
+        };
+        match tmp.persist_noclobber(path) {
+            Ok(_) => out.push(true),
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => out.push(false),
+            Err(e) => return Err(e.error),
+        }
+        if let Some(d) = path.parent() {
+            dirs.insert(d.to_path_buf());
+        }
+    }
+    for d in dirs {
+        if let Ok(f) = File::open(&d) {
+            let _ = f.sync_all();
+        }
+    }
+    Ok(out)
+}
+
 /// Create `dir` (and parents) with mode 0700 and make sure it is 0700 if it existed.
 pub fn private_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
@@ -73,6 +121,18 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o644);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn write_new_many_skips_existing_and_sets_modes() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a.key"), d.path().join("b.crt"));
+        write_new(&a, b"old", 0o600).unwrap();
+        let written = write_new_many(&[(&a, b"new", 0o600), (&b, b"cert", 0o644)]).unwrap();
+        assert_eq!(written, [false, true]);
+        assert_eq!(fs::read(&a).unwrap(), b"old");
+        assert_eq!(fs::metadata(&b).unwrap().mode() & 0o777, 0o644);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2, "no temporary file left behind");
     }
 
     #[test]

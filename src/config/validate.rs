@@ -469,3 +469,157 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         warnings: Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[cluster]
+name = "t"
+service_cidr = "10.96.0.0/12"
+pod_cidr = "10.244.0.0/16"
+
+[apiserver]
+vip = "192.168.0.88"
+
+[[hosts]]
+name = "m1"
+address = "192.168.0.11"
+roles = ["master", "etcd", "node"]
+
+[[hosts]]
+name = "lb1"
+address = "192.168.0.15"
+roles = ["lb"]
+"#;
+
+    fn diags(text: &str) -> Vec<Diagnostic> {
+        match parse_and_validate(Path::new("cluster.toml"), text) {
+            Ok(c) => c.warnings,
+            Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+
+    /// The one error for `field`, asserting it exists.
+    fn error_for(text: &str, field: &str) -> Diagnostic {
+        let d = diags(text);
+        d.iter()
+            .find(|d| d.field == field && d.severity == Severity::Error)
+            .unwrap_or_else(|| panic!("no error for {field} in {d:#?}"))
+            .clone()
+    }
+
+    #[test]
+    fn good_file_has_defaults() {
+        let c = parse_and_validate(Path::new("x/cluster.toml"), GOOD).unwrap();
+        assert_eq!(c.cluster_dns.to_string(), "10.96.0.10");
+        assert_eq!(c.service_ip().to_string(), "10.96.0.1");
+        assert_eq!(c.layout.k8s_cfg, "/opt/kubernetes/cfg");
+        assert_eq!(c.layout.etcd_ssl, "/opt/etcd/ssl");
+        assert_eq!(c.state_dir, PathBuf::from("x"));
+        assert_eq!(c.endpoint_url(), "https://192.168.0.88:6443");
+        assert_eq!(c.hosts[0].ssh.user, "root");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn unknown_keys_are_all_reported_with_lines() {
+        let text = GOOD.replace("[apiserver]", "colour = 1\n[apiserver]\nflavour = 2").replace("roles = [\"lb\"]", "roles = [\"lb\"]\nsshport = 2");
+        let d = diags(&text);
+        let unknown: Vec<_> = d.iter().filter(|d| d.message == "unknown key").map(|d| (d.field.as_str(), d.line)).collect();
+        assert_eq!(unknown, [("cluster.colour", Some(7)), ("apiserver.flavour", Some(9)), ("hosts[1].sshport", Some(21))]);
+    }
+
+    #[test]
+    fn malformed_addresses_and_cidrs() {
+        assert!(error_for(&GOOD.replace("192.168.0.11", "192.168.0.300"), "hosts[0].address").message.contains("not an IP address"));
+        assert_eq!(error_for(&GOOD.replace("192.168.0.11", "192.168.0.300"), "hosts[0].address").line, Some(12));
+        assert!(error_for(&GOOD.replace("10.96.0.0/12", "10.96.0.0/40"), "cluster.service_cidr").message.contains("not a CIDR"));
+        let d = error_for(&GOOD.replace("10.244.0.0/16", "10.244.1.0/16"), "cluster.pod_cidr");
+        assert_eq!(d.hint.as_deref(), Some("write the network address: 10.244.0.0/16"));
+        assert!(error_for(&GOOD.replace("\"192.168.0.88\"", "\"vip\""), "apiserver.vip").message.contains("not an IP"));
+    }
+
+    #[test]
+    fn overlapping_networks() {
+        let d = error_for(&GOOD.replace("10.244.0.0/16", "10.100.0.0/16"), "cluster.pod_cidr");
+        assert!(d.message.contains("overlaps the service CIDR"), "{d:?}");
+        let d = error_for(&GOOD.replace("10.244.0.0/16", "192.168.0.0/16"), "hosts[0].address");
+        assert!(d.message.contains("inside cluster.pod_cidr"), "{d:?}");
+        let d = error_for(&GOOD.replace("10.96.0.0/12", "192.168.0.0/20"), "hosts[1].address");
+        assert!(d.message.contains("inside cluster.service_cidr"), "{d:?}");
+    }
+
+    #[test]
+    fn vip_equal_to_host_address() {
+        let d = error_for(&GOOD.replace("192.168.0.15", "192.168.0.88"), "hosts[1].address");
+        assert!(d.message.contains("is the apiserver VIP"));
+    }
+
+    #[test]
+    fn duplicate_names_and_addresses() {
+        let d = error_for(&GOOD.replace("\"lb1\"", "\"m1\""), "hosts[1].name");
+        assert!(d.message.contains("duplicate host name"));
+        let d = error_for(&GOOD.replace("192.168.0.15", "192.168.0.11"), "hosts[1].address");
+        assert!(d.message.contains("duplicate address"));
+    }
+
+    #[test]
+    fn roles_required() {
+        let no_etcd = GOOD.replace("[\"master\", \"etcd\", \"node\"]", "[\"master\", \"node\"]");
+        assert!(error_for(&no_etcd, "hosts").message.contains("etcd role"));
+        let no_master = GOOD.replace("[\"master\", \"etcd\", \"node\"]", "[\"etcd\", \"node\"]");
+        assert!(error_for(&no_master, "hosts").message.contains("master role"));
+        assert!(error_for(&GOOD.replace("\"node\"]", "\"nod\"]"), "hosts[0].roles[2]").message.contains("unknown role"));
+    }
+
+    #[test]
+    fn even_etcd_members_is_a_warning() {
+        let text = GOOD.replace("roles = [\"lb\"]", "roles = [\"lb\", \"etcd\"]");
+        let c = parse_and_validate(Path::new("cluster.toml"), &text).expect("a warning does not fail");
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].message.contains("2 etcd members"));
+    }
+
+    #[test]
+    fn service_cidr_size_and_dns_ip() {
+        assert!(error_for(&GOOD.replace("10.96.0.0/12", "10.96.0.0/29"), "cluster.service_cidr").message.contains("too small"));
+        assert!(error_for(&GOOD.replace("10.96.0.0/12", "10.0.0.0/8"), "cluster.service_cidr").message.contains("too large"));
+        let text = GOOD.replace("pod_cidr = \"10.244.0.0/16\"", "pod_cidr = \"10.244.0.0/16\"\ncluster_dns = \"10.200.0.10\"");
+        let d = error_for(&text, "cluster.cluster_dns");
+        assert!(d.message.contains("outside the service CIDR"), "{d:?}");
+        let text = GOOD.replace("pod_cidr = \"10.244.0.0/16\"", "pod_cidr = \"10.244.0.0/16\"\ncluster_dns = \"10.96.0.1\"");
+        assert!(error_for(&text, "cluster.cluster_dns").message.contains("reserved"));
+    }
+
+    #[test]
+    fn unknown_key_algorithm() {
+        let text = GOOD.replace("[apiserver]", "[pki]\nkey_algorithm = \"dsa-1024\"\n[apiserver]");
+        let d = error_for(&text, "pki.key_algorithm");
+        assert!(d.hint.unwrap().contains("ecdsa-p256"));
+    }
+
+    #[test]
+    fn every_problem_at_once() {
+        let text = GOOD
+            .replace("192.168.0.11", "192.168.0.300")
+            .replace("10.244.0.0/16", "10.96.0.0/16")
+            .replace("[apiserver]", "[pki]\nkey_algorithm = \"x\"\n[apiserver]");
+        let d = diags(&text);
+        for f in ["hosts[0].address", "cluster.pod_cidr", "pki.key_algorithm"] {
+            assert!(d.iter().any(|d| d.field == f), "{f} missing from {d:#?}");
+        }
+    }
+
+    #[test]
+    fn type_errors_and_syntax_errors_have_lines() {
+        let d = diags(&GOOD.replace("vip = \"192.168.0.88\"", "vip = \"192.168.0.88\"\nport = \"6443\""));
+        assert_eq!(d[0].line, Some(9), "{d:?}");
+        match parse_and_validate(Path::new("c.toml"), "[cluster\nname = 1") {
+            Err(ConfigError::Syntax { line, .. }) => assert_eq!(line, Some(1)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -4,8 +4,6 @@
 //! writes for RSA) and SEC1 (`EC PRIVATE KEY`, what cfssl writes for ECDSA) and converts to PKCS#8.
 
 use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_RSA_SHA256};
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::EncodePrivateKey;
 use rustls_pki_types::PrivatePkcs8KeyDer;
 
 use crate::config::KeyAlgorithm;
@@ -34,9 +32,14 @@ pub fn generate(algo: KeyAlgorithm) -> Result<KeyPair, KeyError> {
                 KeyAlgorithm::Rsa3072 => 3072,
                 _ => 4096,
             };
-            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits).map_err(|e| KeyError::Generate(e.to_string()))?;
-            let der = key.to_pkcs8_der().map_err(|e| KeyError::Generate(e.to_string()))?;
-            let der = PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
+            // ring cannot generate RSA keys; OpenSSL (already linked for libssh2) does it several
+            // times faster than the pure-Rust `rsa` crate, which matters for large clusters.
+            let generate_der = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
+                let rsa = openssl::rsa::Rsa::generate(bits)?;
+                openssl::pkey::PKey::from_rsa(rsa)?.private_key_to_pkcs8()
+            };
+            let der = generate_der().map_err(|e| KeyError::Generate(e.to_string()))?;
+            let der = PrivatePkcs8KeyDer::from(der);
             KeyPair::from_pkcs8_der_and_sign_algo(&der, &PKCS_RSA_SHA256).map_err(|e| KeyError::Generate(e.to_string()))
         }
     }
@@ -47,10 +50,7 @@ pub fn load_pem(pem_text: &str) -> Result<KeyPair, KeyError> {
     let block = pem::parse(pem_text).map_err(|_| KeyError::NotPem)?;
     let pkcs8 = match block.tag() {
         "PRIVATE KEY" => block.contents().to_vec(),
-        "RSA PRIVATE KEY" => {
-            let k = rsa::RsaPrivateKey::from_pkcs1_der(block.contents()).map_err(|e| KeyError::Parse(e.to_string()))?;
-            k.to_pkcs8_der().map_err(|e| KeyError::Parse(e.to_string()))?.as_bytes().to_vec()
-        }
+        "RSA PRIVATE KEY" => pkcs1_to_pkcs8(block.contents())?,
         "EC PRIVATE KEY" => sec1_to_pkcs8(block.contents())?,
         "ENCRYPTED PRIVATE KEY" => {
             return Err(KeyError::UnsupportedPem("ENCRYPTED PRIVATE KEY (decrypt it first: openssl pkey -in KEY -out PLAIN)".into()));
@@ -70,88 +70,16 @@ fn from_pkcs8(der: &[u8]) -> Result<KeyPair, KeyError> {
     Err(KeyError::UnsupportedType("only RSA (2048-4096 bits) and ECDSA P-256/P-384 keys are supported".into()))
 }
 
-// --- a minimal DER reader/writer, enough to rewrap an SEC1 EC key as PKCS#8 ---------------------
-
-fn der_read(input: &[u8]) -> Result<(u8, &[u8], &[u8]), KeyError> {
-    let bad = || KeyError::Parse("malformed DER".into());
-    let (&tag, rest) = input.split_first().ok_or_else(bad)?;
-    let (&l0, mut rest) = rest.split_first().ok_or_else(bad)?;
-    let len = if l0 < 0x80 {
-        l0 as usize
-    } else {
-        let n = (l0 & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return Err(bad());
-        }
-        let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
-        rest = &rest[n..];
-        len
-    };
-    if rest.len() < len {
-        return Err(bad());
-    }
-    Ok((tag, &rest[..len], &rest[len..]))
-}
-
-fn der_write(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len.to_be_bytes().iter().copied().skip_while(|&b| b == 0).collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
-
-/// SEC1 `ECPrivateKey` -> PKCS#8 `PrivateKeyInfo`. The curve comes from the key's parameters,
-/// which PKCS#8 moves into the algorithm identifier.
+/// SEC1 `ECPrivateKey` -> PKCS#8 `PrivateKeyInfo` (the curve moves into the algorithm identifier).
 fn sec1_to_pkcs8(sec1: &[u8]) -> Result<Vec<u8>, KeyError> {
-    let (tag, body, _) = der_read(sec1)?;
-    if tag != 0x30 {
-        return Err(KeyError::Parse("EC key is not a SEQUENCE".into()));
-    }
-    let (_vt, version, rest) = der_read(body)?;
-    if version != [1] {
-        return Err(KeyError::Parse("unsupported ECPrivateKey version".into()));
-    }
-    let (pt, private, mut rest) = der_read(rest)?;
-    if pt != 0x04 {
-        return Err(KeyError::Parse("ECPrivateKey without private key octets".into()));
-    }
-    let (mut curve, mut public) = (None, None);
-    while !rest.is_empty() {
-        let (t, v, r) = der_read(rest)?;
-        match t {
-            0xa0 => curve = Some(der_read(v)?.1.to_vec()),
-            0xa1 => public = Some(v.to_vec()),
-            _ => {}
-        }
-        rest = r;
-    }
-    let curve = curve.ok_or_else(|| KeyError::Parse("EC key names no curve".into()))?;
-    if curve != OID_P256 && curve != OID_P384 {
-        return Err(KeyError::UnsupportedType("EC curve other than P-256/P-384".into()));
-    }
-    let public = public.ok_or_else(|| KeyError::Parse("EC key without its public key".into()))?;
-    // ECPrivateKey without the (now redundant) parameters
-    let mut inner = der_write(0x02, &[1]);
-    inner.extend(der_write(0x04, private));
-    inner.extend(der_write(0xa1, &public));
-    let inner = der_write(0x30, &inner);
-    let mut alg = der_write(0x06, OID_EC_PUBLIC_KEY);
-    alg.extend(der_write(0x06, &curve));
-    let mut info = der_write(0x02, &[0]);
-    info.extend(der_write(0x30, &alg));
-    info.extend(der_write(0x04, &inner));
-    Ok(der_write(0x30, &info))
+    let ec = openssl::ec::EcKey::private_key_from_der(sec1).map_err(|e| KeyError::Parse(e.to_string()))?;
+    openssl::pkey::PKey::from_ec_key(ec).and_then(|k| k.private_key_to_pkcs8()).map_err(|e| KeyError::Parse(e.to_string()))
+}
+
+/// PKCS#1 `RSAPrivateKey` -> PKCS#8 `PrivateKeyInfo`.
+fn pkcs1_to_pkcs8(pkcs1: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let rsa = openssl::rsa::Rsa::private_key_from_der(pkcs1).map_err(|e| KeyError::Parse(e.to_string()))?;
+    openssl::pkey::PKey::from_rsa(rsa).and_then(|k| k.private_key_to_pkcs8()).map_err(|e| KeyError::Parse(e.to_string()))
 }
 
 /// Does the private key belong to the certificate with this SubjectPublicKeyInfo (DER)?
@@ -178,15 +106,6 @@ pub fn describe_spki(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn der_roundtrip_long_lengths() {
-        let content = vec![7u8; 300];
-        let enc = der_write(0x04, &content);
-        let (t, v, rest) = der_read(&enc).unwrap();
-        assert_eq!((t, v.len(), rest.len()), (0x04, 300, 0));
-        assert!(der_read(&enc[..10]).is_err(), "truncated DER is refused");
-    }
 
     #[test]
     fn generated_keys_reload() {

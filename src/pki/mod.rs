@@ -130,15 +130,13 @@ impl Store {
     }
     /// Write files that must not exist yet, creating private directories.
     fn write_new_files(&self, files: &[Pending]) -> Result<Vec<String>, PkiError> {
-        let mut written = Vec::new();
         for f in files {
-            let path = self.path(&f.rel);
-            self.make_dirs(&path)?;
-            if crate::fsutil::write_new(&path, f.bytes.as_bytes(), f.mode).map_err(|source| PkiError::Write { path: path.clone(), source })? {
-                written.push(f.rel.clone());
-            }
+            self.make_dirs(&self.path(&f.rel))?;
         }
-        Ok(written)
+        let paths: Vec<PathBuf> = files.iter().map(|f| self.path(&f.rel)).collect();
+        let items: Vec<(&Path, &[u8], u32)> = files.iter().zip(&paths).map(|(f, p)| (p.as_path(), f.bytes.as_bytes(), f.mode)).collect();
+        let done = crate::fsutil::write_new_many(&items).map_err(|source| PkiError::Write { path: self.dir.clone(), source })?;
+        Ok(files.iter().zip(done).filter(|(_, w)| *w).map(|(f, _)| f.rel.clone()).collect())
     }
     /// Replace files on purpose (renew), atomically.
     fn replace_files(&self, files: &[Pending]) -> Result<Vec<String>, PkiError> {
