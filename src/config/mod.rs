@@ -61,7 +61,7 @@ pub struct RawCluster {
     pub proxy_mode: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RawApiserver {
     /// The virtual IP held by the LB pair (keepalived). Optional.
     pub vip: Option<String>,
@@ -73,6 +73,13 @@ pub struct RawApiserver {
     /// Extra SANs (names or addresses) for every apiserver cert.
     #[serde(default)]
     pub extra_sans: Vec<String>,
+}
+
+impl Default for RawApiserver {
+    /// What an absent `[apiserver]` table means: the same defaults as its absent keys.
+    fn default() -> Self {
+        RawApiserver { vip: None, lb_names: Vec::new(), port: defaults::apiserver_port(), extra_sans: Vec::new() }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

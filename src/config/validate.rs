@@ -623,3 +623,17 @@ roles = ["lb"]
         }
     }
 }
+
+#[cfg(test)]
+mod regression {
+    use super::*;
+
+    /// A file without an `[apiserver]` table got port 0 from `Default` instead of 6443.
+    #[test]
+    fn absent_apiserver_table_means_port_6443() {
+        let text = "[cluster]\nname = \"a\"\n[[hosts]]\nname = \"m\"\naddress = \"10.1.2.3\"\nroles = [\"master\", \"etcd\"]\n";
+        let c = parse_and_validate(Path::new("cluster.toml"), text).unwrap();
+        assert_eq!(c.apiserver.port, 6443);
+        assert_eq!(c.endpoint_url(), "https://10.1.2.3:6443");
+    }
+}
