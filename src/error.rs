@@ -39,6 +39,8 @@ pub enum Error {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
     /// A precondition refused the run. `problems` are listed one per line.
     #[error("{what}")]
     Refused { what: String, problems: Vec<String>, hint: Option<String> },
@@ -58,6 +60,7 @@ impl Error {
         match self {
             Error::Config(e) => Reportable::exit(e),
             Error::Pki(e) => Reportable::exit(e),
+            Error::Render(e) => Reportable::exit(e),
             Error::Refused { .. } => Exit::Refused,
             Error::Failed { .. } | Error::Other { .. } => Exit::Failure,
         }
@@ -66,6 +69,7 @@ impl Error {
         match self {
             Error::Config(e) => Reportable::hint(e),
             Error::Pki(e) => Reportable::hint(e),
+            Error::Render(e) => Reportable::hint(e),
             Error::Refused { hint, .. } | Error::Failed { hint, .. } | Error::Other { hint, .. } => hint.clone(),
         }
     }

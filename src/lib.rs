@@ -3,11 +3,13 @@
 //! The library holds all the logic; the `kbin` binary is a thin clap layer over it.
 //! - [`config`]: the cluster file, parsed and validated into a [`config::Cluster`].
 //! - [`pki`]: kbin's own certificate authority, driven by the cert table in `pki-profiles/`.
+//! - [`render`]: every file kbin writes on a host, from the templates in `unit-templates/`.
 
 pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod output;
 pub mod pki;
+pub mod render;
 
 pub use error::{Error, Exit, Result};

@@ -99,6 +99,7 @@ fn kubeconfigs_parse_back_and_point_at_the_vip() {
         ("kube-controller-manager", "system:kube-controller-manager"),
         ("kube-scheduler", "system:kube-scheduler"),
         ("kube-proxy", "system:kube-proxy"),
+        ("flannel", "flannel"),
         ("bootstrap", "kubelet-bootstrap"),
     ] {
         let text = std::fs::read_to_string(pki.join(format!("kubeconfigs/{file}.kubeconfig"))).unwrap();
@@ -251,8 +252,8 @@ fn inspect_lists_every_certificate() {
     let out = d.kbin(&["pki", "inspect", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
     let certs = v.as_array().unwrap();
-    // 3 CAs, 3 apiservers, 3x2 etcd, 3 kubelets, 9 clients
-    assert_eq!(certs.len(), 24);
+    // 3 CAs, 3 apiservers, 3x2 etcd, 3 kubelets, 10 clients
+    assert_eq!(certs.len(), 25);
     let api = certs.iter().find(|c| c["name"] == "apiserver/cp2").unwrap();
     assert_eq!(api["issuer"], "CN=kubernetes-ca");
     assert_eq!(api["key"], "ECDSA P-256");

@@ -8,6 +8,7 @@ use kbin::output::Printer;
 
 mod completions;
 mod pki;
+mod render;
 
 /// Build and run highly-available Kubernetes clusters from the official release binaries.
 ///
@@ -37,6 +38,8 @@ pub enum Command {
     /// Certificates, keys, tokens and kubeconfigs: kbin's own CA
     #[command(subcommand)]
     Pki(pki::PkiCommand),
+    /// Render every file kbin would push to a host
+    Render(render::Args),
     /// Print shell completions for kbin
     Completions(completions::Args),
 }
@@ -65,6 +68,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Pki(cmd) => pki::exec(&cli.global, cmd),
+        Command::Render(args) => render::exec(&cli.global, args),
         Command::Completions(args) => completions::exec(args),
     };
     match result {

@@ -59,6 +59,13 @@ pub struct RawCluster {
     /// kube-proxy mode: `iptables` (default) or `ipvs`.
     #[serde(default = "defaults::proxy_mode")]
     pub proxy_mode: String,
+    /// Also give kube-apiserver the static `token.csv` (`--token-auth-file`), for clusters that
+    /// authenticate kubelet bootstrap that way.
+    #[serde(default)]
+    pub token_auth_file: bool,
+    /// A directory (relative to the cluster file) whose `<name>.hbs` files override kbin's
+    /// built-in templates.
+    pub templates_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -342,6 +349,8 @@ pub struct Cluster {
     pub cluster_dns: IpAddr,
     pub cluster_domain: String,
     pub proxy_mode: String,
+    pub token_auth_file: bool,
+    pub templates_dir: Option<PathBuf>,
     pub apiserver: Apiserver,
     pub bastion: Option<Bastion>,
     pub pki: Pki,

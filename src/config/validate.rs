@@ -203,6 +203,13 @@ pub(super) fn parse_and_validate(path: &Path, text: &str) -> Result<Cluster, Con
     }
 }
 
+fn state_dir_for(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
     let cl = &raw.cluster;
     if !is_dns_name(&cl.name) {
@@ -401,6 +408,9 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
                 c.error(&[k("hosts"), Seg::Index(i), k("labels"), Seg::Index(j)], format!("{l:?} is not key=value"), Some("write labels as \"key=value\""));
             }
         }
+        if roles.contains(&Role::Lb) && roles.contains(&Role::Master) {
+            c.error(&at("roles"), format!("{} has both the lb and master roles: nginx and kube-apiserver would both listen on port {}", h.name, api.port), Some("put the LB pair on hosts without the master role"));
+        }
         if let Some(a) = addr {
             hosts.push(Host {
                 name: h.name.clone(),
@@ -444,10 +454,7 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
 
     let (Some(svc), Some(pod), Some(dns), Some(algo)) = (svc, pod, dns, algo) else { return None };
     let file = path.to_path_buf();
-    let state_dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let state_dir = state_dir_for(path);
     Some(Cluster {
         file,
         state_dir,
@@ -460,6 +467,8 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         cluster_dns: dns,
         cluster_domain: cl.cluster_domain.clone(),
         proxy_mode: cl.proxy_mode.clone(),
+        token_auth_file: cl.token_auth_file,
+        templates_dir: cl.templates_dir.as_ref().map(|d| state_dir_for(path).join(d)),
         apiserver: Apiserver { vip, lb_names: api.lb_names.clone(), port: api.port, extra_sans: api.extra_sans.clone() },
         bastion,
         pki: Pki { key_algorithm: algo, ca_validity_days: raw.pki.ca_validity_days, leaf_validity_days: raw.pki.leaf_validity_days },

@@ -203,7 +203,7 @@ mod tests {
         // every client a binary install needs is in the table
         for id in [
             "apiserver", "etcd-server", "etcd-peer", "admin", "super-admin", "controller-manager", "scheduler",
-            "kube-proxy", "apiserver-kubelet-client", "apiserver-etcd-client", "etcd-healthcheck-client",
+            "kube-proxy", "flannel", "apiserver-kubelet-client", "apiserver-etcd-client", "etcd-healthcheck-client",
             "front-proxy-client",
         ] {
             assert!(p.cert(id).is_some(), "{id} missing from certs.toml");

@@ -1,0 +1,359 @@
+//! Every file kbin writes on a host, rendered from the Handlebars templates in `unit-templates/`.
+//!
+//! Templates are embedded in the binary and can be overridden, one by one, from the directory named
+//! by `cluster.templates_dir`. Rendering is strict (an unknown variable is an error) and never
+//! HTML-escapes. [`host_files`] is the single list of what goes where on a host; `kbin render`
+//! writes exactly that list, and the deploy phases push exactly that list.
+
+use std::path::{Path, PathBuf};
+
+use handlebars::Handlebars;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::config::{Cluster, Host, Role, url_for};
+use crate::error::Reportable;
+use crate::pki::{self, profile::Profile};
+
+/// The built-in templates: (name, text).
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("etcd.service", include_str!("../unit-templates/etcd.service.hbs")),
+    ("etcd.yml", include_str!("../unit-templates/etcd.yml.hbs")),
+    ("kube-apiserver.service", include_str!("../unit-templates/kube-apiserver.service.hbs")),
+    ("kube-controller-manager.service", include_str!("../unit-templates/kube-controller-manager.service.hbs")),
+    ("kube-scheduler.service", include_str!("../unit-templates/kube-scheduler.service.hbs")),
+    ("kubelet.service", include_str!("../unit-templates/kubelet.service.hbs")),
+    ("kubelet-config.yaml", include_str!("../unit-templates/kubelet-config.yaml.hbs")),
+    ("kube-proxy.service", include_str!("../unit-templates/kube-proxy.service.hbs")),
+    ("kube-proxy-config.yaml", include_str!("../unit-templates/kube-proxy-config.yaml.hbs")),
+    ("flanneld.service", include_str!("../unit-templates/flanneld.service.hbs")),
+    ("flannel-net-conf.json", include_str!("../unit-templates/flannel-net-conf.json.hbs")),
+    ("10-flannel.conflist", include_str!("../unit-templates/10-flannel.conflist.hbs")),
+    ("containerd.service", include_str!("../unit-templates/containerd.service.hbs")),
+    ("containerd-config.toml", include_str!("../unit-templates/containerd-config.toml.hbs")),
+    ("nginx.conf", include_str!("../unit-templates/nginx.conf.hbs")),
+    ("keepalived.conf", include_str!("../unit-templates/keepalived.conf.hbs")),
+    ("check_nginx.sh", include_str!("../unit-templates/check_nginx.sh.hbs")),
+    ("kbin-k8s-sysctl.conf", include_str!("../unit-templates/kbin-k8s-sysctl.conf.hbs")),
+    ("kbin-k8s-modules.conf", include_str!("../unit-templates/kbin-k8s-modules.conf.hbs")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {name} ({}) is invalid: {message}", origin.display())]
+    Template { name: String, origin: PathBuf, message: String },
+    #[error("rendering {name} for {host} failed: {message}")]
+    Render { name: String, host: String, message: String },
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is missing: {host} needs it", path.display())]
+    MissingPki { host: String, path: PathBuf },
+    #[error("no host named {0:?} in the cluster file")]
+    UnknownHost(String),
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Reportable for RenderError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            RenderError::Template { .. } => "fix the template; variables are listed in README.md (Templates)".into(),
+            RenderError::Render { .. } => "an overriding template uses a variable kbin does not provide; compare it with the built-in one".into(),
+            RenderError::Read { .. } => "check templates_dir in the cluster file".into(),
+            RenderError::MissingPki { .. } => "run `kbin pki init` first".into(),
+            RenderError::UnknownHost(_) => "use a host name or address from the cluster file".into(),
+            RenderError::Write { .. } => "check that the output directory is writable".into(),
+        })
+    }
+}
+
+/// The template registry: built-ins, overridden by `templates_dir`.
+pub struct Templates {
+    hb: Handlebars<'static>,
+}
+
+impl Templates {
+    pub fn load(cluster: &Cluster) -> Result<Templates, RenderError> {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        hb.register_escape_fn(handlebars::no_escape);
+        for (name, text) in BUILTIN {
+            let (text, origin) = match &cluster.templates_dir {
+                Some(dir) => {
+                    let path = dir.join(format!("{name}.hbs"));
+                    match std::fs::read_to_string(&path) {
+                        Ok(t) => (t, path),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (text.to_string(), PathBuf::from(format!("unit-templates/{name}.hbs"))),
+                        Err(source) => return Err(RenderError::Read { path, source }),
+                    }
+                }
+                None => (text.to_string(), PathBuf::from(format!("unit-templates/{name}.hbs"))),
+            };
+            hb.register_template_string(name, text)
+                .map_err(|e| RenderError::Template { name: name.to_string(), origin, message: e.to_string() })?;
+        }
+        Ok(Templates { hb })
+    }
+
+    pub fn render(&self, name: &str, host: &str, ctx: &Value) -> Result<String, RenderError> {
+        self.hb.render(name, ctx).map_err(|e| RenderError::Render { name: name.to_string(), host: host.to_string(), message: e.to_string() })
+    }
+}
+
+/// Per-run inputs that are not in the cluster file.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `existing` when the member joins a running etcd cluster (`kbin etcd add`); `new` otherwise.
+    pub etcd_existing: bool,
+}
+
+/// The variables every template sees.
+pub fn context(cluster: &Cluster, host: &Host, opts: &Options) -> Value {
+    let etcd: Vec<&Host> = cluster.hosts_with(Role::Etcd).collect();
+    let addr = |h: &Host| {
+        let a = h.address.to_string();
+        if h.address.is_ipv6() { format!("[{a}]") } else { a }
+    };
+    let initial_cluster = etcd.iter().map(|h| format!("{}=https://{}:2380", h.name, addr(h))).collect::<Vec<_>>().join(",");
+    let client_urls = etcd.iter().map(|h| format!("https://{}:2379", addr(h))).collect::<Vec<_>>().join(",");
+    let lbs: Vec<&Host> = cluster.hosts_with(Role::Lb).collect();
+    let top = lbs.iter().map(|h| h.lb_priority).max().unwrap_or(0);
+    json!({
+        "cluster": {
+            "name": cluster.name,
+            "service_cidr": cluster.service_cidr.to_string(),
+            "pod_cidr": cluster.pod_cidr.to_string(),
+            "cluster_dns": cluster.cluster_dns.to_string(),
+            "domain": cluster.cluster_domain,
+            "service_ip": cluster.service_ip().to_string(),
+            "proxy_mode": cluster.proxy_mode,
+            "ipvs": cluster.proxy_mode == "ipvs",
+            "apiserver_port": cluster.apiserver.port,
+            "endpoint_url": cluster.endpoint_url(),
+            "token_auth_file": cluster.token_auth_file,
+            "kubernetes_version": cluster.kubernetes_version,
+        },
+        "host": {
+            "name": host.name,
+            "address": host.address.to_string(),
+            "address_url": addr(host),
+            "labels": host.labels.join(","),
+        },
+        "layout": cluster.layout,
+        "etcd": {
+            "initial_cluster": initial_cluster,
+            "client_urls": client_urls,
+            "token": format!("etcd-{}", cluster.name),
+            "state": if opts.etcd_existing { "existing" } else { "new" },
+        },
+        "lb": {
+            "vip": cluster.apiserver.vip.map(|v| v.to_string()).unwrap_or_default(),
+            "interface": host.lb_interface,
+            "priority": host.lb_priority,
+            "state": if host.lb_priority == top { "MASTER" } else { "BACKUP" },
+            "router_id": cluster.lb.virtual_router_id,
+            "unicast": cluster.lb.unicast,
+            "peers": lbs.iter().filter(|h| h.name != host.name).map(|h| h.address.to_string()).collect::<Vec<_>>(),
+            "upstreams": cluster.hosts_with(Role::Master).map(|h| json!({"name": h.name, "address": addr(h), "port": cluster.apiserver.port})).collect::<Vec<_>>(),
+        },
+    })
+}
+
+/// Which part of the cluster a file belongs to (the deploy command that pushes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Component {
+    Etcd,
+    Master,
+    Node,
+    Lb,
+}
+
+/// One file on a host.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostFile {
+    /// Absolute path on the host.
+    pub path: String,
+    pub mode: u32,
+    #[serde(skip)]
+    pub content: Vec<u8>,
+    /// Private key, token or kubeconfig: never printed.
+    pub secret: bool,
+    pub component: Component,
+    /// Services to restart when this file changes.
+    pub restarts: Vec<String>,
+    /// Where the content comes from (a template name or a pki file), for people.
+    pub source: String,
+}
+
+struct Builder<'a> {
+    host: &'a Host,
+    templates: &'a Templates,
+    ctx: Value,
+    store: pki::Store,
+    files: Vec<HostFile>,
+}
+
+impl Builder<'_> {
+    fn template(&mut self, component: Component, name: &str, path: String, mode: u32, restarts: &[&str]) -> Result<(), RenderError> {
+        let text = self.templates.render(name, &self.host.name, &self.ctx)?;
+        self.files.push(HostFile { path, mode, content: text.into_bytes(), secret: false, component, restarts: restarts.iter().map(|s| s.to_string()).collect(), source: format!("template {name}") });
+        Ok(())
+    }
+    fn pki(&mut self, component: Component, rel: &str, path: String, restarts: &[&str]) -> Result<(), RenderError> {
+        let local = self.store.path(rel);
+        let content = match std::fs::read(&local) {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RenderError::MissingPki { host: self.host.name.clone(), path: local }),
+            Err(source) => return Err(RenderError::Read { path: local, source }),
+        };
+        let secret = rel.ends_with(".key") || rel.ends_with(".kubeconfig") || rel == pki::TOKEN_CSV;
+        self.files.push(HostFile { path, mode: if secret { 0o600 } else { 0o644 }, content, secret, component, restarts: restarts.iter().map(|s| s.to_string()).collect(), source: format!("pki/{rel}") });
+        Ok(())
+    }
+}
+
+/// Every file kbin writes on `host` (binaries excepted: see [`binaries`]).
+pub fn host_files(cluster: &Cluster, host: &Host, templates: &Templates, opts: &Options) -> Result<Vec<HostFile>, RenderError> {
+    let profile = Profile::builtin();
+    let file_of = |id: &str| -> String {
+        profile.cert(id).map(|r| r.file.replace("{host}", &host.name)).or_else(|| profile.ca(id).map(|r| r.file.clone())).expect("id from the table")
+    };
+    let kubeconfig_of = |id: &str| -> String { profile.kubeconfigs.iter().find(|k| k.id == id).expect("id from the table").file.clone() };
+    let l = &cluster.layout;
+    let mut b = Builder { host, templates, ctx: context(cluster, host, opts), store: pki::Store::new(cluster.pki_dir()), files: Vec::new() };
+    use Component::*;
+
+    if host.has(Role::Etcd) {
+        let r = &["etcd"];
+        b.template(Etcd, "etcd.yml", format!("{}/etcd.yml", l.etcd_cfg), 0o644, r)?;
+        b.template(Etcd, "etcd.service", format!("{}/etcd.service", l.units), 0o644, r)?;
+        b.pki(Etcd, &format!("{}.crt", file_of("etcd-ca")), format!("{}/ca.crt", l.etcd_ssl), r)?;
+        for (id, name) in [("etcd-server", "server"), ("etcd-peer", "peer")] {
+            b.pki(Etcd, &format!("{}.crt", file_of(id)), format!("{}/{name}.crt", l.etcd_ssl), r)?;
+            b.pki(Etcd, &format!("{}.key", file_of(id)), format!("{}/{name}.key", l.etcd_ssl), r)?;
+        }
+    }
+    if host.has(Role::Master) {
+        let api = &["kube-apiserver"];
+        let cm = &["kube-controller-manager"];
+        let all = &["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+        b.pki(Master, &format!("{}.crt", file_of("ca")), format!("{}/ca.crt", l.k8s_ssl), all)?;
+        b.pki(Master, &format!("{}.key", file_of("ca")), format!("{}/ca.key", l.k8s_ssl), cm)?;
+        b.pki(Master, &format!("{}.crt", file_of("etcd-ca")), format!("{}/etcd-ca.crt", l.k8s_ssl), api)?;
+        b.pki(Master, &format!("{}.crt", file_of("front-proxy-ca")), format!("{}/front-proxy-ca.crt", l.k8s_ssl), &["kube-apiserver", "kube-controller-manager"])?;
+        for (id, name) in [
+            ("apiserver", "apiserver"),
+            ("apiserver-kubelet-client", "apiserver-kubelet-client"),
+            ("apiserver-etcd-client", "apiserver-etcd-client"),
+            ("front-proxy-client", "front-proxy-client"),
+        ] {
+            b.pki(Master, &format!("{}.crt", file_of(id)), format!("{}/{name}.crt", l.k8s_ssl), api)?;
+            b.pki(Master, &format!("{}.key", file_of(id)), format!("{}/{name}.key", l.k8s_ssl), api)?;
+        }
+        b.pki(Master, pki::SA_KEY, format!("{}/sa.key", l.k8s_ssl), &["kube-apiserver", "kube-controller-manager"])?;
+        b.pki(Master, pki::SA_PUB, format!("{}/sa.pub", l.k8s_ssl), api)?;
+        b.pki(Master, &kubeconfig_of("controller-manager"), format!("{}/kube-controller-manager.kubeconfig", l.k8s_cfg), cm)?;
+        b.pki(Master, &kubeconfig_of("scheduler"), format!("{}/kube-scheduler.kubeconfig", l.k8s_cfg), &["kube-scheduler"])?;
+        if cluster.token_auth_file {
+            b.pki(Master, pki::TOKEN_CSV, format!("{}/token.csv", l.k8s_cfg), api)?;
+        }
+        for unit in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+            b.template(Master, &format!("{unit}.service"), format!("{}/{unit}.service", l.units), 0o644, &[unit])?;
+        }
+    }
+    if host.has(Role::Node) {
+        let kubelet = &["kubelet"];
+        let proxy = &["kube-proxy"];
+        let flannel = &["flanneld"];
+        b.pki(Node, &format!("{}.crt", file_of("ca")), format!("{}/ca.crt", l.k8s_ssl), kubelet)?;
+        b.pki(Node, &format!("{}.crt", file_of("kubelet")), format!("{}/kubelet.crt", l.k8s_ssl), kubelet)?;
+        b.pki(Node, &format!("{}.key", file_of("kubelet")), format!("{}/kubelet.key", l.k8s_ssl), kubelet)?;
+        b.pki(Node, &kubeconfig_of("bootstrap"), format!("{}/bootstrap.kubeconfig", l.k8s_cfg), kubelet)?;
+        b.pki(Node, &kubeconfig_of("kube-proxy"), format!("{}/kube-proxy.kubeconfig", l.k8s_cfg), proxy)?;
+        b.pki(Node, &kubeconfig_of("flannel"), format!("{}/flannel.kubeconfig", l.k8s_cfg), flannel)?;
+        b.template(Node, "kubelet-config.yaml", format!("{}/kubelet-config.yaml", l.k8s_cfg), 0o644, kubelet)?;
+        b.template(Node, "kube-proxy-config.yaml", format!("{}/kube-proxy-config.yaml", l.k8s_cfg), 0o644, proxy)?;
+        b.template(Node, "flannel-net-conf.json", format!("{}/flannel-net-conf.json", l.k8s_cfg), 0o644, flannel)?;
+        b.template(Node, "10-flannel.conflist", "/etc/cni/net.d/10-flannel.conflist".into(), 0o644, &[])?;
+        b.template(Node, "containerd-config.toml", "/etc/containerd/config.toml".into(), 0o644, &["containerd"])?;
+        b.template(Node, "kbin-k8s-sysctl.conf", "/etc/sysctl.d/99-kubernetes.conf".into(), 0o644, &[])?;
+        b.template(Node, "kbin-k8s-modules.conf", "/etc/modules-load.d/kubernetes.conf".into(), 0o644, &[])?;
+        for unit in ["containerd", "flanneld", "kubelet", "kube-proxy"] {
+            b.template(Node, &format!("{unit}.service"), format!("{}/{unit}.service", l.units), 0o644, &[unit])?;
+        }
+    }
+    if host.has(Role::Lb) {
+        b.template(Lb, "nginx.conf", "/etc/nginx/nginx.conf".into(), 0o644, &["nginx"])?;
+        b.template(Lb, "keepalived.conf", "/etc/keepalived/keepalived.conf".into(), 0o644, &["keepalived"])?;
+        b.template(Lb, "check_nginx.sh", "/etc/keepalived/check_nginx.sh".into(), 0o755, &[])?;
+    }
+    // A host with several roles gets shared files (ca.crt) once.
+    let mut seen = std::collections::HashSet::new();
+    b.files.retain(|f| seen.insert(f.path.clone()));
+    Ok(b.files)
+}
+
+/// A release binary a host needs: (component from the artifact catalog, file name in the
+/// release archive, absolute path on the host).
+#[derive(Debug, Clone, Serialize)]
+pub struct Binary {
+    pub component: &'static str,
+    pub name: &'static str,
+    pub path: String,
+}
+
+/// The release binaries `host` needs.
+pub fn binaries(cluster: &Cluster, host: &Host) -> Vec<Binary> {
+    let l = &cluster.layout;
+    let mut out = Vec::new();
+    let mut add = |component: &'static str, name: &'static str, dir: &str| out.push(Binary { component, name, path: format!("{dir}/{name}") });
+    if host.has(Role::Etcd) {
+        add("etcd", "etcd", &l.etcd_bin);
+        add("etcd", "etcdctl", &l.etcd_bin);
+    }
+    if host.has(Role::Master) {
+        for n in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"] {
+            add(n, n, &l.k8s_bin);
+        }
+    }
+    if host.has(Role::Node) {
+        add("kubelet", "kubelet", &l.k8s_bin);
+        add("kube-proxy", "kube-proxy", &l.k8s_bin);
+        add("flannel", "flanneld", &l.k8s_bin);
+        add("containerd", "containerd", "/usr/local/bin");
+        add("runc", "runc", "/usr/local/sbin");
+        add("crictl", "crictl", "/usr/local/bin");
+    }
+    out
+}
+
+/// Resolve `name_or_address` to a host of the cluster.
+pub fn find_host<'c>(cluster: &'c Cluster, name_or_address: &str) -> Result<&'c Host, RenderError> {
+    cluster.host(name_or_address).ok_or_else(|| RenderError::UnknownHost(name_or_address.to_string()))
+}
+
+/// Write `files` under `out` as they would be on the host (`out/opt/etcd/cfg/etcd.yml`).
+pub fn write_tree(out: &Path, files: &[HostFile]) -> Result<(), RenderError> {
+    for f in files {
+        let path = out.join(f.path.trim_start_matches('/'));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| RenderError::Write { path: dir.to_path_buf(), source })?;
+        }
+        crate::fsutil::write_atomic(&path, &f.content, f.mode).map_err(|source| RenderError::Write { path, source })?;
+    }
+    Ok(())
+}
+
+/// `https://host:port` of a host's own apiserver.
+pub fn apiserver_url(cluster: &Cluster, host: &Host) -> String {
+    url_for(&host.address.to_string(), cluster.apiserver.port)
+}
