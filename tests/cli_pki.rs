@@ -181,7 +181,7 @@ fn vip_added_later_is_reported_then_renewed_on_purpose() {
     assert!(err.contains("apiserver/master2"), "{err}");
 
     let key_before = before["hosts/master1/apiserver.key"].clone();
-    d.kbin(&["pki", "renew", "apiserver", "admin", "super-admin", "controller-manager", "scheduler", "kube-proxy", "kubeconfig/bootstrap"]).ok();
+    d.kbin(&["pki", "renew", "apiserver", "admin", "super-admin", "controller-manager", "scheduler", "kube-proxy", "flannel", "kubeconfig/bootstrap"]).ok();
     d.kbin(&["pki", "check"]).ok();
     assert!(x509_text(&d.pki(), "hosts/master1/apiserver.crt").contains("IP Address:192.168.0.88"));
     assert_eq!(std::fs::read(d.pki().join("hosts/master1/apiserver.key")).unwrap(), key_before, "renew keeps the key");
