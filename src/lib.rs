@@ -7,9 +7,11 @@
 
 pub mod config;
 pub mod error;
+pub mod etcd;
 pub mod fsutil;
 pub mod output;
 pub mod pki;
 pub mod render;
+pub mod tls;
 
 pub use error::{Error, Exit, Result};

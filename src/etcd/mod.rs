@@ -1,0 +1,3 @@
+//! etcd: the JSON API client used to check and change a running cluster.
+
+pub mod api;

@@ -1,0 +1,129 @@
+//! kbin's etcd client against a real etcd (v3.5.1, the upstream build the lab repacks from PyPI)
+//! on loopback, with certificates from `kbin pki init` and mutual TLS enforced.
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use kbin::etcd::api::Client;
+use kbin::tls::Identity;
+
+/// The etcd binary: $KBIN_ETCD_BIN, or extracted from the lab's cached release tarball.
+fn etcd_bin(dir: &std::path::Path) -> PathBuf {
+    if let Some(p) = std::env::var_os("KBIN_ETCD_BIN") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var("KBIN_LAB_CACHE").unwrap_or_else(|_| "/var/cache/kbin-lab".into());
+    let tarball = PathBuf::from(cache).join("dist/etcd-v3.5.1-linux-amd64.tar.gz");
+    assert!(tarball.exists(), "{} is missing: run `tests/lab/lab mirror` once (it repacks etcd v3.5.1 from PyPI), or set KBIN_ETCD_BIN", tarball.display());
+    let st = Command::new("tar").args(["-xzf", tarball.to_str().unwrap(), "-C", dir.to_str().unwrap()]).status().unwrap();
+    assert!(st.success());
+    dir.join("etcd-v3.5.1-linux-amd64/etcd")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Etcd {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_etcd(d: &Dir) -> Etcd {
+    let bin = etcd_bin(d.path());
+    let (client, peer) = (free_port(), free_port());
+    let pki = d.pki();
+    let p = |f: &str| pki.join(f).to_str().unwrap().to_string();
+    let child = Command::new(bin)
+        .args([
+            "--name=m1",
+            &format!("--data-dir={}", d.path().join("data").display()),
+            &format!("--listen-client-urls=https://127.0.0.1:{client}"),
+            &format!("--advertise-client-urls=https://127.0.0.1:{client}"),
+            &format!("--listen-peer-urls=https://127.0.0.1:{peer}"),
+            &format!("--initial-advertise-peer-urls=https://127.0.0.1:{peer}"),
+            &format!("--initial-cluster=m1=https://127.0.0.1:{peer}"),
+            &format!("--cert-file={}", p("hosts/m1/etcd-server.crt")),
+            &format!("--key-file={}", p("hosts/m1/etcd-server.key")),
+            &format!("--trusted-ca-file={}", p("etcd/ca.crt")),
+            "--client-cert-auth",
+            &format!("--peer-cert-file={}", p("hosts/m1/etcd-peer.crt")),
+            &format!("--peer-key-file={}", p("hosts/m1/etcd-peer.key")),
+            &format!("--peer-trusted-ca-file={}", p("etcd/ca.crt")),
+            "--peer-client-cert-auth",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Etcd { child, port: client }
+}
+
+fn identity(d: &Dir, client: &str) -> Identity {
+    let r = |f: &str| std::fs::read_to_string(d.pki().join(f)).unwrap();
+    Identity { ca_pem: r("etcd/ca.crt"), client: Some((r(&format!("{client}.crt")), r(&format!("{client}.key")))) }
+}
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+#[test]
+fn health_status_and_members_over_mutual_tls() {
+    let d = Dir::with_cluster(SMALL);
+    d.kbin(&["pki", "init"]).ok();
+    let etcd = start_etcd(&d);
+    let client = Client::new(&identity(&d, "etcd/healthcheck-client")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = TcpStream::connect(("127.0.0.1", etcd.port)).ok().and_then(|s| client.health(s, "127.0.0.1").ok()) == Some(true);
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "etcd did not become healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = client.status(connect(etcd.port), "127.0.0.1").unwrap();
+    assert_eq!(st.version, "3.5.1");
+    assert_eq!(st.leader, st.member_id, "a one-member cluster leads itself");
+    assert!(st.db_size > 0);
+    let members = client.member_list(connect(etcd.port), "127.0.0.1").unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].name, "m1");
+    assert_eq!(members[0].id, st.member_id);
+
+    // the apiserver's etcd client cert works too; a cert from another CA is refused by etcd
+    let api = Client::new(&identity(&d, "apiserver-etcd-client")).unwrap();
+    assert!(api.health(connect(etcd.port), "127.0.0.1").unwrap());
+    let other = Dir::with_cluster(SMALL);
+    other.kbin(&["pki", "init"]).ok();
+    let mut foreign = identity(&other, "etcd/healthcheck-client");
+    foreign.ca_pem = identity(&d, "etcd/healthcheck-client").ca_pem;
+    let stranger = Client::new(&foreign).unwrap();
+    assert!(stranger.health(connect(etcd.port), "127.0.0.1").is_err(), "etcd must refuse a client cert from another CA");
+    // and kbin refuses a server whose cert is not from the expected CA
+    let wrong_ca = Client::new(&identity(&other, "etcd/healthcheck-client")).unwrap();
+    let err = wrong_ca.health(connect(etcd.port), "127.0.0.1").unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+
+    // announce a second member (last: the cluster then waits for it and loses quorum)
+    let added = client.member_add(connect(etcd.port), "127.0.0.1", "https://127.0.0.9:2380").unwrap();
+    assert_eq!((added.name.as_str(), added.peer_urls.as_slice()), ("", &["https://127.0.0.9:2380".to_string()][..]));
+    let members = client.member_list(connect(etcd.port), "127.0.0.1").unwrap();
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().any(|m| m.id == added.id && m.name.is_empty()), "{members:?}");
+}
