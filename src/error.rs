@@ -6,8 +6,6 @@
 
 use std::fmt;
 
-
-
 /// Process exit codes, the same for every command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -39,6 +37,8 @@ pub enum Error {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
     /// A precondition refused the run. `problems` are listed one per line.
     #[error("{what}")]
     Refused { what: String, problems: Vec<String>, hint: Option<String> },
@@ -55,6 +55,7 @@ impl Error {
         match self {
             Error::Config(e) => Reportable::exit(e),
             Error::Pki(e) => Reportable::exit(e),
+            Error::Host(e) => Reportable::exit(e),
             Error::Refused { .. } => Exit::Refused,
             Error::Other { .. } => Exit::Failure,
         }
@@ -63,6 +64,7 @@ impl Error {
         match self {
             Error::Config(e) => Reportable::hint(e),
             Error::Pki(e) => Reportable::hint(e),
+            Error::Host(e) => Reportable::hint(e),
             Error::Refused { hint, .. } | Error::Other { hint, .. } => hint.clone(),
         }
     }

@@ -2,11 +2,13 @@
 //!
 //! The library holds all the logic; the `kbin` binary is a thin clap layer over it.
 //! - [`config`]: the cluster file, parsed and validated into a [`config::Cluster`].
+//! - [`host`]: the hosts over SSH (transport, host keys, sudo, bastion, atomic file pushes, checks).
 //! - [`pki`]: kbin's own certificate authority, driven by the cert table in `pki-profiles/`.
 
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod host;
 pub mod output;
 pub mod pki;
 
