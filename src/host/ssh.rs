@@ -734,6 +734,7 @@ dir=$(dirname -- "$dest") base=$(basename -- "$dest")
 mkdir -p -- "$dir"
 tmp=$(mktemp "$dir/.$base.kbin-XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
+trap 'exit 1' HUP INT TERM PIPE
 echo send
 cat > "$tmp"
 got=$(sha256sum < "$tmp") && got=${got%% *}
@@ -749,7 +750,7 @@ if [ -n "$backup" ] && [ -f "$dest" ]; then
   echo backup
 fi
 mv -f -- "$tmp" "$dest"
-trap - EXIT
+trap - EXIT HUP INT TERM PIPE
 sync -- "$dir" 2>/dev/null || true
 echo done
 "#;
