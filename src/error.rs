@@ -42,6 +42,9 @@ pub enum Error {
     /// A precondition refused the run. `problems` are listed one per line.
     #[error("{what}")]
     Refused { what: String, problems: Vec<String>, hint: Option<String> },
+    /// The user pressed Ctrl-C: `what` says what was done and what was not started.
+    #[error("interrupted: {what}")]
+    Interrupted { what: String },
     /// A failure with no module of its own (I/O at the edge and the like).
     #[error("{message}")]
     Other { message: String, hint: Option<String>, #[source] source: Option<Box<dyn std::error::Error + Send + Sync>> },
@@ -57,6 +60,7 @@ impl Error {
             Error::Pki(e) => Reportable::exit(e),
             Error::Host(e) => Reportable::exit(e),
             Error::Refused { .. } => Exit::Refused,
+            Error::Interrupted { .. } => Exit::Interrupted,
             Error::Other { .. } => Exit::Failure,
         }
     }
@@ -66,6 +70,7 @@ impl Error {
             Error::Pki(e) => Reportable::hint(e),
             Error::Host(e) => Reportable::hint(e),
             Error::Refused { hint, .. } | Error::Other { hint, .. } => hint.clone(),
+            Error::Interrupted { .. } => Some("run the command again to finish; what was done is not repeated".into()),
         }
     }
     /// Extra lines printed under the headline (each problem of a refused precondition, every

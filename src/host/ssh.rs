@@ -932,3 +932,32 @@ impl Drop for TunnelStream {
         let _ = self.ch.close();
     }
 }
+
+impl ConnectOptions {
+    /// Options for a cluster: its known_hosts files and its `[ssh]` timeouts.
+    pub fn for_cluster(c: &crate::config::Cluster, accept_new_host_keys: bool) -> ConnectOptions {
+        let mut o = ConnectOptions::new(Arc::new(KnownHosts::for_state_dir(&c.state_dir)));
+        o.connect_timeout = Duration::from_secs(c.ssh.connect_timeout_secs);
+        o.command_timeout = Duration::from_secs(c.ssh.command_timeout_secs);
+        o.accept_new_host_keys = accept_new_host_keys;
+        o
+    }
+}
+
+/// Connect to `hosts` of a cluster (through its bastion, if any) in parallel. `report` is called
+/// as each host finishes connecting.
+pub fn connect_hosts(
+    c: &crate::config::Cluster,
+    hosts: &[&crate::config::Host],
+    opts: &ConnectOptions,
+    concurrency: usize,
+    cancel: &super::Cancel,
+    report: &(dyn Fn(&str, &Result<SshHost, HostError>) + Sync),
+) -> Vec<super::HostResult<SshHost>> {
+    let bastion = c.bastion.as_ref().map(Target::from_bastion);
+    super::parallel::for_each(hosts, |h| h.name.clone(), "connect", concurrency, cancel, |h| {
+        let r = connect(&Target::from_host(h), bastion.as_ref(), opts);
+        report(&h.name, &r);
+        r
+    })
+}
