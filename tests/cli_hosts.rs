@@ -180,3 +180,41 @@ fn agent_from_ssh_auth_sock_is_used_when_no_key_is_configured() {
     assert!(text(&out.stdout).contains("m1               changed"));
     let _ = &l.b;
 }
+
+#[test]
+fn ctrl_c_stops_starting_hosts_and_reports_what_was_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path(), "id_test");
+    let silent = Silent::start();
+    let b = Sshd::start("127.0.0.2", &[&key]);
+    std::fs::write(
+        dir.path().join("cluster.toml"),
+        format!(
+            "[cluster]\nname = \"lab\"\n[apiserver]\nport = 6443\n[ssh]\nkey = \"{}\"\nconnect_timeout_secs = 2\nconcurrency = 1\n\
+             [[hosts]]\nname = \"hung\"\naddress = \"127.0.0.1\"\nssh_port = {}\nroles = [\"master\", \"etcd\"]\n\
+             [[hosts]]\nname = \"w1\"\naddress = \"127.0.0.2\"\nssh_port = {}\nroles = [\"node\"]\n\
+             [[hosts]]\nname = \"w2\"\naddress = \"127.0.0.3\"\nssh_port = {}\nroles = [\"node\"]\n",
+            key.private.display(),
+            silent.port,
+            b.port,
+            b.port
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kbin"))
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .args(["hosts", "check", "--accept-new-host-keys"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("error: interrupted: 0 host(s) done, 1 failed, 2 not started"), "{stderr}");
+    assert!(stderr.contains("[connect] hung: failed: hung: handshake"), "the host in progress finished its step: {stderr}");
+    assert!(!stderr.contains("w1:"), "w1 was never started: {stderr}");
+}
