@@ -6,8 +6,6 @@
 
 use std::fmt;
 
-
-
 /// Process exit codes, the same for every command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -47,6 +45,11 @@ pub enum Error {
     /// An operation that failed with a list of findings (for example `pki check`).
     #[error("{what}")]
     Failed { what: String, problems: Vec<String>, hint: Option<String> },
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
+    /// The user pressed Ctrl-C: `what` says what was done and what was not started.
+    #[error("interrupted: {what}")]
+    Interrupted { what: String },
     /// A failure with no module of its own (I/O at the edge and the like).
     #[error("{message}")]
     Other { message: String, hint: Option<String>, #[source] source: Option<Box<dyn std::error::Error + Send + Sync>> },
@@ -61,7 +64,9 @@ impl Error {
             Error::Config(e) => Reportable::exit(e),
             Error::Pki(e) => Reportable::exit(e),
             Error::Render(e) => Reportable::exit(e),
+            Error::Host(e) => Reportable::exit(e),
             Error::Refused { .. } => Exit::Refused,
+            Error::Interrupted { .. } => Exit::Interrupted,
             Error::Failed { .. } | Error::Other { .. } => Exit::Failure,
         }
     }
@@ -70,7 +75,9 @@ impl Error {
             Error::Config(e) => Reportable::hint(e),
             Error::Pki(e) => Reportable::hint(e),
             Error::Render(e) => Reportable::hint(e),
+            Error::Host(e) => Reportable::hint(e),
             Error::Refused { hint, .. } | Error::Failed { hint, .. } | Error::Other { hint, .. } => hint.clone(),
+            Error::Interrupted { .. } => Some("run the command again to finish; what was done is not repeated".into()),
         }
     }
     /// Extra lines printed under the headline (each problem of a refused precondition, every

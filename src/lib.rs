@@ -2,6 +2,7 @@
 //!
 //! The library holds all the logic; the `kbin` binary is a thin clap layer over it.
 //! - [`config`]: the cluster file, parsed and validated into a [`config::Cluster`].
+//! - [`host`]: the hosts over SSH (transport, host keys, sudo, bastion, atomic file pushes, checks).
 //! - [`pki`]: kbin's own certificate authority, driven by the cert table in `pki-profiles/`.
 //! - [`render`]: every file kbin writes on a host, from the templates in `unit-templates/`.
 
@@ -9,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod etcd;
 pub mod fsutil;
+pub mod host;
 pub mod output;
 pub mod pki;
 pub mod render;

@@ -7,13 +7,14 @@ use clap::{Parser, Subcommand};
 use kbin::output::Printer;
 
 mod completions;
+mod hosts;
 mod pki;
 mod render;
 
 /// Build and run highly-available Kubernetes clusters from the official release binaries.
 ///
 /// kbin runs on an operator machine and drives the hosts over SSH. The cluster is described by one
-/// TOML file (cluster.toml); the directory holding it keeps kbin's local state (pki/, kbin.lock).
+/// TOML file (cluster.toml); the directory holding it keeps kbin's local state (pki/, kbin.lock, known_hosts).
 #[derive(Debug, Parser)]
 #[command(name = "kbin", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -40,6 +41,9 @@ pub enum Command {
     Pki(pki::PkiCommand),
     /// Render every file kbin would push to a host
     Render(render::Args),
+    /// The hosts over SSH: check prerequisites, record host keys, push files
+    #[command(subcommand)]
+    Hosts(hosts::HostsCommand),
     /// Print shell completions for kbin
     Completions(completions::Args),
 }
@@ -69,6 +73,7 @@ pub fn main() -> i32 {
     let result = match &cli.command {
         Command::Pki(cmd) => pki::exec(&cli.global, cmd),
         Command::Render(args) => render::exec(&cli.global, args),
+        Command::Hosts(cmd) => hosts::exec(&cli.global, cmd),
         Command::Completions(args) => completions::exec(args),
     };
     match result {

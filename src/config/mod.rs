@@ -98,6 +98,12 @@ pub struct RawSsh {
     pub key: Option<String>,
     /// An optional jump host in front of private hosts.
     pub bastion: Option<RawBastion>,
+    /// How many hosts kbin works on at once (default 10).
+    pub concurrency: Option<usize>,
+    /// Seconds allowed for TCP connect, SSH handshake and login (default 10).
+    pub connect_timeout_secs: Option<u64>,
+    /// Seconds a remote command may run (default 300).
+    pub command_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -295,6 +301,20 @@ pub struct SshTarget {
     pub key: Option<PathBuf>,
 }
 
+/// Connection settings shared by every host (`[ssh]`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SshSettings {
+    pub concurrency: usize,
+    pub connect_timeout_secs: u64,
+    pub command_timeout_secs: u64,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        SshSettings { concurrency: 10, connect_timeout_secs: 10, command_timeout_secs: 300 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Bastion {
     pub address: String,
@@ -353,6 +373,7 @@ pub struct Cluster {
     pub templates_dir: Option<PathBuf>,
     pub apiserver: Apiserver,
     pub bastion: Option<Bastion>,
+    pub ssh: SshSettings,
     pub pki: Pki,
     pub layout: Layout,
     pub lb: RawLb,

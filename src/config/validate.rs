@@ -312,6 +312,21 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         }
     });
 
+    let d = SshSettings::default();
+    let ssh_settings = SshSettings {
+        concurrency: raw.ssh.concurrency.unwrap_or(d.concurrency),
+        connect_timeout_secs: raw.ssh.connect_timeout_secs.unwrap_or(d.connect_timeout_secs),
+        command_timeout_secs: raw.ssh.command_timeout_secs.unwrap_or(d.command_timeout_secs),
+    };
+    if ssh_settings.concurrency == 0 {
+        c.error(&[k("ssh"), k("concurrency")], "0 hosts at a time would do nothing".into(), Some("use 1 or more (default 10)"));
+    }
+    for (f, v) in [("connect_timeout_secs", ssh_settings.connect_timeout_secs), ("command_timeout_secs", ssh_settings.command_timeout_secs)] {
+        if v == 0 {
+            c.error(&[k("ssh"), k(f)], "a timeout of 0 seconds leaves no time at all".into(), Some("use a number of seconds, such as 10 for connecting and 300 for commands"));
+        }
+    }
+
     // pki
     let algo = KeyAlgorithm::parse(&raw.pki.key_algorithm);
     if algo.is_none() {
@@ -471,6 +486,7 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         templates_dir: cl.templates_dir.as_ref().map(|d| state_dir_for(path).join(d)),
         apiserver: Apiserver { vip, lb_names: api.lb_names.clone(), port: api.port, extra_sans: api.extra_sans.clone() },
         bastion,
+        ssh: ssh_settings,
         pki: Pki { key_algorithm: algo, ca_validity_days: raw.pki.ca_validity_days, leaf_validity_days: raw.pki.leaf_validity_days },
         layout: raw.layout,
         lb: raw.lb,
