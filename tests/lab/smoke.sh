@@ -114,6 +114,11 @@ out=$("$lab" exec h3 -- cat /proc/1/comm) || fail "lab exec h3 failed"
 [[ $out == systemd ]] || fail "lab exec h3: PID 1 is '$out'"
 ok "lab exec runs commands inside a host"
 
+step "the image: nginx (stream) and keepalived installed, left for kbin to start"
+out=$(ssh_to root "${addr[h1]}" 'systemctl is-enabled nginx keepalived; test -e /usr/lib/nginx/modules/ngx_stream_module.so && echo stream') || true
+[[ $out == $'disabled\ndisabled\nstream' ]] || fail "expected nginx and keepalived disabled and the stream module; got: $out"
+ok "nginx + stream module and keepalived are there, disabled"
+
 step "hosts reach each other by name"
 for h in "${hosts[@]}"; do
     for peer in "${hosts[@]}"; do
@@ -130,6 +135,17 @@ got=$(ssh_to root "${addr[h2]}" "curl -fsS -o /tmp/etcd.tar.gz '$etcd_url' && sh
 [[ ${got%% *} == "$etcd_sha" ]] || fail "h2 got sha256 ${got%% *}, the mirror printed $etcd_sha"
 ok "h2 downloaded the tarball, sha256 matches"
 
+step "lab mirror add serves more files"
+extra=$(mktemp)
+echo "stand-in $RANDOM" >"$extra"
+line=$("$lab" mirror add "$extra" smoke/v0/stand-in)
+rm -f "$extra"
+read -r extra_sha extra_url <<<"$line"
+[[ $extra_url == "$KBIN_LAB_MIRROR_URL/smoke/v0/stand-in" ]] || fail "lab mirror add printed '$line'"
+got=$(ssh_to root "${addr[h3]}" "curl -fsS '$extra_url' | sha256sum") || fail "curl $extra_url from h3 failed"
+[[ ${got%% *} == "$extra_sha" ]] || fail "h3 got sha256 ${got%% *} for $extra_url, expected $extra_sha"
+ok "a file added with lab mirror add is served at $extra_url"
+
 step "etcd as a Type=notify unit in h1"
 ssh_to root "${addr[h1]}" "set -e
     curl -fsS -o /tmp/etcd.tar.gz '$etcd_url'
@@ -142,6 +158,7 @@ ssh_to root "${addr[h1]}" "set -e
 [[ $(ssh_to root "${addr[h1]}" systemctl is-active etcd-smoke) == active ]] || fail "etcd-smoke is not active"
 health=$(ssh_to root "${addr[h1]}" curl -fsS http://127.0.0.1:2379/health) || fail "etcd /health did not answer"
 [[ $health == *'"health":"true"'* ]] || fail "etcd /health says $health"
+# shellcheck disable=SC2016 # expanded on the host
 ssh_to root "${addr[h1]}" 'etcdctl put smoke ok >/dev/null && test "$(etcdctl get --print-value-only smoke)" = ok' ||
     fail "etcdctl put/get failed"
 ok "etcd $etcd_url runs as Type=notify, /health: $health"
