@@ -39,6 +39,8 @@ pub enum Error {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
+    #[error(transparent)]
+    Artifacts(#[from] crate::artifacts::ArtifactError),
     /// A precondition refused the run. `problems` are listed one per line.
     #[error("{what}")]
     Refused { what: String, problems: Vec<String>, hint: Option<String> },
@@ -55,6 +57,7 @@ impl Error {
         match self {
             Error::Config(e) => Reportable::exit(e),
             Error::Pki(e) => Reportable::exit(e),
+            Error::Artifacts(e) => Reportable::exit(e),
             Error::Refused { .. } => Exit::Refused,
             Error::Other { .. } => Exit::Failure,
         }
@@ -63,6 +66,7 @@ impl Error {
         match self {
             Error::Config(e) => Reportable::hint(e),
             Error::Pki(e) => Reportable::hint(e),
+            Error::Artifacts(e) => Reportable::hint(e),
             Error::Refused { hint, .. } | Error::Other { hint, .. } => hint.clone(),
         }
     }

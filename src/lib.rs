@@ -2,8 +2,10 @@
 //!
 //! The library holds all the logic; the `kbin` binary is a thin clap layer over it.
 //! - [`config`]: the cluster file, parsed and validated into a [`config::Cluster`].
+//! - [`artifacts`]: the release binaries: catalog, lock, verified downloads, cache, bundles.
 //! - [`pki`]: kbin's own certificate authority, driven by the cert table in `pki-profiles/`.
 
+pub mod artifacts;
 pub mod config;
 pub mod error;
 pub mod fsutil;
