@@ -104,6 +104,12 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
             if io.kind() == std::io::ErrorKind::TimedOut {
                 return true;
             }
+            // io::Error::source() skips the wrapped error itself: look at it directly
+            if let Some(inner) = io.get_ref() {
+                if is_timeout(inner) {
+                    return true;
+                }
+            }
         }
         cur = err.source();
     }

@@ -307,3 +307,12 @@ pub fn pin(catalog: &Catalog, lock_path: &Path, component: &str, version: &str, 
     lock.save()?;
     Ok(old.filter(|o| *o != d))
 }
+
+/// Whether `s` is usable as a mirror URL: `http://` or `https://` with a host. Plain HTTP is
+/// fine: a mirror's bytes are always checked against a digest that does not come from it.
+pub fn is_mirror_url(s: &str) -> bool {
+    match reqwest::Url::parse(s) {
+        Ok(u) => matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) && u.query().is_none() && u.fragment().is_none(),
+        Err(_) => false,
+    }
+}

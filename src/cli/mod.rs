@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use kbin::output::Printer;
 
+mod bundle;
 mod completions;
+mod download;
+mod pin;
 mod pki;
 
 /// Build and run highly-available Kubernetes clusters from the official release binaries.
@@ -37,6 +40,13 @@ pub enum Command {
     /// Certificates, keys, tokens and kubeconfigs: kbin's own CA
     #[command(subcommand)]
     Pki(pki::PkiCommand),
+    /// Fetch and verify the release binaries the cluster needs
+    Download(download::Args),
+    /// Trust a digest for one artifact (recorded in kbin.lock)
+    Pin(pin::Args),
+    /// Offline bundles of every artifact a cluster needs
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Print shell completions for kbin
     Completions(completions::Args),
 }
@@ -65,6 +75,9 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Pki(cmd) => pki::exec(&cli.global, cmd),
+        Command::Download(args) => download::exec(&cli.global, args),
+        Command::Pin(args) => pin::exec(&cli.global, args),
+        Command::Bundle(cmd) => bundle::exec(&cli.global, cmd),
         Command::Completions(args) => completions::exec(args),
     };
     match result {

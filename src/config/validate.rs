@@ -473,13 +473,8 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
     })
 }
 
-/// An `http://` or `https://` URL with a host. Plain HTTP is fine for mirrors: every byte is
-/// checked against a digest that never comes from the mirror.
 fn is_http_url(s: &str) -> bool {
-    match reqwest::Url::parse(s) {
-        Ok(u) => matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) && u.query().is_none() && u.fragment().is_none(),
-        Err(_) => false,
-    }
+    crate::artifacts::ops::is_mirror_url(s)
 }
 
 fn check_artifacts(c: &mut Checker<'_>, a: &RawArtifacts) -> Option<Artifacts> {
