@@ -20,6 +20,9 @@ pub enum BundleCommand {
         /// The bundle to write (written atomically; an existing file is replaced)
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Only these components (default: every component some host's roles need)
+        #[arg(value_name = "COMPONENT")]
+        components: Vec<String>,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -35,11 +38,11 @@ pub enum BundleCommand {
 pub fn exec(global: &Global, cmd: &BundleCommand) -> kbin::Result<()> {
     let p = global.printer();
     match cmd {
-        BundleCommand::Create { file, net } => {
+        BundleCommand::Create { file, components, net } => {
             let cluster = global.cluster()?;
             let settings = net.settings(&cluster)?;
             let catalog = Catalog::embedded();
-            let planned = ops::plan(catalog, &settings, &[])?;
+            let planned = ops::plan(catalog, &settings, components)?;
             let fetcher = Fetcher::new(FetchOptions::from_env())?;
             let fetched = ops::download(catalog, &planned, &settings, &fetcher, &Reporter::new(global.quiet), None)?;
             bundle::create(file, &fetched)?;

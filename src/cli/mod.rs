@@ -40,9 +40,8 @@ pub enum Command {
     /// Certificates, keys, tokens and kubeconfigs: kbin's own CA
     #[command(subcommand)]
     Pki(pki::PkiCommand),
-    /// Fetch and verify the release binaries the cluster needs
+    // help texts of these two come from their Args structs
     Download(download::Args),
-    /// Trust a digest for one artifact (recorded in kbin.lock)
     Pin(pin::Args),
     /// Offline bundles of every artifact a cluster needs
     #[command(subcommand)]

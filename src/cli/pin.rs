@@ -14,7 +14,8 @@ pub struct Args {
     /// The component (see `kbin download --help`; e.g. etcd, kubelet, containerd)
     pub component: String,
     /// The release version, as in the cluster file (e.g. v3.5.1)
-    pub version: String,
+    #[arg(value_name = "VERSION")]
+    pub release: String,
     /// The SHA-256 digest of the upstream file (64 hex digits)
     pub sha256: String,
     /// The architecture (default: artifacts.arch from the cluster file, else amd64)
@@ -30,20 +31,20 @@ pub fn exec(global: &Global, args: &Args) -> kbin::Result<()> {
     };
     let catalog = Catalog::embedded();
     let lock_path = kbin::artifacts::Lock::path_in(&cluster.state_dir);
-    let replaced = ops::pin(catalog, &lock_path, &args.component, &args.version, arch, &args.sha256)?;
+    let replaced = ops::pin(catalog, &lock_path, &args.component, &args.release, arch, &args.sha256)?;
     let p = global.printer();
     let digest = args.sha256.trim().trim_start_matches("sha256:").to_ascii_lowercase();
     if let Some(old) = replaced {
-        p.warn(&format!("{} {} ({arch}): replaced sha256 {old} in {}", args.component, args.version, lock_path.display()), None);
+        p.warn(&format!("{} {} ({arch}): replaced sha256 {old} in {}", args.component, args.release, lock_path.display()), None);
     }
-    if let Some((pinned, _)) = catalog.component(&args.component)?.pinned(&args.version, arch) {
+    if let Some((pinned, _)) = catalog.component(&args.component)?.pinned(&args.release, arch) {
         if pinned.hex() != digest {
             p.warn(
-                &format!("kbin's catalog pins {} {} ({arch}) as sha256 {pinned}; kbin.lock now overrides it for this cluster", args.component, args.version),
+                &format!("kbin's catalog pins {} {} ({arch}) as sha256 {pinned}; kbin.lock now overrides it for this cluster", args.component, args.release),
                 Some("make sure the digest you pinned is the right one"),
             );
         }
     }
-    p.phase("pin", None, &format!("{} {} ({arch}): sha256 {digest} recorded in {}", args.component, args.version, lock_path.display()));
+    p.phase("pin", None, &format!("{} {} ({arch}): sha256 {digest} recorded in {}", args.component, args.release, lock_path.display()));
     Ok(())
 }

@@ -210,6 +210,9 @@ pub fn cluster_toml(etcd_version: &str, extra: &str) -> String {
 name = "test"
 etcd_version = "{etcd_version}"
 
+[apiserver]
+port = 6443
+
 [[hosts]]
 name = "h1"
 address = "10.213.0.11"
