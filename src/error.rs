@@ -39,6 +39,8 @@ pub enum Error {
     Pki(#[from] crate::pki::PkiError),
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
+    #[error(transparent)]
+    Artifacts(#[from] crate::artifacts::ArtifactError),
     /// A precondition refused the run. `problems` are listed one per line.
     #[error("{what}")]
     Refused { what: String, problems: Vec<String>, hint: Option<String> },
@@ -65,6 +67,7 @@ impl Error {
             Error::Pki(e) => Reportable::exit(e),
             Error::Render(e) => Reportable::exit(e),
             Error::Host(e) => Reportable::exit(e),
+            Error::Artifacts(e) => Reportable::exit(e),
             Error::Refused { .. } => Exit::Refused,
             Error::Interrupted { .. } => Exit::Interrupted,
             Error::Failed { .. } | Error::Other { .. } => Exit::Failure,
@@ -76,6 +79,7 @@ impl Error {
             Error::Pki(e) => Reportable::hint(e),
             Error::Render(e) => Reportable::hint(e),
             Error::Host(e) => Reportable::hint(e),
+            Error::Artifacts(e) => Reportable::hint(e),
             Error::Refused { hint, .. } | Error::Failed { hint, .. } | Error::Other { hint, .. } => hint.clone(),
             Error::Interrupted { .. } => Some("run the command again to finish; what was done is not repeated".into()),
         }

@@ -3,9 +3,11 @@
 //! The library holds all the logic; the `kbin` binary is a thin clap layer over it.
 //! - [`config`]: the cluster file, parsed and validated into a [`config::Cluster`].
 //! - [`host`]: the hosts over SSH (transport, host keys, sudo, bastion, atomic file pushes, checks).
+//! - [`artifacts`]: the release binaries: catalog, lock, verified downloads, cache, bundles.
 //! - [`pki`]: kbin's own certificate authority, driven by the cert table in `pki-profiles/`.
 //! - [`render`]: every file kbin writes on a host, from the templates in `unit-templates/`.
 
+pub mod artifacts;
 pub mod config;
 pub mod error;
 pub mod etcd;

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use kbin::output::Printer;
 
+mod bundle;
 mod completions;
 mod hosts;
+mod download;
+mod pin;
 mod pki;
 mod render;
 
@@ -44,6 +47,12 @@ pub enum Command {
     /// The hosts over SSH: check prerequisites, record host keys, push files
     #[command(subcommand)]
     Hosts(hosts::HostsCommand),
+    // help texts of these two come from their Args structs
+    Download(download::Args),
+    Pin(pin::Args),
+    /// Offline bundles of every artifact a cluster needs
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Print shell completions for kbin
     Completions(completions::Args),
 }
@@ -74,6 +83,9 @@ pub fn main() -> i32 {
         Command::Pki(cmd) => pki::exec(&cli.global, cmd),
         Command::Render(args) => render::exec(&cli.global, args),
         Command::Hosts(cmd) => hosts::exec(&cli.global, cmd),
+        Command::Download(args) => download::exec(&cli.global, args),
+        Command::Pin(args) => pin::exec(&cli.global, args),
+        Command::Bundle(cmd) => bundle::exec(&cli.global, cmd),
         Command::Completions(args) => completions::exec(args),
     };
     match result {

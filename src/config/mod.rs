@@ -37,6 +37,25 @@ pub struct RawFile {
     pub lb: RawLb,
     #[serde(default)]
     pub hosts: Vec<RawHost>,
+    #[serde(default)]
+    pub artifacts: RawArtifacts,
+}
+
+/// Where release artifacts come from (see docs/artifacts.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct RawArtifacts {
+    /// Base URL of a mirror for every component (`<mirror>/<component>/<version>/<file>`).
+    pub mirror: Option<String>,
+    /// Per-component mirrors (`<url>/<version>/<file>`), e.g. `etcd = "http://10.0.0.1:8080/etcd"`.
+    #[serde(default)]
+    pub mirrors: std::collections::BTreeMap<String, String>,
+    /// CPU architecture of the hosts: `amd64` (default) or `arm64`.
+    pub arch: Option<String>,
+    /// Override of the artifact cache directory.
+    pub cache_dir: Option<String>,
+    /// Versions of components the `[cluster]` table has no field for (containerd, runc, ...).
+    #[serde(default)]
+    pub versions: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -201,7 +220,8 @@ pub struct RawHost {
     pub labels: Vec<String>,
 }
 
-mod defaults {
+/// Default versions and settings (public so the artifact catalog's tests can check them).
+pub mod defaults {
     pub fn kubernetes_version() -> String {
         "v1.34.2".into()
     }
@@ -353,6 +373,16 @@ pub struct Pki {
     pub leaf_validity_days: u32,
 }
 
+/// Validated `[artifacts]` settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifacts {
+    pub mirror: Option<String>,
+    pub mirrors: std::collections::BTreeMap<String, String>,
+    pub arch: crate::artifacts::Arch,
+    pub cache_dir: Option<PathBuf>,
+    pub versions: std::collections::BTreeMap<String, String>,
+}
+
 /// A validated cluster file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cluster {
@@ -378,6 +408,7 @@ pub struct Cluster {
     pub layout: Layout,
     pub lb: RawLb,
     pub hosts: Vec<Host>,
+    pub artifacts: Artifacts,
     /// Non-fatal findings (e.g. an even number of etcd members).
     pub warnings: Vec<Diagnostic>,
 }

@@ -467,7 +467,9 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         }
     }
 
-    let (Some(svc), Some(pod), Some(dns), Some(algo)) = (svc, pod, dns, algo) else { return None };
+    let artifacts = check_artifacts(c, &raw.artifacts);
+
+    let (Some(svc), Some(pod), Some(dns), Some(algo), Some(artifacts)) = (svc, pod, dns, algo, artifacts) else { return None };
     let file = path.to_path_buf();
     let state_dir = state_dir_for(path);
     Some(Cluster {
@@ -491,7 +493,63 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         layout: raw.layout,
         lb: raw.lb,
         hosts,
+        artifacts,
         warnings: Vec::new(),
+    })
+}
+
+fn is_http_url(s: &str) -> bool {
+    crate::artifacts::ops::is_mirror_url(s)
+}
+
+fn check_artifacts(c: &mut Checker<'_>, a: &RawArtifacts) -> Option<Artifacts> {
+    let catalog = crate::artifacts::Catalog::embedded();
+    let url_hint = "write a base URL such as \"http://10.0.0.1:8080/kbin\" (see docs/artifacts.md for the layout)";
+    if let Some(m) = &a.mirror {
+        if !is_http_url(m) {
+            c.error(&[k("artifacts"), k("mirror")], format!("{m:?} is not an http(s) URL"), Some(url_hint));
+        }
+    }
+    for (name, m) in &a.mirrors {
+        let path = [k("artifacts"), k("mirrors"), k(name)];
+        if catalog.component(name).is_err() {
+            c.error(&path, format!("unknown component {name:?}"), Some(&format!("components are {}", catalog.names().join(", "))));
+        } else if !is_http_url(m) {
+            c.error(&path, format!("{m:?} is not an http(s) URL"), Some(url_hint));
+        }
+    }
+    for (name, v) in &a.versions {
+        let path = [k("artifacts"), k("versions"), k(name)];
+        match catalog.component(name) {
+            Err(_) => c.error(&path, format!("unknown component {name:?}"), Some(&format!("components are {}", catalog.names().join(", ")))),
+            Ok(comp) if comp.version_from != "catalog" => c.error(
+                &path,
+                format!("the version of {name} comes from cluster.{}_version", comp.version_from),
+                Some(&format!("set cluster.{}_version instead", comp.version_from)),
+            ),
+            Ok(_) if !is_version(v) => c.error(&path, format!("{v:?} is not a release version"), Some("write a release tag such as \"v2.1.5\"")),
+            Ok(_) => {}
+        }
+    }
+    let arch = match a.arch.as_deref() {
+        None => Some(crate::artifacts::Arch::Amd64),
+        Some(s) => {
+            let arch = crate::artifacts::Arch::parse(s);
+            if arch.is_none() {
+                c.error(&[k("artifacts"), k("arch")], format!("unknown architecture {s:?}"), Some("use \"amd64\" or \"arm64\""));
+            }
+            arch
+        }
+    };
+    if a.cache_dir.as_deref().is_some_and(|d| d.trim().is_empty()) {
+        c.error(&[k("artifacts"), k("cache_dir")], "empty path".into(), Some("remove the key to use the default cache directory"));
+    }
+    Some(Artifacts {
+        mirror: a.mirror.clone(),
+        mirrors: a.mirrors.clone(),
+        arch: arch?,
+        cache_dir: a.cache_dir.as_deref().map(expand_home),
+        versions: a.versions.clone(),
     })
 }
 

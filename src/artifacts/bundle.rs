@@ -1,0 +1,188 @@
+//! Offline bundles: one tar file with every artifact a cluster needs plus the lock listing their
+//! digests, for operators without internet.
+//!
+//! Layout: `kbin.lock` first (every bundled artifact with its digest), then
+//! `artifacts/<sha256>` for each file. `load` stages every file, checks each digest (and that it
+//! agrees with kbin's catalog and the cluster's own lock) and only then moves them into the
+//! cache: a bundle with one altered byte adds nothing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::cache::Cache;
+use super::catalog::Catalog;
+use super::lock::{Entry, Lock};
+use super::ops::Fetched;
+use super::{ArtifactError, DigestSource, Result, Sha256};
+
+const LOCK_MEMBER: &str = "kbin.lock";
+const BLOB_DIR: &str = "artifacts/";
+
+fn bundle_err(path: &Path, message: impl Into<String>) -> ArtifactError {
+    ArtifactError::Bundle { path: path.to_path_buf(), message: message.into() }
+}
+
+/// Write a bundle of `fetched` (already in the cache) to `out`, atomically.
+pub fn create(out: &Path, fetched: &[Fetched]) -> Result<()> {
+    let mut lock = Lock { path: PathBuf::from(LOCK_MEMBER), entries: Vec::new() };
+    for f in fetched {
+        let source = match &f.digest_source {
+            DigestSource::Lock => "kbin.lock".to_string(),
+            DigestSource::Catalog(s) => format!("kbin catalog: {s}"),
+            DigestSource::Upstream(u) => u.clone(),
+        };
+        lock.set(Entry { component: f.component.clone(), version: f.version.clone(), arch: f.arch, sha256: f.sha256, source });
+    }
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = out.file_name().ok_or_else(|| bundle_err(out, "is not a file name"))?.to_string_lossy().to_string();
+    let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp).map_err(|e| ArtifactError::io("create", &tmp, e))?;
+        let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, file));
+        let io_err = |e| ArtifactError::io("write", &tmp, e);
+        let text = lock.render();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(text.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_cksum();
+        tar.append_data(&mut h, LOCK_MEMBER, text.as_bytes()).map_err(io_err)?;
+        let mut done = std::collections::BTreeSet::new();
+        for f in fetched {
+            if !done.insert(f.sha256) {
+                continue;
+            }
+            let mut src = File::open(&f.path).map_err(|e| ArtifactError::io("read", &f.path, e))?;
+            let len = src.metadata().map_err(|e| ArtifactError::io("read", &f.path, e))?.len();
+            let mut h = tar::Header::new_ustar();
+            h.set_size(len);
+            h.set_mode(0o644);
+            h.set_mtime(0);
+            h.set_cksum();
+            tar.append_data(&mut h, format!("{BLOB_DIR}{}", f.sha256.hex()), &mut src).map_err(io_err)?;
+        }
+        let mut w = tar.into_inner().map_err(io_err)?;
+        w.flush().map_err(io_err)?;
+        w.get_ref().sync_all().map_err(io_err)?;
+        drop(w);
+        fs::rename(&tmp, out).map_err(|e| ArtifactError::io("write", out, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// What a bundle held.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Loaded {
+    pub entries: Vec<Entry>,
+    /// Entries that were new to the cluster's lock.
+    pub added_to_lock: usize,
+}
+
+/// Verify every file of the bundle at `path` and add them to `cache`. With `cluster_lock`,
+/// the bundle's digests must agree with it, and entries it lacks are added to it.
+pub fn load(path: &Path, cache: &Cache, catalog: &Catalog, cluster_lock: Option<&Path>) -> Result<Loaded> {
+    let file = File::open(path).map_err(|e| ArtifactError::io("read", path, e))?;
+    let mut tar = tar::Archive::new(io::BufReader::with_capacity(1 << 20, file));
+    let staging = cache.staging()?;
+    let mut lock: Option<Lock> = None;
+    let mut staged: Vec<(Sha256, PathBuf)> = Vec::new();
+    let read_err = |e| ArtifactError::io("read", path, e);
+    for entry in tar.entries().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
+        let name = entry.path().map_err(read_err)?.to_string_lossy().to_string();
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(bundle_err(path, format!("member {name:?} is not a regular file")));
+        }
+        if name == LOCK_MEMBER {
+            let mut text = String::new();
+            entry.take(1 << 20).read_to_string(&mut text).map_err(read_err)?;
+            lock = Some(Lock::parse(Path::new(LOCK_MEMBER), &text).map_err(|e| bundle_err(path, format!("its kbin.lock is invalid: {e}")))?);
+            continue;
+        }
+        let Some(hex) = name.strip_prefix(BLOB_DIR) else {
+            return Err(bundle_err(path, format!("unexpected member {name:?}")));
+        };
+        let Some(lock) = &lock else {
+            return Err(bundle_err(path, "kbin.lock must come first"));
+        };
+        let expected = Sha256::parse(hex).filter(|d| d.hex() == hex).ok_or_else(|| bundle_err(path, format!("member {name:?} is not named by a digest")))?;
+        if !lock.entries.iter().any(|e| e.sha256 == expected) {
+            return Err(bundle_err(path, format!("member {name:?} is not listed in its kbin.lock")));
+        }
+        let out = staging.path().join(hex);
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&out).map_err(|e| ArtifactError::io("create", &out, e))?;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = entry.read(&mut buf).map_err(read_err)?;
+            if n == 0 {
+                break;
+            }
+            ctx.update(&buf[..n]);
+            f.write_all(&buf[..n]).map_err(|e| ArtifactError::io("write", &out, e))?;
+        }
+        let actual = Sha256::from_ring(ctx.finish());
+        if actual != expected {
+            return Err(ArtifactError::BundleMismatch { path: path.to_path_buf(), member: name, expected, actual });
+        }
+        f.sync_all().map_err(|e| ArtifactError::io("sync", &out, e))?;
+        staged.push((expected, out));
+    }
+    let lock = lock.ok_or_else(|| bundle_err(path, "it has no kbin.lock"))?;
+    for e in &lock.entries {
+        if !staged.iter().any(|(d, _)| *d == e.sha256) {
+            return Err(bundle_err(path, format!("{} {} ({}) is listed but its file is missing", e.component, e.version, e.arch)));
+        }
+        // the bundle must agree with what kbin already trusts
+        if let Ok(c) = catalog.component(&e.component) {
+            if let Some((pinned, _)) = c.pinned(&e.version, e.arch) {
+                if pinned != e.sha256 {
+                    return Err(ArtifactError::Conflict { component: e.component.clone(), version: e.version.clone(), arch: e.arch, what: format!("bundle {}", path.display()), theirs: e.sha256, ours_from: "kbin's catalog".into(), ours: pinned });
+                }
+            }
+        } else {
+            return Err(ArtifactError::UnknownComponent { name: e.component.clone() });
+        }
+    }
+    let mut cluster = match cluster_lock {
+        Some(p) => Some(Lock::load(p)?),
+        None => None,
+    };
+    let mut added = 0;
+    if let Some(cl) = &mut cluster {
+        for e in &lock.entries {
+            match cl.get(&e.component, &e.version, e.arch) {
+                Some(ours) if ours.sha256 != e.sha256 => {
+                    return Err(ArtifactError::Conflict { component: e.component.clone(), version: e.version.clone(), arch: e.arch, what: format!("bundle {}", path.display()), theirs: e.sha256, ours_from: cl.path.display().to_string(), ours: ours.sha256 });
+                }
+                Some(_) => {}
+                None => {
+                    let pinned_by_catalog = catalog.component(&e.component).ok().and_then(|c| c.pinned(&e.version, e.arch)).is_some();
+                    if !pinned_by_catalog {
+                        cl.set(e.clone());
+                        added += 1;
+                    }
+                }
+            }
+        }
+    }
+    // everything verified: move into the cache, then record the lock
+    for (d, file) in &staged {
+        let _guard = cache.lock(d)?;
+        if cache.contains(d) {
+            continue;
+        }
+        cache.insert(file, d)?;
+    }
+    if let Some(cl) = &cluster {
+        if added > 0 {
+            cl.save()?;
+        }
+    }
+    Ok(Loaded { entries: lock.entries, added_to_lock: added })
+}

@@ -1,0 +1,210 @@
+//! The artifact catalog (`catalog.toml`, embedded): components, URL patterns and pinned digests.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+use super::{Arch, ArtifactError, Result, Sha256};
+
+const CATALOG: &str = include_str!("catalog.toml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum Kind {
+    #[serde(rename = "binary")]
+    Binary,
+    #[serde(rename = "tar.gz")]
+    TarGz,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    pub amd64: Option<Sha256>,
+    pub arm64: Option<Sha256>,
+    /// The published material the digests were taken from.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    pub name: String,
+    /// "kubernetes", "etcd", "flannel" or "catalog".
+    pub version_from: String,
+    #[serde(default)]
+    pub default_version: Option<String>,
+    pub roles: Vec<String>,
+    pub kind: Kind,
+    pub url: String,
+    #[serde(default)]
+    pub checksum_url: String,
+    #[serde(default)]
+    pub members: Vec<String>,
+    #[serde(default)]
+    pub pins: BTreeMap<String, Pin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    #[serde(rename = "component")]
+    pub components: Vec<Component>,
+}
+
+/// Fill `{version}`, `{semver}` and `{arch}` into a URL or member pattern.
+pub fn expand(pattern: &str, version: &str, arch: Arch) -> String {
+    pattern
+        .replace("{version}", version)
+        .replace("{semver}", version.strip_prefix('v').unwrap_or(version))
+        .replace("{arch}", arch.as_str())
+}
+
+/// One concrete file: a component at a version for an architecture.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Artifact {
+    pub component: String,
+    pub version: String,
+    pub arch: Arch,
+    pub kind: Kind,
+    /// The official URL.
+    pub url: String,
+    /// The official checksum file, if upstream publishes one.
+    pub checksum_url: Option<String>,
+    /// The upstream file name (last URL segment).
+    pub file_name: String,
+    /// Archive members kbin uses (empty for a plain binary).
+    pub members: Vec<String>,
+}
+
+impl Component {
+    pub fn artifact(&self, version: &str, arch: Arch) -> Artifact {
+        let url = expand(&self.url, version, arch);
+        let file_name = url.rsplit('/').next().unwrap_or(&self.name).to_string();
+        Artifact {
+            component: self.name.clone(),
+            version: version.to_string(),
+            arch,
+            kind: self.kind,
+            checksum_url: (!self.checksum_url.is_empty()).then(|| expand(&self.checksum_url, version, arch)),
+            file_name,
+            members: self.members.iter().map(|m| expand(m, version, arch)).collect(),
+            url,
+        }
+    }
+    /// The catalog's pinned digest for `version` on `arch`, with its source.
+    pub fn pinned(&self, version: &str, arch: Arch) -> Option<(Sha256, &str)> {
+        let pin = self.pins.get(version)?;
+        let d = match arch {
+            Arch::Amd64 => pin.amd64,
+            Arch::Arm64 => pin.arm64,
+        }?;
+        Some((d, pin.source.as_str()))
+    }
+}
+
+impl Catalog {
+    /// The catalog compiled into kbin. Its validity is checked by the tests.
+    pub fn embedded() -> &'static Catalog {
+        static C: OnceLock<Catalog> = OnceLock::new();
+        C.get_or_init(|| Catalog::parse(CATALOG).expect("the embedded catalog.toml is valid (checked by tests)"))
+    }
+    pub fn parse(text: &str) -> Result<Catalog, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+    pub fn names(&self) -> Vec<&str> {
+        self.components.iter().map(|c| c.name.as_str()).collect()
+    }
+    pub fn component(&self, name: &str) -> Result<&Component> {
+        self.components
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| ArtifactError::UnknownComponent { name: name.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn catalog_table_is_consistent() {
+        let c = Catalog::embedded();
+        let mut names = HashSet::new();
+        for comp in &c.components {
+            assert!(names.insert(comp.name.as_str()), "duplicate component {}", comp.name);
+            assert!(
+                ["kubernetes", "etcd", "flannel", "catalog"].contains(&comp.version_from.as_str()),
+                "{}: bad version_from {}",
+                comp.name,
+                comp.version_from
+            );
+            assert_eq!(comp.version_from == "catalog", comp.default_version.is_some(), "{}: default_version iff version_from = catalog", comp.name);
+            assert!(!comp.roles.is_empty(), "{} has no roles", comp.name);
+            for r in &comp.roles {
+                assert!(crate::config::Role::parse(r).is_some(), "{}: unknown role {r}", comp.name);
+            }
+            assert!(comp.url.starts_with("https://"), "{}: official URLs are HTTPS", comp.name);
+            assert!(comp.url.contains("{version}") && comp.url.contains("{arch}"), "{}: URL lacks placeholders", comp.name);
+            assert!(comp.checksum_url.is_empty() || comp.checksum_url.starts_with("https://"), "{}", comp.name);
+            assert_eq!(comp.kind == Kind::TarGz, !comp.members.is_empty(), "{}: archives list members, binaries none", comp.name);
+            for (v, pin) in &comp.pins {
+                assert!(v.starts_with('v'), "{}: pin version {v} lacks the v", comp.name);
+                assert!(pin.amd64.is_some() && pin.arm64.is_some(), "{} {v}: pin both architectures", comp.name);
+                assert_ne!(pin.amd64, pin.arm64, "{} {v}: amd64 and arm64 digests must differ", comp.name);
+                assert!(pin.source.len() > 20, "{} {v}: say where the digest came from", comp.name);
+            }
+        }
+        for want in [
+            "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy",
+            "flanneld", "flannel-cni-plugin", "cni-plugins", "containerd", "runc", "crictl",
+        ] {
+            assert!(names.contains(want), "catalog lacks {want}");
+        }
+    }
+
+    #[test]
+    fn no_digest_is_pinned_twice() {
+        let mut seen = HashSet::new();
+        for comp in &Catalog::embedded().components {
+            for pin in comp.pins.values() {
+                for d in [pin.amd64, pin.arm64].into_iter().flatten() {
+                    assert!(seen.insert(d), "{} pins {d} that another entry also pins", comp.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn default_versions_are_pinned() {
+        // what a cluster file without version overrides downloads must have real digests,
+        // except the components listed as unpinned at the top of catalog.toml
+        let c = Catalog::embedded();
+        let k8s = crate::config::defaults::kubernetes_version();
+        let etcd = crate::config::defaults::etcd_version();
+        let flannel = crate::config::defaults::flannel_version();
+        let unpinned = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "flannel-cni-plugin"];
+        for comp in &c.components {
+            let v = match comp.version_from.as_str() {
+                "kubernetes" => k8s.clone(),
+                "etcd" => etcd.clone(),
+                "flannel" => flannel.clone(),
+                _ => comp.default_version.clone().unwrap(),
+            };
+            let pinned = comp.pinned(&v, Arch::Amd64).is_some() && comp.pinned(&v, Arch::Arm64).is_some();
+            assert_eq!(pinned, !unpinned.contains(&comp.name.as_str()), "{} {v}", comp.name);
+        }
+    }
+
+    #[test]
+    fn expand_fills_placeholders() {
+        let c = Catalog::embedded().component("containerd").unwrap();
+        let a = c.artifact("v2.1.5", Arch::Arm64);
+        assert_eq!(a.url, "https://github.com/containerd/containerd/releases/download/v2.1.5/containerd-2.1.5-linux-arm64.tar.gz");
+        assert_eq!(a.file_name, "containerd-2.1.5-linux-arm64.tar.gz");
+        let e = Catalog::embedded().component("etcd").unwrap().artifact("v3.5.1", Arch::Amd64);
+        assert_eq!(e.members[0], "etcd-v3.5.1-linux-amd64/etcd");
+        assert_eq!(e.checksum_url.as_deref(), Some("https://github.com/etcd-io/etcd/releases/download/v3.5.1/SHA256SUMS"));
+    }
+}

@@ -1,0 +1,374 @@
+//! Verified downloads: stream to `<digest>.partial` while hashing, resume with HTTP Range,
+//! retry timeouts, dropped connections and 5xx with backoff, and rename into the cache only when
+//! the digest matches.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, RANGE};
+
+use super::cache::Cache;
+use super::{ArtifactError, Result, Sha256};
+
+/// Network knobs. Defaults suit real mirrors; tests make them short.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    pub connect_timeout: Duration,
+    /// Longest wait for response headers or for any single read of the body.
+    pub read_timeout: Duration,
+    /// Attempts per file (1 = no retry).
+    pub attempts: u32,
+    /// First backoff delay; doubled after each failed attempt, at most 10 s.
+    pub backoff: Duration,
+    /// Allow checksum files over plain HTTP (loopback tests only).
+    pub allow_http_checksums: bool,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(30),
+            attempts: 5,
+            backoff: Duration::from_millis(500),
+            allow_http_checksums: false,
+        }
+    }
+}
+
+impl FetchOptions {
+    /// Defaults, adjusted by `KBIN_HTTP_TIMEOUT` (seconds, connect and read),
+    /// `KBIN_HTTP_ATTEMPTS` and `KBIN_HTTP_BACKOFF_MS`.
+    pub fn from_env() -> FetchOptions {
+        let mut o = FetchOptions::default();
+        if let Some(s) = std::env::var("KBIN_HTTP_TIMEOUT").ok().and_then(|v| v.parse::<f64>().ok()).filter(|s| *s > 0.0) {
+            o.connect_timeout = Duration::from_secs_f64(s);
+            o.read_timeout = Duration::from_secs_f64(s);
+        }
+        if let Some(n) = std::env::var("KBIN_HTTP_ATTEMPTS").ok().and_then(|v| v.parse::<u32>().ok()).filter(|n| *n > 0) {
+            o.attempts = n;
+        }
+        if let Some(ms) = std::env::var("KBIN_HTTP_BACKOFF_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+            o.backoff = Duration::from_millis(ms);
+        }
+        o
+    }
+}
+
+/// Receives progress of one download. Implementations must be cheap: `advance` is called per
+/// block read.
+pub trait Progress: Send + Sync {
+    /// The body is about to stream: `total` bytes if known, `resumed_at` already on disk.
+    fn begin(&self, _total: Option<u64>, _resumed_at: u64) {}
+    fn advance(&self, _bytes: u64) {}
+    /// A failed attempt that will be retried.
+    fn retry(&self, _attempt: u32, _reason: &str) {}
+}
+
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What `fetch` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Already in the cache (and re-hashed).
+    Cached,
+    /// Downloaded now; `resumed` when a partial file from an earlier run was continued.
+    Downloaded { bytes: u64, resumed: bool },
+}
+
+pub struct Fetcher {
+    client: reqwest::blocking::Client,
+    pub opts: FetchOptions,
+}
+
+/// Why one attempt failed, and whether another attempt may help.
+enum AttemptError {
+    Retry(ArtifactError),
+    Fatal(ArtifactError),
+}
+
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<reqwest::Error>() {
+            if r.is_timeout() {
+                return true;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+            // io::Error::source() skips the wrapped error itself: look at it directly
+            if let Some(inner) = io.get_ref() {
+                if is_timeout(inner) {
+                    return true;
+                }
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Hash state of the bytes already in the partial file.
+struct Partial {
+    file: File,
+    ctx: ring::digest::Context,
+    len: u64,
+}
+
+impl Partial {
+    fn open(path: &Path) -> Result<Partial> {
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(|e| ArtifactError::io("open", path, e))?;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut len = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).map_err(|e| ArtifactError::io("read", path, e))?;
+            if n == 0 {
+                break;
+            }
+            ctx.update(&buf[..n]);
+            len += n as u64;
+        }
+        Ok(Partial { file, ctx, len })
+    }
+    fn reset(&mut self, path: &Path) -> Result<()> {
+        self.file.set_len(0).map_err(|e| ArtifactError::io("truncate", path, e))?;
+        self.file.seek(SeekFrom::Start(0)).map_err(|e| ArtifactError::io("seek", path, e))?;
+        self.ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        self.len = 0;
+        Ok(())
+    }
+}
+
+impl Fetcher {
+    pub fn new(opts: FetchOptions) -> Result<Fetcher> {
+        // reqwest honours HTTP_PROXY / HTTPS_PROXY / NO_PROXY from the environment by default
+        let client = reqwest::blocking::Client::builder()
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.read_timeout)
+            .user_agent(concat!("kbin/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ArtifactError::Network { url: String::new(), message: chain(&e), attempts: 0 })?;
+        Ok(Fetcher { client, opts })
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let d = self.opts.backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(8));
+        d.min(Duration::from_secs(10))
+    }
+
+    /// Fetch `url` into the cache under `expected`, unless a verified copy is already there.
+    /// Concurrent kbin processes fetching the same digest wait for each other.
+    pub fn fetch(&self, url: &str, expected: &Sha256, cache: &Cache, progress: &dyn Progress) -> Result<(PathBuf, Outcome)> {
+        let _guard = cache.lock(expected)?;
+        if let Some(p) = cache.verified(expected)? {
+            return Ok((p, Outcome::Cached));
+        }
+        let partial_path = cache.partial_path(expected);
+        let mut partial = Partial::open(&partial_path)?;
+        let resumed = partial.len > 0;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.attempt(url, &partial_path, &mut partial, progress, attempt) {
+                Ok(()) => break,
+                Err(AttemptError::Retry(e)) if attempt < self.opts.attempts => {
+                    progress.retry(attempt, &e.to_string());
+                    std::thread::sleep(self.backoff(attempt));
+                }
+                Err(AttemptError::Retry(e)) | Err(AttemptError::Fatal(e)) => return Err(e),
+            }
+        }
+        let actual = Sha256::from_ring(partial.ctx.clone().finish());
+        if actual != *expected {
+            drop(partial);
+            let _ = std::fs::remove_file(&partial_path);
+            return Err(ArtifactError::Mismatch { url: url.to_string(), expected: *expected, actual });
+        }
+        partial.file.sync_all().map_err(|e| ArtifactError::io("sync", &partial_path, e))?;
+        let bytes = partial.len;
+        drop(partial);
+        let path = cache.insert(&partial_path, expected)?;
+        Ok((path, Outcome::Downloaded { bytes, resumed }))
+    }
+
+    fn attempt(&self, url: &str, path: &Path, p: &mut Partial, progress: &dyn Progress, attempt: u32) -> Result<(), AttemptError> {
+        let started = Instant::now();
+        let net = |e: reqwest::Error| {
+            if is_timeout(&e) {
+                AttemptError::Retry(ArtifactError::Timeout { url: url.to_string(), secs: started.elapsed().as_secs_f64(), attempts: attempt })
+            } else if e.is_builder() {
+                AttemptError::Fatal(ArtifactError::Network { url: url.to_string(), message: chain(&e), attempts: attempt })
+            } else {
+                AttemptError::Retry(ArtifactError::Network { url: url.to_string(), message: chain(&e), attempts: attempt })
+            }
+        };
+        let mut req = self.client.get(url);
+        if p.len > 0 {
+            req = req.header(RANGE, format!("bytes={}-", p.len));
+        }
+        let mut resp = req.send().map_err(net)?;
+        let status = resp.status();
+        let io_err = |action, e| AttemptError::Fatal(ArtifactError::io(action, path, e));
+        match status {
+            StatusCode::PARTIAL_CONTENT if p.len > 0 => {
+                // the server must continue exactly where we stopped
+                let start = resp
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split('-').next())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if start != Some(p.len) {
+                    p.reset(path).map_err(AttemptError::Fatal)?;
+                    return Err(AttemptError::Retry(ArtifactError::Network { url: url.into(), message: "server resumed at the wrong offset".into(), attempts: attempt }));
+                }
+            }
+            StatusCode::OK => {
+                if p.len > 0 {
+                    p.reset(path).map_err(AttemptError::Fatal)?; // no Range support: start over
+                }
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                p.reset(path).map_err(AttemptError::Fatal)?;
+                return Err(AttemptError::Retry(ArtifactError::Http { url: url.into(), status: status.as_u16() }));
+            }
+            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT => {
+                return Err(AttemptError::Retry(ArtifactError::Http { url: url.into(), status: s.as_u16() }));
+            }
+            s => return Err(AttemptError::Fatal(ArtifactError::Http { url: url.into(), status: s.as_u16() })),
+        }
+        let remaining = resp.content_length();
+        let expected_total = remaining.map(|r| r + p.len);
+        progress.begin(expected_total, p.len);
+        p.file.seek(SeekFrom::End(0)).map_err(|e| io_err("seek", e))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match resp.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    p.file.flush().ok();
+                    if is_timeout(&e) {
+                        return Err(AttemptError::Retry(ArtifactError::Timeout { url: url.into(), secs: self.opts.read_timeout.as_secs_f64(), attempts: attempt }));
+                    }
+                    if let Some(total) = expected_total {
+                        return Err(AttemptError::Retry(ArtifactError::Truncated { url: url.into(), got: p.len, expected: total, attempts: attempt }));
+                    }
+                    return Err(AttemptError::Retry(ArtifactError::Network { url: url.into(), message: chain(&e), attempts: attempt }));
+                }
+            };
+            p.file.write_all(&buf[..n]).map_err(|e| io_err("write", e))?;
+            p.ctx.update(&buf[..n]);
+            p.len += n as u64;
+            progress.advance(n as u64);
+        }
+        if let Some(total) = expected_total {
+            if p.len != total {
+                return Err(AttemptError::Retry(ArtifactError::Truncated { url: url.into(), got: p.len, expected: total, attempts: attempt }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetch a small text file (a checksum file), with the same retries. Checksum files are
+    /// trusted only from HTTPS origins.
+    pub fn get_text(&self, url: &str) -> Result<String> {
+        if !url.starts_with("https://") && !self.opts.allow_http_checksums {
+            return Err(ArtifactError::InsecureChecksum { url: url.to_string() });
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r = (|| -> Result<String, AttemptError> {
+                let resp = self.client.get(url).send().map_err(|e| {
+                    let err = ArtifactError::Network { url: url.into(), message: chain(&e), attempts: attempt };
+                    AttemptError::Retry(err)
+                })?;
+                let s = resp.status();
+                if s.is_server_error() {
+                    return Err(AttemptError::Retry(ArtifactError::Http { url: url.into(), status: s.as_u16() }));
+                }
+                if !s.is_success() {
+                    return Err(AttemptError::Fatal(ArtifactError::Http { url: url.into(), status: s.as_u16() }));
+                }
+                let mut body = String::new();
+                resp.take(1 << 20)
+                    .read_to_string(&mut body)
+                    .map_err(|e| AttemptError::Retry(ArtifactError::Network { url: url.into(), message: chain(&e), attempts: attempt }))?;
+                Ok(body)
+            })();
+            match r {
+                Ok(b) => return Ok(b),
+                Err(AttemptError::Retry(_)) if attempt < self.opts.attempts => std::thread::sleep(self.backoff(attempt)),
+                Err(AttemptError::Retry(e)) | Err(AttemptError::Fatal(e)) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Find the digest of `file_name` in a checksum file: either a lone digest (dl.k8s.io's
+/// `<binary>.sha256`) or `sha256sum` lines `<hex>  [*]<name>`.
+pub fn parse_checksum_file(text: &str, file_name: &str) -> Option<Sha256> {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    if lines.len() == 1 {
+        let mut parts = lines[0].split_whitespace();
+        let d = Sha256::parse(parts.next()?)?;
+        match parts.next() {
+            None => return Some(d),
+            Some(name) if base(name) == file_name => return Some(d),
+            Some(_) => return None,
+        }
+    }
+    lines.iter().find_map(|l| {
+        let mut parts = l.split_whitespace();
+        let d = parts.next()?;
+        let name = parts.next()?;
+        (base(name) == file_name).then(|| Sha256::parse(d)).flatten()
+    })
+}
+
+fn base(name: &str) -> &str {
+    let n = name.trim_start_matches('*');
+    n.rsplit('/').next().unwrap_or(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_file_formats() {
+        let d = "adddda4b06718e68671ffabff2f8cee48488ba61ad82900e639d108f2148501c";
+        assert_eq!(parse_checksum_file(&format!("{d}\n"), "kubelet").unwrap().hex(), d);
+        let sums = format!("{}  etcd-v3.5.21-darwin-amd64.zip\n{d}  etcd-v3.5.21-linux-amd64.tar.gz\n", "1".repeat(64));
+        assert_eq!(parse_checksum_file(&sums, "etcd-v3.5.21-linux-amd64.tar.gz").unwrap().hex(), d);
+        assert_eq!(parse_checksum_file(&format!("{d} *./runc.amd64\n{} runc.arm64\n", "2".repeat(64)), "runc.amd64").unwrap().hex(), d);
+        assert!(parse_checksum_file(&sums, "etcd-v3.5.21-linux-arm64.tar.gz").is_none());
+        assert!(parse_checksum_file("<html>not found</html>", "kubelet").is_none());
+        assert!(parse_checksum_file(&format!("{d}  other-file\n"), "kubelet").is_none());
+    }
+}

@@ -1,0 +1,215 @@
+//! Release artifacts: the catalog of what kbin installs, the lock file of digests a cluster
+//! trusts, verified downloads into a content-addressed cache, safe tarball extraction and
+//! offline bundles.
+//!
+//! Trust flows one way: a digest comes from `kbin.lock` (the law for a cluster once recorded),
+//! else from the catalog embedded in kbin, else from the upstream checksum file fetched over
+//! HTTPS from the official origin (and then recorded in the lock). Mirrors only ever provide
+//! bytes, which are checked against that digest before they enter the cache.
+
+pub mod bundle;
+pub mod cache;
+pub mod catalog;
+pub mod download;
+pub mod extract;
+pub mod lock;
+pub mod ops;
+pub mod progress;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use catalog::{Catalog, Component, Kind};
+pub use lock::Lock;
+
+/// The CPU architectures kbin installs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 2] = [Arch::Amd64, Arch::Arm64];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A SHA-256 digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256(pub [u8; 32]);
+
+impl Sha256 {
+    /// Parse 64 hex digits (an optional `sha256:` prefix is accepted).
+    pub fn parse(s: &str) -> Option<Sha256> {
+        let s = s.trim();
+        let s = s.strip_prefix("sha256:").unwrap_or(s);
+        if s.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s.to_ascii_lowercase(), &mut out).ok()?;
+        Some(Sha256(out))
+    }
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+    pub fn of(bytes: &[u8]) -> Sha256 {
+        Sha256::from_ring(ring::digest::digest(&ring::digest::SHA256, bytes))
+    }
+    pub(crate) fn from_ring(d: ring::digest::Digest) -> Sha256 {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        Sha256(out)
+    }
+}
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256({})", self.hex())
+    }
+}
+
+impl Serialize for Sha256 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Sha256::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a SHA-256 digest (64 hex digits)")))
+    }
+}
+
+/// Where the digest an artifact is checked against came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "detail")]
+pub enum DigestSource {
+    /// `kbin.lock` next to the cluster file.
+    Lock,
+    /// The catalog embedded in kbin; the detail names the published material.
+    Catalog(String),
+    /// The upstream checksum file at this URL, fetched now and recorded in the lock.
+    Upstream(String),
+}
+
+impl fmt::Display for DigestSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DigestSource::Lock => f.write_str("kbin.lock"),
+            DigestSource::Catalog(_) => f.write_str("catalog"),
+            DigestSource::Upstream(u) => write!(f, "upstream checksum file {u}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("unknown component {name:?}")]
+    UnknownComponent { name: String },
+    #[error("no trusted SHA-256 digest for {component} {version} ({arch})")]
+    NoDigest { component: String, version: String, arch: Arch, reason: String },
+    #[error("{url}: server answered {status}")]
+    Http { url: String, status: u16 },
+    #[error("{url}: no data for {secs:.1}s, gave up after {attempts} attempt(s)")]
+    Timeout { url: String, secs: f64, attempts: u32 },
+    #[error("{url}: {message}")]
+    Network { url: String, message: String, attempts: u32 },
+    #[error("{url}: body ended after {got} of {expected} bytes, gave up after {attempts} attempt(s)")]
+    Truncated { url: String, got: u64, expected: u64, attempts: u32 },
+    #[error("digest mismatch for {url}: expected sha256 {expected}, got {actual}")]
+    Mismatch { url: String, expected: Sha256, actual: Sha256 },
+    #[error("checksum file {url} has no usable digest for {file}")]
+    ChecksumFile { url: String, file: String },
+    #[error("refusing to fetch a checksum file over plain HTTP: {url}")]
+    InsecureChecksum { url: String },
+    #[error("{path}:{line}: {message}", path = path.display(), line = line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()))]
+    LockSyntax { path: PathBuf, line: Option<usize>, message: String },
+    #[error("cannot {action} {path}", path = path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unsafe archive {archive}: member {member:?} {reason}", archive = archive.display())]
+    UnsafeArchive { archive: PathBuf, member: String, reason: String },
+    #[error("archive {archive} lacks member {member:?}", archive = archive.display())]
+    MissingMember { archive: PathBuf, member: String },
+    #[error("bundle {path}: {message}", path = path.display())]
+    Bundle { path: PathBuf, message: String },
+    #[error("bundle {path}: {member} does not match its digest: expected sha256 {expected}, got {actual}", path = path.display())]
+    BundleMismatch { path: PathBuf, member: String, expected: Sha256, actual: Sha256 },
+    #[error("{component} {version} ({arch}): {what} says sha256 {theirs}, but {ours_from} says {ours}")]
+    Conflict { component: String, version: String, arch: Arch, what: String, theirs: Sha256, ours_from: String, ours: Sha256 },
+    #[error("{0}")]
+    BadArgument(String),
+}
+
+impl ArtifactError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ArtifactError::Io { action, path: path.into(), source }
+    }
+}
+
+impl crate::error::Reportable for ArtifactError {
+    fn hint(&self) -> Option<String> {
+        use ArtifactError::*;
+        Some(match self {
+            UnknownComponent { .. } => format!("known components: {}", catalog::Catalog::embedded().names().join(", ")),
+            NoDigest { component, version, reason, .. } => format!(
+                "{reason}; if you have verified the file yourself, pin it: kbin pin {component} {version} <sha256>"
+            ),
+            Http { status: 404, .. } => "the file is not there: check the version, and the mirror's layout (see docs/artifacts.md)".into(),
+            Http { .. } => "the server refused the download; try again later or use another mirror (--mirror URL)".into(),
+            Timeout { .. } | Network { .. } | Truncated { .. } => {
+                "check the network, proxy settings (HTTPS_PROXY) and the mirror URL; run again to resume the download".into()
+            }
+            Mismatch { .. } => "nothing was cached; the server sent other bytes than the trusted digest: check the mirror's copy, or if the release was re-published upstream, verify it and pin the new digest with kbin pin".into(),
+            ChecksumFile { .. } => "the upstream checksum file does not list this artifact; verify it yourself and pin it with kbin pin".into(),
+            InsecureChecksum { .. } => "checksum files are only trusted over HTTPS from the official origin; pin the digest with kbin pin instead".into(),
+            LockSyntax { .. } => "fix kbin.lock at that line, or delete the entry and run kbin pin / kbin download again".into(),
+            Io { .. } => "check that the path exists and is writable (the cache is under $XDG_CACHE_HOME/kbin, or KBIN_CACHE_DIR)".into(),
+            UnsafeArchive { .. } => "kbin refuses archives that could write outside their target; the file was not extracted".into(),
+            MissingMember { .. } => "the archive is not laid out like the upstream release; check where it came from".into(),
+            Bundle { .. } => "make the bundle again with kbin bundle create on a machine that has the artifacts".into(),
+            BundleMismatch { .. } => "the bundle was altered or damaged in transit; nothing was added to the cache; copy it again".into(),
+            Conflict { .. } => "one of the two is wrong: check which digest is right and fix kbin.lock (kbin pin replaces an entry)".into(),
+            BadArgument(_) => return None,
+        })
+    }
+    fn exit(&self) -> crate::error::Exit {
+        match self {
+            ArtifactError::UnknownComponent { .. } | ArtifactError::LockSyntax { .. } | ArtifactError::BadArgument(_) => {
+                crate::error::Exit::BadConfig
+            }
+            _ => crate::error::Exit::Failure,
+        }
+    }
+}
+
+pub type Result<T, E = ArtifactError> = std::result::Result<T, E>;

@@ -1,0 +1,318 @@
+//! The operations behind `kbin download`, `kbin pin` and the bundle commands: plan which
+//! artifacts a cluster needs, resolve the digest each must match, fetch them in parallel.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::cache::Cache;
+use super::catalog::{Artifact, Catalog, Component, Kind, expand};
+use super::download::{Fetcher, Outcome};
+use super::extract::{Limits, verify_and_extract};
+use super::lock::{Entry, Lock};
+use super::progress::{Reporter, human_bytes};
+use super::{Arch, ArtifactError, DigestSource, Result, Sha256};
+use crate::config::{Cluster, Role};
+
+/// Everything about artifacts that comes from the cluster file and the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub arch: Arch,
+    /// `--mirror` on the command line: wins over the cluster file.
+    pub cli_mirror: Option<String>,
+    /// `artifacts.mirror` in the cluster file.
+    pub mirror: Option<String>,
+    /// `artifacts.mirrors.<component>` in the cluster file.
+    pub mirrors: BTreeMap<String, String>,
+    /// `artifacts.versions.<component>`: versions of components the cluster file has no field for.
+    pub versions: BTreeMap<String, String>,
+    pub kubernetes_version: String,
+    pub etcd_version: String,
+    pub flannel_version: String,
+    pub cache_root: PathBuf,
+    pub lock_path: PathBuf,
+    /// Parallel downloads.
+    pub jobs: usize,
+    /// Roles present in the cluster (decides which components it needs).
+    pub roles: Vec<Role>,
+}
+
+impl Settings {
+    pub fn from_cluster(cluster: &Cluster, cli_mirror: Option<&str>) -> Result<Settings> {
+        let a = &cluster.artifacts;
+        let cache_root = match &a.cache_dir {
+            Some(d) => d.clone(),
+            None => Cache::default_root().ok_or_else(|| ArtifactError::BadArgument("no cache directory: set KBIN_CACHE_DIR or artifacts.cache_dir".into()))?,
+        };
+        let mut roles: Vec<Role> = cluster.hosts.iter().flat_map(|h| h.roles.iter().copied()).collect();
+        roles.sort();
+        roles.dedup();
+        Ok(Settings {
+            arch: a.arch,
+            cli_mirror: cli_mirror.map(str::to_string),
+            mirror: a.mirror.clone(),
+            mirrors: a.mirrors.clone(),
+            versions: a.versions.clone(),
+            kubernetes_version: cluster.kubernetes_version.clone(),
+            etcd_version: cluster.etcd_version.clone(),
+            flannel_version: cluster.flannel_version.clone(),
+            cache_root,
+            lock_path: Lock::path_in(&cluster.state_dir),
+            jobs: 4,
+            roles,
+        })
+    }
+
+    pub fn version_of(&self, c: &Component) -> String {
+        if let Some(v) = self.versions.get(&c.name) {
+            return v.clone();
+        }
+        match c.version_from.as_str() {
+            "kubernetes" => self.kubernetes_version.clone(),
+            "etcd" => self.etcd_version.clone(),
+            "flannel" => self.flannel_version.clone(),
+            _ => c.default_version.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Where to fetch the bytes: `--mirror`, else the component's mirror, else the cluster
+    /// file's mirror, else the official URL. A mirror URL with `{file}`, `{version}`, `{semver}`,
+    /// `{arch}` or `{component}` placeholders is a template; otherwise the layout is
+    /// `<global mirror>/<component>/<version>/<file>` and `<component mirror>/<version>/<file>`.
+    pub fn download_url(&self, a: &Artifact) -> String {
+        let template = |m: &str| {
+            expand(m, &a.version, a.arch).replace("{file}", &a.file_name).replace("{component}", &a.component)
+        };
+        let global = |m: &str| {
+            if m.contains('{') { template(m) } else { format!("{}/{}/{}/{}", m.trim_end_matches('/'), a.component, a.version, a.file_name) }
+        };
+        if let Some(m) = &self.cli_mirror {
+            return global(m);
+        }
+        if let Some(m) = self.mirrors.get(&a.component) {
+            return if m.contains('{') { template(m) } else { format!("{}/{}/{}", m.trim_end_matches('/'), a.version, a.file_name) };
+        }
+        if let Some(m) = &self.mirror {
+            return global(m);
+        }
+        a.url.clone()
+    }
+}
+
+/// An artifact to fetch, with the URL its bytes come from.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub artifact: Artifact,
+    pub download_url: String,
+}
+
+/// The artifacts the cluster needs (every component whose roles some host has), or the
+/// `names` given, in catalog order.
+pub fn plan(catalog: &Catalog, settings: &Settings, names: &[String]) -> Result<Vec<Planned>> {
+    for n in names {
+        catalog.component(n)?;
+    }
+    let chosen: Vec<&Component> = catalog
+        .components
+        .iter()
+        .filter(|c| {
+            if names.is_empty() {
+                c.roles.iter().any(|r| Role::parse(r).is_some_and(|r| settings.roles.contains(&r)))
+            } else {
+                names.iter().any(|n| n == &c.name)
+            }
+        })
+        .collect();
+    Ok(chosen
+        .into_iter()
+        .map(|c| {
+            let artifact = c.artifact(&settings.version_of(c), settings.arch);
+            Planned { download_url: settings.download_url(&artifact), artifact }
+        })
+        .collect())
+}
+
+/// The digest `a` must match: kbin.lock, else the catalog, else the upstream checksum file
+/// (fetched over HTTPS from the official origin, never from a mirror, and recorded in `lock`).
+pub fn resolve_digest(catalog: &Catalog, a: &Artifact, lock: &mut Lock, fetcher: &Fetcher) -> Result<(Sha256, DigestSource)> {
+    if let Some(e) = lock.get(&a.component, &a.version, a.arch) {
+        return Ok((e.sha256, DigestSource::Lock));
+    }
+    let comp = catalog.component(&a.component)?;
+    if let Some((d, source)) = comp.pinned(&a.version, a.arch) {
+        return Ok((d, DigestSource::Catalog(source.to_string())));
+    }
+    let Some(url) = &a.checksum_url else {
+        return Err(ArtifactError::NoDigest {
+            component: a.component.clone(),
+            version: a.version.clone(),
+            arch: a.arch,
+            reason: "neither kbin's catalog nor kbin.lock pins it and upstream publishes no checksum file for it".into(),
+        });
+    };
+    let text = fetcher.get_text(url).map_err(|e| match e {
+        ArtifactError::Http { status: 404, .. } => ArtifactError::NoDigest {
+            component: a.component.clone(),
+            version: a.version.clone(),
+            arch: a.arch,
+            reason: format!("it is not in kbin's catalog and the upstream checksum file {url} does not exist (is the version right?)"),
+        },
+        other => other,
+    })?;
+    let d = super::download::parse_checksum_file(&text, &a.file_name).ok_or_else(|| ArtifactError::ChecksumFile { url: url.clone(), file: a.file_name.clone() })?;
+    lock.set(Entry { component: a.component.clone(), version: a.version.clone(), arch: a.arch, sha256: d, source: url.clone() });
+    Ok((d, DigestSource::Upstream(url.clone())))
+}
+
+/// One artifact in the cache, verified.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fetched {
+    pub component: String,
+    pub version: String,
+    pub arch: Arch,
+    pub sha256: Sha256,
+    pub digest_source: DigestSource,
+    pub url: String,
+    pub path: PathBuf,
+    pub outcome: Outcome,
+    /// Files written by `--extract`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extracted: Vec<PathBuf>,
+}
+
+/// Resolve the digests of `planned` (recording new ones in the lock) and fetch every artifact
+/// into the cache, `settings.jobs` at a time. With `extract_to`, each artifact's members are
+/// also verified-and-extracted into `<extract_to>/<component>/`.
+pub fn download(catalog: &Catalog, planned: &[Planned], settings: &Settings, fetcher: &Fetcher, reporter: &Reporter, extract_to: Option<&Path>) -> Result<Vec<Fetched>> {
+    let cache = Cache::open(&settings.cache_root)?;
+    let mut lock = Lock::load(&settings.lock_path)?;
+    let before = lock.entries.clone();
+    let mut work = Vec::new();
+    for p in planned {
+        let (d, source) = resolve_digest(catalog, &p.artifact, &mut lock, fetcher)?;
+        if let DigestSource::Upstream(url) = &source {
+            reporter.line(&p.artifact.component, &format!("{} not in the catalog: verified against {url}, recorded in {}", p.artifact.version, lock.path.display()));
+        }
+        work.push((p.clone(), d, source));
+    }
+    if lock.entries != before {
+        lock.save()?;
+    }
+
+    let queue = Mutex::new(work.into_iter().enumerate().collect::<VecDeque<_>>());
+    let results: Mutex<Vec<(usize, Result<Fetched>)>> = Mutex::new(Vec::new());
+    let jobs = settings.jobs.clamp(1, 16).min(planned.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let Some((i, (p, d, source))) = queue.lock().unwrap().pop_front() else { break };
+                    let r = fetch_one(&cache, fetcher, reporter, &p, d, source, extract_to);
+                    results.lock().unwrap().push((i, r));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
+    let mut out = Vec::new();
+    let mut first_err = None;
+    for (i, r) in results {
+        match r {
+            Ok(f) => out.push(f),
+            Err(e) => {
+                reporter.line(&planned[i].artifact.component, &format!("failed: {e}"));
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+fn fetch_one(cache: &Cache, fetcher: &Fetcher, reporter: &Reporter, p: &Planned, d: Sha256, source: DigestSource, extract_to: Option<&Path>) -> Result<Fetched> {
+    let a = &p.artifact;
+    let label = format!("{} {}", a.component, a.version);
+    let bar = reporter.artifact(&label);
+    let target = extract_to.map(|dir| dir.join(&a.component));
+    // with --extract, a cache hit is verified by the extraction itself (one pass, not two)
+    if let (Some(dir), Kind::TarGz, true) = (&target, a.kind, cache.contains(&d)) {
+        match verify_and_extract(&cache.blob_path(&d), &d, Some(&a.members), dir, true, &Limits::default()) {
+            Ok(files) => {
+                bar.finish(&format!("cached, verified, extracted {} file(s) to {}", files.len(), dir.display()));
+                return Ok(Fetched { component: a.component.clone(), version: a.version.clone(), arch: a.arch, sha256: d, digest_source: source, url: p.download_url.clone(), path: cache.blob_path(&d), outcome: Outcome::Cached, extracted: files });
+            }
+            Err(ArtifactError::Mismatch { .. }) => {
+                let _ = std::fs::remove_file(cache.blob_path(&d)); // damaged cache entry: fetch again
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let (path, outcome) = fetcher.fetch(&p.download_url, &d, cache, &bar)?;
+    let mut extracted = Vec::new();
+    if let Some(dir) = &target {
+        extracted = match a.kind {
+            Kind::TarGz => verify_and_extract(&path, &d, Some(&a.members), dir, true, &Limits::default())?,
+            Kind::Binary => vec![install_binary(&path, dir, &a.component)?],
+        };
+    }
+    let msg = match outcome {
+        Outcome::Cached => format!("cached, verified sha256 {}", short(&d)),
+        Outcome::Downloaded { bytes, resumed } => {
+            let secs = bar.elapsed().max(1e-6);
+            format!(
+                "{} from {} in {:.1}s ({}/s){}, sha256 {} ok",
+                human_bytes(bytes),
+                p.download_url,
+                secs,
+                human_bytes((bar.bytes() as f64 / secs) as u64),
+                if resumed { ", resumed" } else { "" },
+                short(&d)
+            )
+        }
+    };
+    bar.finish(&msg);
+    Ok(Fetched { component: a.component.clone(), version: a.version.clone(), arch: a.arch, sha256: d, digest_source: source, url: p.download_url.clone(), path, outcome, extracted })
+}
+
+fn short(d: &Sha256) -> String {
+    d.hex()[..12].to_string()
+}
+
+/// Copy a verified binary out of the cache as `<dir>/<name>`, mode 0755, atomically.
+fn install_binary(blob: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| ArtifactError::io("create", dir, e))?;
+    let dest = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    std::fs::copy(blob, &tmp).map_err(|e| ArtifactError::io("write", &tmp, e))?;
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(|e| ArtifactError::io("chmod", &tmp, e))?;
+    std::fs::rename(&tmp, &dest).map_err(|e| ArtifactError::io("write", &dest, e))?;
+    Ok(dest)
+}
+
+/// `kbin pin`: record `sha256` as the digest of `component` `version` on `arch` in the lock.
+/// Returns the digest it replaced, if any.
+pub fn pin(catalog: &Catalog, lock_path: &Path, component: &str, version: &str, arch: Arch, sha256: &str) -> Result<Option<Sha256>> {
+    catalog.component(component)?;
+    if !version.starts_with('v') || version.len() < 2 {
+        return Err(ArtifactError::BadArgument(format!("{version:?} is not a release version (write it like v3.5.1)")));
+    }
+    let d = Sha256::parse(sha256).ok_or_else(|| ArtifactError::BadArgument(format!("{sha256:?} is not a SHA-256 digest (64 hex digits)")))?;
+    let mut lock = Lock::load(lock_path)?;
+    let old = lock.set(Entry { component: component.into(), version: version.into(), arch, sha256: d, source: "kbin pin".into() });
+    lock.save()?;
+    Ok(old.filter(|o| *o != d))
+}
+
+/// Whether `s` is usable as a mirror URL: `http://` or `https://` with a host. Plain HTTP is
+/// fine: a mirror's bytes are always checked against a digest that does not come from it.
+pub fn is_mirror_url(s: &str) -> bool {
+    match reqwest::Url::parse(s) {
+        Ok(u) => matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) && u.query().is_none() && u.fragment().is_none(),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,327 @@
+//! Verified downloads, cache, extraction and bundles against a loopback server the tests start.
+
+#[path = "http_support/mod.rs"]
+mod support;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use kbin::artifacts::cache::Cache;
+use kbin::artifacts::download::{FetchOptions, Fetcher, NoProgress, Outcome};
+use kbin::artifacts::extract::{Limits, verify_and_extract};
+use kbin::artifacts::ops::{self, Fetched};
+use kbin::artifacts::{Arch, ArtifactError, Catalog, DigestSource, Lock, Sha256, bundle};
+use support::{Behavior, Server, bytes, cached_files, partial_files};
+
+fn quick() -> FetchOptions {
+    FetchOptions {
+        connect_timeout: Duration::from_secs(2),
+        read_timeout: Duration::from_millis(400),
+        attempts: 3,
+        backoff: Duration::from_millis(20),
+        allow_http_checksums: false,
+    }
+}
+
+fn setup() -> (tempfile::TempDir, Cache, Fetcher) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(&dir.path().join("cache")).unwrap();
+    (dir, cache, Fetcher::new(quick()).unwrap())
+}
+
+#[test]
+fn good_artifact_is_cached_and_rehashed_on_hit() {
+    let body = bytes(3 << 20, 1);
+    let d = Sha256::of(&body);
+    let srv = Server::start(vec![("/etcd.tgz", Behavior::Bytes(body.clone()))]);
+    let (_dir, cache, f) = setup();
+    let (path, outcome) = f.fetch(&srv.url("/etcd.tgz"), &d, &cache, &NoProgress).unwrap();
+    assert_eq!(outcome, Outcome::Downloaded { bytes: body.len() as u64, resumed: false });
+    assert_eq!(fs::read(&path).unwrap(), body);
+    assert_eq!(path, cache.blob_path(&d));
+    let (_, again) = f.fetch(&srv.url("/etcd.tgz"), &d, &cache, &NoProgress).unwrap();
+    assert_eq!(again, Outcome::Cached);
+    assert_eq!(srv.requests("/etcd.tgz").len(), 1, "a cache hit does not touch the network");
+    // a damaged cache entry is noticed on the next use and fetched again
+    fs::write(&path, b"damaged").unwrap();
+    let (_, third) = f.fetch(&srv.url("/etcd.tgz"), &d, &cache, &NoProgress).unwrap();
+    assert!(matches!(third, Outcome::Downloaded { .. }));
+    assert_eq!(fs::read(&path).unwrap(), body);
+}
+
+#[test]
+fn wrong_bytes_are_refused_and_leave_the_cache_untouched() {
+    let good = bytes(100_000, 2);
+    let evil = bytes(100_000, 3);
+    let srv = Server::start(vec![("/kubelet", Behavior::Bytes(evil.clone()))]);
+    let (_dir, cache, f) = setup();
+    let expected = Sha256::of(&good);
+    let err = f.fetch(&srv.url("/kubelet"), &expected, &cache, &NoProgress).unwrap_err();
+    match &err {
+        ArtifactError::Mismatch { url, expected: e, actual } => {
+            assert_eq!(url, &srv.url("/kubelet"));
+            assert_eq!(*e, expected);
+            assert_eq!(*actual, Sha256::of(&evil));
+        }
+        other => panic!("expected a mismatch, got {other}"),
+    }
+    let rendered = kbin::error::render(&kbin::Error::from(err));
+    assert!(rendered.contains(&srv.url("/kubelet")), "{rendered}");
+    assert!(rendered.contains(&expected.hex()) && rendered.contains(&Sha256::of(&evil).hex()), "{rendered}");
+    assert!(rendered.contains("hint: nothing was cached"), "{rendered}");
+    assert!(cached_files(&cache.root).is_empty());
+    assert!(partial_files(&cache.root).is_empty(), "the bad partial file is removed");
+}
+
+#[test]
+fn truncated_body_is_an_error_after_the_retries() {
+    let body = bytes(200_000, 4);
+    let srv = Server::start(vec![("/f", Behavior::Truncated { body: body.clone(), send: 50_000 })]);
+    let (_dir, cache, f) = setup();
+    let err = f.fetch(&srv.url("/f"), &Sha256::of(&body), &cache, &NoProgress).unwrap_err();
+    assert!(matches!(err, ArtifactError::Truncated { expected: 200_000, attempts: 3, .. } | ArtifactError::Network { attempts: 3, .. }), "{err}");
+    assert_eq!(srv.requests("/f").len(), 3);
+    assert!(cached_files(&cache.root).is_empty());
+}
+
+#[test]
+fn not_found_fails_at_once_without_retry() {
+    let srv = Server::start(vec![]);
+    let (_dir, cache, f) = setup();
+    let err = f.fetch(&srv.url("/missing"), &Sha256([1; 32]), &cache, &NoProgress).unwrap_err();
+    assert!(matches!(err, ArtifactError::Http { status: 404, .. }), "{err}");
+    assert_eq!(srv.requests("/missing").len(), 1);
+    let rendered = kbin::error::render(&kbin::Error::from(err));
+    assert!(rendered.contains("404") && rendered.contains("hint:"), "{rendered}");
+}
+
+#[test]
+fn stalled_server_times_out_instead_of_hanging() {
+    let body = bytes(100_000, 5);
+    let srv = Server::start(vec![("/stall", Behavior::Stall { body: body.clone(), send: 10_000 })]);
+    let (_dir, cache, _) = setup();
+    let f = Fetcher::new(FetchOptions { attempts: 2, ..quick() }).unwrap();
+    let t = Instant::now();
+    let err = f.fetch(&srv.url("/stall"), &Sha256::of(&body), &cache, &NoProgress).unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert!(matches!(err, ArtifactError::Timeout { attempts: 2, .. }), "{err}");
+    // the second attempt resumed where the first stalled
+    let reqs = srv.requests("/stall");
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].range.as_deref(), Some("bytes=10000-"));
+    assert!(cached_files(&cache.root).is_empty());
+}
+
+#[test]
+fn service_unavailable_then_success_is_retried() {
+    let body = bytes(64_000, 6);
+    let srv = Server::start(vec![("/r", Behavior::FailThen { status: 503, times: 2, then: Box::new(Behavior::Bytes(body.clone())) })]);
+    let (_dir, cache, f) = setup();
+    let (path, _) = f.fetch(&srv.url("/r"), &Sha256::of(&body), &cache, &NoProgress).unwrap();
+    assert_eq!(fs::read(path).unwrap(), body);
+    assert_eq!(srv.requests("/r").len(), 3);
+}
+
+#[test]
+fn dropped_connection_is_resumed_with_range() {
+    let body = bytes(1 << 20, 7);
+    let srv = Server::start(vec![("/big", Behavior::TruncateOnce { body: body.clone(), send: 300_000 })]);
+    let (_dir, cache, f) = setup();
+    let (path, _) = f.fetch(&srv.url("/big"), &Sha256::of(&body), &cache, &NoProgress).unwrap();
+    assert_eq!(fs::read(path).unwrap(), body);
+    let reqs = srv.requests("/big");
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].range, None);
+    assert_eq!(reqs[1].range.as_deref(), Some("bytes=300000-"));
+}
+
+#[test]
+fn partial_file_of_an_earlier_run_is_resumed() {
+    let body = bytes(500_000, 8);
+    let d = Sha256::of(&body);
+    let srv = Server::start(vec![("/x", Behavior::Bytes(body.clone()))]);
+    let (_dir, cache, f) = setup();
+    fs::write(cache.partial_path(&d), &body[..123_456]).unwrap(); // as left by a killed kbin
+    let (path, outcome) = f.fetch(&srv.url("/x"), &d, &cache, &NoProgress).unwrap();
+    assert_eq!(outcome, Outcome::Downloaded { bytes: body.len() as u64, resumed: true });
+    assert_eq!(srv.requests("/x")[0].range.as_deref(), Some("bytes=123456-"));
+    assert_eq!(fs::read(path).unwrap(), body);
+}
+
+#[test]
+fn server_without_range_support_restarts_cleanly() {
+    let body = bytes(300_000, 9);
+    let d = Sha256::of(&body);
+    let srv = Server::start(vec![("/n", Behavior::NoRange(body.clone()))]);
+    let (_dir, cache, f) = setup();
+    fs::write(cache.partial_path(&d), &body[..1000]).unwrap();
+    let (path, _) = f.fetch(&srv.url("/n"), &d, &cache, &NoProgress).unwrap();
+    assert_eq!(fs::read(path).unwrap(), body);
+}
+
+#[test]
+fn two_fetchers_of_one_digest_do_not_collide() {
+    let body = bytes(2 << 20, 10);
+    let d = Sha256::of(&body);
+    let srv = Server::start(vec![("/c", Behavior::Bytes(body.clone()))]);
+    let (_dir, cache, f) = setup();
+    std::thread::scope(|s| {
+        let h: Vec<_> = (0..4).map(|_| s.spawn(|| f.fetch(&srv.url("/c"), &d, &cache, &NoProgress).unwrap())).collect();
+        for t in h {
+            assert_eq!(fs::read(t.join().unwrap().0).unwrap(), body);
+        }
+    });
+    assert_eq!(srv.requests("/c").len(), 1, "the others waited and found it cached");
+    assert!(partial_files(&cache.root).is_empty());
+}
+
+fn fetch_tarball(rows: &[(&str, tar::EntryType, &[u8])]) -> (tempfile::TempDir, Result<Vec<std::path::PathBuf>, ArtifactError>) {
+    let tgz = support::targz(rows);
+    let d = Sha256::of(&tgz);
+    let srv = Server::start(vec![("/t.tgz", Behavior::Bytes(tgz))]);
+    let (dir, cache, f) = setup();
+    let (path, _) = f.fetch(&srv.url("/t.tgz"), &d, &cache, &NoProgress).unwrap();
+    let r = verify_and_extract(&path, &d, None, &dir.path().join("out"), false, &Limits::default());
+    (dir, r)
+}
+
+#[test]
+fn downloaded_tarball_with_parent_dir_member_is_refused() {
+    use tar::EntryType as T;
+    let (dir, r) = fetch_tarball(&[("etcd-v1/etcd", T::Regular, b"ok"), ("etcd-v1/../../escape", T::Regular, b"pwned")]);
+    let e = r.unwrap_err();
+    assert!(matches!(e, ArtifactError::UnsafeArchive { .. }), "{e}");
+    assert!(!dir.path().join("escape").exists());
+    assert_eq!(fs::read_dir(dir.path().join("out")).unwrap().count(), 0, "nothing extracted, no staging left");
+}
+
+#[test]
+fn downloaded_tarball_with_escaping_symlink_is_refused() {
+    use tar::EntryType as T;
+    let (dir, r) = fetch_tarball(&[("bin/", T::Directory, b""), ("bin/ctr", T::Symlink, b"../../../usr/bin/evil"), ("bin/containerd", T::Regular, b"x")]);
+    let e = r.unwrap_err();
+    assert!(e.to_string().contains("outside the archive"), "{e}");
+    assert_eq!(fs::read_dir(dir.path().join("out")).unwrap().count(), 0);
+}
+
+/// Upstream checksum files: fetched only for unpinned versions, only over HTTPS, recorded in the lock.
+fn test_catalog(port: u16) -> Catalog {
+    Catalog::parse(&format!(
+        r#"
+[[component]]
+name = "etcd"
+version_from = "etcd"
+roles = ["etcd"]
+kind = "binary"
+url = "http://127.0.0.1:{port}/official/{{version}}/etcd-{{arch}}"
+checksum_url = "http://127.0.0.1:{port}/official/{{version}}/SHA256SUMS"
+"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn unpinned_version_is_checked_against_the_upstream_checksum_file_and_locked() {
+    let body = bytes(10_000, 11);
+    let sums = format!("{}  etcd-arm64\n{}  etcd-amd64\n", "0".repeat(64), support::sha256_hex(&body));
+    let srv = Server::start(vec![("/official/v9.9.9/SHA256SUMS", Behavior::Bytes(sums.into_bytes())), ("/mirror/etcd/v9.9.9/etcd-amd64", Behavior::Bytes(body.clone()))]);
+    let catalog = test_catalog(srv.port);
+    let dir = tempfile::tempdir().unwrap();
+    let a = catalog.component("etcd").unwrap().artifact("v9.9.9", Arch::Amd64);
+    let mut lock = Lock::load(&Lock::path_in(dir.path())).unwrap();
+
+    // plain-HTTP checksum origins are refused
+    let strict = Fetcher::new(quick()).unwrap();
+    let e = ops::resolve_digest(&catalog, &a, &mut lock, &strict).unwrap_err();
+    assert!(matches!(e, ArtifactError::InsecureChecksum { .. }), "{e}");
+
+    let f = Fetcher::new(FetchOptions { allow_http_checksums: true, ..quick() }).unwrap();
+    let (d, source) = ops::resolve_digest(&catalog, &a, &mut lock, &f).unwrap();
+    assert_eq!(d, Sha256::of(&body));
+    assert_eq!(source, DigestSource::Upstream(srv.url("/official/v9.9.9/SHA256SUMS")));
+    assert_eq!(lock.get("etcd", "v9.9.9", Arch::Amd64).unwrap().sha256, d);
+    // once locked, the lock is the law and the checksum file is not asked again
+    let (_, again) = ops::resolve_digest(&catalog, &a, &mut lock, &f).unwrap();
+    assert_eq!(again, DigestSource::Lock);
+    assert_eq!(srv.requests("/official/v9.9.9/SHA256SUMS").len(), 1);
+}
+
+#[test]
+fn component_without_checksum_file_or_pin_is_refused_with_a_pin_hint() {
+    let catalog = Catalog::embedded();
+    let a = catalog.component("flanneld").unwrap().artifact("v0.1.0", Arch::Amd64);
+    let dir = tempfile::tempdir().unwrap();
+    let mut lock = Lock::load(&Lock::path_in(dir.path())).unwrap();
+    let e = ops::resolve_digest(catalog, &a, &mut lock, &Fetcher::new(quick()).unwrap()).unwrap_err();
+    let r = kbin::error::render(&kbin::Error::from(e));
+    assert!(r.contains("kbin pin flanneld v0.1.0"), "{r}");
+}
+
+fn fetched_of(cache: &Cache, body: &[u8], version: &str) -> Fetched {
+    let d = Sha256::of(body);
+    let tmp = cache.root.join("tmp").join(d.hex());
+    fs::write(&tmp, body).unwrap();
+    let path = cache.insert(&tmp, &d).unwrap();
+    Fetched { component: "etcd".into(), version: version.into(), arch: Arch::Amd64, sha256: d, digest_source: DigestSource::Lock, url: String::new(), path, outcome: Outcome::Cached, extracted: vec![] }
+}
+
+#[test]
+fn bundle_round_trips_into_an_empty_cache_and_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Cache::open(&dir.path().join("src")).unwrap();
+    let body = bytes(300_000, 12);
+    let f = fetched_of(&src, &body, "v3.5.1");
+    let out = dir.path().join("b.tar");
+    bundle::create(&out, &[f.clone()]).unwrap();
+    let dst = Cache::open(&dir.path().join("dst")).unwrap();
+    let lock_path = dir.path().join("kbin.lock");
+    let loaded = bundle::load(&out, &dst, Catalog::embedded(), Some(&lock_path)).unwrap();
+    assert_eq!(loaded.entries.len(), 1);
+    assert_eq!(loaded.added_to_lock, 1);
+    assert_eq!(fs::read(dst.blob_path(&f.sha256)).unwrap(), body);
+    assert_eq!(Lock::load(&lock_path).unwrap().get("etcd", "v3.5.1", Arch::Amd64).unwrap().sha256, f.sha256);
+}
+
+#[test]
+fn bundle_with_one_altered_member_is_refused_and_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Cache::open(&dir.path().join("src")).unwrap();
+    let a = fetched_of(&src, &bytes(100_000, 13), "v3.5.1");
+    let b = fetched_of(&src, &bytes(100_000, 14), "v3.5.2");
+    let out = dir.path().join("b.tar");
+    bundle::create(&out, &[a.clone(), b.clone()]).unwrap();
+    // flip one byte inside the second artifact's data
+    let mut raw = fs::read(&out).unwrap();
+    let needle = &fs::read(&b.path).unwrap()[..64];
+    let at = raw.windows(64).position(|w| w == needle).unwrap() + 5000;
+    raw[at] ^= 0xff;
+    fs::write(&out, raw).unwrap();
+    let dst = Cache::open(&dir.path().join("dst")).unwrap();
+    let lock_path = dir.path().join("kbin.lock");
+    let e = bundle::load(&out, &dst, Catalog::embedded(), Some(&lock_path)).unwrap_err();
+    match &e {
+        ArtifactError::BundleMismatch { member, expected, .. } => {
+            assert_eq!(member, &format!("artifacts/{}", b.sha256.hex()));
+            assert_eq!(*expected, b.sha256);
+        }
+        other => panic!("expected a bundle mismatch, got {other}"),
+    }
+    assert!(cached_files(&dst.root).is_empty(), "not even the intact member entered the cache");
+    assert!(!lock_path.exists(), "no lock written");
+    assert_eq!(fs::read_dir(dst.root.join("tmp")).unwrap().count(), 0, "staging removed");
+}
+
+#[test]
+fn bundle_that_contradicts_the_cluster_lock_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Cache::open(&dir.path().join("src")).unwrap();
+    let a = fetched_of(&src, &bytes(1000, 15), "v3.5.1");
+    let out = dir.path().join("b.tar");
+    bundle::create(&out, &[a]).unwrap();
+    let lock_path = dir.path().join("kbin.lock");
+    ops::pin(Catalog::embedded(), &lock_path, "etcd", "v3.5.1", Arch::Amd64, &"ab".repeat(32)).unwrap();
+    let dst = Cache::open(&dir.path().join("dst")).unwrap();
+    let e = bundle::load(&out, &dst, Catalog::embedded(), Some(&lock_path)).unwrap_err();
+    assert!(matches!(e, ArtifactError::Conflict { .. }), "{e}");
+    assert!(cached_files(&dst.root).is_empty());
+}

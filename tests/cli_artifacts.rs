@@ -1,0 +1,165 @@
+//! The real `kbin` binary: download / pin / bundle in a fresh temp dir with KBIN_CACHE_DIR set,
+//! against a loopback mirror the test starts.
+
+#[path = "http_support/mod.rs"]
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use assert_cmd::Command;
+use support::{Behavior, Server, bytes, cached_files, sha256_hex, targz};
+
+fn kbin(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("kbin").unwrap();
+    c.current_dir(dir)
+        .env("KBIN_CACHE_DIR", dir.join("cache"))
+        .env("NO_COLOR", "1")
+        .env("KBIN_HTTP_TIMEOUT", "2")
+        .env("KBIN_HTTP_ATTEMPTS", "2")
+        .env("KBIN_HTTP_BACKOFF_MS", "10")
+        .env_remove("KBIN_CONFIG")
+        .env_remove("KBIN_MIRROR")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY");
+    c
+}
+
+/// An etcd v3.5.1 tarball laid out like upstream's.
+fn etcd_tarball() -> Vec<u8> {
+    use tar::EntryType as T;
+    targz(&[
+        ("etcd-v3.5.1-linux-amd64/", T::Directory, b""),
+        ("etcd-v3.5.1-linux-amd64/etcd", T::Regular, &bytes(200_000, 1)),
+        ("etcd-v3.5.1-linux-amd64/etcdctl", T::Regular, &bytes(100_000, 2)),
+        ("etcd-v3.5.1-linux-amd64/etcdutl", T::Regular, &bytes(50_000, 3)),
+        ("etcd-v3.5.1-linux-amd64/README.md", T::Regular, b"docs"),
+    ])
+}
+
+fn lab(srv: &Server) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("[artifacts.mirrors]\netcd = \"{}\"\n", srv.url("/etcd"));
+    fs::write(dir.path().join("cluster.toml"), support::cluster_toml("v3.5.1", &extra)).unwrap();
+    dir
+}
+
+#[test]
+fn pinned_etcd_from_a_plain_http_mirror_with_no_internet() {
+    let tgz = etcd_tarball();
+    let digest = sha256_hex(&tgz);
+    let srv = Server::start(vec![("/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz", Behavior::Bytes(tgz))]);
+    let dir = lab(&srv);
+    let d = dir.path();
+
+    kbin(d).args(["pin", "etcd", "v3.5.1", &digest]).assert().success().stderr(predicates::str::contains(format!("[pin] etcd v3.5.1 (amd64): sha256 {digest} recorded in")));
+    let lock = fs::read_to_string(d.join("kbin.lock")).unwrap();
+    assert!(lock.contains(&format!("sha256 = \"{digest}\"")) && lock.contains("version = \"v3.5.1\""), "{lock}");
+
+    let out = kbin(d).args(["download", "etcd", "--extract", "bin"]).assert().success().get_output().clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let cols: Vec<&str> = stdout.trim().split('\t').collect();
+    assert_eq!(&cols[..4], ["etcd", "v3.5.1", "amd64", digest.as_str()]);
+    assert!(cols[4].ends_with(&format!("cache/sha256/{digest}")), "{stdout}");
+    assert!(stderr.contains("[download] etcd v3.5.1:"), "{stderr}");
+    for f in ["etcd", "etcdctl", "etcdutl"] {
+        assert!(d.join("bin/etcd").join(f).is_file(), "{f} extracted");
+    }
+    assert!(!d.join("bin/etcd/README.md").exists());
+    assert_eq!(cached_files(&d.join("cache")), vec![digest.clone()]);
+
+    // second run: a cache hit, no request
+    kbin(d).args(["download", "etcd", "--json"]).assert().success();
+    assert_eq!(srv.requests("/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz").len(), 1);
+}
+
+#[test]
+fn mirror_serving_other_bytes_fails_with_the_digests_and_a_hint() {
+    let tgz = etcd_tarball();
+    let srv = Server::start(vec![("/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz", Behavior::Bytes(b"not etcd".to_vec()))]);
+    let dir = lab(&srv);
+    let d = dir.path();
+    kbin(d).args(["pin", "etcd", "v3.5.1", &sha256_hex(&tgz)]).assert().success();
+    let out = kbin(d).args(["download", "etcd"]).assert().code(1).get_output().clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains(&format!("error: digest mismatch for {}", srv.url("/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz"))), "{stderr}");
+    assert!(stderr.contains(&sha256_hex(&tgz)) && stderr.contains(&sha256_hex(b"not etcd")), "{stderr}");
+    assert!(stderr.contains("hint: nothing was cached"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(cached_files(&d.join("cache")).is_empty());
+}
+
+#[test]
+fn unpinned_version_without_checksum_file_asks_for_a_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = support::cluster_toml("v3.5.1", "").replace("etcd_version = \"v3.5.1\"", "etcd_version = \"v3.5.1\"\nflannel_version = \"v0.1.0\"");
+    fs::write(dir.path().join("cluster.toml"), toml).unwrap();
+    // flanneld publishes no checksum file and v0.1.0 is pinned nowhere: refused before any request
+    let out = kbin(dir.path()).args(["download", "flanneld"]).assert().code(1).get_output().clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("error: no trusted SHA-256 digest for flanneld v0.1.0 (amd64)"), "{stderr}");
+    assert!(stderr.contains("kbin pin flanneld v0.1.0 <sha256>"), "{stderr}");
+    assert!(cached_files(&dir.path().join("cache")).is_empty());
+}
+
+#[test]
+fn unknown_component_is_a_usage_error() {
+    let srv = Server::start(vec![]);
+    let dir = lab(&srv);
+    kbin(dir.path()).args(["download", "etcdd"]).assert().code(3).stderr(predicates::str::contains("unknown component \"etcdd\"")).stderr(predicates::str::contains("hint: known components: etcd,"));
+    kbin(dir.path()).args(["pin", "etcd", "v3.5.1", "xyz"]).assert().code(3).stderr(predicates::str::contains("not a SHA-256 digest"));
+}
+
+#[test]
+fn bad_artifacts_section_reports_every_field_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[artifacts]\nmirror = \"ftp://mirror\"\narch = \"s390x\"\n\n[artifacts.mirrors]\netcd = \"not a url\"\nkubeproxy = \"http://x\"\n\n[artifacts.versions]\ncontainerd = \"2.1\"\nkubelet = \"v1.34.2\"\n";
+    fs::write(dir.path().join("cluster.toml"), support::cluster_toml("v3.5.21", extra)).unwrap();
+    let out = kbin(dir.path()).args(["download"]).assert().code(3).get_output().clone();
+    let e = String::from_utf8(out.stderr).unwrap();
+    for want in [
+        "cluster.toml:14: artifacts.mirror: \"ftp://mirror\" is not an http(s) URL",
+        "cluster.toml:15: artifacts.arch: unknown architecture \"s390x\"",
+        "cluster.toml:18: artifacts.mirrors.etcd: \"not a url\" is not an http(s) URL",
+        "cluster.toml:19: artifacts.mirrors.kubeproxy: unknown component",
+        "cluster.toml:22: artifacts.versions.containerd: \"2.1\" is not a release version",
+        "cluster.toml:23: artifacts.versions.kubelet: the version of kubelet comes from cluster.kubernetes_version",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in\n{e}");
+    }
+    kbin(dir.path()).args(["download", "--mirror", "mirror.example"]).assert().code(3);
+}
+
+#[test]
+fn bundle_create_then_load_into_an_air_gapped_cache() {
+    let tgz = etcd_tarball();
+    let digest = sha256_hex(&tgz);
+    let srv = Server::start(vec![("/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz", Behavior::Bytes(tgz))]);
+    let online = lab(&srv);
+    kbin(online.path()).args(["pin", "etcd", "v3.5.1", &digest]).assert().success();
+    let bundle = online.path().join("b.tar");
+    kbin(online.path()).args(["bundle", "create", "b.tar", "etcd"]).assert().success();
+    assert!(bundle.is_file());
+
+    let offline = tempfile::tempdir().unwrap();
+    fs::write(offline.path().join("cluster.toml"), support::cluster_toml("v3.5.1", "")).unwrap();
+    kbin(offline.path()).arg("bundle").arg("load").arg(&bundle).assert().success().stdout(predicates::str::contains(&digest));
+    assert_eq!(cached_files(&offline.path().join("cache")), vec![digest.clone()]);
+    let lock = fs::read_to_string(offline.path().join("kbin.lock")).unwrap();
+    assert!(lock.contains(&digest), "the bundle's digest is now the cluster's law: {lock}");
+    // and download now works with no server at all
+    drop(srv);
+    kbin(offline.path()).args(["download", "etcd"]).assert().success();
+}
+
+#[test]
+fn help_texts_describe_the_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    kbin(dir.path()).args(["download", "--help"]).assert().success().stdout(predicates::str::contains("--mirror <URL>")).stdout(predicates::str::contains("kbin.lock"));
+    kbin(dir.path()).args(["pin", "--help"]).assert().success().stdout(predicates::str::contains("<SHA256>"));
+    kbin(dir.path()).args(["bundle", "create", "--help"]).assert().success().stdout(predicates::str::contains("--mirror <URL>"));
+    kbin(dir.path()).args(["bundle", "load", "--help"]).assert().success().stdout(predicates::str::contains("Nothing enters the cache unless every digest matches"));
+}
