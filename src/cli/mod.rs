@@ -10,6 +10,7 @@ mod bundle;
 mod completions;
 mod hosts;
 mod download;
+mod etcd;
 mod pin;
 mod pki;
 mod render;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Offline bundles of every artifact a cluster needs
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// etcd on the etcd hosts: deploy, status, add, remove, backup
+    #[command(subcommand)]
+    Etcd(etcd::EtcdCommand),
     /// Print shell completions for kbin
     Completions(completions::Args),
 }
@@ -86,6 +90,7 @@ pub fn main() -> i32 {
         Command::Download(args) => download::exec(&cli.global, args),
         Command::Pin(args) => pin::exec(&cli.global, args),
         Command::Bundle(cmd) => bundle::exec(&cli.global, cmd),
+        Command::Etcd(cmd) => etcd::exec(&cli.global, cmd),
         Command::Completions(args) => completions::exec(args),
     };
     match result {

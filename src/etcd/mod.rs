@@ -1,3 +1,4 @@
-//! etcd: the JSON API client used to check and change a running cluster.
+//! etcd: the JSON API client and the operations behind `kbin etcd`.
 
 pub mod api;
+pub mod ops;

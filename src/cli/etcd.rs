@@ -1,0 +1,308 @@
+//! `kbin etcd ...`: deploy, status, add, remove, backup.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
+use kbin::artifacts::Catalog;
+use kbin::artifacts::download::{FetchOptions, Fetcher};
+use kbin::artifacts::ops;
+use kbin::artifacts::progress::Reporter;
+use kbin::config::{Cluster, Host, Role};
+use kbin::etcd::api::Client;
+use kbin::etcd::ops::{self as etcd, Binaries, Ctx, MemberReport, Node};
+use kbin::host::parallel::{Cancel, Outcome};
+use kbin::host::ssh::{self, ConnectOptions};
+use kbin::host::{Remote, Source};
+use kbin::render::Templates;
+
+use super::Global;
+use super::download::NetArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum EtcdCommand {
+    /// Install and start etcd on every etcd host, or bring it up to date
+    ///
+    /// Read-only preflight first on every host (reachable, architecture, ports 2379/2380, no data
+    /// of another cluster); then binaries (verified download), certificates, config and unit are
+    /// pushed in parallel, unchanged files are not sent, members start, and kbin waits until every
+    /// member is healthy over mutual TLS (checked through the SSH connection). On a running
+    /// cluster, only members whose files changed restart, one at a time.
+    Deploy(DeployArgs),
+    /// Health, leader, DB size, revision, version and certificate expiry of every member
+    Status(StatusArgs),
+    /// Add HOST (an etcd host of the cluster file) to the running cluster
+    Add(AddArgs),
+    /// Remove HOST's member from the cluster, then stop etcd and clean up the host
+    Remove(RemoveArgs),
+    /// Take a snapshot on a healthy member, bring it here and verify it
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConnArgs {
+    /// Record the host keys of hosts seen for the first time instead of refusing them
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// How many hosts to work on at once [default: ssh.concurrency]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: Option<u16>,
+    /// Seconds to wait for members to become healthy
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub health_timeout: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Show, per host, what would be written (with diffs) and restarted; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// The host (name or address; it must have the etcd role in the cluster file)
+    pub host: String,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RemoveArgs {
+    /// The host (name or address)
+    pub host: String,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Say what would be done; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// Where to write the snapshot [default: backups/etcd-<cluster>-<UTC time>.db next to the cluster file]
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+pub fn exec(global: &Global, cmd: &EtcdCommand) -> kbin::Result<()> {
+    let cluster = global.cluster()?;
+    match cmd {
+        EtcdCommand::Deploy(a) => deploy(global, &cluster, a),
+        EtcdCommand::Status(a) => status(global, &cluster, a),
+        EtcdCommand::Add(a) => add(global, &cluster, a),
+        EtcdCommand::Remove(a) => remove(global, &cluster, a),
+        EtcdCommand::Backup(a) => backup(global, &cluster, a),
+    }
+}
+
+fn ctx<'c>(global: &Global, cluster: &'c Cluster, conn: &ConnArgs) -> kbin::Result<Ctx<'c>> {
+    Ok(Ctx {
+        cluster,
+        printer: global.printer(),
+        concurrency: conn.concurrency.map(usize::from).unwrap_or(cluster.ssh.concurrency),
+        cancel: Cancel::on_ctrl_c(),
+        client: Client::new(&etcd::identity(cluster)?).map_err(|e| kbin::Error::other(format!("etcd client identity: {e}"), Some("run `kbin pki check`")))?,
+        health_timeout: Duration::from_secs(conn.health_timeout),
+    })
+}
+
+/// Connect to `hosts`; each result is the connection or why it failed.
+fn connect<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> Vec<(&'c Host, Result<Node<'c>, String>)> {
+    let opts = ConnectOptions::for_cluster(ctx.cluster, conn.accept_new_host_keys);
+    let p = ctx.printer;
+    let results = ssh::connect_hosts(ctx.cluster, hosts, &opts, ctx.concurrency, &ctx.cancel, &|name, r| {
+        if let Err(e) = r {
+            p.phase("connect", Some(name), &format!("failed: {}", e.chain()));
+        }
+    });
+    hosts
+        .iter()
+        .zip(results)
+        .map(|(h, r)| {
+            let node = match r.outcome {
+                Outcome::Done(s) => Ok(Node { host: *h, remote: Arc::new(s) as Arc<dyn Remote> }),
+                Outcome::Failed(e) => Err(e.chain()),
+                Outcome::Skipped => Err("not connected (interrupted)".into()),
+            };
+            (*h, node)
+        })
+        .collect()
+}
+
+/// Connect to all of `hosts` or refuse (exit 2) listing the ones that failed: nothing changed.
+fn connect_all<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> kbin::Result<Vec<Node<'c>>> {
+    let mut nodes = Vec::new();
+    let mut problems = Vec::new();
+    for (h, r) in connect(ctx, hosts, conn) {
+        match r {
+            Ok(n) => nodes.push(n),
+            Err(e) => problems.push(format!("[connect] {}: {e}", h.name)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(kbin::Error::Refused {
+            what: format!("cannot reach {} of {} hosts; nothing was changed", problems.len(), hosts.len()),
+            problems,
+            hint: Some("check that the hosts are up and reachable over SSH (`kbin hosts check`)".into()),
+        });
+    }
+    Ok(nodes)
+}
+
+/// Fetch (verified, cached) and extract etcd and etcdctl.
+fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs) -> kbin::Result<(tempfile::TempDir, Binaries)> {
+    let settings = net.settings(cluster)?;
+    let catalog = Catalog::embedded();
+    let planned = ops::plan(catalog, &settings, &["etcd".to_string()])?;
+    let fetcher = Fetcher::new(FetchOptions::from_env())?;
+    let dir = tempfile::tempdir().map_err(|e| kbin::Error::other(format!("cannot make a temporary directory: {e}"), None))?;
+    ops::download(catalog, &planned, &settings, &fetcher, &Reporter::new(global.quiet), Some(dir.path()))?;
+    let src = |name: &str| {
+        let p = dir.path().join("etcd").join(name);
+        Source::file(&p).map_err(|e| kbin::Error::other(format!("{}: {e}", p.display()), Some("the etcd release archive lacks this binary")))
+    };
+    let bins = Binaries { etcd: src("etcd")?, etcdctl: src("etcdctl")? };
+    Ok((dir, bins))
+}
+
+fn print_members(members: &[MemberReport]) {
+    println!("{:<12} {:<16} {:<8} {:<7} {:<17} {:<8} {:>10} {:>9} {:>9}", "MEMBER", "ADDRESS", "HEALTHY", "LEADER", "ID", "VERSION", "DB SIZE", "REVISION", "CERT DAYS");
+    for m in members {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        println!(
+            "{:<12} {:<16} {:<8} {:<7} {:<17} {:<8} {:>10} {:>9} {:>9}",
+            m.name,
+            m.address,
+            if !m.reachable { "unreach" } else if m.healthy { "yes" } else { "no" },
+            if m.leader { "*" } else { "" },
+            opt(&m.id),
+            opt(&m.version),
+            m.db_size.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+            m.revision.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+            m.cert_days_left.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+        );
+    }
+}
+
+fn deploy(global: &Global, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()> {
+    let ctx = ctx(global, cluster, &a.conn)?;
+    let hosts = etcd::etcd_hosts(cluster);
+    let templates = Templates::load(cluster)?;
+    let nodes = connect_all(&ctx, &hosts, &a.conn)?;
+    let (_dir, bins) = binaries(global, cluster, &a.net)?;
+    let report = etcd::deploy(&ctx, &nodes, &templates, &bins, a.dry_run)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
+    } else if !a.dry_run {
+        print_members(&report.members);
+    }
+    if !a.dry_run {
+        let healthy = report.members.iter().filter(|m| m.healthy).count();
+        let leader = report.members.iter().find(|m| m.leader).map(|m| m.name.as_str()).unwrap_or("?");
+        let version = report.members.first().and_then(|m| m.version.clone()).unwrap_or_default();
+        ctx.printer.phase(
+            "etcd",
+            None,
+            &format!(
+                "{healthy}/{} members healthy, leader {leader}, version {version}; {} bytes of files sent, started {}, restarted {}",
+                report.members.len(),
+                report.bytes_sent,
+                report.started.len(),
+                report.restarted.len()
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn status(global: &Global, cluster: &Cluster, a: &StatusArgs) -> kbin::Result<()> {
+    let ctx = ctx(global, cluster, &a.conn)?;
+    let hosts = etcd::etcd_hosts(cluster);
+    let conns = connect(&ctx, &hosts, &a.conn);
+    let members = etcd::status(&ctx, conns);
+    let healthy = members.iter().filter(|m| m.healthy).count();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "healthy": healthy, "members": members })).expect("serializable"));
+    } else {
+        print_members(&members);
+    }
+    ctx.printer.phase("etcd", None, &format!("{healthy}/{} members healthy", members.len()));
+    if healthy * 2 <= members.len() {
+        return Err(kbin::Error::Failed { what: format!("only {healthy} of {} members are healthy: the cluster has no quorum", members.len()), problems: vec![], hint: Some("bring members back (`systemctl status etcd` on their hosts) before changing anything".into()) });
+    }
+    Ok(())
+}
+
+fn find<'c>(cluster: &'c Cluster, name: &str) -> kbin::Result<&'c Host> {
+    cluster.host(name).ok_or_else(|| kbin::Error::other(format!("no host {name:?} in {}", cluster.file.display()), Some("use a host name or address from the cluster file")))
+}
+
+fn add(global: &Global, cluster: &Cluster, a: &AddArgs) -> kbin::Result<()> {
+    let ctx = ctx(global, cluster, &a.conn)?;
+    let host = find(cluster, &a.host)?;
+    if !host.has(Role::Etcd) {
+        return Err(kbin::Error::Refused { what: format!("{} does not have the etcd role in {}", host.name, cluster.file.display()), problems: vec![], hint: Some(format!("add \"etcd\" to the roles of {} in the cluster file, run `kbin pki init` for its certificates, then run this again", host.name)) });
+    }
+    let others: Vec<&Host> = etcd::etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
+    let new = connect_all(&ctx, &[host], &a.conn)?.remove(0);
+    let nodes: Vec<Node<'_>> = connect(&ctx, &others, &a.conn).into_iter().filter_map(|(_, r)| r.ok()).collect();
+    let (_dir, bins) = binaries(global, cluster, &a.net)?;
+    let templates = Templates::load(cluster)?;
+    let members = etcd::add(&ctx, &new, &nodes, &templates, &bins)?;
+    print_members(&members);
+    Ok(())
+}
+
+fn remove(global: &Global, cluster: &Cluster, a: &RemoveArgs) -> kbin::Result<()> {
+    let ctx = ctx(global, cluster, &a.conn)?;
+    let host = find(cluster, &a.host)?;
+    let others: Vec<&Host> = etcd::etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
+    let target = connect(&ctx, &[host], &a.conn).remove(0).1.ok();
+    let nodes: Vec<Node<'_>> = connect(&ctx, &others, &a.conn).into_iter().filter_map(|(_, r)| r.ok()).collect();
+    etcd::remove(&ctx, host, target.as_ref(), &nodes, a.dry_run)?;
+    if !a.dry_run && host.has(Role::Etcd) {
+        ctx.printer.warn(&format!("{} still has the etcd role in {}", host.name, cluster.file.display()), Some("remove \"etcd\" from its roles, or the next `kbin etcd deploy` adds it back as a new member"));
+    }
+    Ok(())
+}
+
+fn backup(global: &Global, cluster: &Cluster, a: &BackupArgs) -> kbin::Result<()> {
+    let ctx = ctx(global, cluster, &a.conn)?;
+    let hosts = etcd::etcd_hosts(cluster);
+    let nodes: Vec<Node<'_>> = connect(&ctx, &hosts, &a.conn).into_iter().filter_map(|(_, r)| r.ok()).collect();
+    let out = match &a.out {
+        Some(p) => p.clone(),
+        None => {
+            let dir = cluster.state_dir.join("backups");
+            kbin::fsutil::private_dir(&dir).map_err(|e| kbin::Error::other(format!("cannot create {}: {e}", dir.display()), None))?;
+            let now = time::OffsetDateTime::now_utc();
+            dir.join(format!("etcd-{}-{:04}{:02}{:02}T{:02}{:02}{:02}Z.db", cluster.name, now.year(), now.month() as u8, now.day(), now.hour(), now.minute(), now.second()))
+        }
+    };
+    let b = etcd::backup(&ctx, &nodes, &out)?;
+    ctx.printer.phase("backup", Some(&b.from), &format!("snapshot verified: {} ({} bytes, sha256 {})", b.path, b.bytes, b.sha256));
+    println!("{}", b.path);
+    Ok(())
+}

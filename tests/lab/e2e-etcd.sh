@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# End-to-end: kbin etcd on real lab hosts (systemd, sshd, the upstream etcd v3.5.1 build served
+# from the lab mirror). Each check prints "ok - ..." or "FAIL - ..."; the last line counts them.
+# usage: tests/lab/e2e-etcd.sh [path/to/kbin]   (default: target/release/kbin, built if missing)
+set -uo pipefail
+here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+kbin=${1:-$repo/target/release/kbin}
+[[ -x $kbin ]] || (cd "$repo" && cargo build --release --quiet) || exit 1
+
+export KBIN_LAB_DIR=${KBIN_LAB_DIR_E2E:-/tmp/kbin-lab-e2e-etcd}
+lab=$here/lab
+work=$(mktemp -d /tmp/kbin-e2e-etcd.XXXXXX)
+passed=0 failed=0
+ok() { echo "ok - $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+finish() {
+  "$lab" down >/dev/null 2>&1 || true
+  rm -rf "$work"
+  echo "e2e-etcd: $passed passed, $failed failed"
+  [[ $failed -eq 0 && $passed -gt 0 ]]
+}
+trap 'finish; exit $?' EXIT
+
+ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+# kbin in the operator namespace, with this test's cache and cluster file
+k() { "$lab" op -- env KBIN_CACHE_DIR="$work/cache" NO_COLOR=1 "$kbin" -c "$work/cluster.toml" "$@"; }
+
+"$lab" down >/dev/null 2>&1 || true
+"$lab" up 4 >/dev/null || { fail "lab up 4"; exit 1; }
+read -r etcd_sha _ < <("$lab" mirror 2>/dev/null)
+mirror=$("$lab" mirror url)
+
+cat >"$work/cluster.toml" <<TOML
+[cluster]
+name = "e2e"
+etcd_version = "v3.5.1"
+
+[ssh]
+key = "$KBIN_LAB_DIR/ssh/id_ed25519"
+connect_timeout_secs = 3
+
+[artifacts]
+mirror = "$mirror/etcd-io/etcd/releases/download/{version}/{file}"
+
+[[hosts]]
+name = "h1"
+address = "10.213.0.11"
+roles = ["etcd", "master"]
+
+[[hosts]]
+name = "h2"
+address = "10.213.0.12"
+roles = ["etcd"]
+
+[[hosts]]
+name = "h3"
+address = "10.213.0.13"
+roles = ["etcd"]
+TOML
+cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
+
+# --- fresh hosts to a healthy cluster -------------------------------------------------------------
+k pin etcd v3.5.1 "$etcd_sha" 2>/dev/null
+k download etcd >/dev/null 2>&1 # warm the cache: the benchmark below measures the deploy itself
+t0=$(ms)
+k -q pki init && k etcd deploy --json >"$work/deploy1.json" 2>"$work/deploy1.err"
+rc=$? t_fresh=$(($(ms) - t0))
+check "fresh deploy exits 0 ($t_fresh ms, pki included)" test $rc -eq 0
+check "all 3 members healthy after deploy" python3 -c "import json,sys; m=json.load(open('$work/deploy1.json'))['members']; sys.exit(0 if len(m)==3 and all(x['healthy'] for x in m) and sum(x['leader'] for x in m)==1 else 1)"
+grep -q '^\[preflight\] h1: ok' "$work/deploy1.err" && grep -q '^\[etcd\] 3/3 members healthy' "$work/deploy1.err"
+check "progress lines are [phase] host: message" test $? -eq 0
+
+# --- TLS is really enforced ---------------------------------------------------------------------------
+"$lab" op -- env KBIN_CACHE_DIR="$work/cache" "$kbin" -q -c "$work/cluster.toml" download etcd --extract "$work/bin" >/dev/null
+etcdctl() { "$lab" op -- env ETCDCTL_API=3 "$work/bin/etcd/etcdctl" --dial-timeout=3s --command-timeout=5s "$@"; }
+pki=$work/pki
+with_kbin_cert=(--endpoints=https://10.213.0.11:2379,https://10.213.0.12:2379 --cacert "$pki/etcd/ca.crt" --cert "$pki/etcd/healthcheck-client.crt" --key "$pki/etcd/healthcheck-client.key")
+check "etcdctl with kbin's client cert writes" etcdctl "${with_kbin_cert[@]}" put /e2e/hello world
+check "etcdctl with kbin's client cert reads it back" test "$(etcdctl "${with_kbin_cert[@]}" get /e2e/hello --print-value-only 2>/dev/null)" = world
+mkdir -p "$work/other" && sed 's/name = "e2e"/name = "other"/' "$work/cluster.toml" >"$work/other/cluster.toml"
+"$kbin" -q -c "$work/other/cluster.toml" pki init
+foreign=(--endpoints=https://10.213.0.11:2379 --cacert "$pki/etcd/ca.crt" --cert "$work/other/pki/etcd/healthcheck-client.crt" --key "$work/other/pki/etcd/healthcheck-client.key")
+! etcdctl "${foreign[@]}" get /e2e/hello >/dev/null 2>&1
+check "a client cert from another CA is refused" test $? -eq 0
+! etcdctl --endpoints=https://10.213.0.11:2379 --cacert "$pki/etcd/ca.crt" get /e2e/hello >/dev/null 2>&1
+check "a client without a cert is refused" test $? -eq 0
+
+# --- an unchanged re-run changes nothing ------------------------------------------------------------
+since=$("$lab" exec h2 -- systemctl show etcd -p ActiveEnterTimestampMonotonic --value)
+t0=$(ms)
+k etcd deploy --json >"$work/deploy2.json" 2>/dev/null
+t_rerun=$(($(ms) - t0))
+check "re-run sends 0 bytes and restarts nothing ($t_rerun ms)" python3 -c "import json,sys; r=json.load(open('$work/deploy2.json')); sys.exit(0 if r['bytes_sent']==0 and not r['restarted'] and not r['started'] and all(not h['changed'] for h in r['hosts']) else 1)"
+check "re-run did not restart etcd on h2" test "$("$lab" exec h2 -- systemctl show etcd -p ActiveEnterTimestampMonotonic --value)" = "$since"
+
+# --- a changed cert restarts only the member it touches ---------------------------------------------
+"$kbin" -q -c "$work/cluster.toml" pki renew etcd-server/h2
+k etcd deploy --dry-run >"$work/dry.out" 2>&1
+grep -q '\[dry-run\] h2: would replace /opt/etcd/ssl/server.crt' "$work/dry.out" && grep -q '\[dry-run\] h2: 1 files would change; would restart etcd' "$work/dry.out" && grep -q '\[dry-run\] h1: 0 files would change; no restart' "$work/dry.out"
+check "--dry-run names the file and the restart, on h2 only" test $? -eq 0
+check "--dry-run changed nothing on h2" test "$("$lab" exec h2 -- sha256sum /opt/etcd/ssl/server.crt | cut -d' ' -f1)" != "$(sha256sum "$pki/hosts/h2/etcd-server.crt" | cut -d' ' -f1)"
+h1_since=$("$lab" exec h1 -- systemctl show etcd -p ActiveEnterTimestampMonotonic --value)
+k etcd deploy --json >"$work/deploy3.json" 2>/dev/null
+check "a renewed cert restarts only h2" python3 -c "import json,sys; r=json.load(open('$work/deploy3.json')); sys.exit(0 if r['restarted']==['h2'] and all(m['healthy'] for m in r['members']) else 1)"
+check "h1 kept running" test "$("$lab" exec h1 -- systemctl show etcd -p ActiveEnterTimestampMonotonic --value)" = "$h1_since"
+d1=$("$lab" exec h2 -- cat /opt/etcd/cfg/etcd.yml | sha256sum)
+
+# --- a dead host ------------------------------------------------------------------------------------------
+"$lab" stop h3 >/dev/null
+k etcd status --json >"$work/status.json" 2>/dev/null
+check "status with h3 dead: 2 of 3 healthy, h3 unreachable" python3 -c "import json,sys; s=json.load(open('$work/status.json')); m={x['name']:x for x in s['members']}; sys.exit(0 if s['healthy']==2 and not m['h3']['reachable'] and m['h1']['healthy'] else 1)"
+check "the cluster still serves writes with h3 dead" etcdctl "${with_kbin_cert[@]}" put /e2e/after-kill yes
+
+# --- preflight refuses with an unreachable host, changing nothing ------------------------------------
+"$kbin" -q -c "$work/cluster.toml" pki renew etcd-server/h1
+before=$("$lab" exec h1 -- sha256sum /opt/etcd/ssl/server.crt)
+k etcd deploy >"$work/refused.out" 2>&1
+rc=$?
+check "deploy with h3 unreachable is refused (exit 2)" test $rc -eq 2
+check "the refusal names h3" grep -q '\[connect\] h3:' "$work/refused.out"
+check "nothing changed on h1" test "$("$lab" exec h1 -- sha256sum /opt/etcd/ssl/server.crt)" = "$before"
+"$lab" up h3 >/dev/null
+k etcd deploy >/dev/null 2>&1
+check "h3 back: deploy converges again" k etcd status
+
+# --- grow and shrink --------------------------------------------------------------------------------------
+printf '\n[[hosts]]\nname = "h4"\naddress = "10.213.0.14"\nroles = ["etcd"]\n' >>"$work/cluster.toml"
+"$kbin" -q -c "$work/cluster.toml" pki init
+k etcd add h4 >"$work/add.out" 2>&1
+check "etcd add h4 exits 0" test $? -eq 0
+check "4 members, all started" test "$(etcdctl "${with_kbin_cert[@]}" member list -w simple 2>/dev/null | grep -c ', started, ')" -eq 4
+k etcd status --json >"$work/status4.json" 2>/dev/null
+check "status: 4 of 4 healthy" python3 -c "import json,sys; sys.exit(0 if json.load(open('$work/status4.json'))['healthy']==4 else 1)"
+check "h4 reads data written before it joined" test "$(etcdctl --endpoints=https://10.213.0.14:2379 --cacert "$pki/etcd/ca.crt" --cert "$pki/etcd/healthcheck-client.crt" --key "$pki/etcd/healthcheck-client.key" get /e2e/after-kill --print-value-only 2>/dev/null)" = yes
+k etcd remove h4 >"$work/remove.out" 2>&1
+check "etcd remove h4 exits 0" test $? -eq 0
+check "3 members again" test "$(etcdctl "${with_kbin_cert[@]}" member list -w simple 2>/dev/null | grep -c ', started, ')" -eq 3
+check "h4 cleaned up: etcd stopped, data deleted" test "$("$lab" exec h4 -- sh -c 'systemctl is-active etcd; test -e /var/lib/etcd/default.etcd && echo data')" = inactive
+
+# --- backup ---------------------------------------------------------------------------------------------------
+k etcd backup --out "$work/snap.db" >/dev/null 2>"$work/backup.err"
+check "backup exits 0 and verifies" grep -q 'snapshot verified' "$work/backup.err"
+check "the snapshot is valid for etcdctl" "$work/bin/etcd/etcdctl" snapshot status "$work/snap.db"
+check "the snapshot is private (0600)" test "$(stat -c %a "$work/snap.db")" = 600
+
+echo "timings: fresh=${t_fresh}ms rerun=${t_rerun}ms" >&2
+echo "$t_fresh $t_rerun" >"${KBIN_E2E_TIMINGS:-/dev/null}"
