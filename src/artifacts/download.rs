@@ -206,7 +206,8 @@ impl Fetcher {
             let _ = std::fs::remove_file(&partial_path);
             return Err(ArtifactError::Mismatch { url: url.to_string(), expected: *expected, actual });
         }
-        partial.file.sync_all().map_err(|e| ArtifactError::io("sync", &partial_path, e))?;
+        // no fsync: a cache entry is re-hashed every time it is used, so one torn by a crash is
+        // caught and fetched again; syncing hundreds of MB would only slow every download
         let bytes = partial.len;
         drop(partial);
         let path = cache.insert(&partial_path, expected)?;
