@@ -73,9 +73,16 @@ fn pinned_etcd_from_a_plain_http_mirror_with_no_internet() {
     assert!(!d.join("bin/etcd/README.md").exists());
     assert_eq!(cached_files(&d.join("cache")), vec![digest.clone()]);
 
-    // second run: a cache hit, no request
-    kbin(d).args(["download", "etcd", "--json"]).assert().success();
+    // second run: a cache hit, no request; --json is data on stdout only
+    let out = kbin(d).args(["download", "etcd", "--json"]).assert().success().get_output().clone();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["component"], "etcd");
+    assert_eq!(v[0]["sha256"], digest.as_str());
+    assert_eq!(v[0]["outcome"], "cached");
+    assert_eq!(v[0]["digest_source"]["kind"], "lock");
     assert_eq!(srv.requests("/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz").len(), 1);
+    // --quiet: nothing on stderr
+    kbin(d).args(["-q", "download", "etcd"]).assert().success().stderr("");
 }
 
 #[test]
