@@ -35,7 +35,7 @@ pub struct Args {
 #[derive(Debug, clap::Args)]
 pub struct NetArgs {
     /// Fetch every artifact from this mirror (<URL>/<component>/<version>/<file>, or a template
-    /// with {component} {version} {semver} {arch} {file}); wins over the cluster file's mirrors
+    /// with {component} {version} {semver} {base} {arch} {file}); wins over the cluster file's mirrors
     #[arg(long, value_name = "URL", env = "KBIN_MIRROR")]
     pub mirror: Option<String>,
     /// Parallel downloads
