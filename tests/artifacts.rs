@@ -324,3 +324,18 @@ fn bundle_that_contradicts_the_cluster_lock_is_refused() {
     assert!(matches!(e, ArtifactError::Conflict { .. }), "{e}");
     assert!(cached_files(&dst.root).is_empty());
 }
+
+#[test]
+fn unreachable_checksum_origin_suggests_pinning() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // closed again at once
+    let catalog = test_catalog(port);
+    let a = catalog.component("etcd").unwrap().artifact("v9.9.9", Arch::Amd64);
+    let dir = tempfile::tempdir().unwrap();
+    let mut lock = Lock::load(&Lock::path_in(dir.path())).unwrap();
+    let f = Fetcher::new(FetchOptions { allow_http_checksums: true, attempts: 1, ..quick() }).unwrap();
+    let e = ops::resolve_digest(&catalog, &a, &mut lock, &f).unwrap_err();
+    let r = kbin::error::render(&kbin::Error::from(e));
+    assert!(r.contains("error: no trusted SHA-256 digest for etcd v9.9.9 (amd64)"), "{r}");
+    assert!(r.contains("could not be fetched") && r.contains("kbin pin etcd v9.9.9 <sha256>"), "{r}");
+    assert!(lock.entries.is_empty());
+}

@@ -154,14 +154,14 @@ pub fn resolve_digest(catalog: &Catalog, a: &Artifact, lock: &mut Lock, fetcher:
             reason: "neither kbin's catalog nor kbin.lock pins it and upstream publishes no checksum file for it".into(),
         });
     };
+    let no_digest = |reason: String| ArtifactError::NoDigest { component: a.component.clone(), version: a.version.clone(), arch: a.arch, reason };
     let text = fetcher.get_text(url).map_err(|e| match e {
-        ArtifactError::Http { status: 404, .. } => ArtifactError::NoDigest {
-            component: a.component.clone(),
-            version: a.version.clone(),
-            arch: a.arch,
-            reason: format!("it is not in kbin's catalog and the upstream checksum file {url} does not exist (is the version right?)"),
-        },
-        other => other,
+        ArtifactError::Http { status: 404, .. } => {
+            no_digest(format!("it is not in kbin's catalog and the upstream checksum file {url} does not exist (is the version right?)"))
+        }
+        e @ ArtifactError::InsecureChecksum { .. } => e,
+        // no internet (or the origin is down): the operator can still pin a digest they trust
+        other => no_digest(format!("it is not in kbin's catalog and its upstream checksum file could not be fetched ({other})")),
     })?;
     let d = super::download::parse_checksum_file(&text, &a.file_name).ok_or_else(|| ArtifactError::ChecksumFile { url: url.clone(), file: a.file_name.clone() })?;
     lock.set(Entry { component: a.component.clone(), version: a.version.clone(), arch: a.arch, sha256: d, source: url.clone() });
