@@ -168,6 +168,11 @@ fn bundle_create_then_load_into_an_air_gapped_cache() {
 fn help_texts_describe_the_commands() {
     let dir = tempfile::tempdir().unwrap();
     kbin(dir.path()).args(["download", "--help"]).assert().success().stdout(predicates::str::contains("--mirror <URL>")).stdout(predicates::str::contains("kbin.lock"));
+    // the component list in the help text matches the catalog
+    let help = String::from_utf8(kbin(dir.path()).args(["download", "--help"]).output().unwrap().stdout).unwrap();
+    let listed = help.split("Components:").nth(1).unwrap().split("\n\n").next().unwrap().replace('\n', " ");
+    let listed: Vec<&str> = listed.split(',').map(str::trim).collect();
+    assert_eq!(listed, kbin::artifacts::Catalog::embedded().names());
     kbin(dir.path()).args(["pin", "--help"]).assert().success().stdout(predicates::str::contains("<SHA256>"));
     kbin(dir.path()).args(["bundle", "create", "--help"]).assert().success().stdout(predicates::str::contains("--mirror <URL>"));
     kbin(dir.path()).args(["bundle", "load", "--help"]).assert().success().stdout(predicates::str::contains("Nothing enters the cache unless every digest matches"));

@@ -16,7 +16,7 @@ use super::Global;
 /// ($KBIN_CACHE_DIR, else $XDG_CACHE_HOME/kbin) shared by all clusters; interrupted downloads
 /// resume. Prints one line per artifact on stdout: component, version, arch, sha256, cache path.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  kbin download\n  kbin download etcd kubelet --mirror http://10.0.0.1:8080/kbin\n  kbin download --json | jq -r '.[].path'")]
+#[command(after_help = "Components: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet,\nkube-proxy, flanneld, flannel-cni-plugin, cni-plugins, containerd, runc, crictl\n\nExamples:\n  kbin download\n  kbin download etcd kubelet --mirror http://10.0.0.1:8080/kbin\n  kbin download --json | jq -r '.[].path'")]
 pub struct Args {
     /// Only these components (default: every component some host's roles need)
     #[arg(value_name = "COMPONENT")]
