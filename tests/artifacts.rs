@@ -271,7 +271,7 @@ fn bundle_round_trips_into_an_empty_cache_and_lock() {
     let body = bytes(300_000, 12);
     let f = fetched_of(&src, &body, "v3.5.1");
     let out = dir.path().join("b.tar");
-    bundle::create(&out, &[f.clone()]).unwrap();
+    bundle::create(&out, std::slice::from_ref(&f)).unwrap();
     let dst = Cache::open(&dir.path().join("dst")).unwrap();
     let lock_path = dir.path().join("kbin.lock");
     let loaded = bundle::load(&out, &dst, Catalog::embedded(), Some(&lock_path)).unwrap();

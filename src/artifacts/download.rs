@@ -95,20 +95,13 @@ enum AttemptError {
 fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<reqwest::Error>() {
-            if r.is_timeout() {
-                return true;
-            }
+        if err.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout) {
+            return true;
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
             // io::Error::source() skips the wrapped error itself: look at it directly
-            if let Some(inner) = io.get_ref() {
-                if is_timeout(inner) {
-                    return true;
-                }
+            if io.kind() == std::io::ErrorKind::TimedOut || io.get_ref().is_some_and(|inner| is_timeout(inner)) {
+                return true;
             }
         }
         cur = err.source();
@@ -287,10 +280,10 @@ impl Fetcher {
             p.len += n as u64;
             progress.advance(n as u64);
         }
-        if let Some(total) = expected_total {
-            if p.len != total {
-                return Err(AttemptError::Retry(ArtifactError::Truncated { url: url.into(), got: p.len, expected: total, attempts: attempt }));
-            }
+        if let Some(total) = expected_total
+            && p.len != total
+        {
+            return Err(AttemptError::Retry(ArtifactError::Truncated { url: url.into(), got: p.len, expected: total, attempts: attempt }));
         }
         Ok(())
     }

@@ -45,10 +45,10 @@ pub struct NetArgs {
 
 impl NetArgs {
     pub fn settings(&self, cluster: &kbin::config::Cluster) -> kbin::Result<Settings> {
-        if let Some(m) = &self.mirror {
-            if !ops::is_mirror_url(m) {
-                return Err(ArtifactError::BadArgument(format!("--mirror {m:?} is not an http(s) URL")).into());
-            }
+        if let Some(m) = &self.mirror
+            && !ops::is_mirror_url(m)
+        {
+            return Err(ArtifactError::BadArgument(format!("--mirror {m:?} is not an http(s) URL")).into());
         }
         let mut s = Settings::from_cluster(cluster, self.mirror.as_deref())?;
         s.jobs = self.jobs.max(1);
