@@ -203,7 +203,7 @@ fn proxy_environment_is_honoured() {
 #[test]
 fn two_kbin_processes_downloading_at_once_share_one_cache_entry() {
     use tar::EntryType as T;
-    let tgz = targz(&[("etcd-v3.5.1-linux-amd64/etcd", T::Regular, &bytes(8 << 20, 9)), ("etcd-v3.5.1-linux-amd64/etcdctl", T::Regular, b"c"), ("etcd-v3.5.1-linux-amd64/etcdutl", T::Regular, b"u")]);
+    let tgz = targz(&[("etcd-v3.5.1-linux-amd64/etcd", T::Regular, &bytes(2 << 20, 9)), ("etcd-v3.5.1-linux-amd64/etcdctl", T::Regular, b"c"), ("etcd-v3.5.1-linux-amd64/etcdutl", T::Regular, b"u")]);
     let digest = sha256_hex(&tgz);
     let srv = Server::start(vec![("/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz", Behavior::Bytes(tgz))]);
     let dir = lab(&srv);
