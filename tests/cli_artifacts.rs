@@ -222,3 +222,19 @@ fn two_kbin_processes_downloading_at_once_share_one_cache_entry() {
     assert_eq!(cached_files(&d.join("cache")), vec![digest]);
     assert!(support::partial_files(&d.join("cache")).is_empty());
 }
+
+#[test]
+fn cache_dir_from_the_cluster_file_is_used_when_kbin_cache_dir_is_unset() {
+    let tgz = etcd_tarball();
+    let digest = sha256_hex(&tgz);
+    let srv = Server::start(vec![("/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz", Behavior::Bytes(tgz))]);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("[artifacts]\ncache_dir = \"{}\"\n\n[artifacts.mirrors]\netcd = \"{}\"\n", dir.path().join("from-file").display(), srv.url("/etcd"));
+    fs::write(dir.path().join("cluster.toml"), support::cluster_toml("v3.5.1", &extra)).unwrap();
+    kbin(dir.path()).args(["pin", "etcd", "v3.5.1", &digest]).assert().success();
+    let mut c = kbin_std(dir.path());
+    c.env_remove("KBIN_CACHE_DIR").args(["-q", "download", "etcd"]);
+    assert!(c.status().unwrap().success());
+    assert_eq!(cached_files(&dir.path().join("from-file")), vec![digest]);
+    assert!(!dir.path().join("cache").exists());
+}
