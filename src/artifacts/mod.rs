@@ -25,9 +25,10 @@ pub use catalog::{Catalog, Component, Kind};
 pub use lock::Lock;
 
 /// The CPU architectures kbin installs for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
+    #[default]
     Amd64,
     Arm64,
 }
