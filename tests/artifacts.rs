@@ -82,6 +82,7 @@ fn truncated_body_is_an_error_after_the_retries() {
     // each retry resumed where the body had stopped
     let reqs = srv.requests("/f");
     assert_eq!(reqs[1].range.as_deref(), Some("bytes=50000-"));
+    assert_eq!(partial_files(&cache.root).len(), 1, "the partial body is kept for the next run");
     assert_eq!(srv.requests("/f").len(), 3);
     assert!(cached_files(&cache.root).is_empty());
 }
@@ -93,6 +94,7 @@ fn not_found_fails_at_once_without_retry() {
     let err = f.fetch(&srv.url("/missing"), &Sha256([1; 32]), &cache, &NoProgress).unwrap_err();
     assert!(matches!(err, ArtifactError::Http { status: 404, .. }), "{err}");
     assert_eq!(srv.requests("/missing").len(), 1);
+    assert!(partial_files(&cache.root).is_empty(), "no empty partial file left behind");
     let rendered = kbin::error::render(&kbin::Error::from(err));
     assert!(rendered.contains("404") && rendered.contains("hint:"), "{rendered}");
 }

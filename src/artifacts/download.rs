@@ -190,7 +190,13 @@ impl Fetcher {
                     progress.retry(attempt, &e.to_string());
                     std::thread::sleep(self.backoff(attempt));
                 }
-                Err(AttemptError::Retry(e)) | Err(AttemptError::Fatal(e)) => return Err(e),
+                Err(AttemptError::Retry(e)) | Err(AttemptError::Fatal(e)) => {
+                    // keep a partial body for the next run to resume; an empty one is clutter
+                    if partial.len == 0 {
+                        let _ = std::fs::remove_file(&partial_path);
+                    }
+                    return Err(e);
+                }
             }
         }
         let actual = Sha256::from_ring(partial.ctx.clone().finish());
