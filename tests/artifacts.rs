@@ -79,7 +79,11 @@ fn truncated_body_is_an_error_after_the_retries() {
     let srv = Server::start(vec![("/f", Behavior::Truncated { body: body.clone(), send: 50_000 })]);
     let (_dir, cache, f) = setup();
     let err = f.fetch(&srv.url("/f"), &Sha256::of(&body), &cache, &NoProgress).unwrap_err();
-    assert!(matches!(err, ArtifactError::Truncated { expected: 200_000, attempts: 3, .. } | ArtifactError::Network { attempts: 3, .. }), "{err}");
+    assert!(matches!(err, ArtifactError::Truncated { expected: 200_000, attempts: 3, .. }), "{err}");
+    // each retry resumed where the body had stopped
+    let reqs = srv.requests("/f");
+    assert_eq!(reqs[1].range.as_deref(), Some("bytes=50000-"));
+    assert_eq!(partial_files(&cache.root).len(), 1, "the partial body is kept for the next run");
     assert_eq!(srv.requests("/f").len(), 3);
     assert!(cached_files(&cache.root).is_empty());
 }
@@ -91,6 +95,7 @@ fn not_found_fails_at_once_without_retry() {
     let err = f.fetch(&srv.url("/missing"), &Sha256([1; 32]), &cache, &NoProgress).unwrap_err();
     assert!(matches!(err, ArtifactError::Http { status: 404, .. }), "{err}");
     assert_eq!(srv.requests("/missing").len(), 1);
+    assert!(partial_files(&cache.root).is_empty(), "no empty partial file left behind");
     let rendered = kbin::error::render(&kbin::Error::from(err));
     assert!(rendered.contains("404") && rendered.contains("hint:"), "{rendered}");
 }
@@ -272,7 +277,7 @@ fn bundle_round_trips_into_an_empty_cache_and_lock() {
     let body = bytes(300_000, 12);
     let f = fetched_of(&src, &body, "v3.5.1");
     let out = dir.path().join("b.tar");
-    bundle::create(&out, &[f.clone()]).unwrap();
+    bundle::create(&out, std::slice::from_ref(&f)).unwrap();
     let dst = Cache::open(&dir.path().join("dst")).unwrap();
     let lock_path = dir.path().join("kbin.lock");
     let loaded = bundle::load(&out, &dst, Catalog::embedded(), Some(&lock_path)).unwrap();
@@ -324,4 +329,19 @@ fn bundle_that_contradicts_the_cluster_lock_is_refused() {
     let e = bundle::load(&out, &dst, Catalog::embedded(), Some(&lock_path)).unwrap_err();
     assert!(matches!(e, ArtifactError::Conflict { .. }), "{e}");
     assert!(cached_files(&dst.root).is_empty());
+}
+
+#[test]
+fn unreachable_checksum_origin_suggests_pinning() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // closed again at once
+    let catalog = test_catalog(port);
+    let a = catalog.component("etcd").unwrap().artifact("v9.9.9", Arch::Amd64);
+    let dir = tempfile::tempdir().unwrap();
+    let mut lock = Lock::load(&Lock::path_in(dir.path())).unwrap();
+    let f = Fetcher::new(FetchOptions { allow_http_checksums: true, attempts: 1, ..quick() }).unwrap();
+    let e = ops::resolve_digest(&catalog, &a, &mut lock, &f).unwrap_err();
+    let r = kbin::error::render(&kbin::Error::from(e));
+    assert!(r.contains("error: no trusted SHA-256 digest for etcd v9.9.9 (amd64)"), "{r}");
+    assert!(r.contains("could not be fetched") && r.contains("kbin pin etcd v9.9.9 <sha256>"), "{r}");
+    assert!(lock.entries.is_empty());
 }

@@ -10,20 +10,23 @@ use std::path::Path;
 use assert_cmd::Command;
 use support::{Behavior, Server, bytes, cached_files, sha256_hex, targz};
 
-fn kbin(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("kbin").unwrap();
+/// The real binary in `dir`, with a private cache, fast network timeouts and no proxy.
+fn kbin_std(dir: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin!("kbin"));
     c.current_dir(dir)
         .env("KBIN_CACHE_DIR", dir.join("cache"))
         .env("NO_COLOR", "1")
         .env("KBIN_HTTP_TIMEOUT", "2")
         .env("KBIN_HTTP_ATTEMPTS", "2")
-        .env("KBIN_HTTP_BACKOFF_MS", "10")
-        .env_remove("KBIN_CONFIG")
-        .env_remove("KBIN_MIRROR")
-        .env_remove("HTTP_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("ALL_PROXY");
+        .env("KBIN_HTTP_BACKOFF_MS", "10");
+    for v in ["KBIN_CONFIG", "KBIN_MIRROR", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+        c.env_remove(v);
+    }
     c
+}
+
+fn kbin(dir: &Path) -> Command {
+    Command::from_std(kbin_std(dir))
 }
 
 /// An etcd v3.5.1 tarball laid out like upstream's.
@@ -71,9 +74,16 @@ fn pinned_etcd_from_a_plain_http_mirror_with_no_internet() {
     assert!(!d.join("bin/etcd/README.md").exists());
     assert_eq!(cached_files(&d.join("cache")), vec![digest.clone()]);
 
-    // second run: a cache hit, no request
-    kbin(d).args(["download", "etcd", "--json"]).assert().success();
+    // second run: a cache hit, no request; --json is data on stdout only
+    let out = kbin(d).args(["download", "etcd", "--json"]).assert().success().get_output().clone();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["component"], "etcd");
+    assert_eq!(v[0]["sha256"], digest.as_str());
+    assert_eq!(v[0]["outcome"], "cached");
+    assert_eq!(v[0]["digest_source"]["kind"], "lock");
     assert_eq!(srv.requests("/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz").len(), 1);
+    // --quiet: nothing on stderr
+    kbin(d).args(["-q", "download", "etcd"]).assert().success().stderr("");
 }
 
 #[test]
@@ -159,7 +169,73 @@ fn bundle_create_then_load_into_an_air_gapped_cache() {
 fn help_texts_describe_the_commands() {
     let dir = tempfile::tempdir().unwrap();
     kbin(dir.path()).args(["download", "--help"]).assert().success().stdout(predicates::str::contains("--mirror <URL>")).stdout(predicates::str::contains("kbin.lock"));
+    // the component list in the help text matches the catalog
+    let help = String::from_utf8(kbin(dir.path()).args(["download", "--help"]).output().unwrap().stdout).unwrap();
+    let listed = help.split("Components:").nth(1).unwrap().split("\n\n").next().unwrap().replace('\n', " ");
+    let listed: Vec<&str> = listed.split(',').map(str::trim).collect();
+    assert_eq!(listed, kbin::artifacts::Catalog::embedded().names());
     kbin(dir.path()).args(["pin", "--help"]).assert().success().stdout(predicates::str::contains("<SHA256>"));
     kbin(dir.path()).args(["bundle", "create", "--help"]).assert().success().stdout(predicates::str::contains("--mirror <URL>"));
     kbin(dir.path()).args(["bundle", "load", "--help"]).assert().success().stdout(predicates::str::contains("Nothing enters the cache unless every digest matches"));
+}
+
+#[test]
+fn proxy_environment_is_honoured() {
+    // the test server plays the proxy: it receives absolute-form requests for a mirror host that
+    // does not resolve, so the download can only succeed through HTTP_PROXY
+    let tgz = etcd_tarball();
+    let digest = sha256_hex(&tgz);
+    let proxy = Server::start(vec![("http://mirror.invalid/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz", Behavior::Bytes(tgz))]);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[artifacts.mirrors]\netcd = \"http://mirror.invalid/etcd\"\n";
+    fs::write(dir.path().join("cluster.toml"), support::cluster_toml("v3.5.1", extra)).unwrap();
+    kbin(dir.path()).args(["pin", "etcd", "v3.5.1", &digest]).assert().success();
+    kbin(dir.path())
+        .env("HTTP_PROXY", proxy.url(""))
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .args(["download", "etcd"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(&digest));
+    assert_eq!(proxy.requests("http://mirror.invalid/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz").len(), 1);
+}
+
+#[test]
+fn two_kbin_processes_downloading_at_once_share_one_cache_entry() {
+    use tar::EntryType as T;
+    let tgz = targz(&[("etcd-v3.5.1-linux-amd64/etcd", T::Regular, &bytes(2 << 20, 9)), ("etcd-v3.5.1-linux-amd64/etcdctl", T::Regular, b"c"), ("etcd-v3.5.1-linux-amd64/etcdutl", T::Regular, b"u")]);
+    let digest = sha256_hex(&tgz);
+    let srv = Server::start(vec![("/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz", Behavior::Bytes(tgz))]);
+    let dir = lab(&srv);
+    let d = dir.path();
+    kbin(d).args(["pin", "etcd", "v3.5.1", &digest]).assert().success();
+    let spawn = || {
+        let mut c = kbin_std(d);
+        c.args(["-q", "download", "etcd"]).stdout(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8(out.stdout).unwrap().contains(&digest));
+    }
+    assert_eq!(cached_files(&d.join("cache")), vec![digest]);
+    assert!(support::partial_files(&d.join("cache")).is_empty());
+}
+
+#[test]
+fn cache_dir_from_the_cluster_file_is_used_when_kbin_cache_dir_is_unset() {
+    let tgz = etcd_tarball();
+    let digest = sha256_hex(&tgz);
+    let srv = Server::start(vec![("/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz", Behavior::Bytes(tgz))]);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("[artifacts]\ncache_dir = \"{}\"\n\n[artifacts.mirrors]\netcd = \"{}\"\n", dir.path().join("from-file").display(), srv.url("/etcd"));
+    fs::write(dir.path().join("cluster.toml"), support::cluster_toml("v3.5.1", &extra)).unwrap();
+    kbin(dir.path()).args(["pin", "etcd", "v3.5.1", &digest]).assert().success();
+    let mut c = kbin_std(dir.path());
+    c.env_remove("KBIN_CACHE_DIR").args(["-q", "download", "etcd"]);
+    assert!(c.status().unwrap().success());
+    assert_eq!(cached_files(&dir.path().join("from-file")), vec![digest]);
+    assert!(!dir.path().join("cache").exists());
 }

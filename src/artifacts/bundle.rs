@@ -75,6 +75,18 @@ pub fn create(out: &Path, fetched: &[Fetched]) -> Result<()> {
     result
 }
 
+fn conflict(e: &Entry, bundle: &Path, ours_from: String, ours: Sha256) -> ArtifactError {
+    ArtifactError::Conflict(Box::new(super::DigestConflict {
+        component: e.component.clone(),
+        version: e.version.clone(),
+        arch: e.arch,
+        what: format!("bundle {}", bundle.display()),
+        theirs: e.sha256,
+        ours_from,
+        ours,
+    }))
+}
+
 /// What a bundle held.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Loaded {
@@ -139,14 +151,11 @@ pub fn load(path: &Path, cache: &Cache, catalog: &Catalog, cluster_lock: Option<
             return Err(bundle_err(path, format!("{} {} ({}) is listed but its file is missing", e.component, e.version, e.arch)));
         }
         // the bundle must agree with what kbin already trusts
-        if let Ok(c) = catalog.component(&e.component) {
-            if let Some((pinned, _)) = c.pinned(&e.version, e.arch) {
-                if pinned != e.sha256 {
-                    return Err(ArtifactError::Conflict { component: e.component.clone(), version: e.version.clone(), arch: e.arch, what: format!("bundle {}", path.display()), theirs: e.sha256, ours_from: "kbin's catalog".into(), ours: pinned });
-                }
-            }
-        } else {
-            return Err(ArtifactError::UnknownComponent { name: e.component.clone() });
+        let c = catalog.component(&e.component)?;
+        if let Some((pinned, _)) = c.pinned(&e.version, e.arch)
+            && pinned != e.sha256
+        {
+            return Err(conflict(e, path, "kbin's catalog".into(), pinned));
         }
     }
     let mut cluster = match cluster_lock {
@@ -158,7 +167,7 @@ pub fn load(path: &Path, cache: &Cache, catalog: &Catalog, cluster_lock: Option<
         for e in &lock.entries {
             match cl.get(&e.component, &e.version, e.arch) {
                 Some(ours) if ours.sha256 != e.sha256 => {
-                    return Err(ArtifactError::Conflict { component: e.component.clone(), version: e.version.clone(), arch: e.arch, what: format!("bundle {}", path.display()), theirs: e.sha256, ours_from: cl.path.display().to_string(), ours: ours.sha256 });
+                    return Err(conflict(e, path, cl.path.display().to_string(), ours.sha256));
                 }
                 Some(_) => {}
                 None => {
@@ -179,10 +188,10 @@ pub fn load(path: &Path, cache: &Cache, catalog: &Catalog, cluster_lock: Option<
         }
         cache.insert(file, d)?;
     }
-    if let Some(cl) = &cluster {
-        if added > 0 {
-            cl.save()?;
-        }
+    if let Some(cl) = &cluster
+        && added > 0
+    {
+        cl.save()?;
     }
     Ok(Loaded { entries: lock.entries, added_to_lock: added })
 }

@@ -52,11 +52,12 @@ pub struct Catalog {
     pub components: Vec<Component>,
 }
 
-/// Fill `{version}`, `{semver}` and `{arch}` into a URL or member pattern.
+/// Fill `{version}`, `{semver}`, `{base}` and `{arch}` into a URL or member pattern.
 pub fn expand(pattern: &str, version: &str, arch: Arch) -> String {
     pattern
         .replace("{version}", version)
         .replace("{semver}", version.strip_prefix('v').unwrap_or(version))
+        .replace("{base}", version.split('-').next().unwrap_or(version))
         .replace("{arch}", arch.as_str())
 }
 
@@ -206,5 +207,8 @@ mod tests {
         let e = Catalog::embedded().component("etcd").unwrap().artifact("v3.5.1", Arch::Amd64);
         assert_eq!(e.members[0], "etcd-v3.5.1-linux-amd64/etcd");
         assert_eq!(e.checksum_url.as_deref(), Some("https://github.com/etcd-io/etcd/releases/download/v3.5.1/SHA256SUMS"));
+        let f = Catalog::embedded().component("flannel-cni-plugin").unwrap().artifact("v1.9.1-flannel1", Arch::Arm64);
+        assert_eq!(f.url, "https://github.com/flannel-io/cni-plugin/releases/download/v1.9.1-flannel1/cni-plugin-flannel-linux-arm64-v1.9.1.tgz");
+        assert_eq!(f.members, ["flannel-arm64"]);
     }
 }

@@ -95,20 +95,13 @@ enum AttemptError {
 fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<reqwest::Error>() {
-            if r.is_timeout() {
-                return true;
-            }
+        if err.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout) {
+            return true;
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
             // io::Error::source() skips the wrapped error itself: look at it directly
-            if let Some(inner) = io.get_ref() {
-                if is_timeout(inner) {
-                    return true;
-                }
+            if io.kind() == std::io::ErrorKind::TimedOut || io.get_ref().is_some_and(|inner| is_timeout(inner)) {
+                return true;
             }
         }
         cur = err.source();
@@ -197,7 +190,13 @@ impl Fetcher {
                     progress.retry(attempt, &e.to_string());
                     std::thread::sleep(self.backoff(attempt));
                 }
-                Err(AttemptError::Retry(e)) | Err(AttemptError::Fatal(e)) => return Err(e),
+                Err(AttemptError::Retry(e)) | Err(AttemptError::Fatal(e)) => {
+                    // keep a partial body for the next run to resume; an empty one is clutter
+                    if partial.len == 0 {
+                        let _ = std::fs::remove_file(&partial_path);
+                    }
+                    return Err(e);
+                }
             }
         }
         let actual = Sha256::from_ring(partial.ctx.clone().finish());
@@ -206,7 +205,8 @@ impl Fetcher {
             let _ = std::fs::remove_file(&partial_path);
             return Err(ArtifactError::Mismatch { url: url.to_string(), expected: *expected, actual });
         }
-        partial.file.sync_all().map_err(|e| ArtifactError::io("sync", &partial_path, e))?;
+        // no fsync: a cache entry is re-hashed every time it is used, so one torn by a crash is
+        // caught and fetched again; syncing hundreds of MB would only slow every download
         let bytes = partial.len;
         drop(partial);
         let path = cache.insert(&partial_path, expected)?;
@@ -286,10 +286,10 @@ impl Fetcher {
             p.len += n as u64;
             progress.advance(n as u64);
         }
-        if let Some(total) = expected_total {
-            if p.len != total {
-                return Err(AttemptError::Retry(ArtifactError::Truncated { url: url.into(), got: p.len, expected: total, attempts: attempt }));
-            }
+        if let Some(total) = expected_total
+            && p.len != total
+        {
+            return Err(AttemptError::Retry(ArtifactError::Truncated { url: url.into(), got: p.len, expected: total, attempts: attempt }));
         }
         Ok(())
     }

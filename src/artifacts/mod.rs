@@ -25,9 +25,10 @@ pub use catalog::{Catalog, Component, Kind};
 pub use lock::Lock;
 
 /// The CPU architectures kbin installs for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
+    #[default]
     Amd64,
     Arm64,
 }
@@ -127,6 +128,21 @@ impl fmt::Display for DigestSource {
     }
 }
 
+/// Two sources of trust disagree about one artifact's digest.
+#[derive(Debug, thiserror::Error)]
+#[error("{component} {version} ({arch}): {what} says sha256 {theirs}, but {ours_from} says {ours}")]
+pub struct DigestConflict {
+    pub component: String,
+    pub version: String,
+    pub arch: Arch,
+    /// The newcomer (a bundle).
+    pub what: String,
+    pub theirs: Sha256,
+    /// What kbin already trusted (the catalog, kbin.lock).
+    pub ours_from: String,
+    pub ours: Sha256,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     #[error("unknown component {name:?}")]
@@ -164,8 +180,8 @@ pub enum ArtifactError {
     Bundle { path: PathBuf, message: String },
     #[error("bundle {path}: {member} does not match its digest: expected sha256 {expected}, got {actual}", path = path.display())]
     BundleMismatch { path: PathBuf, member: String, expected: Sha256, actual: Sha256 },
-    #[error("{component} {version} ({arch}): {what} says sha256 {theirs}, but {ours_from} says {ours}")]
-    Conflict { component: String, version: String, arch: Arch, what: String, theirs: Sha256, ours_from: String, ours: Sha256 },
+    #[error("{0}")]
+    Conflict(Box<DigestConflict>),
     #[error("{0}")]
     BadArgument(String),
 }
@@ -198,7 +214,7 @@ impl crate::error::Reportable for ArtifactError {
             MissingMember { .. } => "the archive is not laid out like the upstream release; check where it came from".into(),
             Bundle { .. } => "make the bundle again with kbin bundle create on a machine that has the artifacts".into(),
             BundleMismatch { .. } => "the bundle was altered or damaged in transit; nothing was added to the cache; copy it again".into(),
-            Conflict { .. } => "one of the two is wrong: check which digest is right and fix kbin.lock (kbin pin replaces an entry)".into(),
+            Conflict(_) => "one of the two is wrong: check which digest is right and fix kbin.lock (kbin pin replaces an entry)".into(),
             BadArgument(_) => return None,
         })
     }

@@ -42,8 +42,10 @@ pub struct Settings {
 impl Settings {
     pub fn from_cluster(cluster: &Cluster, cli_mirror: Option<&str>) -> Result<Settings> {
         let a = &cluster.artifacts;
-        let cache_root = match &a.cache_dir {
-            Some(d) => d.clone(),
+        // KBIN_CACHE_DIR (the invocation) wins over artifacts.cache_dir (the cluster file)
+        let env = std::env::var_os("KBIN_CACHE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let cache_root = match env.or_else(|| a.cache_dir.clone()) {
+            Some(d) => d,
             None => Cache::default_root().ok_or_else(|| ArtifactError::BadArgument("no cache directory: set KBIN_CACHE_DIR or artifacts.cache_dir".into()))?,
         };
         let mut roles: Vec<Role> = cluster.hosts.iter().flat_map(|h| h.roles.iter().copied()).collect();
@@ -152,14 +154,14 @@ pub fn resolve_digest(catalog: &Catalog, a: &Artifact, lock: &mut Lock, fetcher:
             reason: "neither kbin's catalog nor kbin.lock pins it and upstream publishes no checksum file for it".into(),
         });
     };
+    let no_digest = |reason: String| ArtifactError::NoDigest { component: a.component.clone(), version: a.version.clone(), arch: a.arch, reason };
     let text = fetcher.get_text(url).map_err(|e| match e {
-        ArtifactError::Http { status: 404, .. } => ArtifactError::NoDigest {
-            component: a.component.clone(),
-            version: a.version.clone(),
-            arch: a.arch,
-            reason: format!("it is not in kbin's catalog and the upstream checksum file {url} does not exist (is the version right?)"),
-        },
-        other => other,
+        ArtifactError::Http { status: 404, .. } => {
+            no_digest(format!("it is not in kbin's catalog and the upstream checksum file {url} does not exist (is the version right?)"))
+        }
+        e @ ArtifactError::InsecureChecksum { .. } => e,
+        // no internet (or the origin is down): the operator can still pin a digest they trust
+        other => no_digest(format!("it is not in kbin's catalog and its upstream checksum file could not be fetched ({other})")),
     })?;
     let d = super::download::parse_checksum_file(&text, &a.file_name).ok_or_else(|| ArtifactError::ChecksumFile { url: url.clone(), file: a.file_name.clone() })?;
     lock.set(Entry { component: a.component.clone(), version: a.version.clone(), arch: a.arch, sha256: d, source: url.clone() });
@@ -193,7 +195,7 @@ pub fn download(catalog: &Catalog, planned: &[Planned], settings: &Settings, fet
     for p in planned {
         let (d, source) = resolve_digest(catalog, &p.artifact, &mut lock, fetcher)?;
         if let DigestSource::Upstream(url) = &source {
-            reporter.line(&p.artifact.component, &format!("{} not in the catalog: verified against {url}, recorded in {}", p.artifact.version, lock.path.display()));
+            reporter.line(&p.artifact.component, &format!("{} is not pinned in kbin's catalog: using the digest published at {url}, recorded in {}", p.artifact.version, lock.path.display()));
         }
         work.push((p.clone(), d, source));
     }
@@ -314,5 +316,72 @@ pub fn is_mirror_url(s: &str) -> bool {
     match reqwest::Url::parse(s) {
         Ok(u) => matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) && u.query().is_none() && u.fragment().is_none(),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            arch: Arch::Amd64,
+            cli_mirror: None,
+            mirror: None,
+            mirrors: BTreeMap::new(),
+            versions: BTreeMap::new(),
+            kubernetes_version: "v1.34.2".into(),
+            etcd_version: "v3.5.1".into(),
+            flannel_version: "v0.27.4".into(),
+            cache_root: PathBuf::from("/nonexistent"),
+            lock_path: PathBuf::from("/nonexistent/kbin.lock"),
+            jobs: 4,
+            roles: vec![Role::Etcd],
+        }
+    }
+
+    #[test]
+    fn mirror_precedence_and_layouts() {
+        let c = Catalog::embedded();
+        let mut s = settings();
+        let etcd = |s: &Settings| plan(c, s, &["etcd".to_string()]).unwrap().remove(0);
+        assert_eq!(etcd(&s).download_url, "https://github.com/etcd-io/etcd/releases/download/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz");
+        s.mirror = Some("http://m.example/kbin/".into());
+        assert_eq!(etcd(&s).download_url, "http://m.example/kbin/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz");
+        s.mirrors.insert("etcd".into(), "http://10.213.0.1:8080/etcd".into());
+        assert_eq!(etcd(&s).download_url, "http://10.213.0.1:8080/etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz");
+        s.cli_mirror = Some("http://cli.example/{component}-{semver}-{arch}/{file}".into());
+        let p = etcd(&s);
+        assert_eq!(p.download_url, "http://cli.example/etcd-3.5.1-amd64/etcd-v3.5.1-linux-amd64.tar.gz");
+        // the digest source never moves to the mirror
+        assert_eq!(p.artifact.checksum_url.as_deref(), Some("https://github.com/etcd-io/etcd/releases/download/v3.5.1/SHA256SUMS"));
+    }
+
+    #[test]
+    fn plan_follows_the_roles_in_the_cluster() {
+        let c = Catalog::embedded();
+        let mut s = settings();
+        let names = |s: &Settings| plan(c, s, &[]).unwrap().into_iter().map(|p| p.artifact.component).collect::<Vec<_>>();
+        assert_eq!(names(&s), ["etcd"]);
+        s.roles = vec![Role::Etcd, Role::Master, Role::Node];
+        assert_eq!(names(&s).len(), 13);
+        s.versions.insert("containerd".into(), "v2.0.0".into());
+        let p = plan(c, &s, &["containerd".to_string()]).unwrap();
+        assert_eq!(p[0].artifact.version, "v2.0.0");
+        assert!(matches!(plan(c, &s, &["nope".to_string()]), Err(ArtifactError::UnknownComponent { .. })));
+    }
+
+    #[test]
+    fn pin_validates_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("kbin.lock");
+        let c = Catalog::embedded();
+        let d1 = "a".repeat(64);
+        assert_eq!(pin(c, &lock, "etcd", "v3.5.1", Arch::Amd64, &d1).unwrap(), None);
+        assert_eq!(pin(c, &lock, "etcd", "v3.5.1", Arch::Amd64, &"b".repeat(64)).unwrap().map(|d| d.hex()), Some(d1));
+        assert!(pin(c, &lock, "etcd", "3.5.1", Arch::Amd64, &"b".repeat(64)).is_err());
+        assert!(pin(c, &lock, "etcd", "v3.5.1", Arch::Amd64, "xyz").is_err());
+        assert!(pin(c, &lock, "etdc", "v3.5.1", Arch::Amd64, &"b".repeat(64)).is_err());
+        assert_eq!(Lock::load(&lock).unwrap().entries.len(), 1);
     }
 }

@@ -66,10 +66,10 @@ pub fn exec(global: &Global, cmd: &BundleCommand) -> kbin::Result<()> {
                 p.phase("bundle", None, &format!("{} {} ({}): sha256 {} verified", e.component, e.version, e.arch, e.sha256));
                 println!("{}\t{}\t{}\t{}\t{}", e.component, e.version, e.arch, e.sha256, cache.blob_path(&e.sha256).display());
             }
-            if let Some(l) = &lock_path {
-                if loaded.added_to_lock > 0 {
-                    p.phase("bundle", None, &format!("recorded {} digest(s) in {}", loaded.added_to_lock, l.display()));
-                }
+            if let Some(l) = &lock_path
+                && loaded.added_to_lock > 0
+            {
+                p.phase("bundle", None, &format!("recorded {} digest(s) in {}", loaded.added_to_lock, l.display()));
             }
             Ok(())
         }

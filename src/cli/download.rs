@@ -16,7 +16,7 @@ use super::Global;
 /// ($KBIN_CACHE_DIR, else $XDG_CACHE_HOME/kbin) shared by all clusters; interrupted downloads
 /// resume. Prints one line per artifact on stdout: component, version, arch, sha256, cache path.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  kbin download\n  kbin download etcd kubelet --mirror http://10.0.0.1:8080/kbin\n  kbin download --json | jq -r '.[].path'")]
+#[command(after_help = "Components: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet,\nkube-proxy, flanneld, flannel-cni-plugin, cni-plugins, containerd, runc, crictl\n\nExamples:\n  kbin download\n  kbin download etcd kubelet --mirror http://10.0.0.1:8080/kbin\n  kbin download --json | jq -r '.[].path'")]
 pub struct Args {
     /// Only these components (default: every component some host's roles need)
     #[arg(value_name = "COMPONENT")]
@@ -35,7 +35,7 @@ pub struct Args {
 #[derive(Debug, clap::Args)]
 pub struct NetArgs {
     /// Fetch every artifact from this mirror (<URL>/<component>/<version>/<file>, or a template
-    /// with {component} {version} {semver} {arch} {file}); wins over the cluster file's mirrors
+    /// with {component} {version} {semver} {base} {arch} {file}); wins over the cluster file's mirrors
     #[arg(long, value_name = "URL", env = "KBIN_MIRROR")]
     pub mirror: Option<String>,
     /// Parallel downloads
@@ -45,10 +45,10 @@ pub struct NetArgs {
 
 impl NetArgs {
     pub fn settings(&self, cluster: &kbin::config::Cluster) -> kbin::Result<Settings> {
-        if let Some(m) = &self.mirror {
-            if !ops::is_mirror_url(m) {
-                return Err(ArtifactError::BadArgument(format!("--mirror {m:?} is not an http(s) URL")).into());
-            }
+        if let Some(m) = &self.mirror
+            && !ops::is_mirror_url(m)
+        {
+            return Err(ArtifactError::BadArgument(format!("--mirror {m:?} is not an http(s) URL")).into());
         }
         let mut s = Settings::from_cluster(cluster, self.mirror.as_deref())?;
         s.jobs = self.jobs.max(1);

@@ -37,13 +37,13 @@ pub fn exec(global: &Global, args: &Args) -> kbin::Result<()> {
     if let Some(old) = replaced {
         p.warn(&format!("{} {} ({arch}): replaced sha256 {old} in {}", args.component, args.release, lock_path.display()), None);
     }
-    if let Some((pinned, _)) = catalog.component(&args.component)?.pinned(&args.release, arch) {
-        if pinned.hex() != digest {
-            p.warn(
-                &format!("kbin's catalog pins {} {} ({arch}) as sha256 {pinned}; kbin.lock now overrides it for this cluster", args.component, args.release),
-                Some("make sure the digest you pinned is the right one"),
-            );
-        }
+    if let Some((pinned, _)) = catalog.component(&args.component)?.pinned(&args.release, arch)
+        && pinned.hex() != digest
+    {
+        p.warn(
+            &format!("kbin's catalog pins {} {} ({arch}) as sha256 {pinned}; kbin.lock now overrides it for this cluster", args.component, args.release),
+            Some("make sure the digest you pinned is the right one"),
+        );
     }
     p.phase("pin", None, &format!("{} {} ({arch}): sha256 {digest} recorded in {}", args.component, args.release, lock_path.display()));
     Ok(())

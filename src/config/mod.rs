@@ -373,8 +373,8 @@ pub struct Pki {
     pub leaf_validity_days: u32,
 }
 
-/// Validated `[artifacts]` settings.
-#[derive(Debug, Clone, Serialize)]
+/// Validated `[artifacts]` settings (the default is what an absent `[artifacts]` table means).
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Artifacts {
     pub mirror: Option<String>,
     pub mirrors: std::collections::BTreeMap<String, String>,

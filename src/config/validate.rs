@@ -505,10 +505,10 @@ fn is_http_url(s: &str) -> bool {
 fn check_artifacts(c: &mut Checker<'_>, a: &RawArtifacts) -> Option<Artifacts> {
     let catalog = crate::artifacts::Catalog::embedded();
     let url_hint = "write a base URL such as \"http://10.0.0.1:8080/kbin\" (see docs/artifacts.md for the layout)";
-    if let Some(m) = &a.mirror {
-        if !is_http_url(m) {
-            c.error(&[k("artifacts"), k("mirror")], format!("{m:?} is not an http(s) URL"), Some(url_hint));
-        }
+    if let Some(m) = &a.mirror
+        && !is_http_url(m)
+    {
+        c.error(&[k("artifacts"), k("mirror")], format!("{m:?} is not an http(s) URL"), Some(url_hint));
     }
     for (name, m) in &a.mirrors {
         let path = [k("artifacts"), k("mirrors"), k(name)];

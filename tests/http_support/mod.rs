@@ -96,10 +96,10 @@ fn handle(conn: TcpStream, state: &Mutex<State>, log: &Mutex<Vec<Request>>, stop
         if reader.read_line(&mut h)? == 0 || h == "\r\n" {
             break;
         }
-        if let Some((k, v)) = h.split_once(':') {
-            if k.eq_ignore_ascii_case("range") {
-                range = Some(v.trim().to_string());
-            }
+        if let Some((k, v)) = h.split_once(':')
+            && k.eq_ignore_ascii_case("range")
+        {
+            range = Some(v.trim().to_string());
         }
     }
     log.lock().unwrap().push(Request { path: path.clone(), range: range.clone() });
