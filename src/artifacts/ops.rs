@@ -385,3 +385,61 @@ mod tests {
         assert_eq!(Lock::load(&lock).unwrap().entries.len(), 1);
     }
 }
+
+/// A binary extracted from a verified artifact, with its own digest recorded at extraction.
+#[derive(Debug, Clone)]
+pub struct ExtractedFile {
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub len: u64,
+}
+
+/// The binaries of `component`, extracted once per artifact digest into
+/// `<cache>/extracted/<sha256>/` (with a `SHA256SUMS` of the extracted files) and reused from
+/// there. The first call downloads (verified) and extracts; later calls only read `SHA256SUMS`,
+/// so an unchanged deploy does not decompress or hash anything.
+pub fn extracted(catalog: &Catalog, settings: &Settings, component: &str, fetcher: &Fetcher, reporter: &Reporter) -> Result<Vec<ExtractedFile>> {
+    let planned = plan(catalog, settings, &[component.to_string()])?;
+    let p = planned.first().ok_or_else(|| ArtifactError::BadArgument(format!("no artifact for {component}")))?;
+    let mut lock = Lock::load(&settings.lock_path)?;
+    let (digest, _) = resolve_digest(catalog, &p.artifact, &mut lock, fetcher)?;
+    let cache = Cache::open(&settings.cache_root)?;
+    let dir = cache.root.join("extracted").join(digest.hex());
+    let sums = dir.join("SHA256SUMS");
+    let read_sums = || -> Option<Vec<ExtractedFile>> {
+        let text = std::fs::read_to_string(&sums).ok()?;
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let mut parts = line.split_whitespace();
+            let (sha, len, name) = (parts.next()?, parts.next()?.parse().ok()?, parts.next()?);
+            let path = dir.join(name);
+            if std::fs::metadata(&path).ok()?.len() != len {
+                return None;
+            }
+            out.push(ExtractedFile { name: name.to_string(), path, sha256: sha.to_string(), len });
+        }
+        Some(out)
+    };
+    if let Some(files) = read_sums() {
+        reporter.line(component, &format!("{} binaries from {}", p.artifact.version, dir.display()));
+        return Ok(files);
+    }
+    let stage = cache.staging()?;
+    let fetched = download(catalog, &planned, settings, fetcher, reporter, Some(stage.path()))?;
+    let mut lines = String::new();
+    for f in fetched.iter().flat_map(|f| &f.extracted) {
+        let sha = super::cache::hash_file(f)?;
+        let len = std::fs::metadata(f).map_err(|e| ArtifactError::io("stat", f, e))?.len();
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        lines.push_str(&format!("{} {len} {name}\n", sha.hex()));
+    }
+    let src = stage.path().join(component);
+    std::fs::write(src.join("SHA256SUMS"), lines).map_err(|e| ArtifactError::io("write", &src, e))?;
+    std::fs::create_dir_all(dir.parent().expect("has a parent")).map_err(|e| ArtifactError::io("create", &dir, e))?;
+    // another kbin may have won the race: theirs is as good as ours
+    if std::fs::rename(&src, &dir).is_err() && !sums.exists() {
+        return Err(ArtifactError::io("move into the cache", &dir, std::io::Error::other("rename failed")));
+    }
+    read_sums().ok_or_else(|| ArtifactError::io("read", &sums, std::io::Error::other("unreadable after extraction")))
+}

@@ -171,20 +171,19 @@ fn connect_all<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> kbin::
     Ok(nodes)
 }
 
-/// Fetch (verified, cached) and extract etcd and etcdctl.
-fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs) -> kbin::Result<(tempfile::TempDir, Binaries)> {
+/// etcd and etcdctl from the verified artifact (downloaded and extracted once, then reused).
+fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs) -> kbin::Result<Binaries> {
     let settings = net.settings(cluster)?;
-    let catalog = Catalog::embedded();
-    let planned = ops::plan(catalog, &settings, &["etcd".to_string()])?;
     let fetcher = Fetcher::new(FetchOptions::from_env())?;
-    let dir = tempfile::tempdir().map_err(|e| kbin::Error::other(format!("cannot make a temporary directory: {e}"), None))?;
-    ops::download(catalog, &planned, &settings, &fetcher, &Reporter::new(global.quiet), Some(dir.path()))?;
+    let files = ops::extracted(Catalog::embedded(), &settings, "etcd", &fetcher, &Reporter::new(global.quiet))?;
     let src = |name: &str| {
-        let p = dir.path().join("etcd").join(name);
-        Source::file(&p).map_err(|e| kbin::Error::other(format!("{}: {e}", p.display()), Some("the etcd release archive lacks this binary")))
+        files
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| Source::file_with_digest(&f.path, &f.sha256, f.len))
+            .ok_or_else(|| kbin::Error::other(format!("the etcd release archive has no {name}"), Some("check the etcd version in the cluster file")))
     };
-    let bins = Binaries { etcd: src("etcd")?, etcdctl: src("etcdctl")? };
-    Ok((dir, bins))
+    Ok(Binaries { etcd: src("etcd")?, etcdctl: src("etcdctl")? })
 }
 
 fn print_members(members: &[MemberReport]) {
@@ -211,7 +210,7 @@ fn deploy(global: &Global, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()
     let hosts = etcd::etcd_hosts(cluster);
     let templates = Templates::load(cluster)?;
     let nodes = connect_all(&ctx, &hosts, &a.conn)?;
-    let (_dir, bins) = binaries(global, cluster, &a.net)?;
+    let bins = binaries(global, cluster, &a.net)?;
     let report = etcd::deploy(&ctx, &nodes, &templates, &bins, a.dry_run)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
@@ -268,7 +267,7 @@ fn add(global: &Global, cluster: &Cluster, a: &AddArgs) -> kbin::Result<()> {
     let others: Vec<&Host> = etcd::etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
     let new = connect_all(&ctx, &[host], &a.conn)?.remove(0);
     let nodes: Vec<Node<'_>> = connect(&ctx, &others, &a.conn).into_iter().filter_map(|(_, r)| r.ok()).collect();
-    let (_dir, bins) = binaries(global, cluster, &a.net)?;
+    let bins = binaries(global, cluster, &a.net)?;
     let templates = Templates::load(cluster)?;
     let members = etcd::add(&ctx, &new, &nodes, &templates, &bins)?;
     print_members(&members);

@@ -571,8 +571,20 @@ pub fn add(ctx: &Ctx<'_>, new: &Node<'_>, others: &[Node<'_>], templates: &Templ
         }
         Some(_) => ctx.printer.phase("add", Some(&new.host.name), "already announced; starting it"),
         None => {
-            let t = peer.remote.open_tcp(&addr(peer.host), 2379)?;
-            let m = ctx.client.member_add(t, &addr(peer.host), &url).map_err(|e| Error::other(format!("member add through {} failed: {e}", peer.host.name), Some("run `kbin etcd status` to see the members")))?;
+            // etcd refuses to add a voting member until every member has been connected for a
+            // few seconds ("unhealthy cluster"): retry that, within the health timeout
+            let deadline = Instant::now() + ctx.health_timeout;
+            let m = loop {
+                let t = peer.remote.open_tcp(&addr(peer.host), 2379)?;
+                match ctx.client.member_add(t, &addr(peer.host), &url) {
+                    Ok(m) => break m,
+                    Err(super::api::ApiError::Status { status: 503, ref body, .. }) if body.contains("unhealthy cluster") && Instant::now() < deadline => {
+                        ctx.printer.phase("add", Some(&new.host.name), "etcd reports the cluster not settled yet; retrying");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    Err(e) => return Err(Error::other(format!("member add through {} failed: {e}", peer.host.name), Some("run `kbin etcd status` to see the members"))),
+                }
+            };
             ctx.printer.phase("add", Some(&new.host.name), &format!("announced as member {:x}", m.id));
         }
     }

@@ -171,6 +171,12 @@ impl Source {
         }
         Ok(Source { data: SourceData::File(path.to_path_buf()), sha256: hex::encode(ctx.finish()), len })
     }
+    /// A local file whose SHA-256 and length are already known (recorded when kbin verified
+    /// and extracted it). The digest is the law: the host checks the uploaded bytes against it
+    /// before it renames anything, so a local file that changed since is refused, never installed.
+    pub fn file_with_digest(path: &Path, sha256: &str, len: u64) -> Source {
+        Source { data: SourceData::File(path.to_path_buf()), sha256: sha256.to_ascii_lowercase(), len }
+    }
     pub fn sha256(&self) -> &str {
         &self.sha256
     }

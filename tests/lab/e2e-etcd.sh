@@ -17,7 +17,7 @@ fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
 finish() {
   "$lab" down >/dev/null 2>&1 || true
-  rm -rf "$work"
+  [[ -n ${KEEP:-} ]] || rm -rf "$work"
   echo "e2e-etcd: $passed passed, $failed failed"
   [[ $failed -eq 0 && $passed -gt 0 ]]
 }
