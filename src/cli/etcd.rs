@@ -14,7 +14,8 @@ use kbin::etcd::api::Client;
 use kbin::etcd::ops::{self as etcd, Binaries, Ctx, MemberReport, Node};
 use kbin::host::parallel::{Cancel, Outcome};
 use kbin::host::ssh::{self, ConnectOptions};
-use kbin::host::{Remote, Source};
+use kbin::error::Reportable;
+use kbin::host::{HostError, Remote, Source};
 use kbin::render::Templates;
 
 use super::Global;
@@ -129,7 +130,7 @@ fn ctx<'c>(global: &Global, cluster: &'c Cluster, conn: &ConnArgs) -> kbin::Resu
 }
 
 /// Connect to `hosts`; each result is the connection or why it failed.
-fn connect<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> Vec<(&'c Host, Result<Node<'c>, String>)> {
+fn connect<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> Vec<(&'c Host, Result<Node<'c>, HostError>)> {
     let opts = ConnectOptions::for_cluster(ctx.cluster, conn.accept_new_host_keys);
     let p = ctx.printer;
     let results = ssh::connect_hosts(ctx.cluster, hosts, &opts, ctx.concurrency, &ctx.cancel, &|name, r| {
@@ -143,8 +144,8 @@ fn connect<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> Vec<(&'c H
         .map(|(h, r)| {
             let node = match r.outcome {
                 Outcome::Done(s) => Ok(Node { host: *h, remote: Arc::new(s) as Arc<dyn Remote> }),
-                Outcome::Failed(e) => Err(e.chain()),
-                Outcome::Skipped => Err("not connected (interrupted)".into()),
+                Outcome::Failed(e) => Err(e),
+                Outcome::Skipped => Err(HostError::Interrupted { host: h.name.clone() }),
             };
             (*h, node)
         })
@@ -155,17 +156,24 @@ fn connect<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> Vec<(&'c H
 fn connect_all<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> kbin::Result<Vec<Node<'c>>> {
     let mut nodes = Vec::new();
     let mut problems = Vec::new();
+    let mut hints: Vec<String> = Vec::new();
     for (h, r) in connect(ctx, hosts, conn) {
         match r {
             Ok(n) => nodes.push(n),
-            Err(e) => problems.push(format!("[connect] {}: {e}", h.name)),
+            Err(e) => {
+                problems.push(format!("[connect] {}: {}", h.name, e.chain()));
+                if let Some(hint) = e.hint().filter(|x| !hints.contains(x)) {
+                    hints.push(hint);
+                }
+            }
         }
     }
     if !problems.is_empty() {
+        hints.push("`kbin hosts check` tests every host's SSH access".into());
         return Err(kbin::Error::Refused {
             what: format!("cannot reach {} of {} hosts; nothing was changed", problems.len(), hosts.len()),
             problems,
-            hint: Some("check that the hosts are up and reachable over SSH (`kbin hosts check`)".into()),
+            hint: Some(hints.join("\n  hint: ")),
         });
     }
     Ok(nodes)
@@ -239,7 +247,7 @@ fn deploy(global: &Global, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()
 fn status(global: &Global, cluster: &Cluster, a: &StatusArgs) -> kbin::Result<()> {
     let ctx = ctx(global, cluster, &a.conn)?;
     let hosts = etcd::etcd_hosts(cluster);
-    let conns = connect(&ctx, &hosts, &a.conn);
+    let conns = connect(&ctx, &hosts, &a.conn).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
     let members = etcd::status(&ctx, conns);
     let healthy = members.iter().filter(|m| m.healthy).count();
     if a.json {

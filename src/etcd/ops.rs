@@ -334,7 +334,7 @@ pub fn wait_healthy(ctx: &Ctx<'_>, nodes: &[&Node<'_>]) -> Result<(), Vec<(Strin
         if Instant::now() >= deadline || ctx.cancel.is_cancelled() {
             return Err(pending.iter().map(|n| (n.host.name.clone(), last.get(&n.host.name).cloned().unwrap_or_default())).collect());
         }
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(150));
     }
 }
 
@@ -376,6 +376,8 @@ pub struct MemberReport {
     pub error: Option<String>,
 }
 
+const START_SCRIPT: &str = "systemctl daemon-reload && systemctl enable --quiet etcd && systemctl restart --no-block etcd";
+
 fn sys(node: &Node<'_>, args: &[&str]) -> Result<(), HostError> {
     let mut argv = vec!["systemctl"];
     argv.extend_from_slice(args);
@@ -390,23 +392,41 @@ pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], templates: &Templates, bins: &B
     for n in nodes {
         plan.push(items(ctx.cluster, n.host, templates, bins, &opts)?);
     }
-    // push in parallel
+    // Push in parallel. A member that is not running yet is started as soon as the files it
+    // needs to start are in place, and etcdctl (not needed to start) follows while it elects.
     let idx: Vec<usize> = (0..nodes.len()).collect();
     let results = parallel::for_each(&idx, |i| nodes[*i].host.name.clone(), "push", ctx.concurrency, &ctx.cancel, |i| {
-        let r = push(ctx.cluster, &ctx.printer, &nodes[*i], &plan[*i], dry_run);
-        if let Ok(p) = &r {
-            if !dry_run {
-                let msg = if p.changed.is_empty() { "up to date, nothing sent".to_string() } else { format!("{} files changed, {} bytes sent", p.changed.len(), p.bytes_sent) };
-                ctx.printer.phase("push", Some(&nodes[*i].host.name), &msg);
-            }
+        let (n, f) = (&nodes[*i], &facts[*i]);
+        let (first, later): (Vec<Item>, Vec<Item>) = plan[*i].iter().cloned().partition(|it| it.restarts || f.active);
+        let mut p = push(ctx.cluster, &ctx.printer, n, &first, dry_run)?;
+        let start = !dry_run && !f.active;
+        if start {
+            // one round trip; a member that ran before must pick up changed files: restart
+            n.remote.check(&Cmd::new(["sh", "-c", START_SCRIPT]).sudo())?;
+            ctx.printer.phase("start", Some(&n.host.name), "etcd starting");
         }
-        r
+        let rest = push(ctx.cluster, &ctx.printer, n, &later, dry_run)?;
+        p.changed.extend(rest.changed);
+        p.bytes_sent += rest.bytes_sent;
+        p.backups.extend(rest.backups);
+        p.unit_changed |= rest.unit_changed;
+        if !dry_run {
+            let msg = if p.changed.is_empty() { "up to date, nothing sent".to_string() } else { format!("{} files changed, {} bytes sent", p.changed.len(), p.bytes_sent) };
+            ctx.printer.phase("push", Some(&n.host.name), &msg);
+        }
+        Ok((p, start))
     });
     let mut pushed = Vec::new();
+    let mut started = Vec::new();
     let mut failures = Vec::new();
     for r in results {
         match r.outcome {
-            Outcome::Done(p) => pushed.push(p),
+            Outcome::Done((p, s)) => {
+                if s {
+                    started.push(p.host.clone());
+                }
+                pushed.push(p);
+            }
             Outcome::Failed(e) => failures.push(format!("[push] {}: {}", r.host, e.chain())),
             Outcome::Skipped => failures.push(format!("[push] {}: not started (interrupted)", r.host)),
         }
@@ -423,23 +443,8 @@ pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], templates: &Templates, bins: &B
         report.hosts = pushed;
         return Ok(report);
     }
-
-    // start the members that are not running, all at once (a new cluster needs its quorum)
-    let fresh: Vec<usize> = (0..nodes.len()).filter(|i| !facts[*i].active).collect();
-    let results = parallel::for_each(&fresh, |i| nodes[*i].host.name.clone(), "start", ctx.concurrency, &ctx.cancel, |i| {
-        let n = &nodes[*i];
-        sys(n, &["daemon-reload"])?;
-        sys(n, &["enable", "etcd"])?;
-        // a member that ran before must pick up changed files: restart, not start
-        sys(n, &["restart", "--no-block", "etcd"])?;
-        ctx.printer.phase("start", Some(&n.host.name), "etcd starting");
-        Ok(())
-    });
-    let mut failures: Vec<String> = results.iter().filter_map(|r| r.error().map(|e| format!("[start] {}: {}", r.host, e.chain()))).collect();
-    if !failures.is_empty() {
-        return Err(Error::Failed { what: "starting etcd failed".into(), problems: failures, hint: Some("look at `journalctl -u etcd` on the hosts listed".into()) });
-    }
-    report.started = fresh.iter().map(|i| nodes[*i].host.name.clone()).collect();
+    report.started = started;
+    let mut failures: Vec<String>;
 
     // running members whose files changed: one at a time, healthy in between, rollback on failure
     for i in (0..nodes.len()).filter(|i| facts[*i].active) {
