@@ -51,4 +51,4 @@ leaf apiserver-etcd-client etcd-ca client kube-apiserver-etcd-client "" '[]'
 leaf etcd-healthcheck-client etcd-ca client kube-etcd-healthcheck-client "" '[]'
 leaf front-proxy-client front-proxy-ca client front-proxy-client "" '[]'
 ca sa service-accounts   # the tutorials' service-account key pair (cfssl has no bare keygen)
-ls ./*.pem | grep -vc -- '-key.pem'
+ls ./*.pem | grep -vc -- -key.pem

@@ -17,6 +17,7 @@ for algo in ecdsa-p256 rsa-2048; do
     --prepare "rm -rf $work/$algo/pki $work/cfssl-$algo" \
     -n "kbin pki init ($algo)" "$kbin -q -c $work/$algo/cluster.toml pki init" \
     -n "cfssl ($algo)" "$here/bench/cfssl-pki.sh $n $algo $work/cfssl-$algo"
-  echo "certificates: kbin $(find "$work/$algo/pki" -name '*.crt' | wc -l), cfssl $(ls "$work/cfssl-$algo"/*.pem | grep -vc -- '-key.pem')"
+  rm -rf "$work/$algo/pki" && "$kbin" -q -c "$work/$algo/cluster.toml" pki init
+  echo "certificates: kbin $(find "$work/$algo/pki" -name '*.crt' | wc -l) (+ sa key pair), cfssl $(ls "$work/cfssl-$algo"/*.pem | grep -vc -- '-key.pem') (sa made as a CA)"
 done
 cat "$work"/*.md

@@ -70,7 +70,7 @@ pub fn write_new_many(files: &[(&Path, &[u8], u32)]) -> io::Result<Vec<bool>> {
         temps.push(Some(tmp));
     }
     let pending: Vec<&File> = temps.iter().flatten().map(|t| t.as_file()).collect();
-    let workers = pending.len().clamp(1, 16);
+    let workers = pending.len().clamp(1, 256);
     let chunk = pending.len().div_ceil(workers).max(1);
     std::thread::scope(|s| {
         let handles: Vec<_> = pending.chunks(chunk).map(|c| s.spawn(move || c.iter().try_for_each(|f| f.sync_all()))).collect();

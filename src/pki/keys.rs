@@ -27,18 +27,15 @@ pub fn generate(algo: KeyAlgorithm) -> Result<KeyPair, KeyError> {
     match algo {
         KeyAlgorithm::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| KeyError::Generate(e.to_string())),
         KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
-            let bits = match algo {
-                KeyAlgorithm::Rsa2048 => 2048,
-                KeyAlgorithm::Rsa3072 => 3072,
-                _ => 4096,
+            // ring cannot generate RSA keys; AWS-LC does, about 2.5 times faster than OpenSSL 3
+            // here (and far faster than pure-Rust crates), which matters for large clusters.
+            let size = match algo {
+                KeyAlgorithm::Rsa2048 => aws_lc_rs::rsa::KeySize::Rsa2048,
+                KeyAlgorithm::Rsa3072 => aws_lc_rs::rsa::KeySize::Rsa3072,
+                _ => aws_lc_rs::rsa::KeySize::Rsa4096,
             };
-            // ring cannot generate RSA keys; OpenSSL (already linked for libssh2) does it several
-            // times faster than the pure-Rust `rsa` crate, which matters for large clusters.
-            let generate_der = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
-                let rsa = openssl::rsa::Rsa::generate(bits)?;
-                openssl::pkey::PKey::from_rsa(rsa)?.private_key_to_pkcs8()
-            };
-            let der = generate_der().map_err(|e| KeyError::Generate(e.to_string()))?;
+            let kp = aws_lc_rs::rsa::KeyPair::generate(size).map_err(|e| KeyError::Generate(e.to_string()))?;
+            let der = pkcs8_of_rsa(&kp).map_err(KeyError::Generate)?;
             let der = PrivatePkcs8KeyDer::from(der);
             KeyPair::from_pkcs8_der_and_sign_algo(&der, &PKCS_RSA_SHA256).map_err(|e| KeyError::Generate(e.to_string()))
         }
@@ -70,16 +67,27 @@ fn from_pkcs8(der: &[u8]) -> Result<KeyPair, KeyError> {
     Err(KeyError::UnsupportedType("only RSA (2048-4096 bits) and ECDSA P-256/P-384 keys are supported".into()))
 }
 
+fn pkcs8_of_rsa(kp: &aws_lc_rs::rsa::KeyPair) -> Result<Vec<u8>, String> {
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    let der: Pkcs8V1Der<'static> = kp.as_der().map_err(|e| e.to_string())?;
+    Ok(der.as_ref().to_vec())
+}
+
 /// SEC1 `ECPrivateKey` -> PKCS#8 `PrivateKeyInfo` (the curve moves into the algorithm identifier).
 fn sec1_to_pkcs8(sec1: &[u8]) -> Result<Vec<u8>, KeyError> {
-    let ec = openssl::ec::EcKey::private_key_from_der(sec1).map_err(|e| KeyError::Parse(e.to_string()))?;
-    openssl::pkey::PKey::from_ec_key(ec).and_then(|k| k.private_key_to_pkcs8()).map_err(|e| KeyError::Parse(e.to_string()))
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair};
+    for alg in [&ECDSA_P256_SHA256_ASN1_SIGNING, &ECDSA_P384_SHA384_ASN1_SIGNING] {
+        if let Ok(kp) = EcdsaKeyPair::from_private_key_der(alg, sec1) {
+            return kp.to_pkcs8v1().map(|d| d.as_ref().to_vec()).map_err(|e| KeyError::Parse(e.to_string()));
+        }
+    }
+    Err(KeyError::UnsupportedType("EC key on a curve other than P-256/P-384, or malformed".into()))
 }
 
 /// PKCS#1 `RSAPrivateKey` -> PKCS#8 `PrivateKeyInfo`.
 fn pkcs1_to_pkcs8(pkcs1: &[u8]) -> Result<Vec<u8>, KeyError> {
-    let rsa = openssl::rsa::Rsa::private_key_from_der(pkcs1).map_err(|e| KeyError::Parse(e.to_string()))?;
-    openssl::pkey::PKey::from_rsa(rsa).and_then(|k| k.private_key_to_pkcs8()).map_err(|e| KeyError::Parse(e.to_string()))
+    let kp = aws_lc_rs::rsa::KeyPair::from_der(pkcs1).map_err(|e| KeyError::Parse(e.to_string()))?;
+    pkcs8_of_rsa(&kp).map_err(KeyError::Parse)
 }
 
 /// Does the private key belong to the certificate with this SubjectPublicKeyInfo (DER)?
