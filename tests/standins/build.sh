@@ -84,6 +84,7 @@ record() { # COMPONENT VERSION FILE(relative to OUT)
     printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$sum"
     printf '%s  %s\n' "$sum" "$3" >>"$OUT/SHA256SUMS"
     printf '[[artifact]]\ncomponent = "%s"\nversion = "%s"\narch = "%s"\nsha256 = "%s"\nsource = "kbin stand-in (tests/standins/build.sh)"\n\n' "$1" "$2" "$ARCH" "$sum" >>"$OUT/kbin.lock"
+    # shellcheck disable=SC2016 # $KBIN is for pin.sh to expand
     printf '"$KBIN" $KBIN_ARGS pin %s %s %s\n' "$1" "$2" "$sum" >>"$OUT/pin.sh"
 }
 

@@ -8,6 +8,10 @@
 #   tests/standins/selftest.sh            # builds what it needs
 #   KBIN=/path/to/kbin STANDIN=/path/to/kbin-standin tests/standins/selftest.sh
 #   KEEP=1 ...                            # keep the work dir (logs) after the run
+#   KBIN_DOWNLOAD=/path/to/kbin ...       # the kbin for the mirror check (default $KBIN); the
+#                                         # check is skipped if that kbin has no `download`
+# `A && B || die` is meant: die when either fails.
+# shellcheck disable=SC2015
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,6 +36,7 @@ if [[ "${SELFTEST_IN_NETNS:-}" != 1 ]]; then
         STANDIN=$HERE/target/release/kbin-standin
     fi
     export KBIN STANDIN ETCD_TARBALL SELFTEST_IN_NETNS=1
+    [[ -n ${KBIN_DOWNLOAD:-} ]] && export KBIN_DOWNLOAD
     exec unshare --net -- "$0" "$@"
 fi
 
@@ -41,6 +46,7 @@ ip addr add "$ADDR/32" dev lo
 
 W=$(mktemp -d /tmp/kbin-standins-selftest.XXXXXX)
 PIDS=()
+declare -A PID
 cleanup() {
     local rc=$?
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -109,7 +115,7 @@ start() { # NAME CMD...: run in the background, log to $W/log/NAME.log
     local name=$1; shift
     "$@" >"$W/log/$name.log" 2>&1 &
     PIDS+=($!)
-    eval "PID_${name//-/_}=$!"
+    PID[$name]=$!
 }
 wait_for() { # SECONDS DESCRIPTION COMMAND...
     local t=$1 what=$2; shift 2
@@ -189,16 +195,16 @@ crb() { # NAME ROLE KIND SUBJECT
     printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: %s\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: %s\nsubjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: %s\n  name: %s\n' "$1" "$2" "$3" "$4"
 }
 apply_all() {
-    apply "/api/v1/namespaces/kube-system/secrets/bootstrap-token-$TID" "$SECRET" && echo "$(code)"
+    apply "/api/v1/namespaces/kube-system/secrets/bootstrap-token-$TID" "$SECRET" && code && echo
     for b in "kbin:kubelet-bootstrap system:node-bootstrapper Group system:bootstrappers" \
         "kbin:node-autoapprove-bootstrap system:certificates.k8s.io:certificatesigningrequests:nodeclient Group system:bootstrappers" \
         "kbin:node-autoapprove-certificate-rotation system:certificates.k8s.io:certificatesigningrequests:selfnodeclient Group system:nodes" \
         "kbin:cluster-admins cluster-admin Group kbin:cluster-admins" \
         "kbin:flannel kbin:flannel User flannel"; do
         read -r n r k s <<<"$b"
-        apply "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/$n" "$(crb "$n" "$r" "$k" "$s")" && echo "$(code)"
+        apply "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/$n" "$(crb "$n" "$r" "$k" "$s")" && code && echo
     done
-    apply /apis/rbac.authorization.k8s.io/v1/clusterroles/kbin:flannel '{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"kbin:flannel"},"rules":[{"apiGroups":[""],"resources":["nodes"],"verbs":["get","list","watch"]},{"apiGroups":[""],"resources":["nodes/status"],"verbs":["patch"]}]}' && echo "$(code)"
+    apply /apis/rbac.authorization.k8s.io/v1/clusterroles/kbin:flannel '{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"kbin:flannel"},"rules":[{"apiGroups":[""],"resources":["nodes"],"verbs":["get","list","watch"]},{"apiGroups":[""],"resources":["nodes/status"],"verbs":["patch"]}]}' && code && echo
 }
 # The admin certificate (O=kbin:cluster-admins) has no rights before its binding exists.
 kcurl admin GET /api/v1/nodes >/dev/null || true
@@ -318,7 +324,7 @@ c=$(curl -s --cacert "$CA" --cert "$PKI/admin.crt" --key "$PKI/admin.key" -o "$W
 ok "a second apiserver on the same etcd serves the same Node"
 
 # ---- node lifecycle and kubelet restart ---------------------------------------------------------
-kill "$PID_kubelet"
+kill "${PID[kubelet]}"
 wait_for 20 "m1 to turn Ready=Unknown" bash -c "curl -s --cacert '$CA' --cert '$PKI/admin.crt' --key '$PKI/admin.key' '$API/api/v1/nodes/m1' | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if [c[\"status\"] for c in d[\"status\"][\"conditions\"] if c[\"type\"]==\"Ready\"][0]==\"Unknown\" else 1)'"
 ! curl -sf http://127.0.0.1:10248/healthz >/dev/null 2>&1 || die "kubelet healthz still answers after it stopped"
 ok "with the kubelet stopped, the controller-manager marks m1 Ready=Unknown after the grace period"
@@ -328,8 +334,29 @@ grep -q "TLS bootstrapping" "$W/log/kubelet.log" && die "the restarted kubelet b
 ok "a restarted kubelet uses its kubeconfig (no new bootstrap) and m1 is Ready again"
 
 # ---- etcd down again: healthz fails -----------------------------------------------------------
-kill "$PID_etcd"
+kill "${PID[etcd]}"
 wait_for 20 "healthz to fail without etcd" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' --cacert '$CA' '$API/healthz') == 500 ]]"
 ok "apiserver /healthz is 500 again once etcd is stopped"
+
+# ---- packaging: kbin downloads the stand-ins from a mirror laid out by build.sh ------------------
+KBIN_DOWNLOAD=${KBIN_DOWNLOAD:-$KBIN}
+if "$KBIN_DOWNLOAD" download --help >/dev/null 2>&1; then
+    "$HERE/build.sh" --out "$W/mirror" --etcd-tarball "$ETCD_TARBALL" >"$W/log/build.log" 2>&1 || die "build.sh failed"
+    (cd "$W/mirror" && exec python3 -m http.server 8080 --bind 127.0.0.1) >"$W/log/mirror.log" 2>&1 &
+    PIDS+=($!)
+    wait_for 10 "the mirror" curl -sf -o /dev/null http://127.0.0.1:8080/SHA256SUMS
+    mkdir -p "$W/dl"
+    cp "$W/cluster.toml" "$W/dl/cluster.toml"
+    printf '\n[apiserver]\nport = 6443\n' >>"$W/dl/cluster.toml"
+    cp "$W/mirror/kbin.lock" "$W/dl/kbin.lock"
+    KBIN_CACHE_DIR=$W/dl/cache "$KBIN_DOWNLOAD" -c "$W/dl/cluster.toml" download -q --mirror http://127.0.0.1:8080 --extract "$W/dl/x" >"$W/dl/out.tsv" 2>"$W/log/download.log" ||
+        die "kbin download from the stand-in mirror failed"
+    [[ $(wc -l <"$W/dl/out.tsv") == "$(wc -l <"$W/mirror/SHA256SUMS")" ]] || die "kbin downloaded $(wc -l <"$W/dl/out.tsv") artifacts, the mirror has $(wc -l <"$W/mirror/SHA256SUMS")"
+    [[ $("$W/dl/x/kubelet/kubelet" --version) == "Kubernetes v1.34.2" ]] || die "the downloaded kubelet does not say it is v1.34.2"
+    [[ -x $W/dl/x/containerd/containerd && -x $W/dl/x/cni-plugins/bridge ]] || die "tarball members missing after kbin's extraction"
+    ok "kbin download --mirror fetched and verified all $(wc -l <"$W/dl/out.tsv") artifacts of build.sh against its kbin.lock"
+else
+    say "skipped: this kbin has no download command (the artifacts branch adds it)"
+fi
 
 say "PASS: $PASS checks"
