@@ -17,6 +17,7 @@ pub fn scheduler(args: &[String]) {
         return;
     }
     let kubeconfig = f.require("kubeconfig");
+    f.require_files(&["kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig"]);
     let bind = f.get_or("bind-address", "0.0.0.0");
     let port = f.get_or("secure-port", "10259");
     let last_ok = Arc::new(AtomicU64::new(0));

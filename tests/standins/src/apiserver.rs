@@ -46,6 +46,17 @@ pub fn main(args: &[String]) {
         println!("Kubernetes {}", version());
         return;
     }
+    f.require_files(&[
+        "service-account-key-file",
+        "service-account-signing-key-file",
+        "kubelet-client-certificate",
+        "kubelet-client-key",
+        "kubelet-certificate-authority",
+        "requestheader-client-ca-file",
+        "proxy-client-cert-file",
+        "proxy-client-key-file",
+        "token-auth-file",
+    ]);
     let bind = f.get_or("bind-address", "0.0.0.0");
     let port = f.get_or("secure-port", "6443");
     let cert = crate::net::read(&f.require("tls-cert-file")).unwrap_or_else(|e| util::fatal(&e));

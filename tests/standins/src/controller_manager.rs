@@ -44,6 +44,7 @@ pub fn main(args: &[String]) {
         return;
     }
     let kubeconfig = f.require("kubeconfig");
+    f.require_files(&["kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig", "root-ca-file", "service-account-private-key-file", "requestheader-client-ca-file"]);
     let signer = match (f.get("cluster-signing-cert-file"), f.get("cluster-signing-key-file")) {
         (Some(c), Some(k)) => {
             let ca_pem = String::from_utf8_lossy(&crate::net::read(c).unwrap_or_else(|e| util::fatal(&e))).into_owned();

@@ -32,6 +32,16 @@ pub fn main(args: &[String]) {
         None => json!({}),
     };
     let s = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
+    if let Some(ca) = config["authentication"]["x509"]["clientCAFile"].as_str() {
+        if let Err(e) = std::fs::File::open(ca) {
+            util::fatal(&format!("authentication.x509.clientCAFile: open {ca}: {e}"));
+        }
+    }
+    // Upstream posts node status at start, then every nodeStatusUpdateFrequency only if
+    // something changed, or when nodeStatusReportFrequency (default 5m) has passed; the Lease is
+    // renewed every 10s. The stand-in renews the Lease every period and, unless the config sets
+    // nodeStatusReportFrequency, also posts status (lastHeartbeatTime) every period.
+    let report_every = config["nodeStatusReportFrequency"].as_str().and_then(util::parse_duration);
     let node_name = f.get("hostname-override").map(str::to_string).unwrap_or_else(util::hostname).to_lowercase();
     let node_ip = f.get("node-ip").map(str::to_string).unwrap_or_else(|| "127.0.0.1".into());
     let cert_dir = f.get_or("cert-dir", "/var/lib/kubelet/pki").to_string();
@@ -89,13 +99,20 @@ pub fn main(args: &[String]) {
 
     let started = util::now_rfc3339();
     let mut registered = false;
+    let mut last_report = 0u64;
     loop {
         if !registered {
             registered = register(&api, &node_name, &node_ip);
         }
         if registered {
-            match heartbeat(&api, &node_name, &node_ip, &started) {
-                Ok(()) => last_ok.store(util::now_secs(), Ordering::Relaxed),
+            let report = report_every.is_none_or(|r| util::now_secs().saturating_sub(last_report) >= r.as_secs());
+            match heartbeat(&api, &node_name, &node_ip, &started, report) {
+                Ok(uid) => {
+                    last_ok.store(util::now_secs(), Ordering::Relaxed);
+                    if report && !uid.is_empty() {
+                        last_report = util::now_secs();
+                    }
+                }
                 Err(e) => log!("heartbeat: {e}"),
             }
         }
@@ -230,7 +247,9 @@ fn register(api: &Client, name: &str, ip: &str) -> bool {
     }
 }
 
-fn heartbeat(api: &Client, name: &str, ip: &str, started: &str) -> Result<(), String> {
+/// Posts node status when `report`, then renews the Lease. Returns the Node's uid when status
+/// was posted (empty otherwise).
+fn heartbeat(api: &Client, name: &str, ip: &str, started: &str, report: bool) -> Result<String, String> {
     let now = util::now_rfc3339();
     let cond = |t: &str, status: &str, reason: &str, msg: &str| json!({"type": t, "status": status, "reason": reason, "message": msg, "lastHeartbeatTime": now, "lastTransitionTime": started});
     let patch = json!({"status": {
@@ -242,14 +261,19 @@ fn heartbeat(api: &Client, name: &str, ip: &str, started: &str) -> Result<(), St
         ],
         "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
     }});
-    let (s, v) = api.send_json("PATCH", &format!("/api/v1/nodes/{name}/status"), "application/strategic-merge-patch+json", &patch)?;
-    if s == 404 {
-        register(api, name, ip);
-        return Err("node object was missing; registered again".into());
-    }
-    if s != 200 {
-        return Err(format!("PATCH node status: HTTP {s} {}", v["message"]));
-    }
+    let v = if report {
+        let (s, v) = api.send_json("PATCH", &format!("/api/v1/nodes/{name}/status"), "application/strategic-merge-patch+json", &patch)?;
+        if s == 404 {
+            register(api, name, ip);
+            return Err("node object was missing; registered again".into());
+        }
+        if s != 200 {
+            return Err(format!("PATCH node status: HTTP {s} {}", v["message"]));
+        }
+        v
+    } else {
+        Value::Null
+    };
     let path = format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}");
     let micro = util::now_micro();
     match api.get_json(&path)? {
@@ -272,5 +296,5 @@ fn heartbeat(api: &Client, name: &str, ip: &str, started: &str) -> Result<(), St
         }
         (s, v) => return Err(format!("get lease: HTTP {s} {}", v["message"])),
     }
-    Ok(())
+    Ok(v["metadata"]["uid"].as_str().unwrap_or("").to_string())
 }

@@ -74,6 +74,18 @@ impl Flags {
         matches!(self.get(name), Some("true") | Some("1"))
     }
 
+    /// Upstream fails at start when a file named by one of these flags cannot be read; so does
+    /// the stand-in, so that a file kbin forgot to push shows up as a failed unit.
+    pub fn require_files(&self, names: &[&str]) {
+        for n in names {
+            if let Some(p) = self.get(n) {
+                if let Err(e) = std::fs::File::open(p) {
+                    fatal(&format!("--{n}: open {p}: {e}"));
+                }
+            }
+        }
+    }
+
     pub fn require(&self, name: &str) -> String {
         match self.get(name) {
             Some(v) => v.to_string(),
