@@ -220,6 +220,12 @@ second=$(apply_all | sort | uniq -c | tr -s ' ' | tr '\n' ';')
 kcurl super-admin GET "/api/v1/namespaces/kube-system/secrets/bootstrap-token-$TID" >/dev/null
 [[ $(py 'd["metadata"]["resourceVersion"]') == "$rv1" ]] || die "applying the same Secret twice changed its resourceVersion"
 ok "server-side apply creates (201), re-applying is a no-op (200, same resourceVersion), stringData becomes data"
+CM='{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cfg","namespace":"kube-flannel"},"data":{"k":"v"}}'
+apply /api/v1/namespaces/kube-flannel/configmaps/cfg "$CM" || true
+[[ $(code) == 404 ]] && [[ $(py 'd["message"]') == 'namespaces "kube-flannel" not found' ]] || die "apply into a missing namespace: want 404, got $(code)"
+apply /api/v1/namespaces/kube-flannel '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"kube-flannel"}}' && [[ $(code) == 201 ]] || die "apply Namespace: $(code)"
+apply /api/v1/namespaces/kube-flannel/configmaps/cfg "$CM" && [[ $(code) == 201 ]] || die "apply ConfigMap: $(code)"
+ok "objects can be created only in an existing namespace (404 before the Namespace is applied, 201 after)"
 kcurl admin GET /api/v1/nodes >/dev/null && [[ $(code) == 200 ]] || die "admin after RBAC: $(code)"
 ok "the admin certificate may list nodes once bound to cluster-admin"
 c=$(curl -s --cacert "$CA" -H "Authorization: Bearer $TOKEN" -o "$W/body" -w '%{http_code}' "$API/api/v1/nodes")

@@ -385,6 +385,20 @@ impl Api {
         }
     }
 
+    /// Objects can be created only in a namespace that exists (the four that upstream makes at
+    /// start always do).
+    fn namespace_exists(&self, ns: &str) -> Result<(), Response> {
+        let res = objects::find("", "v1", "namespaces").expect("namespaces");
+        if builtin(res, ns).is_some() {
+            return Ok(());
+        }
+        match self.load(res, None, ns) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(status(404, "NotFound", &format!("namespaces \"{ns}\" not found"), Some(details(res, ns)))),
+            Err(r) => Err(r),
+        }
+    }
+
     fn get(&self, res: &Res, ns: Option<&str>, name: &str) -> Response {
         match self.load(res, ns, name) {
             Ok(Some((v, _))) => Response::json(200, &v),
@@ -452,6 +466,11 @@ impl Api {
                 return status(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request", None);
             }
             set_meta(&mut obj, "namespace", json!(ns));
+        }
+        if let Some(ns) = ns {
+            if let Err(r) = self.namespace_exists(ns) {
+                return r;
+            }
         }
         set_meta(&mut obj, "name", json!(name));
         set_meta(&mut obj, "uid", json!(util::uuid4()));
@@ -559,6 +578,11 @@ impl Api {
                 Ok(Some(x)) => x,
                 Ok(None) if apply && sub.is_none() => {
                     // Server-side apply creates what does not exist.
+                    if let Some(ns) = ns {
+                        if let Err(r) = self.namespace_exists(ns) {
+                            return r;
+                        }
+                    }
                     let mut obj = patch.clone();
                     set_meta(&mut obj, "name", json!(name));
                     if let Some(ns) = ns {
@@ -690,6 +714,9 @@ fn builtin(res: &Res, name: &str) -> Option<Value> {
     match res.resource {
         "clusterroles" => rbac::builtin_roles().into_iter().find(|r| meta(r, "name") == Some(name)),
         "clusterrolebindings" => rbac::builtin_bindings().into_iter().find(|r| meta(r, "name") == Some(name)),
+        "namespaces" if ["default", "kube-system", "kube-public", "kube-node-lease"].contains(&name) => {
+            Some(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}))
+        }
         _ => None,
     }
 }
