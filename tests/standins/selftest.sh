@@ -225,7 +225,10 @@ apply /api/v1/namespaces/kube-flannel/configmaps/cfg "$CM" || true
 [[ $(code) == 404 ]] && [[ $(py 'd["message"]') == 'namespaces "kube-flannel" not found' ]] || die "apply into a missing namespace: want 404, got $(code)"
 apply /api/v1/namespaces/kube-flannel '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"kube-flannel"}}' && [[ $(code) == 201 ]] || die "apply Namespace: $(code)"
 apply /api/v1/namespaces/kube-flannel/configmaps/cfg "$CM" && [[ $(code) == 201 ]] || die "apply ConfigMap: $(code)"
-ok "objects can be created only in an existing namespace (404 before the Namespace is applied, 201 after)"
+kcurl super-admin DELETE /api/v1/namespaces/kube-flannel/configmaps/cfg >/dev/null && [[ $(code) == 200 ]] || die "DELETE ConfigMap: $(code)"
+kcurl super-admin GET /api/v1/namespaces/kube-flannel/configmaps/cfg >/dev/null || true
+[[ $(code) == 404 ]] || die "GET after DELETE: want 404, got $(code)"
+ok "objects can be created only in an existing namespace (404 before the Namespace is applied, 201 after); DELETE works"
 kcurl admin GET /api/v1/nodes >/dev/null && [[ $(code) == 200 ]] || die "admin after RBAC: $(code)"
 ok "the admin certificate may list nodes once bound to cluster-admin"
 c=$(curl -s --cacert "$CA" -H "Authorization: Bearer $TOKEN" -o "$W/body" -w '%{http_code}' "$API/api/v1/nodes")
@@ -323,11 +326,18 @@ ok "409 AlreadyExists on a second POST, 409 Conflict on a stale resourceVersion"
 
 # ---- two apiservers share state through etcd -----------------------------------------------------
 execstart kube-apiserver
-start kube-apiserver-2 "${CMD[@]}" --bind-address=127.0.0.1 --secure-port=6444
+start kube-apiserver-2 "${CMD[@]}" --bind-address=127.0.0.1 --secure-port=6444 --token-auth-file="$PKI/token.csv"
 wait_for 10 "the second apiserver" curl -sf --cacert "$CA" https://127.0.0.1:6444/healthz
 c=$(curl -s --cacert "$CA" --cert "$PKI/admin.crt" --key "$PKI/admin.key" -o "$W/body" -w '%{http_code}' https://127.0.0.1:6444/api/v1/nodes/m1)
 [[ $c == 200 && $(py 'd["metadata"]["name"]') == m1 ]] || die "the second apiserver does not see m1 ($c)"
 ok "a second apiserver on the same etcd serves the same Node"
+# kbin's token.csv holds the bootstrap token's value: the token file wins where it is given.
+STATIC=$(cut -d, -f1 "$PKI/token.csv")
+whoami() { curl -s --cacert "$CA" -H "Authorization: Bearer $STATIC" -H 'Content-Type: application/json' -X POST \
+    --data '{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}' -o "$W/body" "$1/apis/authentication.k8s.io/v1/selfsubjectreviews" && py 'd["status"]["userInfo"]["username"]'; }
+[[ $(whoami https://127.0.0.1:6444) == kubelet-bootstrap ]] || die "--token-auth-file user: $(cat "$W/body")"
+[[ $(whoami "$API") == "system:bootstrap:$TID" ]] || die "bootstrap token user: $(cat "$W/body")"
+ok "--token-auth-file users (kubelet-bootstrap from kbin's token.csv) and bootstrap token users, as SelfSubjectReview shows"
 
 # ---- node lifecycle and kubelet restart ---------------------------------------------------------
 kill "${PID[kubelet]}"
@@ -338,6 +348,13 @@ KBIN_STANDIN_PERIOD=1 start kubelet "${KUBELET_CMD[@]}"
 wait_for 15 "m1 to be Ready again" node_ready
 grep -q "TLS bootstrapping" "$W/log/kubelet.log" && die "the restarted kubelet bootstrapped again instead of using its kubeconfig"
 ok "a restarted kubelet uses its kubeconfig (no new bootstrap) and m1 is Ready again"
+kill "${PID[kubelet]}"
+rm -f "$CUR"
+KBIN_STANDIN_PERIOD=1 start kubelet "${KUBELET_CMD[@]}"
+wait_for 20 "a new client certificate" test -L "$CUR"
+grep -q "TLS bootstrapping" "$W/log/kubelet.log" || die "the kubelet did not bootstrap again without its client certificate"
+wait_for 15 "m1 to be Ready after the new bootstrap" node_ready
+ok "a kubelet whose client certificate is gone bootstraps again (upstream does the same)"
 
 # ---- etcd down again: healthz fails -----------------------------------------------------------
 kill "${PID[etcd]}"

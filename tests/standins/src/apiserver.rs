@@ -248,7 +248,10 @@ impl Api {
 
     fn handle(&self, req: Request) -> Response {
         let resp = self.route(&req);
-        if resp.status >= 400 || req.method != "GET" {
+        // Heartbeats (node status patches, lease renewals) succeed every few seconds per node:
+        // only their failures are worth a journal line.
+        let heartbeat = (req.method == "PATCH" && req.path.ends_with("/status")) || (req.method == "PUT" && req.path.contains("/leases/"));
+        if resp.status >= 400 || (req.method != "GET" && !heartbeat) {
             log!("{} {} {} from {}", req.method, req.path, resp.status, req.remote);
         }
         resp
@@ -290,6 +293,13 @@ impl Api {
             [r, n, s] => (*r, Some(*n), Some(*s)),
             _ => return status(404, "NotFound", "the server could not find the requested resource", None),
         };
+        if group == "authentication.k8s.io" && resource == "selfsubjectreviews" && name.is_none() && req.method == "POST" {
+            // `kubectl auth whoami`: open to every authenticated user, as upstream.
+            if !user.in_group("system:authenticated") {
+                return status(403, "Forbidden", &format!("selfsubjectreviews.authentication.k8s.io is forbidden: User \"{}\" cannot create resource \"selfsubjectreviews\" in API group \"authentication.k8s.io\" at the cluster scope", user.name), None);
+            }
+            return Response::json(201, &json!({"kind": "SelfSubjectReview", "apiVersion": format!("authentication.k8s.io/{version}"), "metadata": {"creationTimestamp": null}, "status": {"userInfo": {"username": user.name, "groups": user.groups}}}));
+        }
         if group == "authorization.k8s.io" && resource == "subjectaccessreviews" && name.is_none() {
             return self.subject_access_review(req, &user);
         }
@@ -770,6 +780,7 @@ fn discovery(segs: &[&str]) -> Response {
     };
     let mut groups: Vec<&str> = objects::RESOURCES.iter().map(|r| r.group).filter(|g| !g.is_empty()).collect();
     groups.push("authorization.k8s.io");
+    groups.push("authentication.k8s.io");
     groups.sort();
     groups.dedup();
     match segs {

@@ -90,9 +90,17 @@ pub fn main(args: &[String]) {
     crate::net::spawn_plain(healthz_addr.clone(), move |req| crate::controller_manager::healthz(&req.path, &l, max_age));
     log!("serving on {address}:{port} (HTTPS), healthz on http://{healthz_addr}/healthz, heartbeat every {:?}", period);
 
-    if !std::path::Path::new(&kubeconfig).exists() {
-        let boot = f.get("bootstrap-kubeconfig").unwrap_or_else(|| util::fatal(&format!("--kubeconfig {kubeconfig} does not exist and no --bootstrap-kubeconfig was given")));
-        bootstrap(boot, &kubeconfig, &cert_dir, &node_name);
+    // As upstream: a kubeconfig whose client certificate is missing, unreadable or expired is
+    // replaced through TLS bootstrap when there is a bootstrap kubeconfig.
+    if let Err(why) = usable(&kubeconfig) {
+        match f.get("bootstrap-kubeconfig") {
+            Some(boot) => {
+                log!("{why}");
+                bootstrap(boot, &kubeconfig, &cert_dir, &node_name);
+            }
+            None if !std::path::Path::new(&kubeconfig).exists() => util::fatal(&format!("--kubeconfig {kubeconfig} does not exist and no --bootstrap-kubeconfig was given")),
+            None => log!("{why}; no --bootstrap-kubeconfig, trying it anyway"),
+        }
     }
     let api = crate::kubeconfig::client_or_retry(&kubeconfig);
     log!("using apiserver {} from {kubeconfig}", api.server);
@@ -118,6 +126,25 @@ pub fn main(args: &[String]) {
         }
         util::sleep(period);
     }
+}
+
+/// Whether the kubeconfig loads and its client certificate is valid now.
+fn usable(path: &str) -> Result<(), String> {
+    if !std::path::Path::new(path).exists() {
+        return Err(format!("no {path}"));
+    }
+    let kc = crate::kubeconfig::load(path)?;
+    kc.client()?;
+    if let crate::net::Auth::Cert { cert_pem, .. } = &kc.auth {
+        let der = crate::net::certs_from_pem(cert_pem)?.remove(0);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| format!("{path}: client certificate: {e}"))?;
+        let now = util::now_secs() as i64;
+        let v = cert.validity();
+        if now < v.not_before.timestamp() || now >= v.not_after.timestamp() {
+            return Err(format!("{path}: the client certificate is not valid now (expired or not yet valid)"));
+        }
+    }
+    Ok(())
 }
 
 /// TLS bootstrapping: a new key, a CSR for system:node:<name>/system:nodes sent with the
