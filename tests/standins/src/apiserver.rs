@@ -20,6 +20,8 @@ struct StaticToken {
 
 struct Api {
     etcd: Etcd,
+    /// --client-ca-file, for the x509 authenticator.
+    client_ca: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     bootstrap_tokens: bool,
     static_tokens: Vec<StaticToken>,
     anonymous: bool,
@@ -69,12 +71,17 @@ pub fn main(args: &[String]) {
     };
     let api = Arc::new(Api {
         etcd,
+        client_ca: client_ca.as_deref().map(|ca| crate::net::client_verifier(ca).unwrap_or_else(|e| util::fatal(&format!("--client-ca-file: {e}")))),
         bootstrap_tokens: f.bool("enable-bootstrap-token-auth"),
         static_tokens,
         anonymous: f.get("anonymous-auth") != Some("false"),
         always_allow: f.get_or("authorization-mode", "Node,RBAC").split(',').any(|m| m == "AlwaysAllow"),
     });
-    let cfg = crate::net::server_config(&cert, &key, client_ca.as_deref(), true).unwrap_or_else(|e| util::fatal(&e));
+    let auth = match client_ca.as_deref() {
+        Some(ca) => crate::net::ClientAuth::Request(ca),
+        None => crate::net::ClientAuth::None,
+    };
+    let cfg = crate::net::server_config(&cert, &key, auth).unwrap_or_else(|e| util::fatal(&e));
     let addr = if bind.contains(':') { format!("[{bind}]:{port}") } else { format!("{bind}:{port}") };
     log!(
         "serving on https://{addr} (etcd {}, bootstrap tokens {}, static tokens {}, client CA {})",
@@ -131,17 +138,31 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Api {
+    /// Upstream's authenticator chain: x509 client certificate, then bearer tokens (token file,
+    /// bootstrap tokens), then anonymous. A certificate that does not verify against
+    /// --client-ca-file is an error that ends the chain with 401 (unless a token succeeds),
+    /// as is a bearer token that no token authenticator accepts.
     fn authenticate(&self, req: &Request) -> Authn {
-        if let Some(leaf) = req.peer_certs.first() {
-            // The TLS layer already verified the chain against --client-ca-file.
-            if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) {
-                let subj = cert.subject();
-                let cn = subj.iter_common_name().next().and_then(|a| a.as_str().ok()).unwrap_or("").to_string();
-                let mut groups: Vec<String> = subj.iter_organization().filter_map(|a| a.as_str().ok()).map(str::to_string).collect();
-                groups.push("system:authenticated".into());
-                return Authn::User(User { name: cn, groups });
+        let mut failed = false;
+        if let (Some(leaf), Some(verifier)) = (req.peer_certs.first(), &self.client_ca) {
+            let end = rustls::pki_types::CertificateDer::from(leaf.as_slice());
+            let chain: Vec<_> = req.peer_certs[1..].iter().map(|c| rustls::pki_types::CertificateDer::from(c.as_slice())).collect();
+            match verifier.verify_client_cert(&end, &chain, rustls::pki_types::UnixTime::now()) {
+                Ok(_) => {
+                    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) {
+                        let subj = cert.subject();
+                        let cn = subj.iter_common_name().next().and_then(|a| a.as_str().ok()).unwrap_or("").to_string();
+                        let mut groups: Vec<String> = subj.iter_organization().filter_map(|a| a.as_str().ok()).map(str::to_string).collect();
+                        groups.push("system:authenticated".into());
+                        return Authn::User(User { name: cn, groups });
+                    }
+                    failed = true;
+                }
+                Err(e) => {
+                    log!("x509: verifying certificate from {} failed: {e}", req.remote);
+                    failed = true;
+                }
             }
-            return Authn::Unauthorized;
         }
         if let Some(h) = req.header("authorization") {
             let Some(token) = h.strip_prefix("Bearer ").map(str::trim) else { return Authn::Unauthorized };
@@ -157,7 +178,7 @@ impl Api {
             }
             return Authn::Unauthorized;
         }
-        if self.anonymous {
+        if self.anonymous && !failed {
             return Authn::User(User { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] });
         }
         Authn::Unauthorized

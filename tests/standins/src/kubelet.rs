@@ -71,7 +71,7 @@ pub fn main(args: &[String]) {
         (Some(c), Some(k)) => {
             let cert = crate::net::read(&c).unwrap_or_else(|e| util::fatal(&e));
             let key = crate::net::read(&k).unwrap_or_else(|e| util::fatal(&e));
-            crate::net::server_config(&cert, &key, None, false).unwrap_or_else(|e| util::fatal(&format!("tlsCertFile/tlsPrivateKeyFile: {e}")))
+            crate::net::server_config(&cert, &key, crate::net::ClientAuth::None).unwrap_or_else(|e| util::fatal(&format!("tlsCertFile/tlsPrivateKeyFile: {e}")))
         }
         _ => crate::net::self_signed_server(&[&node_name, &node_ip]),
     };

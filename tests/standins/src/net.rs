@@ -6,7 +6,9 @@ use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 
 use crate::log;
 
@@ -48,18 +50,62 @@ pub fn roots(ca_pem: &[u8]) -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
-/// A server configuration. With `client_ca`, client certificates are verified against it:
-/// a certificate from another CA fails the handshake; no certificate at all is allowed when
-/// `optional` (bearer tokens and anonymous requests then decide).
-pub fn server_config(cert_pem: &[u8], key_pem: &[u8], client_ca: Option<&[u8]>, optional: bool) -> Result<Arc<rustls::ServerConfig>, String> {
+/// A verifier of client certificates against `ca_pem` (chain, validity, clientAuth usage).
+pub fn client_verifier(ca_pem: &[u8]) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider()).allow_unauthenticated().build().map_err(|e| e.to_string())
+}
+
+/// Go's `tls.RequestClientCert`, which kube-apiserver uses with --client-ca-file: the server
+/// asks for a client certificate (naming the CA in its hints) but accepts any certificate, or
+/// none, in the handshake. The handshake signature is still checked, so the client holds the
+/// key. Whether the certificate chains to the CA is the x509 authenticator's business (a
+/// certificate from another CA gets 401, not a TLS failure).
+#[derive(Debug)]
+struct RequestClientCert(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for RequestClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+    fn verify_client_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: UnixTime) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &rustls::DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &rustls::DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// Client certificates a server accepts.
+pub enum ClientAuth<'a> {
+    None,
+    /// Ask for one; verify later (kube-apiserver).
+    Request(&'a [u8]),
+    /// Require one that chains to this CA, in the handshake (etcd's client-cert-auth).
+    #[allow(dead_code)]
+    Require(&'a [u8]),
+}
+
+pub fn server_config(cert_pem: &[u8], key_pem: &[u8], client_auth: ClientAuth) -> Result<Arc<rustls::ServerConfig>, String> {
     let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
-    let builder = match client_ca {
-        Some(ca) => {
-            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider());
-            let v = if optional { v.allow_unauthenticated() } else { v };
-            builder.with_client_cert_verifier(v.build().map_err(|e| e.to_string())?)
+    let builder = match client_auth {
+        ClientAuth::Request(ca) => builder.with_client_cert_verifier(Arc::new(RequestClientCert(client_verifier(ca)?))),
+        ClientAuth::Require(ca) => {
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider()).build().map_err(|e| e.to_string())?;
+            builder.with_client_cert_verifier(v)
         }
-        None => builder.with_no_client_auth(),
+        ClientAuth::None => builder.with_no_client_auth(),
     };
     let mut cfg = builder.with_single_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?).map_err(|e| format!("certificate and key do not match: {e}"))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -72,7 +118,7 @@ pub fn self_signed_server(names: &[&str]) -> Arc<rustls::ServerConfig> {
     let ck = rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("self-signed cert");
     let cert = ck.cert.pem();
     let key = ck.signing_key.serialize_pem();
-    server_config(cert.as_bytes(), key.as_bytes(), None, false).expect("self-signed config")
+    server_config(cert.as_bytes(), key.as_bytes(), ClientAuth::None).expect("self-signed config")
 }
 
 pub struct Request {
