@@ -208,7 +208,8 @@ apply_all() {
         "kbin:node-autoapprove-bootstrap system:certificates.k8s.io:certificatesigningrequests:nodeclient Group system:bootstrappers" \
         "kbin:node-autoapprove-certificate-rotation system:certificates.k8s.io:certificatesigningrequests:selfnodeclient Group system:nodes" \
         "kbin:cluster-admins cluster-admin Group kbin:cluster-admins" \
-        "kbin:flannel kbin:flannel User flannel"; do
+        "kbin:flannel kbin:flannel User flannel" \
+        "kbin:apiserver-kubelet-client system:kubelet-api-admin User kube-apiserver-kubelet-client"; do
         read -r n r k s <<<"$b"
         apply "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/$n" "$(crb "$n" "$r" "$k" "$s")" && code && echo
     done
@@ -219,12 +220,12 @@ kcurl admin GET /api/v1/nodes >/dev/null || true
 [[ $(code) == 403 ]] && [[ $(py 'd["reason"]') == Forbidden ]] || die "admin before RBAC: want 403, got $(code)"
 ok "the admin certificate is 403 before its ClusterRoleBinding exists (O=kbin:cluster-admins is not system:masters)"
 first=$(apply_all | sort | uniq -c | tr -s ' ' | tr '\n' ';')
-[[ $first == " 7 201;" ]] || die "first apply: want 7x 201, got $first"
+[[ $first == " 8 201;" ]] || die "first apply: want 8x 201, got $first"
 kcurl super-admin GET "/api/v1/namespaces/kube-system/secrets/bootstrap-token-$TID" >/dev/null
 rv1=$(py 'd["metadata"]["resourceVersion"]')
 [[ $(py 'd["data"]["token-id"]') == $(printf %s "$TID" | base64) ]] && [[ $(py '"stringData" in d') == False ]] || die "stringData was not stored as data"
 second=$(apply_all | sort | uniq -c | tr -s ' ' | tr '\n' ';')
-[[ $second == " 7 200;" ]] || die "second apply: want 7x 200, got $second"
+[[ $second == " 8 200;" ]] || die "second apply: want 8x 200, got $second"
 kcurl super-admin GET "/api/v1/namespaces/kube-system/secrets/bootstrap-token-$TID" >/dev/null
 [[ $(py 'd["metadata"]["resourceVersion"]') == "$rv1" ]] || die "applying the same Secret twice changed its resourceVersion"
 ok "server-side apply creates (201), re-applying is a no-op (200, same resourceVersion), stringData becomes data"
@@ -311,8 +312,12 @@ wait_for 10 "kube-proxy healthz" curl -sf http://127.0.0.1:10256/healthz
 wait_for 10 "kubelet healthz" curl -sf http://127.0.0.1:10248/healthz
 wait_for 10 "controller-manager healthz" curl -sfk https://127.0.0.1:10257/healthz
 wait_for 15 "scheduler healthz" curl -sfk https://127.0.0.1:10259/healthz
-curl -sf --cacert "$CA" "https://$ADDR:10250/healthz" >/dev/null || die "kubelet :10250 does not serve with its kbin-issued certificate"
-ok "healthz: kube-proxy :10256, kubelet :10248, controller-manager :10257, scheduler :10259; kubelet :10250 serves its tlsCertFile"
+ok "healthz: kube-proxy :10256, kubelet :10248, controller-manager :10257, scheduler :10259"
+kubelet_api() { curl -s --cacert "$CA" -o /dev/null -w '%{http_code}' "$@" "https://$ADDR:10250/healthz"; }
+c=$(kubelet_api) && [[ $c == 401 ]] || die "kubelet :10250 without a client certificate: want 401, got $c"
+c=$(kubelet_api --cert "$PKI/kube-proxy.crt" --key "$PKI/kube-proxy.key") && [[ $c == 403 ]] || die "kubelet :10250 as system:kube-proxy: want 403, got $c"
+c=$(kubelet_api --cert "$PKI/apiserver-kubelet-client.crt" --key "$PKI/apiserver-kubelet-client.key") && [[ $c == 200 ]] || die "kubelet :10250 as the apiserver's kubelet client: want 200, got $c"
+ok "kubelet :10250 serves its kbin-issued tlsCertFile; 401 without a certificate, 403 for system:kube-proxy, 200 for kube-apiserver-kubelet-client (system:kubelet-api-admin, by SubjectAccessReview)"
 
 # ---- authorization of nodes ----------------------------------------------------------------------
 ncurl() { curl -sS --cacert "$CA" --cert "$CUR" --key "$CUR" -o "$W/body" -w '%{http_code}' "$@"; }

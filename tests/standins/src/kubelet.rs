@@ -1,7 +1,7 @@
 //! kubelet stand-in: TLS bootstrap, Node registration, status and Lease heartbeats, the
 //! kubelet's HTTPS port and its healthz port.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -67,19 +67,56 @@ pub fn main(args: &[String]) {
     }
 
     // The kubelet's own HTTPS port, with tlsCertFile/tlsPrivateKeyFile (self-signed without).
+    // Authentication as upstream with anonymous disabled: an x509 client certificate verified
+    // against authentication.x509.clientCAFile, else 401. Authorization (mode Webhook): a
+    // SubjectAccessReview to the apiserver for `get nodes/<sub>` on this node, where <sub> is
+    // stats, metrics, log or (every other path, /healthz included) proxy.
+    let client_ca = config["authentication"]["x509"]["clientCAFile"].as_str().map(|p| crate::net::read(p).unwrap_or_else(|e| util::fatal(&e)));
+    let anonymous = config["authentication"]["anonymous"]["enabled"].as_bool().unwrap_or(false);
+    let webhook = config["authorization"]["mode"].as_str() == Some("Webhook");
+    let auth = match client_ca.as_deref() {
+        Some(ca) => crate::net::ClientAuth::Request(ca),
+        None => crate::net::ClientAuth::None,
+    };
     let tls = match (s("tlsCertFile"), s("tlsPrivateKeyFile")) {
         (Some(c), Some(k)) => {
             let cert = crate::net::read(&c).unwrap_or_else(|e| util::fatal(&e));
             let key = crate::net::read(&k).unwrap_or_else(|e| util::fatal(&e));
-            crate::net::server_config(&cert, &key, crate::net::ClientAuth::None).unwrap_or_else(|e| util::fatal(&format!("tlsCertFile/tlsPrivateKeyFile: {e}")))
+            crate::net::server_config(&cert, &key, auth).unwrap_or_else(|e| util::fatal(&format!("tlsCertFile/tlsPrivateKeyFile: {e}")))
         }
         _ => crate::net::self_signed_server(&[&node_name, &node_ip]),
     };
+    let verifier = client_ca.as_deref().map(|ca| crate::net::client_verifier(ca).unwrap_or_else(|e| util::fatal(&format!("clientCAFile: {e}"))));
+    let api_cell: Arc<OnceLock<Client>> = Arc::new(OnceLock::new());
     let address = s("address").unwrap_or_else(|| "0.0.0.0".into());
     let port = config["port"].as_u64().unwrap_or(10250);
-    crate::net::spawn_server(format!("{address}:{port}"), tls, |req| match req.path.as_str() {
-        "/healthz" => Response::text(200, "ok"),
-        _ => Response::text(401, "Unauthorized"),
+    let (cell, node) = (api_cell.clone(), node_name.clone());
+    crate::net::spawn_server(format!("{address}:{port}"), tls, move |req| {
+        let user = verifier.as_ref().and_then(|v| crate::net::verified_user(v.as_ref(), &req.peer_certs));
+        let Some((name, groups)) = user.or_else(|| anonymous.then(|| ("system:anonymous".to_string(), vec!["system:unauthenticated".to_string()]))) else {
+            return Response::text(401, "Unauthorized");
+        };
+        let sub = match req.path.trim_start_matches('/').split('/').next().unwrap_or("") {
+            "stats" => "stats",
+            "metrics" => "metrics",
+            "logs" => "log",
+            _ => "proxy",
+        };
+        if webhook {
+            let Some(api) = cell.get() else { return Response::text(503, "the kubelet has no apiserver connection yet") };
+            let sar = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                "spec": {"user": name, "groups": groups, "resourceAttributes": {"verb": "get", "resource": "nodes", "subresource": sub, "name": node}}});
+            match api.send_json("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", "application/json", &sar) {
+                Ok((200 | 201, v)) if v["status"]["allowed"] == json!(true) => {}
+                Ok((200 | 201, _)) => return Response::text(403, &format!("Forbidden (user={name}, verb=get, resource=nodes, subresource(s)=[{sub}])")),
+                Ok((s, v)) => return Response::text(500, &format!("SubjectAccessReview: HTTP {s} {}", v["message"])),
+                Err(e) => return Response::text(500, &format!("SubjectAccessReview: {e}")),
+            }
+        }
+        match req.path.as_str() {
+            "/healthz" => Response::text(200, "ok"),
+            _ => Response::text(404, "404 page not found (kbin stand-in kubelet serves only /healthz)"),
+        }
     });
 
     let last_ok = Arc::new(AtomicU64::new(0));
@@ -104,6 +141,7 @@ pub fn main(args: &[String]) {
     }
     let api = crate::kubeconfig::client_or_retry(&kubeconfig);
     log!("using apiserver {} from {kubeconfig}", api.server);
+    let _ = api_cell.set(api.clone());
 
     let started = util::now_rfc3339();
     let mut registered = false;

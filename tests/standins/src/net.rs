@@ -55,6 +55,20 @@ pub fn client_verifier(ca_pem: &[u8]) -> Result<Arc<dyn ClientCertVerifier>, Str
     rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider()).allow_unauthenticated().build().map_err(|e| e.to_string())
 }
 
+/// The user (CN) and groups (O + system:authenticated) of a client certificate chain that
+/// `verifier` accepts.
+pub fn verified_user(verifier: &dyn ClientCertVerifier, peer_certs: &[Vec<u8>]) -> Option<(String, Vec<String>)> {
+    let leaf = peer_certs.first()?;
+    let chain: Vec<_> = peer_certs[1..].iter().map(|c| CertificateDer::from(c.as_slice())).collect();
+    verifier.verify_client_cert(&CertificateDer::from(leaf.as_slice()), &chain, UnixTime::now()).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    let subj = cert.subject();
+    let cn = subj.iter_common_name().next().and_then(|a| a.as_str().ok()).unwrap_or("").to_string();
+    let mut groups: Vec<String> = subj.iter_organization().filter_map(|a| a.as_str().ok()).map(str::to_string).collect();
+    groups.push("system:authenticated".into());
+    Some((cn, groups))
+}
+
 /// Go's `tls.RequestClientCert`, which kube-apiserver uses with --client-ca-file: the server
 /// asks for a client certificate (naming the CA in its hints) but accepts any certificate, or
 /// none, in the handshake. The handshake signature is still checked, so the client holds the

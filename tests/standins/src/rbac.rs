@@ -48,6 +48,8 @@ pub fn node_authorizer(u: &User, a: &Attrs) -> Option<bool> {
         ("coordination.k8s.io", "leases") => a.namespace == "kube-node-lease" && a.name == node && matches!(a.verb.as_str(), "get" | "create" | "update" | "patch" | "delete"),
         ("certificates.k8s.io", "certificatesigningrequests") => a.subresource.is_empty() && matches!(a.verb.as_str(), "create" | "get" | "list" | "watch"),
         ("", "events") => matches!(a.verb.as_str(), "create" | "update" | "patch"),
+        // The kubelet's webhook authentication and authorization.
+        ("authorization.k8s.io", "subjectaccessreviews") | ("authentication.k8s.io", "tokenreviews") => a.verb == "create",
         ("", "services" | "endpoints" | "namespaces") => read,
         _ => false,
     };
