@@ -238,6 +238,9 @@ kcurl super-admin DELETE /api/v1/namespaces/kube-flannel/configmaps/cfg >/dev/nu
 kcurl super-admin GET /api/v1/namespaces/kube-flannel/configmaps/cfg >/dev/null || true
 [[ $(code) == 404 ]] || die "GET after DELETE: want 404, got $(code)"
 ok "objects can be created only in an existing namespace (404 before the Namespace is applied, 201 after); DELETE works"
+apply /apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kbin:cluster-admins "$(crb kbin:cluster-admins view Group kbin:cluster-admins)" || true
+[[ $(code) == 422 ]] && [[ $(py 'd["reason"]') == Invalid ]] || die "changing a binding's roleRef: want 422 Invalid, got $(code)"
+ok "a binding's roleRef cannot change (422 Invalid, as upstream)"
 kcurl admin GET /api/v1/nodes >/dev/null && [[ $(code) == 200 ]] || die "admin after RBAC: $(code)"
 ok "the admin certificate may list nodes once bound to cluster-admin"
 c=$(curl -s --cacert "$CA" -H "Authorization: Bearer $TOKEN" -o "$W/body" -w '%{http_code}' "$API/api/v1/nodes")
@@ -297,7 +300,9 @@ h1=$(hb); l1=$(lease); sleep 2.5; h2=$(hb); l2=$(lease)
 ok "heartbeats: Ready lastHeartbeatTime $h1 -> $h2, Lease renewTime $l1 -> $l2"
 
 wait_for 10 "a podCIDR for m1" bash -c "curl -s --cacert '$CA' --cert '$PKI/admin.crt' --key '$PKI/admin.key' '$API/api/v1/nodes/m1' | grep -q '\"podCIDR\":\"10.244.0.0/24\"'"
-ok "the controller-manager allocated podCIDR 10.244.0.0/24"
+kcurl admin PATCH /api/v1/nodes/m1 -H 'Content-Type: application/merge-patch+json' --data '{"spec":{"podCIDR":"10.244.9.0/24"}}' >/dev/null || true
+[[ $(code) == 422 ]] || die "changing a Node's podCIDR: want 422, got $(code)"
+ok "the controller-manager allocated podCIDR 10.244.0.0/24, which cannot change afterwards (422)"
 
 execstart flanneld
 NODE_NAME=m1 start flanneld "${CMD[@]}" --subnet-file="$R/run/flannel/subnet.env"

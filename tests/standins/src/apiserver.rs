@@ -584,6 +584,9 @@ impl Api {
         if same(&old, &new) {
             return Response::json(200, &old);
         }
+        if let Err(r) = validate_update(res, &old, &new) {
+            return r;
+        }
         self.write(res, ns, name, new, rev, 200)
     }
 
@@ -649,6 +652,9 @@ impl Api {
             if same(&old, &new) {
                 return Response::json(200, &old);
             }
+            if let Err(r) = validate_update(res, &old, &new) {
+                return r;
+            }
             let r = self.write(res, ns, name, new, rev, 200);
             if r.status == 409 {
                 continue;
@@ -697,6 +703,29 @@ impl Api {
         sar["kind"] = json!("SubjectAccessReview");
         sar["apiVersion"] = json!("authorization.k8s.io/v1");
         Response::json(201, &sar)
+    }
+}
+
+/// Upstream's update validation for the few immutable fields kbin's flows touch.
+fn validate_update(res: &Res, old: &Value, new: &Value) -> Result<(), Response> {
+    let name = meta(old, "name").unwrap_or("");
+    let invalid = |field: &str, why: &str| {
+        let group = if res.group.is_empty() { String::new() } else { format!(".{}", res.group) };
+        status(422, "Invalid", &format!("{}{group} \"{name}\" is invalid: {field}: {why}", res.kind), Some(details(res, name)))
+    };
+    match res.resource {
+        "clusterrolebindings" | "rolebindings" if old["roleRef"] != new["roleRef"] => Err(invalid("roleRef", &format!("Invalid value: {}: cannot change roleRef", new["roleRef"]))),
+        "secrets" if old.get("type") != new.get("type") && new.get("type").is_some() => Err(invalid("type", "Invalid value: field is immutable")),
+        "nodes" => {
+            let before = old["spec"]["podCIDR"].as_str().unwrap_or("");
+            let after = new["spec"]["podCIDR"].as_str().unwrap_or("");
+            if !before.is_empty() && before != after {
+                Err(invalid("spec.podCIDR", "Forbidden: node updates may not change podCIDR except from \"\" to valid"))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
     }
 }
 

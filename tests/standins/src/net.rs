@@ -104,21 +104,14 @@ impl ClientCertVerifier for RequestClientCert {
 /// Client certificates a server accepts.
 pub enum ClientAuth<'a> {
     None,
-    /// Ask for one; verify later (kube-apiserver).
+    /// Ask for one; verify later (kube-apiserver, kubelet).
     Request(&'a [u8]),
-    /// Require one that chains to this CA, in the handshake (etcd's client-cert-auth).
-    #[allow(dead_code)]
-    Require(&'a [u8]),
 }
 
 pub fn server_config(cert_pem: &[u8], key_pem: &[u8], client_auth: ClientAuth) -> Result<Arc<rustls::ServerConfig>, String> {
     let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
     let builder = match client_auth {
         ClientAuth::Request(ca) => builder.with_client_cert_verifier(Arc::new(RequestClientCert(client_verifier(ca)?))),
-        ClientAuth::Require(ca) => {
-            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider()).build().map_err(|e| e.to_string())?;
-            builder.with_client_cert_verifier(v)
-        }
         ClientAuth::None => builder.with_no_client_auth(),
     };
     let mut cfg = builder.with_single_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?).map_err(|e| format!("certificate and key do not match: {e}"))?;
