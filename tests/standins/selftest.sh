@@ -373,6 +373,15 @@ wait_for 20 "a new client certificate" test -L "$CUR"
 grep -q "TLS bootstrapping" "$W/log/kubelet.log" || die "the kubelet did not bootstrap again without its client certificate"
 wait_for 15 "m1 to be Ready after the new bootstrap" node_ready
 ok "a kubelet whose client certificate is gone bootstraps again (upstream does the same)"
+kill "${PID[kubelet]}"
+serial1=$(openssl x509 -in "$CUR" -noout -serial)
+KBIN_STANDIN_PERIOD=1 KBIN_STANDIN_ROTATE_AFTER=2 start kubelet "${KUBELET_CMD[@]}"
+wait_for 30 "the kubelet to rotate its client certificate" grep -q "rotated the client certificate" "$W/log/kubelet.log"
+[[ $(openssl x509 -in "$CUR" -noout -serial) != "$serial1" ]] || die "kubelet-client-current.pem did not change"
+kcurl admin GET /apis/certificates.k8s.io/v1/certificatesigningrequests >/dev/null
+[[ $(py '[c["status"]["conditions"][0]["type"] for c in d["items"] if c["spec"]["username"]=="system:node:m1"][0]') == Approved ]] || die "no approved renewal CSR from system:node:m1"
+wait_for 15 "m1 to be Ready with the rotated certificate" node_ready
+ok "rotateCertificates: the kubelet renews its client certificate with a CSR of its own, approved as selfnodeclient"
 
 # ---- etcd down again: healthz fails -----------------------------------------------------------
 kill "${PID[etcd]}"

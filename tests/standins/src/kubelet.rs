@@ -1,7 +1,7 @@
 //! kubelet stand-in: TLS bootstrap, Node registration, status and Lease heartbeats, the
 //! kubelet's HTTPS port and its healthz port.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -87,7 +87,7 @@ pub fn main(args: &[String]) {
         _ => crate::net::self_signed_server(&[&node_name, &node_ip]),
     };
     let verifier = client_ca.as_deref().map(|ca| crate::net::client_verifier(ca).unwrap_or_else(|e| util::fatal(&format!("clientCAFile: {e}"))));
-    let api_cell: Arc<OnceLock<Client>> = Arc::new(OnceLock::new());
+    let api_cell: Arc<RwLock<Option<Client>>> = Arc::new(RwLock::new(None));
     let address = s("address").unwrap_or_else(|| "0.0.0.0".into());
     let port = config["port"].as_u64().unwrap_or(10250);
     let (cell, node) = (api_cell.clone(), node_name.clone());
@@ -103,7 +103,7 @@ pub fn main(args: &[String]) {
             _ => "proxy",
         };
         if webhook {
-            let Some(api) = cell.get() else { return Response::text(503, "the kubelet has no apiserver connection yet") };
+            let Some(api) = cell.read().ok().and_then(|c| c.clone()) else { return Response::text(503, "the kubelet has no apiserver connection yet") };
             let sar = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
                 "spec": {"user": name, "groups": groups, "resourceAttributes": {"verb": "get", "resource": "nodes", "subresource": sub, "name": node}}});
             match api.send_json("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", "application/json", &sar) {
@@ -141,12 +141,32 @@ pub fn main(args: &[String]) {
     }
     let api = crate::kubeconfig::client_or_retry(&kubeconfig);
     log!("using apiserver {} from {kubeconfig}", api.server);
-    let _ = api_cell.set(api.clone());
+    *api_cell.write().expect("lock") = Some(api.clone());
+    let mut api = api;
+    let rotate = config["rotateCertificates"].as_bool().unwrap_or(false);
+    let mut rotate_at = if rotate { next_rotation(&kubeconfig) } else { None };
 
     let started = util::now_rfc3339();
     let mut registered = false;
     let mut last_report = 0u64;
     loop {
+        if rotate_at.is_some_and(|t| util::now_secs() >= t) {
+            // Certificate rotation: a CSR made with the current certificate (upstream's
+            // selfnodeclient case), then the client is rebuilt from the same kubeconfig.
+            log!("rotating the client certificate");
+            match request_cert(&api, &node_name, Some(Duration::from_secs(60))).and_then(|pem| store_cert(&cert_dir, &pem)) {
+                Ok(current) => {
+                    log!("rotated the client certificate: {current}");
+                    api = crate::kubeconfig::client_or_retry(&kubeconfig);
+                    *api_cell.write().expect("lock") = Some(api.clone());
+                    rotate_at = next_rotation(&kubeconfig);
+                }
+                Err(e) => {
+                    log!("certificate rotation: {e}; keeping the current certificate, retrying in 30s");
+                    rotate_at = Some(util::now_secs() + 30);
+                }
+            }
+        }
         if !registered {
             registered = register(&api, &node_name, &node_ip);
         }
@@ -198,13 +218,27 @@ fn bootstrap(boot_path: &str, kubeconfig: &str, cert_dir: &str, node: &str) {
         util::sleep(Duration::from_secs(2));
     };
     let api = boot.client().unwrap_or_else(|e| util::fatal(&format!("bootstrap kubeconfig {boot_path}: {e}")));
-    log!("no {kubeconfig}: TLS bootstrapping against {} with {boot_path}", boot.server);
-    let key = rcgen::KeyPair::generate().unwrap_or_else(|e| util::fatal(&format!("key generation: {e}")));
+    log!("no usable {kubeconfig}: TLS bootstrapping against {} with {boot_path}", boot.server);
+    let pem = request_cert(&api, node, None).unwrap_or_else(|e| util::fatal(&e));
+    let current = store_cert(cert_dir, &pem).unwrap_or_else(|e| util::fatal(&e));
+    let kc = format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {}\n  name: default-cluster\ncontexts:\n- context:\n    cluster: default-cluster\n    namespace: default\n    user: default-auth\n  name: default-context\ncurrent-context: default-context\nkind: Config\npreferences: {{}}\nusers:\n- name: default-auth\n  user:\n    client-certificate: {current}\n    client-key: {current}\n",
+        base64::engine::general_purpose::STANDARD.encode(&boot.ca_pem),
+        boot.server
+    );
+    write_private(kubeconfig, kc.as_bytes());
+    log!("wrote client certificate {current} and {kubeconfig}");
+}
+
+/// A new key and a CSR for system:node:<node>, sent with `api`'s credentials; waits (for
+/// `wait`, or for ever) until it is signed. Returns the certificate and key, PEM.
+fn request_cert(api: &Client, node: &str, wait: Option<Duration>) -> Result<String, String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| format!("key generation: {e}"))?;
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:nodes");
     params.distinguished_name.push(rcgen::DnType::CommonName, format!("system:node:{node}"));
-    let csr_pem = params.serialize_request(&key).and_then(|r| r.pem()).unwrap_or_else(|e| util::fatal(&format!("CSR: {e}")));
+    let csr_pem = params.serialize_request(&key).and_then(|r| r.pem()).map_err(|e| format!("CSR: {e}"))?;
     let csr = json!({
         "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
         "metadata": {"generateName": "node-csr-"},
@@ -212,11 +246,16 @@ fn bootstrap(boot_path: &str, kubeconfig: &str, cert_dir: &str, node: &str) {
                  "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
                  "usages": ["digital signature", "client auth"]}
     });
+    let deadline = wait.map(|w| util::now_secs() + w.as_secs());
+    let expired = || deadline.is_some_and(|d| util::now_secs() >= d);
     let name = loop {
         match api.send_json("POST", "/apis/certificates.k8s.io/v1/certificatesigningrequests", "application/json", &csr) {
             Ok((201, v)) => break v["metadata"]["name"].as_str().unwrap_or("").to_string(),
             Ok((s, v)) => log!("create CSR: HTTP {s} {}", v["message"]),
             Err(e) => log!("create CSR: {e}"),
+        }
+        if expired() {
+            return Err("could not create a CSR in time".into());
         }
         util::sleep(Duration::from_secs(3));
     };
@@ -226,7 +265,7 @@ fn bootstrap(boot_path: &str, kubeconfig: &str, cert_dir: &str, node: &str) {
             Ok((200, v)) => {
                 let conds = v["status"]["conditions"].as_array().cloned().unwrap_or_default();
                 if let Some(c) = conds.iter().find(|c| c["type"] == "Denied" || c["type"] == "Failed") {
-                    util::fatal(&format!("CSR {name} was {}: {}", c["type"], c["message"]));
+                    return Err(format!("CSR {name} was {}: {}", c["type"], c["message"]));
                 }
                 if let Some(c) = v["status"]["certificate"].as_str().filter(|c| !c.is_empty()) {
                     break c.to_string();
@@ -235,27 +274,44 @@ fn bootstrap(boot_path: &str, kubeconfig: &str, cert_dir: &str, node: &str) {
             Ok((s, v)) => log!("get CSR {name}: HTTP {s} {}", v["message"]),
             Err(e) => log!("get CSR {name}: {e}"),
         }
+        if expired() {
+            return Err(format!("CSR {name} was not signed in time"));
+        }
         util::sleep(Duration::from_secs(1));
     };
-    let cert = base64::engine::general_purpose::STANDARD.decode(cert_b64).unwrap_or_else(|e| util::fatal(&format!("CSR {name}: certificate is not base64: {e}")));
-    std::fs::create_dir_all(cert_dir).unwrap_or_else(|e| util::fatal(&format!("{cert_dir}: {e}")));
-    let stamp = util::now_rfc3339().replace([':', 'T'], "-").trim_end_matches('Z').to_string();
-    let file = format!("{cert_dir}/kubelet-client-{stamp}.pem");
+    let cert = base64::engine::general_purpose::STANDARD.decode(cert_b64).map_err(|e| format!("CSR {name}: certificate is not base64: {e}"))?;
     let mut pem = String::from_utf8_lossy(&cert).into_owned();
     pem.push_str(&key.serialize_pem());
+    Ok(pem)
+}
+
+/// Writes <cert-dir>/kubelet-client-<time>.pem and points kubelet-client-current.pem at it,
+/// as upstream's certificate store does. Returns the path of the link.
+fn store_cert(cert_dir: &str, pem: &str) -> Result<String, String> {
+    std::fs::create_dir_all(cert_dir).map_err(|e| format!("{cert_dir}: {e}"))?;
+    let stamp = util::now_rfc3339().replace([':', 'T'], "-").trim_end_matches('Z').to_string();
+    let file = format!("{cert_dir}/kubelet-client-{stamp}.pem");
     write_private(&file, pem.as_bytes());
     let current = format!("{cert_dir}/kubelet-client-current.pem");
     let tmp = format!("{current}.tmp");
     let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&file, &tmp).unwrap_or_else(|e| util::fatal(&format!("{tmp}: {e}")));
-    std::fs::rename(&tmp, &current).unwrap_or_else(|e| util::fatal(&format!("{current}: {e}")));
-    let kc = format!(
-        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {}\n  name: default-cluster\ncontexts:\n- context:\n    cluster: default-cluster\n    namespace: default\n    user: default-auth\n  name: default-context\ncurrent-context: default-context\nkind: Config\npreferences: {{}}\nusers:\n- name: default-auth\n  user:\n    client-certificate: {current}\n    client-key: {current}\n",
-        base64::engine::general_purpose::STANDARD.encode(&boot.ca_pem),
-        boot.server
-    );
-    write_private(kubeconfig, kc.as_bytes());
-    log!("wrote client certificate {current} and {kubeconfig}");
+    std::os::unix::fs::symlink(&file, &tmp).map_err(|e| format!("{tmp}: {e}"))?;
+    std::fs::rename(&tmp, &current).map_err(|e| format!("{current}: {e}"))?;
+    Ok(current)
+}
+
+/// When the client certificate is to be renewed: at 80% of its lifetime (upstream picks a
+/// jittered 70-90%), or `KBIN_STANDIN_ROTATE_AFTER` seconds from now, for tests.
+fn next_rotation(kubeconfig: &str) -> Option<u64> {
+    if let Some(n) = std::env::var("KBIN_STANDIN_ROTATE_AFTER").ok().and_then(|v| v.parse::<u64>().ok()) {
+        return Some(util::now_secs() + n);
+    }
+    let kc = crate::kubeconfig::load(kubeconfig).ok()?;
+    let crate::net::Auth::Cert { cert_pem, .. } = &kc.auth else { return None };
+    let der = crate::net::certs_from_pem(cert_pem).ok()?.remove(0);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let (nb, na) = (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp());
+    Some((nb + (na - nb) * 8 / 10).max(0) as u64)
 }
 
 fn write_private(path: &str, data: &[u8]) {
