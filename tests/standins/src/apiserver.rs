@@ -850,6 +850,51 @@ fn discovery(segs: &[&str]) -> Response {
 mod tests {
     use super::*;
 
+    fn res(r: &str) -> &'static Res {
+        objects::RESOURCES.iter().find(|x| x.resource == r).unwrap()
+    }
+
+    #[test]
+    fn subresources_keep_what_they_may_not_change() {
+        let nodes = res("nodes");
+        let old = json!({"metadata": {"name": "n", "uid": "u"}, "spec": {"podCIDR": "10.0.0.0/24"}, "status": {"phase": "x"}});
+        let main = Api::restrict(nodes, &old, json!({"metadata": {"name": "n", "labels": {"a": "b"}}, "spec": {"podCIDR": "10.0.0.0/24"}, "status": {"phase": "changed"}}), None);
+        assert_eq!(main["status"]["phase"], "x");
+        assert_eq!(main["metadata"]["uid"], "u");
+        let st = Api::restrict(nodes, &old, json!({"metadata": {"annotations": {"k": "v"}}, "spec": {"podCIDR": "other"}, "status": {"phase": "y"}}), Some("status"));
+        assert_eq!(st["status"]["phase"], "y");
+        assert_eq!(st["spec"]["podCIDR"], "10.0.0.0/24");
+        assert_eq!(st["metadata"]["annotations"]["k"], "v");
+        let csrs = res("certificatesigningrequests");
+        let old = json!({"metadata": {"name": "c"}, "spec": {"username": "u"}, "status": {}});
+        let ap = Api::restrict(csrs, &old, json!({"spec": {"username": "evil"}, "status": {"conditions": [{"type": "Approved"}], "certificate": "x"}}), Some("approval"));
+        assert_eq!(ap["spec"]["username"], "u");
+        assert_eq!(ap["status"]["conditions"][0]["type"], "Approved");
+        assert!(ap["status"].get("certificate").is_none());
+    }
+
+    #[test]
+    fn immutable_fields() {
+        let crb = res("clusterrolebindings");
+        let old = json!({"metadata": {"name": "b"}, "roleRef": {"name": "a"}});
+        assert!(validate_update(crb, &old, &json!({"metadata": {"name": "b"}, "roleRef": {"name": "b"}})).is_err());
+        assert!(validate_update(crb, &old, &old).is_ok());
+        let nodes = res("nodes");
+        let old = json!({"spec": {}});
+        assert!(validate_update(nodes, &old, &json!({"spec": {"podCIDR": "10.0.0.0/24"}})).is_ok());
+        let set = json!({"spec": {"podCIDR": "10.0.0.0/24"}});
+        assert!(validate_update(nodes, &set, &json!({"spec": {"podCIDR": "10.0.1.0/24"}})).is_err());
+    }
+
+    #[test]
+    fn secrets_store_string_data_as_data() {
+        let mut s = json!({"stringData": {"token-id": "abcdef"}});
+        prepare(res("secrets"), &mut s);
+        assert_eq!(s["data"]["token-id"], "YWJjZGVm");
+        assert!(s.get("stringData").is_none());
+        assert_eq!(s["type"], "Opaque");
+    }
+
     #[test]
     fn token_file() {
         let t = parse_token_file("abc,kubelet-bootstrap,10001,\"system:bootstrappers,extra\"\n# c\n").unwrap();
