@@ -171,11 +171,10 @@ impl Api {
                 groups.push("system:authenticated".into());
                 return Authn::User(User { name: t.user.clone(), groups });
             }
-            if self.bootstrap_tokens {
-                if let Some(u) = self.bootstrap_token(token) {
+            if self.bootstrap_tokens
+                && let Some(u) = self.bootstrap_token(token) {
                     return Authn::User(u);
                 }
-            }
             return Authn::Unauthorized;
         }
         if self.anonymous && !failed {
@@ -330,11 +329,10 @@ impl Api {
         if res.namespaced && ns.is_none() && name.is_some() {
             return status(404, "NotFound", "the server could not find the requested resource", None);
         }
-        if let Some(s) = sub {
-            if !res.subresources.contains(&s) {
+        if let Some(s) = sub
+            && !res.subresources.contains(&s) {
                 return status(404, "NotFound", "the server could not find the requested resource", None);
             }
-        }
         let verb = match (req.method.as_str(), name) {
             ("GET", Some(_)) => "get",
             ("GET", None) if req.param("watch").is_some_and(|w| w == "true" || w == "1") => "watch",
@@ -343,7 +341,7 @@ impl Api {
             ("PUT", Some(_)) => "update",
             ("PATCH", Some(_)) => "patch",
             ("DELETE", Some(_)) => "delete",
-            _ => return status(405, "MethodNotAllowed", &format!("the server does not allow this method on the requested resource"), None),
+            _ => return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", None),
         };
         if verb == "watch" {
             return status(405, "MethodNotAllowed", "watch is not implemented by the kbin stand-in; poll with GET", None);
@@ -498,11 +496,10 @@ impl Api {
             }
             set_meta(&mut obj, "namespace", json!(ns));
         }
-        if let Some(ns) = ns {
-            if let Err(r) = self.namespace_exists(ns) {
+        if let Some(ns) = ns
+            && let Err(r) = self.namespace_exists(ns) {
                 return r;
             }
-        }
         set_meta(&mut obj, "name", json!(name));
         set_meta(&mut obj, "uid", json!(util::uuid4()));
         set_meta(&mut obj, "creationTimestamp", json!(util::now_rfc3339()));
@@ -574,11 +571,10 @@ impl Api {
             Ok(None) => return not_found(res, name),
             Err(r) => return r,
         };
-        if let Some(rv) = meta(&obj, "resourceVersion") {
-            if rv != rev.to_string() {
+        if let Some(rv) = meta(&obj, "resourceVersion")
+            && rv != rev.to_string() {
                 return conflict(res, name);
             }
-        }
         let mut new = Self::restrict(res, &old, obj, sub);
         prepare(res, &mut new);
         if same(&old, &new) {
@@ -612,11 +608,10 @@ impl Api {
                 Ok(Some(x)) => x,
                 Ok(None) if apply && sub.is_none() => {
                     // Server-side apply creates what does not exist.
-                    if let Some(ns) = ns {
-                        if let Err(r) = self.namespace_exists(ns) {
+                    if let Some(ns) = ns
+                        && let Err(r) = self.namespace_exists(ns) {
                             return r;
                         }
-                    }
                     let mut obj = patch.clone();
                     set_meta(&mut obj, "name", json!(name));
                     if let Some(ns) = ns {
@@ -642,11 +637,10 @@ impl Api {
                 // live object; fields other managers set are kept, fields are never removed).
                 objects::strategic_merge(&mut new, &patch);
             }
-            if let Some(rv) = meta(&patch, "resourceVersion") {
-                if rv != rev.to_string() {
+            if let Some(rv) = meta(&patch, "resourceVersion")
+                && rv != rev.to_string() {
                     return conflict(res, name);
                 }
-            }
             let mut new = Self::restrict(res, &old, new, sub);
             prepare(res, &mut new);
             if same(&old, &new) {
@@ -760,10 +754,10 @@ fn same(a: &Value, b: &Value) -> bool {
         let mut v = v.clone();
         remove_meta(&mut v, "resourceVersion");
         remove_meta(&mut v, "managedFields");
-        v.as_object_mut().map(|m| {
+        if let Some(m) = v.as_object_mut() {
             m.remove("kind");
             m.remove("apiVersion");
-        });
+        }
         v
     };
     strip(a) == strip(b)

@@ -92,11 +92,10 @@ pub fn main(args: &[String]) {
                 log!("csr controller: {e}");
                 ok = false;
             }
-            if allocate {
-                if let Err(e) = ipam(&api, cidr.expect("checked"), mask) {
+            if allocate
+                && let Err(e) = ipam(&api, cidr.expect("checked"), mask) {
                     log!("node ipam controller: {e}");
                 }
-            }
             if let Err(e) = lifecycle(&api, grace) {
                 log!("node lifecycle controller: {e}");
             }

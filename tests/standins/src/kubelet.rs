@@ -32,11 +32,10 @@ pub fn main(args: &[String]) {
         None => json!({}),
     };
     let s = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
-    if let Some(ca) = config["authentication"]["x509"]["clientCAFile"].as_str() {
-        if let Err(e) = std::fs::File::open(ca) {
+    if let Some(ca) = config["authentication"]["x509"]["clientCAFile"].as_str()
+        && let Err(e) = std::fs::File::open(ca) {
             util::fatal(&format!("authentication.x509.clientCAFile: open {ca}: {e}"));
         }
-    }
     // Upstream posts node status at start, then every nodeStatusUpdateFrequency only if
     // something changed, or when nodeStatusReportFrequency (default 5m) has passed; the Lease is
     // renewed every 10s. The stand-in renews the Lease every period and, unless the config sets

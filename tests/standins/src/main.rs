@@ -40,11 +40,10 @@ fn trailer() -> &'static (Option<String>, Option<String>) {
     static T: OnceLock<(Option<String>, Option<String>)> = OnceLock::new();
     T.get_or_init(|| {
         let mut buf = Vec::new();
-        if let Ok(mut f) = std::fs::File::open("/proc/self/exe") {
-            if f.seek(SeekFrom::End(-256)).is_ok() {
+        if let Ok(mut f) = std::fs::File::open("/proc/self/exe")
+            && f.seek(SeekFrom::End(-256)).is_ok() {
                 let _ = f.read_to_end(&mut buf);
             }
-        }
         let text = String::from_utf8_lossy(&buf);
         let Some(line) = text.rsplit("#kbin-standin ").next().filter(|_| text.contains("#kbin-standin ")) else { return (None, None) };
         let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).map(str::to_string);

@@ -33,13 +33,11 @@ fn grpc_address(config: &str) -> Option<String> {
             in_grpc = l == "[grpc]";
             continue;
         }
-        if in_grpc {
-            if let Some((k, v)) = l.split_once('=') {
-                if k.trim() == "address" {
+        if in_grpc
+            && let Some((k, v)) = l.split_once('=')
+                && k.trim() == "address" {
                     return Some(v.trim().trim_matches(['"', '\'']).to_string());
                 }
-            }
-        }
     }
     None
 }

@@ -187,13 +187,12 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+        if b[i] == b'%' && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
                 out.push(v);
                 i += 3;
                 continue;
             }
-        }
         out.push(if b[i] == b'+' { b' ' } else { b[i] });
         i += 1;
     }
@@ -201,7 +200,10 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Reads one HTTP/1.1 message head and body from `r`. Returns the start line, headers, body.
-fn read_message<R: BufRead>(r: &mut R, limit: usize) -> io::Result<(String, Vec<(String, String)>, Vec<u8>)> {
+/// An HTTP message: start line, headers, body.
+type Message = (String, Vec<(String, String)>, Vec<u8>);
+
+fn read_message<R: BufRead>(r: &mut R, limit: usize) -> io::Result<Message> {
     let mut start = String::new();
     if r.read_line(&mut start)? == 0 {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));

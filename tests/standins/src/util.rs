@@ -78,11 +78,10 @@ impl Flags {
     /// the stand-in, so that a file kbin forgot to push shows up as a failed unit.
     pub fn require_files(&self, names: &[&str]) {
         for n in names {
-            if let Some(p) = self.get(n) {
-                if let Err(e) = std::fs::File::open(p) {
+            if let Some(p) = self.get(n)
+                && let Err(e) = std::fs::File::open(p) {
                     fatal(&format!("--{n}: open {p}: {e}"));
                 }
-            }
         }
     }
 
