@@ -53,6 +53,8 @@ fn key_auth_runs_argv_commands_with_separate_stdout_stderr_and_status() {
     let sshd = Sshd::start("127.0.0.1", &[&e.key]);
     e.trust(&sshd);
     let h = ssh::connect(&e.target("n1", &sshd, "root"), None, &e.opts()).expect("key login as root");
+    let cipher = h.cipher().unwrap_or_default();
+    assert!(cipher.contains("gcm") || cipher.contains("chacha20"), "bulk transfers use an AEAD cipher, got {cipher}");
     let out = h.run(&Cmd::new(["sh", "-c", "echo out; echo err >&2; exit 3"])).unwrap();
     assert_eq!((out.status, out.stdout_str().as_str(), out.stderr_str().as_str()), (3, "out\n", "err\n"));
     // awkward arguments reach the remote program unchanged through sshd and the login shell
