@@ -145,10 +145,12 @@ for i in $(seq 1 "$N"); do openssl dgst -sha256 < "$work/payload" > /dev/null; d
 t1=$(now)
 echo "(for scale: openssl sha256 of the payload $N times here: $(secs "$t0" "$t1")s)"
 t0=$(now)
+sshs=()
 for i in $(seq 1 "$N"); do
   in_ns ssh -o BatchMode=yes -o UserKnownHostsFile="$work/known_hosts" -i "$work/id" "root@127.0.0.$((i + 1))" true &
+  sshs+=($!)
 done
-wait
+wait "${sshs[@]}"
 t1=$(now)
 echo "(for scale: $N parallel OpenSSH 'ssh host true': $(secs "$t0" "$t1")s; load average $(cut -d' ' -f1 /proc/loadavg))"
 

@@ -705,8 +705,15 @@ impl SshHost {
         }
         let err = out.stderr_str();
         let first = err.lines().find(|l| l.starts_with("sudo: ") || l.contains(": sudo: ")).unwrap_or("");
-        if first.contains("a password is required") || first.contains("a terminal is required") {
+        if first.contains("a password is required") {
             return Some(HostError::SudoPassword { host: self.name.clone(), user: self.user.clone() });
+        }
+        if first.contains("a terminal is required") || first.contains("must have a tty") {
+            return Some(HostError::Sudo {
+                host: self.name.clone(),
+                user: self.user.clone(),
+                message: format!("{} (remove `Defaults requiretty` from sudoers for this user)", first.trim()),
+            });
         }
         if out.status == 127 && err.contains("sudo") && err.contains("not found") {
             return Some(HostError::Sudo { host: self.name.clone(), user: self.user.clone(), message: "sudo is not installed".into() });
