@@ -90,7 +90,7 @@ fn hosts_scan_shows_then_records_fingerprints_and_check_refuses_unknown_keys_bef
     let kh = std::fs::read_to_string(l.dir.path().join("known_hosts")).unwrap();
     let mut lines: Vec<&str> = kh.lines().collect();
     lines.sort();
-    let mut want = vec![l.a.known_hosts_line(), l.b.known_hosts_line()];
+    let mut want = [l.a.known_hosts_line(), l.b.known_hosts_line()];
     want.sort();
     assert_eq!(lines, want.iter().map(|w| w.trim_end()).collect::<Vec<_>>(), "exactly the two keys, nothing else");
     assert!(kh.contains(&l.a.known_hosts_line()) && kh.contains(&l.b.known_hosts_line()), "{kh}");

@@ -401,16 +401,14 @@ fn authenticate(sess: &Session, target: &Target, opts: &ConnectOptions) -> Resul
             }
         }
     }
-    if target.key.is_none() {
-        if let Some(home) = dirs::home_dir() {
-            for f in ["id_ed25519", "id_ecdsa", "id_rsa"] {
-                let p = home.join(".ssh").join(f);
-                if p.exists() {
-                    if sess.userauth_pubkey_file(user, None, &p, None).is_ok() && sess.authenticated() {
-                        return Ok(());
-                    }
-                    tried.push(format!("key {}", p.display()));
+    if let (None, Some(home)) = (&target.key, dirs::home_dir()) {
+        for f in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+            let p = home.join(".ssh").join(f);
+            if p.exists() {
+                if sess.userauth_pubkey_file(user, None, &p, None).is_ok() && sess.authenticated() {
+                    return Ok(());
                 }
+                tried.push(format!("key {}", p.display()));
             }
         }
     }
