@@ -441,3 +441,27 @@ fn hosts_check_facts_report_a_sudo_that_wants_a_password() {
     let sudo = problems.iter().find(|p| p.check == "sudo").expect("a sudo problem");
     assert!(sudo.hint.contains("NOPASSWD"), "{sudo:?}");
 }
+
+#[test]
+fn one_connection_serves_several_threads_at_once() {
+    let e = env();
+    let sshd = Sshd::start("127.0.0.1", &[&e.key]);
+    e.trust(&sshd);
+    let h: Arc<dyn Remote> = Arc::new(ssh::connect(&e.target("n1", &sshd, "root"), None, &e.opts()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let h = h.clone();
+            let path = dir.path().join(format!("f{i}"));
+            s.spawn(move || {
+                let out = h.check(&Cmd::new(["sh", "-c", &format!("head -c 1000000 /dev/zero; echo {i} >&2")])).unwrap();
+                assert_eq!((out.stdout.len(), out.stderr_str()), (1_000_000, format!("{i}\n")));
+                let w = h.write_file(path.to_str().unwrap(), &Source::bytes(vec![i as u8; 2_000_000]), &WriteOpts::default()).unwrap();
+                assert_eq!(w.bytes_sent, 2_000_000);
+            });
+        }
+    });
+    for i in 0..4u8 {
+        assert_eq!(std::fs::read(dir.path().join(format!("f{i}"))).unwrap(), vec![i; 2_000_000]);
+    }
+}
