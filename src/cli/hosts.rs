@@ -63,6 +63,7 @@ pub struct ScanArgs {
     /// Only show the fingerprints; record nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// How many hosts to scan at once [default: ssh.concurrency, 10]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: Option<u16>,
     /// Print the keys as JSON on stdout
@@ -79,7 +80,7 @@ pub struct PushArgs {
     /// Permission bits, octal
     #[arg(long, default_value = "644", value_parser = parse_mode)]
     pub mode: u32,
-    /// Owner as user or user:group [default: root]
+    /// Owner as user or user:group [default: root, the writer; an existing owner is then kept only if the content is unchanged]
     #[arg(long)]
     pub owner: Option<String>,
     /// Keep the replaced file as <remote>.kbin-backup-<time>
