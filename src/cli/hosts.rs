@@ -80,7 +80,7 @@ pub struct PushArgs {
     /// Permission bits, octal
     #[arg(long, default_value = "644", value_parser = parse_mode)]
     pub mode: u32,
-    /// Owner as user or user:group [default: root, the writer; an existing owner is then kept only if the content is unchanged]
+    /// Owner as user or user:group [default: root]
     #[arg(long)]
     pub owner: Option<String>,
     /// Keep the replaced file as <remote>.kbin-backup-<time>
