@@ -1008,3 +1008,43 @@ pub fn connect_hosts(
         r
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(ssh: &str) -> Result<crate::config::Cluster, crate::config::ConfigError> {
+        let text = format!(
+            "[cluster]\nname = \"t\"\n[apiserver]\nport = 6443\n[ssh]\n{ssh}\n[[hosts]]\nname = \"n1\"\naddress = \"10.0.0.1\"\nroles = [\"master\", \"etcd\"]\nssh_port = 2222\nssh_user = \"ops\"\n"
+        );
+        crate::config::parse(std::path::Path::new("/srv/c/cluster.toml"), &text)
+    }
+
+    #[test]
+    fn options_come_from_the_ssh_table_and_known_hosts_from_the_state_dir() {
+        let c = cluster("concurrency = 3\nconnect_timeout_secs = 4\ncommand_timeout_secs = 50\nkey = \"/keys/id\"").unwrap();
+        assert_eq!(c.ssh.concurrency, 3);
+        let o = ConnectOptions::for_cluster(&c, true);
+        assert_eq!((o.connect_timeout, o.command_timeout, o.accept_new_host_keys), (Duration::from_secs(4), Duration::from_secs(50), true));
+        assert_eq!(o.known_hosts.state_file(), std::path::Path::new("/srv/c/known_hosts"));
+        let t = Target::from_host(&c.hosts[0]);
+        assert_eq!((t.address.as_str(), t.port, t.user.as_str(), t.key.as_deref()), ("10.0.0.1", 2222, "ops", Some(std::path::Path::new("/keys/id"))));
+        let d = cluster("").unwrap();
+        assert_eq!((d.ssh.concurrency, d.ssh.connect_timeout_secs, d.ssh.command_timeout_secs), (10, 10, 300));
+    }
+
+    #[test]
+    fn zero_concurrency_or_timeouts_are_config_errors() {
+        let e = cluster("concurrency = 0\nconnect_timeout_secs = 0").unwrap_err();
+        let text = e.details().join("\n");
+        assert!(text.contains("ssh.concurrency") && text.contains("ssh.connect_timeout_secs"), "{text}");
+    }
+
+    #[test]
+    fn remote_paths_must_be_absolute_files() {
+        for bad in ["etc/x", "/etc/", "/etc/../x", "/a\0b", ""] {
+            assert!(check_path("n1", bad).is_err(), "{bad:?}");
+        }
+        check_path("n1", "/etc/kubernetes/admin.conf").unwrap();
+    }
+}
