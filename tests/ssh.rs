@@ -450,18 +450,21 @@ fn one_connection_serves_several_threads_at_once() {
     let h: Arc<dyn Remote> = Arc::new(ssh::connect(&e.target("n1", &sshd, "root"), None, &e.opts()).unwrap());
     let dir = tempfile::tempdir().unwrap();
     std::thread::scope(|s| {
-        for i in 0..4 {
+        for i in 0..6 {
             let h = h.clone();
             let path = dir.path().join(format!("f{i}"));
             s.spawn(move || {
-                let out = h.check(&Cmd::new(["sh", "-c", &format!("head -c 1000000 /dev/zero; echo {i} >&2")])).unwrap();
-                assert_eq!((out.stdout.len(), out.stderr_str()), (1_000_000, format!("{i}\n")));
-                let w = h.write_file(path.to_str().unwrap(), &Source::bytes(vec![i as u8; 2_000_000]), &WriteOpts::default()).unwrap();
-                assert_eq!(w.bytes_sent, 2_000_000);
+                for round in 0..3u8 {
+                    let out = h.check(&Cmd::new(["sh", "-c", &format!("head -c 1000000 /dev/zero; echo {i} >&2")])).unwrap();
+                    assert_eq!((out.stdout.len(), out.stderr_str()), (1_000_000, format!("{i}\n")));
+                    // each round a new content, so every round really sends 2 MB while the others run
+                    let w = h.write_file(path.to_str().unwrap(), &Source::bytes(vec![i as u8 + round * 10; 2_000_000]), &WriteOpts::default()).unwrap();
+                    assert_eq!(w.bytes_sent, 2_000_000);
+                }
             });
         }
     });
-    for i in 0..4u8 {
-        assert_eq!(std::fs::read(dir.path().join(format!("f{i}"))).unwrap(), vec![i; 2_000_000]);
+    for i in 0..6u8 {
+        assert_eq!(std::fs::read(dir.path().join(format!("f{i}"))).unwrap(), vec![i + 20; 2_000_000]);
     }
 }

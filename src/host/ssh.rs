@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -103,6 +103,8 @@ pub struct SshHost {
     fd: RawFd,
     opts: ConnectOptions,
     sent: AtomicU64,
+    /// Serialises libssh2 calls between threads sharing this connection (see [`SshHost::io`]).
+    lock: Arc<Mutex<()>>,
     /// The pump thread of a bastion tunnel; it ends when `sess` (holding our end) is dropped.
     bridge: Option<JoinHandle<()>>,
 }
@@ -149,7 +151,7 @@ pub fn connect(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions)
     let jump = connect(b, None, opts).map_err(wrap)?;
     let deadline = Instant::now() + opts.connect_timeout;
     let ch = jump
-        .again("tunnel to the host", deadline, || jump.sess.channel_direct_tcpip(&target.address, target.port, None))
+        .again("tunnel to the host", deadline, true, || jump.sess.channel_direct_tcpip(&target.address, target.port, None))
         .map_err(|e| {
             wrap(HostError::Connect {
                 host: target.name.clone(),
@@ -217,7 +219,7 @@ pub fn scan(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions, re
             let wrap = |e: HostError| HostError::Bastion { host: target.name.clone(), bastion: b.address.clone(), source: Box::new(e) };
             let jump = connect(b, None, opts).map_err(wrap)?;
             let deadline = Instant::now() + o.connect_timeout;
-            let ch = jump.again("tunnel to the host", deadline, || jump.sess.channel_direct_tcpip(&target.address, target.port, None)).map_err(wrap)?;
+            let ch = jump.again("tunnel to the host", deadline, true, || jump.sess.channel_direct_tcpip(&target.address, target.port, None)).map_err(wrap)?;
             let (ours, theirs) = UnixStream::pair().map_err(|e| HostError::Connect { host: target.name.clone(), addr: "socketpair".into(), source: e })?;
             let pump = bridge(jump, ch, theirs).map_err(|e| HostError::Connect { host: target.name.clone(), addr: "bridge".into(), source: e })?;
             let mut sess = Session::new().map_err(|e| ssh_err(&target.name, "session setup", e))?;
@@ -489,6 +491,46 @@ fn bridge(jump: SshHost, mut ch: Channel, local: UnixStream) -> io::Result<JoinH
     })
 }
 
+fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn is_eagain(e: &ssh2::Error) -> bool {
+    e.code() == ErrorCode::Session(EAGAIN)
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// Poll the session's socket in the direction libssh2 waits for, one slice at most.
+fn poll_socket(sess: &Session, fd: RawFd, until: Instant) {
+    let left = until.saturating_duration_since(Instant::now()).min(POLL_SLICE);
+    let mut fds = [libc::pollfd { fd, events: directions(sess), revents: 0 }];
+    unsafe { libc::poll(fds.as_mut_ptr(), 1, left.as_millis().max(1) as i32) };
+}
+
+/// Make one libssh2 call with the connection's lock held. Several threads may use one connection
+/// (a command and a tunnel, say), but libssh2 keeps a packet it could only partly send in
+/// session-wide state: if the call stops there (EAGAIN while blocked outbound), another channel's
+/// call would finish that packet as if it were its own and lose its data. So such a call is
+/// repeated, lock held, until the packet is out; waiting for the peer's data (inbound) releases
+/// the lock.
+fn locked_call<T, E>(sess: &Session, fd: RawFd, m: &Mutex<()>, limit: Duration, again: fn(&E) -> bool, f: &mut dyn FnMut() -> Result<T, E>) -> Result<T, E> {
+    let _g = lock(m);
+    let until = Instant::now() + limit;
+    loop {
+        let r = f();
+        match &r {
+            Err(e) if again(e) && sess.block_directions() == BlockDirections::Outbound && Instant::now() < until => {
+                let mut fds = [libc::pollfd { fd, events: libc::POLLOUT, revents: 0 }];
+                unsafe { libc::poll(fds.as_mut_ptr(), 1, POLL_SLICE.as_millis() as i32) };
+            }
+            _ => return r,
+        }
+    }
+}
+
 fn directions(sess: &Session) -> i16 {
     match sess.block_directions() {
         BlockDirections::Outbound => libc::POLLOUT,
@@ -516,7 +558,7 @@ enum Feed<'a> {
 
 impl SshHost {
     fn ready(target: &Target, sess: Session, fd: RawFd, opts: &ConnectOptions, bridge: Option<JoinHandle<()>>) -> SshHost {
-        SshHost { name: target.name.clone(), user: target.user.clone(), sess, fd, opts: opts.clone(), sent: AtomicU64::new(0), bridge }
+        SshHost { name: target.name.clone(), user: target.user.clone(), sess, fd, opts: opts.clone(), sent: AtomicU64::new(0), lock: Arc::default(), bridge }
     }
 
     /// The negotiated client-to-server cipher (for diagnostics and benchmarks).
@@ -535,23 +577,39 @@ impl SshHost {
 
     /// Wait until the socket may make progress (at most one poll slice), sending keepalives.
     fn wait(&self, until: Instant) {
-        let _ = self.sess.keepalive_send();
-        let left = until.saturating_duration_since(Instant::now()).min(POLL_SLICE);
-        let mut fds = [libc::pollfd { fd: self.fd, events: directions(&self.sess), revents: 0 }];
-        unsafe { libc::poll(fds.as_mut_ptr(), 1, left.as_millis().max(1) as i32) };
+        {
+            let _g = lock(&self.lock);
+            let _ = self.sess.keepalive_send();
+        }
+        poll_socket(&self.sess, self.fd, until);
     }
 
-    /// Retry a libssh2 call that returned EAGAIN until it completes or `deadline` passes.
-    fn again<T>(&self, op: &str, deadline: Instant, mut f: impl FnMut() -> Result<T, ssh2::Error>) -> Result<T, HostError> {
+    /// One libssh2 call on a channel, under the connection's lock (see [`locked_call`]).
+    fn io<T>(&self, mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        locked_call(&self.sess, self.fd, &self.lock, self.opts.io_timeout, would_block, &mut f)
+    }
+
+    /// Retry a libssh2 call that returned EAGAIN until it completes or `deadline` passes. With
+    /// `hold`, the lock is kept for the whole operation: opening a channel keeps its progress in
+    /// session-wide state that another thread's channel open would take over, and a channel request
+    /// that reads the reply meant for another channel's request fails.
+    fn again<T>(&self, op: &str, deadline: Instant, hold: bool, mut f: impl FnMut() -> Result<T, ssh2::Error>) -> Result<T, HostError> {
         let start = Instant::now();
+        let held = if hold { Some(lock(&self.lock)) } else { None };
         loop {
-            match f() {
+            let r = if held.is_some() { f() } else { locked_call(&self.sess, self.fd, &self.lock, self.opts.io_timeout, is_eagain, &mut f) };
+            match r {
                 Ok(v) => return Ok(v),
                 Err(e) if e.code() == ErrorCode::Session(EAGAIN) => {
                     if Instant::now() >= deadline {
                         return Err(HostError::Timeout { host: self.name.clone(), what: op.into(), after: start.elapsed() });
                     }
-                    self.wait(deadline);
+                    if held.is_some() {
+                        let _ = self.sess.keepalive_send();
+                        poll_socket(&self.sess, self.fd, deadline);
+                    } else {
+                        self.wait(deadline);
+                    }
                 }
                 Err(e) => return Err(ssh_err(&self.name, op, e)),
             }
@@ -575,8 +633,9 @@ impl SshHost {
             },
         };
         let setup_deadline = limit(last_move);
-        let mut ch = self.again(what, setup_deadline, || self.sess.channel_session())?;
-        self.again(what, setup_deadline, || ch.exec(line))?;
+        let mut ch = Held::new(self.again(what, setup_deadline, true, || self.sess.channel_session())?, &self.lock);
+        // the exec request is held too: libssh2 fails a request that reads another channel's reply
+        self.again(what, setup_deadline, true, || ch.exec(line))?;
 
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let (mut out_done, mut err_done) = (false, false);
@@ -588,7 +647,7 @@ impl SshHost {
         let mut gate_open = matches!(feed, Feed::Now(_));
         let mut buf = vec![0u8; CHUNK];
         if matches!(feed, Feed::None) {
-            self.again(what, setup_deadline, || ch.send_eof())?;
+            self.again(what, setup_deadline, false, || ch.send_eof())?;
         }
         loop {
             let mut moved = false;
@@ -609,7 +668,7 @@ impl SshHost {
                     }
                 }
                 if pos < pending.len() {
-                    match ch.write(&pending[pos..]) {
+                    match self.io(|| ch.write(&pending[pos..])) {
                         Ok(n) => {
                             pos += n;
                             sent += n as u64;
@@ -621,7 +680,7 @@ impl SshHost {
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => {
-                            if ch.eof() {
+                            if self.io(|| Ok(ch.eof())).unwrap_or(true) {
                                 // the command stopped reading and exited: its status tells why
                                 input_done = true;
                                 eof_sent = true;
@@ -633,16 +692,16 @@ impl SshHost {
                 }
             }
             if input_done && !eof_sent {
-                match ch.send_eof() {
+                match self.io(|| ch.send_eof().map_err(io::Error::from)) {
                     Ok(()) => eof_sent = true,
-                    Err(e) if e.code() == ErrorCode::Session(EAGAIN) => {}
+                    Err(e) if would_block(&e) => {}
                     Err(_) => eof_sent = true, // the channel is closing anyway
                 }
             }
             // stdout, stderr
             if !out_done {
-                match ch.read(&mut buf) {
-                    Ok(0) => out_done = ch.eof(),
+                match self.io(|| ch.read(&mut buf)) {
+                    Ok(0) => out_done = self.io(|| Ok(ch.eof())).unwrap_or(true),
                     Ok(n) => {
                         stdout.extend_from_slice(&buf[..n]);
                         moved = true;
@@ -652,8 +711,8 @@ impl SshHost {
                 }
             }
             if !err_done {
-                match ch.stderr().read(&mut buf) {
-                    Ok(0) => err_done = ch.eof(),
+                match self.io(|| ch.stderr().read(&mut buf)) {
+                    Ok(0) => err_done = self.io(|| Ok(ch.eof())).unwrap_or(true),
                     Ok(n) => {
                         stderr.extend_from_slice(&buf[..n]);
                         moved = true;
@@ -688,10 +747,12 @@ impl SshHost {
             self.wait(limit(last_move));
         }
         let close_deadline = Instant::now() + self.opts.io_timeout;
-        self.again(what, close_deadline, || ch.close())?;
-        self.again(what, close_deadline, || ch.wait_close())?;
-        let status = ch.exit_status().unwrap_or(255);
-        let signal = ch.exit_signal().ok().and_then(|s| s.exit_signal);
+        self.again(what, close_deadline, false, || ch.close())?;
+        self.again(what, close_deadline, false, || ch.wait_close())?;
+        let (status, signal) = {
+            let _g = lock(&self.lock);
+            (ch.exit_status().unwrap_or(255), ch.exit_signal().ok().and_then(|s| s.exit_signal))
+        };
         let out = Output { status: if signal.is_some() { 255 } else { status }, signal, stdout, stderr };
         Ok((out, sent))
     }
@@ -914,14 +975,46 @@ impl Remote for SshHost {
     fn open_tcp(&self, addr: &str, port: u16) -> Result<Box<dyn Tunnel>, HostError> {
         let deadline = Instant::now() + self.opts.connect_timeout;
         let op = format!("open a tunnel to {addr}:{port}");
-        let ch = self.again(&op, deadline, || self.sess.channel_direct_tcpip(addr, port, None))?;
+        let ch = Held::new(self.again(&op, deadline, true, || self.sess.channel_direct_tcpip(addr, port, None))?, &self.lock);
         Ok(Box::new(TunnelStream { ch, sess: self.sess.clone(), fd: self.fd, io_timeout: self.opts.io_timeout }))
+    }
+}
+
+/// A channel whose every use, its end included, takes the connection's lock.
+struct Held {
+    ch: Option<Channel>,
+    lock: Arc<Mutex<()>>,
+}
+
+impl Held {
+    fn new(ch: Channel, lock: &Arc<Mutex<()>>) -> Held {
+        Held { ch: Some(ch), lock: lock.clone() }
+    }
+}
+
+impl std::ops::Deref for Held {
+    type Target = Channel;
+    fn deref(&self) -> &Channel {
+        self.ch.as_ref().expect("channel present until drop")
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Channel {
+        self.ch.as_mut().expect("channel present until drop")
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _g = lock(&self.lock);
+        drop(self.ch.take());
     }
 }
 
 /// A direct-tcpip channel as a blocking `Read + Write` (the session itself is non-blocking).
 struct TunnelStream {
-    ch: Channel,
+    ch: Held,
     sess: Session,
     fd: RawFd,
     io_timeout: Duration,
@@ -932,10 +1025,17 @@ impl TunnelStream {
         if Instant::now() >= until {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "tunnel timed out"));
         }
-        let _ = self.sess.keepalive_send();
-        let mut fds = [libc::pollfd { fd: self.fd, events: directions(&self.sess), revents: 0 }];
-        unsafe { libc::poll(fds.as_mut_ptr(), 1, POLL_SLICE.as_millis() as i32) };
+        {
+            let _g = lock(&self.ch.lock);
+            let _ = self.sess.keepalive_send();
+        }
+        poll_socket(&self.sess, self.fd, until);
         Ok(())
+    }
+    fn io<T>(&mut self, mut f: impl FnMut(&mut Channel) -> io::Result<T>) -> io::Result<T> {
+        let lock = self.ch.lock.clone();
+        let ch = &mut *self.ch;
+        locked_call(&self.sess, self.fd, &lock, self.io_timeout, would_block, &mut || f(ch))
     }
 }
 
@@ -943,8 +1043,8 @@ impl Read for TunnelStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let until = Instant::now() + self.io_timeout;
         loop {
-            match self.ch.read(buf) {
-                Ok(0) if !self.ch.eof() && !buf.is_empty() => self.wait(until)?,
+            match self.io(|ch| ch.read(buf)) {
+                Ok(0) if !self.io(|ch| Ok(ch.eof()))? && !buf.is_empty() => self.wait(until)?,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(until)?,
                 r => return r,
             }
@@ -956,7 +1056,7 @@ impl Write for TunnelStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let until = Instant::now() + self.io_timeout;
         loop {
-            match self.ch.write(buf) {
+            match self.io(|ch| ch.write(buf)) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(until)?,
                 r => return r,
             }
@@ -965,7 +1065,7 @@ impl Write for TunnelStream {
     fn flush(&mut self) -> io::Result<()> {
         let until = Instant::now() + self.io_timeout;
         loop {
-            match self.ch.flush() {
+            match self.io(|ch| ch.flush()) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(until)?,
                 r => return r,
             }
@@ -975,6 +1075,8 @@ impl Write for TunnelStream {
 
 impl Drop for TunnelStream {
     fn drop(&mut self) {
+        let m = self.ch.lock.clone();
+        let _g = lock(&m);
         let _ = self.ch.send_eof();
         let _ = self.ch.close();
     }
