@@ -577,10 +577,8 @@ impl SshHost {
 
     /// Wait until the socket may make progress (at most one poll slice), sending keepalives.
     fn wait(&self, until: Instant) {
-        {
-            let _g = lock(&self.lock);
-            let _ = self.sess.keepalive_send();
-        }
+        // a keepalive that is only partly sent must be finished under the lock like any packet
+        let _ = locked_call(&self.sess, self.fd, &self.lock, self.opts.io_timeout, is_eagain, &mut || self.sess.keepalive_send());
         poll_socket(&self.sess, self.fd, until);
     }
 
@@ -1025,10 +1023,7 @@ impl TunnelStream {
         if Instant::now() >= until {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "tunnel timed out"));
         }
-        {
-            let _g = lock(&self.ch.lock);
-            let _ = self.sess.keepalive_send();
-        }
+        let _ = locked_call(&self.sess, self.fd, &self.ch.lock, self.io_timeout, is_eagain, &mut || self.sess.keepalive_send());
         poll_socket(&self.sess, self.fd, until);
         Ok(())
     }
