@@ -30,6 +30,8 @@ work=$(mktemp -d /tmp/kbin-bench.XXXXXX)
 ns=kbin-bench-$$
 pids=()
 cleanup() {
+  # sshd's own pids (ip netns exec forks, so $! is not sshd)
+  for f in "$work"/h*/sshd.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
@@ -71,7 +73,7 @@ for i in $(seq 1 "$N"); do
 Port 22
 ListenAddress $addr
 HostKey $d/host_key
-PidFile none
+PidFile $d/sshd.pid
 AuthorizedKeysFile $work/id.pub
 StrictModes no
 UsePAM no
@@ -83,7 +85,7 @@ LogLevel ERROR
 EOF
   in_ns unshare -m --propagation private sh -c \
     "mount -t tmpfs -o size=$((SIZE_MB * 3))m kbin-bench /srv/kbin-bench && exec /usr/sbin/sshd -D -e -f $d/sshd_config" \
-    2>"$d/sshd.log" &
+    </dev/null >/dev/null 2>"$d/sshd.log" &
   pids+=($!)
   roles='["node"]'
   [ "$i" = 1 ] && roles='["master", "etcd", "node"]'
@@ -125,11 +127,32 @@ echo "kbin hosts push to $N hosts:          ${push_s}s ($changed hosts changed)"
 
 for r in $(seq 1 "$REPEAT"); do
   t0=$(now)
-  kbin -q hosts push "$work/payload" /srv/kbin-bench/payload --mode 755 --json > "$work/push2.json"
+  in_ns env HOME="$work" /usr/bin/time -f '%U %S' -o "$work/cpu" "$KBIN" -q -c "$work/cluster.toml" hosts push "$work/payload" /srv/kbin-bench/payload --mode 755 --json > "$work/push2.json"
   t1=$(now)
-  sent=$(python3 -c 'import json,sys; print(sum(r["bytes_sent"] for r in json.load(open(sys.argv[1]))), sum(r["changed"] for r in json.load(open(sys.argv[1]))))' "$work/push2.json")
-  echo "kbin unchanged re-push (run $r):      $(secs "$t0" "$t1")s (bytes sent, hosts changed: $sent)"
+  sent=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(x["bytes_sent"] for x in r), sum(x["changed"] for x in r))' "$work/push2.json")
+  echo "kbin unchanged re-push (run $r):      $(secs "$t0" "$t1")s (kbin's own CPU: $(awk '{print $1 + $2}' "$work/cpu")s; bytes sent, hosts changed: $sent)"
 done
+
+# the same with a 1 KB file: what connecting and checking costs without the hashing of 100 MB
+head -c 1024 /dev/urandom > "$work/small"
+kbin -q hosts push "$work/small" /srv/kbin-bench/small > /dev/null
+t0=$(now)
+kbin -q hosts push "$work/small" /srv/kbin-bench/small > /dev/null
+t1=$(now)
+echo "kbin unchanged re-push, 1 KB file:    $(secs "$t0" "$t1")s"
+t0=$(now)
+for i in $(seq 1 "$N"); do openssl dgst -sha256 < "$work/payload" > /dev/null; done
+t1=$(now)
+echo "(for scale: openssl sha256 of the payload $N times here: $(secs "$t0" "$t1")s)"
+t0=$(now)
+sshs=()
+for i in $(seq 1 "$N"); do
+  in_ns ssh -o BatchMode=yes -o UserKnownHostsFile="$work/known_hosts" -i "$work/id" "root@127.0.0.$((i + 1))" true &
+  sshs+=($!)
+done
+wait "${sshs[@]}"
+t1=$(now)
+echo "(for scale: $N parallel OpenSSH 'ssh host true': $(secs "$t0" "$t1")s; load average $(cut -d' ' -f1 /proc/loadavg))"
 
 # every host really holds the file (checked with ssh, not kbin)
 for i in $(seq 1 "$N"); do

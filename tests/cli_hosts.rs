@@ -90,7 +90,7 @@ fn hosts_scan_shows_then_records_fingerprints_and_check_refuses_unknown_keys_bef
     let kh = std::fs::read_to_string(l.dir.path().join("known_hosts")).unwrap();
     let mut lines: Vec<&str> = kh.lines().collect();
     lines.sort();
-    let mut want = vec![l.a.known_hosts_line(), l.b.known_hosts_line()];
+    let mut want = [l.a.known_hosts_line(), l.b.known_hosts_line()];
     want.sort();
     assert_eq!(lines, want.iter().map(|w| w.trim_end()).collect::<Vec<_>>(), "exactly the two keys, nothing else");
     assert!(kh.contains(&l.a.known_hosts_line()) && kh.contains(&l.b.known_hosts_line()), "{kh}");
@@ -217,4 +217,35 @@ fn ctrl_c_stops_starting_hosts_and_reports_what_was_done() {
     assert!(stderr.contains("error: interrupted: 0 host(s) done, 1 failed, 2 not started"), "{stderr}");
     assert!(stderr.contains("[connect] hung: failed: hung: handshake"), "the host in progress finished its step: {stderr}");
     assert!(!stderr.contains("w1:"), "w1 was never started: {stderr}");
+}
+
+#[test]
+fn a_bastion_from_the_cluster_file_is_scanned_and_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path(), "id_test");
+    let bastion = Sshd::start("127.0.0.1", &[&key]);
+    let target = Sshd::start("127.0.0.2", &[&key]);
+    std::fs::write(
+        dir.path().join("cluster.toml"),
+        format!(
+            "[cluster]\nname = \"lab\"\n[apiserver]\nport = 6443\n[ssh]\nkey = \"{}\"\n[ssh.bastion]\naddress = \"127.0.0.1\"\nport = {}\n\
+             [[hosts]]\nname = \"cp1\"\naddress = \"127.0.0.2\"\nssh_port = {}\nroles = [\"master\", \"etcd\"]\n",
+            key.private.display(),
+            bastion.port,
+            target.port
+        ),
+    )
+    .unwrap();
+    let kbin = |args: &[&str]| Command::cargo_bin("kbin").unwrap().current_dir(dir.path()).env("HOME", dir.path()).env_remove("SSH_AUTH_SOCK").args(args).output().unwrap();
+    let out = kbin(&["hosts", "scan"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let so = text(&out.stdout);
+    assert!(so.contains(&bastion.fingerprint()) && so.contains(&target.fingerprint()), "both keys shown: {so}");
+    let kh = std::fs::read_to_string(dir.path().join("known_hosts")).unwrap();
+    assert!(kh.contains(&bastion.known_hosts_line()) && kh.contains(&target.known_hosts_line()), "{kh}");
+    let remote = tempfile::tempdir().unwrap();
+    let dest = remote.path().join("via-bastion");
+    let out = kbin(&["hosts", "push", dir.path().join("cluster.toml").to_str().unwrap(), dest.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(dir.path().join("cluster.toml")).unwrap());
 }

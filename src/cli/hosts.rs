@@ -63,6 +63,7 @@ pub struct ScanArgs {
     /// Only show the fingerprints; record nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// How many hosts to scan at once [default: ssh.concurrency, 10]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: Option<u16>,
     /// Print the keys as JSON on stdout
@@ -325,41 +326,49 @@ fn push(global: &Global, a: &PushArgs) -> kbin::Result<()> {
     let hosts = select(&c, &a.conn)?;
     let opts = ConnectOptions::for_cluster(&c, a.conn.accept_new_host_keys);
     let started = Instant::now();
-    let src = Source::file(&a.local).map_err(|e| kbin::Error::Other {
+    let meta = std::fs::metadata(&a.local).map_err(|e| kbin::Error::Other {
         message: format!("cannot read {}", a.local.display()),
         hint: Some("check the local file's path".into()),
         source: Some(Box::new(e)),
     })?;
-    p.phase("push", None, &format!("{} ({} bytes, sha256 {}) to {} host{}", a.local.display(), src.len(), &src.sha256()[..16], hosts.len(), plural(hosts.len())));
+    p.phase("push", None, &format!("{} ({} bytes) to {} host{}", a.local.display(), meta.len(), hosts.len(), plural(hosts.len())));
     let cancel = Cancel::on_ctrl_c();
     let bars = (!p.quiet && std::io::stderr().is_terminal()).then(indicatif::MultiProgress::new);
     let bastion = c.bastion.as_ref().map(Target::from_bastion);
-    let results = parallel::for_each(&hosts, |h| h.name.clone(), "push", concurrency(&c, a.conn.concurrency), &cancel, |h| {
-        let conn = ssh::connect(&Target::from_host(h), bastion.as_ref(), &opts);
-        connected_line(&p, &h.name, &conn);
-        let conn = conn?;
-        let bar = bars.as_ref().map(|m| {
-            let b = m.add(indicatif::ProgressBar::new(src.len()));
-            b.set_style(indicatif::ProgressStyle::with_template("{prefix:>12} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}").unwrap());
-            b.set_prefix(h.name.clone());
-            b
+    // the local file is hashed while the connections are being set up
+    let src: std::sync::OnceLock<Result<Source, String>> = std::sync::OnceLock::new();
+    let results = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _ = src.set(Source::file(&a.local).map_err(|e| e.to_string()));
         });
-        let progress = |n: u64| {
-            if let Some(b) = &bar {
-                b.set_position(n);
+        parallel::for_each(&hosts, |h| h.name.clone(), "push", concurrency(&c, a.conn.concurrency), &cancel, |h| {
+            let conn = ssh::connect(&Target::from_host(h), bastion.as_ref(), &opts);
+            connected_line(&p, &h.name, &conn);
+            let conn = conn?;
+            let src = src.wait().as_ref().map_err(|e| HostError::Local { host: h.name.clone(), path: a.local.clone(), source: std::io::Error::other(e.clone()) })?;
+            let bar = bars.as_ref().map(|m| {
+                let b = m.add(indicatif::ProgressBar::new(src.len()));
+                b.set_style(indicatif::ProgressStyle::with_template("{prefix:>12} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}").unwrap());
+                b.set_prefix(h.name.clone());
+                b
+            });
+            let progress = |n: u64| {
+                if let Some(b) = &bar {
+                    b.set_position(n);
+                }
+            };
+            let mut wo = WriteOpts::mode(a.mode).progress(&progress);
+            wo.owner = a.owner.clone();
+            wo.backup = a.backup;
+            let r = conn.write_file(&a.remote, src, &wo);
+            if let Some(b) = bar {
+                b.finish_and_clear();
             }
-        };
-        let mut wo = WriteOpts::mode(a.mode).progress(&progress);
-        wo.owner = a.owner.clone();
-        wo.backup = a.backup;
-        let r = conn.write_file(&a.remote, &src, &wo);
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        if let Ok(w) = &r {
-            p.phase("push", Some(&h.name), if w.changed { if w.bytes_sent > 0 { "written" } else { "mode/owner fixed" } } else { "unchanged" });
-        }
-        r
+            if let Ok(w) = &r {
+                p.phase("push", Some(&h.name), if w.changed { if w.bytes_sent > 0 { "written" } else { "mode/owner fixed" } } else { "unchanged" });
+            }
+            r
+        })
     });
     let rows: Vec<PushResult> = results
         .iter()

@@ -285,7 +285,7 @@ pub fn evaluate_host(c: &Cluster, h: &Host, f: &Facts) -> Vec<Problem> {
             }
         }
         if f.ip_forward != Some(true) {
-            p.push(problem(n, "ip-forward", Warning, "net.ipv4.ip_forward is off".into(), "pod traffic needs it: set net.ipv4.ip_forward = 1 in /etc/sysctl.d/ (kbin's node setup does this too)"));
+            p.push(problem(n, "ip-forward", Warning, "net.ipv4.ip_forward is off".into(), "pod traffic needs it: put net.ipv4.ip_forward = 1 in a file under /etc/sysctl.d/ and run sysctl --system"));
         }
     }
     let busy: Vec<String> = required_ports(c, h).into_iter().filter(|(port, _)| f.listening.contains(port)).map(|(port, what)| format!("{port} ({what})")).collect();

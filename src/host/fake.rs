@@ -194,3 +194,28 @@ mod tests {
         assert!(h.write_file("relative/path", &Source::bytes(b"x".to_vec()), &WriteOpts::default()).is_err());
     }
 }
+
+#[cfg(test)]
+mod tunnel_tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn fake_tunnels_go_to_the_forwarded_local_address() {
+        let d = tempfile::tempdir().unwrap();
+        let h = FakeHost::new("n1", d.path());
+        assert!(h.open_tcp("127.0.0.1", 2379).is_err(), "no forward, no connection");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        h.forward("127.0.0.1", 2379, l.local_addr().unwrap());
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(b"etcd").unwrap();
+        });
+        let mut tun = h.open_tcp("127.0.0.1", 2379).unwrap();
+        let mut buf = [0u8; 4];
+        tun.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"etcd");
+        t.join().unwrap();
+        assert_eq!(h.log().iter().filter(|l| matches!(l, Logged::Tcp(_, 2379))).count(), 2);
+    }
+}

@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -103,6 +103,8 @@ pub struct SshHost {
     fd: RawFd,
     opts: ConnectOptions,
     sent: AtomicU64,
+    /// Serialises libssh2 calls between threads sharing this connection (see [`SshHost::io`]).
+    lock: Arc<Mutex<()>>,
     /// The pump thread of a bastion tunnel; it ends when `sess` (holding our end) is dropped.
     bridge: Option<JoinHandle<()>>,
 }
@@ -149,7 +151,7 @@ pub fn connect(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions)
     let jump = connect(b, None, opts).map_err(wrap)?;
     let deadline = Instant::now() + opts.connect_timeout;
     let ch = jump
-        .again("tunnel to the host", deadline, || jump.sess.channel_direct_tcpip(&target.address, target.port, None))
+        .again("tunnel to the host", deadline, true, || jump.sess.channel_direct_tcpip(&target.address, target.port, None))
         .map_err(|e| {
             wrap(HostError::Connect {
                 host: target.name.clone(),
@@ -217,7 +219,7 @@ pub fn scan(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions, re
             let wrap = |e: HostError| HostError::Bastion { host: target.name.clone(), bastion: b.address.clone(), source: Box::new(e) };
             let jump = connect(b, None, opts).map_err(wrap)?;
             let deadline = Instant::now() + o.connect_timeout;
-            let ch = jump.again("tunnel to the host", deadline, || jump.sess.channel_direct_tcpip(&target.address, target.port, None)).map_err(wrap)?;
+            let ch = jump.again("tunnel to the host", deadline, true, || jump.sess.channel_direct_tcpip(&target.address, target.port, None)).map_err(wrap)?;
             let (ours, theirs) = UnixStream::pair().map_err(|e| HostError::Connect { host: target.name.clone(), addr: "socketpair".into(), source: e })?;
             let pump = bridge(jump, ch, theirs).map_err(|e| HostError::Connect { host: target.name.clone(), addr: "bridge".into(), source: e })?;
             let mut sess = Session::new().map_err(|e| ssh_err(&target.name, "session setup", e))?;
@@ -310,17 +312,20 @@ fn prefer_known_key_types(sess: &Session, target: &Target, opts: &ConnectOptions
     let _ = sess.method_pref(MethodType::HostKey, &pref.join(","));
 }
 
-/// Prefer AES-GCM (hardware-accelerated on current CPUs: the bulk of what kbin sends is release
-/// binaries) over libssh2's default order, keeping every cipher the server may insist on.
+/// Prefer AES-GCM (hardware AES, no separate MAC): the cheapest cipher for bulk uploads.
 fn prefer_fast_ciphers(sess: &Session) {
-    const FIRST: [&str; 2] = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"];
     for m in [MethodType::CryptCs, MethodType::CryptSc] {
         let Ok(supported) = sess.supported_algs(m) else { continue };
-        let mut pref: Vec<&str> = FIRST.iter().copied().filter(|a| supported.contains(a)).collect();
-        pref.extend(supported.iter().copied().filter(|a| !FIRST.contains(a)));
-        if !pref.is_empty() {
-            let _ = sess.method_pref(m, &pref.join(","));
+        let mut pref: Vec<&str> = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"]
+            .into_iter()
+            .filter(|a| supported.contains(a))
+            .collect();
+        for a in &supported {
+            if !pref.contains(a) {
+                pref.push(a);
+            }
         }
+        let _ = sess.method_pref(m, &pref.join(","));
     }
 }
 
@@ -398,16 +403,14 @@ fn authenticate(sess: &Session, target: &Target, opts: &ConnectOptions) -> Resul
             }
         }
     }
-    if target.key.is_none() {
-        if let Some(home) = dirs::home_dir() {
-            for f in ["id_ed25519", "id_ecdsa", "id_rsa"] {
-                let p = home.join(".ssh").join(f);
-                if p.exists() {
-                    if sess.userauth_pubkey_file(user, None, &p, None).is_ok() && sess.authenticated() {
-                        return Ok(());
-                    }
-                    tried.push(format!("key {}", p.display()));
+    if let (None, Some(home)) = (&target.key, dirs::home_dir()) {
+        for f in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+            let p = home.join(".ssh").join(f);
+            if p.exists() {
+                if sess.userauth_pubkey_file(user, None, &p, None).is_ok() && sess.authenticated() {
+                    return Ok(());
                 }
+                tried.push(format!("key {}", p.display()));
             }
         }
     }
@@ -488,6 +491,46 @@ fn bridge(jump: SshHost, mut ch: Channel, local: UnixStream) -> io::Result<JoinH
     })
 }
 
+fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn is_eagain(e: &ssh2::Error) -> bool {
+    e.code() == ErrorCode::Session(EAGAIN)
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// Poll the session's socket in the direction libssh2 waits for, one slice at most.
+fn poll_socket(sess: &Session, fd: RawFd, until: Instant) {
+    let left = until.saturating_duration_since(Instant::now()).min(POLL_SLICE);
+    let mut fds = [libc::pollfd { fd, events: directions(sess), revents: 0 }];
+    unsafe { libc::poll(fds.as_mut_ptr(), 1, left.as_millis().max(1) as i32) };
+}
+
+/// Make one libssh2 call with the connection's lock held. Several threads may use one connection
+/// (a command and a tunnel, say), but libssh2 keeps a packet it could only partly send in
+/// session-wide state: if the call stops there (EAGAIN while blocked outbound), another channel's
+/// call would finish that packet as if it were its own and lose its data. So such a call is
+/// repeated, lock held, until the packet is out; waiting for the peer's data (inbound) releases
+/// the lock.
+fn locked_call<T, E>(sess: &Session, fd: RawFd, m: &Mutex<()>, limit: Duration, again: fn(&E) -> bool, f: &mut dyn FnMut() -> Result<T, E>) -> Result<T, E> {
+    let _g = lock(m);
+    let until = Instant::now() + limit;
+    loop {
+        let r = f();
+        match &r {
+            Err(e) if again(e) && sess.block_directions() == BlockDirections::Outbound && Instant::now() < until => {
+                let mut fds = [libc::pollfd { fd, events: libc::POLLOUT, revents: 0 }];
+                unsafe { libc::poll(fds.as_mut_ptr(), 1, POLL_SLICE.as_millis() as i32) };
+            }
+            _ => return r,
+        }
+    }
+}
+
 fn directions(sess: &Session) -> i16 {
     match sess.block_directions() {
         BlockDirections::Outbound => libc::POLLOUT,
@@ -515,7 +558,12 @@ enum Feed<'a> {
 
 impl SshHost {
     fn ready(target: &Target, sess: Session, fd: RawFd, opts: &ConnectOptions, bridge: Option<JoinHandle<()>>) -> SshHost {
-        SshHost { name: target.name.clone(), user: target.user.clone(), sess, fd, opts: opts.clone(), sent: AtomicU64::new(0), bridge }
+        SshHost { name: target.name.clone(), user: target.user.clone(), sess, fd, opts: opts.clone(), sent: AtomicU64::new(0), lock: Arc::default(), bridge }
+    }
+
+    /// The negotiated client-to-server cipher (for diagnostics and benchmarks).
+    pub fn cipher(&self) -> Option<String> {
+        self.sess.methods(MethodType::CryptCs).map(str::to_string)
     }
 
     /// Content bytes sent over this connection so far (file uploads and stdin).
@@ -529,23 +577,37 @@ impl SshHost {
 
     /// Wait until the socket may make progress (at most one poll slice), sending keepalives.
     fn wait(&self, until: Instant) {
-        let _ = self.sess.keepalive_send();
-        let left = until.saturating_duration_since(Instant::now()).min(POLL_SLICE);
-        let mut fds = [libc::pollfd { fd: self.fd, events: directions(&self.sess), revents: 0 }];
-        unsafe { libc::poll(fds.as_mut_ptr(), 1, left.as_millis().max(1) as i32) };
+        // a keepalive that is only partly sent must be finished under the lock like any packet
+        let _ = locked_call(&self.sess, self.fd, &self.lock, self.opts.io_timeout, is_eagain, &mut || self.sess.keepalive_send());
+        poll_socket(&self.sess, self.fd, until);
     }
 
-    /// Retry a libssh2 call that returned EAGAIN until it completes or `deadline` passes.
-    fn again<T>(&self, op: &str, deadline: Instant, mut f: impl FnMut() -> Result<T, ssh2::Error>) -> Result<T, HostError> {
+    /// One libssh2 call on a channel, under the connection's lock (see [`locked_call`]).
+    fn io<T>(&self, mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        locked_call(&self.sess, self.fd, &self.lock, self.opts.io_timeout, would_block, &mut f)
+    }
+
+    /// Retry a libssh2 call that returned EAGAIN until it completes or `deadline` passes. With
+    /// `hold`, the lock is kept for the whole operation: opening a channel keeps its progress in
+    /// session-wide state that another thread's channel open would take over, and a channel request
+    /// that reads the reply meant for another channel's request fails.
+    fn again<T>(&self, op: &str, deadline: Instant, hold: bool, mut f: impl FnMut() -> Result<T, ssh2::Error>) -> Result<T, HostError> {
         let start = Instant::now();
+        let held = if hold { Some(lock(&self.lock)) } else { None };
         loop {
-            match f() {
+            let r = if held.is_some() { f() } else { locked_call(&self.sess, self.fd, &self.lock, self.opts.io_timeout, is_eagain, &mut f) };
+            match r {
                 Ok(v) => return Ok(v),
                 Err(e) if e.code() == ErrorCode::Session(EAGAIN) => {
                     if Instant::now() >= deadline {
                         return Err(HostError::Timeout { host: self.name.clone(), what: op.into(), after: start.elapsed() });
                     }
-                    self.wait(deadline);
+                    if held.is_some() {
+                        let _ = self.sess.keepalive_send();
+                        poll_socket(&self.sess, self.fd, deadline);
+                    } else {
+                        self.wait(deadline);
+                    }
                 }
                 Err(e) => return Err(ssh_err(&self.name, op, e)),
             }
@@ -569,8 +631,9 @@ impl SshHost {
             },
         };
         let setup_deadline = limit(last_move);
-        let mut ch = self.again(what, setup_deadline, || self.sess.channel_session())?;
-        self.again(what, setup_deadline, || ch.exec(line))?;
+        let mut ch = Held::new(self.again(what, setup_deadline, true, || self.sess.channel_session())?, &self.lock);
+        // the exec request is held too: libssh2 fails a request that reads another channel's reply
+        self.again(what, setup_deadline, true, || ch.exec(line))?;
 
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let (mut out_done, mut err_done) = (false, false);
@@ -582,7 +645,7 @@ impl SshHost {
         let mut gate_open = matches!(feed, Feed::Now(_));
         let mut buf = vec![0u8; CHUNK];
         if matches!(feed, Feed::None) {
-            self.again(what, setup_deadline, || ch.send_eof())?;
+            self.again(what, setup_deadline, false, || ch.send_eof())?;
         }
         loop {
             let mut moved = false;
@@ -603,7 +666,7 @@ impl SshHost {
                     }
                 }
                 if pos < pending.len() {
-                    match ch.write(&pending[pos..]) {
+                    match self.io(|| ch.write(&pending[pos..])) {
                         Ok(n) => {
                             pos += n;
                             sent += n as u64;
@@ -615,7 +678,7 @@ impl SshHost {
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => {
-                            if ch.eof() {
+                            if self.io(|| Ok(ch.eof())).unwrap_or(true) {
                                 // the command stopped reading and exited: its status tells why
                                 input_done = true;
                                 eof_sent = true;
@@ -627,16 +690,16 @@ impl SshHost {
                 }
             }
             if input_done && !eof_sent {
-                match ch.send_eof() {
+                match self.io(|| ch.send_eof().map_err(io::Error::from)) {
                     Ok(()) => eof_sent = true,
-                    Err(e) if e.code() == ErrorCode::Session(EAGAIN) => {}
+                    Err(e) if would_block(&e) => {}
                     Err(_) => eof_sent = true, // the channel is closing anyway
                 }
             }
             // stdout, stderr
             if !out_done {
-                match ch.read(&mut buf) {
-                    Ok(0) => out_done = ch.eof(),
+                match self.io(|| ch.read(&mut buf)) {
+                    Ok(0) => out_done = self.io(|| Ok(ch.eof())).unwrap_or(true),
                     Ok(n) => {
                         stdout.extend_from_slice(&buf[..n]);
                         moved = true;
@@ -646,8 +709,8 @@ impl SshHost {
                 }
             }
             if !err_done {
-                match ch.stderr().read(&mut buf) {
-                    Ok(0) => err_done = ch.eof(),
+                match self.io(|| ch.stderr().read(&mut buf)) {
+                    Ok(0) => err_done = self.io(|| Ok(ch.eof())).unwrap_or(true),
                     Ok(n) => {
                         stderr.extend_from_slice(&buf[..n]);
                         moved = true;
@@ -682,10 +745,12 @@ impl SshHost {
             self.wait(limit(last_move));
         }
         let close_deadline = Instant::now() + self.opts.io_timeout;
-        self.again(what, close_deadline, || ch.close())?;
-        self.again(what, close_deadline, || ch.wait_close())?;
-        let status = ch.exit_status().unwrap_or(255);
-        let signal = ch.exit_signal().ok().and_then(|s| s.exit_signal);
+        self.again(what, close_deadline, false, || ch.close())?;
+        self.again(what, close_deadline, false, || ch.wait_close())?;
+        let (status, signal) = {
+            let _g = lock(&self.lock);
+            (ch.exit_status().unwrap_or(255), ch.exit_signal().ok().and_then(|s| s.exit_signal))
+        };
         let out = Output { status: if signal.is_some() { 255 } else { status }, signal, stdout, stderr };
         Ok((out, sent))
     }
@@ -697,8 +762,15 @@ impl SshHost {
         }
         let err = out.stderr_str();
         let first = err.lines().find(|l| l.starts_with("sudo: ") || l.contains(": sudo: ")).unwrap_or("");
-        if first.contains("a password is required") || first.contains("a terminal is required") {
+        if first.contains("a password is required") {
             return Some(HostError::SudoPassword { host: self.name.clone(), user: self.user.clone() });
+        }
+        if first.contains("a terminal is required") || first.contains("must have a tty") {
+            return Some(HostError::Sudo {
+                host: self.name.clone(),
+                user: self.user.clone(),
+                message: format!("{} (remove `Defaults requiretty` from sudoers for this user)", first.trim()),
+            });
         }
         if out.status == 127 && err.contains("sudo") && err.contains("not found") {
             return Some(HostError::Sudo { host: self.name.clone(), user: self.user.clone(), message: "sudo is not installed".into() });
@@ -720,17 +792,29 @@ impl SshHost {
     }
 }
 
-/// The remote half of [`Remote::write_file`]. A constant: arguments arrive as `$1`..`$5`, content
+/// The remote half of [`Remote::write_file`]. A constant: arguments arrive as `$1`..`$6`, content
 /// on stdin. It answers `same` (nothing to do), `meta` (mode/owner fixed in place) or `send`
 /// (then reads the content into a temp file in the same directory, verifies its digest, sets
 /// owner and mode, fsyncs, keeps a backup if asked and renames over the target).
 pub(crate) const WRITE_SCRIPT: &str = r#"set -eu
-dest=$1 mode=$2 owner=$3 want=$4 backup=$5
+dest=$1 mode=$2 owner=$3 want=$4 backup=$5 size=$6
+sha() {
+  # openssl uses the CPU's SHA instructions (several times faster than sha256sum on big files);
+  # sha256sum starts faster, so small files use it
+  h=
+  if [ "$2" -gt 1048576 ]; then h=$(openssl dgst -sha256 -r < "$1" 2>/dev/null) || h=; fi
+  h=${h%% *}
+  case "$h" in
+    ????????????????????????????????????????????????????????????????) ;;
+    *) h=$(sha256sum < "$1") && h=${h%% *} ;;
+  esac
+  echo "$h"
+}
 if [ -f "$dest" ]; then
-  have=$(sha256sum < "$dest") && have=${have%% *}
-  if [ "$have" = "$want" ]; then
-    cur=$(stat -c '%a %U:%G' -- "$dest")
-    curmode=${cur%% *} curown=${cur#* }
+  cur=$(stat -c '%s %a %U:%G' -- "$dest")
+  cursize=${cur%% *} cur=${cur#* }
+  curmode=${cur%% *} curown=${cur#* }
+  if [ "$cursize" = "$size" ] && [ "$(sha "$dest" "$size")" = "$want" ]; then
     fix=
     [ "$curmode" = "$mode" ] || fix=1
     case "$owner" in
@@ -752,7 +836,7 @@ trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 echo send
 cat > "$tmp"
-got=$(sha256sum < "$tmp") && got=${got%% *}
+got=$(sha "$tmp" "$size")
 if [ "$got" != "$want" ]; then
   echo "received $(wc -c < "$tmp") bytes with sha256 $got, expected $want: the upload was cut short or the source changed" >&2
   exit 3
@@ -772,7 +856,13 @@ echo done
 
 /// `sh -c` helpers: small constant scripts, arguments as positional parameters.
 const READ_SCRIPT: &str = r#"[ -e "$1" ] || exit 3; exec cat -- "$1""#;
-const SHA_SCRIPT: &str = r#"[ -e "$1" ] || exit 3; sum=$(sha256sum < "$1") && echo "${sum%% *}""#;
+const SHA_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
+h=$(openssl dgst -sha256 -r < "$1" 2>/dev/null) || h=
+h=${h%% *}
+case "$h" in
+  ????????????????????????????????????????????????????????????????) echo "$h" ;;
+  *) h=$(sha256sum < "$1") && echo "${h%% *}" ;;
+esac"#;
 
 /// `<path>.kbin-backup-<UTC timestamp>`.
 pub(crate) fn backup_name(path: &str) -> String {
@@ -854,6 +944,7 @@ impl Remote for SshHost {
             opts.owner.clone().unwrap_or_default(),
             src.sha256().into(),
             backup.clone(),
+            src.len().to_string(),
         ]);
         cmd.sudo = opts.sudo;
         let reader = src.open().map_err(|e| HostError::Local {
@@ -882,14 +973,46 @@ impl Remote for SshHost {
     fn open_tcp(&self, addr: &str, port: u16) -> Result<Box<dyn Tunnel>, HostError> {
         let deadline = Instant::now() + self.opts.connect_timeout;
         let op = format!("open a tunnel to {addr}:{port}");
-        let ch = self.again(&op, deadline, || self.sess.channel_direct_tcpip(addr, port, None))?;
+        let ch = Held::new(self.again(&op, deadline, true, || self.sess.channel_direct_tcpip(addr, port, None))?, &self.lock);
         Ok(Box::new(TunnelStream { ch, sess: self.sess.clone(), fd: self.fd, io_timeout: self.opts.io_timeout }))
+    }
+}
+
+/// A channel whose every use, its end included, takes the connection's lock.
+struct Held {
+    ch: Option<Channel>,
+    lock: Arc<Mutex<()>>,
+}
+
+impl Held {
+    fn new(ch: Channel, lock: &Arc<Mutex<()>>) -> Held {
+        Held { ch: Some(ch), lock: lock.clone() }
+    }
+}
+
+impl std::ops::Deref for Held {
+    type Target = Channel;
+    fn deref(&self) -> &Channel {
+        self.ch.as_ref().expect("channel present until drop")
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Channel {
+        self.ch.as_mut().expect("channel present until drop")
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _g = lock(&self.lock);
+        drop(self.ch.take());
     }
 }
 
 /// A direct-tcpip channel as a blocking `Read + Write` (the session itself is non-blocking).
 struct TunnelStream {
-    ch: Channel,
+    ch: Held,
     sess: Session,
     fd: RawFd,
     io_timeout: Duration,
@@ -900,10 +1023,14 @@ impl TunnelStream {
         if Instant::now() >= until {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "tunnel timed out"));
         }
-        let _ = self.sess.keepalive_send();
-        let mut fds = [libc::pollfd { fd: self.fd, events: directions(&self.sess), revents: 0 }];
-        unsafe { libc::poll(fds.as_mut_ptr(), 1, POLL_SLICE.as_millis() as i32) };
+        let _ = locked_call(&self.sess, self.fd, &self.ch.lock, self.io_timeout, is_eagain, &mut || self.sess.keepalive_send());
+        poll_socket(&self.sess, self.fd, until);
         Ok(())
+    }
+    fn io<T>(&mut self, mut f: impl FnMut(&mut Channel) -> io::Result<T>) -> io::Result<T> {
+        let lock = self.ch.lock.clone();
+        let ch = &mut *self.ch;
+        locked_call(&self.sess, self.fd, &lock, self.io_timeout, would_block, &mut || f(ch))
     }
 }
 
@@ -911,8 +1038,8 @@ impl Read for TunnelStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let until = Instant::now() + self.io_timeout;
         loop {
-            match self.ch.read(buf) {
-                Ok(0) if !self.ch.eof() && !buf.is_empty() => self.wait(until)?,
+            match self.io(|ch| ch.read(buf)) {
+                Ok(0) if !self.io(|ch| Ok(ch.eof()))? && !buf.is_empty() => self.wait(until)?,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(until)?,
                 r => return r,
             }
@@ -924,7 +1051,7 @@ impl Write for TunnelStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let until = Instant::now() + self.io_timeout;
         loop {
-            match self.ch.write(buf) {
+            match self.io(|ch| ch.write(buf)) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(until)?,
                 r => return r,
             }
@@ -933,7 +1060,7 @@ impl Write for TunnelStream {
     fn flush(&mut self) -> io::Result<()> {
         let until = Instant::now() + self.io_timeout;
         loop {
-            match self.ch.flush() {
+            match self.io(|ch| ch.flush()) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(until)?,
                 r => return r,
             }
@@ -943,6 +1070,8 @@ impl Write for TunnelStream {
 
 impl Drop for TunnelStream {
     fn drop(&mut self) {
+        let m = self.ch.lock.clone();
+        let _g = lock(&m);
         let _ = self.ch.send_eof();
         let _ = self.ch.close();
     }
@@ -975,4 +1104,44 @@ pub fn connect_hosts(
         report(&h.name, &r);
         r
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(ssh: &str) -> Result<crate::config::Cluster, crate::config::ConfigError> {
+        let text = format!(
+            "[cluster]\nname = \"t\"\n[apiserver]\nport = 6443\n[ssh]\n{ssh}\n[[hosts]]\nname = \"n1\"\naddress = \"10.0.0.1\"\nroles = [\"master\", \"etcd\"]\nssh_port = 2222\nssh_user = \"ops\"\n"
+        );
+        crate::config::parse(std::path::Path::new("/srv/c/cluster.toml"), &text)
+    }
+
+    #[test]
+    fn options_come_from_the_ssh_table_and_known_hosts_from_the_state_dir() {
+        let c = cluster("concurrency = 3\nconnect_timeout_secs = 4\ncommand_timeout_secs = 50\nkey = \"/keys/id\"").unwrap();
+        assert_eq!(c.ssh.concurrency, 3);
+        let o = ConnectOptions::for_cluster(&c, true);
+        assert_eq!((o.connect_timeout, o.command_timeout, o.accept_new_host_keys), (Duration::from_secs(4), Duration::from_secs(50), true));
+        assert_eq!(o.known_hosts.state_file(), std::path::Path::new("/srv/c/known_hosts"));
+        let t = Target::from_host(&c.hosts[0]);
+        assert_eq!((t.address.as_str(), t.port, t.user.as_str(), t.key.as_deref()), ("10.0.0.1", 2222, "ops", Some(std::path::Path::new("/keys/id"))));
+        let d = cluster("").unwrap();
+        assert_eq!((d.ssh.concurrency, d.ssh.connect_timeout_secs, d.ssh.command_timeout_secs), (10, 10, 300));
+    }
+
+    #[test]
+    fn zero_concurrency_or_timeouts_are_config_errors() {
+        let e = cluster("concurrency = 0\nconnect_timeout_secs = 0").unwrap_err();
+        let text = e.details().join("\n");
+        assert!(text.contains("ssh.concurrency") && text.contains("ssh.connect_timeout_secs"), "{text}");
+    }
+
+    #[test]
+    fn remote_paths_must_be_absolute_files() {
+        for bad in ["etc/x", "/etc/", "/etc/../x", "/a\0b", ""] {
+            assert!(check_path("n1", bad).is_err(), "{bad:?}");
+        }
+        check_path("n1", "/etc/kubernetes/admin.conf").unwrap();
+    }
 }

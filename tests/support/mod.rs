@@ -59,10 +59,9 @@ fn descendants(pid: u32) -> Vec<u32> {
             let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
             if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
                 // the command name is in parentheses and may hold spaces
-                if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
-                    if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse::<u32>().ok()) {
-                        children.push((p, ppid));
-                    }
+                let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|s| s.parse::<u32>().ok());
+                if let Some(ppid) = ppid {
+                    children.push((p, ppid));
                 }
             }
         }
