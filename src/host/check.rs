@@ -47,6 +47,9 @@ for p in "$@"; do
   kv disk_kb "$(df -Pk -- "$d" | awk 'NR == 2 {print $4}') $p"
 done
 cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4 == "0A" {split($2, a, ":"); print "listen_hex=" a[2]}'
+for u in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy nginx; do
+  [ "$(systemctl is-active "$u" 2>/dev/null)" = active ] && kv active_unit "$u"
+done
 kv end 1
 "#;
 
@@ -85,6 +88,8 @@ pub struct Facts {
     pub disk_free_kb: BTreeMap<String, u64>,
     /// TCP ports something listens on.
     pub listening: Vec<u16>,
+    /// Which of the units kbin installs are running (a port they hold is not a conflict).
+    pub active_units: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -223,23 +228,28 @@ pub fn parse_facts(text: &str) -> Result<Facts, String> {
     ports.sort_unstable();
     ports.dedup();
     f.listening = ports;
+    f.active_units = kv.get("active_unit").into_iter().flatten().cloned().collect();
     Ok(f)
 }
 
-/// The TCP ports a host's roles need free.
-pub fn required_ports(c: &Cluster, h: &Host) -> Vec<(u16, &'static str)> {
-    let mut v: Vec<(u16, &'static str)> = Vec::new();
+/// The TCP ports a host's roles need free, with what uses them and the unit kbin installs for it.
+pub fn required_ports(c: &Cluster, h: &Host) -> Vec<(u16, &'static str, &'static str)> {
+    let mut v: Vec<(u16, &'static str, &'static str)> = Vec::new();
     if h.has(Role::Etcd) {
-        v.extend([(2379, "etcd client"), (2380, "etcd peer")]);
+        v.extend([(2379, "etcd client", "etcd"), (2380, "etcd peer", "etcd")]);
     }
     if h.has(Role::Master) {
-        v.extend([(c.apiserver.port, "kube-apiserver"), (10257, "kube-controller-manager"), (10259, "kube-scheduler")]);
+        v.extend([
+            (c.apiserver.port, "kube-apiserver", "kube-apiserver"),
+            (10257, "kube-controller-manager", "kube-controller-manager"),
+            (10259, "kube-scheduler", "kube-scheduler"),
+        ]);
     }
     if h.has(Role::Node) {
-        v.extend([(10250, "kubelet"), (10256, "kube-proxy health")]);
+        v.extend([(10250, "kubelet", "kubelet"), (10256, "kube-proxy health", "kube-proxy")]);
     }
     if h.has(Role::Lb) && !h.has(Role::Master) {
-        v.push((c.apiserver.port, "load balancer (nginx)"));
+        v.push((c.apiserver.port, "load balancer (nginx)", "nginx"));
     }
     v.sort_unstable();
     v.dedup_by_key(|p| p.0);
@@ -288,7 +298,12 @@ pub fn evaluate_host(c: &Cluster, h: &Host, f: &Facts) -> Vec<Problem> {
             p.push(problem(n, "ip-forward", Warning, "net.ipv4.ip_forward is off".into(), "pod traffic needs it: put net.ipv4.ip_forward = 1 in a file under /etc/sysctl.d/ and run sysctl --system"));
         }
     }
-    let busy: Vec<String> = required_ports(c, h).into_iter().filter(|(port, _)| f.listening.contains(port)).map(|(port, what)| format!("{port} ({what})")).collect();
+    // a port held by the unit kbin installs for it (an earlier deploy) is not a conflict
+    let busy: Vec<String> = required_ports(c, h)
+        .into_iter()
+        .filter(|(port, _, unit)| f.listening.contains(port) && !f.active_units.iter().any(|u| u == unit))
+        .map(|(port, what, _)| format!("{port} ({what})"))
+        .collect();
     if !busy.is_empty() {
         p.push(problem(n, "ports", Error, format!("ports already in use: {}", busy.join(", ")), "stop whatever listens there (ss -tlnp shows it), or remove the role from this host"));
     }
@@ -419,6 +434,18 @@ roles = ["node"]
         assert_eq!(checks, vec!["clock", "disk", "swap", "kernel-module", "ports"]);
         assert!(p.iter().all(|p| p.host == "n1" && !p.hint.is_empty()));
         assert!(p[4].message.contains("2379 (etcd client)") && p[4].message.contains("10250 (kubelet)"));
+    }
+
+    /// `hosts check` after `etcd deploy` called the ports of kbin's own running etcd "in use".
+    #[test]
+    fn ports_held_by_kbins_own_running_units_are_not_conflicts() {
+        let c = cluster();
+        let mut f = parse_facts(&SAMPLE.replace("end=1", "listen_hex=0953\nlisten_hex=0954\nlisten_hex=280A\nactive_unit=etcd\nend=1")).unwrap();
+        f.sudo = "root".into();
+        assert_eq!(f.active_units, ["etcd"]);
+        let p = evaluate_host(&c, &c.hosts[0], &f);
+        let ports: Vec<&str> = p.iter().filter(|p| p.check == "ports").map(|p| p.message.as_str()).collect();
+        assert_eq!(ports, ["ports already in use: 10250 (kubelet)"], "2379/2380 belong to the running etcd");
     }
 
     #[test]
