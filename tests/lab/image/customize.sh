@@ -22,6 +22,9 @@ HOSTS
 # Each host takes its name from `systemd-nspawn -M` and makes its own machine id at boot.
 rm -f "$root/etc/hostname"
 : >"$root/etc/machine-id"
+# systemd copies this into an empty /etc/machine-id, which made every host share one id; without
+# it each host takes the UUID `lab up` gives nspawn (--uuid)
+rm -f "$root/var/lib/dbus/machine-id"
 : >"$root/etc/fstab"
 
 # kbin starts these itself.
