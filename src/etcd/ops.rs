@@ -718,6 +718,86 @@ pub fn etcd_hosts(cluster: &Cluster) -> Vec<&Host> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::fake::{FakeHost, Logged, ok};
+
+    const CLUSTER: &str = "[cluster]\nname = \"t\"\n[[hosts]]\nname = \"e1\"\naddress = \"10.9.0.1\"\nroles = [\"etcd\", \"master\"]\n";
+
+    fn item(path: &str, text: &str, restarts: bool) -> Item {
+        Item { path: path.into(), src: Source::bytes(text.as_bytes().to_vec()), mode: 0o644, secret: false, restarts, text: Some(text.into()) }
+    }
+
+    fn setup() -> (tempfile::TempDir, Cluster) {
+        let d = tempfile::tempdir().unwrap();
+        let c = crate::config::parse(&d.path().join("cluster.toml"), CLUSTER).unwrap();
+        (d, c)
+    }
+
+    #[test]
+    fn push_sends_only_what_changed_and_dry_run_writes_nothing() {
+        let (d, c) = setup();
+        let fake = FakeHost::new("e1", &d.path().join("root"));
+        let remote: Arc<dyn Remote> = Arc::new(fake);
+        let node = Node { host: &c.hosts[0], remote: remote.clone() };
+        let printer = Printer { quiet: true, color: false };
+        let cfg = "/opt/etcd/cfg/etcd.yml";
+        let items = vec![item(cfg, "name: e1\ninitial-cluster-state: new\n", true), item("/opt/etcd/ssl/ca.crt", "CA\n", true)];
+
+        let dry = push(&c, &printer, &node, &items, true).unwrap();
+        assert_eq!(dry.changed.len(), 2);
+        assert!(remote.read_file(cfg).unwrap().is_none(), "--dry-run wrote nothing");
+
+        let first = push(&c, &printer, &node, &items, false).unwrap();
+        assert!(first.needs_restart && first.changed.len() == 2 && first.bytes_sent > 0);
+        let again = push(&c, &printer, &node, &items, false).unwrap();
+        assert!(again.changed.is_empty() && again.bytes_sent == 0 && !again.needs_restart, "unchanged files are not sent");
+
+        // a change of initial-* keys only: written, but no restart
+        let items = vec![item(cfg, "name: e1\ninitial-cluster-state: existing\n", true)];
+        let p = push(&c, &printer, &node, &items, false).unwrap();
+        assert_eq!(p.changed, [cfg]);
+        assert!(!p.needs_restart);
+        // a real config change restarts
+        let items = vec![item(cfg, "name: e1\ninitial-cluster-state: existing\nquota-backend-bytes: 1\n", true)];
+        assert!(push(&c, &printer, &node, &items, false).unwrap().needs_restart);
+    }
+
+    #[test]
+    fn restore_puts_back_backups_and_removes_new_files() {
+        let (d, c) = setup();
+        let fake = Arc::new(FakeHost::new("e1", &d.path().join("root")));
+        let node = Node { host: &c.hosts[0], remote: fake.clone() };
+        let pushed = Pushed { host: "e1".into(), backups: vec![("/a".into(), Some("/a.bak".into())), ("/b".into(), None)], ..Default::default() };
+        restore(&node, &pushed).unwrap();
+        let cmds = fake.commands();
+        assert_eq!(cmds, [vec!["mv", "-f", "/a.bak", "/a"], vec!["rm", "-f", "/b"]]);
+    }
+
+    #[test]
+    fn preflight_refuses_foreign_data_busy_ports_and_wrong_arch() {
+        let (d, c) = setup();
+        let facts = |stdout: &'static str| {
+            let fake = FakeHost::new("e1", &d.path().join("root")).respond(move |_| Some(ok(stdout)));
+            gather(&c, &Node { host: &c.hosts[0], remote: Arc::new(fake) }).unwrap()
+        };
+        let fresh = facts("arch=x86_64\nactive=inactive\ndata=no\n");
+        assert!(refusal(&c, &fresh).is_empty());
+        let foreign = facts("arch=x86_64\nactive=inactive\ndata=yes\n");
+        assert!(refusal(&c, &foreign)[0].contains("holds data of an etcd member kbin did not set up"));
+        let busy = facts("arch=x86_64\nactive=inactive\ndata=no\nbusy=2379\n");
+        assert_eq!(refusal(&c, &busy), ["port 2379 is already in use by another program"]);
+        let arm = facts("arch=aarch64\nactive=inactive\ndata=no\n");
+        assert!(refusal(&c, &arm)[0].contains("architecture is aarch64"));
+        // kbin's own running member: its data and ports are expected
+        let root = d.path().join("root/opt/etcd/cfg");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("etcd.yml"), "initial-cluster-token: \"etcd-t\"\n").unwrap();
+        let ours = facts("arch=x86_64\nactive=active\ndata=yes\nbusy=2379\nbusy=2380\n");
+        assert_eq!(ours.token.as_deref(), Some("etcd-t"));
+        assert!(refusal(&c, &ours).is_empty(), "{:?}", refusal(&c, &ours));
+        std::fs::write(root.join("etcd.yml"), "initial-cluster-token: \"etcd-other\"\n").unwrap();
+        let other = facts("arch=x86_64\nactive=active\ndata=yes\n");
+        assert!(refusal(&c, &other)[0].contains("belongs to another etcd cluster"));
+    }
 
     #[test]
     fn initial_keys_alone_need_no_restart() {
