@@ -11,9 +11,11 @@ repo=$(cd "$here/../.." && pwd)
 "$here/lab" image >/dev/null
 (cd "$repo" && cargo build --release --locked --quiet)
 
-status=0
-"$here/smoke.sh" || status=1
-"$here/e2e-etcd.sh" "$repo/target/release/kbin" || status=1
+passed=0 failed=0
+suite() { if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "e2e: FAILED: $*" >&2; fi; }
+suite "$here/smoke.sh"
+suite "$here/e2e-etcd.sh" "$repo/target/release/kbin"
 # the kube-* stand-ins started with exactly the units and configs kbin renders, on loopback
-KBIN="$repo/target/release/kbin" "$repo/tests/standins/selftest.sh" || status=1
-exit $status
+suite env KBIN="$repo/target/release/kbin" "$repo/tests/standins/selftest.sh"
+echo "e2e: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
