@@ -43,12 +43,8 @@ pub enum EtcdCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct ConnArgs {
-    /// Record the host keys of hosts seen for the first time instead of refusing them
-    #[arg(long)]
-    pub accept_new_host_keys: bool,
-    /// How many hosts to work on at once [default: ssh.concurrency]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub concurrency: Option<u16>,
+    #[command(flatten)]
+    pub ssh: super::SshArgs,
     /// Seconds to wait for members to become healthy
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub health_timeout: u64,
@@ -122,7 +118,7 @@ fn ctx<'c>(global: &Global, cluster: &'c Cluster, conn: &ConnArgs) -> kbin::Resu
     Ok(Ctx {
         cluster,
         printer: global.printer(),
-        concurrency: conn.concurrency.map(usize::from).unwrap_or(cluster.ssh.concurrency),
+        concurrency: conn.ssh.concurrency.map(usize::from).unwrap_or(cluster.ssh.concurrency),
         cancel: Cancel::on_ctrl_c(),
         client: Client::new(&etcd::identity(cluster)?).map_err(|e| kbin::Error::other(format!("etcd client identity: {e}"), Some("run `kbin pki check`")))?,
         health_timeout: Duration::from_secs(conn.health_timeout),
@@ -131,7 +127,7 @@ fn ctx<'c>(global: &Global, cluster: &'c Cluster, conn: &ConnArgs) -> kbin::Resu
 
 /// Connect to `hosts`; each result is the connection or why it failed.
 fn connect<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> Vec<(&'c Host, Result<Node<'c>, HostError>)> {
-    let opts = ConnectOptions::for_cluster(ctx.cluster, conn.accept_new_host_keys);
+    let opts = ConnectOptions::for_cluster(ctx.cluster, conn.ssh.accept_new_host_keys);
     let p = ctx.printer;
     let results = ssh::connect_hosts(ctx.cluster, hosts, &opts, ctx.concurrency, &ctx.cancel, &|name, r| {
         if let Err(e) = r {

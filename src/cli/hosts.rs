@@ -35,12 +35,8 @@ pub enum HostsCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct ConnArgs {
-    /// Record the host keys of hosts seen for the first time instead of refusing them
-    #[arg(long)]
-    pub accept_new_host_keys: bool,
-    /// How many hosts to work on at once [default: ssh.concurrency, 10]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub concurrency: Option<u16>,
+    #[command(flatten)]
+    pub ssh: super::SshArgs,
     /// Only these hosts (name or address; repeatable)
     #[arg(long = "host", value_name = "NAME")]
     pub hosts: Vec<String>,
@@ -155,11 +151,11 @@ fn check(global: &Global, a: &CheckArgs) -> kbin::Result<()> {
     let c = global.cluster()?;
     let p = global.printer();
     let hosts = select(&c, &a.conn)?;
-    let opts = ConnectOptions::for_cluster(&c, a.conn.accept_new_host_keys);
+    let opts = ConnectOptions::for_cluster(&c, a.conn.ssh.accept_new_host_keys);
     let cancel = Cancel::on_ctrl_c();
     let paths = check::install_paths(&c);
     let bastion = c.bastion.as_ref().map(Target::from_bastion);
-    let results = parallel::for_each(&hosts, |h| h.name.clone(), "check", concurrency(&c, a.conn.concurrency), &cancel, |h| {
+    let results = parallel::for_each(&hosts, |h| h.name.clone(), "check", concurrency(&c, a.conn.ssh.concurrency), &cancel, |h| {
         let t = Instant::now();
         let conn = ssh::connect(&Target::from_host(h), bastion.as_ref(), &opts);
         connected_line(&p, &h.name, &conn);
@@ -324,7 +320,7 @@ fn push(global: &Global, a: &PushArgs) -> kbin::Result<()> {
     let c = global.cluster()?;
     let p = global.printer();
     let hosts = select(&c, &a.conn)?;
-    let opts = ConnectOptions::for_cluster(&c, a.conn.accept_new_host_keys);
+    let opts = ConnectOptions::for_cluster(&c, a.conn.ssh.accept_new_host_keys);
     let started = Instant::now();
     let meta = std::fs::metadata(&a.local).map_err(|e| kbin::Error::Other {
         message: format!("cannot read {}", a.local.display()),
@@ -341,7 +337,7 @@ fn push(global: &Global, a: &PushArgs) -> kbin::Result<()> {
         s.spawn(|| {
             let _ = src.set(Source::file(&a.local).map_err(|e| e.to_string()));
         });
-        parallel::for_each(&hosts, |h| h.name.clone(), "push", concurrency(&c, a.conn.concurrency), &cancel, |h| {
+        parallel::for_each(&hosts, |h| h.name.clone(), "push", concurrency(&c, a.conn.ssh.concurrency), &cancel, |h| {
             let conn = ssh::connect(&Target::from_host(h), bastion.as_ref(), &opts);
             connected_line(&p, &h.name, &conn);
             let conn = conn?;

@@ -61,6 +61,17 @@ pub enum Command {
     Completions(completions::Args),
 }
 
+/// SSH options shared by every command that connects to hosts.
+#[derive(Debug, clap::Args)]
+pub struct SshArgs {
+    /// Record the host keys of hosts seen for the first time instead of refusing them
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// How many hosts to work on at once [default: ssh.concurrency, 10]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: Option<u16>,
+}
+
 impl Global {
     pub fn printer(&self) -> Printer {
         Printer::new(self.quiet)
