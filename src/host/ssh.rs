@@ -105,6 +105,12 @@ pub struct SshHost {
     sent: AtomicU64,
     /// Serialises libssh2 calls between threads sharing this connection (see [`SshHost::io`]).
     lock: Arc<Mutex<()>>,
+    /// One command (run, read, hash, write) at a time on this connection. Threads sharing a
+    /// connection interleaving their channels' I/O lost or mixed output now and then (the test
+    /// `one_connection_serves_several_threads_at_once` failed about one run in six); kbin's
+    /// parallelism is across hosts, so whole operations are serialised per connection.
+    /// Tunnels are not held by it.
+    op: Mutex<()>,
     /// The pump thread of a bastion tunnel; it ends when `sess` (holding our end) is dropped.
     bridge: Option<JoinHandle<()>>,
 }
@@ -558,7 +564,7 @@ enum Feed<'a> {
 
 impl SshHost {
     fn ready(target: &Target, sess: Session, fd: RawFd, opts: &ConnectOptions, bridge: Option<JoinHandle<()>>) -> SshHost {
-        SshHost { name: target.name.clone(), user: target.user.clone(), sess, fd, opts: opts.clone(), sent: AtomicU64::new(0), lock: Arc::default(), bridge }
+        SshHost { name: target.name.clone(), user: target.user.clone(), sess, fd, opts: opts.clone(), sent: AtomicU64::new(0), lock: Arc::default(), op: Mutex::new(()), bridge }
     }
 
     /// The negotiated client-to-server cipher (for diagnostics and benchmarks).
@@ -784,7 +790,9 @@ impl SshHost {
     fn run_line(&self, cmd: &Cmd, feed: Feed<'_>, deadline: Deadline, progress: Option<&(dyn Fn(u64) + Sync)>) -> Result<(Output, u64), HostError> {
         let line = cmd.remote_line(self.is_root()).map_err(|m| HostError::Invalid { host: self.name.clone(), message: m })?;
         let what = format!("`{}`", cmd.display());
+        let op = self.op.lock().unwrap_or_else(|e| e.into_inner());
         let (out, sent) = self.exec(&line, &what, feed, deadline, progress)?;
+        drop(op);
         if let Some(e) = self.sudo_problem(cmd.sudo, &out) {
             return Err(e);
         }
