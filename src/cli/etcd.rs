@@ -1,7 +1,6 @@
 //! `kbin etcd ...`: deploy, status, add, remove, backup.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -12,10 +11,9 @@ use kbin::artifacts::progress::Reporter;
 use kbin::config::{Cluster, Host, Role};
 use kbin::etcd::api::Client;
 use kbin::etcd::ops::{self as etcd, Binaries, Ctx, MemberReport, Node};
-use kbin::host::parallel::{Cancel, Outcome};
-use kbin::host::ssh::{self, ConnectOptions};
-use kbin::error::Reportable;
-use kbin::host::{HostError, Remote, Source};
+use kbin::host::connect::Connector;
+use kbin::host::parallel::Cancel;
+use kbin::host::{HostError, Source};
 use kbin::render::Templates;
 
 use super::Global;
@@ -125,54 +123,18 @@ fn ctx<'c>(global: &Global, cluster: &'c Cluster, conn: &ConnArgs) -> kbin::Resu
     })
 }
 
+fn connector<'c>(ctx: &Ctx<'c>, conn: &ConnArgs) -> Connector<'c> {
+    Connector { cluster: ctx.cluster, printer: ctx.printer, concurrency: ctx.concurrency, cancel: ctx.cancel.clone(), accept_new_host_keys: conn.ssh.accept_new_host_keys }
+}
+
 /// Connect to `hosts`; each result is the connection or why it failed.
 fn connect<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> Vec<(&'c Host, Result<Node<'c>, HostError>)> {
-    let opts = ConnectOptions::for_cluster(ctx.cluster, conn.ssh.accept_new_host_keys);
-    let p = ctx.printer;
-    let results = ssh::connect_hosts(ctx.cluster, hosts, &opts, ctx.concurrency, &ctx.cancel, &|name, r| {
-        if let Err(e) = r {
-            p.phase("connect", Some(name), &format!("failed: {}", e.chain()));
-        }
-    });
-    hosts
-        .iter()
-        .zip(results)
-        .map(|(h, r)| {
-            let node = match r.outcome {
-                Outcome::Done(s) => Ok(Node { host: *h, remote: Arc::new(s) as Arc<dyn Remote> }),
-                Outcome::Failed(e) => Err(e),
-                Outcome::Skipped => Err(HostError::Interrupted { host: h.name.clone() }),
-            };
-            (*h, node)
-        })
-        .collect()
+    connector(ctx, conn).connect(hosts)
 }
 
 /// Connect to all of `hosts` or refuse (exit 2) listing the ones that failed: nothing changed.
 fn connect_all<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> kbin::Result<Vec<Node<'c>>> {
-    let mut nodes = Vec::new();
-    let mut problems = Vec::new();
-    let mut hints: Vec<String> = Vec::new();
-    for (h, r) in connect(ctx, hosts, conn) {
-        match r {
-            Ok(n) => nodes.push(n),
-            Err(e) => {
-                problems.push(format!("[connect] {}: {}", h.name, e.chain()));
-                if let Some(hint) = e.hint().filter(|x| !hints.contains(x)) {
-                    hints.push(hint);
-                }
-            }
-        }
-    }
-    if !problems.is_empty() {
-        hints.push("`kbin hosts check` tests every host's SSH access".into());
-        return Err(kbin::Error::Refused {
-            what: format!("cannot reach {} of {} hosts; nothing was changed", problems.len(), hosts.len()),
-            problems,
-            hint: Some(hints.join("\n  hint: ")),
-        });
-    }
-    Ok(nodes)
+    connector(ctx, conn).connect_all(hosts)
 }
 
 /// etcd and etcdctl from the verified artifact (downloaded and extracted once, then reused).

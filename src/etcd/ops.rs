@@ -8,7 +8,6 @@
 //! so it works behind a bastion.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -17,17 +16,12 @@ use super::api::{Client, Member, Status};
 use crate::config::{Cluster, Host, Role};
 use crate::error::Error;
 use crate::host::parallel::{self, Cancel, Outcome};
-use crate::host::{Cmd, HostError, Remote, Source, WriteOpts};
+use crate::host::{Cmd, HostError, Source, WriteOpts};
 use crate::output::Printer;
 use crate::render::{self, Component, HostFile, Templates};
 use crate::tls::Identity;
 
-/// A cluster host and the connection to it.
-#[derive(Clone)]
-pub struct Node<'c> {
-    pub host: &'c Host,
-    pub remote: Arc<dyn Remote>,
-}
+pub use crate::host::Node;
 
 /// What every operation needs.
 pub struct Ctx<'c> {
@@ -719,6 +713,8 @@ pub fn etcd_hosts(cluster: &Cluster) -> Vec<&Host> {
 mod tests {
     use super::*;
     use crate::host::fake::{FakeHost, Logged, ok};
+    use crate::host::Remote;
+    use std::sync::Arc;
 
     const CLUSTER: &str = "[cluster]\nname = \"t\"\n[[hosts]]\nname = \"e1\"\naddress = \"10.9.0.1\"\nroles = [\"etcd\", \"master\"]\n";
 

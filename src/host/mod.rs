@@ -12,6 +12,7 @@
 //! - [`check`]: the facts and prerequisites of `kbin hosts check`.
 
 pub mod check;
+pub mod connect;
 pub mod fake;
 pub mod known_hosts;
 pub mod parallel;
@@ -265,6 +266,13 @@ pub struct WriteOutcome {
 
 /// A byte stream to `addr:port` as seen from a host (an SSH direct-tcpip channel): usable as the
 /// transport of a TLS client to check etcd or an apiserver through the SSH connection.
+/// A cluster host and the connection to it.
+#[derive(Clone)]
+pub struct Node<'c> {
+    pub host: &'c crate::config::Host,
+    pub remote: std::sync::Arc<dyn Remote>,
+}
+
 pub trait Tunnel: Read + Write + Send {}
 impl<T: Read + Write + Send> Tunnel for T {}
 

@@ -1,0 +1,72 @@
+//! Connecting to many cluster hosts at once, for the commands that change them.
+
+use std::sync::Arc;
+
+use super::parallel::{Cancel, Outcome};
+use super::ssh::{self, ConnectOptions};
+use super::{HostError, Node, Remote};
+use crate::config::{Cluster, Host};
+use crate::error::{Error, Reportable};
+use crate::output::Printer;
+
+/// How to connect: the cluster's SSH settings plus the command line's.
+#[derive(Clone)]
+pub struct Connector<'c> {
+    pub cluster: &'c Cluster,
+    pub printer: Printer,
+    pub concurrency: usize,
+    pub cancel: Cancel,
+    pub accept_new_host_keys: bool,
+}
+
+impl<'c> Connector<'c> {
+    /// Connect to `hosts` in parallel; each result is the connection or why it failed.
+    pub fn connect(&self, hosts: &[&'c Host]) -> Vec<(&'c Host, Result<Node<'c>, HostError>)> {
+        let opts = ConnectOptions::for_cluster(self.cluster, self.accept_new_host_keys);
+        let p = self.printer;
+        let results = ssh::connect_hosts(self.cluster, hosts, &opts, self.concurrency, &self.cancel, &|name, r| {
+            if let Err(e) = r {
+                p.phase("connect", Some(name), &format!("failed: {}", e.chain()));
+            }
+        });
+        hosts
+            .iter()
+            .zip(results)
+            .map(|(h, r)| {
+                let node = match r.outcome {
+                    Outcome::Done(s) => Ok(Node { host: *h, remote: Arc::new(s) as Arc<dyn Remote> }),
+                    Outcome::Failed(e) => Err(e),
+                    Outcome::Skipped => Err(HostError::Interrupted { host: h.name.clone() }),
+                };
+                (*h, node)
+            })
+            .collect()
+    }
+
+    /// Connect to all of `hosts` or refuse (exit 2) listing the ones that failed: nothing changed.
+    pub fn connect_all(&self, hosts: &[&'c Host]) -> Result<Vec<Node<'c>>, Error> {
+        let mut nodes = Vec::new();
+        let mut problems = Vec::new();
+        let mut hints: Vec<String> = Vec::new();
+        for (h, r) in self.connect(hosts) {
+            match r {
+                Ok(n) => nodes.push(n),
+                Err(e) => {
+                    problems.push(format!("[connect] {}: {}", h.name, e.chain()));
+                    if let Some(hint) = e.hint().filter(|x| !hints.contains(x)) {
+                        hints.push(hint);
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            hints.push("`kbin hosts check` tests every host's SSH access".into());
+            return Err(Error::Refused {
+                what: format!("cannot reach {} of {} hosts; nothing was changed", problems.len(), hosts.len()),
+                problems,
+                hint: Some(hints.join("\n  hint: ")),
+            });
+        }
+        Ok(nodes)
+    }
+}
