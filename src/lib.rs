@@ -10,6 +10,7 @@
 pub mod artifacts;
 pub mod config;
 pub mod error;
+pub mod deploy;
 pub mod etcd;
 pub mod fsutil;
 pub mod host;

@@ -219,6 +219,21 @@ impl Builder<'_> {
         self.files.push(HostFile { path, mode: if secret { 0o600 } else { 0o644 }, content, secret, component, restarts: restarts.iter().map(|s| s.to_string()).collect(), source: format!("pki/{rel}") });
         Ok(())
     }
+    /// A kubeconfig from the pki, with every cluster's `server:` set to `server` (a master's
+    /// controller-manager and scheduler talk to the apiserver next to them, so they keep working
+    /// whichever other master or LB is down).
+    fn kubeconfig_with_server(&mut self, component: Component, rel: &str, path: String, restarts: &[&str], server: &str) -> Result<(), RenderError> {
+        self.pki(component, rel, path, restarts)?;
+        let f = self.files.last_mut().expect("just pushed");
+        let text = String::from_utf8_lossy(&f.content).into_owned();
+        let mut k = pki::kubeconfig::parse(&text).map_err(|e| RenderError::Render { name: rel.to_string(), host: self.host.name.clone(), message: format!("not a kubeconfig: {e}") })?;
+        for c in &mut k.clusters {
+            c.cluster.server = server.to_string();
+        }
+        f.content = pki::kubeconfig::render(&k).into_bytes();
+        f.source = format!("pki/{rel} (server {server})");
+        Ok(())
+    }
 }
 
 /// Every file kbin writes on `host` (binaries excepted: see [`binaries`]).
@@ -261,8 +276,9 @@ pub fn host_files(cluster: &Cluster, host: &Host, templates: &Templates, opts: &
         }
         b.pki(Master, pki::SA_KEY, format!("{}/sa.key", l.k8s_ssl), &["kube-apiserver", "kube-controller-manager"])?;
         b.pki(Master, pki::SA_PUB, format!("{}/sa.pub", l.k8s_ssl), api)?;
-        b.pki(Master, &kubeconfig_of("controller-manager"), format!("{}/kube-controller-manager.kubeconfig", l.k8s_cfg), cm)?;
-        b.pki(Master, &kubeconfig_of("scheduler"), format!("{}/kube-scheduler.kubeconfig", l.k8s_cfg), &["kube-scheduler"])?;
+        let local = url_for("127.0.0.1", cluster.apiserver.port);
+        b.kubeconfig_with_server(Master, &kubeconfig_of("controller-manager"), format!("{}/kube-controller-manager.kubeconfig", l.k8s_cfg), cm, &local)?;
+        b.kubeconfig_with_server(Master, &kubeconfig_of("scheduler"), format!("{}/kube-scheduler.kubeconfig", l.k8s_cfg), &["kube-scheduler"], &local)?;
         if cluster.token_auth_file {
             b.pki(Master, pki::TOKEN_CSV, format!("{}/token.csv", l.k8s_cfg), api)?;
         }
@@ -302,36 +318,45 @@ pub fn host_files(cluster: &Cluster, host: &Host, templates: &Templates, opts: &
     Ok(b.files)
 }
 
-/// A release binary a host needs: (component from the artifact catalog, file name in the
-/// release archive, absolute path on the host).
+/// A release binary a host needs: the artifact-catalog component it comes from, the file's name
+/// as that artifact ships it, and the absolute path on the host.
 #[derive(Debug, Clone, Serialize)]
 pub struct Binary {
     pub component: &'static str,
-    pub name: &'static str,
+    pub name: String,
     pub path: String,
+    /// Which part of the cluster installs it.
+    pub part: Component,
 }
 
 /// The release binaries `host` needs.
 pub fn binaries(cluster: &Cluster, host: &Host) -> Vec<Binary> {
     let l = &cluster.layout;
+    let arch = cluster.artifacts.arch.as_str();
     let mut out = Vec::new();
-    let mut add = |component: &'static str, name: &'static str, dir: &str| out.push(Binary { component, name, path: format!("{dir}/{name}") });
+    let mut add = |part: Component, component: &'static str, name: &str, path: String| out.push(Binary { component, name: name.to_string(), path, part });
     if host.has(Role::Etcd) {
-        add("etcd", "etcd", &l.etcd_bin);
-        add("etcd", "etcdctl", &l.etcd_bin);
+        add(Component::Etcd, "etcd", "etcd", format!("{}/etcd", l.etcd_bin));
+        add(Component::Etcd, "etcd", "etcdctl", format!("{}/etcdctl", l.etcd_bin));
     }
     if host.has(Role::Master) {
         for n in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"] {
-            add(n, n, &l.k8s_bin);
+            add(Component::Master, n, n, format!("{}/{n}", l.k8s_bin));
         }
     }
     if host.has(Role::Node) {
-        add("kubelet", "kubelet", &l.k8s_bin);
-        add("kube-proxy", "kube-proxy", &l.k8s_bin);
-        add("flannel", "flanneld", &l.k8s_bin);
-        add("containerd", "containerd", "/usr/local/bin");
-        add("runc", "runc", "/usr/local/sbin");
-        add("crictl", "crictl", "/usr/local/bin");
+        add(Component::Node, "kubelet", "kubelet", format!("{}/kubelet", l.k8s_bin));
+        add(Component::Node, "kube-proxy", "kube-proxy", format!("{}/kube-proxy", l.k8s_bin));
+        add(Component::Node, "flanneld", "flanneld", format!("{}/flanneld", l.k8s_bin));
+        for n in ["containerd", "containerd-shim-runc-v2", "ctr"] {
+            add(Component::Node, "containerd", n, format!("/usr/local/bin/{n}"));
+        }
+        add(Component::Node, "runc", "runc", "/usr/local/sbin/runc".into());
+        add(Component::Node, "crictl", "crictl", "/usr/local/bin/crictl".into());
+        for n in ["bridge", "host-local", "loopback", "portmap"] {
+            add(Component::Node, "cni-plugins", n, format!("/opt/cni/bin/{n}"));
+        }
+        add(Component::Node, "flannel-cni-plugin", &format!("flannel-{arch}"), "/opt/cni/bin/flannel".into());
     }
     out
 }

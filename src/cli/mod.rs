@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use kbin::output::Printer;
 
 mod bundle;
+mod cluster;
 mod completions;
 mod hosts;
 mod download;
@@ -57,6 +58,15 @@ pub enum Command {
     /// etcd on the etcd hosts: deploy, status, add, remove, backup
     #[command(subcommand)]
     Etcd(etcd::EtcdCommand),
+    /// Control-plane hosts: add a master (kube-apiserver, controller-manager, scheduler)
+    #[command(subcommand)]
+    Master(cluster::MasterCommand),
+    /// Worker nodes: containerd, flannel, kubelet, kube-proxy
+    #[command(subcommand)]
+    Node(cluster::NodeCommand),
+    /// The LB pair holding the apiserver VIP (nginx + keepalived)
+    #[command(subcommand)]
+    Lb(cluster::LbCommand),
     /// Print shell completions for kbin
     Completions(completions::Args),
 }
@@ -102,6 +112,9 @@ pub fn main() -> i32 {
         Command::Pin(args) => pin::exec(&cli.global, args),
         Command::Bundle(cmd) => bundle::exec(&cli.global, cmd),
         Command::Etcd(cmd) => etcd::exec(&cli.global, cmd),
+        Command::Master(cmd) => cluster::master(&cli.global, cmd),
+        Command::Node(cmd) => cluster::node(&cli.global, cmd),
+        Command::Lb(cmd) => cluster::lb(&cli.global, cmd),
         Command::Completions(args) => completions::exec(args),
     };
     match result {

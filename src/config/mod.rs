@@ -3,6 +3,7 @@
 //! [`load`] reads a file and returns a validated [`Cluster`] or a [`ConfigError`] listing every
 //! problem at once, each with its line and field. Nothing is ever written before this succeeds.
 
+pub mod edit;
 mod locate;
 mod validate;
 
@@ -91,6 +92,10 @@ pub struct RawCluster {
 pub struct RawApiserver {
     /// The virtual IP held by the LB pair (keepalived). Optional.
     pub vip: Option<String>,
+    /// The address every kubeconfig points at (an address or DNS name, no port). Default: the
+    /// VIP, else the first of `lb_names`, else the first master. A cluster that grows from one
+    /// master keeps its nodes on that master's address until `kbin repoint-nodes` moves them.
+    pub endpoint: Option<String>,
     /// DNS names of an external load balancer in front of the apiservers.
     #[serde(default)]
     pub lb_names: Vec<String>,
@@ -104,7 +109,7 @@ pub struct RawApiserver {
 impl Default for RawApiserver {
     /// What an absent `[apiserver]` table means: the same defaults as its absent keys.
     fn default() -> Self {
-        RawApiserver { vip: None, lb_names: Vec::new(), port: defaults::apiserver_port(), extra_sans: Vec::new() }
+        RawApiserver { vip: None, endpoint: None, lb_names: Vec::new(), port: defaults::apiserver_port(), extra_sans: Vec::new() }
     }
 }
 
@@ -324,6 +329,8 @@ pub struct SshTarget {
 /// Connection settings shared by every host (`[ssh]`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SshSettings {
+    /// User, port and key of a host that sets none of its own.
+    pub default: SshTarget,
     pub concurrency: usize,
     pub connect_timeout_secs: u64,
     pub command_timeout_secs: u64,
@@ -331,7 +338,7 @@ pub struct SshSettings {
 
 impl Default for SshSettings {
     fn default() -> Self {
-        SshSettings { concurrency: 10, connect_timeout_secs: 10, command_timeout_secs: 300 }
+        SshSettings { default: SshTarget { user: "root".into(), port: 22, key: None }, concurrency: 10, connect_timeout_secs: 10, command_timeout_secs: 300 }
     }
 }
 
@@ -361,6 +368,8 @@ impl Host {
 #[derive(Debug, Clone, Serialize)]
 pub struct Apiserver {
     pub vip: Option<IpAddr>,
+    /// `apiserver.endpoint`, when the file sets it.
+    pub endpoint: Option<String>,
     pub lb_names: Vec<String>,
     pub port: u16,
     pub extra_sans: Vec<String>,
@@ -424,8 +433,12 @@ impl Cluster {
     pub fn service_ip(&self) -> IpAddr {
         nth_addr(&self.service_cidr, 1).expect("validated: service CIDR has room")
     }
-    /// Where clients reach the apiserver: the VIP, else the first LB name, else the first master.
+    /// Where clients reach the apiserver: `apiserver.endpoint`, else the VIP, else the first LB
+    /// name, else the first master.
     pub fn endpoint_host(&self) -> String {
+        if let Some(e) = &self.apiserver.endpoint {
+            return e.clone();
+        }
         if let Some(vip) = self.apiserver.vip {
             return vip.to_string();
         }

@@ -314,6 +314,7 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
 
     let d = SshSettings::default();
     let ssh_settings = SshSettings {
+        default: ssh_default.clone(),
         concurrency: raw.ssh.concurrency.unwrap_or(d.concurrency),
         connect_timeout_secs: raw.ssh.connect_timeout_secs.unwrap_or(d.connect_timeout_secs),
         command_timeout_secs: raw.ssh.command_timeout_secs.unwrap_or(d.command_timeout_secs),
@@ -458,6 +459,17 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         if vip.is_some() && count(Role::Lb) == 0 {
             c.warn(&[k("apiserver"), k("vip")], "a VIP is set but no host has the lb role: kbin will not manage the VIP".into(), Some("add the lb role to two hosts, or make sure something else holds the VIP"));
         }
+        if let Some(e) = &api.endpoint {
+            let ip = e.parse::<IpAddr>().ok();
+            let known = ip.is_some_and(|ip| vip == Some(ip) || hosts.iter().any(|h| h.has(Role::Master) && h.address == ip))
+                || api.lb_names.iter().any(|n| n == e)
+                || api.extra_sans.iter().any(|n| n == e);
+            if ip.is_none() && !is_dns_name(e) {
+                c.error(&[k("apiserver"), k("endpoint")], format!("{e:?} is neither an IP address nor a DNS name"), Some("write the address or name only, without scheme or port (the port is apiserver.port)"));
+            } else if !known {
+                c.error(&[k("apiserver"), k("endpoint")], format!("{e} is not in the apiserver certificates: it is not the VIP, a master's address, one of lb_names or of extra_sans"), Some("use the VIP, an LB name or a master's address, or add it to apiserver.extra_sans"));
+            }
+        }
         let mut prios: BTreeMap<u8, &str> = BTreeMap::new();
         for h in hosts.iter().filter(|h| h.has(Role::Lb)) {
             if let Some(other) = prios.insert(h.lb_priority, &h.name) {
@@ -486,7 +498,7 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         proxy_mode: cl.proxy_mode.clone(),
         token_auth_file: cl.token_auth_file,
         templates_dir: cl.templates_dir.as_ref().map(|d| state_dir_for(path).join(d)),
-        apiserver: Apiserver { vip, lb_names: api.lb_names.clone(), port: api.port, extra_sans: api.extra_sans.clone() },
+        apiserver: Apiserver { vip, endpoint: api.endpoint.clone(), lb_names: api.lb_names.clone(), port: api.port, extra_sans: api.extra_sans.clone() },
         bastion,
         ssh: ssh_settings,
         pki: Pki { key_algorithm: algo, ca_validity_days: raw.pki.ca_validity_days, leaf_validity_days: raw.pki.leaf_validity_days },
@@ -694,6 +706,16 @@ roles = ["lb"]
         for f in ["hosts[0].address", "cluster.pod_cidr", "pki.key_algorithm"] {
             assert!(d.iter().any(|d| d.field == f), "{f} missing from {d:#?}");
         }
+    }
+
+    #[test]
+    fn endpoint_must_be_a_name_the_apiserver_certs_carry() {
+        let with = |e: &str| GOOD.replace("vip = \"192.168.0.88\"", &format!("vip = \"192.168.0.88\"\nendpoint = \"{e}\""));
+        let c = parse_and_validate(Path::new("cluster.toml"), &with("192.168.0.11")).unwrap();
+        assert_eq!(c.endpoint_url(), "https://192.168.0.11:6443", "the explicit endpoint wins over the VIP");
+        assert!(error_for(&with("192.168.0.99"), "apiserver.endpoint").message.contains("not in the apiserver certificates"));
+        assert!(error_for(&with("https://x:6443"), "apiserver.endpoint").message.contains("neither an IP address nor a DNS name"));
+        assert_eq!(parse_and_validate(Path::new("cluster.toml"), GOOD).unwrap().endpoint_url(), "https://192.168.0.88:6443");
     }
 
     #[test]

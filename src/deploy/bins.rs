@@ -1,0 +1,59 @@
+//! The release binaries a deploy pushes, from verified artifacts in the cache.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::artifacts::download::Fetcher;
+use crate::artifacts::ops::{self, ExtractedFile, Settings};
+use crate::artifacts::progress::Reporter;
+use crate::artifacts::{ArtifactError, Catalog};
+use crate::config::Cluster;
+use crate::error::Error;
+use crate::host::Source;
+use crate::render::{self, Component};
+
+/// Binaries by (catalog component, file name), each with the digest recorded when it was
+/// extracted from its verified artifact.
+#[derive(Debug, Default, Clone)]
+pub struct Bins {
+    files: BTreeMap<(String, String), Source>,
+}
+
+impl Bins {
+    /// The components the hosts of `parts` need.
+    pub fn components(cluster: &Cluster, parts: &[Component]) -> BTreeSet<&'static str> {
+        cluster.hosts.iter().flat_map(|h| render::binaries(cluster, h)).filter(|b| parts.contains(&b.part)).map(|b| b.component).collect()
+    }
+
+    /// Download (verified, in parallel, at most `settings.jobs` at once) and extract each of
+    /// `components` once per artifact digest; later runs only read the extraction records.
+    pub fn resolve(catalog: &Catalog, settings: &Settings, fetcher: &Fetcher, reporter: &Reporter, components: &BTreeSet<&str>) -> Result<Bins, Error> {
+        let list: Vec<&str> = components.iter().copied().collect();
+        let mut results: Vec<Option<Result<Vec<ExtractedFile>, ArtifactError>>> = (0..list.len()).map(|_| None).collect();
+        for chunk in list.chunks(settings.jobs.max(1)).zip(results.chunks_mut(settings.jobs.max(1))) {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = chunk.0.iter().map(|c| s.spawn(move || ops::extracted(catalog, settings, c, fetcher, reporter))).collect();
+                for (slot, h) in chunk.1.iter_mut().zip(handles) {
+                    *slot = Some(h.join().unwrap_or_else(|_| Err(ArtifactError::BadArgument("kbin panicked while extracting".into()))));
+                }
+            });
+        }
+        let mut bins = Bins::default();
+        for (c, r) in list.iter().zip(results) {
+            for f in r.expect("every slot filled")? {
+                bins.files.insert((c.to_string(), f.name.clone()), Source::file_with_digest(&f.path, &f.sha256, f.len));
+            }
+        }
+        Ok(bins)
+    }
+
+    /// For tests: binaries given directly.
+    pub fn insert(&mut self, component: &str, name: &str, src: Source) {
+        self.files.insert((component.to_string(), name.to_string()), src);
+    }
+
+    pub fn get(&self, component: &str, name: &str) -> Result<Source, Error> {
+        self.files.get(&(component.to_string(), name.to_string())).cloned().ok_or_else(|| {
+            Error::other(format!("the {component} release artifact has no file {name}"), Some("check the component's version in the cluster file (and kbin.lock), then run `kbin download` again"))
+        })
+    }
+}

@@ -1,0 +1,173 @@
+//! The LB pair: nginx as an L4 proxy to every apiserver, keepalived holding the VIP.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::master::{on_each, preflight};
+use super::{Ctx, HostFailure, HostOutcome, Spec, converge, items};
+use crate::config::Role;
+use crate::error::Error;
+use crate::host::{Cmd, HostError, Node};
+use crate::render::Component;
+use crate::tls;
+
+pub const UNITS: [&str; 2] = ["nginx", "keepalived"];
+const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+fn nginx_test() -> Cmd {
+    Cmd::new(["nginx", "-t", "-q", "-c", "/etc/nginx/nginx.conf"]).sudo()
+}
+
+fn refusal(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<Vec<String>, HostError> {
+    let script = r#"
+command -v nginx >/dev/null 2>&1 || command -v /usr/sbin/nginx >/dev/null 2>&1 || echo "missing=nginx"
+command -v keepalived >/dev/null 2>&1 || command -v /usr/sbin/keepalived >/dev/null 2>&1 || echo "missing=keepalived"
+[ -e "$1" ] || echo "missing=stream"
+ip link show dev "$2" >/dev/null 2>&1 || echo "noiface=$2"
+echo "nginx=$(systemctl is-active nginx 2>/dev/null || true)"
+if ss -Hltn "sport = :$3" 2>/dev/null | grep -q .; then echo "busy=$3"; fi
+"#;
+    let port = ctx.cluster.apiserver.port.to_string();
+    let out = node.remote.check(&Cmd::new(["sh", "-c", script, "kbin-facts", STREAM_MODULE, node.host.lb_interface.as_str(), port.as_str()]).sudo())?;
+    let text = out.stdout_str();
+    let mut problems = Vec::new();
+    let nginx_runs = text.lines().any(|l| l == "nginx=active");
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("missing", "stream")) => problems.push(format!("nginx's stream module ({STREAM_MODULE}) is not installed (Debian/Ubuntu: libnginx-mod-stream; RHEL: nginx-mod-stream)")),
+            Some(("missing", p)) => problems.push(format!("{p} is not installed (install the {p} package)")),
+            Some(("noiface", i)) => problems.push(format!("no network interface {i} for the VIP (set lb.interface or hosts.lb_interface)")),
+            Some(("busy", p)) if !nginx_runs => problems.push(format!("port {p} is already in use by another program")),
+            _ => {}
+        }
+    }
+    Ok(problems)
+}
+
+/// The LB hosts holding the VIP right now (`ip -o addr`), by name.
+pub fn vip_holders(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Vec<String> {
+    let Some(vip) = ctx.cluster.apiserver.vip else { return Vec::new() };
+    let needle = format!(" {vip}/");
+    lbs.iter()
+        .filter(|n| n.remote.run(&Cmd::new(["ip", "-o", "addr", "show"])).is_ok_and(|o| o.stdout_str().lines().any(|l| l.contains(&needle))))
+        .map(|n| n.host.name.clone())
+        .collect()
+}
+
+/// A TLS handshake with `VIP:port`, made from `via`, that validates the serving certificate
+/// against the cluster CA with the VIP as the name; then `GET /healthz`. Returns the status.
+pub fn vip_tls_check(cfg: &Arc<rustls::ClientConfig>, cluster: &crate::config::Cluster, via: &Node<'_>) -> Result<u16, String> {
+    let vip = cluster.apiserver.vip.ok_or("no apiserver.vip in the cluster file")?.to_string();
+    let t = via.remote.open_tcp(&vip, cluster.apiserver.port).map_err(|e| e.chain())?;
+    let r = tls::request(t, cfg.clone(), &vip, "GET", "/healthz", None).map_err(|e| e.to_string())?;
+    Ok(r.status)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub hosts: Vec<HostOutcome>,
+    pub vip: Option<String>,
+    pub holder: Option<String>,
+    /// `/healthz` through the VIP (the TLS handshake validated the VIP as the name).
+    pub healthz: Option<u16>,
+}
+
+/// Install or update nginx and keepalived on `lbs`; then check that exactly one holds the VIP
+/// and that the VIP answers TLS with a certificate for the VIP.
+pub fn deploy(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
+    if ctx.cluster.apiserver.vip.is_none() {
+        return Err(Error::Refused { what: "no apiserver.vip in the cluster file".into(), problems: vec![], hint: Some("set apiserver.vip to a free address on the LB hosts' network".into()) });
+    }
+    preflight(ctx, lbs, "lb", refusal)?;
+    let mut plans = Vec::new();
+    for n in lbs {
+        plans.push(items(ctx, n.host, Component::Lb)?);
+    }
+    let (ok, bad) = on_each(ctx, lbs, "lb", |n| {
+        let i = lbs.iter().position(|m| m.host.name == n.host.name).expect("one of them");
+        let spec = Spec { items: &plans[i], units: &UNITS, reload: &["nginx"], precheck: Some(nginx_test()) };
+        converge(ctx, n, "lb", &spec, &|n| {
+            super::wait_for(ctx.timeout, &ctx.cancel, || {
+                let a = super::active_units(n.remote.as_ref(), &UNITS).map_err(|e| e.chain())?;
+                match a.iter().filter(|(_, up)| !**up).map(|(u, _)| u.as_str()).collect::<Vec<_>>() {
+                    down if down.is_empty() => Ok(()),
+                    down => Err(format!("{} not running", down.join(" and "))),
+                }
+            })
+        })
+    });
+    if !bad.is_empty() {
+        return Err(super::failed(format!("{} of {} LB hosts failed", bad.len(), lbs.len()), &bad, "fix the cause (see the journal lines) and run `kbin lb deploy` again"));
+    }
+    let mut report = Report { hosts: ok, vip: ctx.cluster.apiserver.vip.map(|v| v.to_string()), ..Default::default() };
+    if ctx.dry_run {
+        return Ok(report);
+    }
+    // exactly one holder (VRRP settles within a few advertisement intervals)
+    let mut holders = Vec::new();
+    let settled = super::wait_for(ctx.timeout, &ctx.cancel, || {
+        holders = vip_holders(ctx, lbs);
+        if holders.len() == 1 { Ok(()) } else { Err(format!("{} LB hosts hold the VIP ({})", holders.len(), holders.join(", "))) }
+    });
+    if let Err(e) = settled {
+        return Err(Error::Failed { what: "the VIP has no single holder".into(), problems: vec![format!("[verify] {e}")], hint: Some("check that VRRP (protocol 112, multicast or lb.unicast) passes between the LB hosts and that lb.virtual_router_id is unique on the network".into()) });
+    }
+    let holder = holders.remove(0);
+    ctx.printer.phase("lb", Some(&holder), &format!("holds the VIP {}", report.vip.as_deref().unwrap_or_default()));
+    let cfg = tls::client_config(&super::api_identity(ctx.cluster)?).map_err(|e| Error::other(format!("apiserver client identity: {e}"), Some("run `kbin pki check`")))?;
+    let via = lbs.iter().find(|n| n.host.name == holder).expect("a holder is an LB host");
+    let mut status = 0;
+    let tls_ok = super::wait_for(ctx.timeout, &ctx.cancel, || {
+        status = vip_tls_check(&cfg, ctx.cluster, via)?;
+        if status == 200 { Ok(()) } else { Err(format!("/healthz through the VIP answered {status}")) }
+    });
+    match tls_ok {
+        Ok(()) => ctx.printer.phase("lb", None, &format!("TLS to {}:{} verified (certificate names the VIP), /healthz ok", report.vip.as_deref().unwrap_or_default(), ctx.cluster.apiserver.port)),
+        Err(e) => {
+            return Err(Error::Failed {
+                what: "the VIP does not answer TLS with a valid apiserver certificate".into(),
+                problems: vec![format!("[verify] {holder}: {e}")],
+                hint: Some("check that the masters run (`kbin status`) and that their apiserver certificates carry the VIP (`kbin pki check`)".into()),
+            });
+        }
+    }
+    report.holder = Some(holder);
+    report.healthz = Some(status);
+    Ok(report)
+}
+
+/// After the masters changed: give every LB host whose nginx runs the current upstreams,
+/// checked with `nginx -t` and applied with a reload (open connections stay).
+pub fn update_upstreams(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Vec<HostOutcome>, Error> {
+    let mut plans = Vec::new();
+    for n in lbs {
+        plans.push(items(ctx, n.host, Component::Lb)?.into_iter().filter(|i| i.path == "/etc/nginx/nginx.conf").collect::<Vec<_>>());
+    }
+    let (ok, bad) = on_each(ctx, lbs, "lb", |n| {
+        let i = lbs.iter().position(|m| m.host.name == n.host.name).expect("one of them");
+        if !super::active_units(n.remote.as_ref(), &["nginx"])?["nginx"] {
+            ctx.printer.phase("lb", Some(&n.host.name), "nginx is not running here yet; `kbin lb deploy` sets it up");
+            return Ok(HostOutcome { host: n.host.name.clone(), part: "lb".into(), ..Default::default() });
+        }
+        let spec = Spec { items: &plans[i], units: &["nginx"], reload: &["nginx"], precheck: Some(nginx_test()) };
+        converge(ctx, n, "lb", &spec, &|n| match super::active_units(n.remote.as_ref(), &["nginx"]) {
+            Ok(a) if a["nginx"] => Ok(()),
+            Ok(_) => Err("nginx stopped after the reload".into()),
+            Err(e) => Err(e.chain()),
+        })
+    });
+    if !bad.is_empty() {
+        let failures: Vec<HostFailure> = bad;
+        return Err(super::failed(
+            format!("the masters are up, but updating the upstreams of {} LB hosts failed", failures.len()),
+            &failures,
+            "run `kbin lb deploy` once the cause is fixed",
+        ));
+    }
+    Ok(ok)
+}
+
+pub fn hosts(cluster: &crate::config::Cluster) -> Vec<&crate::config::Host> {
+    cluster.hosts_with(Role::Lb).collect()
+}

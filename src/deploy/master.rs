@@ -1,0 +1,160 @@
+//! Masters: kube-apiserver, kube-controller-manager and kube-scheduler, then the LB upstreams.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{Ctx, HostFailure, HostOutcome, Spec, converge, items};
+use crate::config::Role;
+use crate::error::Error;
+use crate::host::parallel::{self, Outcome};
+use crate::host::{Cmd, HostError, Node};
+use crate::render::Component;
+use crate::tls;
+
+pub const UNITS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+
+/// `GET path` on the apiserver of `node`, through its SSH connection, verifying the serving
+/// certificate against the cluster CA for the host's address.
+pub fn apiserver_get(cfg: &Arc<rustls::ClientConfig>, node: &Node<'_>, port: u16, path: &str) -> Result<tls::Response, String> {
+    let addr = node.host.address.to_string();
+    let t = node.remote.open_tcp(&addr, port).map_err(|e| e.chain())?;
+    tls::request(t, cfg.clone(), &addr, "GET", path, None).map_err(|e| e.to_string())
+}
+
+/// `/healthz` and `/readyz` both answer 200.
+pub fn apiserver_ready(cfg: &Arc<rustls::ClientConfig>, node: &Node<'_>, port: u16) -> Result<(), String> {
+    for path in ["/healthz", "/readyz"] {
+        let r = apiserver_get(cfg, node, port, path)?;
+        if r.status != 200 {
+            return Err(format!("kube-apiserver {path} answered {}: {}", r.status, r.text().trim()));
+        }
+    }
+    Ok(())
+}
+
+/// Facts that decide whether a host can become a master.
+fn refusal(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<Vec<String>, HostError> {
+    let script = r#"
+echo "arch=$(uname -m)"
+for u in kube-apiserver kube-controller-manager kube-scheduler; do echo "active $u=$(systemctl is-active $u 2>/dev/null || true)"; done
+for p in "$@"; do
+  if ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "busy=$p"; fi
+done
+"#;
+    let port = ctx.cluster.apiserver.port.to_string();
+    let out = node.remote.check(&Cmd::new(["sh", "-c", script, "kbin-facts", port.as_str(), "10257", "10259"]).sudo())?;
+    let mut problems = Vec::new();
+    let mut running = 0;
+    let mut busy = Vec::new();
+    for line in out.stdout_str().lines() {
+        match line.split_once('=') {
+            Some(("arch", a)) if a.trim() != super::uname_arch(ctx.cluster) => {
+                problems.push(format!("architecture is {a}, but the cluster installs {} binaries (artifacts.arch)", ctx.cluster.artifacts.arch.as_str()))
+            }
+            Some((k, "active")) if k.starts_with("active ") => running += 1,
+            Some(("busy", p)) => busy.push(p.trim().to_string()),
+            _ => {}
+        }
+    }
+    if running == 0 {
+        for p in busy {
+            problems.push(format!("port {p} is already in use by another program"));
+        }
+    }
+    Ok(problems)
+}
+
+/// Refuse (nothing changed) unless every host can take its part.
+pub fn preflight(ctx: &Ctx<'_>, nodes: &[Node<'_>], what: &str, check: impl Fn(&Ctx<'_>, &Node<'_>) -> Result<Vec<String>, HostError> + Sync) -> Result<(), Error> {
+    let results = parallel::for_each(nodes, |n| n.host.name.clone(), "preflight", ctx.concurrency, &ctx.cancel, |n| check(ctx, n));
+    let mut problems = Vec::new();
+    for (r, n) in results.into_iter().zip(nodes) {
+        match r.outcome {
+            Outcome::Done(p) => problems.extend(p.into_iter().map(|p| format!("[preflight] {}: {p}", n.host.name))),
+            Outcome::Failed(e) => problems.push(format!("[preflight] {}: {}", n.host.name, e.chain())),
+            Outcome::Skipped => return Err(Error::Interrupted { what: "stopped during preflight; nothing was changed".into() }),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Refused {
+            what: format!("preflight refused the {what} run; nothing was changed"),
+            problems,
+            hint: Some("fix the hosts listed above (or the cluster file) and run the command again".into()),
+        });
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub masters: Vec<HostOutcome>,
+    /// LB hosts whose nginx upstreams changed.
+    pub lb: Vec<HostOutcome>,
+}
+
+/// Run `f` on every node in parallel; collect outcomes, or the failures.
+pub fn on_each<'c>(ctx: &Ctx<'_>, nodes: &[Node<'c>], phase: &str, f: impl Fn(&Node<'c>) -> Result<HostOutcome, HostFailure> + Sync) -> (Vec<HostOutcome>, Vec<HostFailure>) {
+    let results = parallel::for_each(nodes, |n| n.host.name.clone(), phase, ctx.concurrency, &ctx.cancel, |n| Ok(f(n)));
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for (r, n) in results.into_iter().zip(nodes) {
+        match r.outcome {
+            Outcome::Done(Ok(o)) => ok.push(o),
+            Outcome::Done(Err(f)) => bad.push(f),
+            Outcome::Failed(e) => bad.push(e.into()),
+            Outcome::Skipped => bad.push(HostFailure { host: n.host.name.clone(), phase: "skipped", message: "not started (interrupted)".into(), journal: vec![], rollback: None }),
+        }
+    }
+    (ok, bad)
+}
+
+/// Install or update the control plane on `masters` (in parallel), wait until each apiserver
+/// answers `/healthz` and `/readyz` through its SSH connection, then put every master into the
+/// upstreams of the LB hosts whose nginx runs (reloaded, connections kept).
+pub fn deploy(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<Report, Error> {
+    preflight(ctx, masters, "master", refusal)?;
+    let cfg = tls::client_config(&super::api_identity(ctx.cluster)?).map_err(|e| Error::other(format!("apiserver client identity: {e}"), Some("run `kbin pki check`")))?;
+    let port = ctx.cluster.apiserver.port;
+    let mut plans = Vec::new();
+    for n in masters {
+        plans.push(items(ctx, n.host, Component::Master)?);
+    }
+    let logs = ctx.cluster.layout.k8s_logs.clone();
+    let (ok, bad) = on_each(ctx, masters, "master", |n| {
+        let i = masters.iter().position(|m| m.host.name == n.host.name).expect("one of them");
+        if !ctx.dry_run {
+            n.remote.check(&Cmd::new(["mkdir", "-p", logs.as_str()]).sudo())?;
+        }
+        let spec = Spec { items: &plans[i], units: &UNITS, reload: &[], precheck: None };
+        converge(ctx, n, "master", &spec, &|n| {
+            super::wait_for(ctx.timeout, &ctx.cancel, || apiserver_ready(&cfg, n, port))?;
+            // the controller-manager and scheduler must still run once the apiserver is ready
+            let active = super::active_units(n.remote.as_ref(), &UNITS[1..]).map_err(|e| e.chain())?;
+            match active.iter().filter(|(_, a)| !**a).map(|(u, _)| u.as_str()).collect::<Vec<_>>() {
+                down if down.is_empty() => Ok(()),
+                down => Err(format!("{} not running", down.join(" and "))),
+            }
+        })
+        .inspect(|o| {
+            if !o.dry_run && (!o.started.is_empty() || !o.restarted.is_empty()) {
+                ctx.printer.phase("master", Some(&o.host), "kube-apiserver /healthz and /readyz ok");
+            }
+        })
+    });
+    if !bad.is_empty() {
+        return Err(super::failed(
+            format!("{} of {} masters failed; the LB upstreams were not changed", bad.len(), masters.len()),
+            &bad,
+            "fix the cause (see the journal lines) and run the command again; hosts that finished are not sent anything again",
+        ));
+    }
+    let mut report = Report { masters: ok, lb: Vec::new() };
+    report.lb = super::lb::update_upstreams(ctx, lbs)?;
+    Ok(report)
+}
+
+/// The masters of the cluster file, in file order.
+pub fn hosts(cluster: &crate::config::Cluster) -> Vec<&crate::config::Host> {
+    cluster.hosts_with(Role::Master).collect()
+}

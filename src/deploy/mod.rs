@@ -1,0 +1,377 @@
+//! Deploying the Kubernetes parts of a cluster: masters, nodes and the LB pair.
+//!
+//! Every part follows the same phases, per host: gather facts (read-only, on every host before
+//! anything changes), push the files that differ (binaries, certificates, kubeconfigs, configs,
+//! units; each replaced file keeps a backup), start what is not running and restart what runs
+//! on changed files, verify, and on a failed verification put the previous files back and
+//! restart the previous state. Unchanged hosts are sent nothing and restart nothing.
+
+pub mod bins;
+pub mod lb;
+pub mod master;
+pub mod node;
+
+
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use bins::Bins;
+
+use crate::config::{Cluster, Host};
+use crate::error::Error;
+use crate::host::parallel::Cancel;
+use crate::host::{Cmd, HostError, Node, Remote, Source, WriteOpts};
+use crate::output::Printer;
+use crate::render::{self, Component, Templates};
+use crate::tls::Identity;
+
+/// What every deploy needs.
+pub struct Ctx<'c> {
+    pub cluster: &'c Cluster,
+    pub printer: Printer,
+    pub concurrency: usize,
+    pub cancel: Cancel,
+    pub templates: &'c Templates,
+    pub bins: &'c Bins,
+    /// How long a host may take to become healthy after a start or restart.
+    pub timeout: Duration,
+    pub dry_run: bool,
+}
+
+/// One file to put on a host.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub path: String,
+    pub src: Source,
+    pub mode: u32,
+    pub secret: bool,
+    /// Services to restart when this file changes.
+    pub units: Vec<String>,
+    /// The text, for diffs (never for secrets or binaries).
+    pub text: Option<String>,
+}
+
+/// The services a changed binary restarts.
+fn binary_units(component: &str, name: &str) -> Vec<String> {
+    let unit = match (component, name) {
+        ("kube-apiserver" | "kube-controller-manager" | "kube-scheduler" | "kubelet" | "kube-proxy" | "flanneld", n) => n,
+        ("containerd", "containerd" | "containerd-shim-runc-v2") => "containerd",
+        _ => return Vec::new(),
+    };
+    vec![unit.to_string()]
+}
+
+/// Everything `part` needs on `host`: its binaries first, then the rendered files.
+pub fn items(ctx: &Ctx<'_>, host: &Host, part: Component) -> Result<Vec<Item>, Error> {
+    let mut out = Vec::new();
+    for b in render::binaries(ctx.cluster, host).into_iter().filter(|b| b.part == part) {
+        let src = ctx.bins.get(b.component, &b.name)?;
+        out.push(Item { units: binary_units(b.component, &b.name), path: b.path, src, mode: 0o755, secret: false, text: None });
+    }
+    for f in render::host_files(ctx.cluster, host, ctx.templates, &render::Options::default())?.into_iter().filter(|f| f.component == part) {
+        let text = (!f.secret).then(|| String::from_utf8_lossy(&f.content).into_owned());
+        out.push(Item { path: f.path, mode: f.mode, secret: f.secret, units: f.restarts, src: Source::bytes(f.content), text });
+    }
+    Ok(out)
+}
+
+/// What one host's push changed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Pushed {
+    pub host: String,
+    pub changed: Vec<String>,
+    pub bytes_sent: u64,
+    /// Services whose files changed.
+    pub restart: BTreeSet<String>,
+    /// A systemd unit file changed (daemon-reload needed).
+    pub unit_files: bool,
+    /// (path, backup path) of every replaced file, for rollback.
+    #[serde(skip)]
+    pub backups: Vec<(String, Option<String>)>,
+}
+
+/// A unified diff of two texts, for `--dry-run`.
+pub fn diff(old: &str, new: &str, path: &str) -> String {
+    similar::TextDiff::from_lines(old, new).unified_diff().context_radius(2).header(&format!("{path} (on host)"), &format!("{path} (kbin)")).to_string()
+}
+
+/// Push `items` to a node (or, with `dry_run`, only say what would change, with diffs of text
+/// files; secrets are named, never shown).
+pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item], dry_run: bool) -> Result<Pushed, HostError> {
+    let mut p = Pushed { host: node.host.name.clone(), ..Default::default() };
+    for it in items {
+        let remote_sum = node.remote.sha256(&it.path)?;
+        if remote_sum.as_deref() == Some(it.src.sha256()) {
+            continue;
+        }
+        if dry_run {
+            let what = if remote_sum.is_none() { "would create" } else { "would replace" };
+            let why = if it.units.is_empty() { String::new() } else { format!(", restarts {}", it.units.join(" ")) };
+            let secret = if it.secret { ", secret: not shown" } else { "" };
+            printer.phase("dry-run", Some(&node.host.name), &format!("{what} {} ({:o}{why}{secret})", it.path, it.mode));
+            if let (Some(new), true) = (&it.text, remote_sum.is_some()) {
+                if let Some(old) = node.remote.read_file(&it.path)? {
+                    for line in diff(&String::from_utf8_lossy(&old), new, &it.path).lines() {
+                        printer.phase("dry-run", Some(&node.host.name), line);
+                    }
+                }
+            }
+        } else {
+            let w = node.remote.write_file(&it.path, &it.src, &WriteOpts::mode(it.mode).backup())?;
+            if !w.changed {
+                continue;
+            }
+            p.bytes_sent += w.bytes_sent;
+            p.backups.push((it.path.clone(), w.backup.clone()));
+        }
+        p.changed.push(it.path.clone());
+        p.restart.extend(it.units.iter().cloned());
+        p.unit_files |= it.path.starts_with(units_dir) && it.path.ends_with(".service");
+    }
+    Ok(p)
+}
+
+/// Put back the files a push replaced (and remove the ones it created).
+pub fn restore(node: &Node<'_>, pushed: &Pushed) -> Result<(), HostError> {
+    for (path, backup) in pushed.backups.iter().rev() {
+        match backup {
+            Some(b) => node.remote.check(&Cmd::new(["mv", "-f", b.as_str(), path.as_str()]).sudo())?,
+            None => node.remote.check(&Cmd::new(["rm", "-f", path.as_str()]).sudo())?,
+        };
+    }
+    Ok(())
+}
+
+/// Drop the backups of a push that worked.
+pub fn forget_backups(node: &Node<'_>, pushed: &Pushed) {
+    let backups: Vec<&str> = pushed.backups.iter().filter_map(|(_, b)| b.as_deref()).collect();
+    if !backups.is_empty() {
+        let mut argv = vec!["rm", "-f", "--"];
+        argv.extend(backups);
+        let _ = node.remote.run(&Cmd::new(argv).sudo());
+    }
+}
+
+/// `systemctl is-active` of each unit (one round trip).
+pub fn active_units(remote: &dyn Remote, units: &[&str]) -> Result<BTreeMap<String, bool>, HostError> {
+    let mut argv = vec!["systemctl", "is-active", "--"];
+    argv.extend_from_slice(units);
+    let out = remote.run(&Cmd::new(argv))?;
+    let states: Vec<String> = out.stdout_str().lines().map(|l| l.trim().to_string()).collect();
+    Ok(units.iter().enumerate().map(|(i, u)| (u.to_string(), states.get(i).is_some_and(|s| s == "active"))).collect())
+}
+
+pub fn systemctl(node: &Node<'_>, args: &[&str]) -> Result<(), HostError> {
+    let mut argv = vec!["systemctl"];
+    argv.extend_from_slice(args);
+    node.remote.check(&Cmd::new(argv).sudo()).map(|_| ())
+}
+
+/// The last lines of a unit's journal, for error reports.
+pub fn journal_tail(node: &Node<'_>, unit: &str, lines: usize) -> Vec<String> {
+    let n = lines.to_string();
+    node.remote
+        .run(&Cmd::new(["journalctl", "-u", unit, "-n", n.as_str(), "--no-pager", "-o", "cat"]).sudo())
+        .map(|o| o.stdout_str().lines().map(|l| format!("{} {unit}: {l}", node.host.name)).collect())
+        .unwrap_or_default()
+}
+
+/// What converging one host did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostOutcome {
+    pub host: String,
+    pub part: String,
+    pub changed: Vec<String>,
+    pub bytes_sent: u64,
+    pub started: Vec<String>,
+    pub restarted: Vec<String>,
+    pub dry_run: bool,
+}
+
+/// Why converging a host failed, with what was done about it.
+#[derive(Debug)]
+pub struct HostFailure {
+    pub host: String,
+    pub phase: &'static str,
+    pub message: String,
+    /// Journal lines of the units involved.
+    pub journal: Vec<String>,
+    /// What the rollback did, when one ran.
+    pub rollback: Option<String>,
+}
+
+impl HostFailure {
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = vec![format!("[{}] {}: {}", self.phase, self.host, self.message)];
+        if let Some(r) = &self.rollback {
+            out.push(format!("[rollback] {}: {r}", self.host));
+        }
+        out.extend(self.journal.iter().map(|l| format!("  journal: {l}")));
+        out
+    }
+}
+
+impl From<HostError> for HostFailure {
+    fn from(e: HostError) -> Self {
+        HostFailure { host: e.host().to_string(), phase: "push", message: e.chain(), journal: Vec::new(), rollback: None }
+    }
+}
+
+/// What to converge on one host.
+pub struct Spec<'a> {
+    pub items: &'a [Item],
+    /// The services, in start order.
+    pub units: &'a [&'a str],
+    /// Services that are reloaded, not restarted, when they run and their files changed
+    /// (nginx: a reload keeps open connections).
+    pub reload: &'a [&'a str],
+    /// A command that must succeed on the new files before anything is (re)started
+    /// (`nginx -t`).
+    pub precheck: Option<Cmd>,
+}
+
+/// Push the spec's items to `node`, then start the units that are not running and restart (or
+/// reload) the running ones whose files changed, in the order given, then `verify`. If
+/// anything after the push fails, the previous files come back, units that were running are
+/// restarted on them, units this run started are stopped and disabled again, and the failure is
+/// returned.
+pub fn converge(ctx: &Ctx<'_>, node: &Node<'_>, part: &str, spec: &Spec<'_>, verify: &dyn Fn(&Node<'_>) -> Result<(), String>) -> Result<HostOutcome, HostFailure> {
+    let (items, units) = (spec.items, spec.units);
+    let name = node.host.name.clone();
+    let mut out = HostOutcome { host: name.clone(), part: part.to_string(), dry_run: ctx.dry_run, ..Default::default() };
+    let active = active_units(node.remote.as_ref(), units)?;
+    let pushed = push(&ctx.printer, node, &ctx.cluster.layout.units, items, ctx.dry_run)?;
+    out.changed = pushed.changed.clone();
+    out.bytes_sent = pushed.bytes_sent;
+    let to_start: Vec<&str> = units.iter().copied().filter(|u| !active[*u]).collect();
+    let to_restart: Vec<&str> = units.iter().copied().filter(|u| active[*u] && pushed.restart.contains(*u)).collect();
+    if ctx.dry_run {
+        let mut what = Vec::new();
+        if !to_start.is_empty() {
+            what.push(format!("would start {}", to_start.join(" ")));
+        }
+        if !to_restart.is_empty() {
+            what.push(format!("would restart {}", to_restart.join(" ")));
+        }
+        let summary = if pushed.changed.is_empty() && what.is_empty() { "up to date".to_string() } else { format!("{} files would change; {}", pushed.changed.len(), if what.is_empty() { "no restarts".into() } else { what.join(", ") }) };
+        ctx.printer.phase("dry-run", Some(&name), &format!("{part}: {summary}"));
+        out.started = to_start.iter().map(|s| s.to_string()).collect();
+        out.restarted = to_restart.iter().map(|s| s.to_string()).collect();
+        return Ok(out);
+    }
+    if pushed.changed.is_empty() && to_start.is_empty() {
+        ctx.printer.phase(part, Some(&name), "up to date, nothing sent");
+        return Ok(out);
+    }
+    ctx.printer.phase(part, Some(&name), &format!("{} files changed, {} bytes sent", pushed.changed.len(), pushed.bytes_sent));
+    let run = || -> Result<(), String> {
+        if let Some(c) = &spec.precheck {
+            let o = node.remote.run(c).map_err(|e| e.chain())?;
+            if !o.success() {
+                return Err(format!("`{}` refused the new files: {}", c.display(), o.stderr_str().trim()));
+            }
+        }
+        let sys = |a: &[&str]| systemctl(node, a).map_err(|e| e.chain());
+        if pushed.unit_files || !to_start.is_empty() {
+            sys(&["daemon-reload"])?;
+        }
+        if !to_start.is_empty() {
+            let mut a = vec!["enable", "--quiet"];
+            a.extend(&to_start);
+            sys(&a)?;
+        }
+        // one unit after the other, in dependency order (containerd before kubelet)
+        for u in units.iter().filter(|u| to_start.contains(u) || to_restart.contains(u)) {
+            let verb = if to_restart.contains(u) && spec.reload.contains(u) { "reload" } else { "restart" };
+            sys(&[verb, u])?;
+        }
+        Ok(())
+    };
+    let result = run().and_then(|()| {
+        if !to_start.is_empty() {
+            ctx.printer.phase(part, Some(&name), &format!("started {}", to_start.join(" ")));
+        }
+        if !to_restart.is_empty() {
+            ctx.printer.phase(part, Some(&name), &format!("restarted {} (their files changed)", to_restart.join(" ")));
+        }
+        verify(node)
+    });
+    match result {
+        Ok(()) => {
+            forget_backups(node, &pushed);
+            out.started = to_start.iter().map(|s| s.to_string()).collect();
+            out.restarted = to_restart.iter().map(|s| s.to_string()).collect();
+            Ok(out)
+        }
+        Err(message) => {
+            let journal: Vec<String> = units.iter().filter(|u| to_start.contains(u) || to_restart.contains(u)).flat_map(|u| journal_tail(node, u, 8)).collect();
+            ctx.printer.phase("rollback", Some(&name), &format!("{part} did not become healthy: restoring the previous files"));
+            let rollback = (|| -> Result<String, HostError> {
+                if !to_start.is_empty() {
+                    let mut a = vec!["disable", "--now", "--quiet"];
+                    a.extend(&to_start);
+                    systemctl(node, &a)?;
+                }
+                restore(node, &pushed)?;
+                systemctl(node, &["daemon-reload"])?;
+                for u in &to_restart {
+                    systemctl(node, &["restart", u])?;
+                }
+                let mut said = vec!["previous files restored".to_string()];
+                if !to_start.is_empty() {
+                    said.push(format!("stopped {}", to_start.join(" ")));
+                }
+                if !to_restart.is_empty() {
+                    said.push(format!("restarted {} on them", to_restart.join(" ")));
+                }
+                Ok(said.join(", "))
+            })()
+            .unwrap_or_else(|e| format!("failed: {}", e.chain()));
+            Err(HostFailure { host: name, phase: "verify", message, journal, rollback: Some(rollback) })
+        }
+    }
+}
+
+/// Poll `check` until it returns `Ok`, or return its last error after `timeout`.
+pub fn wait_for(timeout: Duration, cancel: &Cancel, mut check: impl FnMut() -> Result<(), String>) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match check() {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(format!("{last} (waited {}s)", timeout.as_secs()));
+        }
+        if cancel.is_cancelled() {
+            return Err(format!("{last} (interrupted)"));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `uname -m` of the hosts the cluster's binaries are for.
+pub fn uname_arch(cluster: &Cluster) -> &'static str {
+    match cluster.artifacts.arch {
+        crate::artifacts::Arch::Amd64 => "x86_64",
+        crate::artifacts::Arch::Arm64 => "aarch64",
+    }
+}
+
+/// The identity kbin uses towards the apiservers: the cluster CA and the super-admin
+/// (`system:masters`) client certificate, which works before any RBAC exists.
+pub fn api_identity(cluster: &Cluster) -> Result<Identity, Error> {
+    let pki = cluster.pki_dir();
+    let read = |rel: &str| {
+        std::fs::read_to_string(pki.join(rel)).map_err(|e| Error::other(format!("cannot read {}: {e}", pki.join(rel).display()), Some("run `kbin pki init` first")))
+    };
+    Ok(Identity { ca_pem: read("ca.crt")?, client: Some((read("super-admin.crt")?, read("super-admin.key")?)) })
+}
+
+/// Turn per-host failures into the one error the CLI reports.
+pub fn failed(what: String, failures: &[HostFailure], hint: &str) -> Error {
+    Error::Failed { what, problems: failures.iter().flat_map(|f| f.lines()).collect(), hint: Some(hint.to_string()) }
+}

@@ -1,0 +1,273 @@
+//! Nodes: host preparation, containerd, flanneld, kubelet (TLS bootstrap) and kube-proxy.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::master::{apiserver_get, on_each, preflight};
+use super::{Ctx, HostFailure, HostOutcome, Spec, converge, items};
+use crate::config::Role;
+use crate::error::Error;
+use crate::host::{Cmd, HostError, Node, Source, WriteOpts};
+use crate::render::Component;
+
+/// In start order: the runtime before the kubelet.
+pub const UNITS: [&str; 4] = ["containerd", "flanneld", "kubelet", "kube-proxy"];
+
+/// Kernel modules a node needs loaded now (and at boot, through modules-load.d).
+pub fn modules(cluster: &crate::config::Cluster) -> Vec<&'static str> {
+    let mut m = vec!["overlay", "br_netfilter"];
+    if cluster.proxy_mode == "ipvs" {
+        m.extend(["ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"]);
+    }
+    m
+}
+
+/// Loads the modules given as arguments (built-in ones count as loaded), installs the IPVS
+/// tools when `$KBIN_IPVS` is 1, and applies the sysctl file `$KBIN_SYSCTL` (a value the
+/// kernel does not let this host change counts only if it already has the wanted value).
+const PREPARE: &str = r#"
+fail=""
+for m in "$@"; do
+  modprobe "$m" 2>/dev/null && continue
+  case $m in
+    br_netfilter) [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] && continue ;;
+    overlay) grep -qw overlay /proc/filesystems && continue ;;
+  esac
+  [ -d "/sys/module/$m" ] && continue
+  fail="$fail $m"
+done
+[ -z "$fail" ] || { echo "cannot load kernel modules:$fail" >&2; exit 1; }
+if [ "$KBIN_IPVS" = 1 ] && ! { command -v ipvsadm && command -v ipset && command -v conntrack; } >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q ipvsadm ipset conntrack >/dev/null
+  elif command -v dnf >/dev/null 2>&1; then dnf install -y -q ipvsadm ipset conntrack-tools >/dev/null
+  elif command -v yum >/dev/null 2>&1; then yum install -y -q ipvsadm ipset conntrack-tools >/dev/null
+  else echo "ipvsadm, ipset and conntrack are missing and no apt-get, dnf or yum is here to install them" >&2; exit 1
+  fi || { echo "installing ipvsadm, ipset and conntrack failed" >&2; exit 1; }
+fi
+if ! sysctl -q -p "$KBIN_SYSCTL" >/dev/null 2>&1; then
+  bad=""
+  while IFS='=' read -r k v; do
+    k=$(echo "$k" | tr -d ' '); v=$(echo "$v" | tr -d ' ')
+    case $k in ''|'#'*) continue ;; esac
+    [ "$(sysctl -n "$k" 2>/dev/null)" = "$v" ] || bad="$bad $k=$v"
+  done < "$KBIN_SYSCTL"
+  [ -z "$bad" ] || { echo "cannot set sysctls:$bad" >&2; exit 1; }
+fi
+"#;
+const SYSCTL_FILE: &str = "/etc/sysctl.d/99-kubernetes.conf";
+
+fn prepare_cmd(cluster: &crate::config::Cluster) -> Cmd {
+    let ipvs = if cluster.proxy_mode == "ipvs" { "1" } else { "0" };
+    let mut argv = vec!["env".to_string(), format!("KBIN_IPVS={ipvs}"), format!("KBIN_SYSCTL={SYSCTL_FILE}"), "sh".into(), "-c".into(), PREPARE.into(), "kbin-prepare".into()];
+    argv.extend(modules(cluster).iter().map(|m| m.to_string()));
+    Cmd::new(argv).sudo()
+}
+
+/// `/etc/fstab` with every active swap line commented out (by kbin, so people can tell).
+pub fn fstab_without_swap(text: &str) -> Option<String> {
+    let mut changed = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            if !l.trim_start().starts_with('#') && fields.len() >= 3 && fields[2] == "swap" {
+                changed = true;
+                format!("# {l}  # swap turned off by kbin: the kubelet needs it off")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    changed.then(|| out.join("\n") + "\n")
+}
+
+/// Swap off now and at boot.
+fn swap_off(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<(), HostError> {
+    let swaps = node.remote.read_file("/proc/swaps")?.unwrap_or_default();
+    let active = String::from_utf8_lossy(&swaps).lines().skip(1).any(|l| !l.trim().is_empty());
+    let fstab = node.remote.read_file("/etc/fstab")?.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let new_fstab = fstab_without_swap(&fstab);
+    if ctx.dry_run {
+        if active {
+            ctx.printer.phase("dry-run", Some(&node.host.name), "would turn swap off (swapoff -a)");
+        }
+        if new_fstab.is_some() {
+            ctx.printer.phase("dry-run", Some(&node.host.name), "would comment out the swap lines of /etc/fstab");
+        }
+        return Ok(());
+    }
+    if active {
+        node.remote.check(&Cmd::new(["swapoff", "-a"]).sudo())?;
+        ctx.printer.phase("node", Some(&node.host.name), "swap turned off");
+    }
+    if let Some(t) = new_fstab {
+        node.remote.write_file("/etc/fstab", &Source::bytes(t.into_bytes()), &WriteOpts::mode(0o644))?;
+        ctx.printer.phase("node", Some(&node.host.name), "swap lines of /etc/fstab commented out");
+    }
+    Ok(())
+}
+
+fn refusal(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<Vec<String>, HostError> {
+    let script = r#"
+echo "arch=$(uname -m)"
+echo "kubelet=$(systemctl is-active kubelet 2>/dev/null || true)"
+for p in 10248 10250 10256; do
+  if ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "busy=$p"; fi
+done
+command -v systemctl >/dev/null || echo "nosystemd=1"
+"#;
+    let out = node.remote.check(&Cmd::new(["sh", "-c", script]).sudo())?;
+    let text = out.stdout_str();
+    let kubelet_runs = text.lines().any(|l| l == "kubelet=active");
+    let mut problems = Vec::new();
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("arch", a)) if a.trim() != super::uname_arch(ctx.cluster) => {
+                problems.push(format!("architecture is {a}, but the cluster installs {} binaries (artifacts.arch)", ctx.cluster.artifacts.arch.as_str()))
+            }
+            Some(("busy", p)) if !kubelet_runs => problems.push(format!("port {p} is already in use by another program")),
+            Some(("nosystemd", _)) => problems.push("systemd is not the init system".into()),
+            _ => {}
+        }
+    }
+    Ok(problems)
+}
+
+/// A plain-HTTP `GET path` to `127.0.0.1:port` on the node, through its SSH connection.
+fn local_http_status(node: &Node<'_>, port: u16, path: &str) -> Result<u16, String> {
+    let mut t = node.remote.open_tcp("127.0.0.1", port).map_err(|e| e.chain())?;
+    t.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    let _ = t.take(4096).read_to_end(&mut head);
+    let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
+    line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("127.0.0.1:{port} answered {line:?}"))
+}
+
+/// The Node as the apiserver sees it: Ready condition and the Lease's renewTime.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Seen {
+    pub registered: bool,
+    pub ready: Option<bool>,
+    pub reason: Option<String>,
+    pub renew_time: Option<String>,
+    pub kubelet_version: Option<String>,
+    pub pod_cidr: Option<String>,
+}
+
+/// Ask the apiserver of `master` about node `name`.
+pub fn seen(cfg: &Arc<rustls::ClientConfig>, master: &Node<'_>, port: u16, name: &str) -> Result<Seen, String> {
+    let mut s = Seen::default();
+    let r = apiserver_get(cfg, master, port, &format!("/api/v1/nodes/{name}"))?;
+    match r.status {
+        404 => return Ok(s),
+        200 => {}
+        st => return Err(format!("GET node {name} answered {st}: {}", r.text().trim())),
+    }
+    let v: Value = serde_json::from_slice(&r.body).map_err(|e| format!("node {name}: bad JSON: {e}"))?;
+    s.registered = true;
+    if let Some(c) = v["status"]["conditions"].as_array().and_then(|a| a.iter().find(|c| c["type"] == "Ready")) {
+        s.ready = Some(c["status"] == "True");
+        s.reason = c["reason"].as_str().map(str::to_string);
+    }
+    s.kubelet_version = v["status"]["nodeInfo"]["kubeletVersion"].as_str().map(str::to_string);
+    s.pod_cidr = v["spec"]["podCIDR"].as_str().map(str::to_string);
+    let l = apiserver_get(cfg, master, port, &format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"))?;
+    if l.status == 200 {
+        let v: Value = serde_json::from_slice(&l.body).map_err(|e| format!("lease {name}: bad JSON: {e}"))?;
+        s.renew_time = v["spec"]["renewTime"].as_str().map(str::to_string);
+    }
+    Ok(s)
+}
+
+/// Ready, with a Lease renewed after `before` (the renewTime seen when the wait began, if any):
+/// a kubelet that just restarted has posted a heartbeat of its own.
+pub fn wait_ready(ctx: &Ctx<'_>, cfg: &Arc<rustls::ClientConfig>, master: &Node<'_>, name: &str, before: Option<String>) -> Result<Seen, String> {
+    let port = ctx.cluster.apiserver.port;
+    let mut last = Seen::default();
+    super::wait_for(ctx.timeout, &ctx.cancel, || {
+        last = seen(cfg, master, port, name)?;
+        if !last.registered {
+            return Err(format!("node {name} has not registered with the apiserver"));
+        }
+        if last.ready != Some(true) {
+            return Err(format!("node {name} is not Ready ({})", last.reason.clone().unwrap_or_else(|| "no Ready condition yet".into())));
+        }
+        if last.renew_time.is_none() || last.renew_time == before {
+            return Err(format!("node {name}'s Lease has not been renewed since the kubelet started"));
+        }
+        Ok(())
+    })?;
+    Ok(last)
+}
+
+/// Install or update the node components on `nodes` (in parallel) and wait until each is Ready
+/// with a fresh heartbeat and kube-proxy is healthy. `masters` are used to ask the apiserver; the
+/// first whose apiserver answers is used.
+pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> Result<Vec<HostOutcome>, Error> {
+    preflight(ctx, nodes, "node", refusal)?;
+    let cfg = crate::tls::client_config(&super::api_identity(ctx.cluster)?).map_err(|e| Error::other(format!("apiserver client identity: {e}"), Some("run `kbin pki check`")))?;
+    let port = ctx.cluster.apiserver.port;
+    let master = if ctx.dry_run {
+        masters.first()
+    } else {
+        masters.iter().find(|m| super::master::apiserver_ready(&cfg, m, port).is_ok())
+    };
+    let Some(master) = master else {
+        return Err(Error::Refused {
+            what: "no master's kube-apiserver answers /readyz; nodes cannot register".into(),
+            problems: masters.iter().map(|m| format!("[preflight] {}: {}", m.host.name, super::master::apiserver_ready(&cfg, m, port).err().unwrap_or_default())).collect(),
+            hint: Some("deploy the masters first (`kbin master add HOST` or `kbin up`)".into()),
+        });
+    };
+    let mut plans = Vec::new();
+    for n in nodes {
+        plans.push(items(ctx, n.host, Component::Node)?);
+    }
+    let (ok, bad) = on_each(ctx, nodes, "node", |n| {
+        let i = nodes.iter().position(|m| m.host.name == n.host.name).expect("one of them");
+        swap_off(ctx, n)?;
+        if !ctx.dry_run {
+            n.remote.check(&Cmd::new(["mkdir", "-p", ctx.cluster.layout.k8s_logs.as_str(), "/var/lib/kubelet", "/opt/cni/bin", "/etc/cni/net.d"]).sudo())?;
+        }
+        let before = if ctx.dry_run { None } else { seen(&cfg, master, port, &n.host.name).ok().and_then(|s| s.renew_time) };
+        let spec = Spec { items: &plans[i], units: &UNITS, reload: &[], precheck: Some(prepare_cmd(ctx.cluster)) };
+        let mut o = converge(ctx, n, "node", &spec, &|n| {
+            let s = wait_ready(ctx, &cfg, master, &n.host.name, before.clone())?;
+            super::wait_for(ctx.timeout, &ctx.cancel, || match local_http_status(n, 10256, "/healthz")? {
+                200 => Ok(()),
+                st => Err(format!("kube-proxy /healthz answered {st}")),
+            })?;
+            ctx.printer.phase("node", Some(&n.host.name), &format!("Ready, heartbeat fresh, kube-proxy healthy (pod CIDR {})", s.pod_cidr.unwrap_or_else(|| "-".into())));
+            Ok(())
+        })?;
+        o.part = "node".into();
+        Ok(o)
+    });
+    if !bad.is_empty() {
+        let failures: Vec<HostFailure> = bad;
+        return Err(super::failed(format!("{} of {} nodes failed", failures.len(), nodes.len()), &failures, "fix the cause (see the journal lines) and run the command again; nodes that finished are not sent anything again"));
+    }
+    Ok(ok)
+}
+
+pub fn hosts(cluster: &crate::config::Cluster) -> Vec<&crate::config::Host> {
+    cluster.hosts_with(Role::Node).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swap_lines_are_commented_out_once() {
+        let fstab = "UUID=1 / ext4 defaults 0 1\n/swap.img none swap sw 0 0\n# /old none swap sw 0 0\n";
+        let out = fstab_without_swap(fstab).unwrap();
+        assert!(out.contains("# /swap.img none swap sw 0 0  # swap turned off by kbin"));
+        assert!(out.contains("UUID=1 / ext4 defaults 0 1\n"));
+        assert_eq!(fstab_without_swap(&out), None, "a second run changes nothing");
+        assert_eq!(fstab_without_swap("UUID=1 / ext4 defaults 0 1\n"), None);
+    }
+}
