@@ -84,7 +84,8 @@ impl Response {
 }
 
 /// Send one HTTPS request over `stream`, verifying the server as `server_name` (an IP address
-/// or DNS name that must be in its certificate) against the identity's CA.
+/// or DNS name that must be in its certificate) against the identity's CA. The body, if any, is
+/// JSON; [`request_as`] sends another media type.
 pub fn request<S: Read + Write>(
     stream: S,
     config: Arc<rustls::ClientConfig>,
@@ -93,13 +94,30 @@ pub fn request<S: Read + Write>(
     path: &str,
     body: Option<&[u8]>,
 ) -> Result<Response, TlsError> {
+    request_as(stream, config, server_name, method, path, "application/json", body)
+}
+
+/// [`request`] with the body's `Content-Type` given, such as `application/apply-patch+yaml` for
+/// a Kubernetes server-side apply.
+pub fn request_as<S: Read + Write>(
+    stream: S,
+    config: Arc<rustls::ClientConfig>,
+    server_name: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Option<&[u8]>,
+) -> Result<Response, TlsError> {
+    if content_type.contains(['\r', '\n']) {
+        return Err(TlsError::Material(format!("bad Content-Type {content_type:?}")));
+    }
     let io_err = |source| TlsError::Io { server: server_name.to_string(), source };
     let name = ServerName::try_from(server_name.to_string()).map_err(|e| TlsError::Material(format!("{server_name}: {e}")))?;
     let conn = rustls::ClientConnection::new(config, name).map_err(|e| TlsError::Material(e.to_string()))?;
     let mut tls = rustls::StreamOwned::new(conn, stream);
     let body = body.unwrap_or(b"");
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {server_name}\r\nUser-Agent: kbin/{}\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {server_name}\r\nUser-Agent: kbin/{}\r\nAccept: application/json\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         env!("CARGO_PKG_VERSION"),
         body.len()
     );
