@@ -6,6 +6,8 @@
 //! - [`artifacts`]: the release binaries: catalog, lock, verified downloads, cache, bundles.
 //! - [`pki`]: kbin's own certificate authority, driven by the cert table in `pki-profiles/`.
 //! - [`render`]: every file kbin writes on a host, from the templates in `unit-templates/`.
+//! - [`kube`]: the Kubernetes API through the SSH connection to a master, and the manifests kbin
+//!   applies (`manifests/`).
 
 pub mod artifacts;
 pub mod config;
@@ -14,6 +16,7 @@ pub mod deploy;
 pub mod etcd;
 pub mod fsutil;
 pub mod host;
+pub mod kube;
 pub mod output;
 pub mod pki;
 pub mod render;
