@@ -11,6 +11,7 @@
 //! - [`masters`]: the apiserver endpoints of the masters and the first one that is ready.
 
 
+pub mod manifests;
 pub mod masters;
 pub mod nodes;
 pub mod resources;
