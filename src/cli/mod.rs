@@ -12,6 +12,7 @@ mod completions;
 mod hosts;
 mod download;
 mod etcd;
+mod manifests;
 mod pin;
 mod pki;
 mod render;
@@ -67,6 +68,9 @@ pub enum Command {
     /// The LB pair holding the apiserver VIP (nginx + keepalived)
     #[command(subcommand)]
     Lb(cluster::LbCommand),
+    /// The Kubernetes objects kbin applies (bootstrap token, RBAC): render, apply
+    #[command(subcommand)]
+    Manifests(manifests::ManifestsCommand),
     /// Print shell completions for kbin
     Completions(completions::Args),
 }
@@ -115,6 +119,7 @@ pub fn main() -> i32 {
         Command::Master(cmd) => cluster::master(&cli.global, cmd),
         Command::Node(cmd) => cluster::node(&cli.global, cmd),
         Command::Lb(cmd) => cluster::lb(&cli.global, cmd),
+        Command::Manifests(cmd) => manifests::exec(&cli.global, cmd),
         Command::Completions(args) => completions::exec(args),
     };
     match result {

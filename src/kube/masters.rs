@@ -51,27 +51,32 @@ pub fn ready_master(cluster: &Cluster, client: &Client, connected: Vec<(&Host, R
     let total = connected.len();
     let mut problems = Vec::new();
     let mut candidates = Vec::new();
-    for (h, r) in connected {
+    for (_, r) in connected {
         match r {
+            // a HostError names its host
             Ok(node) => candidates.push(endpoint(cluster, &node)),
-            Err(e) => problems.push(format!("[connect] {}: {}", h.name, e.chain())),
+            Err(e) => problems.push(format!("[connect] {}", e.chain())),
         }
     }
-    match first_ready(client, candidates, printer) {
-        Ok(ep) => Ok(ep),
-        Err(passed) => {
-            problems.extend(passed.into_iter().map(|(label, reason)| format!("[apiserver] {label}: {reason}")));
-            Err(crate::Error::Refused {
-                what: format!("no apiserver is ready on any of the {total} masters; nothing was changed"),
-                problems,
-                hint: Some(
-                    "start the control plane first (`systemctl status kube-apiserver` on a master; /readyz also needs etcd: `kbin etcd status`); \
-                     `kbin manifests apply --server https://ADDRESS:PORT` reaches an apiserver from this machine instead"
-                        .into(),
-                ),
-            })
-        }
-    }
+    first_ready(client, candidates, printer).map_err(|passed| {
+        let hint = "start the control plane first (`systemctl status kube-apiserver` on a master; /readyz also needs etcd: `kbin etcd status`); \
+                    `kbin manifests apply --server https://ADDRESS:PORT` reaches an apiserver from this machine instead";
+        refuse(format!("no apiserver is ready on any of the {total} masters; nothing was changed"), problems, passed, hint)
+    })
+}
+
+/// `ep` if its `/readyz` answers 200, else a refusal (exit 2: nothing was changed) saying why.
+pub fn ready_server(client: &Client, ep: Endpoint, printer: &Printer) -> Result<Endpoint, crate::Error> {
+    let label = ep.label.clone();
+    first_ready(client, vec![ep], printer).map_err(|passed| {
+        let hint = "check the URL, that kube-apiserver listens there (`systemctl status kube-apiserver`) and that its etcd is healthy (`kbin etcd status`)";
+        refuse(format!("the apiserver at {label} is not ready; nothing was changed"), Vec::new(), passed, hint)
+    })
+}
+
+fn refuse(what: String, mut problems: Vec<String>, passed: Vec<(String, String)>, hint: &str) -> crate::Error {
+    problems.extend(passed.into_iter().map(|(label, reason)| format!("[apiserver] {label}: {reason}")));
+    crate::Error::Refused { what, problems, hint: Some(hint.into()) }
 }
 
 #[cfg(test)]

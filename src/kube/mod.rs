@@ -10,7 +10,6 @@
 //! - [`manifests`]: the objects kbin applies to every cluster (`manifests/`), rendered and applied.
 //! - [`masters`]: the apiserver endpoints of the masters and the first one that is ready.
 
-
 pub mod manifests;
 pub mod masters;
 pub mod nodes;

@@ -180,55 +180,54 @@ c=$(curl -s --cacert "$CA" -o "$W/body" -w '%{http_code}' "$API/api/v1/nodes")
 [[ $c == 403 ]] || die "anonymous list nodes: want 403, got $c"
 ok "anonymous requests are 403 for resources"
 
-# ---- manifests by server-side apply with the super-admin (system:masters) ---------------------------
+# ---- kbin's manifests, applied by kbin (server-side apply as the super-admin, system:masters) -------
 TOKEN=$(cat "$PKI/bootstrap-token")
 TID=${TOKEN%%.*}
 TSECRET=${TOKEN#*.}
-apply() { # PATH YAML
+apply() { # PATH YAML: server-side apply with curl, for the checks of the stand-in's own behaviour
     kcurl super-admin PATCH "$1?fieldManager=kbin&force=true" -H 'Content-Type: application/apply-patch+yaml' --data-binary "$2" >/dev/null
 }
-SECRET="apiVersion: v1
-kind: Secret
-metadata:
-  name: bootstrap-token-$TID
-  namespace: kube-system
-type: bootstrap.kubernetes.io/token
-stringData:
-  token-id: $TID
-  token-secret: $TSECRET
-  usage-bootstrap-authentication: \"true\"
-  usage-bootstrap-signing: \"true\"
-  auth-extra-groups: system:bootstrappers:kbin:default-node-token"
 crb() { # NAME ROLE KIND SUBJECT
     printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: %s\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: %s\nsubjects:\n- apiGroup: rbac.authorization.k8s.io\n  kind: %s\n  name: %s\n' "$1" "$2" "$3" "$4"
 }
-apply_all() {
-    apply "/api/v1/namespaces/kube-system/secrets/bootstrap-token-$TID" "$SECRET" && code && echo
-    for b in "kbin:kubelet-bootstrap system:node-bootstrapper Group system:bootstrappers" \
-        "kbin:node-autoapprove-bootstrap system:certificates.k8s.io:certificatesigningrequests:nodeclient Group system:bootstrappers" \
-        "kbin:node-autoapprove-certificate-rotation system:certificates.k8s.io:certificatesigningrequests:selfnodeclient Group system:nodes" \
-        "kbin:cluster-admins cluster-admin Group kbin:cluster-admins" \
-        "kbin:flannel kbin:flannel User flannel" \
-        "kbin:apiserver-kubelet-client system:kubelet-api-admin User kube-apiserver-kubelet-client"; do
-        read -r n r k s <<<"$b"
-        apply "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/$n" "$(crb "$n" "$r" "$k" "$s")" && code && echo
-    done
-    apply /apis/rbac.authorization.k8s.io/v1/clusterroles/kbin:flannel '{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"kbin:flannel"},"rules":[{"apiGroups":[""],"resources":["nodes"],"verbs":["get","list","watch"]},{"apiGroups":[""],"resources":["nodes/status"],"verbs":["patch"]}]}' && code && echo
+manifests() { # OUT ARGS...: kbin manifests apply --server, JSON report in $W/OUT
+    local out=$1; shift
+    "$KBIN" -c "$W/cluster.toml" manifests apply --server "$API" --json "$@" >"$W/$out" 2>>"$W/log/kbin.log"
 }
+outcomes() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(" ".join(f"{k}={v}" for k, v in sorted(d["counts"].items())), len(d["objects"]))' "$W/$1"; }
 # The admin certificate (O=kbin:cluster-admins) has no rights before its binding exists.
 kcurl admin GET /api/v1/nodes >/dev/null || true
 [[ $(code) == 403 ]] && [[ $(py 'd["reason"]') == Forbidden ]] || die "admin before RBAC: want 403, got $(code)"
 ok "the admin certificate is 403 before its ClusterRoleBinding exists (O=kbin:cluster-admins is not system:masters)"
-first=$(apply_all | sort | uniq -c | tr -s ' ' | tr '\n' ';')
-[[ $first == " 8 201;" ]] || die "first apply: want 8x 201, got $first"
+manifests dry0.json --dry-run || die "kbin manifests apply --dry-run failed"
+[[ $(outcomes dry0.json) == "would-create=8 8" ]] || die "dry run before anything exists: want 8x would-create, got $(outcomes dry0.json)"
+kcurl super-admin GET "/api/v1/namespaces/kube-system/secrets/bootstrap-token-$TID" >/dev/null || true
+[[ $(code) == 404 ]] || die "kbin manifests apply --dry-run created the Secret ($(code))"
+manifests apply1.json || die "kbin manifests apply failed"
+[[ $(outcomes apply1.json) == "created=8 8" ]] || die "first apply: want 8x created, got $(outcomes apply1.json)"
 kcurl super-admin GET "/api/v1/namespaces/kube-system/secrets/bootstrap-token-$TID" >/dev/null
 rv1=$(py 'd["metadata"]["resourceVersion"]')
-[[ $(py 'd["data"]["token-id"]') == $(printf %s "$TID" | base64) ]] && [[ $(py '"stringData" in d') == False ]] || die "stringData was not stored as data"
-second=$(apply_all | sort | uniq -c | tr -s ' ' | tr '\n' ';')
-[[ $second == " 8 200;" ]] || die "second apply: want 8x 200, got $second"
+[[ $(py 'd["type"]') == bootstrap.kubernetes.io/token ]] && [[ $(py 'd["data"]["token-id"]') == $(printf %s "$TID" | base64) ]] &&
+    [[ $(py 'd["data"]["token-secret"]') == $(printf %s "$TSECRET" | base64) ]] || die "the bootstrap token Secret does not hold pki/bootstrap-token"
+manifests apply2.json || die "second kbin manifests apply failed"
+[[ $(outcomes apply2.json) == "unchanged=8 8" ]] || die "second apply: want 8x unchanged, got $(outcomes apply2.json)"
 kcurl super-admin GET "/api/v1/namespaces/kube-system/secrets/bootstrap-token-$TID" >/dev/null
 [[ $(py 'd["metadata"]["resourceVersion"]') == "$rv1" ]] || die "applying the same Secret twice changed its resourceVersion"
-ok "server-side apply creates (201), re-applying is a no-op (200, same resourceVersion), stringData becomes data"
+manifests dry1.json --dry-run && [[ $(outcomes dry1.json) == "exists=8 8" ]] || die "dry run after apply: want 8x exists, got $(outcomes dry1.json)"
+kcurl super-admin PATCH /apis/rbac.authorization.k8s.io/v1/clusterroles/kbin:flannel -H 'Content-Type: application/merge-patch+json' \
+    --data '{"metadata":{"labels":{"app.kubernetes.io/managed-by":"someone-else"}}}' >/dev/null && [[ $(code) == 200 ]] || die "merge patch of kbin:flannel: $(code)"
+manifests apply3.json && [[ $(outcomes apply3.json) == "configured=1 unchanged=7 8" ]] || die "apply after a change: want 1 configured, 7 unchanged, got $(outcomes apply3.json)"
+[[ $(python3 -c 'import json,sys; print([o["kind"]+"/"+o["name"] for o in json.load(open(sys.argv[1]))["objects"] if o["outcome"]=="configured"][0])' "$W/apply3.json") == ClusterRole/kbin:flannel ]] || die "the configured object is not ClusterRole/kbin:flannel"
+"$KBIN" -c "$W/cluster.toml" manifests render >"$W/manifests.yaml" 2>>"$W/log/kbin.log" || die "kbin manifests render failed"
+for f in "$W/manifests.yaml" "$W"/apply?.json "$W"/dry?.json "$W/log/kbin.log"; do
+    ! grep -qF -e "$TSECRET" -e "$(printf %s "$TSECRET" | base64)" "$f" || die "the token secret appears in $f"
+done
+ok "kbin manifests apply --server: 8 objects created, then 8 unchanged (same resourceVersion), 1 configured after someone changed it; --dry-run changes nothing; the token secret is in no output or log"
+# stringData (kbin's manifests use data) is merged into data by the stand-in, never stored
+apply /api/v1/namespaces/kube-system/secrets/selftest-stringdata '{"apiVersion":"v1","kind":"Secret","metadata":{"name":"selftest-stringdata","namespace":"kube-system"},"stringData":{"k":"v"}}' && [[ $(code) == 201 ]] || die "apply a Secret with stringData: $(code)"
+kcurl super-admin GET /api/v1/namespaces/kube-system/secrets/selftest-stringdata >/dev/null
+[[ $(py 'd["data"]["k"]') == $(printf v | base64) ]] && [[ $(py '"stringData" in d') == False ]] || die "stringData was not stored as data"
+ok "a Secret's stringData is stored as data (base64), as upstream"
 CM='{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cfg","namespace":"kube-flannel"},"data":{"k":"v"}}'
 apply /api/v1/namespaces/kube-flannel/configmaps/cfg "$CM" || true
 [[ $(code) == 404 ]] && [[ $(py 'd["message"]') == 'namespaces "kube-flannel" not found' ]] || die "apply into a missing namespace: want 404, got $(code)"
