@@ -1,0 +1,228 @@
+//! kbin's Kubernetes client against the stand-in kube-apiserver (tests/standins, which does
+//! server-side apply, RBAC and Status errors as upstream) backed by a real etcd 3.5.1, with
+//! certificates from `kbin pki init`. The masters are fake hosts whose `open_tcp` forwards to the
+//! apiserver, so the path through a host's connection (`Endpoint::through`) is the one tested.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kbin::host::fake::{FakeHost, Logged};
+use kbin::host::{Node, Remote};
+use kbin::kube::manifests::{self, Manifest, Outcome};
+use kbin::kube::{ApplyOutcome, Client, Endpoint, KubeError, masters};
+use kbin::output::Printer;
+use serde_json::json;
+
+const CLUSTER: &str = r#"
+[cluster]
+name = "kapi"
+
+[[hosts]]
+name = "m1"
+address = "10.9.0.1"
+roles = ["master", "etcd"]
+
+[[hosts]]
+name = "m2"
+address = "10.9.0.2"
+roles = ["master"]
+"#;
+
+/// Kills the process when dropped.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The etcd binary: $KBIN_ETCD_BIN, or extracted from the lab's cached release tarball.
+fn etcd_bin(dir: &Path) -> PathBuf {
+    if let Some(p) = std::env::var_os("KBIN_ETCD_BIN") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var("KBIN_LAB_CACHE").unwrap_or_else(|_| "/var/cache/kbin-lab".into());
+    let tarball = PathBuf::from(cache).join("dist/etcd-v3.5.1-linux-amd64.tar.gz");
+    assert!(tarball.exists(), "{} is missing: run `tests/lab/lab etcd-tarball` once, or set KBIN_ETCD_BIN", tarball.display());
+    let st = Command::new("tar").args(["-xzf", tarball.to_str().unwrap(), "-C", dir.to_str().unwrap()]).status().unwrap();
+    assert!(st.success());
+    dir.join("etcd-v3.5.1-linux-amd64/etcd")
+}
+
+/// The stand-in binary: $KBIN_STANDIN, else tests/standins built in release mode (as
+/// selftest.sh builds it; a separate package with its own target dir).
+fn standin_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("KBIN_STANDIN") {
+        return PathBuf::from(p);
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standins");
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "-q", "--release", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .status()
+        .expect("cargo runs");
+    assert!(st.success(), "building the stand-ins failed");
+    dir.join("target/release/kbin-standin")
+}
+
+/// etcd (member m1) and the stand-in apiserver serving m2's certificate on loopback.
+fn start(dir: &Path) -> (Proc, Proc, u16) {
+    let pki = dir.join("pki");
+    let p = |f: &str| pki.join(f).to_str().unwrap().to_string();
+    let (client, peer, api) = (free_port(), free_port(), free_port());
+    let etcd = Command::new(etcd_bin(dir))
+        .args([
+            "--name=m1".to_string(),
+            format!("--data-dir={}", dir.join("etcd-data").display()),
+            format!("--listen-client-urls=https://127.0.0.1:{client}"),
+            format!("--advertise-client-urls=https://127.0.0.1:{client}"),
+            format!("--listen-peer-urls=https://127.0.0.1:{peer}"),
+            format!("--initial-advertise-peer-urls=https://127.0.0.1:{peer}"),
+            format!("--initial-cluster=m1=https://127.0.0.1:{peer}"),
+            format!("--cert-file={}", p("hosts/m1/etcd-server.crt")),
+            format!("--key-file={}", p("hosts/m1/etcd-server.key")),
+            format!("--trusted-ca-file={}", p("etcd/ca.crt")),
+            "--client-cert-auth".to_string(),
+            format!("--peer-cert-file={}", p("hosts/m1/etcd-peer.crt")),
+            format!("--peer-key-file={}", p("hosts/m1/etcd-peer.key")),
+            format!("--peer-trusted-ca-file={}", p("etcd/ca.crt")),
+            "--peer-client-cert-auth".to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let etcd = Proc(etcd);
+    let log = std::fs::File::create(dir.join("kube-apiserver.log")).unwrap();
+    let apiserver = Command::new(standin_bin())
+        .args([
+            "kube-apiserver".to_string(),
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--secure-port={api}"),
+            format!("--tls-cert-file={}", p("hosts/m2/apiserver.crt")),
+            format!("--tls-private-key-file={}", p("hosts/m2/apiserver.key")),
+            format!("--client-ca-file={}", p("ca.crt")),
+            format!("--etcd-servers=https://127.0.0.1:{client}"),
+            format!("--etcd-cafile={}", p("etcd/ca.crt")),
+            format!("--etcd-certfile={}", p("apiserver-etcd-client.crt")),
+            format!("--etcd-keyfile={}", p("apiserver-etcd-client.key")),
+            "--authorization-mode=Node,RBAC".to_string(),
+            "--enable-bootstrap-token-auth=true".to_string(),
+        ])
+        .env("KBIN_STANDIN_VERSION", "v1.34.2")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    (etcd, Proc(apiserver), api)
+}
+
+fn quiet() -> Printer {
+    Printer { quiet: true, color: false }
+}
+
+#[test]
+fn apply_through_a_masters_connection_against_the_standin_apiserver() {
+    let d = tempfile::tempdir().unwrap();
+    let cluster = kbin::config::parse(&d.path().join("cluster.toml"), CLUSTER).unwrap();
+    kbin::pki::init(&cluster).unwrap();
+    let (_etcd, _apiserver, port) = start(d.path());
+    let client = Client::from_pki(&cluster.pki_dir(), "super-admin").unwrap();
+
+    // wait for the apiserver to reach etcd (directly over TCP: its cert has 127.0.0.1)
+    let direct = Endpoint::tcp("127.0.0.1", port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(client.healthz(&direct, "/readyz"), Ok((200, _))) {
+        let log = std::fs::read_to_string(d.path().join("kube-apiserver.log")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "the apiserver did not become ready; its log:\n{log}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // m1's apiserver cannot be reached, m2's can (through the fake host's forward)
+    let m1 = Arc::new(FakeHost::new("m1", &d.path().join("m1")));
+    let m2 = Arc::new(FakeHost::new("m2", &d.path().join("m2")));
+    m2.forward("10.9.0.2", 6443, format!("127.0.0.1:{port}").parse().unwrap());
+    let connected = vec![
+        (&cluster.hosts[0], Ok(Node { host: &cluster.hosts[0], remote: m1.clone() as Arc<dyn Remote> })),
+        (&cluster.hosts[1], Ok(Node { host: &cluster.hosts[1], remote: m2.clone() as Arc<dyn Remote> })),
+    ];
+    let ep = masters::ready_master(&cluster, &client, connected, &quiet()).unwrap();
+    assert_eq!((ep.label.as_str(), ep.server_name.as_str()), ("m2 (10.9.0.2:6443)", "10.9.0.2"));
+    assert!(m1.log().iter().any(|l| matches!(l, Logged::Tcp(a, 6443) if a == "10.9.0.1")), "m1 was tried first");
+    assert_eq!(client.version(&ep).unwrap(), "v1.34.2");
+
+    // a master that is unreachable and nothing else: refused, naming it
+    let only_m1 = vec![(&cluster.hosts[0], Ok(Node { host: &cluster.hosts[0], remote: m1.clone() as Arc<dyn Remote> }))];
+    let e = masters::ready_master(&cluster, &client, only_m1, &quiet()).unwrap_err();
+    assert_eq!(e.exit(), kbin::Exit::Refused);
+    assert!(e.details().iter().any(|p| p.starts_with("[apiserver] m1 (10.9.0.1:6443): cannot reach the apiserver")), "{:?}", e.details());
+
+    // the admin certificate has no rights before kbin's RBAC exists
+    let admin = Client::from_pki(&cluster.pki_dir(), "admin").unwrap();
+    assert_eq!(admin.nodes(&ep).unwrap_err().status(), Some(403));
+
+    // dry run, apply, apply again
+    let objects = manifests::render(&cluster).unwrap();
+    let n = objects.len();
+    let dry = manifests::apply_all(&client, &ep, &objects, &quiet(), true).unwrap();
+    assert_eq!(dry.count(Outcome::WouldCreate), n);
+    let first = manifests::apply_all(&client, &ep, &objects, &quiet(), false).unwrap();
+    assert_eq!((first.count(Outcome::Created), first.server.as_str()), (n, "m2 (10.9.0.2:6443)"));
+    let second = manifests::apply_all(&client, &ep, &objects, &quiet(), false).unwrap();
+    assert_eq!(second.count(Outcome::Unchanged), n, "{:?}", second.objects);
+    assert_eq!(manifests::apply_all(&client, &ep, &objects, &quiet(), true).unwrap().count(Outcome::Exists), n);
+
+    // the Secret the apiserver stored holds the token; the admin may now list (no) nodes
+    let token = std::fs::read_to_string(cluster.pki_dir().join("bootstrap-token")).unwrap();
+    let id = token.trim().split_once('.').unwrap().0;
+    let secret = client.get(&ep, &format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{id}")).unwrap();
+    assert_eq!(secret["type"], "bootstrap.kubernetes.io/token");
+    assert_eq!(admin.nodes(&ep).unwrap(), vec![]);
+
+    // a change is "configured"; the same again "unchanged"
+    let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kbin-test", "namespace": "kube-system"}, "data": {"k": "1"}});
+    assert_eq!(client.apply(&ep, &cm, "kbin").unwrap(), ApplyOutcome::Created);
+    cm["data"]["k"] = json!("2");
+    assert_eq!(client.apply(&ep, &cm, "kbin").unwrap(), ApplyOutcome::Configured);
+    assert_eq!(client.apply(&ep, &cm, "kbin").unwrap(), ApplyOutcome::Unchanged);
+    assert_eq!(client.get(&ep, "/api/v1/namespaces/kube-system/configmaps/kbin-test").unwrap()["data"]["k"], "2");
+
+    // a refused object is reported with the Status message; the others are still applied
+    let missing_ns = Manifest::new("test#1", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "nowhere"}})).unwrap();
+    let mut with_bad = vec![missing_ns];
+    with_bad.extend(objects.iter().cloned());
+    let r = manifests::apply_all(&client, &ep, &with_bad, &quiet(), false).unwrap();
+    assert_eq!((r.count(Outcome::Failed), r.count(Outcome::Unchanged)), (1, n));
+    let err = r.check().unwrap_err().to_string();
+    assert!(err.starts_with(&format!("1 of {} objects were refused", n + 1)), "{err}");
+    let failed = r.objects.iter().find(|o| o.outcome == Outcome::Failed).unwrap();
+    assert!(failed.error.as_deref().unwrap().contains("HTTP 404 NotFound: namespaces \"nowhere\" not found"), "{failed:?}");
+
+    // a Lease's renewTime, as the kubelet keeps it; none for a node without one
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "n1", "namespace": "kube-node-lease"},
+                       "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40, "renewTime": "2025-11-20T09:00:03.123456Z"}});
+    client.apply(&ep, &lease, "kbin-test").unwrap();
+    assert_eq!(client.lease_renew_time(&ep, "n1").unwrap().as_deref(), Some("2025-11-20T09:00:03.123456Z"));
+    assert_eq!(client.lease_renew_time(&ep, "n2").unwrap(), None);
+
+    // a client of another CA is not trusted by the apiserver (401), and kbin does not trust an
+    // apiserver whose certificate another CA signed
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = kbin::config::parse(&other_dir.path().join("cluster.toml"), CLUSTER).unwrap();
+    kbin::pki::init(&other).unwrap();
+    let stranger = Client::from_pki(&other.pki_dir(), "super-admin").unwrap();
+    let e = stranger.get(&direct, "/api/v1/nodes").unwrap_err();
+    assert!(matches!(e, KubeError::Transport { .. }), "kbin must refuse the apiserver's certificate: {e}");
+    let mut foreign = kbin::tls::Identity { ca_pem: std::fs::read_to_string(cluster.pki_dir().join("ca.crt")).unwrap(), client: None };
+    let r = |f: &str| std::fs::read_to_string(other.pki_dir().join(f)).unwrap();
+    foreign.client = Some((r("super-admin.crt"), r("super-admin.key")));
+    let e = Client::new(&foreign).unwrap().get(&direct, "/api/v1/nodes").unwrap_err();
+    assert_eq!(e.status(), Some(401), "{e}");
+}
