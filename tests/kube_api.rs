@@ -193,6 +193,9 @@ fn apply_through_a_masters_connection_against_the_standin_apiserver() {
     assert_eq!(client.apply(&ep, &cm, "kbin").unwrap(), ApplyOutcome::Configured);
     assert_eq!(client.apply(&ep, &cm, "kbin").unwrap(), ApplyOutcome::Unchanged);
     assert_eq!(client.get(&ep, "/api/v1/namespaces/kube-system/configmaps/kbin-test").unwrap()["data"]["k"], "2");
+    let e = client.get(&ep, "/api/v1/namespaces/kube-system/configmaps/nope").unwrap_err();
+    assert!(e.to_string().ends_with("answered GET /api/v1/namespaces/kube-system/configmaps/nope with HTTP 404 NotFound: configmaps \"nope\" not found"), "{e}");
+    assert_eq!(client.get_opt(&ep, "/api/v1/namespaces/kube-system/configmaps/nope").unwrap(), None);
 
     // a refused object is reported with the Status message; the others are still applied
     let missing_ns = Manifest::new("test#1", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "nowhere"}})).unwrap();

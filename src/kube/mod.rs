@@ -323,23 +323,19 @@ impl Client {
 
     /// `GET path` as JSON; anything but 200 is an error.
     pub fn get(&self, ep: &Endpoint, path: &str) -> Result<Value, KubeError> {
-        self.get_opt(ep, path)?.ok_or_else(|| KubeError::Status {
-            server: ep.label.clone(),
-            method: "GET".into(),
-            path: path.into(),
-            status: 404,
-            reason: "NotFound".into(),
-            message: format!("{path} does not exist"),
-        })
+        let r = self.send(ep, "GET", path, None)?;
+        match r.status {
+            200 => json(ep, path, &r),
+            _ => Err(status_error(ep, "GET", path, &r)),
+        }
     }
 
     /// `GET path` as JSON, `None` on 404.
     pub fn get_opt(&self, ep: &Endpoint, path: &str) -> Result<Option<Value>, KubeError> {
-        let r = self.send(ep, "GET", path, None)?;
-        match r.status {
-            200 => json(ep, path, &r).map(Some),
-            404 => Ok(None),
-            _ => Err(status_error(ep, "GET", path, &r)),
+        match self.get(ep, path) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
