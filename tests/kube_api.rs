@@ -178,6 +178,12 @@ fn apply_through_a_masters_connection_against_the_standin_apiserver() {
     let second = manifests::apply_all(&client, &ep, &objects, &quiet(), false).unwrap();
     assert_eq!(second.count(Outcome::Unchanged), n, "{:?}", second.objects);
     assert_eq!(manifests::apply_all(&client, &ep, &objects, &quiet(), true).unwrap().count(Outcome::Exists), n);
+    // what the deploy commands call with their connected masters: m1 is passed over, m2 used
+    let nodes = [Node { host: &cluster.hosts[0], remote: m1.clone() as Arc<dyn Remote> }, Node { host: &cluster.hosts[1], remote: m2.clone() as Arc<dyn Remote> }];
+    let r = manifests::apply_to_masters(&cluster, &nodes, &quiet(), false).unwrap();
+    assert_eq!((r.count(Outcome::Unchanged), r.server.as_str()), (n, "m2 (10.9.0.2:6443)"));
+    let e = manifests::apply_to_masters(&cluster, &nodes[..1], &quiet(), false).unwrap_err();
+    assert_eq!(e.exit(), kbin::Exit::Refused);
 
     // the Secret the apiserver stored holds the token; the admin may now list (no) nodes
     let token = std::fs::read_to_string(cluster.pki_dir().join("bootstrap-token")).unwrap();

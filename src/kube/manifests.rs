@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use super::resources::{self, ObjectRef};
 use super::{Client, Endpoint, KubeError};
 use crate::config::Cluster;
+use crate::host::Node;
 use crate::error::Reportable;
 use crate::output::Printer;
 use crate::pki::{self, profile::Profile};
@@ -387,6 +388,11 @@ impl ApplyReport {
         format!("{n} object{}: {}", if n == 1 { "" } else { "s" }, if parts.is_empty() { "none".into() } else { parts.join(", ") })
     }
 
+    /// `8 objects: 8 created through master1 (192.168.0.11:6443)`, for the closing line.
+    pub fn headline(&self) -> String {
+        format!("{} through {}{}", self.summary(), self.server, if self.dry_run { " (dry run: nothing was changed)" } else { "" })
+    }
+
     /// An error listing every refused object, if any was.
     pub fn check(&self) -> Result<(), ManifestError> {
         let problems: Vec<String> = self
@@ -428,6 +434,20 @@ pub fn apply_all(client: &Client, ep: &Endpoint, manifests: &[Manifest], printer
             Err(e) => return Err(ManifestError::Apply { object: what, source: Box::new(e) }),
         }
     }
+    Ok(report)
+}
+
+/// The cluster's manifests applied through the first of `masters` (connected, in cluster file
+/// order) whose apiserver is ready, as the super-admin; an error if no apiserver is ready
+/// (exit 2, nothing changed) or if the apiserver refused any object.
+pub fn apply_to_masters(cluster: &Cluster, masters: &[Node<'_>], printer: &Printer, dry_run: bool) -> Result<ApplyReport, crate::Error> {
+    let objects = render(cluster)?;
+    let client = Client::from_pki(&cluster.pki_dir(), "super-admin")?;
+    let connected = masters.iter().map(|n| (n.host, Ok(n.clone()))).collect();
+    let ep = super::masters::ready_master(cluster, &client, connected, printer)?;
+    let report = apply_all(&client, &ep, &objects, printer, dry_run)?;
+    printer.phase("manifests", None, &report.headline());
+    report.check()?;
     Ok(report)
 }
 
