@@ -240,7 +240,7 @@ pub fn node(global: &Global, cmd: &NodeCommand) -> kbin::Result<()> {
     let masters = s.reachable(&deploy::master::hosts(&cluster));
     let bins = binaries(global, &cluster, &a.deploy.net, &[Component::Node])?;
     let ctx = s.ctx(&a.deploy, &bins);
-    // TODO(manifests) super::manifests::apply_through(&ctx, &masters)?;
+    super::manifests::apply_through(&ctx, &masters)?;
     let report = deploy::node::deploy(&ctx, &nodes, &masters)?;
     print_json(a.deploy.json, &report);
     Ok(())
