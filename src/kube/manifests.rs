@@ -380,8 +380,14 @@ impl ApplyReport {
         let mut parts = Vec::new();
         for o in [Outcome::Created, Outcome::Configured, Outcome::Unchanged, Outcome::WouldCreate, Outcome::Exists, Outcome::Failed] {
             let n = self.count(o);
+            // as a count: "8 to create", "8 existing"
+            let word = match o {
+                Outcome::WouldCreate => "to create",
+                Outcome::Exists => "existing",
+                o => o.as_str(),
+            };
             if n > 0 {
-                parts.push(format!("{n} {}", o.as_str()));
+                parts.push(format!("{n} {word}"));
             }
         }
         let n = self.objects.len();
@@ -608,6 +614,11 @@ mod tests {
         r.push(&ms[1], Outcome::Unchanged, None);
         r.push(&ms[2], Outcome::Unchanged, None);
         assert_eq!(r.summary(), "3 objects: 1 created, 2 unchanged");
+        let mut dry = ApplyReport { dry_run: true, ..r.clone() };
+        dry.objects.clear();
+        dry.push(&ms[0], Outcome::WouldCreate, None);
+        dry.push(&ms[1], Outcome::Exists, None);
+        assert_eq!(dry.headline(), "2 objects: 1 to create, 1 existing through m1 (10.0.0.1:6443) (dry run: nothing was changed)");
         assert!(r.check().is_ok());
         r.push(&ms[3], Outcome::Failed, Some("HTTP 422 Invalid".into()));
         let v = serde_json::to_value(&r).unwrap();
