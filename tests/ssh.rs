@@ -388,6 +388,34 @@ fn tcp_tunnel_reaches_a_port_as_seen_from_the_host() {
     server.join().unwrap();
 }
 
+/// A server that speaks first (a TLS server's handshake answer, a greeting) lost its bytes now
+/// and then: flushing the tunnel called `libssh2_channel_flush`, which discards what was
+/// received but not read yet.
+#[test]
+fn flushing_a_tunnel_keeps_what_the_server_already_sent() {
+    let e = env();
+    let sshd = Sshd::start("127.0.0.1", &[&e.key]);
+    e.trust(&sshd);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"greeting").unwrap();
+        let mut buf = [0u8; 3];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(b"!").unwrap();
+    });
+    let h = ssh::connect(&e.target("n1", &sshd, "root"), None, &e.opts()).unwrap();
+    let mut tun = h.open_tcp("127.0.0.1", port).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300)); // the greeting is on its way
+    tun.write_all(b"hey").unwrap();
+    tun.flush().unwrap();
+    let mut got = [0u8; 9];
+    tun.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"greeting!");
+    server.join().unwrap();
+}
+
 #[test]
 fn scan_shows_and_records_fingerprints() {
     let e = env();

@@ -1065,14 +1065,12 @@ impl Write for TunnelStream {
             }
         }
     }
+    /// Nothing to do: `write` hands every byte to libssh2, which sends it. Never call the
+    /// channel's own `flush`: `libssh2_channel_flush` *discards* the data received but not yet
+    /// read, so a TLS client flushing its request lost the start of the answer now and then
+    /// ("cannot decrypt peer's message").
     fn flush(&mut self) -> io::Result<()> {
-        let until = Instant::now() + self.io_timeout;
-        loop {
-            match self.io(|ch| ch.flush()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(until)?,
-                r => return r,
-            }
-        }
+        Ok(())
     }
 }
 
