@@ -260,3 +260,218 @@ pub fn lb(global: &Global, cmd: &LbCommand) -> kbin::Result<()> {
     print_json(a.json, &report);
     Ok(())
 }
+
+/// Build or update the whole cluster from the cluster file
+///
+/// Stages, each skipping what is already done: pki (issue what is missing), download (verified
+/// artifacts), etcd, masters, LB pair (when the file has lb hosts), manifests (bootstrap token
+/// Secret and RBAC, by server-side apply), nodes. Every host must be reachable. Safe to re-run:
+/// an up-to-date cluster is sent nothing and nothing restarts. --dry-run shows the plan.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    /// Seconds to wait for etcd members to become healthy
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub etcd_timeout: u64,
+}
+
+pub fn up(global: &Global, a: &UpArgs) -> kbin::Result<()> {
+    let cluster = global.cluster()?;
+    let p = global.printer();
+    let mut report = deploy::up::Report::default();
+    let t0 = std::time::Instant::now();
+    if a.deploy.dry_run && !cluster.pki_dir().join("ca.crt").exists() {
+        p.phase("up", None, &format!("pki: would create the CAs and every certificate in {}; run without --dry-run (or `kbin pki init`) to plan the rest", cluster.pki_dir().display()));
+        return Ok(());
+    }
+    let summary = if a.deploy.dry_run {
+        "not checked in a dry run".to_string()
+    } else {
+        let r = kbin::pki::init(&cluster)?;
+        for s in &r.stale {
+            p.warn(&format!("pki/{}: {}", s.file, s.problem), Some("`kbin pki renew` re-issues it; then run `kbin up` again"));
+        }
+        if r.issued.is_empty() { format!("{} kept, nothing to issue", r.kept) } else { format!("issued {}", r.issued.join(", ")) }
+    };
+    p.phase("up", None, &format!("pki: {summary} ({} ms)", t0.elapsed().as_millis()));
+    report.stages.push(deploy::up::Stage { name: "pki".into(), millis: t0.elapsed().as_millis(), summary });
+
+    let t0 = std::time::Instant::now();
+    let bins = binaries(global, &cluster, &a.deploy.net, &[Component::Etcd, Component::Master, Component::Node])?;
+    let summary = format!("{} components verified", Bins::components(&cluster, &[Component::Etcd, Component::Master, Component::Node]).len());
+    p.phase("up", None, &format!("download: {summary} ({} ms)", t0.elapsed().as_millis()));
+    report.stages.push(deploy::up::Stage { name: "download".into(), millis: t0.elapsed().as_millis(), summary });
+
+    let s = Session::new(global, &cluster, &a.deploy)?;
+    let all: Vec<&Host> = cluster.hosts.iter().collect();
+    let nodes = s.connector.connect_all(&all)?;
+    let ctx = s.ctx(&a.deploy, &bins);
+    let etcd_ctx = kbin::etcd::ops::Ctx {
+        cluster: &cluster,
+        printer: p,
+        concurrency: ctx.concurrency,
+        cancel: ctx.cancel.clone(),
+        client: kbin::etcd::api::Client::new(&kbin::etcd::ops::identity(&cluster)?).map_err(|e| kbin::Error::other(format!("etcd client identity: {e}"), Some("run `kbin pki check`")))?,
+        health_timeout: Duration::from_secs(a.etcd_timeout),
+    };
+    deploy::up::run(&ctx, &etcd_ctx, &nodes, &mut report)?;
+    let total: u128 = report.stages.iter().map(|s| s.millis).sum();
+    p.phase("up", None, &format!("{} in {total} ms: {} bytes sent, {} started, {} restarted", if a.deploy.dry_run { "planned" } else { "done" }, report.bytes_sent, report.started.len(), report.restarted.len()));
+    print_json(a.deploy.json, &report);
+    Ok(())
+}
+
+/// Per host and component: services, versions, certificate days left, etcd health, the nodes as
+/// the apiserver sees them, and which LB holds the VIP
+///
+/// Unreachable hosts are reported, not fatal. Exits 1 when something is not as it should be
+/// (a service not active, an unhealthy member, a node not Ready, no single VIP holder).
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub ssh: super::SshArgs,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct StatusReport {
+    cluster: String,
+    endpoint: String,
+    hosts: Vec<deploy::status::HostStatus>,
+    etcd: Vec<kbin::etcd::ops::MemberReport>,
+    nodes: Vec<kbin::kube::nodes::NodeStatus>,
+    /// The apiserver that answered the node list.
+    apiserver: Option<String>,
+    vip: VipStatus,
+    problems: Vec<String>,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+struct VipStatus {
+    address: Option<String>,
+    holders: Vec<String>,
+    /// `/healthz` through the VIP, the certificate verified for the VIP's name.
+    healthz: Option<u16>,
+    error: Option<String>,
+}
+
+pub fn status(global: &Global, a: &StatusArgs) -> kbin::Result<()> {
+    let cluster = global.cluster()?;
+    let p = global.printer();
+    let connector = Connector { cluster: &cluster, printer: p, concurrency: a.ssh.concurrency.map(usize::from).unwrap_or(cluster.ssh.concurrency), cancel: Cancel::on_ctrl_c(), accept_new_host_keys: a.ssh.accept_new_host_keys };
+    let all: Vec<&Host> = cluster.hosts.iter().collect();
+    let conns: Vec<(&Host, Result<Node<'_>, String>)> = connector.connect(&all).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
+    let client = deploy::api_client(&cluster)?;
+    let hosts = deploy::status::hosts(&cluster, &conns, &client, connector.concurrency, &connector.cancel);
+    let etcd_ctx = kbin::etcd::ops::Ctx {
+        cluster: &cluster,
+        printer: p,
+        concurrency: connector.concurrency,
+        cancel: connector.cancel.clone(),
+        client: kbin::etcd::api::Client::new(&kbin::etcd::ops::identity(&cluster)?).map_err(|e| kbin::Error::other(format!("etcd client identity: {e}"), Some("run `kbin pki check`")))?,
+        health_timeout: Duration::from_secs(5),
+    };
+    let etcd_conns = conns.iter().filter(|(h, _)| h.has(Role::Etcd)).map(|(h, r)| (*h, r.clone())).collect();
+    let etcd = kbin::etcd::ops::status(&etcd_ctx, etcd_conns);
+    // nodes, through the first master whose apiserver is ready
+    let mut nodes = Vec::new();
+    let mut apiserver = None;
+    let mut problems = Vec::new();
+    let ready_master = conns.iter().filter(|(h, _)| h.has(Role::Master)).find_map(|(h, r)| r.as_ref().ok().filter(|_| hosts.iter().any(|s| s.name == h.name && s.apiserver_ready == Some(true))));
+    match ready_master {
+        Some(m) => match client.nodes(&kbin::kube::masters::endpoint(&cluster, m)) {
+            Ok(n) => {
+                nodes = n;
+                apiserver = Some(m.host.name.clone());
+            }
+            Err(e) => problems.push(format!("nodes: {}", kbin::kube::chain(&e))),
+        },
+        None => problems.push("no master's apiserver is ready".into()),
+    }
+    let mut vip = VipStatus { address: cluster.apiserver.vip.map(|v| v.to_string()), ..Default::default() };
+    vip.holders = hosts.iter().filter(|h| h.holds_vip == Some(true)).map(|h| h.name.clone()).collect();
+    if let Some(holder) = vip.holders.first().and_then(|name| conns.iter().find(|(h, _)| &h.name == name)).and_then(|(_, r)| r.as_ref().ok()) {
+        match deploy::lb::vip_tls_check(&client, &cluster, holder) {
+            Ok(st) => vip.healthz = Some(st),
+            Err(e) => vip.error = Some(e),
+        }
+    }
+    // what is not as it should be
+    for h in &hosts {
+        if let Some(e) = &h.error {
+            problems.push(format!("{}: unreachable: {e}", h.name));
+        }
+        for (u, s) in &h.units {
+            if s != "active" {
+                problems.push(format!("{}: {u} is {s}", h.name));
+            }
+        }
+        if h.apiserver_ready == Some(false) {
+            problems.push(format!("{}: kube-apiserver is not ready", h.name));
+        }
+    }
+    for m in etcd.iter().filter(|m| !m.healthy) {
+        problems.push(format!("{}: etcd member not healthy{}", m.name, m.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()));
+    }
+    for h in cluster.hosts_with(Role::Node) {
+        match nodes.iter().find(|n| n.name == h.name) {
+            Some(n) if n.ready == Some(true) => {}
+            Some(n) => problems.push(format!("{}: node not Ready ({})", h.name, n.ready_reason.clone().unwrap_or_default())),
+            None if apiserver.is_some() => problems.push(format!("{}: not registered as a node", h.name)),
+            None => {}
+        }
+    }
+    if cluster.hosts_with(Role::Lb).next().is_some() {
+        if vip.holders.len() != 1 {
+            problems.push(format!("{} LB hosts hold the VIP ({})", vip.holders.len(), vip.holders.join(", ")));
+        } else if vip.healthz != Some(200) {
+            problems.push(format!("the VIP does not answer /healthz with a valid certificate: {}", vip.error.clone().unwrap_or_else(|| format!("HTTP {}", vip.healthz.unwrap_or(0)))));
+        }
+    }
+    let report = StatusReport { cluster: cluster.name.clone(), endpoint: cluster.endpoint_url(), hosts, etcd, nodes, apiserver, vip, problems };
+    if a.json {
+        print_json(true, &report);
+    } else {
+        print_status(&report);
+    }
+    if report.problems.is_empty() {
+        p.phase("status", None, "everything is as it should be");
+        return Ok(());
+    }
+    Err(kbin::Error::Failed { what: format!("{} problems", report.problems.len()), problems: report.problems.clone(), hint: Some("`kbin up` starts stopped services and repairs changed files; `journalctl -u UNIT` on the host says why a service stopped".into()) })
+}
+
+fn print_status(r: &StatusReport) {
+    println!("cluster {}  endpoint {}", r.cluster, r.endpoint);
+    println!();
+    println!("{:<10} {:<16} {:<24} {:<9} {}", "HOST", "ADDRESS", "ROLES", "CERT DAYS", "SERVICES");
+    for h in &r.hosts {
+        let units: Vec<String> = h.units.iter().map(|(u, s)| if s == "active" { u.clone() } else { format!("{u}({s})") }).collect();
+        let days = h.cert_days_left.values().min().map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+        let mut svc = if h.reachable { units.join(" ") } else { "unreachable".into() };
+        if h.holds_vip == Some(true) {
+            svc.push_str("  [VIP]");
+        }
+        println!("{:<10} {:<16} {:<24} {:<9} {}", h.name, h.address, h.roles.join(","), days, svc);
+    }
+    println!();
+    println!("{:<10} {:<8} {:<10} {:<20} {:<16} {}", "NODE", "READY", "VERSION", "POD CIDR", "INTERNAL IP", "LAST HEARTBEAT");
+    for n in &r.nodes {
+        let ready = match n.ready {
+            Some(true) => "True",
+            Some(false) => "False",
+            None => "Unknown",
+        };
+        let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        println!("{:<10} {:<8} {:<10} {:<20} {:<16} {}", n.name, ready, o(&n.kubelet_version), o(&n.pod_cidr), o(&n.internal_ip), o(&n.last_heartbeat));
+    }
+    println!();
+    let healthy = r.etcd.iter().filter(|m| m.healthy).count();
+    println!("etcd: {healthy}/{} members healthy, leader {}", r.etcd.len(), r.etcd.iter().find(|m| m.leader).map(|m| m.name.as_str()).unwrap_or("-"));
+    if let Some(v) = &r.vip.address {
+        println!("VIP {v}: held by {}, /healthz {}", if r.vip.holders.is_empty() { "nobody".into() } else { r.vip.holders.join(", ") }, r.vip.healthz.map(|s| s.to_string()).unwrap_or_else(|| "-".into()));
+    }
+}

@@ -71,6 +71,8 @@ pub enum Command {
     /// The Kubernetes objects kbin applies (bootstrap token, RBAC): render, apply
     #[command(subcommand)]
     Manifests(manifests::ManifestsCommand),
+    Up(cluster::UpArgs),
+    Status(cluster::StatusArgs),
     /// Print shell completions for kbin
     Completions(completions::Args),
 }
@@ -120,6 +122,8 @@ pub fn main() -> i32 {
         Command::Node(cmd) => cluster::node(&cli.global, cmd),
         Command::Lb(cmd) => cluster::lb(&cli.global, cmd),
         Command::Manifests(cmd) => manifests::exec(&cli.global, cmd),
+        Command::Up(args) => cluster::up(&cli.global, args),
+        Command::Status(args) => cluster::status(&cli.global, args),
         Command::Completions(args) => completions::exec(args),
     };
     match result {

@@ -1,7 +1,5 @@
 //! The LB pair: nginx as an L4 proxy to every apiserver, keepalived holding the VIP.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
 use super::master::{on_each, preflight};
@@ -10,7 +8,7 @@ use crate::config::Role;
 use crate::error::Error;
 use crate::host::{Cmd, HostError, Node};
 use crate::render::Component;
-use crate::tls;
+use crate::kube::{Client, Endpoint};
 
 pub const UNITS: [&str; 2] = ["nginx", "keepalived"];
 const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
@@ -57,11 +55,10 @@ pub fn vip_holders(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Vec<String> {
 
 /// A TLS handshake with `VIP:port`, made from `via`, that validates the serving certificate
 /// against the cluster CA with the VIP as the name; then `GET /healthz`. Returns the status.
-pub fn vip_tls_check(cfg: &Arc<rustls::ClientConfig>, cluster: &crate::config::Cluster, via: &Node<'_>) -> Result<u16, String> {
+pub fn vip_tls_check(client: &Client, cluster: &crate::config::Cluster, via: &Node<'_>) -> Result<u16, String> {
     let vip = cluster.apiserver.vip.ok_or("no apiserver.vip in the cluster file")?.to_string();
-    let t = via.remote.open_tcp(&vip, cluster.apiserver.port).map_err(|e| e.chain())?;
-    let r = tls::request(t, cfg.clone(), &vip, "GET", "/healthz", None).map_err(|e| e.to_string())?;
-    Ok(r.status)
+    let ep = Endpoint::through(via.remote.clone(), &vip, cluster.apiserver.port);
+    client.healthz(&ep, "/healthz").map(|(st, _)| st).map_err(|e| crate::kube::chain(&e))
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -86,7 +83,7 @@ pub fn deploy(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
     }
     let (ok, bad) = on_each(ctx, lbs, "lb", |n| {
         let i = lbs.iter().position(|m| m.host.name == n.host.name).expect("one of them");
-        let spec = Spec { items: &plans[i], units: &UNITS, reload: &["nginx"], precheck: Some(nginx_test()) };
+        let spec = Spec { items: &plans[i], units: &UNITS, reload: &["nginx"], precheck: Some(("nginx -t", nginx_test())) };
         converge(ctx, n, "lb", &spec, &|n| {
             super::wait_for(ctx.timeout, &ctx.cancel, || {
                 let a = super::active_units(n.remote.as_ref(), &UNITS).map_err(|e| e.chain())?;
@@ -115,11 +112,11 @@ pub fn deploy(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
     }
     let holder = holders.remove(0);
     ctx.printer.phase("lb", Some(&holder), &format!("holds the VIP {}", report.vip.as_deref().unwrap_or_default()));
-    let cfg = tls::client_config(&super::api_identity(ctx.cluster)?).map_err(|e| Error::other(format!("apiserver client identity: {e}"), Some("run `kbin pki check`")))?;
+    let client = super::api_client(ctx.cluster)?;
     let via = lbs.iter().find(|n| n.host.name == holder).expect("a holder is an LB host");
     let mut status = 0;
     let tls_ok = super::wait_for(ctx.timeout, &ctx.cancel, || {
-        status = vip_tls_check(&cfg, ctx.cluster, via)?;
+        status = vip_tls_check(&client, ctx.cluster, via)?;
         if status == 200 { Ok(()) } else { Err(format!("/healthz through the VIP answered {status}")) }
     });
     match tls_ok {
@@ -150,7 +147,7 @@ pub fn update_upstreams(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Vec<HostOutco
             ctx.printer.phase("lb", Some(&n.host.name), "nginx is not running here yet; `kbin lb deploy` sets it up");
             return Ok(HostOutcome { host: n.host.name.clone(), part: "lb".into(), ..Default::default() });
         }
-        let spec = Spec { items: &plans[i], units: &["nginx"], reload: &["nginx"], precheck: Some(nginx_test()) };
+        let spec = Spec { items: &plans[i], units: &["nginx"], reload: &["nginx"], precheck: Some(("nginx -t", nginx_test())) };
         converge(ctx, n, "lb", &spec, &|n| match super::active_units(n.remote.as_ref(), &["nginx"]) {
             Ok(a) if a["nginx"] => Ok(()),
             Ok(_) => Err("nginx stopped after the reload".into()),

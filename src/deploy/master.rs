@@ -1,7 +1,5 @@
 //! Masters: kube-apiserver, kube-controller-manager and kube-scheduler, then the LB upstreams.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
 use super::{Ctx, HostFailure, HostOutcome, Spec, converge, items};
@@ -10,24 +8,19 @@ use crate::error::Error;
 use crate::host::parallel::{self, Outcome};
 use crate::host::{Cmd, HostError, Node};
 use crate::render::Component;
-use crate::tls;
+use crate::kube::Client;
 
 pub const UNITS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
 
-/// `GET path` on the apiserver of `node`, through its SSH connection, verifying the serving
-/// certificate against the cluster CA for the host's address.
-pub fn apiserver_get(cfg: &Arc<rustls::ClientConfig>, node: &Node<'_>, port: u16, path: &str) -> Result<tls::Response, String> {
-    let addr = node.host.address.to_string();
-    let t = node.remote.open_tcp(&addr, port).map_err(|e| e.chain())?;
-    tls::request(t, cfg.clone(), &addr, "GET", path, None).map_err(|e| e.to_string())
-}
-
-/// `/healthz` and `/readyz` both answer 200.
-pub fn apiserver_ready(cfg: &Arc<rustls::ClientConfig>, node: &Node<'_>, port: u16) -> Result<(), String> {
+/// `/healthz` and `/readyz` of the apiserver of `node` both answer 200 (through its SSH
+/// connection; the serving certificate is verified against the cluster CA for the host's address).
+pub fn apiserver_ready(client: &Client, cluster: &crate::config::Cluster, node: &Node<'_>) -> Result<(), String> {
+    let ep = crate::kube::masters::endpoint(cluster, node);
     for path in ["/healthz", "/readyz"] {
-        let r = apiserver_get(cfg, node, port, path)?;
-        if r.status != 200 {
-            return Err(format!("kube-apiserver {path} answered {}: {}", r.status, r.text().trim()));
+        match client.healthz(&ep, path) {
+            Ok((200, _)) => {}
+            Ok((st, body)) => return Err(format!("kube-apiserver {path} answered {st}: {body}")),
+            Err(e) => return Err(crate::kube::chain(&e)),
         }
     }
     Ok(())
@@ -114,8 +107,7 @@ pub fn on_each<'c>(ctx: &Ctx<'_>, nodes: &[Node<'c>], phase: &str, f: impl Fn(&N
 /// upstreams of the LB hosts whose nginx runs (reloaded, connections kept).
 pub fn deploy(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<Report, Error> {
     preflight(ctx, masters, "master", refusal)?;
-    let cfg = tls::client_config(&super::api_identity(ctx.cluster)?).map_err(|e| Error::other(format!("apiserver client identity: {e}"), Some("run `kbin pki check`")))?;
-    let port = ctx.cluster.apiserver.port;
+    let client = super::api_client(ctx.cluster)?;
     let mut plans = Vec::new();
     for n in masters {
         plans.push(items(ctx, n.host, Component::Master)?);
@@ -128,7 +120,7 @@ pub fn deploy(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<R
         }
         let spec = Spec { items: &plans[i], units: &UNITS, reload: &[], precheck: None };
         converge(ctx, n, "master", &spec, &|n| {
-            super::wait_for(ctx.timeout, &ctx.cancel, || apiserver_ready(&cfg, n, port))?;
+            super::wait_for(ctx.timeout, &ctx.cancel, || apiserver_ready(&client, ctx.cluster, n))?;
             // the controller-manager and scheduler must still run once the apiserver is ready
             let active = super::active_units(n.remote.as_ref(), &UNITS[1..]).map_err(|e| e.chain())?;
             match active.iter().filter(|(_, a)| !**a).map(|(u, _)| u.as_str()).collect::<Vec<_>>() {

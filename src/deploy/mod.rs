@@ -10,6 +10,8 @@ pub mod bins;
 pub mod lb;
 pub mod master;
 pub mod node;
+pub mod status;
+pub mod up;
 
 
 
@@ -26,7 +28,6 @@ use crate::host::parallel::Cancel;
 use crate::host::{Cmd, HostError, Node, Remote, Source, WriteOpts};
 use crate::output::Printer;
 use crate::render::{self, Component, Templates};
-use crate::tls::Identity;
 
 /// What every deploy needs.
 pub struct Ctx<'c> {
@@ -228,9 +229,9 @@ pub struct Spec<'a> {
     /// Services that are reloaded, not restarted, when they run and their files changed
     /// (nginx: a reload keeps open connections).
     pub reload: &'a [&'a str],
-    /// A command that must succeed on the new files before anything is (re)started
-    /// (`nginx -t`).
-    pub precheck: Option<Cmd>,
+    /// A command that must succeed on the new files before anything is (re)started (`nginx -t`,
+    /// the node preparation), with the short name errors use for it.
+    pub precheck: Option<(&'a str, Cmd)>,
 }
 
 /// Push the spec's items to `node`, then start the units that are not running and restart (or
@@ -268,10 +269,10 @@ pub fn converge(ctx: &Ctx<'_>, node: &Node<'_>, part: &str, spec: &Spec<'_>, ver
     }
     ctx.printer.phase(part, Some(&name), &format!("{} files changed, {} bytes sent", pushed.changed.len(), pushed.bytes_sent));
     let run = || -> Result<(), String> {
-        if let Some(c) = &spec.precheck {
+        if let Some((what, c)) = &spec.precheck {
             let o = node.remote.run(c).map_err(|e| e.chain())?;
             if !o.success() {
-                return Err(format!("`{}` refused the new files: {}", c.display(), o.stderr_str().trim()));
+                return Err(format!("{what} failed: {}", o.stderr_str().trim()));
             }
         }
         let sys = |a: &[&str]| systemctl(node, a).map_err(|e| e.chain());
@@ -361,14 +362,10 @@ pub fn uname_arch(cluster: &Cluster) -> &'static str {
     }
 }
 
-/// The identity kbin uses towards the apiservers: the cluster CA and the super-admin
-/// (`system:masters`) client certificate, which works before any RBAC exists.
-pub fn api_identity(cluster: &Cluster) -> Result<Identity, Error> {
-    let pki = cluster.pki_dir();
-    let read = |rel: &str| {
-        std::fs::read_to_string(pki.join(rel)).map_err(|e| Error::other(format!("cannot read {}: {e}", pki.join(rel).display()), Some("run `kbin pki init` first")))
-    };
-    Ok(Identity { ca_pem: read("ca.crt")?, client: Some((read("super-admin.crt")?, read("super-admin.key")?)) })
+/// The client kbin talks to apiservers with: the cluster CA and the super-admin
+/// (`system:masters`) certificate, which works before any RBAC exists.
+pub fn api_client(cluster: &Cluster) -> Result<crate::kube::Client, Error> {
+    Ok(crate::kube::Client::from_pki(&cluster.pki_dir(), "super-admin")?)
 }
 
 /// Turn per-host failures into the one error the CLI reports.

@@ -1,16 +1,14 @@
 //! Nodes: host preparation, containerd, flanneld, kubelet (TLS bootstrap) and kube-proxy.
 
 use std::io::{Read, Write};
-use std::sync::Arc;
 
-use serde::Serialize;
-use serde_json::Value;
-
-use super::master::{apiserver_get, on_each, preflight};
+use super::master::{on_each, preflight};
 use super::{Ctx, HostFailure, HostOutcome, Spec, converge, items};
 use crate::config::Role;
 use crate::error::Error;
 use crate::host::{Cmd, HostError, Node, Source, WriteOpts};
+use crate::kube::nodes::NodeStatus;
+use crate::kube::{Client, Endpoint};
 use crate::render::Component;
 
 /// In start order: the runtime before the kubelet.
@@ -146,61 +144,31 @@ fn local_http_status(node: &Node<'_>, port: u16, path: &str) -> Result<u16, Stri
     line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("127.0.0.1:{port} answered {line:?}"))
 }
 
-/// The Node as the apiserver sees it: Ready condition and the Lease's renewTime.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Seen {
-    pub registered: bool,
-    pub ready: Option<bool>,
-    pub reason: Option<String>,
-    pub renew_time: Option<String>,
-    pub kubelet_version: Option<String>,
-    pub pod_cidr: Option<String>,
-}
-
-/// Ask the apiserver of `master` about node `name`.
-pub fn seen(cfg: &Arc<rustls::ClientConfig>, master: &Node<'_>, port: u16, name: &str) -> Result<Seen, String> {
-    let mut s = Seen::default();
-    let r = apiserver_get(cfg, master, port, &format!("/api/v1/nodes/{name}"))?;
-    match r.status {
-        404 => return Ok(s),
-        200 => {}
-        st => return Err(format!("GET node {name} answered {st}: {}", r.text().trim())),
-    }
-    let v: Value = serde_json::from_slice(&r.body).map_err(|e| format!("node {name}: bad JSON: {e}"))?;
-    s.registered = true;
-    if let Some(c) = v["status"]["conditions"].as_array().and_then(|a| a.iter().find(|c| c["type"] == "Ready")) {
-        s.ready = Some(c["status"] == "True");
-        s.reason = c["reason"].as_str().map(str::to_string);
-    }
-    s.kubelet_version = v["status"]["nodeInfo"]["kubeletVersion"].as_str().map(str::to_string);
-    s.pod_cidr = v["spec"]["podCIDR"].as_str().map(str::to_string);
-    let l = apiserver_get(cfg, master, port, &format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"))?;
-    if l.status == 200 {
-        let v: Value = serde_json::from_slice(&l.body).map_err(|e| format!("lease {name}: bad JSON: {e}"))?;
-        s.renew_time = v["spec"]["renewTime"].as_str().map(str::to_string);
-    }
-    Ok(s)
+/// Node `name` as the apiserver sees it (None: not registered) and its Lease's renewTime.
+pub fn seen(client: &Client, ep: &Endpoint, name: &str) -> Result<(Option<NodeStatus>, Option<String>), String> {
+    let node = client.get_opt(ep, &format!("/api/v1/nodes/{name}")).map_err(|e| crate::kube::chain(&e))?;
+    let status = node.as_ref().map(crate::kube::nodes::node_status).transpose()?;
+    let renew = client.lease_renew_time(ep, name).map_err(|e| crate::kube::chain(&e))?;
+    Ok((status, renew))
 }
 
 /// Ready, with a Lease renewed after `before` (the renewTime seen when the wait began, if any):
 /// a kubelet that just restarted has posted a heartbeat of its own.
-pub fn wait_ready(ctx: &Ctx<'_>, cfg: &Arc<rustls::ClientConfig>, master: &Node<'_>, name: &str, before: Option<String>) -> Result<Seen, String> {
-    let port = ctx.cluster.apiserver.port;
-    let mut last = Seen::default();
+pub fn wait_ready(ctx: &Ctx<'_>, client: &Client, ep: &Endpoint, name: &str, before: Option<String>) -> Result<NodeStatus, String> {
+    let mut last = None;
     super::wait_for(ctx.timeout, &ctx.cancel, || {
-        last = seen(cfg, master, port, name)?;
-        if !last.registered {
-            return Err(format!("node {name} has not registered with the apiserver"));
+        let (node, renew) = seen(client, ep, name)?;
+        let node = node.ok_or_else(|| format!("node {name} has not registered with the apiserver"))?;
+        if node.ready != Some(true) {
+            return Err(format!("node {name} is not Ready ({})", node.ready_reason.clone().unwrap_or_else(|| "no Ready condition yet".into())));
         }
-        if last.ready != Some(true) {
-            return Err(format!("node {name} is not Ready ({})", last.reason.clone().unwrap_or_else(|| "no Ready condition yet".into())));
-        }
-        if last.renew_time.is_none() || last.renew_time == before {
+        if renew.is_none() || renew == before {
             return Err(format!("node {name}'s Lease has not been renewed since the kubelet started"));
         }
+        last = Some(node);
         Ok(())
     })?;
-    Ok(last)
+    Ok(last.expect("set on success"))
 }
 
 /// Install or update the node components on `nodes` (in parallel) and wait until each is Ready
@@ -208,19 +176,10 @@ pub fn wait_ready(ctx: &Ctx<'_>, cfg: &Arc<rustls::ClientConfig>, master: &Node<
 /// first whose apiserver answers is used.
 pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> Result<Vec<HostOutcome>, Error> {
     preflight(ctx, nodes, "node", refusal)?;
-    let cfg = crate::tls::client_config(&super::api_identity(ctx.cluster)?).map_err(|e| Error::other(format!("apiserver client identity: {e}"), Some("run `kbin pki check`")))?;
-    let port = ctx.cluster.apiserver.port;
-    let master = if ctx.dry_run {
-        masters.first()
-    } else {
-        masters.iter().find(|m| super::master::apiserver_ready(&cfg, m, port).is_ok())
-    };
-    let Some(master) = master else {
-        return Err(Error::Refused {
-            what: "no master's kube-apiserver answers /readyz; nodes cannot register".into(),
-            problems: masters.iter().map(|m| format!("[preflight] {}: {}", m.host.name, super::master::apiserver_ready(&cfg, m, port).err().unwrap_or_default())).collect(),
-            hint: Some("deploy the masters first (`kbin master add HOST` or `kbin up`)".into()),
-        });
+    let client = super::api_client(ctx.cluster)?;
+    let ep = match (ctx.dry_run, masters.first()) {
+        (true, Some(m)) => crate::kube::masters::endpoint(ctx.cluster, m),
+        _ => crate::kube::masters::ready_master(ctx.cluster, &client, masters.iter().map(|n| (n.host, Ok(n.clone()))).collect(), &ctx.printer)?,
     };
     let mut plans = Vec::new();
     for n in nodes {
@@ -232,10 +191,10 @@ pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> Result
         if !ctx.dry_run {
             n.remote.check(&Cmd::new(["mkdir", "-p", ctx.cluster.layout.k8s_logs.as_str(), "/var/lib/kubelet", "/opt/cni/bin", "/etc/cni/net.d"]).sudo())?;
         }
-        let before = if ctx.dry_run { None } else { seen(&cfg, master, port, &n.host.name).ok().and_then(|s| s.renew_time) };
-        let spec = Spec { items: &plans[i], units: &UNITS, reload: &[], precheck: Some(prepare_cmd(ctx.cluster)) };
+        let before = if ctx.dry_run { None } else { seen(&client, &ep, &n.host.name).ok().and_then(|s| s.1) };
+        let spec = Spec { items: &plans[i], units: &UNITS, reload: &[], precheck: Some(("node preparation (kernel modules, sysctls)", prepare_cmd(ctx.cluster))) };
         let mut o = converge(ctx, n, "node", &spec, &|n| {
-            let s = wait_ready(ctx, &cfg, master, &n.host.name, before.clone())?;
+            let s = wait_ready(ctx, &client, &ep, &n.host.name, before.clone())?;
             super::wait_for(ctx.timeout, &ctx.cancel, || match local_http_status(n, 10256, "/healthz")? {
                 200 => Ok(()),
                 st => Err(format!("kube-proxy /healthz answered {st}")),

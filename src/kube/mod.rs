@@ -375,7 +375,7 @@ impl Client {
 }
 
 /// An error and its sources on one line, for per-endpoint reports.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(x) = src {

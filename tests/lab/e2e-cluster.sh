@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# End-to-end: a whole cluster built by kbin on real lab hosts (systemd, sshd, nginx, keepalived,
+# the upstream etcd v3.5.1 build) with the kube-* stand-ins of tests/standins/ in place of the
+# upstream kube-*, flannel and containerd binaries (served from the lab mirror, pinned in kbin.lock).
+#
+# Scenario (issue 6): `up` with one master and two workers -> add a second master (a new address:
+# the cluster file gains it, comments kept) -> `lb deploy` on two LB hosts -> every node registered
+# and heartbeating -> the VIP answers TLS with a certificate that names it -> nginx stops on the VIP
+# holder -> the VIP moves and still answers. `status` is checked at each step. Plus: the unchanged
+# re-run (timed), --dry-run, a failed master update rolled back.
+# Each check prints "ok - ..." or "FAIL - ..."; the last line counts them.
+# usage: tests/lab/e2e-cluster.sh [path/to/kbin]   (default: target/release/kbin, built if missing)
+set -uo pipefail
+here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+kbin=${1:-$repo/target/release/kbin}
+[[ -x $kbin ]] || (cd "$repo" && cargo build --release --quiet) || exit 1
+
+export KBIN_LAB_DIR=${KBIN_LAB_DIR_E2E_CLUSTER:-/tmp/kbin-lab-e2e-cluster}
+lab=$here/lab
+work=$(mktemp -d /tmp/kbin-e2e-cluster.XXXXXX)
+passed=0 failed=0
+ok() { echo "ok - $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+finish() {
+  "$lab" down >/dev/null 2>&1 || true
+  [[ -n ${KEEP:-} ]] || rm -rf "$work"
+  echo "e2e-cluster: $passed passed, $failed failed"
+  [[ $failed -eq 0 && $passed -gt 0 ]]
+}
+trap 'finish; exit $?' EXIT
+
+ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+k() { "$lab" op -- env KBIN_CACHE_DIR="$work/cache" NO_COLOR=1 "$kbin" -c "$work/cluster.toml" "$@"; }
+# a python assertion over a JSON file: pyj FILE 'expression using d'
+pyj() { python3 -c "import json,sys; d=json.load(open('$1')); sys.exit(0 if ($2) else 1)"; }
+vip=10.213.0.100
+# curl from the operator namespace, verifying the apiserver cert against the cluster CA
+kc() { "$lab" op -- curl -sS --max-time 5 --cacert "$work/pki/ca.crt" --cert "$work/pki/super-admin.crt" --key "$work/pki/super-admin.key" "$@"; }
+
+"$lab" down >/dev/null 2>&1 || true
+"$lab" up 6 >/dev/null || { fail "lab up 6"; exit 1; }
+"$lab" mirror >/dev/null 2>&1 || { fail "lab mirror"; exit 1; }
+mirror=$("$lab" mirror url)
+LAB=$lab "$repo/tests/standins/build.sh" --out "$work/standins" --etcd-tarball "${KBIN_LAB_CACHE:-/var/cache/kbin-lab}/dist/etcd-v3.5.1-linux-amd64.tar.gz" --publish >/dev/null 2>&1 \
+  || { fail "stand-ins built and published to the lab mirror"; exit 1; }
+
+cat >"$work/cluster.toml" <<TOML
+# e2e cluster: one master, two workers; a second master and the LB pair come later
+[cluster]
+name = "e2e"
+kubernetes_version = "v1.34.2"
+etcd_version = "v3.5.1"
+flannel_version = "v0.27.4"
+
+[apiserver]
+vip = "$vip"
+# the nodes talk to master1 until \`kbin repoint-nodes\` moves them
+endpoint = "10.213.0.11"
+
+[ssh]
+key = "$KBIN_LAB_DIR/ssh/id_ed25519"
+connect_timeout_secs = 3
+
+[lb]
+interface = "eth0"
+virtual_router_id = 51
+
+[artifacts]
+mirror = "$mirror"
+
+[[hosts]]
+name = "h1"
+address = "10.213.0.11"
+roles = ["etcd", "master", "node"]
+
+[[hosts]]
+name = "h2"
+address = "10.213.0.12"
+roles = ["etcd", "node"]
+
+[[hosts]]
+name = "h3"
+address = "10.213.0.13"
+roles = ["etcd", "node"]
+TOML
+cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
+cp "$work/standins/kbin.lock" "$work/kbin.lock"
+
+# --- up: one master, two workers ------------------------------------------------------------------
+k -q download >/dev/null 2>&1 # warm the cache: the timing below is the deploy itself
+t0=$(ms)
+k up --json >"$work/up1.json" 2>"$work/up1.err"
+rc=$? t_up=$(($(ms) - t0))
+check "up (1 master, 2 workers) exits 0 ($t_up ms)" test $rc -eq 0
+[[ $rc -eq 0 ]] || { tail -n 40 "$work/up1.err"; exit 1; }
+for stage in pki download etcd masters manifests nodes; do
+  grep -q "^\[up\] $stage" "$work/up1.err" || fail "up prints its $stage stage"
+done
+k status --json >"$work/status1.json" 2>/dev/null
+check "status: h1 h2 h3 registered and Ready" pyj "$work/status1.json" "sorted(n['name'] for n in d['nodes'] if n['ready'])==['h1','h2','h3']"
+check "status: every unit active on every host" pyj "$work/status1.json" "all(s=='active' for h in d['hosts'] for s in h['units'].values())"
+check "status: 3 etcd members healthy" pyj "$work/status1.json" "sum(m['healthy'] for m in d['etcd'])==3"
+check "status: binary versions and cert days reported" pyj "$work/status1.json" "[h for h in d['hosts'] if h['name']=='h1'][0]['versions'].get('kube-apiserver','').endswith('v1.34.2') and [h for h in d['hosts'] if h['name']=='h1'][0]['cert_days_left']['apiserver']>300"
+check "the apiserver on h1 answers the admin kubeconfig's CA and the node list" test "$(kc -o /dev/null -w '%{http_code}' https://10.213.0.11:6443/api/v1/nodes)" = 200
+
+# --- unchanged re-run ---------------------------------------------------------------------------------
+t0=$(ms)
+k up --json >"$work/up2.json" 2>"$work/up2.err"
+rc=$? t_rerun=$(($(ms) - t0))
+check "unchanged re-run exits 0 in $t_rerun ms (target <= 3000)" test $rc -eq 0 -a $t_rerun -le 3000
+check "unchanged re-run sends nothing and (re)starts nothing" pyj "$work/up2.json" "d['bytes_sent']==0 and not d['started'] and not d['restarted']"
+check "unchanged re-run: every manifest unchanged" pyj "$work/up2.json" "d['manifests'] and all(o['outcome']=='unchanged' for o in d['manifests'])"
+k up --dry-run >"$work/dry.out" 2>"$work/dry.err"
+check "up --dry-run on an up-to-date cluster exits 0 and plans nothing" bash -c "! grep -q 'would \(create\|replace\|start\|restart\)' '$work/dry.err'"
+echo "bench: up (1 master, 2 workers) ${t_up} ms; unchanged re-run ${t_rerun} ms"
+
+# --- a second master: a new address goes into the file ----------------------------------------------
+h1_cert=$(sha256sum <"$work/pki/hosts/h1/apiserver.crt")
+k master add 10.213.0.14 --json >"$work/m2.json" 2>"$work/m2.err"
+check "master add 10.213.0.14 exits 0" test $? -eq 0
+check "the cluster file gains h4 as a master, its comments kept" bash -c "grep -q '^# e2e cluster' '$work/cluster.toml' && grep -q '^# the nodes talk to master1' '$work/cluster.toml' && python3 -c \"import tomllib,sys; d=tomllib.load(open('$work/cluster.toml','rb')); h=[x for x in d['hosts'] if x['address']=='10.213.0.14']; sys.exit(0 if h and h[0]['name']=='h4' and h[0]['roles']==['master'] else 1)\""
+check "h4 got its own apiserver cert naming it and the VIP; h1's is untouched" bash -c "openssl x509 -in '$work/pki/hosts/h4/apiserver.crt' -noout -ext subjectAltName | grep -q 'IP Address:10.213.0.14' && openssl x509 -in '$work/pki/hosts/h4/apiserver.crt' -noout -ext subjectAltName | grep -q 'IP Address:$vip' && [ \"\$(sha256sum <'$work/pki/hosts/h1/apiserver.crt')\" = '$h1_cert' ]"
+check "h4's apiserver is ready and serves the shared state (it lists h1..h3)" bash -c "[ \"\$(\"$lab\" op -- curl -sS --max-time 5 --cacert '$work/pki/ca.crt' --cert '$work/pki/super-admin.crt' --key '$work/pki/super-admin.key' https://10.213.0.14:6443/api/v1/nodes | python3 -c 'import json,sys; print(len(json.load(sys.stdin)[\"items\"]))')\" = 3 ]"
+k master add h4 --json >"$work/m2b.json" 2>/dev/null
+check "master add h4 again is a no-op" pyj "$work/m2b.json" "all(not m['changed'] and not m['started'] and not m['restarted'] for m in d['masters'])"
+
+# --- the LB pair ------------------------------------------------------------------------------------
+cat >>"$work/cluster.toml" <<TOML
+
+[[hosts]]
+name = "h5"
+address = "10.213.0.15"
+roles = ["lb"]
+lb_priority = 120
+
+[[hosts]]
+name = "h6"
+address = "10.213.0.16"
+roles = ["lb"]
+lb_priority = 100
+TOML
+k lb deploy --json >"$work/lb.json" 2>"$work/lb.err"
+check "lb deploy exits 0" test $? -eq 0
+check "lb deploy: exactly one holder (h5, the higher priority), /healthz 200 through the VIP" pyj "$work/lb.json" "d['holder']=='h5' and d['healthz']==200"
+check "curl to https://$vip:6443 validates the cert for the VIP name against the cluster CA" test "$(kc https://$vip:6443/healthz)" = ok
+check "nginx on h5 and h6 proxies to both masters" bash -c "for h in h5 h6; do \"$lab\" exec \$h -- grep -q 'server 10.213.0.11:6443' /etc/nginx/nginx.conf && \"$lab\" exec \$h -- grep -q 'server 10.213.0.14:6443' /etc/nginx/nginx.conf || exit 1; done"
+k status --json >"$work/status2.json" 2>/dev/null
+check "status: h5 holds the VIP, h6 does not" pyj "$work/status2.json" "d['vip']['holders']==['h5']"
+
+# --- every node registered and heartbeating ------------------------------------------------------------
+renew() { kc "https://$vip:6443/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["spec"]["renewTime"])'; }
+declare -A r1
+for n in h1 h2 h3; do r1[$n]=$(renew $n); done
+sleep 12
+beating=1
+for n in h1 h2 h3; do [[ $(renew $n) != "${r1[$n]}" ]] || beating=0; done
+check "every node's Lease is renewed (heartbeat) through the VIP" test $beating -eq 1
+
+# --- the VIP holder loses nginx: the VIP moves and still answers ------------------------------------------
+"$lab" exec h5 -- systemctl stop nginx
+moved=0
+for _ in $(seq 40); do
+  if "$lab" exec h6 -- ip -o addr show | grep -q " $vip/"; then moved=1; break; fi
+  sleep 0.5
+done
+check "nginx stopped on h5: the VIP moves to h6" test $moved -eq 1
+check "the VIP still answers TLS for its name (through h6)" test "$(kc https://$vip:6443/healthz)" = ok
+k status --json >"$work/status3.json" 2>/dev/null
+check "status: h6 holds the VIP, nginx on h5 is not active" pyj "$work/status3.json" "d['vip']['holders']==['h6'] and [h for h in d['hosts'] if h['name']=='h5'][0]['units']['nginx']!='active'"
+"$lab" exec h5 -- systemctl start nginx
+
+# --- a failed master update is rolled back --------------------------------------------------------------
+mkdir -p "$work/templates"
+sed 's#--tls-cert-file=[^ ]*#--tls-cert-file=/nonexistent/apiserver.crt#' "$repo/unit-templates/kube-apiserver.service.hbs" >"$work/templates/kube-apiserver.service.hbs"
+before_unit=$("$lab" exec h4 -- sha256sum /usr/lib/systemd/system/kube-apiserver.service)
+before_lb=$("$lab" exec h5 -- sha256sum /etc/nginx/nginx.conf)
+sed -i 's#^name = "e2e"#name = "e2e"\ntemplates_dir = "templates"#' "$work/cluster.toml"
+k master add h4 --timeout 15 >"$work/bad.out" 2>"$work/bad.err"
+rc=$?
+sed -i '/^templates_dir = "templates"$/d' "$work/cluster.toml"
+check "a master update that cannot start fails (exit 1) and says it rolled back" bash -c "[ $rc -eq 1 ] && grep -q '^\[rollback\] h4' '$work/bad.err'"
+check "after the rollback h4 has its previous unit and a ready apiserver; the LB config is unchanged" bash -c "[ \"\$(\"$lab\" exec h4 -- sha256sum /usr/lib/systemd/system/kube-apiserver.service)\" = '$before_unit' ] && [ \"\$(\"$lab\" exec h5 -- sha256sum /etc/nginx/nginx.conf)\" = '$before_lb' ] && [ \"\$(\"$lab\" op -- curl -sS --max-time 5 --cacert '$work/pki/ca.crt' https://10.213.0.14:6443/healthz)\" = ok ]"
+
+# --- status tells the truth about a stopped component ------------------------------------------------------
+"$lab" exec h3 -- systemctl stop kube-proxy
+k status --json >"$work/status4.json" 2>/dev/null
+check "status: kube-proxy on h3 is reported inactive" pyj "$work/status4.json" "[h for h in d['hosts'] if h['name']=='h3'][0]['units']['kube-proxy']!='active'"
+k up --json >"$work/up3.json" 2>/dev/null
+check "up brings the stopped kube-proxy back (and only it)" pyj "$work/up3.json" "d['started']==['h3/kube-proxy'] and d['bytes_sent']==0"
