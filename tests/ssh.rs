@@ -189,6 +189,9 @@ fn sudo_user_runs_privileged_commands_and_writes_root_owned_files() {
     assert_eq!((md.uid(), md.mode() & 0o7777), (0, 0o600));
     assert_eq!(h.read_file(p).unwrap().unwrap(), b"KEY\n", "read back as root");
     assert_eq!(h.sha256(p).unwrap().unwrap(), kbin::host::sha256_hex(b"KEY\n"));
+    let missing = format!("{p}.missing");
+    let many = h.sha256_many(&[p, &missing, p]).unwrap();
+    assert_eq!(many, vec![Some(kbin::host::sha256_hex(b"KEY\n")), None, Some(kbin::host::sha256_hex(b"KEY\n"))], "one answer per path, in order, as root");
     assert_eq!(h.read_file(&format!("{p}.missing")).unwrap(), None);
     // without sudo the user cannot read it: proves the reads above went through sudo
     let plain = h.run(&Cmd::new(["cat", p])).unwrap();

@@ -103,8 +103,9 @@ pub fn diff(old: &str, new: &str, path: &str) -> String {
 /// files; secrets are named, never shown).
 pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item], dry_run: bool) -> Result<Pushed, HostError> {
     let mut p = Pushed { host: node.host.name.clone(), ..Default::default() };
-    for it in items {
-        let remote_sum = node.remote.sha256(&it.path)?;
+    let paths: Vec<&str> = items.iter().map(|i| i.path.as_str()).collect();
+    let sums = node.remote.sha256_many(&paths)?;
+    for (it, remote_sum) in items.iter().zip(sums) {
         if remote_sum.as_deref() == Some(it.src.sha256()) {
             continue;
         }

@@ -199,7 +199,14 @@ pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> Result
                 200 => Ok(()),
                 st => Err(format!("kube-proxy /healthz answered {st}")),
             })?;
-            ctx.printer.phase("node", Some(&n.host.name), &format!("Ready, heartbeat fresh, kube-proxy healthy (pod CIDR {})", s.pod_cidr.unwrap_or_else(|| "-".into())));
+            // flanneld has the node's pod CIDR and wrote the subnet file the CNI plugin reads
+            super::wait_for(ctx.timeout, &ctx.cancel, || match n.remote.run(&Cmd::new(["test", "-s", "/run/flannel/subnet.env"])) {
+                Ok(o) if o.success() => Ok(()),
+                Ok(_) => Err("flanneld has not written /run/flannel/subnet.env (no pod CIDR for the node yet?)".into()),
+                Err(e) => Err(e.chain()),
+            })?;
+            let cidr = seen(&client, &ep, &n.host.name).ok().and_then(|(s, _)| s).and_then(|s| s.pod_cidr).or(s.pod_cidr).unwrap_or_else(|| "-".into());
+            ctx.printer.phase("node", Some(&n.host.name), &format!("Ready, heartbeat fresh, kube-proxy healthy, flannel subnet {cidr}"));
             Ok(())
         })?;
         o.part = "node".into();

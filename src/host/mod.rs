@@ -296,6 +296,10 @@ pub trait Remote: Send + Sync {
     fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// SHA-256 (lowercase hex) of a file, as root; `None` when it does not exist.
     fn sha256(&self, path: &str) -> Result<Option<String>, HostError>;
+    /// [`Remote::sha256`] of many files at once (one round trip where the transport allows).
+    fn sha256_many(&self, paths: &[&str]) -> Result<Vec<Option<String>>, HostError> {
+        paths.iter().map(|p| self.sha256(p)).collect()
+    }
     /// Replace `path` atomically with `src` (temp file in the same directory, fsync, mode, owner,
     /// rename). Nothing is sent when the remote content already matches; a mode or owner that
     /// differs is still fixed. Parent directories are created.

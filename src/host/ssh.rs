@@ -872,6 +872,17 @@ case "$h" in
   *) h=$(sha256sum < "$1") && echo "${h%% *}" ;;
 esac"#;
 
+/// SHA_SCRIPT for every argument: one line each, the digest or `-` for a missing file.
+const SHA_MANY_SCRIPT: &str = r#"for f in "$@"; do
+  if [ ! -e "$f" ]; then echo -; continue; fi
+  h=$(openssl dgst -sha256 -r < "$f" 2>/dev/null) || h=
+  h=${h%% *}
+  case "$h" in
+    ????????????????????????????????????????????????????????????????) echo "$h" ;;
+    *) h=$(sha256sum < "$f") && echo "${h%% *}" || exit 4 ;;
+  esac
+done"#;
+
 /// `<path>.kbin-backup-<UTC timestamp>`.
 pub(crate) fn backup_name(path: &str) -> String {
     let now = time::OffsetDateTime::now_utc();
@@ -937,6 +948,28 @@ impl Remote for SshHost {
             3 => Ok(None),
             s => Err(HostError::Command { host: self.name.clone(), command: format!("sha256sum {}", quote::quote(path)), status: s, stderr: out.stderr_str().trim().into() }),
         }
+    }
+
+    fn sha256_many(&self, paths: &[&str]) -> Result<Vec<Option<String>>, HostError> {
+        for p in paths {
+            check_path(&self.name, p)?;
+        }
+        let mut argv = vec!["sh", "-c", SHA_MANY_SCRIPT, "kbin-sha256"];
+        argv.extend_from_slice(paths);
+        let cmd = Cmd::new(argv).sudo();
+        let (out, _) = self.run_line(&cmd, Feed::None, Deadline::Idle(self.opts.io_timeout), None)?;
+        let lines: Vec<String> = out.stdout_str().lines().map(str::to_string).collect();
+        if out.status != 0 || lines.len() != paths.len() {
+            return Err(HostError::Command { host: self.name.clone(), command: format!("sha256sum of {} files", paths.len()), status: out.status, stderr: out.stderr_str().trim().into() });
+        }
+        lines
+            .into_iter()
+            .map(|s| match s.as_str() {
+                "-" => Ok(None),
+                h if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Some(h.to_string())),
+                other => Err(HostError::Invalid { host: self.name.clone(), message: format!("sha256sum printed {other:?}") }),
+            })
+            .collect()
     }
 
     fn write_file(&self, path: &str, src: &Source, opts: &WriteOpts<'_>) -> Result<WriteOutcome, HostError> {

@@ -346,7 +346,12 @@ impl Client {
     pub fn apply(&self, ep: &Endpoint, obj: &Value, field_manager: &str) -> Result<ApplyOutcome, KubeError> {
         let target = ObjectRef::of(obj)?;
         let path = target.path();
-        let before = self.get_opt(ep, &path)?.as_ref().and_then(resource_version);
+        let live = self.get_opt(ep, &path)?;
+        // what the apply would set is already there: it would change nothing, so skip it
+        if live.as_ref().is_some_and(|l| contains(l, obj)) {
+            return Ok(ApplyOutcome::Unchanged);
+        }
+        let before = live.as_ref().and_then(resource_version);
         let url = format!("{path}?fieldManager={}&force=true", query_value(field_manager));
         let body = serde_json::to_vec(obj).expect("a JSON value serializes");
         let r = self.send(ep, "PATCH", &url, Some((APPLY_PATCH, &body)))?;
@@ -371,6 +376,16 @@ impl Client {
         let lease = serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": node, "namespace": "kube-node-lease"}});
         let path = ObjectRef::of(&lease)?.path();
         Ok(self.get_opt(ep, &path)?.as_ref().and_then(nodes::lease_renew_time))
+    }
+}
+
+/// Whether `live` already has every field of `want` with the same value (objects recursively,
+/// lists item by item). Server-side apply of `want` onto such an object changes nothing.
+pub fn contains(live: &Value, want: &Value) -> bool {
+    match (live, want) {
+        (Value::Object(l), Value::Object(w)) => w.iter().all(|(k, v)| l.get(k).is_some_and(|lv| contains(lv, v))),
+        (Value::Array(l), Value::Array(w)) => l.len() == w.len() && l.iter().zip(w).all(|(a, b)| contains(a, b)),
+        (l, w) => l == w,
     }
 }
 
@@ -412,6 +427,16 @@ fn status_error(ep: &Endpoint, method: &str, path: &str, r: &tls::Response) -> K
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_that_already_has_every_applied_field_needs_no_apply() {
+        let live = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "7", "uid": "u"}, "data": {"a": "1", "b": "2"}, "rules": [{"verbs": ["get"], "x": 1}]});
+        assert!(contains(&live, &serde_json::json!({"metadata": {"name": "x"}, "data": {"a": "1"}, "rules": [{"verbs": ["get"]}]})));
+        assert!(!contains(&live, &serde_json::json!({"data": {"a": "2"}})), "a changed value");
+        assert!(!contains(&live, &serde_json::json!({"data": {"c": "3"}})), "a new field");
+        assert!(!contains(&live, &serde_json::json!({"rules": [{"verbs": ["get"]}, {"verbs": ["list"]}]})), "a list of another length");
+        assert!(!contains(&live, &serde_json::json!({"rules": [{"verbs": ["get", "list"]}]})), "a list item that differs");
+    }
 
     #[test]
     fn apply_outcomes_from_status_and_resource_versions() {
