@@ -7,10 +7,10 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use kbin::artifacts::cache::Cache;
-use kbin::artifacts::download::{FetchOptions, Fetcher, NoProgress, Outcome};
+use kbin::artifacts::download::{FetchOptions, Fetcher, NoProgress, Outcome, Stored};
 use kbin::artifacts::extract::{Limits, verify_and_extract};
 use kbin::artifacts::ops::{self, Fetched};
-use kbin::artifacts::{Arch, ArtifactError, Catalog, DigestSource, Lock, Sha256, bundle};
+use kbin::artifacts::{Arch, ArtifactError, Catalog, Digest, DigestSource, Lock, Sha256, Sha512, bundle};
 use support::{Behavior, Server, bytes, cached_files, partial_files};
 
 fn quick() -> FetchOptions {
@@ -35,17 +35,17 @@ fn good_artifact_is_cached_and_rehashed_on_hit() {
     let d = Sha256::of(&body);
     let srv = Server::start(vec![("/etcd.tgz", Behavior::Bytes(body.clone()))]);
     let (_dir, cache, f) = setup();
-    let (path, outcome) = f.fetch(&srv.url("/etcd.tgz"), &d, &cache, &NoProgress).unwrap();
+    let Stored { path, sha256, outcome } = f.fetch(&srv.url("/etcd.tgz"), d, &cache, &NoProgress).unwrap();
     assert_eq!(outcome, Outcome::Downloaded { bytes: body.len() as u64, resumed: false });
     assert_eq!(fs::read(&path).unwrap(), body);
-    assert_eq!(path, cache.blob_path(&d));
-    let (_, again) = f.fetch(&srv.url("/etcd.tgz"), &d, &cache, &NoProgress).unwrap();
-    assert_eq!(again, Outcome::Cached);
+    assert_eq!((path.clone(), sha256), (cache.blob_path(&d), d));
+    let again = f.fetch(&srv.url("/etcd.tgz"), d, &cache, &NoProgress).unwrap();
+    assert_eq!(again.outcome, Outcome::Cached);
     assert_eq!(srv.requests("/etcd.tgz").len(), 1, "a cache hit does not touch the network");
     // a damaged cache entry is noticed on the next use and fetched again
     fs::write(&path, b"damaged").unwrap();
-    let (_, third) = f.fetch(&srv.url("/etcd.tgz"), &d, &cache, &NoProgress).unwrap();
-    assert!(matches!(third, Outcome::Downloaded { .. }));
+    let third = f.fetch(&srv.url("/etcd.tgz"), d, &cache, &NoProgress).unwrap();
+    assert!(matches!(third.outcome, Outcome::Downloaded { .. }));
     assert_eq!(fs::read(&path).unwrap(), body);
 }
 
@@ -56,12 +56,12 @@ fn wrong_bytes_are_refused_and_leave_the_cache_untouched() {
     let srv = Server::start(vec![("/kubelet", Behavior::Bytes(evil.clone()))]);
     let (_dir, cache, f) = setup();
     let expected = Sha256::of(&good);
-    let err = f.fetch(&srv.url("/kubelet"), &expected, &cache, &NoProgress).unwrap_err();
+    let err = f.fetch(&srv.url("/kubelet"), expected, &cache, &NoProgress).unwrap_err();
     match &err {
-        ArtifactError::Mismatch { url, expected: e, actual } => {
-            assert_eq!(url, &srv.url("/kubelet"));
-            assert_eq!(*e, expected);
-            assert_eq!(*actual, Sha256::of(&evil));
+        ArtifactError::Mismatch(m) => {
+            assert_eq!(m.url, srv.url("/kubelet"));
+            assert_eq!(m.expected, Digest::from(expected));
+            assert_eq!(m.actual, Digest::from(Sha256::of(&evil)));
         }
         other => panic!("expected a mismatch, got {other}"),
     }
@@ -78,7 +78,7 @@ fn truncated_body_is_an_error_after_the_retries() {
     let body = bytes(200_000, 4);
     let srv = Server::start(vec![("/f", Behavior::Truncated { body: body.clone(), send: 50_000 })]);
     let (_dir, cache, f) = setup();
-    let err = f.fetch(&srv.url("/f"), &Sha256::of(&body), &cache, &NoProgress).unwrap_err();
+    let err = f.fetch(&srv.url("/f"), Sha256::of(&body), &cache, &NoProgress).unwrap_err();
     assert!(matches!(err, ArtifactError::Truncated { expected: 200_000, attempts: 3, .. }), "{err}");
     // each retry resumed where the body had stopped
     let reqs = srv.requests("/f");
@@ -92,7 +92,7 @@ fn truncated_body_is_an_error_after_the_retries() {
 fn not_found_fails_at_once_without_retry() {
     let srv = Server::start(vec![]);
     let (_dir, cache, f) = setup();
-    let err = f.fetch(&srv.url("/missing"), &Sha256([1; 32]), &cache, &NoProgress).unwrap_err();
+    let err = f.fetch(&srv.url("/missing"), Sha256([1; 32]), &cache, &NoProgress).unwrap_err();
     assert!(matches!(err, ArtifactError::Http { status: 404, .. }), "{err}");
     assert_eq!(srv.requests("/missing").len(), 1);
     assert!(partial_files(&cache.root).is_empty(), "no empty partial file left behind");
@@ -107,7 +107,7 @@ fn stalled_server_times_out_instead_of_hanging() {
     let (_dir, cache, _) = setup();
     let f = Fetcher::new(FetchOptions { attempts: 2, ..quick() }).unwrap();
     let t = Instant::now();
-    let err = f.fetch(&srv.url("/stall"), &Sha256::of(&body), &cache, &NoProgress).unwrap_err();
+    let err = f.fetch(&srv.url("/stall"), Sha256::of(&body), &cache, &NoProgress).unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
     assert!(matches!(err, ArtifactError::Timeout { attempts: 2, .. }), "{err}");
     // the second attempt resumed where the first stalled
@@ -122,8 +122,8 @@ fn service_unavailable_then_success_is_retried() {
     let body = bytes(64_000, 6);
     let srv = Server::start(vec![("/r", Behavior::FailThen { status: 503, times: 2, then: Box::new(Behavior::Bytes(body.clone())) })]);
     let (_dir, cache, f) = setup();
-    let (path, _) = f.fetch(&srv.url("/r"), &Sha256::of(&body), &cache, &NoProgress).unwrap();
-    assert_eq!(fs::read(path).unwrap(), body);
+    let stored = f.fetch(&srv.url("/r"), Sha256::of(&body), &cache, &NoProgress).unwrap();
+    assert_eq!(fs::read(stored.path).unwrap(), body);
     assert_eq!(srv.requests("/r").len(), 3);
 }
 
@@ -132,8 +132,8 @@ fn dropped_connection_is_resumed_with_range() {
     let body = bytes(1 << 20, 7);
     let srv = Server::start(vec![("/big", Behavior::TruncateOnce { body: body.clone(), send: 300_000 })]);
     let (_dir, cache, f) = setup();
-    let (path, _) = f.fetch(&srv.url("/big"), &Sha256::of(&body), &cache, &NoProgress).unwrap();
-    assert_eq!(fs::read(path).unwrap(), body);
+    let stored = f.fetch(&srv.url("/big"), Sha256::of(&body), &cache, &NoProgress).unwrap();
+    assert_eq!(fs::read(stored.path).unwrap(), body);
     let reqs = srv.requests("/big");
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].range, None);
@@ -146,11 +146,11 @@ fn partial_file_of_an_earlier_run_is_resumed() {
     let d = Sha256::of(&body);
     let srv = Server::start(vec![("/x", Behavior::Bytes(body.clone()))]);
     let (_dir, cache, f) = setup();
-    fs::write(cache.partial_path(&d), &body[..123_456]).unwrap(); // as left by a killed kbin
-    let (path, outcome) = f.fetch(&srv.url("/x"), &d, &cache, &NoProgress).unwrap();
-    assert_eq!(outcome, Outcome::Downloaded { bytes: body.len() as u64, resumed: true });
+    fs::write(cache.partial_path(d), &body[..123_456]).unwrap(); // as left by a killed kbin
+    let stored = f.fetch(&srv.url("/x"), d, &cache, &NoProgress).unwrap();
+    assert_eq!(stored.outcome, Outcome::Downloaded { bytes: body.len() as u64, resumed: true });
     assert_eq!(srv.requests("/x")[0].range.as_deref(), Some("bytes=123456-"));
-    assert_eq!(fs::read(path).unwrap(), body);
+    assert_eq!(fs::read(stored.path).unwrap(), body);
 }
 
 #[test]
@@ -159,9 +159,9 @@ fn server_without_range_support_restarts_cleanly() {
     let d = Sha256::of(&body);
     let srv = Server::start(vec![("/n", Behavior::NoRange(body.clone()))]);
     let (_dir, cache, f) = setup();
-    fs::write(cache.partial_path(&d), &body[..1000]).unwrap();
-    let (path, _) = f.fetch(&srv.url("/n"), &d, &cache, &NoProgress).unwrap();
-    assert_eq!(fs::read(path).unwrap(), body);
+    fs::write(cache.partial_path(d), &body[..1000]).unwrap();
+    let stored = f.fetch(&srv.url("/n"), d, &cache, &NoProgress).unwrap();
+    assert_eq!(fs::read(stored.path).unwrap(), body);
 }
 
 #[test]
@@ -171,9 +171,9 @@ fn two_fetchers_of_one_digest_do_not_collide() {
     let srv = Server::start(vec![("/c", Behavior::Bytes(body.clone()))]);
     let (_dir, cache, f) = setup();
     std::thread::scope(|s| {
-        let h: Vec<_> = (0..4).map(|_| s.spawn(|| f.fetch(&srv.url("/c"), &d, &cache, &NoProgress).unwrap())).collect();
+        let h: Vec<_> = (0..4).map(|_| s.spawn(|| f.fetch(&srv.url("/c"), d, &cache, &NoProgress).unwrap())).collect();
         for t in h {
-            assert_eq!(fs::read(t.join().unwrap().0).unwrap(), body);
+            assert_eq!(fs::read(t.join().unwrap().path).unwrap(), body);
         }
     });
     assert_eq!(srv.requests("/c").len(), 1, "the others waited and found it cached");
@@ -185,8 +185,8 @@ fn fetch_tarball(rows: &[(&str, tar::EntryType, &[u8])]) -> (tempfile::TempDir, 
     let d = Sha256::of(&tgz);
     let srv = Server::start(vec![("/t.tgz", Behavior::Bytes(tgz))]);
     let (dir, cache, f) = setup();
-    let (path, _) = f.fetch(&srv.url("/t.tgz"), &d, &cache, &NoProgress).unwrap();
-    let r = verify_and_extract(&path, &d, None, &dir.path().join("out"), false, &Limits::default());
+    let stored = f.fetch(&srv.url("/t.tgz"), d, &cache, &NoProgress).unwrap();
+    let r = verify_and_extract(&stored.path, d, None, &dir.path().join("out"), false, &Limits::default());
     (dir, r)
 }
 
@@ -242,9 +242,9 @@ fn unpinned_version_is_checked_against_the_upstream_checksum_file_and_locked() {
 
     let f = Fetcher::new(FetchOptions { allow_http_checksums: true, ..quick() }).unwrap();
     let (d, source) = ops::resolve_digest(&catalog, &a, &mut lock, &f).unwrap();
-    assert_eq!(d, Sha256::of(&body));
+    assert_eq!(d, Digest::from(Sha256::of(&body)));
     assert_eq!(source, DigestSource::Upstream(srv.url("/official/v9.9.9/SHA256SUMS")));
-    assert_eq!(lock.get("etcd", "v9.9.9", Arch::Amd64).unwrap().sha256, d);
+    assert_eq!(lock.get("etcd", "v9.9.9", Arch::Amd64).unwrap().digest, d);
     // once locked, the lock is the law and the checksum file is not asked again
     let (_, again) = ops::resolve_digest(&catalog, &a, &mut lock, &f).unwrap();
     assert_eq!(again, DigestSource::Lock);
@@ -267,7 +267,18 @@ fn fetched_of(cache: &Cache, body: &[u8], version: &str) -> Fetched {
     let tmp = cache.root.join("tmp").join(d.hex());
     fs::write(&tmp, body).unwrap();
     let path = cache.insert(&tmp, &d).unwrap();
-    Fetched { component: "etcd".into(), version: version.into(), arch: Arch::Amd64, sha256: d, digest_source: DigestSource::Lock, url: String::new(), path, outcome: Outcome::Cached, extracted: vec![] }
+    Fetched {
+        component: "etcd".into(),
+        version: version.into(),
+        arch: Arch::Amd64,
+        sha256: d,
+        digest: Digest::Sha256(d),
+        digest_source: DigestSource::Lock,
+        url: String::new(),
+        path,
+        outcome: Outcome::Cached,
+        extracted: vec![],
+    }
 }
 
 #[test]
@@ -284,7 +295,7 @@ fn bundle_round_trips_into_an_empty_cache_and_lock() {
     assert_eq!(loaded.entries.len(), 1);
     assert_eq!(loaded.added_to_lock, 1);
     assert_eq!(fs::read(dst.blob_path(&f.sha256)).unwrap(), body);
-    assert_eq!(Lock::load(&lock_path).unwrap().get("etcd", "v3.5.1", Arch::Amd64).unwrap().sha256, f.sha256);
+    assert_eq!(Lock::load(&lock_path).unwrap().get("etcd", "v3.5.1", Arch::Amd64).unwrap().digest, Digest::Sha256(f.sha256));
 }
 
 #[test]
@@ -341,7 +352,59 @@ fn unreachable_checksum_origin_suggests_pinning() {
     let f = Fetcher::new(FetchOptions { allow_http_checksums: true, attempts: 1, ..quick() }).unwrap();
     let e = ops::resolve_digest(&catalog, &a, &mut lock, &f).unwrap_err();
     let r = kbin::error::render(&kbin::Error::from(e));
-    assert!(r.contains("error: no trusted SHA-256 digest for etcd v9.9.9 (amd64)"), "{r}");
+    assert!(r.contains("error: no trusted digest for etcd v9.9.9 (amd64)"), "{r}");
     assert!(r.contains("could not be fetched") && r.contains("kbin pin etcd v9.9.9 <sha256>"), "{r}");
     assert!(lock.entries.is_empty());
+}
+
+// ---- SHA-512 pins ------------------------------------------------------------------------------
+
+#[test]
+fn good_sha512_pinned_artifact_is_cached_and_reverified_on_hit() {
+    let body = bytes(2 << 20, 20);
+    let d512 = Sha512::of(&body);
+    let srv = Server::start(vec![("/server.tgz", Behavior::Bytes(body.clone()))]);
+    let (_dir, cache, f) = setup();
+    let stored = f.fetch(&srv.url("/server.tgz"), d512, &cache, &NoProgress).unwrap();
+    assert!(matches!(stored.outcome, Outcome::Downloaded { .. }));
+    // the SHA-256 was computed in the same pass: it is the file's address in the cache
+    assert_eq!(stored.sha256, Sha256::of(&body));
+    assert_eq!(stored.path, cache.blob_path(&stored.sha256));
+    assert_eq!(fs::read(&stored.path).unwrap(), body);
+    assert_eq!(fs::read_to_string(cache.alias_path(&d512)).unwrap().trim(), stored.sha256.hex());
+    // a hit is re-hashed, not downloaded; a SHA-256 pin of the same file finds it too
+    assert_eq!(f.fetch(&srv.url("/server.tgz"), d512, &cache, &NoProgress).unwrap().outcome, Outcome::Cached);
+    assert_eq!(f.fetch(&srv.url("/server.tgz"), stored.sha256, &cache, &NoProgress).unwrap().outcome, Outcome::Cached);
+    assert_eq!(srv.requests("/server.tgz").len(), 1);
+    // a damaged cache entry fails its SHA-512 check on the next use and is fetched again
+    fs::write(&stored.path, b"damaged").unwrap();
+    let again = f.fetch(&srv.url("/server.tgz"), d512, &cache, &NoProgress).unwrap();
+    assert!(matches!(again.outcome, Outcome::Downloaded { .. }));
+    assert_eq!(fs::read(&again.path).unwrap(), body);
+    assert_eq!(srv.requests("/server.tgz").len(), 2);
+}
+
+#[test]
+fn wrong_bytes_against_a_sha512_pin_name_both_digests_and_leave_the_cache_untouched() {
+    let good = bytes(300_000, 25);
+    let evil = bytes(300_000, 26);
+    let srv = Server::start(vec![("/server.tgz", Behavior::Bytes(evil.clone()))]);
+    let (_dir, cache, f) = setup();
+    let expected = Sha512::of(&good);
+    let err = f.fetch(&srv.url("/server.tgz"), expected, &cache, &NoProgress).unwrap_err();
+    match &err {
+        ArtifactError::Mismatch(m) => {
+            assert_eq!(m.url, srv.url("/server.tgz"));
+            assert_eq!(m.expected, Digest::Sha512(expected));
+            assert_eq!(m.actual, Digest::Sha512(Sha512::of(&evil)));
+        }
+        other => panic!("expected a mismatch, got {other}"),
+    }
+    let rendered = kbin::error::render(&kbin::Error::from(err));
+    let want = format!("error: digest mismatch for {}: expected sha512 {}, got {}", srv.url("/server.tgz"), expected.hex(), Sha512::of(&evil).hex());
+    assert!(rendered.contains(&want), "{rendered}");
+    assert!(rendered.contains("hint: nothing was cached"), "{rendered}");
+    assert!(cached_files(&cache.root).is_empty());
+    assert!(partial_files(&cache.root).is_empty());
+    assert_eq!(fs::read_dir(cache.root.join("sha512")).unwrap().count(), 0, "no alias either");
 }

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use super::{Arch, ArtifactError, Result, Sha256};
+use super::{Arch, ArtifactError, Digest, Result};
 
 const CATALOG: &str = include_str!("catalog.toml");
 
@@ -20,8 +20,9 @@ pub enum Kind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pin {
-    pub amd64: Option<Sha256>,
-    pub arm64: Option<Sha256>,
+    /// `sha256:<hex>` / `sha512:<hex>` (bare 64 hex digits are a SHA-256).
+    pub amd64: Option<Digest>,
+    pub arm64: Option<Digest>,
     /// The published material the digests were taken from.
     pub source: String,
 }
@@ -94,7 +95,7 @@ impl Component {
         }
     }
     /// The catalog's pinned digest for `version` on `arch`, with its source.
-    pub fn pinned(&self, version: &str, arch: Arch) -> Option<(Sha256, &str)> {
+    pub fn pinned(&self, version: &str, arch: Arch) -> Option<(Digest, &str)> {
         let pin = self.pins.get(version)?;
         let d = match arch {
             Arch::Amd64 => pin.amd64,

@@ -13,7 +13,7 @@ use super::download::{Fetcher, Outcome};
 use super::extract::{Limits, verify_and_extract};
 use super::lock::{Entry, Lock};
 use super::progress::{Reporter, human_bytes};
-use super::{Arch, ArtifactError, DigestSource, Result, Sha256};
+use super::{Arch, ArtifactError, Digest, DigestSource, Result, Sha256};
 use crate::config::{Cluster, Role};
 
 /// Everything about artifacts that comes from the cluster file and the command line.
@@ -138,9 +138,9 @@ pub fn plan(catalog: &Catalog, settings: &Settings, names: &[String]) -> Result<
 
 /// The digest `a` must match: kbin.lock, else the catalog, else the upstream checksum file
 /// (fetched over HTTPS from the official origin, never from a mirror, and recorded in `lock`).
-pub fn resolve_digest(catalog: &Catalog, a: &Artifact, lock: &mut Lock, fetcher: &Fetcher) -> Result<(Sha256, DigestSource)> {
+pub fn resolve_digest(catalog: &Catalog, a: &Artifact, lock: &mut Lock, fetcher: &Fetcher) -> Result<(Digest, DigestSource)> {
     if let Some(e) = lock.get(&a.component, &a.version, a.arch) {
-        return Ok((e.sha256, DigestSource::Lock));
+        return Ok((e.digest, DigestSource::Lock));
     }
     let comp = catalog.component(&a.component)?;
     if let Some((d, source)) = comp.pinned(&a.version, a.arch) {
@@ -164,7 +164,8 @@ pub fn resolve_digest(catalog: &Catalog, a: &Artifact, lock: &mut Lock, fetcher:
         other => no_digest(format!("it is not in kbin's catalog and its upstream checksum file could not be fetched ({other})")),
     })?;
     let d = super::download::parse_checksum_file(&text, &a.file_name).ok_or_else(|| ArtifactError::ChecksumFile { url: url.clone(), file: a.file_name.clone() })?;
-    lock.set(Entry { component: a.component.clone(), version: a.version.clone(), arch: a.arch, sha256: d, source: url.clone() });
+    let d = Digest::Sha256(d);
+    lock.set(Entry { component: a.component.clone(), version: a.version.clone(), arch: a.arch, digest: d, source: url.clone() });
     Ok((d, DigestSource::Upstream(url.clone())))
 }
 
@@ -174,7 +175,10 @@ pub struct Fetched {
     pub component: String,
     pub version: String,
     pub arch: Arch,
+    /// The file's SHA-256: its name in the cache and in bundles.
     pub sha256: Sha256,
+    /// The trusted digest the file was checked against (`sha256:…` or `sha512:…`).
+    pub digest: Digest,
     pub digest_source: DigestSource,
     pub url: String,
     pub path: PathBuf,
@@ -236,52 +240,64 @@ pub fn download(catalog: &Catalog, planned: &[Planned], settings: &Settings, fet
     }
 }
 
-fn fetch_one(cache: &Cache, fetcher: &Fetcher, reporter: &Reporter, p: &Planned, d: Sha256, source: DigestSource, extract_to: Option<&Path>) -> Result<Fetched> {
+fn fetch_one(cache: &Cache, fetcher: &Fetcher, reporter: &Reporter, p: &Planned, d: Digest, source: DigestSource, extract_to: Option<&Path>) -> Result<Fetched> {
     let a = &p.artifact;
     let label = format!("{} {}", a.component, a.version);
     let bar = reporter.artifact(&label);
     let target = extract_to.map(|dir| dir.join(&a.component));
+    let fetched = |path: PathBuf, sha256: Sha256, outcome: Outcome, extracted: Vec<PathBuf>| Fetched {
+        component: a.component.clone(),
+        version: a.version.clone(),
+        arch: a.arch,
+        sha256,
+        digest: d,
+        digest_source: source.clone(),
+        url: p.download_url.clone(),
+        path,
+        outcome,
+        extracted,
+    };
     // with --extract, a cache hit is verified by the extraction itself (one pass, not two)
-    if let (Some(dir), Kind::TarGz, true) = (&target, a.kind, cache.contains(&d)) {
-        match verify_and_extract(&cache.blob_path(&d), &d, Some(&a.members), dir, true, &Limits::default()) {
+    if let (Some(dir), Kind::TarGz, Some((blob, sha256))) = (&target, a.kind, cache.lookup(&d)) {
+        match verify_and_extract(&blob, d, Some(&a.members), dir, true, &Limits::default()) {
             Ok(files) => {
-                bar.finish(&format!("cached, verified, extracted {} file(s) to {}", files.len(), dir.display()));
-                return Ok(Fetched { component: a.component.clone(), version: a.version.clone(), arch: a.arch, sha256: d, digest_source: source, url: p.download_url.clone(), path: cache.blob_path(&d), outcome: Outcome::Cached, extracted: files });
+                bar.finish(&format!("cached, verified {} {}, extracted {} file(s) to {}", d.algorithm(), short(&d), files.len(), dir.display()));
+                return Ok(fetched(blob, sha256, Outcome::Cached, files));
             }
-            Err(ArtifactError::Mismatch { .. }) => {
-                let _ = std::fs::remove_file(cache.blob_path(&d)); // damaged cache entry: fetch again
-            }
+            // a damaged cache entry: fetch again
+            Err(ArtifactError::Mismatch(_)) => cache.forget(&d)?,
             Err(e) => return Err(e),
         }
     }
-    let (path, outcome) = fetcher.fetch(&p.download_url, &d, cache, &bar)?;
+    let stored = fetcher.fetch(&p.download_url, d, cache, &bar)?;
     let mut extracted = Vec::new();
     if let Some(dir) = &target {
         extracted = match a.kind {
-            Kind::TarGz => verify_and_extract(&path, &d, Some(&a.members), dir, true, &Limits::default())?,
-            Kind::Binary => vec![install_binary(&path, dir, &a.component)?],
+            Kind::TarGz => verify_and_extract(&stored.path, d, Some(&a.members), dir, true, &Limits::default())?,
+            Kind::Binary => vec![install_binary(&stored.path, dir, &a.component)?],
         };
     }
-    let msg = match outcome {
-        Outcome::Cached => format!("cached, verified sha256 {}", short(&d)),
+    let msg = match stored.outcome {
+        Outcome::Cached => format!("cached, verified {} {}", d.algorithm(), short(&d)),
         Outcome::Downloaded { bytes, resumed } => {
             let secs = bar.elapsed().max(1e-6);
             format!(
-                "{} from {} in {:.1}s ({}/s){}, sha256 {} ok",
+                "{} from {} in {:.1}s ({}/s){}, {} {} ok",
                 human_bytes(bytes),
                 p.download_url,
                 secs,
                 human_bytes((bar.bytes() as f64 / secs) as u64),
                 if resumed { ", resumed" } else { "" },
+                d.algorithm(),
                 short(&d)
             )
         }
     };
     bar.finish(&msg);
-    Ok(Fetched { component: a.component.clone(), version: a.version.clone(), arch: a.arch, sha256: d, digest_source: source, url: p.download_url.clone(), path, outcome, extracted })
+    Ok(fetched(stored.path, stored.sha256, stored.outcome, extracted))
 }
 
-fn short(d: &Sha256) -> String {
+fn short(d: &Digest) -> String {
     d.hex()[..12].to_string()
 }
 
@@ -296,18 +312,19 @@ fn install_binary(blob: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(dest)
 }
 
-/// `kbin pin`: record `sha256` as the digest of `component` `version` on `arch` in the lock.
-/// Returns the digest it replaced, if any.
-pub fn pin(catalog: &Catalog, lock_path: &Path, component: &str, version: &str, arch: Arch, sha256: &str) -> Result<Option<Sha256>> {
+/// `kbin pin`: record `digest` (a SHA-256, or a SHA-512 such as the Kubernetes release notes
+/// publish) as the digest of `component` `version` on `arch` in the lock. Returns the digest
+/// recorded and the one it replaced, if any.
+pub fn pin(catalog: &Catalog, lock_path: &Path, component: &str, version: &str, arch: Arch, digest: &str) -> Result<(Digest, Option<Digest>)> {
     catalog.component(component)?;
     if !version.starts_with('v') || version.len() < 2 {
         return Err(ArtifactError::BadArgument(format!("{version:?} is not a release version (write it like v3.5.1)")));
     }
-    let d = Sha256::parse(sha256).ok_or_else(|| ArtifactError::BadArgument(format!("{sha256:?} is not a SHA-256 digest (64 hex digits)")))?;
+    let d = Digest::parse(digest).ok_or_else(|| ArtifactError::BadArgument(format!("{digest:?} is not a SHA-256 digest (64 hex digits) or a SHA-512 digest (128 hex digits)")))?;
     let mut lock = Lock::load(lock_path)?;
-    let old = lock.set(Entry { component: component.into(), version: version.into(), arch, sha256: d, source: "kbin pin".into() });
+    let old = lock.set(Entry { component: component.into(), version: version.into(), arch, digest: d, source: "kbin pin".into() });
     lock.save()?;
-    Ok(old.filter(|o| *o != d))
+    Ok((d, old.filter(|o| *o != d)))
 }
 
 /// Whether `s` is usable as a mirror URL: `http://` or `https://` with a host. Plain HTTP is
@@ -377,10 +394,14 @@ mod tests {
         let lock = dir.path().join("kbin.lock");
         let c = Catalog::embedded();
         let d1 = "a".repeat(64);
-        assert_eq!(pin(c, &lock, "etcd", "v3.5.1", Arch::Amd64, &d1).unwrap(), None);
-        assert_eq!(pin(c, &lock, "etcd", "v3.5.1", Arch::Amd64, &"b".repeat(64)).unwrap().map(|d| d.hex()), Some(d1));
+        assert_eq!(pin(c, &lock, "etcd", "v3.5.1", Arch::Amd64, &d1).unwrap().1, None);
+        assert_eq!(pin(c, &lock, "etcd", "v3.5.1", Arch::Amd64, &"b".repeat(64)).unwrap().1.map(|d| d.hex()), Some(d1));
         assert!(pin(c, &lock, "etcd", "3.5.1", Arch::Amd64, &"b".repeat(64)).is_err());
         assert!(pin(c, &lock, "etcd", "v3.5.1", Arch::Amd64, "xyz").is_err());
+        let d512 = "c".repeat(128);
+        let (new, old) = pin(c, &lock, "etcd", "v3.5.1", Arch::Amd64, &format!("sha512:{d512}")).unwrap();
+        assert_eq!((new.algorithm(), old.map(|d| d.algorithm())), ("sha512", Some("sha256")));
+        assert_eq!(Lock::load(&lock).unwrap().entries[0].digest.hex(), d512);
         assert!(pin(c, &lock, "etdc", "v3.5.1", Arch::Amd64, &"b".repeat(64)).is_err());
         assert_eq!(Lock::load(&lock).unwrap().entries.len(), 1);
     }
@@ -396,7 +417,7 @@ pub struct ExtractedFile {
 }
 
 /// The binaries of `component`, extracted once per artifact digest into
-/// `<cache>/extracted/<sha256>/` (with a `SHA256SUMS` of the extracted files) and reused from
+/// `<cache>/extracted/<digest key>/` (with a `SHA256SUMS` of the extracted files) and reused from
 /// there. The first call downloads (verified) and extracts; later calls only read `SHA256SUMS`,
 /// so an unchanged deploy does not decompress or hash anything.
 pub fn extracted(catalog: &Catalog, settings: &Settings, component: &str, fetcher: &Fetcher, reporter: &Reporter) -> Result<Vec<ExtractedFile>> {
@@ -405,7 +426,7 @@ pub fn extracted(catalog: &Catalog, settings: &Settings, component: &str, fetche
     let mut lock = Lock::load(&settings.lock_path)?;
     let (digest, _) = resolve_digest(catalog, &p.artifact, &mut lock, fetcher)?;
     let cache = Cache::open(&settings.cache_root)?;
-    let dir = cache.root.join("extracted").join(digest.hex());
+    let dir = cache.root.join("extracted").join(digest.key());
     let sums = dir.join("SHA256SUMS");
     let read_sums = || -> Option<Vec<ExtractedFile>> {
         let text = std::fs::read_to_string(&sums).ok()?;
