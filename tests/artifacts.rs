@@ -277,6 +277,7 @@ fn fetched_of(cache: &Cache, body: &[u8], version: &str) -> Fetched {
         url: String::new(),
         path,
         outcome: Outcome::Cached,
+        provides: vec!["etcd".into()],
         extracted: vec![],
     }
 }
@@ -357,7 +358,7 @@ fn unreachable_checksum_origin_suggests_pinning() {
     assert!(lock.entries.is_empty());
 }
 
-// ---- SHA-512 pins ------------------------------------------------------------------------------
+// ---- SHA-512 pins and the kubernetes-server tarball -----------------------------------------
 
 #[test]
 fn good_sha512_pinned_artifact_is_cached_and_reverified_on_hit() {
@@ -407,4 +408,138 @@ fn wrong_bytes_against_a_sha512_pin_name_both_digests_and_leave_the_cache_untouc
     assert!(cached_files(&cache.root).is_empty());
     assert!(partial_files(&cache.root).is_empty());
     assert_eq!(fs::read_dir(cache.root.join("sha512")).unwrap().count(), 0, "no alias either");
+}
+
+/// A kubernetes-server tarball laid out like upstream's: the four server binaries and files kbin
+/// leaves alone.
+fn server_tarball() -> Vec<u8> {
+    use tar::EntryType as T;
+    support::targz(&[
+        ("kubernetes/", T::Directory, b""),
+        ("kubernetes/server/bin/kube-apiserver", T::Regular, &bytes(300_000, 21)),
+        ("kubernetes/server/bin/kube-controller-manager", T::Regular, &bytes(200_000, 22)),
+        ("kubernetes/server/bin/kube-scheduler", T::Regular, &bytes(150_000, 23)),
+        ("kubernetes/server/bin/kube-proxy", T::Regular, &bytes(100_000, 24)),
+        ("kubernetes/server/bin/kubeadm", T::Regular, b"not wanted"),
+        ("kubernetes/LICENSES", T::Regular, b"licenses"),
+    ])
+}
+
+const SERVER: [(&str, u64, usize); 4] =
+    [("kube-apiserver", 21, 300_000), ("kube-controller-manager", 22, 200_000), ("kube-scheduler", 23, 150_000), ("kube-proxy", 24, 100_000)];
+const SERVER_PATH: &str = "/kubernetes-server/v9.9.9/kubernetes-server-linux-amd64.tar.gz";
+
+fn server_settings(dir: &std::path::Path, mirror: String) -> ops::Settings {
+    ops::Settings {
+        arch: Arch::Amd64,
+        cli_mirror: Some(mirror),
+        mirror: None,
+        mirrors: Default::default(),
+        versions: Default::default(),
+        kubernetes_version: "v9.9.9".into(),
+        etcd_version: "v3.5.1".into(),
+        flannel_version: "v0.27.4".into(),
+        cache_root: dir.join("cache"),
+        lock_path: dir.join("kbin.lock"),
+        jobs: 4,
+        roles: vec![kbin::config::Role::Master, kbin::config::Role::Node],
+    }
+}
+
+#[test]
+fn four_server_components_come_out_of_one_tarball_download() {
+    let tgz = server_tarball();
+    let srv = Server::start(vec![(SERVER_PATH, Behavior::Bytes(tgz.clone()))]);
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_settings(dir.path(), srv.url(""));
+    let catalog = Catalog::embedded();
+    // pinned by its SHA-512, as the release notes publish it
+    ops::pin(catalog, &s.lock_path, "kubernetes-server", "v9.9.9", Arch::Amd64, &Sha512::of(&tgz).hex()).unwrap();
+    let f = Fetcher::new(quick()).unwrap();
+    let quiet = kbin::artifacts::progress::Reporter::plain(true);
+
+    let names: Vec<String> = SERVER.iter().map(|(n, ..)| n.to_string()).collect();
+    let planned = ops::plan(catalog, &s, &names).unwrap();
+    assert_eq!(planned.len(), 1, "one artifact for the four components");
+    let out = dir.path().join("x");
+    let fetched = ops::download(catalog, &planned, &s, &f, &quiet, Some(&out)).unwrap();
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].component, "kubernetes-server");
+    assert_eq!(fetched[0].digest, Digest::Sha512(Sha512::of(&tgz)));
+    assert_eq!(fetched[0].sha256, Sha256::of(&tgz));
+    assert_eq!(fetched[0].provides, names);
+    for (name, seed, len) in SERVER {
+        assert_eq!(fs::read(out.join(name).join(name)).unwrap(), bytes(len, seed), "{name}");
+    }
+    assert_eq!(fetched[0].extracted.len(), 4);
+    assert!(!out.join("kubernetes-server").exists() && !out.join("kube-apiserver/kubeadm").exists());
+    assert_eq!(srv.requests(SERVER_PATH).len(), 1);
+
+    // deploy code asks per component: each gets exactly its own file, named after it, from one
+    // extraction of the cached tarball (no more requests)
+    for (name, seed, len) in SERVER {
+        let files = ops::extracted(catalog, &s, name, &f, &quiet).unwrap();
+        assert_eq!(files.len(), 1, "{name}: {files:?}");
+        assert_eq!(files[0].name, name);
+        assert_eq!(fs::read(&files[0].path).unwrap(), bytes(len, seed));
+        assert_eq!(files[0].sha256, Sha256::of(&bytes(len, seed)).hex());
+    }
+    assert_eq!(srv.requests(SERVER_PATH).len(), 1);
+    let extracted: Vec<_> = fs::read_dir(s.cache_root.join("extracted")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(extracted, [format!("sha512-{}", Sha512::of(&tgz).hex())], "extracted once for all four");
+}
+
+#[test]
+fn tarball_with_wrong_bytes_is_refused_for_a_component_taken_out_of_it() {
+    let tgz = server_tarball();
+    let srv = Server::start(vec![(SERVER_PATH, Behavior::Bytes(b"not the server tarball".to_vec()))]);
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_settings(dir.path(), srv.url(""));
+    let catalog = Catalog::embedded();
+    ops::pin(catalog, &s.lock_path, "kubernetes-server", "v9.9.9", Arch::Amd64, &Sha512::of(&tgz).hex()).unwrap();
+    let f = Fetcher::new(quick()).unwrap();
+    let e = ops::extracted(catalog, &s, "kube-scheduler", &f, &kbin::artifacts::progress::Reporter::plain(true)).unwrap_err();
+    let r = kbin::error::render(&kbin::Error::from(e));
+    assert!(r.contains(&format!("expected sha512 {}", Sha512::of(&tgz).hex())), "{r}");
+    assert!(cached_files(&s.cache_root).is_empty());
+    assert!(!s.cache_root.join("extracted").exists() || fs::read_dir(s.cache_root.join("extracted")).unwrap().count() == 0);
+}
+
+#[test]
+fn bundle_of_a_sha512_trusted_tarball_loads_into_an_air_gapped_cluster() {
+    let tgz = server_tarball();
+    let srv = Server::start(vec![(SERVER_PATH, Behavior::Bytes(tgz.clone()))]);
+    let online = tempfile::tempdir().unwrap();
+    let s = server_settings(online.path(), srv.url(""));
+    let catalog = Catalog::embedded();
+    let d512 = Sha512::of(&tgz).hex();
+    ops::pin(catalog, &s.lock_path, "kubernetes-server", "v9.9.9", Arch::Amd64, &d512).unwrap();
+    let f = Fetcher::new(quick()).unwrap();
+    let quiet = kbin::artifacts::progress::Reporter::plain(true);
+    let fetched = ops::download(catalog, &ops::plan(catalog, &s, &["kube-apiserver".into()]).unwrap(), &s, &f, &quiet, None).unwrap();
+    let out = online.path().join("b.tar");
+    bundle::create(&out, &fetched).unwrap();
+    drop(srv);
+
+    // the air-gapped cluster trusts the tarball by its SHA-512 too: the bundled file is checked
+    // against it, and then found in the cache by it
+    let offline = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // nothing listens
+    let s2 = server_settings(offline.path(), format!("http://127.0.0.1:{port}"));
+    ops::pin(catalog, &s2.lock_path, "kubernetes-server", "v9.9.9", Arch::Amd64, &d512).unwrap();
+    let dst = Cache::open(&s2.cache_root).unwrap();
+    let loaded = bundle::load(&out, &dst, catalog, Some(&s2.lock_path)).unwrap();
+    assert_eq!(loaded.added_to_lock, 0, "the cluster already trusted it");
+    let files = ops::extracted(catalog, &s2, "kube-proxy", &f, &quiet).unwrap();
+    assert_eq!(fs::read(&files[0].path).unwrap(), bytes(100_000, 24));
+
+    // a cluster that trusts another SHA-512 refuses the bundle, naming both
+    let other = tempfile::tempdir().unwrap();
+    let lock3 = other.path().join("kbin.lock");
+    ops::pin(catalog, &lock3, "kubernetes-server", "v9.9.9", Arch::Amd64, &"e".repeat(128)).unwrap();
+    let dst3 = Cache::open(&other.path().join("cache")).unwrap();
+    let e = bundle::load(&out, &dst3, catalog, Some(&lock3)).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains(&format!("says sha512 {d512}")) && msg.contains(&format!("says sha512 {}", "e".repeat(128))), "{msg}");
+    assert!(cached_files(&dst3.root).is_empty());
 }

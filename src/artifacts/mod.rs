@@ -162,7 +162,14 @@ pub enum ArtifactError {
     #[error("unknown component {name:?}")]
     UnknownComponent { name: String },
     #[error("no trusted digest for {component} {version} ({arch})")]
-    NoDigest { component: String, version: String, arch: Arch, reason: String },
+    NoDigest {
+        component: String,
+        version: String,
+        arch: Arch,
+        reason: String,
+        /// The archive the component can also be taken out of (`from` in the catalog).
+        archive: Option<String>,
+    },
     #[error("{url}: server answered {status}")]
     Http { url: String, status: u16 },
     #[error("{url}: no data for {secs:.1}s, gave up after {attempts} attempt(s)")]
@@ -214,9 +221,13 @@ impl crate::error::Reportable for ArtifactError {
         use ArtifactError::*;
         Some(match self {
             UnknownComponent { .. } => format!("known components: {}", catalog::Catalog::embedded().names().join(", ")),
-            NoDigest { component, version, reason, .. } => format!(
-                "{reason}; if you have verified the file yourself, pin it: kbin pin {component} {version} <sha256>"
-            ),
+            NoDigest { component, version, reason, archive, .. } => {
+                let mut h = format!("{reason}; if you have verified the file yourself, pin it: kbin pin {component} {version} <sha256>");
+                if let Some(a) = archive {
+                    h.push_str(&format!(" (or pin the archive {component} is taken out of: kbin pin {a} {version} <sha256 or sha512>)"));
+                }
+                h
+            }
             Http { status: 404, .. } => "the file is not there: check the version, and the mirror's layout (see docs/artifacts.md)".into(),
             Http { .. } => "the server refused the download; try again later or use another mirror (--mirror URL)".into(),
             Timeout { .. } | Network { .. } | Truncated { .. } => {
