@@ -490,6 +490,29 @@ fn four_server_components_come_out_of_one_tarball_download() {
 }
 
 #[test]
+fn components_of_one_tarball_asked_for_at_once_share_one_download_and_extraction() {
+    let tgz = server_tarball();
+    let srv = Server::start(vec![(SERVER_PATH, Behavior::Bytes(tgz.clone()))]);
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_settings(dir.path(), srv.url(""));
+    let catalog = Catalog::embedded();
+    ops::pin(catalog, &s.lock_path, "kubernetes-server", "v9.9.9", Arch::Amd64, &Sha512::of(&tgz).hex()).unwrap();
+    let f = Fetcher::new(quick()).unwrap();
+    let reporter = kbin::artifacts::progress::Reporter::plain(true);
+    // as the deploy code asks: one thread per component
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = SERVER.iter().map(|(name, ..)| scope.spawn(|| ops::extracted(catalog, &s, name, &f, &reporter))).collect();
+        for ((name, seed, len), h) in SERVER.iter().zip(handles) {
+            let files = h.join().unwrap().unwrap();
+            assert_eq!(files.len(), 1, "{name}");
+            assert_eq!(fs::read(&files[0].path).unwrap(), bytes(*len, *seed), "{name}");
+        }
+    });
+    assert_eq!(srv.requests(SERVER_PATH).len(), 1);
+    assert_eq!(fs::read_dir(s.cache_root.join("tmp")).unwrap().count(), 0, "no staging left behind");
+}
+
+#[test]
 fn tarball_with_wrong_bytes_is_refused_for_a_component_taken_out_of_it() {
     let tgz = server_tarball();
     let srv = Server::start(vec![(SERVER_PATH, Behavior::Bytes(b"not the server tarball".to_vec()))]);

@@ -92,7 +92,13 @@ impl Cache {
 
     /// Lock the digest against other kbin processes (blocks until they are done with it).
     pub fn lock(&self, d: impl Into<Digest>) -> Result<DigestLock> {
-        let p = self.root.join("partial").join(format!("{}.lock", d.into().key()));
+        self.lock_named(&d.into().key())
+    }
+
+    /// Lock `name` (a digest key, or another job on one artifact such as `extract-<key>`)
+    /// against other kbin processes and threads; blocks until they are done with it.
+    pub fn lock_named(&self, name: &str) -> Result<DigestLock> {
+        let p = self.root.join("partial").join(format!("{name}.lock"));
         let f = OpenOptions::new().create(true).truncate(false).write(true).open(&p).map_err(|e| ArtifactError::io("create", &p, e))?;
         f.lock().map_err(|e| ArtifactError::io("lock", &p, e))?;
         Ok(DigestLock { _file: f })

@@ -588,9 +588,18 @@ pub fn extracted(catalog: &Catalog, settings: &Settings, component: &str, fetche
         }
         (!out.is_empty()).then_some(out)
     };
-    if let Some(files) = read_sums() {
+    let cached = |files: Vec<ExtractedFile>| {
         reporter.line(component, &format!("{} binaries from {}", p.artifact.version, dir.display()));
-        return Ok(files);
+        files
+    };
+    if let Some(files) = read_sums() {
+        return Ok(cached(files));
+    }
+    // one extraction per artifact at a time: the components taken out of one archive are often
+    // asked for at once (the deploy code does), and the first does the work for all of them
+    let _extracting = cache.lock_named(&format!("extract-{}", digest.key()))?;
+    if let Some(files) = read_sums() {
+        return Ok(cached(files));
     }
     let stage = cache.staging()?;
     let fetched = download(catalog, std::slice::from_ref(&p), settings, fetcher, reporter, Some(stage.path()))?;
