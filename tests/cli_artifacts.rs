@@ -110,7 +110,7 @@ fn unpinned_version_without_checksum_file_asks_for_a_pin() {
     // flanneld publishes no checksum file and v0.1.0 is pinned nowhere: refused before any request
     let out = kbin(dir.path()).args(["download", "flanneld"]).assert().code(1).get_output().clone();
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("error: no trusted SHA-256 digest for flanneld v0.1.0 (amd64)"), "{stderr}");
+    assert!(stderr.contains("error: no trusted digest for flanneld v0.1.0 (amd64)"), "{stderr}");
     assert!(stderr.contains("kbin pin flanneld v0.1.0 <sha256>"), "{stderr}");
     assert!(cached_files(&dir.path().join("cache")).is_empty());
 }
@@ -174,7 +174,7 @@ fn help_texts_describe_the_commands() {
     let listed = help.split("Components:").nth(1).unwrap().split("\n\n").next().unwrap().replace('\n', " ");
     let listed: Vec<&str> = listed.split(',').map(str::trim).collect();
     assert_eq!(listed, kbin::artifacts::Catalog::embedded().names());
-    kbin(dir.path()).args(["pin", "--help"]).assert().success().stdout(predicates::str::contains("<SHA256>"));
+    kbin(dir.path()).args(["pin", "--help"]).assert().success().stdout(predicates::str::contains("<DIGEST>")).stdout(predicates::str::contains("SHA-512 (128 hex digits"));
     kbin(dir.path()).args(["bundle", "create", "--help"]).assert().success().stdout(predicates::str::contains("--mirror <URL>"));
     kbin(dir.path()).args(["bundle", "load", "--help"]).assert().success().stdout(predicates::str::contains("Nothing enters the cache unless every digest matches"));
 }
@@ -238,4 +238,66 @@ fn cache_dir_from_the_cluster_file_is_used_when_kbin_cache_dir_is_unset() {
     assert!(c.status().unwrap().success());
     assert_eq!(cached_files(&dir.path().join("from-file")), vec![digest]);
     assert!(!dir.path().join("cache").exists());
+}
+
+#[test]
+fn server_binaries_come_out_of_one_tarball_pinned_by_its_sha512() {
+    use tar::EntryType as T;
+    let apiserver = bytes(200_000, 31);
+    let tgz = targz(&[
+        ("kubernetes/server/bin/kube-apiserver", T::Regular, &apiserver),
+        ("kubernetes/server/bin/kube-controller-manager", T::Regular, &bytes(100_000, 32)),
+        ("kubernetes/server/bin/kube-scheduler", T::Regular, &bytes(100_000, 33)),
+        ("kubernetes/server/bin/kube-proxy", T::Regular, &bytes(100_000, 34)),
+        ("kubernetes/server/bin/kubectl", T::Regular, b"not taken from here"),
+    ]);
+    let d512 = kbin::artifacts::Sha512::of(&tgz).hex();
+    let path = "/kubernetes-server/v9.9.9/kubernetes-server-linux-amd64.tar.gz";
+    let srv = Server::start(vec![(path, Behavior::Bytes(tgz.clone()))]);
+    let dir = tempfile::tempdir().unwrap();
+    let toml = support::cluster_toml("v3.5.1", "").replace("etcd_version = \"v3.5.1\"", "etcd_version = \"v3.5.1\"\nkubernetes_version = \"v9.9.9\"");
+    fs::write(dir.path().join("cluster.toml"), toml).unwrap();
+    let d = dir.path();
+
+    kbin(d).args(["pin", "kubernetes-server", "v9.9.9", &d512]).assert().success().stderr(predicates::str::contains(format!("[pin] kubernetes-server v9.9.9 (amd64): sha512 {d512} recorded in")));
+    assert!(fs::read_to_string(d.join("kbin.lock")).unwrap().contains(&format!("sha512 = \"{d512}\"")));
+
+    let out = kbin(d)
+        .args(["download", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "--mirror", &srv.url(""), "--extract", "bin"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let cols: Vec<&str> = stdout.trim().split('\t').collect();
+    assert_eq!(stdout.lines().count(), 1, "one artifact: {stdout}");
+    assert_eq!(&cols[..4], ["kubernetes-server", "v9.9.9", "amd64", sha256_hex(&tgz).as_str()]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains(&format!("sha512 {} ok (for kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy)", &d512[..12])), "{stderr}");
+    assert_eq!(fs::read(d.join("bin/kube-apiserver/kube-apiserver")).unwrap(), apiserver);
+    for c in ["kube-controller-manager", "kube-scheduler", "kube-proxy"] {
+        assert!(d.join("bin").join(c).join(c).is_file(), "{c}");
+    }
+    assert!(!d.join("bin/kube-apiserver/kubectl").exists());
+    assert_eq!(srv.requests(path).len(), 1);
+
+    // again, as JSON: a cache hit, checked against the SHA-512
+    let out = kbin(d).args(["download", "kube-proxy", "--mirror", &srv.url(""), "--json"]).assert().success().get_output().clone();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["component"], "kubernetes-server");
+    assert_eq!(v[0]["digest"], format!("sha512:{d512}"));
+    assert_eq!(v[0]["sha256"], sha256_hex(&tgz));
+    assert_eq!(v[0]["provides"], serde_json::json!(["kube-proxy"]));
+    assert_eq!(v[0]["outcome"], "cached");
+    assert_eq!(srv.requests(path).len(), 1);
+
+    // the mirror's copy changes: the next fresh download names both SHA-512s
+    drop(srv);
+    let srv = Server::start(vec![(path, Behavior::Bytes(b"tampered".to_vec()))]);
+    fs::remove_dir_all(d.join("cache")).unwrap();
+    let out = kbin(d).args(["download", "kube-apiserver", "--mirror", &srv.url("")]).assert().code(1).get_output().clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let tampered = kbin::artifacts::Sha512::of(b"tampered").hex();
+    assert!(stderr.contains(&format!("error: digest mismatch for {}: expected sha512 {d512}, got {tampered}", srv.url(path))), "{stderr}");
+    assert!(cached_files(&d.join("cache")).is_empty());
 }

@@ -1,10 +1,11 @@
 //! Offline bundles: one tar file with every artifact a cluster needs plus the lock listing their
 //! digests, for operators without internet.
 //!
-//! Layout: `kbin.lock` first (every bundled artifact with its digest), then
+//! Layout: `kbin.lock` first (every bundled artifact with its SHA-256), then
 //! `artifacts/<sha256>` for each file. `load` stages every file, checks each digest (and that it
-//! agrees with kbin's catalog and the cluster's own lock) and only then moves them into the
-//! cache: a bundle with one altered byte adds nothing.
+//! agrees with kbin's catalog and the cluster's own lock, hashing with SHA-512 too where either
+//! trusts the artifact by a SHA-512) and only then moves them into the cache: a bundle with one
+//! altered byte adds nothing.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -15,7 +16,7 @@ use super::cache::Cache;
 use super::catalog::Catalog;
 use super::lock::{Entry, Lock};
 use super::ops::Fetched;
-use super::{ArtifactError, DigestSource, Result, Sha256};
+use super::{ArtifactError, Digest, DigestSource, Hasher, Hashes, Result, Sha256};
 
 const LOCK_MEMBER: &str = "kbin.lock";
 const BLOB_DIR: &str = "artifacts/";
@@ -33,7 +34,11 @@ pub fn create(out: &Path, fetched: &[Fetched]) -> Result<()> {
             DigestSource::Catalog(s) => format!("kbin catalog: {s}"),
             DigestSource::Upstream(u) => u.clone(),
         };
-        lock.set(Entry { component: f.component.clone(), version: f.version.clone(), arch: f.arch, sha256: f.sha256, source });
+        let source = match f.digest {
+            Digest::Sha512(_) => format!("{source} (checked against its sha512)"),
+            Digest::Sha256(_) => source,
+        };
+        lock.set(Entry { component: f.component.clone(), version: f.version.clone(), arch: f.arch, digest: Digest::Sha256(f.sha256), source });
     }
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = out.file_name().ok_or_else(|| bundle_err(out, "is not a file name"))?.to_string_lossy().to_string();
@@ -75,13 +80,15 @@ pub fn create(out: &Path, fetched: &[Fetched]) -> Result<()> {
     result
 }
 
-fn conflict(e: &Entry, bundle: &Path, ours_from: String, ours: Sha256) -> ArtifactError {
+/// `e` (a bundle entry, by SHA-256) disagrees with `ours`; `theirs` is the bundled file's digest
+/// in `ours`'s algorithm.
+fn conflict(e: &Entry, bundle: &Path, ours_from: String, theirs: Digest, ours: Digest) -> ArtifactError {
     ArtifactError::Conflict(Box::new(super::DigestConflict {
         component: e.component.clone(),
         version: e.version.clone(),
         arch: e.arch,
         what: format!("bundle {}", bundle.display()),
-        theirs: e.sha256,
+        theirs,
         ours_from,
         ours,
     }))
@@ -95,14 +102,39 @@ pub struct Loaded {
     pub added_to_lock: usize,
 }
 
+/// The digests kbin already trusts for `e`: the catalog's pin and the cluster lock's entry.
+fn trusted(e: &Entry, catalog: &Catalog, cluster: Option<&Lock>) -> Result<Vec<(String, Digest)>> {
+    let mut out = Vec::new();
+    if let Some((d, _)) = catalog.component(&e.component)?.pinned(&e.version, e.arch) {
+        out.push(("kbin's catalog".to_string(), d));
+    }
+    if let Some(cl) = cluster
+        && let Some(ours) = cl.get(&e.component, &e.version, e.arch)
+    {
+        out.push((cl.path.display().to_string(), ours.digest));
+    }
+    Ok(out)
+}
+
+/// A bundled file, staged and hashed.
+struct Staged {
+    sha256: Sha256,
+    hashes: Hashes,
+    path: PathBuf,
+}
+
 /// Verify every file of the bundle at `path` and add them to `cache`. With `cluster_lock`,
 /// the bundle's digests must agree with it, and entries it lacks are added to it.
 pub fn load(path: &Path, cache: &Cache, catalog: &Catalog, cluster_lock: Option<&Path>) -> Result<Loaded> {
+    let mut cluster = match cluster_lock {
+        Some(p) => Some(Lock::load(p)?),
+        None => None,
+    };
     let file = File::open(path).map_err(|e| ArtifactError::io("read", path, e))?;
     let mut tar = tar::Archive::new(io::BufReader::with_capacity(1 << 20, file));
     let staging = cache.staging()?;
     let mut lock: Option<Lock> = None;
-    let mut staged: Vec<(Sha256, PathBuf)> = Vec::new();
+    let mut staged: Vec<Staged> = Vec::new();
     let read_err = |e| ArtifactError::io("read", path, e);
     for entry in tar.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
@@ -113,7 +145,11 @@ pub fn load(path: &Path, cache: &Cache, catalog: &Catalog, cluster_lock: Option<
         if name == LOCK_MEMBER {
             let mut text = String::new();
             entry.take(1 << 20).read_to_string(&mut text).map_err(read_err)?;
-            lock = Some(Lock::parse(Path::new(LOCK_MEMBER), &text).map_err(|e| bundle_err(path, format!("its kbin.lock is invalid: {e}")))?);
+            let l = Lock::parse(Path::new(LOCK_MEMBER), &text).map_err(|e| bundle_err(path, format!("its kbin.lock is invalid: {e}")))?;
+            if let Some(e) = l.entries.iter().find(|e| e.digest.sha256().is_none()) {
+                return Err(bundle_err(path, format!("its kbin.lock lists {} {} ({}) by {}: bundles list the sha256 their files are named by", e.component, e.version, e.arch, e.digest.algorithm())));
+            }
+            lock = Some(l);
             continue;
         }
         let Some(hex) = name.strip_prefix(BLOB_DIR) else {
@@ -123,70 +159,65 @@ pub fn load(path: &Path, cache: &Cache, catalog: &Catalog, cluster_lock: Option<
             return Err(bundle_err(path, "kbin.lock must come first"));
         };
         let expected = Sha256::parse(hex).filter(|d| d.hex() == hex).ok_or_else(|| bundle_err(path, format!("member {name:?} is not named by a digest")))?;
-        if !lock.entries.iter().any(|e| e.sha256 == expected) {
+        let listed: Vec<&Entry> = lock.entries.iter().filter(|e| e.digest == Digest::Sha256(expected)).collect();
+        if listed.is_empty() {
             return Err(bundle_err(path, format!("member {name:?} is not listed in its kbin.lock")));
+        }
+        // hash with SHA-512 too when the catalog or the cluster trusts the artifact by one
+        let mut need_sha512 = false;
+        for e in &listed {
+            need_sha512 |= trusted(e, catalog, cluster.as_ref())?.iter().any(|(_, d)| d.sha512().is_some());
         }
         let out = staging.path().join(hex);
         let mut f = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&out).map_err(|e| ArtifactError::io("create", &out, e))?;
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut hasher = Hasher::with(true, need_sha512);
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = entry.read(&mut buf).map_err(read_err)?;
             if n == 0 {
                 break;
             }
-            ctx.update(&buf[..n]);
+            hasher.update(&buf[..n]);
             f.write_all(&buf[..n]).map_err(|e| ArtifactError::io("write", &out, e))?;
         }
-        let actual = Sha256::from_ring(ctx.finish());
+        let hashes = hasher.finish();
+        let actual = hashes.sha256.expect("bundled files are hashed with SHA-256");
         if actual != expected {
             return Err(ArtifactError::BundleMismatch { path: path.to_path_buf(), member: name, expected, actual });
         }
         f.sync_all().map_err(|e| ArtifactError::io("sync", &out, e))?;
-        staged.push((expected, out));
+        staged.push(Staged { sha256: expected, hashes, path: out });
     }
     let lock = lock.ok_or_else(|| bundle_err(path, "it has no kbin.lock"))?;
-    for e in &lock.entries {
-        if !staged.iter().any(|(d, _)| *d == e.sha256) {
-            return Err(bundle_err(path, format!("{} {} ({}) is listed but its file is missing", e.component, e.version, e.arch)));
-        }
-        // the bundle must agree with what kbin already trusts
-        let c = catalog.component(&e.component)?;
-        if let Some((pinned, _)) = c.pinned(&e.version, e.arch)
-            && pinned != e.sha256
-        {
-            return Err(conflict(e, path, "kbin's catalog".into(), pinned));
-        }
-    }
-    let mut cluster = match cluster_lock {
-        Some(p) => Some(Lock::load(p)?),
-        None => None,
-    };
     let mut added = 0;
-    if let Some(cl) = &mut cluster {
-        for e in &lock.entries {
-            match cl.get(&e.component, &e.version, e.arch) {
-                Some(ours) if ours.sha256 != e.sha256 => {
-                    return Err(conflict(e, path, cl.path.display().to_string(), ours.sha256));
-                }
-                Some(_) => {}
-                None => {
-                    let pinned_by_catalog = catalog.component(&e.component).ok().and_then(|c| c.pinned(&e.version, e.arch)).is_some();
-                    if !pinned_by_catalog {
-                        cl.set(e.clone());
-                        added += 1;
-                    }
-                }
+    for e in &lock.entries {
+        let Some(file) = staged.iter().find(|s| Digest::Sha256(s.sha256) == e.digest) else {
+            return Err(bundle_err(path, format!("{} {} ({}) is listed but its file is missing", e.component, e.version, e.arch)));
+        };
+        // the bundle must agree with what kbin already trusts
+        let trust = trusted(e, catalog, cluster.as_ref())?;
+        for (from, ours) in &trust {
+            let theirs = file.hashes.like(ours);
+            if theirs != *ours {
+                return Err(conflict(e, path, from.clone(), theirs, *ours));
             }
+        }
+        if let Some(cl) = &mut cluster
+            && trust.is_empty()
+        {
+            cl.set(e.clone());
+            added += 1;
         }
     }
     // everything verified: move into the cache, then record the lock
-    for (d, file) in &staged {
-        let _guard = cache.lock(d)?;
-        if cache.contains(d) {
-            continue;
+    for s in &staged {
+        let _guard = cache.lock(s.sha256)?;
+        if !cache.contains(&s.sha256) {
+            cache.insert(&s.path, &s.sha256)?;
         }
-        cache.insert(file, d)?;
+        if let Some(d512) = &s.hashes.sha512 {
+            cache.alias(d512, &s.sha256)?;
+        }
     }
     if let Some(cl) = &cluster
         && added > 0

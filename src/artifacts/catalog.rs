@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use super::{Arch, ArtifactError, Result, Sha256};
+use super::{Arch, ArtifactError, Digest, Result};
 
 const CATALOG: &str = include_str!("catalog.toml");
 
@@ -20,8 +20,9 @@ pub enum Kind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pin {
-    pub amd64: Option<Sha256>,
-    pub arm64: Option<Sha256>,
+    /// `sha256:<hex>` / `sha512:<hex>` (bare 64 hex digits are a SHA-256).
+    pub amd64: Option<Digest>,
+    pub arm64: Option<Digest>,
     /// The published material the digests were taken from.
     pub source: String,
 }
@@ -41,6 +42,11 @@ pub struct Component {
     pub checksum_url: String,
     #[serde(default)]
     pub members: Vec<String>,
+    /// The archive component this one can be taken out of: the member of that archive whose file
+    /// name is this component's name. Used whenever kbin.lock or the catalog pins the archive
+    /// (see `ops::provider`); the component's own `url` stays for clusters that pin it alone.
+    #[serde(default)]
+    pub from: Option<String>,
     #[serde(default)]
     pub pins: BTreeMap<String, Pin>,
 }
@@ -94,7 +100,7 @@ impl Component {
         }
     }
     /// The catalog's pinned digest for `version` on `arch`, with its source.
-    pub fn pinned(&self, version: &str, arch: Arch) -> Option<(Sha256, &str)> {
+    pub fn pinned(&self, version: &str, arch: Arch) -> Option<(Digest, &str)> {
         let pin = self.pins.get(version)?;
         let d = match arch {
             Arch::Amd64 => pin.amd64,
@@ -122,6 +128,15 @@ impl Catalog {
             .find(|c| c.name == name)
             .ok_or_else(|| ArtifactError::UnknownComponent { name: name.to_string() })
     }
+    /// The archive `c` can be taken out of (its `from`), if any.
+    pub fn archive_of(&self, c: &Component) -> Result<Option<&Component>> {
+        c.from.as_deref().map(|a| self.component(a)).transpose()
+    }
+}
+
+/// The members of an archive artifact that are the binary `component` (file name = its name).
+pub fn members_named<'a>(members: &'a [String], component: &str) -> impl Iterator<Item = &'a String> {
+    members.iter().filter(move |m| m.rsplit('/').next() == Some(component))
 }
 
 #[cfg(test)]
@@ -142,7 +157,8 @@ mod tests {
                 comp.version_from
             );
             assert_eq!(comp.version_from == "catalog", comp.default_version.is_some(), "{}: default_version iff version_from = catalog", comp.name);
-            assert!(!comp.roles.is_empty(), "{} has no roles", comp.name);
+            let is_archive_of_others = c.components.iter().any(|o| o.from.as_deref() == Some(comp.name.as_str()));
+            assert_eq!(comp.roles.is_empty(), is_archive_of_others, "{}: roles, unless only fetched for the components taken out of it", comp.name);
             for r in &comp.roles {
                 assert!(crate::config::Role::parse(r).is_some(), "{}: unknown role {r}", comp.name);
             }
@@ -158,11 +174,32 @@ mod tests {
             }
         }
         for want in [
-            "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy",
+            "etcd", "kubernetes-server", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy",
             "flanneld", "flannel-cni-plugin", "cni-plugins", "containerd", "runc", "crictl",
         ] {
             assert!(names.contains(want), "catalog lacks {want}");
         }
+    }
+
+    #[test]
+    fn components_taken_out_of_an_archive_are_consistent() {
+        let c = Catalog::embedded();
+        let mut taken = 0;
+        for comp in &c.components {
+            let Some(archive) = c.archive_of(comp).unwrap() else { continue };
+            taken += 1;
+            assert_eq!(archive.kind, Kind::TarGz, "{}: from names an archive", comp.name);
+            assert!(archive.from.is_none(), "{}: no chains of from", comp.name);
+            assert_eq!(archive.version_from, comp.version_from, "{}: same version as its archive", comp.name);
+            assert_eq!(members_named(&archive.members, &comp.name).count(), 1, "{}: exactly one member of {} is it", comp.name, archive.name);
+            // the component's own single binary stays usable for clusters that pin it alone
+            assert_eq!(comp.kind, Kind::Binary, "{}", comp.name);
+            assert!(!comp.checksum_url.is_empty(), "{}: its own checksum file for unpinned versions", comp.name);
+        }
+        assert_eq!(taken, 4, "kube-apiserver, kube-controller-manager, kube-scheduler and kube-proxy");
+        let a = c.component("kubernetes-server").unwrap().artifact("v1.34.2", Arch::Arm64);
+        assert_eq!(a.url, "https://dl.k8s.io/release/v1.34.2/kubernetes-server-linux-arm64.tar.gz");
+        assert_eq!(members_named(&a.members, "kube-proxy").collect::<Vec<_>>(), ["kubernetes/server/bin/kube-proxy"]);
     }
 
     #[test]
@@ -179,13 +216,14 @@ mod tests {
 
     #[test]
     fn default_versions_are_pinned() {
-        // what a cluster file without version overrides downloads must have real digests,
-        // except the components listed as unpinned at the top of catalog.toml
+        // what a cluster file without version overrides downloads must have real digests (its
+        // own, or its archive's), except the components listed as unpinned at the top of
+        // catalog.toml
         let c = Catalog::embedded();
         let k8s = crate::config::defaults::kubernetes_version();
         let etcd = crate::config::defaults::etcd_version();
         let flannel = crate::config::defaults::flannel_version();
-        let unpinned = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "flannel-cni-plugin"];
+        let unpinned = ["flannel-cni-plugin"];
         for comp in &c.components {
             let v = match comp.version_from.as_str() {
                 "kubernetes" => k8s.clone(),
@@ -193,7 +231,8 @@ mod tests {
                 "flannel" => flannel.clone(),
                 _ => comp.default_version.clone().unwrap(),
             };
-            let pinned = comp.pinned(&v, Arch::Amd64).is_some() && comp.pinned(&v, Arch::Arm64).is_some();
+            let by = c.archive_of(comp).unwrap().unwrap_or(comp);
+            let pinned = by.pinned(&v, Arch::Amd64).is_some() && by.pinned(&v, Arch::Arm64).is_some();
             assert_eq!(pinned, !unpinned.contains(&comp.name.as_str()), "{} {v}", comp.name);
         }
     }

@@ -1,6 +1,7 @@
 //! Verified downloads: stream to `<digest>.partial` while hashing, resume with HTTP Range,
 //! retry timeouts, dropped connections and 5xx with backoff, and rename into the cache only when
-//! the digest matches.
+//! the digest matches. A file trusted by its SHA-512 is hashed with SHA-512 and SHA-256 in the
+//! same pass: the first is checked, the second is its address in the cache.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -11,7 +12,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 
 use super::cache::Cache;
-use super::{ArtifactError, Result, Sha256};
+use super::{ArtifactError, Digest, Hasher, Result, Sha256};
 
 /// Network knobs. Defaults suit real mirrors; tests make them short.
 #[derive(Debug, Clone)]
@@ -71,6 +72,15 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
+/// A verified file in the cache, as `fetch` left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub path: PathBuf,
+    /// The file's SHA-256: its address in the cache (computed while checking a SHA-512).
+    pub sha256: Sha256,
+    pub outcome: Outcome,
+}
+
 /// What `fetch` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -125,14 +135,18 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Hash state of the bytes already in the partial file.
 struct Partial {
     file: File,
-    ctx: ring::digest::Context,
+    /// The expected digest's algorithm, plus SHA-256 for the cache address.
+    hasher: Hasher,
+    /// An empty hasher of the same kind, for starting over.
+    fresh: Hasher,
     len: u64,
 }
 
 impl Partial {
-    fn open(path: &Path) -> Result<Partial> {
+    fn open(path: &Path, expected: &Digest) -> Result<Partial> {
         let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(|e| ArtifactError::io("open", path, e))?;
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let fresh = Hasher::new(expected, true);
+        let mut hasher = fresh.clone();
         let mut len = 0u64;
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -140,15 +154,15 @@ impl Partial {
             if n == 0 {
                 break;
             }
-            ctx.update(&buf[..n]);
+            hasher.update(&buf[..n]);
             len += n as u64;
         }
-        Ok(Partial { file, ctx, len })
+        Ok(Partial { file, hasher, fresh, len })
     }
     fn reset(&mut self, path: &Path) -> Result<()> {
         self.file.set_len(0).map_err(|e| ArtifactError::io("truncate", path, e))?;
         self.file.seek(SeekFrom::Start(0)).map_err(|e| ArtifactError::io("seek", path, e))?;
-        self.ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        self.hasher = self.fresh.clone();
         self.len = 0;
         Ok(())
     }
@@ -171,15 +185,17 @@ impl Fetcher {
         d.min(Duration::from_secs(10))
     }
 
-    /// Fetch `url` into the cache under `expected`, unless a verified copy is already there.
-    /// Concurrent kbin processes fetching the same digest wait for each other.
-    pub fn fetch(&self, url: &str, expected: &Sha256, cache: &Cache, progress: &dyn Progress) -> Result<(PathBuf, Outcome)> {
+    /// Fetch `url` into the cache, checked against `expected` (a SHA-256 or a SHA-512), unless a
+    /// copy that matches it is already there (re-hashed to make sure). Concurrent kbin processes
+    /// fetching the same digest wait for each other.
+    pub fn fetch(&self, url: &str, expected: impl Into<Digest>, cache: &Cache, progress: &dyn Progress) -> Result<Stored> {
+        let expected = expected.into();
         let _guard = cache.lock(expected)?;
-        if let Some(p) = cache.verified(expected)? {
-            return Ok((p, Outcome::Cached));
+        if let Some((path, sha256)) = cache.verified(expected)? {
+            return Ok(Stored { path, sha256, outcome: Outcome::Cached });
         }
         let partial_path = cache.partial_path(expected);
-        let mut partial = Partial::open(&partial_path)?;
+        let mut partial = Partial::open(&partial_path, &expected)?;
         let resumed = partial.len > 0;
         let mut attempt = 0;
         loop {
@@ -199,18 +215,23 @@ impl Fetcher {
                 }
             }
         }
-        let actual = Sha256::from_ring(partial.ctx.clone().finish());
-        if actual != *expected {
+        let hashes = partial.hasher.clone().finish();
+        let actual = hashes.like(&expected);
+        if actual != expected {
             drop(partial);
             let _ = std::fs::remove_file(&partial_path);
-            return Err(ArtifactError::Mismatch { url: url.to_string(), expected: *expected, actual });
+            return Err(ArtifactError::mismatch(url, expected, actual));
         }
+        let sha256 = hashes.sha256.expect("a partial download is always hashed with SHA-256 too");
         // no fsync: a cache entry is re-hashed every time it is used, so one torn by a crash is
         // caught and fetched again; syncing hundreds of MB would only slow every download
         let bytes = partial.len;
         drop(partial);
-        let path = cache.insert(&partial_path, expected)?;
-        Ok((path, Outcome::Downloaded { bytes, resumed }))
+        let path = cache.insert(&partial_path, &sha256)?;
+        if let Digest::Sha512(d) = &expected {
+            cache.alias(d, &sha256)?;
+        }
+        Ok(Stored { path, sha256, outcome: Outcome::Downloaded { bytes, resumed } })
     }
 
     fn attempt(&self, url: &str, path: &Path, p: &mut Partial, progress: &dyn Progress, attempt: u32) -> Result<(), AttemptError> {
@@ -282,7 +303,7 @@ impl Fetcher {
                 }
             };
             p.file.write_all(&buf[..n]).map_err(|e| io_err("write", e))?;
-            p.ctx.update(&buf[..n]);
+            p.hasher.update(&buf[..n]);
             p.len += n as u64;
             progress.advance(n as u64);
         }

@@ -14,7 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component as PathPart, Path, PathBuf};
 use std::sync::mpsc::{Receiver, sync_channel};
 
-use super::{ArtifactError, Result, Sha256};
+use super::{ArtifactError, Digest, Hasher, Result};
 
 /// Size limits for one archive.
 #[derive(Debug, Clone, Copy)]
@@ -98,18 +98,19 @@ fn normalise_member(m: &str) -> PathBuf {
     safe_relative(Path::new(m)).unwrap_or_else(|_| PathBuf::from(m))
 }
 
-/// Check `archive` (a `.tar.gz`) against `expected` while extracting `members` (all regular
-/// files when `None`) into `dest`. Members land in `dest` under their base name when `flatten`,
-/// else under their path in the archive. Returns the written files.
-pub fn verify_and_extract(archive: &Path, expected: &Sha256, members: Option<&[String]>, dest: &Path, flatten: bool, limits: &Limits) -> Result<Vec<PathBuf>> {
+/// Check `archive` (a `.tar.gz`) against `expected` (a SHA-256 or a SHA-512) while extracting
+/// `members` (all regular files when `None`) into `dest`. Members land in `dest` under their
+/// base name when `flatten`, else under their path in the archive. Returns the written files.
+pub fn verify_and_extract(archive: &Path, expected: impl Into<Digest>, members: Option<&[String]>, dest: &Path, flatten: bool, limits: &Limits) -> Result<Vec<PathBuf>> {
+    let expected = expected.into();
     let file = File::open(archive).map_err(|e| ArtifactError::io("read", archive, e))?;
     fs::create_dir_all(dest).map_err(|e| ArtifactError::io("create", dest, e))?;
     let staging = tempfile::Builder::new().prefix(".kbin-extract-").tempdir_in(dest).map_err(|e| ArtifactError::io("create a staging directory in", dest, e))?;
 
     let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(16);
+    let mut ctx = Hasher::new(&expected, false);
     let hasher = std::thread::spawn(move || {
         let mut file = file;
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         loop {
             let mut block = vec![0u8; 1 << 20];
             match file.read(&mut block) {
@@ -128,7 +129,7 @@ pub fn verify_and_extract(archive: &Path, expected: &Sha256, members: Option<&[S
                 }
             }
         }
-        Some(Sha256::from_ring(ctx.finish()))
+        Some(ctx.finish())
     });
 
     let wanted: Option<BTreeSet<PathBuf>> = members.map(|m| m.iter().map(|s| normalise_member(s)).collect());
@@ -136,9 +137,9 @@ pub fn verify_and_extract(archive: &Path, expected: &Sha256, members: Option<&[S
     // `walk` drained (or dropped) the channel, so the hashing thread ends either way
     let digest = hasher.join().unwrap_or(None);
     let written = result?;
-    let actual = digest.ok_or_else(|| ArtifactError::io("read", archive, io::Error::other("read failed while hashing")))?;
-    if actual != *expected {
-        return Err(ArtifactError::Mismatch { url: archive.display().to_string(), expected: *expected, actual });
+    let actual = digest.ok_or_else(|| ArtifactError::io("read", archive, io::Error::other("read failed while hashing")))?.like(&expected);
+    if actual != expected {
+        return Err(ArtifactError::mismatch(archive.display().to_string(), expected, actual));
     }
     if let Some(w) = &wanted {
         let got: BTreeSet<&PathBuf> = written.iter().map(|(name, _)| name).collect();
@@ -231,6 +232,7 @@ fn walk(archive: &Path, reader: ChannelReader, wanted: Option<&BTreeSet<PathBuf>
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::artifacts::{Sha256, Sha512};
     use std::io::Write;
 
     /// Build a .tar.gz from (path, kind, data or link target) rows, writing raw headers so that
@@ -264,7 +266,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.tar.gz");
         fs::write(&a, bytes).unwrap();
-        let r = verify_and_extract(&a, &Sha256::of(bytes), members, &dir.path().join("out"), true, &Limits::default());
+        let r = verify_and_extract(&a, Sha256::of(bytes), members, &dir.path().join("out"), true, &Limits::default());
         (dir, r)
     }
 
@@ -331,7 +333,7 @@ pub(crate) mod tests {
         let a = dir.path().join("a.tgz");
         fs::write(&a, &bytes).unwrap();
         let limits = Limits { max_member: 1024, ..Limits::default() };
-        let e = verify_and_extract(&a, &Sha256::of(&bytes), None, &dir.path().join("out"), true, &limits).unwrap_err();
+        let e = verify_and_extract(&a, Sha256::of(&bytes), None, &dir.path().join("out"), true, &limits).unwrap_err();
         assert!(e.to_string().contains("claims 4096 bytes"), "{e}");
     }
 
@@ -341,9 +343,30 @@ pub(crate) mod tests {
         let bytes = targz(&[("etcd", T::Regular, b"server")]);
         let a = dir.path().join("a.tgz");
         fs::write(&a, &bytes).unwrap();
-        let e = verify_and_extract(&a, &Sha256([7; 32]), None, &dir.path().join("out"), true, &Limits::default()).unwrap_err();
-        assert!(matches!(e, ArtifactError::Mismatch { .. }), "{e}");
+        let e = verify_and_extract(&a, Sha256([7; 32]), None, &dir.path().join("out"), true, &Limits::default()).unwrap_err();
+        assert!(matches!(e, ArtifactError::Mismatch(_)), "{e}");
         assert!(out_is_empty(&dir));
+    }
+
+    #[test]
+    fn sha512_is_checked_while_extracting() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = targz(&[("kubernetes/server/bin/kube-apiserver", T::Regular, b"apiserver")]);
+        let a = dir.path().join("a.tgz");
+        fs::write(&a, &bytes).unwrap();
+        let members = ["kubernetes/server/bin/kube-apiserver".to_string()];
+        let out = dir.path().join("out");
+        let files = verify_and_extract(&a, Sha512::of(&bytes), Some(&members), &out, true, &Limits::default()).unwrap();
+        assert_eq!(files, [out.join("kube-apiserver")]);
+        let e = verify_and_extract(&a, Sha512::of(b"other"), Some(&members), &dir.path().join("out2"), true, &Limits::default()).unwrap_err();
+        match e {
+            ArtifactError::Mismatch(m) => {
+                assert_eq!(m.expected, Digest::Sha512(Sha512::of(b"other")));
+                assert_eq!(m.actual, Digest::Sha512(Sha512::of(&bytes)));
+            }
+            other => panic!("expected a mismatch, got {other}"),
+        }
+        assert!(!dir.path().join("out2/kube-apiserver").exists());
     }
 
     #[test]

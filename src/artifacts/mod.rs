@@ -5,11 +5,13 @@
 //! Trust flows one way: a digest comes from `kbin.lock` (the law for a cluster once recorded),
 //! else from the catalog embedded in kbin, else from the upstream checksum file fetched over
 //! HTTPS from the official origin (and then recorded in the lock). Mirrors only ever provide
-//! bytes, which are checked against that digest before they enter the cache.
+//! bytes, which are checked against that digest before they enter the cache. A trusted digest is
+//! a SHA-256 or a SHA-512 (what upstream published); the cache is addressed by SHA-256 either way.
 
 pub mod bundle;
 pub mod cache;
 pub mod catalog;
+pub mod digest;
 pub mod download;
 pub mod extract;
 pub mod lock;
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use catalog::{Catalog, Component, Kind};
+pub use digest::{Digest, Hasher, Hashes, Sha512};
 pub use lock::Lock;
 
 /// The CPU architectures kbin installs for.
@@ -128,27 +131,45 @@ impl fmt::Display for DigestSource {
     }
 }
 
-/// Two sources of trust disagree about one artifact's digest.
+/// Downloaded (or cached) bytes do not match the trusted digest.
 #[derive(Debug, thiserror::Error)]
-#[error("{component} {version} ({arch}): {what} says sha256 {theirs}, but {ours_from} says {ours}")]
+#[error("digest mismatch for {url}: expected {} {expected}, got {actual}", expected.algorithm())]
+pub struct DigestMismatch {
+    /// Where the bytes came from (a URL, or the cached file's path).
+    pub url: String,
+    pub expected: Digest,
+    pub actual: Digest,
+}
+
+/// Two sources of trust disagree about one artifact's digest. `theirs` is in the algorithm of
+/// `ours`, so the two can be compared by eye.
+#[derive(Debug, thiserror::Error)]
+#[error("{component} {version} ({arch}): {what} says {} {theirs}, but {ours_from} says {} {ours}", theirs.algorithm(), ours.algorithm())]
 pub struct DigestConflict {
     pub component: String,
     pub version: String,
     pub arch: Arch,
     /// The newcomer (a bundle).
     pub what: String,
-    pub theirs: Sha256,
+    pub theirs: Digest,
     /// What kbin already trusted (the catalog, kbin.lock).
     pub ours_from: String,
-    pub ours: Sha256,
+    pub ours: Digest,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     #[error("unknown component {name:?}")]
     UnknownComponent { name: String },
-    #[error("no trusted SHA-256 digest for {component} {version} ({arch})")]
-    NoDigest { component: String, version: String, arch: Arch, reason: String },
+    #[error("no trusted digest for {component} {version} ({arch})")]
+    NoDigest {
+        component: String,
+        version: String,
+        arch: Arch,
+        reason: String,
+        /// The archive the component can also be taken out of (`from` in the catalog).
+        archive: Option<String>,
+    },
     #[error("{url}: server answered {status}")]
     Http { url: String, status: u16 },
     #[error("{url}: no data for {secs:.1}s, gave up after {attempts} attempt(s)")]
@@ -157,8 +178,8 @@ pub enum ArtifactError {
     Network { url: String, message: String, attempts: u32 },
     #[error("{url}: body ended after {got} of {expected} bytes, gave up after {attempts} attempt(s)")]
     Truncated { url: String, got: u64, expected: u64, attempts: u32 },
-    #[error("digest mismatch for {url}: expected sha256 {expected}, got {actual}")]
-    Mismatch { url: String, expected: Sha256, actual: Sha256 },
+    #[error("{0}")]
+    Mismatch(Box<DigestMismatch>),
     #[error("checksum file {url} has no usable digest for {file}")]
     ChecksumFile { url: String, file: String },
     #[error("refusing to fetch a checksum file over plain HTTP: {url}")]
@@ -187,6 +208,9 @@ pub enum ArtifactError {
 }
 
 impl ArtifactError {
+    pub(crate) fn mismatch(url: impl Into<String>, expected: Digest, actual: Digest) -> Self {
+        ArtifactError::Mismatch(Box::new(DigestMismatch { url: url.into(), expected, actual }))
+    }
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ArtifactError::Io { action, path: path.into(), source }
     }
@@ -197,15 +221,19 @@ impl crate::error::Reportable for ArtifactError {
         use ArtifactError::*;
         Some(match self {
             UnknownComponent { .. } => format!("known components: {}", catalog::Catalog::embedded().names().join(", ")),
-            NoDigest { component, version, reason, .. } => format!(
-                "{reason}; if you have verified the file yourself, pin it: kbin pin {component} {version} <sha256>"
-            ),
+            NoDigest { component, version, reason, archive, .. } => {
+                let mut h = format!("{reason}; if you have verified the file yourself, pin it: kbin pin {component} {version} <sha256>");
+                if let Some(a) = archive {
+                    h.push_str(&format!(" (or pin the archive {component} is taken out of: kbin pin {a} {version} <sha256 or sha512>)"));
+                }
+                h
+            }
             Http { status: 404, .. } => "the file is not there: check the version, and the mirror's layout (see docs/artifacts.md)".into(),
             Http { .. } => "the server refused the download; try again later or use another mirror (--mirror URL)".into(),
             Timeout { .. } | Network { .. } | Truncated { .. } => {
                 "check the network, proxy settings (HTTPS_PROXY) and the mirror URL; run again to resume the download".into()
             }
-            Mismatch { .. } => "nothing was cached; the server sent other bytes than the trusted digest: check the mirror's copy, or if the release was re-published upstream, verify it and pin the new digest with kbin pin".into(),
+            Mismatch(_) => "nothing was cached; the server sent other bytes than the trusted digest: check the mirror's copy, or if the release was re-published upstream, verify it and pin the new digest with kbin pin".into(),
             ChecksumFile { .. } => "the upstream checksum file does not list this artifact; verify it yourself and pin it with kbin pin".into(),
             InsecureChecksum { .. } => "checksum files are only trusted over HTTPS from the official origin; pin the digest with kbin pin instead".into(),
             LockSyntax { .. } => "fix kbin.lock at that line, or delete the entry and run kbin pin / kbin download again".into(),

@@ -63,8 +63,10 @@ pub fn exec(global: &Global, cmd: &BundleCommand) -> kbin::Result<()> {
             let cache = Cache::open(&cache_root)?;
             let loaded = bundle::load(file, &cache, Catalog::embedded(), lock_path.as_deref())?;
             for e in &loaded.entries {
-                p.phase("bundle", None, &format!("{} {} ({}): sha256 {} verified", e.component, e.version, e.arch, e.sha256));
-                println!("{}\t{}\t{}\t{}\t{}", e.component, e.version, e.arch, e.sha256, cache.blob_path(&e.sha256).display());
+                // a bundle lists its files by SHA-256 (load refuses anything else)
+                let Some(sha256) = e.digest.sha256() else { continue };
+                p.phase("bundle", None, &format!("{} {} ({}): sha256 {sha256} verified", e.component, e.version, e.arch));
+                println!("{}\t{}\t{}\t{sha256}\t{}", e.component, e.version, e.arch, cache.blob_path(&sha256).display());
             }
             if let Some(l) = &lock_path
                 && loaded.added_to_lock > 0

@@ -9,14 +9,17 @@ use super::Global;
 
 /// Fetch and verify the release binaries the cluster needs
 ///
-/// Every file is checked against a SHA-256 digest from kbin.lock (next to the cluster file),
-/// else from kbin's built-in catalog, else from the upstream checksum file fetched over HTTPS
-/// from the official origin (and then recorded in kbin.lock). Mirrors provide bytes only: a file
-/// that does not match its digest never enters the cache. Files land in a content-addressed cache
-/// ($KBIN_CACHE_DIR, else $XDG_CACHE_HOME/kbin) shared by all clusters; interrupted downloads
-/// resume. Prints one line per artifact on stdout: component, version, arch, sha256, cache path.
+/// Every file is checked against a digest (SHA-256 or SHA-512) from kbin.lock (next to the
+/// cluster file), else from kbin's built-in catalog, else from the upstream checksum file fetched
+/// over HTTPS from the official origin (and then recorded in kbin.lock). Mirrors provide bytes
+/// only: a file that does not match its digest never enters the cache. Files land in a
+/// content-addressed cache ($KBIN_CACHE_DIR, else $XDG_CACHE_HOME/kbin) shared by all clusters;
+/// interrupted downloads resume. kube-apiserver, kube-controller-manager, kube-scheduler and
+/// kube-proxy come out of one kubernetes-server tarball when it is pinned (as the catalog pins
+/// the default version). Prints one line per artifact on stdout: component, version, arch,
+/// sha256, cache path.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Components: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet,\nkube-proxy, flanneld, flannel-cni-plugin, cni-plugins, containerd, runc, crictl\n\nExamples:\n  kbin download\n  kbin download etcd kubelet --mirror http://10.0.0.1:8080/kbin\n  kbin download --json | jq -r '.[].path'")]
+#[command(after_help = "Components: etcd, kubernetes-server, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,\nkubelet, kube-proxy, flanneld, flannel-cni-plugin, cni-plugins, containerd, runc, crictl\n\nExamples:\n  kbin download\n  kbin download etcd kubelet --mirror http://10.0.0.1:8080/kbin\n  kbin download --json | jq -r '.[].path'")]
 pub struct Args {
     /// Only these components (default: every component some host's roles need)
     #[arg(value_name = "COMPONENT")]

@@ -524,10 +524,23 @@ fn check_artifacts(c: &mut Checker<'_>, a: &RawArtifacts) -> Option<Artifacts> {
     }
     for (name, m) in &a.mirrors {
         let path = [k("artifacts"), k("mirrors"), k(name)];
-        if catalog.component(name).is_err() {
+        let Ok(comp) = catalog.component(name) else {
             c.error(&path, format!("unknown component {name:?}"), Some(&format!("components are {}", catalog.names().join(", "))));
-        } else if !is_http_url(m) {
+            continue;
+        };
+        if !is_http_url(m) {
             c.error(&path, format!("{m:?} is not an http(s) URL"), Some(url_hint));
+        }
+        // a component taken out of an archive is fetched from the archive's mirror whenever the
+        // archive is pinned (kbin's catalog pins the default version)
+        if let Some(archive) = comp.from.as_deref()
+            && !a.mirrors.contains_key(archive)
+        {
+            c.warn(
+                &path,
+                format!("{name} comes out of the {archive} tarball whenever that is pinned (as kbin's catalog pins the default version); this mirror serves only versions fetched as a single binary"),
+                Some(&format!("also set artifacts.mirrors.{archive} (or artifacts.mirror); see docs/artifacts.md")),
+            );
         }
     }
     for (name, v) in &a.versions {
@@ -668,6 +681,18 @@ roles = ["lb"]
         let no_master = GOOD.replace("[\"master\", \"etcd\", \"node\"]", "[\"etcd\", \"node\"]");
         assert!(error_for(&no_master, "hosts").message.contains("master role"));
         assert!(error_for(&GOOD.replace("\"node\"]", "\"nod\"]"), "hosts[0].roles[2]").message.contains("unknown role"));
+    }
+
+    #[test]
+    fn mirror_for_a_component_taken_out_of_a_tarball_warns_without_the_tarballs_mirror() {
+        let text = format!("{GOOD}\n[artifacts.mirrors]\nkube-apiserver = \"http://10.0.0.1/kube-apiserver\"\n");
+        let c = parse_and_validate(Path::new("cluster.toml"), &text).expect("a warning does not fail");
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert_eq!(c.warnings[0].field, "artifacts.mirrors.kube-apiserver");
+        assert!(c.warnings[0].message.contains("comes out of the kubernetes-server tarball"), "{:?}", c.warnings[0]);
+        assert!(c.warnings[0].hint.as_deref().unwrap_or_default().contains("artifacts.mirrors.kubernetes-server"));
+        let both = format!("{text}kubernetes-server = \"http://10.0.0.1/kubernetes-server\"\n");
+        assert!(parse_and_validate(Path::new("cluster.toml"), &both).unwrap().warnings.is_empty());
     }
 
     #[test]

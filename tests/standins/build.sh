@@ -8,7 +8,10 @@
 #
 # Layout (kbin's default mirror layout, `<mirror>/<component>/<version>/<file>`, so
 # `kbin download --mirror URL` or `[artifacts] mirror = "URL"` finds every component):
-#   DIR/kube-apiserver/v1.34.2/kube-apiserver                      (dl.k8s.io: a single binary)
+#   DIR/kubernetes-server/v1.34.2/kubernetes-server-linux-amd64.tar.gz
+#                  (kubernetes/server/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,
+#                   kube-proxy}: kbin takes those four out of the pinned server tarball)
+#   DIR/kubelet/v1.34.2/kubelet                                    (dl.k8s.io: a single binary)
 #   DIR/flanneld/v0.27.4/flanneld-amd64                            (GitHub: a single binary)
 #   DIR/containerd/v2.1.5/containerd-2.1.5-linux-amd64.tar.gz      (bin/containerd, bin/ctr, ...)
 #   ...
@@ -40,7 +43,7 @@ ETCD_TARBALL=""
 PUBLISH=0
 ARCH=amd64
 
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
     case $1 in
         --out) OUT=$2; shift 2 ;;
@@ -88,8 +91,19 @@ record() { # COMPONENT VERSION FILE(relative to OUT)
     printf '"$KBIN" $KBIN_ARGS pin %s %s %s\n' "$1" "$2" "$sum" >>"$OUT/pin.sh"
 }
 
+# the server tarball: kubernetes-server-linux-<arch>.tar.gz with kubernetes/server/bin/<binary>
+# (upstream's also holds kubectl, kubelet, kubeadm and image tarballs, which kbin does not take)
+mkdir -p "$STAGE/server/kubernetes/server/bin"
+for c in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
+    standin "$STAGE/server/kubernetes/server/bin/$c" "$c" "$K8S"
+done
+f=kubernetes-server/$K8S/kubernetes-server-linux-$ARCH.tar.gz
+tarball "$OUT/$f" "$STAGE/server" kubernetes/server/bin/kube-apiserver kubernetes/server/bin/kube-controller-manager \
+    kubernetes/server/bin/kube-scheduler kubernetes/server/bin/kube-proxy
+record kubernetes-server "$K8S" "$f"
+
 # dl.k8s.io single binaries
-for c in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
+for c in kubectl kubelet; do
     standin "$OUT/$c/$K8S/$c" "$c" "$K8S"
     record "$c" "$K8S" "$c/$K8S/$c"
 done

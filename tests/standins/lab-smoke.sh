@@ -102,14 +102,17 @@ untar() { # HOST MIRROR-PATH DIR [TAR-ARGS...]
     "$LAB" exec "$h" -- bash -c "mkdir -p '$d' && curl -fsS '$MIRROR/$p' | tar -xz -C '$d' $*" || die "$h: fetch $p"
 }
 P=/opt/kubernetes/bin
+SERVER=kubernetes-server/v1.34.2/kubernetes-server-linux-amd64.tar.gz
 for h in "${MASTERS[@]}"; do
-    for c in kube-apiserver kube-controller-manager kube-scheduler; do fetch "$h" "$c/v1.34.2/$c" "$P/$c"; done
+    untar "$h" "$SERVER" "$P" --strip-components=3 \
+        kubernetes/server/bin/kube-apiserver kubernetes/server/bin/kube-controller-manager kubernetes/server/bin/kube-scheduler
 done
 for h in "${HOSTS[@]}"; do
     untar "$h" etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz /opt/etcd/bin --strip-components=1
 done
 for h in "${HOSTS[@]}"; do
-    for c in kubelet kube-proxy; do fetch "$h" "$c/v1.34.2/$c" "$P/$c"; done
+    fetch "$h" kubelet/v1.34.2/kubelet "$P/kubelet"
+    untar "$h" "$SERVER" "$P" --strip-components=3 kubernetes/server/bin/kube-proxy
     fetch "$h" flanneld/v0.27.4/flanneld-amd64 "$P/flanneld"
     fetch "$h" runc/v1.3.3/runc.amd64 /usr/local/sbin/runc
     untar "$h" containerd/v2.1.5/containerd-2.1.5-linux-amd64.tar.gz /usr/local

@@ -403,6 +403,10 @@ if "$KBIN_DOWNLOAD" download --help >/dev/null 2>&1; then
     [[ $(wc -l <"$W/dl/out.tsv") == "$(wc -l <"$W/mirror/SHA256SUMS")" ]] || die "kbin downloaded $(wc -l <"$W/dl/out.tsv") artifacts, the mirror has $(wc -l <"$W/mirror/SHA256SUMS")"
     [[ $("$W/dl/x/kubelet/kubelet" --version) == "Kubernetes v1.34.2" ]] || die "the downloaded kubelet does not say it is v1.34.2"
     [[ -x $W/dl/x/containerd/containerd && -x $W/dl/x/cni-plugins/bridge ]] || die "tarball members missing after kbin's extraction"
+    for c in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
+        [[ $("$W/dl/x/$c/$c" --version) == "Kubernetes v1.34.2" ]] || die "$c did not come out of the kubernetes-server tarball as a v1.34.2 $c"
+    done
+    [[ $(grep -c $'^kubernetes-server\t' "$W/dl/out.tsv") == 1 ]] || die "the server tarball was not downloaded exactly once: $(cat "$W/dl/out.tsv")"
     ok "kbin download --mirror fetched and verified all $(wc -l <"$W/dl/out.tsv") artifacts of build.sh against its kbin.lock"
 else
     say "skipped: this kbin has no download command (the artifacts branch adds it)"
