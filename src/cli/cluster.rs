@@ -475,3 +475,86 @@ fn print_status(r: &StatusReport) {
         println!("VIP {v}: held by {}, /healthz {}", if r.vip.holders.is_empty() { "nobody".into() } else { r.vip.holders.join(", ") }, r.vip.healthz.map(|s| s.to_string()).unwrap_or_else(|| "-".into()));
     }
 }
+
+/// Move every node's kubelet, kube-proxy and flanneld to the VIP (or another endpoint), safely
+///
+/// Preflight first, on every node and master, refusing the run (nothing changed) if anything is
+/// wrong: the target must answer TLS from every node with a certificate valid for its name, every
+/// master's apiserver certificate must carry that name, every node must be Ready, and each node's
+/// kubeconfigs (<k8s_cfg>/*.kubeconfig) must point at the current endpoint or a master (or already
+/// at the target). Then, BATCH nodes at a time: only the `server:` of those clusters changes (the
+/// files are parsed, written atomically, backed up), kubelet then kube-proxy restart, and kbin
+/// waits for Ready with a heartbeat newer than the restart. A node that does not come back gets
+/// its files back and must be Ready again on the old endpoint; the rollout stops there. Re-running
+/// continues where it stopped; after a complete rollout the cluster file's apiserver.endpoint and
+/// the local kubeconfigs (pki/kubeconfigs/) point at the target.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["vip", "endpoint"])))]
+pub struct RepointArgs {
+    /// Move the nodes to apiserver.vip (and apiserver.port) from the cluster file
+    #[arg(long)]
+    pub vip: bool,
+    /// Move the nodes to HOST[:PORT] (an LB's DNS name or another address)
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub endpoint: Option<String>,
+    /// Only these nodes (names or addresses, comma-separated)
+    #[arg(long, value_name = "NODES", value_delimiter = ',')]
+    pub nodes: Vec<String>,
+    /// How many nodes change at once
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub batch: u16,
+    #[command(flatten)]
+    pub ssh: super::SshArgs,
+    /// Seconds a node may take to be Ready again after its restart
+    #[arg(long, value_name = "SECS", default_value_t = 90)]
+    pub timeout: u64,
+    /// Show the preflight results and, per node, which servers would change; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn repoint(global: &Global, a: &RepointArgs) -> kbin::Result<()> {
+    let cluster = global.cluster()?;
+    let p = global.printer();
+    let target = match (&a.endpoint, a.vip) {
+        (Some(e), _) => deploy::repoint::Target::parse(e, cluster.apiserver.port).map_err(|m| kbin::Error::other(format!("--endpoint: {m}"), Some("write HOST or HOST:PORT, e.g. --endpoint k8s-api.example.com:6443")))?,
+        (None, _) => match cluster.apiserver.vip {
+            Some(v) => deploy::repoint::Target { host: v.to_string(), port: cluster.apiserver.port },
+            None => return Err(kbin::Error::Refused { what: format!("--vip: {} sets no apiserver.vip", cluster.file.display()), problems: vec![], hint: Some("set apiserver.vip (and deploy the LB pair with `kbin lb deploy`), or give --endpoint HOST[:PORT]".into()) }),
+        },
+    };
+    let mut hosts: Vec<&Host> = Vec::new();
+    for spec in &a.nodes {
+        match cluster.host(spec) {
+            Some(h) if h.has(Role::Node) => hosts.push(h),
+            Some(h) => return Err(kbin::Error::other(format!("--nodes: {} does not have the node role", h.name), Some("list hosts with the node role"))),
+            None => return Err(kbin::Error::other(format!("--nodes: no host {spec:?} in {}", cluster.file.display()), Some("use host names or addresses from the cluster file"))),
+        }
+    }
+    if a.nodes.is_empty() {
+        hosts = deploy::node::hosts(&cluster);
+    }
+    let connector = Connector { cluster: &cluster, printer: p, concurrency: a.ssh.concurrency.map(usize::from).unwrap_or(cluster.ssh.concurrency), cancel: Cancel::on_ctrl_c(), accept_new_host_keys: a.ssh.accept_new_host_keys };
+    let nodes = connector.connect_all(&hosts)?;
+    let masters = connector.connect_all(&deploy::master::hosts(&cluster))?;
+    let templates = Templates::load(&cluster)?;
+    let bins = Bins::default();
+    let ctx = Ctx { cluster: &cluster, printer: p, concurrency: connector.concurrency, cancel: connector.cancel.clone(), templates: &templates, bins: &bins, timeout: Duration::from_secs(a.timeout), dry_run: a.dry_run };
+    let mut report = deploy::repoint::run(&ctx, &target, &nodes, &masters, usize::from(a.batch))?;
+    if !a.dry_run {
+        p.phase("repoint", None, &format!("{} nodes moved to {}, {} were there already", report.moved.len(), target.url(), report.already.len()));
+        if a.nodes.is_empty() {
+            for c in deploy::repoint::record(&cluster, &target)? {
+                p.phase("repoint", None, &format!("updated {c}"));
+            }
+            report.recorded = true;
+        } else {
+            p.phase("repoint", None, "only some nodes were asked for: the cluster file's endpoint and the local kubeconfigs stay as they are");
+        }
+    }
+    print_json(a.json, &report);
+    Ok(())
+}

@@ -73,6 +73,7 @@ pub enum Command {
     Manifests(manifests::ManifestsCommand),
     Up(cluster::UpArgs),
     Status(cluster::StatusArgs),
+    RepointNodes(cluster::RepointArgs),
     /// Print shell completions for kbin
     Completions(completions::Args),
 }
@@ -124,6 +125,7 @@ pub fn main() -> i32 {
         Command::Manifests(cmd) => manifests::exec(&cli.global, cmd),
         Command::Up(args) => cluster::up(&cli.global, args),
         Command::Status(args) => cluster::status(&cli.global, args),
+        Command::RepointNodes(args) => cluster::repoint(&cli.global, args),
         Command::Completions(args) => completions::exec(args),
     };
     match result {

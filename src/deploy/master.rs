@@ -88,7 +88,12 @@ pub struct Report {
 
 /// Run `f` on every node in parallel; collect outcomes, or the failures.
 pub fn on_each<'c>(ctx: &Ctx<'_>, nodes: &[Node<'c>], phase: &str, f: impl Fn(&Node<'c>) -> Result<HostOutcome, HostFailure> + Sync) -> (Vec<HostOutcome>, Vec<HostFailure>) {
-    let results = parallel::for_each(nodes, |n| n.host.name.clone(), phase, ctx.concurrency, &ctx.cancel, |n| Ok(f(n)));
+    on_each_at(ctx, ctx.concurrency, nodes, phase, f)
+}
+
+/// [`on_each`] with `concurrency` hosts at a time.
+pub fn on_each_at<'c>(ctx: &Ctx<'_>, concurrency: usize, nodes: &[Node<'c>], phase: &str, f: impl Fn(&Node<'c>) -> Result<HostOutcome, HostFailure> + Sync) -> (Vec<HostOutcome>, Vec<HostFailure>) {
+    let results = parallel::for_each(nodes, |n| n.host.name.clone(), phase, concurrency, &ctx.cancel, |n| Ok(f(n)));
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     for (r, n) in results.into_iter().zip(nodes) {
@@ -102,7 +107,7 @@ pub fn on_each<'c>(ctx: &Ctx<'_>, nodes: &[Node<'c>], phase: &str, f: impl Fn(&N
     (ok, bad)
 }
 
-/// Install or update the control plane on `masters` (in parallel), wait until each apiserver
+/// Install or update the control plane on `masters` (one after the other), wait until each apiserver
 /// answers `/healthz` and `/readyz` through its SSH connection, then put every master into the
 /// upstreams of the LB hosts whose nginx runs (reloaded, connections kept).
 pub fn deploy(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<Report, Error> {
@@ -113,7 +118,13 @@ pub fn deploy(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<R
         plans.push(items(ctx, n.host, Component::Master)?);
     }
     let logs = ctx.cluster.layout.k8s_logs.clone();
-    let (ok, bad) = on_each(ctx, masters, "master", |n| {
+    // one master at a time: a change that restarts apiservers never takes them all down at once,
+    // and a master that does not come back stops the rollout before the next one
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (ok, bad) = on_each_at(ctx, 1, masters, "master", |n| {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(HostFailure { host: n.host.name.clone(), phase: "skipped", message: "not touched: an earlier master failed".into(), journal: vec![], rollback: None });
+        }
         let i = masters.iter().position(|m| m.host.name == n.host.name).expect("one of them");
         if !ctx.dry_run {
             n.remote.check(&Cmd::new(["mkdir", "-p", logs.as_str()]).sudo())?;
@@ -133,6 +144,7 @@ pub fn deploy(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<R
                 ctx.printer.phase("master", Some(&o.host), "kube-apiserver /healthz and /readyz ok");
             }
         })
+        .inspect_err(|_| stop.store(true, std::sync::atomic::Ordering::SeqCst))
     });
     if !bad.is_empty() {
         return Err(super::failed(

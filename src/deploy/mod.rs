@@ -10,6 +10,7 @@ pub mod bins;
 pub mod lb;
 pub mod master;
 pub mod node;
+pub mod repoint;
 pub mod status;
 pub mod up;
 

@@ -135,7 +135,7 @@ command -v systemctl >/dev/null || echo "nosystemd=1"
 }
 
 /// A plain-HTTP `GET path` to `127.0.0.1:port` on the node, through its SSH connection.
-fn local_http_status(node: &Node<'_>, port: u16, path: &str) -> Result<u16, String> {
+pub fn local_http_status(node: &Node<'_>, port: u16, path: &str) -> Result<u16, String> {
     let mut t = node.remote.open_tcp("127.0.0.1", port).map_err(|e| e.chain())?;
     t.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).map_err(|e| e.to_string())?;
     let mut head = Vec::new();
