@@ -151,9 +151,19 @@ pub fn ensure_pki(global: &Global, cluster: &Cluster, dry_run: bool) -> kbin::Re
         p.phase("pki", None, &format!("issued {}", r.issued.join(", ")));
     }
     for s in &r.stale {
-        p.warn(&format!("pki/{}: {}", s.file, s.problem), Some("`kbin pki renew` re-issues it; then deploy again"));
+        p.warn(&format!("pki/{}: {}", s.file, s.problem), Some(stale_hint(s)));
     }
     Ok(())
+}
+
+/// What to do about a pki file that no longer matches the cluster file.
+fn stale_hint(s: &kbin::pki::Stale) -> &'static str {
+    if s.problem.starts_with("server is") {
+        // re-issuing it and pushing it would move the nodes at once, without any check
+        "the nodes still use the old address; `kbin repoint-nodes` moves them safely and updates this file"
+    } else {
+        "`kbin pki renew NAME` re-issues it; then deploy again"
+    }
 }
 
 /// Resolve `spec` to a host of the cluster file; a new address is added to the file with
@@ -290,7 +300,7 @@ pub fn up(global: &Global, a: &UpArgs) -> kbin::Result<()> {
     } else {
         let r = kbin::pki::init(&cluster)?;
         for s in &r.stale {
-            p.warn(&format!("pki/{}: {}", s.file, s.problem), Some("`kbin pki renew` re-issues it; then run `kbin up` again"));
+            p.warn(&format!("pki/{}: {}", s.file, s.problem), Some(stale_hint(s)));
         }
         if r.issued.is_empty() { format!("{} kept, nothing to issue", r.kept) } else { format!("issued {}", r.issued.join(", ")) }
     };
