@@ -200,8 +200,11 @@ pub fn preflight(ctx: &Ctx<'_>, client: &Client, target: &Target, nodes: &[Node<
     let target_url = target.url();
     let is_old = move |s: &str| s != target_url && (s == current || master_urls.iter().any(|m| m == s));
     let mut problems: Vec<String> = Vec::new();
-    // masters: the certificate each serves must be valid for the target's name
-    for m in masters {
+    // masters: the certificate each serves must be valid for the target's name (all of them
+    // when the target balances over them; only that one when the target is a master's address)
+    let own = masters.iter().filter(|m| m.host.address.to_string() == target.host).collect::<Vec<_>>();
+    let checked: Vec<&Node<'_>> = if own.is_empty() { masters.iter().collect() } else { own };
+    for m in checked {
         let mut ep = crate::kube::masters::endpoint(cluster, m);
         ep.server_name = target.host.clone();
         if let Err(e) = client.healthz(&ep, "/healthz") {

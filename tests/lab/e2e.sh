@@ -16,6 +16,7 @@ suite() { if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); ech
 suite "$here/smoke.sh"
 suite "$here/e2e-etcd.sh" "$repo/target/release/kbin"
 suite "$here/e2e-cluster.sh" "$repo/target/release/kbin"
+suite "$here/e2e-repoint.sh" "$repo/target/release/kbin"
 # the kube-* stand-ins started with exactly the units and configs kbin renders, on loopback
 suite env KBIN="$repo/target/release/kbin" "$repo/tests/standins/selftest.sh"
 echo "e2e: $passed passed, $failed failed"

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# kbin up and kbin repoint-nodes on the lab, with the kube-* stand-ins (tests/standins).
+#   up:      one master + two nodes (etcd on all three) from fresh hosts, then the unchanged re-run
+#   repoint: NODES nodes (h1 is master and node) plus a second master and the LB pair; the nodes
+#            move from master1 to the VIP with --batch 1, back to master1 with --batch 5, and to
+#            the VIP again with --batch 5
+# Needs root and the lab (tests/lab). Prints one line per measurement.
+# usage: bench/cluster.sh [NODES]    (default 10)
+set -euo pipefail
+nodes=${1:-10}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+export KBIN_LAB_DIR=/tmp/kbin-lab-bench-cluster
+lab=$repo/tests/lab/lab
+(cd "$repo" && cargo build --release --quiet)
+kbin=$repo/target/release/kbin
+work=$(mktemp -d)
+trap '"$lab" down >/dev/null 2>&1; rm -rf "$work"' EXIT
+ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+k() { "$lab" op -- env KBIN_CACHE_DIR="$work/cache" "$kbin" -q -c "$work/cluster.toml" "$@"; }
+timed() { local t0; t0=$(ms); "$@" >/dev/null; echo $(($(ms) - t0)); }
+
+total=$((nodes + 3)) # the nodes, master2, two LB hosts
+"$lab" down >/dev/null 2>&1 || true
+"$lab" up "$total" >/dev/null
+"$lab" mirror >/dev/null 2>&1
+mirror=$("$lab" mirror url)
+LAB=$lab "$repo/tests/standins/build.sh" --out "$work/standins" --etcd-tarball /var/cache/kbin-lab/dist/etcd-v3.5.1-linux-amd64.tar.gz --publish >/dev/null 2>&1
+addr() { echo "10.213.0.$((10 + $1))"; }
+{
+  cat <<TOML
+[cluster]
+name = "bench"
+kubernetes_version = "v1.34.2"
+etcd_version = "v3.5.1"
+flannel_version = "v0.27.4"
+[apiserver]
+vip = "10.213.0.100"
+endpoint = "10.213.0.11"
+[ssh]
+user = "kbin"
+key = "$KBIN_LAB_DIR/ssh/id_ed25519"
+[lb]
+interface = "eth0"
+[artifacts]
+mirror = "$mirror"
+TOML
+  for i in 1 2 3; do printf '[[hosts]]\nname = "h%d"\naddress = "%s"\nroles = [%s]\n' "$i" "$(addr $i)" "$([[ $i == 1 ]] && echo '"etcd", "master", "node"' || echo '"etcd", "node"')"; done
+} >"$work/cluster.toml"
+cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
+cp "$work/standins/kbin.lock" "$work/kbin.lock"
+k download >/dev/null 2>&1
+echo "up, 1 master + 2 nodes, fresh hosts:   $(timed k up) ms"
+for r in 1 2 3; do echo "up, unchanged re-run $r:               $(timed k up) ms"; done
+
+for ((i = 4; i <= nodes; i++)); do printf '[[hosts]]\nname = "h%d"\naddress = "%s"\nroles = ["node"]\n' "$i" "$(addr $i)" >>"$work/cluster.toml"; done
+m2=$((nodes + 1)) l1=$((nodes + 2)) l2=$((nodes + 3))
+printf '[[hosts]]\nname = "h%d"\naddress = "%s"\nroles = ["master"]\n' "$m2" "$(addr $m2)" >>"$work/cluster.toml"
+printf '[[hosts]]\nname = "h%d"\naddress = "%s"\nroles = ["lb"]\nlb_priority = 120\n' "$l1" "$(addr $l1)" >>"$work/cluster.toml"
+printf '[[hosts]]\nname = "h%d"\naddress = "%s"\nroles = ["lb"]\nlb_priority = 100\n' "$l2" "$(addr $l2)" >>"$work/cluster.toml"
+echo "up, $nodes nodes + 2 masters + LB pair (grown): $(timed k up) ms"
+echo "up, unchanged re-run ($total hosts):      $(timed k up) ms"
+echo "repoint $nodes nodes to the VIP, batch 1:  $(timed k repoint-nodes --vip --batch 1) ms"
+echo "repoint $nodes nodes to master1, batch 5:  $(timed k repoint-nodes --endpoint 10.213.0.11 --batch 5) ms"
+echo "repoint $nodes nodes to the VIP, batch 5:  $(timed k repoint-nodes --vip --batch 5) ms"
+echo "repoint, nothing to do:                  $(timed k repoint-nodes --vip) ms"
