@@ -374,3 +374,133 @@ pub fn api_client(cluster: &Cluster) -> Result<crate::kube::Client, Error> {
 pub fn failed(what: String, failures: &[HostFailure], hint: &str) -> Error {
     Error::Failed { what, problems: failures.iter().flat_map(|f| f.lines()).collect(), hint: Some(hint.to_string()) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::Output;
+    use crate::host::fake::{FakeHost, ok};
+    use std::sync::Arc;
+
+    const CLUSTER: &str = "[cluster]\nname = \"t\"\n[[hosts]]\nname = \"m1\"\naddress = \"10.9.0.1\"\nroles = [\"etcd\", \"master\", \"node\"]\n";
+
+    /// A fake host that answers `systemctl is-active` with `state` for every unit and really
+    /// does the `mv` and `rm` a rollback runs.
+    fn host(root: &std::path::Path, state: &'static str) -> Arc<FakeHost> {
+        let r = root.to_path_buf();
+        Arc::new(FakeHost::new("m1", root).respond(move |c| {
+            let a: Vec<&str> = c.argv.iter().map(String::as_str).collect();
+            let local = |p: &str| r.join(p.trim_start_matches('/'));
+            match a.as_slice() {
+                ["systemctl", "is-active", "--", units @ ..] => Some(ok(&format!("{state}\n").repeat(units.len()))),
+                ["mv", "-f", from, to] => {
+                    std::fs::rename(local(from), local(to)).unwrap();
+                    Some(ok(""))
+                }
+                ["rm", "-f", rest @ ..] => {
+                    for p in rest.iter().filter(|p| **p != "--") {
+                        let _ = std::fs::remove_file(local(p));
+                    }
+                    Some(ok(""))
+                }
+                _ => None,
+            }
+        }))
+    }
+
+    fn item(path: &str, text: &str, unit: &str) -> Item {
+        Item { path: path.into(), src: Source::bytes(text.as_bytes().to_vec()), mode: 0o644, secret: false, units: vec![unit.into()], text: Some(text.into()) }
+    }
+
+    fn with_ctx(f: impl FnOnce(&Ctx<'_>)) {
+        let cluster = crate::config::parse(std::path::Path::new("cluster.toml"), CLUSTER).unwrap();
+        let templates = Templates::load(&cluster).unwrap();
+        let bins = Bins::default();
+        let ctx = Ctx { cluster: &cluster, printer: Printer { quiet: true, color: false }, concurrency: 2, cancel: Cancel::new(), templates: &templates, bins: &bins, timeout: Duration::from_secs(1), dry_run: false };
+        f(&ctx);
+    }
+
+    fn systemctl_calls(h: &FakeHost) -> Vec<String> {
+        h.commands().into_iter().filter(|a| a[0] == "systemctl" && a[1] != "is-active").map(|a| a[1..].join(" ")).collect()
+    }
+
+    #[test]
+    fn a_fresh_host_gets_its_files_and_its_services_started_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let h = host(d.path(), "inactive");
+        let cluster = crate::config::parse(std::path::Path::new("cluster.toml"), CLUSTER).unwrap();
+        let node = Node { host: &cluster.hosts[0], remote: h.clone() };
+        let items = [item("/usr/lib/systemd/system/a.service", "[Service]\n", "a"), item("/etc/b.conf", "b=1\n", "b")];
+        with_ctx(|ctx| {
+            let spec = Spec { items: &items, units: &["a", "b"], reload: &[], precheck: None };
+            let o = converge(ctx, &node, "test", &spec, &|_| Ok(())).unwrap();
+            assert_eq!(o.started, ["a", "b"]);
+            assert_eq!(o.changed.len(), 2);
+        });
+        assert_eq!(systemctl_calls(&h), ["daemon-reload", "enable --quiet a b", "restart a", "restart b"]);
+        assert_eq!(std::fs::read_to_string(h.path("/etc/b.conf")).unwrap(), "b=1\n");
+    }
+
+    #[test]
+    fn an_up_to_date_host_is_sent_nothing_and_nothing_restarts() {
+        let d = tempfile::tempdir().unwrap();
+        let h = host(d.path(), "active");
+        std::fs::create_dir_all(h.path("/etc")).unwrap();
+        std::fs::write(h.path("/etc/b.conf"), "b=1\n").unwrap();
+        let cluster = crate::config::parse(std::path::Path::new("cluster.toml"), CLUSTER).unwrap();
+        let node = Node { host: &cluster.hosts[0], remote: h.clone() };
+        let items = [item("/etc/b.conf", "b=1\n", "b")];
+        with_ctx(|ctx| {
+            let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None };
+            let o = converge(ctx, &node, "test", &spec, &|_| panic!("nothing changed: nothing to verify")).unwrap();
+            assert!(o.changed.is_empty() && o.started.is_empty() && o.restarted.is_empty());
+        });
+        assert!(systemctl_calls(&h).is_empty());
+    }
+
+    #[test]
+    fn a_failed_verification_restores_the_previous_files_and_restarts_on_them() {
+        let d = tempfile::tempdir().unwrap();
+        let h = host(d.path(), "active");
+        std::fs::create_dir_all(h.path("/etc")).unwrap();
+        std::fs::write(h.path("/etc/b.conf"), "b=1\n").unwrap();
+        let cluster = crate::config::parse(std::path::Path::new("cluster.toml"), CLUSTER).unwrap();
+        let node = Node { host: &cluster.hosts[0], remote: h.clone() };
+        let items = [item("/etc/b.conf", "b=2\n", "b"), item("/etc/new.conf", "n\n", "b")];
+        with_ctx(|ctx| {
+            let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None };
+            let f = converge(ctx, &node, "test", &spec, &|_| Err("b does not answer".into())).unwrap_err();
+            assert_eq!(f.message, "b does not answer");
+            assert!(f.rollback.unwrap().contains("previous files restored"));
+        });
+        assert_eq!(std::fs::read_to_string(h.path("/etc/b.conf")).unwrap(), "b=1\n", "the old content is back");
+        assert!(!h.path("/etc/new.conf").exists(), "a file the push created is gone");
+        assert_eq!(systemctl_calls(&h), ["restart b", "daemon-reload", "restart b"]);
+        let left: Vec<_> = std::fs::read_dir(h.path("/etc")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert_eq!(left, ["b.conf"], "no backup left behind");
+    }
+
+    #[test]
+    fn a_refused_precheck_changes_no_service_and_puts_the_files_back() {
+        let d = tempfile::tempdir().unwrap();
+        let cluster = crate::config::parse(std::path::Path::new("cluster.toml"), CLUSTER).unwrap();
+        let items = [item("/etc/nginx/nginx.conf", "bad\n", "nginx")];
+        with_ctx(|ctx| {
+            let spec = Spec { items: &items, units: &["nginx"], reload: &["nginx"], precheck: Some(("nginx -t", Cmd::new(["false"]))) };
+            // the fake answers `false` with exit 0 unless told otherwise: make it fail
+            let failing = Arc::new(FakeHost::new("m1", d.path()).respond(|c| {
+                if c.argv[0] == "false" {
+                    Some(Output { status: 1, signal: None, stdout: vec![], stderr: b"emerg: unknown directive \"bad\"".to_vec() })
+                } else if c.argv[0] == "systemctl" && c.argv[1] == "is-active" {
+                    Some(ok("inactive\n"))
+                } else {
+                    None
+                }
+            }));
+            let node = Node { host: &cluster.hosts[0], remote: failing.clone() };
+            let f = converge(ctx, &node, "lb", &spec, &|_| Ok(())).unwrap_err();
+            assert!(f.message.starts_with("nginx -t failed: emerg"), "{}", f.message);
+            assert!(!systemctl_calls(&failing).iter().any(|c| c.starts_with("restart") || c.starts_with("reload") || c.starts_with("enable")), "{:?}", systemctl_calls(&failing));
+        });
+    }
+}

@@ -712,7 +712,7 @@ pub fn etcd_hosts(cluster: &Cluster) -> Vec<&Host> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::fake::{FakeHost, Logged, ok};
+    use crate::host::fake::{FakeHost, ok};
     use crate::host::Remote;
     use std::sync::Arc;
 
