@@ -118,10 +118,32 @@ pub fn deploy(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<R
         plans.push(items(ctx, n.host, Component::Master)?);
     }
     let logs = ctx.cluster.layout.k8s_logs.clone();
-    // one master at a time: a change that restarts apiservers never takes them all down at once,
-    // and a master that does not come back stops the rollout before the next one
+    // read-only first, every master at once: which ones have anything to do
+    let results = parallel::for_each(masters, |n| n.host.name.clone(), "master", ctx.concurrency, &ctx.cancel, |n| {
+        let i = masters.iter().position(|m| m.host.name == n.host.name).expect("one of them");
+        super::needs_change(n, &plans[i], &UNITS)
+    });
+    let mut report = Report::default();
+    let mut todo = Vec::new();
+    let mut unreadable = Vec::new();
+    for (r, n) in results.into_iter().zip(masters) {
+        match r.outcome {
+            Outcome::Done(false) => {
+                ctx.printer.phase("master", Some(&n.host.name), "up to date, nothing sent");
+                report.masters.push(HostOutcome { host: n.host.name.clone(), part: "master".into(), dry_run: ctx.dry_run, ..Default::default() });
+            }
+            Outcome::Done(true) => todo.push(n.clone()),
+            Outcome::Failed(e) => unreadable.push(HostFailure::from(e)),
+            Outcome::Skipped => return Err(Error::Interrupted { what: "stopped before any master was changed".into() }),
+        }
+    }
+    if !unreadable.is_empty() {
+        return Err(super::failed(format!("cannot read the state of {} masters; nothing was changed", unreadable.len()), &unreadable, "check the SSH access to those masters"));
+    }
+    // then one master at a time: a change that restarts apiservers never takes them all down at
+    // once, and a master that does not come back stops the rollout before the next one
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let (ok, bad) = on_each_at(ctx, 1, masters, "master", |n| {
+    let (ok, bad) = on_each_at(ctx, 1, &todo, "master", |n| {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(HostFailure { host: n.host.name.clone(), phase: "skipped", message: "not touched: an earlier master failed".into(), journal: vec![], rollback: None });
         }
@@ -153,7 +175,7 @@ pub fn deploy(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<R
             "fix the cause (see the journal lines) and run the command again; hosts that finished are not sent anything again",
         ));
     }
-    let mut report = Report { masters: ok, lb: Vec::new() };
+    report.masters.extend(ok);
     report.lb = super::lb::update_upstreams(ctx, lbs)?;
     Ok(report)
 }

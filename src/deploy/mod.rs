@@ -137,6 +137,17 @@ pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item],
     Ok(p)
 }
 
+/// Whether converging `items` and `units` on `node` would do anything: a file that differs or a
+/// service that is not running (read-only, two round trips).
+pub fn needs_change(node: &Node<'_>, items: &[Item], units: &[&str]) -> Result<bool, HostError> {
+    let paths: Vec<&str> = items.iter().map(|i| i.path.as_str()).collect();
+    let sums = node.remote.sha256_many(&paths)?;
+    if items.iter().zip(&sums).any(|(i, s)| s.as_deref() != Some(i.src.sha256())) {
+        return Ok(true);
+    }
+    Ok(active_units(node.remote.as_ref(), units)?.values().any(|up| !up))
+}
+
 /// Put back the files a push replaced (and remove the ones it created).
 pub fn restore(node: &Node<'_>, pushed: &Pushed) -> Result<(), HostError> {
     for (path, backup) in pushed.backups.iter().rev() {

@@ -82,12 +82,26 @@ pub fn fstab_without_swap(text: &str) -> Option<String> {
     changed.then(|| out.join("\n") + "\n")
 }
 
+/// Prints `active=N` (swap areas in use) and `fstab=N` (swap lines of /etc/fstab not commented out).
+const SWAP_FACTS: &str = r#"echo "active=$(tail -n +2 /proc/swaps 2>/dev/null | grep -c .)"
+echo "fstab=$(awk '!/^[[:space:]]*#/ && $3 == "swap"' /etc/fstab 2>/dev/null | grep -c .)""#;
+
+/// Swap in use now, and swap lines in /etc/fstab (one round trip).
+fn swap_facts(node: &Node<'_>) -> Result<(bool, bool), HostError> {
+    let out = node.remote.run(&Cmd::new(["sh", "-c", SWAP_FACTS]))?;
+    let text = out.stdout_str();
+    let n = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u32>().ok()).unwrap_or(0);
+    Ok((n("active=") > 0, n("fstab=") > 0))
+}
+
 /// Swap off now and at boot.
-fn swap_off(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<(), HostError> {
-    let swaps = node.remote.read_file("/proc/swaps")?.unwrap_or_default();
-    let active = String::from_utf8_lossy(&swaps).lines().skip(1).any(|l| !l.trim().is_empty());
-    let fstab = node.remote.read_file("/etc/fstab")?.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-    let new_fstab = fstab_without_swap(&fstab);
+fn swap_off(ctx: &Ctx<'_>, node: &Node<'_>, active: bool, in_fstab: bool) -> Result<(), HostError> {
+    let new_fstab = if in_fstab {
+        let fstab = node.remote.read_file("/etc/fstab")?.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        fstab_without_swap(&fstab)
+    } else {
+        None
+    };
     if ctx.dry_run {
         if active {
             ctx.printer.phase("dry-run", Some(&node.host.name), "would turn swap off (swapoff -a)");
@@ -102,8 +116,8 @@ fn swap_off(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<(), HostError> {
         ctx.printer.phase("node", Some(&node.host.name), "swap turned off");
     }
     if let Some(t) = new_fstab {
-        node.remote.write_file("/etc/fstab", &Source::bytes(t.into_bytes()), &WriteOpts::mode(0o644))?;
-        ctx.printer.phase("node", Some(&node.host.name), "swap lines of /etc/fstab commented out");
+        node.remote.write_file("/etc/fstab", &Source::bytes(t.into_bytes()), &WriteOpts::mode(0o644).backup())?;
+        ctx.printer.phase("node", Some(&node.host.name), "swap lines of /etc/fstab commented out (backup kept next to it)");
     }
     Ok(())
 }
@@ -187,7 +201,12 @@ pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> Result
     }
     let (ok, bad) = on_each(ctx, nodes, "node", |n| {
         let i = nodes.iter().position(|m| m.host.name == n.host.name).expect("one of them");
-        swap_off(ctx, n)?;
+        let (swap, fstab_swap) = swap_facts(n)?;
+        if !swap && !fstab_swap && !super::needs_change(n, &plans[i], &UNITS)? {
+            ctx.printer.phase("node", Some(&n.host.name), "up to date, nothing sent");
+            return Ok(HostOutcome { host: n.host.name.clone(), part: "node".into(), dry_run: ctx.dry_run, ..Default::default() });
+        }
+        swap_off(ctx, n, swap, fstab_swap)?;
         if !ctx.dry_run {
             n.remote.check(&Cmd::new(["mkdir", "-p", ctx.cluster.layout.k8s_logs.as_str(), "/var/lib/kubelet", "/opt/cni/bin", "/etc/cni/net.d"]).sudo())?;
         }

@@ -222,8 +222,9 @@ pub fn push(cluster: &Cluster, printer: &Printer, node: &Node<'_>, items: &[Item
     let mut p = Pushed { host: node.host.name.clone(), ..Default::default() };
     let config_path = format!("{}/etcd.yml", cluster.layout.etcd_cfg);
     let unit_path = format!("{}/etcd.service", cluster.layout.units);
-    for it in items {
-        let remote_sum = node.remote.sha256(&it.path)?;
+    let paths: Vec<&str> = items.iter().map(|i| i.path.as_str()).collect();
+    let sums = node.remote.sha256_many(&paths)?;
+    for (it, remote_sum) in items.iter().zip(sums) {
         if remote_sum.as_deref() == Some(it.src.sha256()) {
             continue;
         }

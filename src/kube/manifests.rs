@@ -421,12 +421,19 @@ impl ApplyReport {
 /// or `exists`.
 pub fn apply_all(client: &Client, ep: &Endpoint, manifests: &[Manifest], printer: &Printer, dry_run: bool) -> Result<ApplyReport, ManifestError> {
     let mut report = ApplyReport { server: ep.label.clone(), dry_run, objects: Vec::new(), counts: BTreeMap::new() };
-    for m in manifests {
+    // read every object at once (one stream each); only what is missing or differs is then
+    // applied, one after the other in apply order
+    let live: Vec<Result<Option<serde_json::Value>, KubeError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = manifests.iter().map(|m| s.spawn(move || client.get_opt(ep, &m.target.path()))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Ok(None))).collect()
+    });
+    for (m, live) in manifests.iter().zip(live) {
         let what = m.target.to_string();
-        let result = if dry_run {
-            client.get_opt(ep, &m.target.path()).map(|v| if v.is_some() { Outcome::Exists } else { Outcome::WouldCreate })
-        } else {
-            client.apply(ep, &m.object, FIELD_MANAGER).map(Outcome::from)
+        let result = match (dry_run, live) {
+            (_, Err(e)) => Err(e),
+            (true, Ok(v)) => Ok(if v.is_some() { Outcome::Exists } else { Outcome::WouldCreate }),
+            (false, Ok(Some(v))) if super::contains(&v, &m.object) => Ok(Outcome::Unchanged),
+            (false, Ok(_)) => client.apply(ep, &m.object, FIELD_MANAGER).map(Outcome::from),
         };
         match result {
             Ok(outcome) => {
