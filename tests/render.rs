@@ -103,6 +103,15 @@ fn config_files_parse_and_carry_the_cluster_settings() {
     for secret in ["opt/kubernetes/ssl/apiserver.key", "opt/etcd/ssl/server.key", "opt/kubernetes/cfg/bootstrap.kubeconfig", "opt/kubernetes/ssl/sa.key"] {
         assert_eq!(std::fs::metadata(out.join(secret)).unwrap().permissions().mode() & 0o777, 0o600, "{secret}");
     }
+    // a master's controller-manager and scheduler talk to the apiserver next to them; the
+    // nodes' kubeconfigs point at the cluster endpoint (the VIP here)
+    for k in ["kube-controller-manager", "kube-scheduler"] {
+        let kc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&read(&out, &format!("/opt/kubernetes/cfg/{k}.kubeconfig"))).unwrap();
+        assert_eq!(kc["clusters"][0]["cluster"]["server"].as_str(), Some("https://127.0.0.1:6443"), "{k}");
+        assert!(kc["users"][0]["user"]["client-key-data"].as_str().is_some(), "{k} keeps its credentials");
+    }
+    let kc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&read(&out, "/opt/kubernetes/cfg/kube-proxy.kubeconfig")).unwrap();
+    assert_eq!(kc["clusters"][0]["cluster"]["server"].as_str(), Some("https://192.168.0.88:6443"));
     // etcd hosts get the etcd CA certificate, never a CA key
     assert!(!out.join("opt/etcd/ssl/ca.key").exists());
     let node = d.path().join("n");

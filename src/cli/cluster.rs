@@ -184,16 +184,14 @@ pub fn resolve_or_add(global: &Global, cluster: Cluster, spec: &str, name: Optio
         return Err(kbin::Error::other(format!("no host {spec:?} in {}", cluster.file.display()), Some("give a host name from the cluster file, or the IP address of a new host")));
     };
     let p = global.printer();
+    // reach it first (with the cluster's SSH defaults): an address kbin cannot log in to is not
+    // written into the file
+    let probe = Host { name: name.unwrap_or(spec).to_string(), address, roles: vec![role], ssh: cluster.ssh.default.clone(), lb_interface: String::new(), lb_priority: 0, labels: vec![] };
+    let connector = Connector { cluster: &cluster, printer: p, concurrency: 1, cancel: Cancel::on_ctrl_c(), accept_new_host_keys: a.ssh.accept_new_host_keys };
+    let node = connector.connect_all(&[&probe])?.remove(0);
     let name = match name {
         Some(n) => n.to_string(),
-        None => {
-            // ask the host itself, with the cluster's SSH defaults
-            let probe = Host { name: spec.to_string(), address, roles: vec![role], ssh: cluster.ssh.default.clone(), lb_interface: String::new(), lb_priority: 0, labels: vec![] };
-            let connector = Connector { cluster: &cluster, printer: p, concurrency: 1, cancel: Cancel::on_ctrl_c(), accept_new_host_keys: a.ssh.accept_new_host_keys };
-            let node = connector.connect_all(&[&probe])?.remove(0);
-            let out = node.remote.check(&kbin::host::Cmd::new(["hostname", "-s"]))?;
-            out.stdout_str().trim().to_lowercase()
-        }
+        None => node.remote.check(&kbin::host::Cmd::new(["hostname", "-s"]))?.stdout_str().trim().to_lowercase(),
     };
     if cluster.host(&name).is_some() {
         return Err(kbin::Error::other(format!("{spec} is not in {}, but its name {name:?} is taken by another host", cluster.file.display()), Some("pick a name with --name")));

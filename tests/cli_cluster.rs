@@ -1,0 +1,52 @@
+//! `kbin master add`, `node add`, `lb deploy`, `up`, `repoint-nodes`: what the real binary does
+//! before it reaches any host (argument and cluster-file handling). The lab tests
+//! (tests/lab/e2e-cluster.sh, e2e-repoint.sh) cover the rest on real hosts.
+
+mod common;
+
+use common::*;
+
+/// A port nothing listens on, so every SSH connection is refused at once.
+const UNREACHABLE: &str = "[ssh]\nport = 1\nconnect_timeout_secs = 1\n";
+
+#[test]
+fn master_add_of_a_new_address_that_cannot_be_reached_leaves_the_file_alone() {
+    let d = Dir::with_cluster(&format!("# comment kept\n{SMALL}{UNREACHABLE}"));
+    d.kbin(&["pki", "init"]).ok();
+    let before = std::fs::read(d.path().join("cluster.toml")).unwrap();
+    for args in [&["master", "add", "127.0.0.9", "--name", "m9", "--dry-run"][..], &["master", "add", "127.0.0.9", "--name", "m9"], &["master", "add", "127.0.0.9"]] {
+        let out = d.kbin(args).fails_with(2);
+        assert!(out.stderr().contains("cannot reach 1 of 1 hosts; nothing was changed"), "{}", out.stderr());
+        assert_eq!(std::fs::read(d.path().join("cluster.toml")).unwrap(), before, "{args:?} wrote the file");
+        assert!(!d.pki().join("hosts/m9").exists(), "{args:?} issued certificates");
+    }
+}
+
+#[test]
+fn master_add_refuses_a_host_without_the_role_and_unknown_names() {
+    let d = Dir::with_cluster(&format!("{SMALL}[[hosts]]\nname = \"w1\"\naddress = \"127.0.0.8\"\nroles = [\"node\"]\n"));
+    let out = d.kbin(&["master", "add", "w1"]).fails_with(2);
+    assert!(out.stderr().contains("w1 does not have the master role") && out.stderr().contains("hint: add \"master\" to the roles of w1"), "{}", out.stderr());
+    let out = d.kbin(&["master", "add", "nosuch"]).fails_with(1);
+    assert!(out.stderr().contains("no host \"nosuch\"") && out.stderr().contains("hint:"), "{}", out.stderr());
+}
+
+#[test]
+fn repoint_needs_a_target_and_a_vip_for_vip() {
+    let d = Dir::with_cluster(SMALL);
+    d.kbin(&["repoint-nodes"]).fails_with(2); // clap: one of --vip / --endpoint
+    let out = d.kbin(&["repoint-nodes", "--vip"]).fails_with(2);
+    assert!(out.stderr().contains("sets no apiserver.vip") && out.stderr().contains("hint: set apiserver.vip"), "{}", out.stderr());
+    let out = d.kbin(&["repoint-nodes", "--endpoint", "x:0"]).fails_with(1);
+    assert!(out.stderr().contains("--endpoint") && out.stderr().contains("port"), "{}", out.stderr());
+    let out = d.kbin(&["repoint-nodes", "--endpoint", "10.0.0.1", "--nodes", "nosuch"]).fails_with(1);
+    assert!(out.stderr().contains("--nodes: no host \"nosuch\""), "{}", out.stderr());
+}
+
+#[test]
+fn up_dry_run_without_a_pki_issues_nothing() {
+    let d = Dir::with_cluster(&format!("{SMALL}{UNREACHABLE}\n[artifacts]\nmirror = \"http://127.0.0.1:1\"\n"));
+    let out = d.kbin(&["up", "--dry-run"]).ok();
+    assert!(out.stderr().contains("pki: would create the CAs"), "{}", out.stderr());
+    assert!(!d.pki().exists(), "a dry run issues nothing");
+}
