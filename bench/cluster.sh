@@ -17,7 +17,8 @@ work=$(mktemp -d)
 trap '"$lab" down >/dev/null 2>&1; rm -rf "$work"' EXIT
 ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
 k() { "$lab" op -- env KBIN_CACHE_DIR="$work/cache" "$kbin" -q -c "$work/cluster.toml" "$@"; }
-timed() { local t0; t0=$(ms); "$@" >/dev/null; echo $(($(ms) - t0)); }
+timed() { local t0; t0=$(ms); "$@" >/dev/null || { echo "bench: FAILED: $*" >&2; return 1; }; echo $(($(ms) - t0)); }
+measure() { local label=$1 t; shift; t=$(timed "$@"); printf '%-48s %6s ms\n' "$label" "$t"; }
 
 total=$((nodes + 3)) # the nodes, master2, two LB hosts
 "$lab" down >/dev/null 2>&1 || true
@@ -39,6 +40,8 @@ endpoint = "10.213.0.11"
 [ssh]
 user = "kbin"
 key = "$KBIN_LAB_DIR/ssh/id_ed25519"
+# the first login of the sudo user on a host starts its systemd user session: slow under load
+connect_timeout_secs = 30
 [lb]
 interface = "eth0"
 [artifacts]
@@ -49,17 +52,17 @@ TOML
 cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
 cp "$work/standins/kbin.lock" "$work/kbin.lock"
 k download >/dev/null 2>&1
-echo "up, 1 master + 2 nodes, fresh hosts:   $(timed k up) ms"
-for r in 1 2 3; do echo "up, unchanged re-run $r:               $(timed k up) ms"; done
+measure "up, 1 master + 2 nodes, fresh hosts" k up
+for r in 1 2 3; do measure "up, unchanged re-run $r" k up; done
 
 for ((i = 4; i <= nodes; i++)); do printf '[[hosts]]\nname = "h%d"\naddress = "%s"\nroles = ["node"]\n' "$i" "$(addr $i)" >>"$work/cluster.toml"; done
 m2=$((nodes + 1)) l1=$((nodes + 2)) l2=$((nodes + 3))
 printf '[[hosts]]\nname = "h%d"\naddress = "%s"\nroles = ["master"]\n' "$m2" "$(addr $m2)" >>"$work/cluster.toml"
 printf '[[hosts]]\nname = "h%d"\naddress = "%s"\nroles = ["lb"]\nlb_priority = 120\n' "$l1" "$(addr $l1)" >>"$work/cluster.toml"
 printf '[[hosts]]\nname = "h%d"\naddress = "%s"\nroles = ["lb"]\nlb_priority = 100\n' "$l2" "$(addr $l2)" >>"$work/cluster.toml"
-echo "up, $nodes nodes + 2 masters + LB pair (grown): $(timed k up) ms"
-echo "up, unchanged re-run ($total hosts):      $(timed k up) ms"
-echo "repoint $nodes nodes to the VIP, batch 1:  $(timed k repoint-nodes --vip --batch 1) ms"
-echo "repoint $nodes nodes to master1, batch 5:  $(timed k repoint-nodes --endpoint 10.213.0.11 --batch 5) ms"
-echo "repoint $nodes nodes to the VIP, batch 5:  $(timed k repoint-nodes --vip --batch 5) ms"
-echo "repoint, nothing to do:                  $(timed k repoint-nodes --vip) ms"
+measure "up, grown to $nodes nodes + 2 masters + LB pair" k up
+for r in 1 2 3; do measure "up, unchanged re-run $r ($total hosts)" k up; done
+measure "repoint $nodes nodes to the VIP, batch 1" k repoint-nodes --vip --batch 1
+measure "repoint $nodes nodes to master1, batch 5" k repoint-nodes --endpoint 10.213.0.11 --batch 5
+measure "repoint $nodes nodes to the VIP, batch 5" k repoint-nodes --vip --batch 5
+measure "repoint, nothing to do" k repoint-nodes --vip
