@@ -91,7 +91,8 @@ port = 6443
 [ssh]
 user = "kbin"
 key = "$KBIN_LAB_DIR/ssh/id_ed25519"
-connect_timeout_secs = 3
+# the first login of the sudo user starts its systemd user session: slow under load
+connect_timeout_secs = 20
 
 [lb]
 interface = "eth0"
