@@ -28,6 +28,9 @@ kv swap_kb "$(awk '$1 == "SwapTotal:" {print $2}' /proc/meminfo)"
 kv swap_devices "$(awk 'NR > 1' /proc/swaps | wc -l)"
 for m in br_netfilter overlay; do
   if [ -d "/sys/module/$m" ]; then s=loaded
+  # built into the kernel: no /sys/module entry without parameters, but the feature is there
+  elif [ "$m" = br_netfilter ] && [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then s=loaded
+  elif [ "$m" = overlay ] && grep -qw overlay /proc/filesystems 2>/dev/null; then s=loaded
   elif command -v modprobe >/dev/null 2>&1 && modprobe -n -q "$m" 2>/dev/null; then s=loadable
   elif [ -n "$(find "/lib/modules/$(uname -r)" -name "$m.ko*" 2>/dev/null | head -n 1)" ]; then s=loadable
   else s=missing; fi
@@ -36,11 +39,17 @@ done
 kv ip_forward "$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null)"
 kv product_uuid "$(cat /sys/class/dmi/id/product_uuid 2>/dev/null)"
 kv machine_id "$(cat /etc/machine-id 2>/dev/null)"
-for i in /sys/class/net/*; do
-  n=${i##*/}
-  [ "$n" = lo ] && continue
-  [ -r "$i/address" ] && kv mac "$(cat "$i/address") $n"
-done
+# netlink sees this network namespace's interfaces; /sys/class/net is whatever sysfs is mounted
+# (in a container, often the machine's own NICs)
+if command -v ip >/dev/null 2>&1; then
+  ip -o link show 2>/dev/null | awk '{n = $2; sub(/:$/, "", n); sub(/@.*/, "", n); for (i = 3; i < NF; i++) if ($i == "link/ether") print "mac=" $(i + 1) " " n}'
+else
+  for i in /sys/class/net/*; do
+    n=${i##*/}
+    [ "$n" = lo ] && continue
+    [ -r "$i/address" ] && kv mac "$(cat "$i/address") $n"
+  done
+fi
 for p in "$@"; do
   d=$p
   while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done

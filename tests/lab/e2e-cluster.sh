@@ -88,6 +88,11 @@ TOML
 cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
 cp "$work/standins/kbin.lock" "$work/kbin.lock"
 
+# regression: in a container /sys/class/net shows the machine's NICs (every host "shared" a MAC)
+# and built-in br_netfilter has no /sys/module entry; both made `hosts check` fail on good hosts
+k hosts check >"$work/check.out" 2>&1
+check "hosts check passes on the fresh lab hosts (distinct MACs, built-in modules count)" bash -c "grep -q '3 hosts checked: 0 errors' '$work/check.out'"
+
 # --- up: one master, two workers ------------------------------------------------------------------
 k -q download >/dev/null 2>&1 # warm the cache: the timing below is the deploy itself
 t0=$(ms)
