@@ -325,7 +325,11 @@ pub fn up(global: &Global, a: &UpArgs) -> kbin::Result<()> {
     };
     deploy::up::run(&ctx, &etcd_ctx, &nodes, &mut report)?;
     let total: u128 = report.stages.iter().map(|s| s.millis).sum();
-    p.phase("up", None, &format!("{} in {total} ms: {} bytes sent, {} started, {} restarted", if a.deploy.dry_run { "planned" } else { "done" }, report.bytes_sent, report.started.len(), report.restarted.len()));
+    if a.deploy.dry_run {
+        p.phase("up", None, &format!("planned in {total} ms: {} services would start, {} would restart; nothing was changed", report.started.len(), report.restarted.len()));
+    } else {
+        p.phase("up", None, &format!("done in {total} ms: {} bytes sent, {} started, {} restarted", report.bytes_sent, report.started.len(), report.restarted.len()));
+    }
     print_json(a.deploy.json, &report);
     Ok(())
 }
