@@ -40,7 +40,7 @@ vip=10.213.0.100
 kc() { "$lab" op -- curl -sS --max-time 5 --cacert "$work/pki/ca.crt" --cert "$work/pki/super-admin.crt" --key "$work/pki/super-admin.key" "$@"; }
 
 "$lab" down >/dev/null 2>&1 || true
-"$lab" up 6 >/dev/null || { fail "lab up 6"; exit 1; }
+"$lab" up 7 >/dev/null || { fail "lab up 7"; exit 1; }
 "$lab" mirror >/dev/null 2>&1 || { fail "lab mirror"; exit 1; }
 mirror=$("$lab" mirror url)
 LAB=$lab "$repo/tests/standins/build.sh" --out "$work/standins" --etcd-tarball "${KBIN_LAB_CACHE:-/var/cache/kbin-lab}/dist/etcd-v3.5.1-linux-amd64.tar.gz" --publish >/dev/null 2>&1 \
@@ -118,7 +118,8 @@ check "unchanged re-run exits 0 in $t_rerun ms (target <= 3000)" test $rc -eq 0 
 check "unchanged re-run sends nothing and (re)starts nothing" pyj "$work/up2.json" "d['bytes_sent']==0 and not d['started'] and not d['restarted']"
 check "unchanged re-run: every manifest unchanged" pyj "$work/up2.json" "d['manifests'] and all(o['outcome']=='unchanged' for o in d['manifests'])"
 k up --dry-run >"$work/dry.out" 2>"$work/dry.err"
-check "up --dry-run on an up-to-date cluster exits 0 and plans nothing" bash -c "! grep -q 'would \(create\|replace\|start\|restart\)' '$work/dry.err'"
+rc=$?
+check "up --dry-run on an up-to-date cluster exits 0 and plans nothing" bash -c "[ $rc -eq 0 ] && ! grep -q '^\[dry-run\].*would \(create\|replace\|start\|restart\)' '$work/dry.err' && grep -q 'planned in .*: 0 services would start, 0 would restart' '$work/dry.err'"
 echo "bench: up (1 master, 2 workers) ${t_up} ms; unchanged re-run ${t_rerun} ms"
 
 # --- a second master: a new address goes into the file ----------------------------------------------
@@ -153,6 +154,14 @@ check "curl to https://$vip:6443 validates the cert for the VIP name against the
 check "nginx on h5 and h6 proxies to both masters" bash -c "for h in h5 h6; do \"$lab\" exec \$h -- grep -q 'server 10.213.0.11:6443' /etc/nginx/nginx.conf && \"$lab\" exec \$h -- grep -q 'server 10.213.0.14:6443' /etc/nginx/nginx.conf || exit 1; done"
 k status --json >"$work/status2.json" 2>/dev/null
 check "status: h5 holds the VIP, h6 does not" pyj "$work/status2.json" "d['vip']['holders']==['h5']"
+
+# --- a third master once the LB runs: nginx reloads (same main process), no restart ------------------
+pid_before=$("$lab" exec h5 -- systemctl show -p MainPID --value nginx)
+k master add 10.213.0.17 --name h7 >/dev/null 2>"$work/m3.err"
+check "master add 10.213.0.17 (a third master, after the LB) exits 0" test $? -eq 0
+check "both LB hosts proxy to the third master too" bash -c "for h in h5 h6; do \"$lab\" exec \$h -- grep -q 'server 10.213.0.17:6443' /etc/nginx/nginx.conf || exit 1; done"
+check "nginx was reloaded, not restarted (same main process on h5)" test "$("$lab" exec h5 -- systemctl show -p MainPID --value nginx)" = "$pid_before"
+check "the VIP answers after the reload" test "$(kc https://$vip:6443/healthz)" = ok
 
 # --- every node registered and heartbeating ------------------------------------------------------------
 renew() { kc "https://$vip:6443/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["spec"]["renewTime"])'; }
