@@ -246,8 +246,8 @@ mod tests {
         let e = Catalog::embedded().component("etcd").unwrap().artifact("v3.5.1", Arch::Amd64);
         assert_eq!(e.members[0], "etcd-v3.5.1-linux-amd64/etcd");
         assert_eq!(e.checksum_url.as_deref(), Some("https://github.com/etcd-io/etcd/releases/download/v3.5.1/SHA256SUMS"));
-        let f = Catalog::embedded().component("flannel-cni-plugin").unwrap().artifact("v1.9.1-flannel1", Arch::Arm64);
-        assert_eq!(f.url, "https://github.com/flannel-io/cni-plugin/releases/download/v1.9.1-flannel1/cni-plugin-flannel-linux-arm64-v1.9.1.tgz");
+        let f = Catalog::embedded().component("flannel-cni-plugin").unwrap().artifact("v1.8.0-flannel1", Arch::Arm64);
+        assert_eq!(f.url, "https://github.com/flannel-io/cni-plugin/releases/download/v1.8.0-flannel1/cni-plugin-flannel-linux-arm64-v1.8.0.tgz");
         assert_eq!(f.members, ["flannel-arm64"]);
     }
 }
