@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Builds the real upstream components kbin installs from their official Go modules, caches the
+# binaries outside the repo, and lays them out as the upstream release artifacts of kbin's catalog
+# (src/artifacts/catalog.toml), so that kbin downloads them from a mirror exactly like the real
+# release files: single binaries where upstream ships binaries, archives with upstream's member
+# paths where upstream ships archives.
+#
+#   tests/upstream/build.sh [--out DIR] [--etcd-tarball FILE] [--publish] [--build-only]
+#
+# What is built (the versions kbin's catalog defaults to):
+#   k8s.io/kubernetes v1.34.2      kube-apiserver kube-controller-manager kube-scheduler kubelet
+#                                  kube-proxy kubectl (helper module tests/upstream/kubernetes:
+#                                  upstream's go.mod replaces its staging modules with ./staging,
+#                                  which `go install pkg@version` refuses; the helper replaces each
+#                                  with the published module of the same release, v0.34.2)
+#   github.com/flannel-io/flannel v0.27.4                 flanneld (cgo, as upstream on amd64)
+#   github.com/containernetworking/plugins v1.8.0         bridge host-local loopback portmap
+#   github.com/containernetworking/plugins v0.9.1         the flannel CNI plugin (plugins/meta/flannel,
+#                                  its home before flannel-io/cni-plugin; the Go module proxy does not
+#                                  serve github.com/flannel-io/cni-plugin), packed as upstream packs
+#                                  cni-plugin v1.8.0-flannel1
+#   github.com/containerd/containerd/v2 v2.1.5            containerd containerd-shim-runc-v2 ctr
+#   github.com/opencontainers/runc v1.3.3                 runc (cgo + libseccomp, tags seccomp)
+#   sigs.k8s.io/cri-tools v1.34.0                         crictl
+#
+# Caches (outside the repo, re-used across runs; KBIN_UPSTREAM_CACHE, default
+# /var/cache/kbin-lab/upstream): go/{mod,build} are GOMODCACHE and GOCACHE; bin/<component>/<version>/
+# holds the binaries with a .recipe stamp: a build is re-used when its recipe (module, version, flags,
+# Go version) is unchanged. No built binary ever lands in the repo.
+#
+# Mirror layout (kbin's default `<mirror>/<component>/<version>/<file>`):
+#   DIR/kubernetes-server/v1.34.2/kubernetes-server-linux-amd64.tar.gz   kubernetes/server/bin/*
+#   DIR/kubelet/v1.34.2/kubelet, DIR/kubectl/v1.34.2/kubectl              dl.k8s.io single binaries
+#   DIR/flanneld/v0.27.4/flanneld-amd64                                    GitHub single binary
+#   DIR/flannel-cni-plugin/v1.8.0-flannel1/cni-plugin-flannel-linux-amd64-v1.8.0.tgz   flannel-amd64
+#   DIR/cni-plugins/v1.8.0/cni-plugins-linux-amd64-v1.8.0.tgz            ./bridge ./host-local ...
+#   DIR/containerd/v2.1.5/containerd-2.1.5-linux-amd64.tar.gz             bin/containerd ...
+#   DIR/runc/v1.3.3/runc.amd64                                             single binary
+#   DIR/crictl/v1.34.0/crictl-v1.34.0-linux-amd64.tar.gz                   crictl
+# Archives are reproducible (sorted, mtime 0, owner 0, gzip -n), so their digests are stable for
+# one build; they are not upstream's digests, so a cluster pins them with `kbin pin`.
+#
+# Outputs besides the files: stdout, one line per artifact (component, version, path, sha256,
+# tab-separated); DIR/pin.sh (`"$KBIN" $KBIN_ARGS pin C V SHA256` lines); DIR/SHA256SUMS;
+# DIR/bin/ (kubectl for the operator). With --publish every file also goes to the lab mirror
+# (`tests/lab/lab mirror add`). --build-only builds (or finds cached) binaries and stops.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+LABCACHE=${KBIN_LAB_CACHE:-/var/cache/kbin-lab}
+CACHE=${KBIN_UPSTREAM_CACHE:-$LABCACHE/upstream}
+OUT=$HERE/out
+ETCD_TARBALL=""
+PUBLISH=0
+BUILD_ONLY=0
+ARCH=amd64
+
+K8S=v1.34.2
+K8S_STAGING=v0.34.2
+FLANNEL=v0.27.4
+FLANNEL_CNI=v1.8.0-flannel1
+FLANNEL_CNI_SOURCE=v0.9.1 # containernetworking/plugins, plugins/meta/flannel
+CNI=v1.8.0
+CONTAINERD=v2.1.5
+RUNC=v1.3.3
+CRICTL=v1.34.0
+
+usage() { sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; }
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --out) OUT=$2; shift 2 ;;
+        --etcd-tarball) ETCD_TARBALL=$2; shift 2 ;;
+        --publish) PUBLISH=1; shift ;;
+        --build-only) BUILD_ONLY=1; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "build.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+say() { echo "build.sh: $*" >&2; }
+die() { say "$1"; [[ -n ${2:-} ]] && echo "hint: $2" >&2; exit 1; }
+
+command -v go >/dev/null || die "go is not on PATH" "install Go 1.24 or newer (/usr/local/go/bin)"
+export GOMODCACHE=$LABCACHE/go/mod GOCACHE=$LABCACHE/go/build GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
+export GOPROXY=${GOPROXY:-https://proxy.golang.org}
+mkdir -p "$GOMODCACHE" "$GOCACHE" "$CACHE/bin"
+GOVERSION=$(go env GOVERSION)
+
+ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+
+# The source of MODULE@VERSION, copied out of the module cache into a writable build directory.
+# Prints the directory.
+module_src() { # MODULE VERSION
+    local dir
+    dir=$(go mod download -json "$1@$2" | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])') \
+        || die "cannot fetch $1@$2 from the Go module proxy" "check GOPROXY ($GOPROXY) and the network"
+    local work=$CACHE/src/${1//\//_}@$2
+    if [[ ! -d $work ]]; then
+        mkdir -p "$(dirname "$work")"
+        rm -rf "$work.tmp"
+        cp -r "$dir" "$work.tmp"
+        chmod -R u+w "$work.tmp"
+        mv "$work.tmp" "$work"
+    fi
+    echo "$work"
+}
+
+# build COMPONENT VERSION RECIPE FUNCTION: runs FUNCTION DEST unless DEST holds a build of the
+# same recipe; the binaries end up in $CACHE/bin/COMPONENT/VERSION.
+build() {
+    local comp=$1 ver=$2 recipe="$3 go=$GOVERSION" fn=$4
+    local dest=$CACHE/bin/$comp/$ver
+    if [[ -f $dest/.recipe && $(cat "$dest/.recipe") == "$recipe" ]]; then
+        say "$comp $ver: cached ($dest)"
+        return
+    fi
+    say "$comp $ver: building from source (Go $GOVERSION)"
+    local t0 tmp
+    t0=$(ms)
+    tmp=$dest.tmp
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    "$fn" "$tmp" || die "$comp $ver: the build failed" "see the go output above"
+    printf '%s' "$recipe" >"$tmp/.recipe"
+    rm -rf "$dest"
+    mv "$tmp" "$dest"
+    say "$comp $ver: built in $((($(ms) - t0) / 1000)) s"
+}
+
+# vendored modules build from their vendor/ tree, the others from go.sum-checked downloads
+modflag() { if [[ -d vendor ]]; then echo -mod=vendor; else echo -mod=readonly; fi; }
+
+k8s_ldflags() {
+    local ld="-s -w" p
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ld+=" -X $p.gitVersion=$K8S -X $p.gitMajor=$(cut -d. -f1 <<<"${K8S#v}") -X $p.gitMinor=$(cut -d. -f2 <<<"$K8S")"
+        ld+=" -X $p.gitCommit=0000000000000000000000000000000000000000 -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+    done
+    echo "$ld"
+}
+K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+build_kubernetes() {
+    local pkgs=() c
+    for c in "${K8S_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+    # upstream builds every one of these static, without cgo, with these tags
+    (cd "$HERE/kubernetes" && CGO_ENABLED=0 go build -mod=readonly -trimpath -tags=selinux,notest \
+        -ldflags "$(k8s_ldflags)" -o "$1/" "${pkgs[@]}")
+}
+build_flannel() {
+    local src
+    src=$(module_src github.com/flannel-io/flannel "$FLANNEL")
+    (cd "$src" && CGO_ENABLED=1 go build -trimpath -o "$1/flanneld" \
+        -ldflags "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=$FLANNEL -extldflags -static" .)
+}
+build_flannel_cni() {
+    local src
+    src=$(module_src github.com/containernetworking/plugins "$FLANNEL_CNI_SOURCE")
+    (cd "$src" && CGO_ENABLED=0 go build $(modflag) -trimpath -ldflags "-s -w" -o "$1/flannel" ./plugins/meta/flannel)
+}
+build_cni() {
+    local src
+    src=$(module_src github.com/containernetworking/plugins "$CNI")
+    (cd "$src" && CGO_ENABLED=0 go build $(modflag) -trimpath \
+        -ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI" \
+        -o "$1/" ./plugins/main/bridge ./plugins/ipam/host-local ./plugins/main/loopback ./plugins/meta/portmap)
+}
+build_containerd() {
+    local src ld="-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD -X github.com/containerd/containerd/v2/version.Package=github.com/containerd/containerd/v2"
+    src=$(module_src github.com/containerd/containerd/v2 "$CONTAINERD")
+    (cd "$src" && CGO_ENABLED=0 go build $(modflag) -trimpath -tags "no_btrfs urfave_cli_no_docs" -ldflags "$ld" \
+        -o "$1/" ./cmd/containerd ./cmd/containerd-shim-runc-v2 ./cmd/ctr)
+}
+build_runc() {
+    local src
+    src=$(module_src github.com/opencontainers/runc "$RUNC")
+    pkg-config --exists libseccomp || die "runc needs libseccomp-dev" "apt-get install libseccomp-dev pkg-config"
+    (cd "$src" && CGO_ENABLED=1 go build $(modflag) -trimpath -tags "seccomp urfave_cli_no_docs" \
+        -ldflags "-s -w -X main.version=${RUNC#v} -extldflags -static" -o "$1/runc" .)
+}
+build_crictl() {
+    local src
+    src=$(module_src sigs.k8s.io/cri-tools "$CRICTL")
+    (cd "$src" && CGO_ENABLED=0 go build $(modflag) -trimpath \
+        -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL" -o "$1/crictl" ./cmd/crictl)
+}
+
+T0=$(ms)
+build kubernetes "$K8S" "k8s.io/kubernetes@$K8S staging=$K8S_STAGING $(sha256sum <"$HERE/kubernetes/go.sum" | cut -c1-16) ld=$(k8s_ldflags)" build_kubernetes
+build flanneld "$FLANNEL" "github.com/flannel-io/flannel@$FLANNEL cgo static" build_flannel
+build flannel-cni-plugin "$FLANNEL_CNI" "github.com/containernetworking/plugins@$FLANNEL_CNI_SOURCE plugins/meta/flannel" build_flannel_cni
+build cni-plugins "$CNI" "github.com/containernetworking/plugins@$CNI bridge host-local loopback portmap" build_cni
+build containerd "$CONTAINERD" "github.com/containerd/containerd/v2@$CONTAINERD no_btrfs" build_containerd
+build runc "$RUNC" "github.com/opencontainers/runc@$RUNC seccomp static" build_runc
+build crictl "$CRICTL" "sigs.k8s.io/cri-tools@$CRICTL" build_crictl
+say "all components ready in $((($(ms) - T0) / 1000)) s ($(du -sh "$CACHE" | cut -f1) in $CACHE)"
+[[ $BUILD_ONLY == 1 ]] && exit 0
+
+bin() { echo "$CACHE/bin/$1/$2/$3"; }
+
+rm -rf "$OUT"
+mkdir -p "$OUT/bin"
+STAGE=$(mktemp -d)
+trap 'rm -rf "$STAGE"' EXIT
+: >"$OUT/SHA256SUMS"
+printf '# pins for the upstream builds; run with KBIN=path/to/kbin and KBIN_ARGS="-c cluster.toml"\n' >"$OUT/pin.sh"
+
+# A reproducible .tar.gz of DIR's contents, members named as given.
+tarball() { # OUT DIR MEMBERS...
+    local out=$1 dir=$2; shift 2
+    mkdir -p "$(dirname "$out")"
+    tar -C "$dir" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - "$@" | gzip -n -6 >"$out"
+}
+place() { # SRC DEST(relative to OUT)
+    mkdir -p "$(dirname "$OUT/$2")"
+    cp "$1" "$OUT/$2"
+    chmod 755 "$OUT/$2"
+}
+stage() { # SRC STAGE-RELATIVE-DEST
+    mkdir -p "$(dirname "$STAGE/$2")"
+    cp "$1" "$STAGE/$2"
+    chmod 755 "$STAGE/$2"
+}
+record() { # COMPONENT VERSION FILE(relative to OUT)
+    local sum
+    sum=$(sha256sum "$OUT/$3" | cut -d' ' -f1)
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$sum"
+    printf '%s  %s\n' "$sum" "$3" >>"$OUT/SHA256SUMS"
+    # shellcheck disable=SC2016 # $KBIN is for pin.sh to expand
+    printf '"$KBIN" $KBIN_ARGS pin %s %s %s\n' "$1" "$2" "$sum" >>"$OUT/pin.sh"
+}
+
+# kubernetes-server-linux-<arch>.tar.gz: kubernetes/server/bin/<binary> (upstream's also holds
+# kubeadm, image tarballs and more, which kbin does not take)
+for c in kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl; do
+    stage "$(bin kubernetes "$K8S" "$c")" "server/kubernetes/server/bin/$c"
+done
+f=kubernetes-server/$K8S/kubernetes-server-linux-$ARCH.tar.gz
+tarball "$OUT/$f" "$STAGE/server" kubernetes
+record kubernetes-server "$K8S" "$f"
+for c in kubectl kubelet; do
+    place "$(bin kubernetes "$K8S" "$c")" "$c/$K8S/$c"
+    record "$c" "$K8S" "$c/$K8S/$c"
+done
+cp "$(bin kubernetes "$K8S" kubectl)" "$OUT/bin/kubectl"
+
+place "$(bin flanneld "$FLANNEL" flanneld)" "flanneld/$FLANNEL/flanneld-$ARCH"
+record flanneld "$FLANNEL" "flanneld/$FLANNEL/flanneld-$ARCH"
+
+base=${FLANNEL_CNI%%-*}
+stage "$(bin flannel-cni-plugin "$FLANNEL_CNI" flannel)" "fcni/flannel-$ARCH"
+f=flannel-cni-plugin/$FLANNEL_CNI/cni-plugin-flannel-linux-$ARCH-$base.tgz
+tarball "$OUT/$f" "$STAGE/fcni" "flannel-$ARCH"
+record flannel-cni-plugin "$FLANNEL_CNI" "$f"
+
+for p in bridge host-local loopback portmap; do stage "$(bin cni-plugins "$CNI" "$p")" "cni/$p"; done
+f=cni-plugins/$CNI/cni-plugins-linux-$ARCH-$CNI.tgz
+tarball "$OUT/$f" "$STAGE/cni" ./bridge ./host-local ./loopback ./portmap
+record cni-plugins "$CNI" "$f"
+
+for p in containerd ctr containerd-shim-runc-v2; do stage "$(bin containerd "$CONTAINERD" "$p")" "containerd/bin/$p"; done
+f=containerd/$CONTAINERD/containerd-${CONTAINERD#v}-linux-$ARCH.tar.gz
+tarball "$OUT/$f" "$STAGE/containerd" bin/containerd bin/containerd-shim-runc-v2 bin/ctr
+record containerd "$CONTAINERD" "$f"
+
+place "$(bin runc "$RUNC" runc)" "runc/$RUNC/runc.$ARCH"
+record runc "$RUNC" "runc/$RUNC/runc.$ARCH"
+
+stage "$(bin crictl "$CRICTL" crictl)" "crictl/crictl"
+f=crictl/$CRICTL/crictl-$CRICTL-linux-$ARCH.tar.gz
+tarball "$OUT/$f" "$STAGE/crictl" crictl
+record crictl "$CRICTL" "$f"
+
+if [[ -n $ETCD_TARBALL ]]; then
+    name=$(basename "$ETCD_TARBALL")
+    v=${name#etcd-}
+    v=${v%%-linux-*}
+    mkdir -p "$OUT/etcd/$v"
+    cp "$ETCD_TARBALL" "$OUT/etcd/$v/$name"
+    record etcd "$v" "etcd/$v/$name"
+fi
+
+if [[ $PUBLISH == 1 ]]; then
+    LAB=${LAB:-$REPO/tests/lab/lab}
+    say "publishing to the lab mirror with $LAB"
+    while read -r _ path; do
+        "$LAB" mirror add "$OUT/$path" "$path" >/dev/null
+    done <"$OUT/SHA256SUMS"
+fi
+say "$(wc -l <"$OUT/SHA256SUMS") artifacts in $OUT (pin.sh, SHA256SUMS, bin/kubectl)"
