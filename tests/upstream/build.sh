@@ -20,7 +20,8 @@
 #                                  serve github.com/flannel-io/cni-plugin), packed as upstream packs
 #                                  cni-plugin v1.8.0-flannel1
 #   github.com/containerd/containerd/v2 v2.1.5            containerd containerd-shim-runc-v2 ctr
-#   github.com/opencontainers/runc v1.3.3                 runc (cgo + libseccomp, tags seccomp)
+#   github.com/opencontainers/runc v1.3.3                 runc (cgo + libseccomp, tags seccomp; with
+#                                  go-selinux v1.13.0 for the vendored patch a module zip lacks)
 #   sigs.k8s.io/cri-tools v1.34.0                         crictl
 #
 # Caches (outside the repo, re-used across runs; KBIN_UPSTREAM_CACHE, default
@@ -64,6 +65,7 @@ FLANNEL_CNI_SOURCE=v0.9.1 # containernetworking/plugins, plugins/meta/flannel
 CNI=v1.8.0
 CONTAINERD=v2.1.5
 RUNC=v1.3.3
+RUNC_SELINUX=v1.13.0 # github.com/opencontainers/selinux, see build_runc
 CRICTL=v1.34.0
 
 usage() { sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -128,8 +130,9 @@ build() {
     say "$comp $ver: built in $((($(ms) - t0) / 1000)) s"
 }
 
-# vendored modules build from their vendor/ tree, the others from go.sum-checked downloads
-modflag() { if [[ -d vendor ]]; then echo -mod=vendor; else echo -mod=readonly; fi; }
+# Module zips keep only vendor/modules.txt of a vendored module, which would make go use an empty
+# vendor tree: build from the module's go.sum-checked dependencies instead.
+modflag() { echo -mod=mod; }
 
 k8s_ldflags() {
     local ld="-s -w" p
@@ -175,6 +178,10 @@ build_runc() {
     local src
     src=$(module_src github.com/opencontainers/runc "$RUNC")
     pkg-config --exists libseccomp || die "runc needs libseccomp-dev" "apt-get install libseccomp-dev pkg-config"
+    # runc's go.mod replaces go-selinux with ./internal/third_party/selinux (its CVE-2025-52881
+    # patch, made under embargo); a nested module is not part of a module zip, so take the
+    # upstream release that carries that fix instead
+    (cd "$src" && go mod edit -dropreplace github.com/opencontainers/selinux -require "github.com/opencontainers/selinux@$RUNC_SELINUX")
     (cd "$src" && CGO_ENABLED=1 go build $(modflag) -trimpath -tags "seccomp urfave_cli_no_docs" \
         -ldflags "-s -w -X main.version=${RUNC#v} -extldflags -static" -o "$1/runc" .)
 }
@@ -191,7 +198,7 @@ build flanneld "$FLANNEL" "github.com/flannel-io/flannel@$FLANNEL cgo static" bu
 build flannel-cni-plugin "$FLANNEL_CNI" "github.com/containernetworking/plugins@$FLANNEL_CNI_SOURCE plugins/meta/flannel" build_flannel_cni
 build cni-plugins "$CNI" "github.com/containernetworking/plugins@$CNI bridge host-local loopback portmap" build_cni
 build containerd "$CONTAINERD" "github.com/containerd/containerd/v2@$CONTAINERD no_btrfs" build_containerd
-build runc "$RUNC" "github.com/opencontainers/runc@$RUNC seccomp static" build_runc
+build runc "$RUNC" "github.com/opencontainers/runc@$RUNC selinux@$RUNC_SELINUX seccomp static" build_runc
 build crictl "$CRICTL" "sigs.k8s.io/cri-tools@$CRICTL" build_crictl
 say "all components ready in $((($(ms) - T0) / 1000)) s ($(du -sh "$CACHE" | cut -f1) in $CACHE)"
 [[ $BUILD_ONLY == 1 ]] && exit 0

@@ -30,6 +30,27 @@ rm -f "$root/var/lib/dbus/machine-id"
 # kbin starts these itself.
 in_root systemctl disable nginx.service keepalived.service
 
+# The real kubelet, containerd and runc create cgroups in every v1 controller. On this machine's
+# hybrid layout systemd-nspawn mounts the v1 hierarchies read-only inside a host; a bind remount
+# makes them writable (a plain remount is refused: the superblock is the machine's). Each host
+# boots inside its own cgroups (see `boot_host` in tests/lab/lab), so it manages only its own
+# subtree. A VM has writable cgroups: this is the lab's business.
+cat >"$root/etc/systemd/system/kbin-lab-cgroups.service" <<'UNIT'
+[Unit]
+Description=kbin lab: writable cgroup v1 controllers (systemd-nspawn mounts them read-only)
+DefaultDependencies=no
+Before=sysinit.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'for d in /sys/fs/cgroup/*; do mountpoint -q "$d" && mount -o remount,bind,rw "$d"; done'
+
+[Install]
+WantedBy=sysinit.target
+UNIT
+in_root systemctl enable kbin-lab-cgroups.service
+
 # Nothing runs that a test did not ask for: no apt timers (there is no internet in the lab), no
 # gettys on a console nobody reads.
 for unit in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer \
