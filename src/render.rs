@@ -208,6 +208,25 @@ impl Builder<'_> {
         self.files.push(HostFile { path, mode, content: text.into_bytes(), secret: false, component, restarts: restarts.iter().map(|s| s.to_string()).collect(), source: format!("template {name}") });
         Ok(())
     }
+    /// A YAML configuration from a template, with the cluster file's `overrides` merged over it
+    /// (`[kubelet] config`, `[kube_proxy] config`). Without overrides the text is the template's.
+    fn yaml_with(&mut self, component: Component, name: &str, path: String, restarts: &[&str], overrides: &toml::Table) -> Result<(), RenderError> {
+        self.template(component, name, path, 0o644, restarts)?;
+        if overrides.is_empty() {
+            return Ok(());
+        }
+        let f = self.files.last_mut().expect("just pushed");
+        let text = String::from_utf8_lossy(&f.content).into_owned();
+        let err = |message: String| RenderError::Render { name: name.to_string(), host: self.host.name.clone(), message };
+        let mut doc: Value = serde_yaml_ng::from_str(&text).map_err(|e| err(format!("the rendered file is not YAML: {e}")))?;
+        let over = serde_json::to_value(overrides).map_err(|e| err(e.to_string()))?;
+        merge(&mut doc, over);
+        let header: String = text.lines().take_while(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+        let body = serde_yaml_ng::to_string(&doc).map_err(|e| err(e.to_string()))?;
+        f.content = format!("{header}# with the cluster file's overrides merged in\n{body}").into_bytes();
+        f.source = format!("template {name} + cluster file overrides");
+        Ok(())
+    }
     fn pki(&mut self, component: Component, rel: &str, path: String, restarts: &[&str]) -> Result<(), RenderError> {
         let local = self.store.path(rel);
         let content = match std::fs::read(&local) {
@@ -233,6 +252,23 @@ impl Builder<'_> {
         f.content = pki::kubeconfig::render(&k).into_bytes();
         f.source = format!("pki/{rel} (server {server})");
         Ok(())
+    }
+}
+
+/// Merges `over` into `base`: objects key by key (recursively), anything else replaces.
+pub fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
     }
 }
 
@@ -296,8 +332,8 @@ pub fn host_files(cluster: &Cluster, host: &Host, templates: &Templates, opts: &
         b.pki(Node, &kubeconfig_of("bootstrap"), format!("{}/bootstrap.kubeconfig", l.k8s_cfg), kubelet)?;
         b.pki(Node, &kubeconfig_of("kube-proxy"), format!("{}/kube-proxy.kubeconfig", l.k8s_cfg), proxy)?;
         b.pki(Node, &kubeconfig_of("flannel"), format!("{}/flannel.kubeconfig", l.k8s_cfg), flannel)?;
-        b.template(Node, "kubelet-config.yaml", format!("{}/kubelet-config.yaml", l.k8s_cfg), 0o644, kubelet)?;
-        b.template(Node, "kube-proxy-config.yaml", format!("{}/kube-proxy-config.yaml", l.k8s_cfg), 0o644, proxy)?;
+        b.yaml_with(Node, "kubelet-config.yaml", format!("{}/kubelet-config.yaml", l.k8s_cfg), kubelet, &cluster.kubelet.config)?;
+        b.yaml_with(Node, "kube-proxy-config.yaml", format!("{}/kube-proxy-config.yaml", l.k8s_cfg), proxy, &cluster.kube_proxy.config)?;
         b.template(Node, "flannel-net-conf.json", format!("{}/flannel-net-conf.json", l.k8s_cfg), 0o644, flannel)?;
         b.template(Node, "10-flannel.conflist", "/etc/cni/net.d/10-flannel.conflist".into(), 0o644, &[])?;
         b.template(Node, "containerd-config.toml", "/etc/containerd/config.toml".into(), 0o644, &["containerd"])?;

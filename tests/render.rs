@@ -149,6 +149,51 @@ fn ipvs_mode_loads_ipvs_modules() {
 }
 
 #[test]
+fn flannel_conflist_speaks_a_cni_version_every_flannel_plugin_accepts() {
+    // regression: "1.0.0" is refused by the flannel CNI plugin releases before v1.0 (they speak
+    // 0.1.0-0.4.0: "incompatible CNI versions"); flannel's own kube-flannel.yml says 0.3.1, which
+    // every flannel plugin and the standard plugins v1.x (portmap, bridge) accept
+    let d = Dir::with_cluster(SMALL);
+    d.kbin(&["pki", "init"]).ok();
+    let out = d.path().join("o");
+    render(&d, "m1", &out);
+    let conf: serde_json::Value = serde_json::from_str(&read(&out, "/etc/cni/net.d/10-flannel.conflist")).unwrap();
+    assert_eq!(conf["cniVersion"], "0.3.1");
+    assert_eq!(conf["plugins"][0]["type"], "flannel");
+}
+
+#[test]
+fn component_config_overrides_merge_into_the_rendered_yaml() {
+    // a node inside a container cannot write the kernel-wide conntrack limit: the operator turns
+    // kube-proxy's conntrack sizing off; kubelet gets a field kbin does not render
+    let text = format!(
+        "{SMALL}\n[kube_proxy.config]\nconntrack = {{ maxPerCore = 0 }}\nmetricsBindAddress = \"0.0.0.0:10249\"\n\n[kubelet.config]\nfailCgroupV1 = false\nauthentication = {{ anonymous = {{ enabled = true }} }}\n"
+    );
+    let d = Dir::with_cluster(&text);
+    d.kbin(&["pki", "init"]).ok();
+    let out = d.path().join("o");
+    render(&d, "m1", &out);
+    let proxy: serde_yaml_ng::Value = serde_yaml_ng::from_str(&read(&out, "/opt/kubernetes/cfg/kube-proxy-config.yaml")).unwrap();
+    assert_eq!(proxy["conntrack"]["maxPerCore"], serde_yaml_ng::Value::from(0), "{proxy:?}");
+    assert_eq!(proxy["metricsBindAddress"].as_str(), Some("0.0.0.0:10249"), "a scalar replaces kbin's");
+    assert_eq!(proxy["kind"].as_str(), Some("KubeProxyConfiguration"), "kbin's fields stay");
+    let kubelet: serde_yaml_ng::Value = serde_yaml_ng::from_str(&read(&out, "/opt/kubernetes/cfg/kubelet-config.yaml")).unwrap();
+    assert_eq!(kubelet["failCgroupV1"].as_bool(), Some(false));
+    assert_eq!(kubelet["authentication"]["anonymous"]["enabled"].as_bool(), Some(true));
+    assert_eq!(kubelet["authentication"]["webhook"]["enabled"].as_bool(), Some(true), "tables merge key by key");
+    // without overrides the file is the template's text, byte for byte
+    let plain = Dir::with_cluster(SMALL);
+    plain.kbin(&["pki", "init"]).ok();
+    let out2 = plain.path().join("o");
+    render(&plain, "m1", &out2);
+    assert!(!read(&out2, "/opt/kubernetes/cfg/kubelet-config.yaml").contains("overrides merged"));
+    // an unknown key next to `config` is reported like any other
+    let bad = Dir::with_cluster(&format!("{SMALL}\n[kubelet]\nconfg = {{ failCgroupV1 = false }}\n"));
+    let o = bad.kbin(&["render", "--host", "m1"]).fails_with(3);
+    assert!(o.stderr().contains("kubelet.confg"), "{}", o.stderr());
+}
+
+#[test]
 fn templates_can_be_overridden_and_are_strict() {
     let d = Dir::with_cluster(&SMALL.replace("name = \"small\"", "name = \"small\"\ntemplates_dir = \"my-templates\""));
     d.kbin(&["pki", "init"]).ok();

@@ -40,6 +40,22 @@ pub struct RawFile {
     pub hosts: Vec<RawHost>,
     #[serde(default)]
     pub artifacts: RawArtifacts,
+    /// Fields merged into the kubelet's KubeletConfiguration (`kubelet-config.yaml`).
+    #[serde(default)]
+    pub kubelet: ComponentConfig,
+    /// Fields merged into kube-proxy's KubeProxyConfiguration (`kube-proxy-config.yaml`).
+    #[serde(default)]
+    pub kube_proxy: ComponentConfig,
+}
+
+/// `[kubelet]` / `[kube_proxy]`: `config` is a table of the component's own configuration
+/// fields (as upstream spells them, camelCase), merged over what kbin renders: tables merge key by
+/// key, any other value replaces kbin's. For settings a host needs that kbin cannot know (a node
+/// inside a container: `conntrack = { maxPerCore = 0 }` for kube-proxy).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct ComponentConfig {
+    #[serde(default)]
+    pub config: toml::Table,
 }
 
 /// Where release artifacts come from (see docs/artifacts.md).
@@ -418,6 +434,8 @@ pub struct Cluster {
     pub lb: RawLb,
     pub hosts: Vec<Host>,
     pub artifacts: Artifacts,
+    pub kubelet: ComponentConfig,
+    pub kube_proxy: ComponentConfig,
     /// Non-fatal findings (e.g. an even number of etcd members).
     pub warnings: Vec<Diagnostic>,
 }

@@ -506,6 +506,8 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         lb: raw.lb,
         hosts,
         artifacts,
+        kubelet: raw.kubelet,
+        kube_proxy: raw.kube_proxy,
         warnings: Vec::new(),
     })
 }
