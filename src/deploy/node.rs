@@ -23,8 +23,9 @@ pub fn modules(cluster: &crate::config::Cluster) -> Vec<&'static str> {
     m
 }
 
-/// Loads the modules given as arguments (built-in ones count as loaded), installs the IPVS
-/// tools when `$KBIN_IPVS` is 1, and applies the sysctl file `$KBIN_SYSCTL` (a value the
+/// Loads the modules given as arguments (built-in ones count as loaded), installs what kube-proxy
+/// and flanneld run (iptables, conntrack; with `$KBIN_IPVS` 1 also ipvsadm and ipset) when
+/// missing, and applies the sysctl file `$KBIN_SYSCTL` (a value the
 /// kernel does not let this host change counts only if it already has the wanted value).
 const PREPARE: &str = r#"
 fail=""
@@ -38,12 +39,17 @@ for m in "$@"; do
   fail="$fail $m"
 done
 [ -z "$fail" ] || { echo "cannot load kernel modules:$fail" >&2; exit 1; }
-if [ "$KBIN_IPVS" = 1 ] && ! { command -v ipvsadm && command -v ipset && command -v conntrack; } >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q ipvsadm ipset conntrack >/dev/null
-  elif command -v dnf >/dev/null 2>&1; then dnf install -y -q ipvsadm ipset conntrack-tools >/dev/null
-  elif command -v yum >/dev/null 2>&1; then yum install -y -q ipvsadm ipset conntrack-tools >/dev/null
-  else echo "ipvsadm, ipset and conntrack are missing and no apt-get, dnf or yum is here to install them" >&2; exit 1
-  fi || { echo "installing ipvsadm, ipset and conntrack failed" >&2; exit 1; }
+need="iptables conntrack"
+[ "$KBIN_IPVS" = 1 ] && need="$need ipvsadm ipset"
+missing=""
+for t in $need; do command -v "$t" >/dev/null 2>&1 || missing="$missing $t"; done
+if [ -n "$missing" ]; then
+  rpms=$(echo "$missing" | sed 's/conntrack/conntrack-tools/')
+  if command -v apt-get >/dev/null 2>&1; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null
+  elif command -v dnf >/dev/null 2>&1; then dnf install -y -q $rpms >/dev/null
+  elif command -v yum >/dev/null 2>&1; then yum install -y -q $rpms >/dev/null
+  else echo "missing:$missing (kube-proxy and flanneld need them) and no apt-get, dnf or yum is here to install them" >&2; exit 1
+  fi || { echo "installing$missing failed (kube-proxy and flanneld need them)" >&2; exit 1; }
 fi
 if ! sysctl -q -p "$KBIN_SYSCTL" >/dev/null 2>&1; then
   bad=""
