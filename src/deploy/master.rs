@@ -14,6 +14,41 @@ pub const UNITS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube
 
 /// `/healthz` and `/readyz` of the apiserver of `node` both answer 200 (through its SSH
 /// connection; the serving certificate is verified against the cluster CA for the host's address).
+/// The controller-manager and scheduler run, and keep running, next to a ready apiserver. Each
+/// holding a leader lease exits when its apiserver restarts (it cannot renew the lease: that is
+/// how leader election is meant to fail) and systemd starts it again after `RestartSec`; so wait
+/// until both are active, then make sure neither restarts over the next seconds (a crash loop is
+/// active for an instant between restarts).
+pub fn control_plane_settled(ctx: &Ctx<'_>, n: &Node<'_>) -> Result<(), String> {
+    let units = &UNITS[1..];
+    let down = |n: &Node<'_>| -> Result<Vec<String>, String> {
+        let active = super::active_units(n.remote.as_ref(), units).map_err(|e| e.chain())?;
+        Ok(active.into_iter().filter(|(_, a)| !*a).map(|(u, _)| u).collect())
+    };
+    super::wait_for(ctx.timeout, &ctx.cancel, || match down(n)? {
+        d if d.is_empty() => Ok(()),
+        d => Err(format!("{} not running", d.join(" and "))),
+    })?;
+    let restarts = |n: &Node<'_>| -> Result<String, String> {
+        let mut argv = vec!["systemctl", "show", "-p", "NRestarts", "--value", "--"];
+        argv.extend_from_slice(units);
+        n.remote.run(&Cmd::new(argv)).map(|o| o.stdout_str().trim().to_string()).map_err(|e| e.chain())
+    };
+    let before = restarts(n)?;
+    std::thread::sleep(SETTLE);
+    let d = down(n)?;
+    if !d.is_empty() || restarts(n)? != before {
+        return Err(format!("{} keep restarting", if d.is_empty() { units.join(" or ") } else { d.join(" and ") }));
+    }
+    Ok(())
+}
+
+/// How long the controller-manager and scheduler must stay up to count as running.
+#[cfg(not(test))]
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(3);
+#[cfg(test)]
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(10);
+
 pub fn apiserver_ready(client: &Client, cluster: &crate::config::Cluster, node: &Node<'_>) -> Result<(), String> {
     let ep = crate::kube::masters::endpoint(cluster, node);
     for path in ["/healthz", "/readyz"] {
@@ -154,12 +189,7 @@ pub fn deploy(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<R
         let spec = Spec { items: &plans[i], units: &UNITS, reload: &[], precheck: None };
         converge(ctx, n, "master", &spec, &|n| {
             super::wait_for(ctx.timeout, &ctx.cancel, || apiserver_ready(&client, ctx.cluster, n))?;
-            // the controller-manager and scheduler must still run once the apiserver is ready
-            let active = super::active_units(n.remote.as_ref(), &UNITS[1..]).map_err(|e| e.chain())?;
-            match active.iter().filter(|(_, a)| !**a).map(|(u, _)| u.as_str()).collect::<Vec<_>>() {
-                down if down.is_empty() => Ok(()),
-                down => Err(format!("{} not running", down.join(" and "))),
-            }
+            control_plane_settled(ctx, n)
         })
         .inspect(|o| {
             if !o.dry_run && (!o.started.is_empty() || !o.restarted.is_empty()) {

@@ -340,6 +340,12 @@ pub fn converge(ctx: &Ctx<'_>, node: &Node<'_>, part: &str, spec: &Spec<'_>, ver
                 }
                 if !to_restart.is_empty() {
                     said.push(format!("restarted {} on them", to_restart.join(" ")));
+                    // a real apiserver needs seconds after a restart: the rollback is done when
+                    // the previous version answers again, not when systemd has started it
+                    said.push(match verify(node) {
+                        Ok(()) => "healthy again".to_string(),
+                        Err(e) => format!("still not healthy: {e}"),
+                    });
                 }
                 Ok(said.join(", "))
             })()
@@ -480,15 +486,62 @@ mod tests {
         let items = [item("/etc/b.conf", "b=2\n", "b"), item("/etc/new.conf", "n\n", "b")];
         with_ctx(|ctx| {
             let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None };
-            let f = converge(ctx, &node, "test", &spec, &|_| Err("b does not answer".into())).unwrap_err();
+            // the new files never answer; once the old ones are back, b answers again
+            let calls = std::cell::Cell::new(0);
+            let f = converge(ctx, &node, "test", &spec, &|_| {
+                calls.set(calls.get() + 1);
+                if calls.get() == 1 { Err("b does not answer".into()) } else { Ok(()) }
+            })
+            .unwrap_err();
             assert_eq!(f.message, "b does not answer");
-            assert!(f.rollback.unwrap().contains("previous files restored"));
+            let rollback = f.rollback.unwrap();
+            assert!(rollback.contains("previous files restored"), "{rollback}");
+            assert!(rollback.ends_with("restarted b on them, healthy again"), "the rollback waits for the old version to answer: {rollback}");
         });
         assert_eq!(std::fs::read_to_string(h.path("/etc/b.conf")).unwrap(), "b=1\n", "the old content is back");
         assert!(!h.path("/etc/new.conf").exists(), "a file the push created is gone");
         assert_eq!(systemctl_calls(&h), ["restart b", "daemon-reload", "restart b"]);
         let left: Vec<_> = std::fs::read_dir(h.path("/etc")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert_eq!(left, ["b.conf"], "no backup left behind");
+    }
+
+    /// A master whose controller-manager and scheduler are in systemd's auto-restart for the
+    /// first `down_polls` polls, and whose restart counter goes up by `restarts` on every read.
+    fn master_host(root: &std::path::Path, down_polls: usize, restarts: usize) -> Arc<FakeHost> {
+        let polls = std::sync::atomic::AtomicUsize::new(0);
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        Arc::new(FakeHost::new("m1", root).respond(move |c| {
+            let a: Vec<&str> = c.argv.iter().map(String::as_str).collect();
+            match a.as_slice() {
+                ["systemctl", "is-active", "--", units @ ..] => {
+                    let state = if polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < down_polls { "activating" } else { "active" };
+                    Some(ok(&format!("{state}\n").repeat(units.len())))
+                }
+                ["systemctl", "show", "-p", "NRestarts", "--value", "--", units @ ..] => {
+                    let n = reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) * restarts;
+                    Some(ok(&format!("{n}\n").repeat(units.len())))
+                }
+                _ => None,
+            }
+        }))
+    }
+
+    #[test]
+    fn a_controller_manager_restarting_after_losing_its_lease_is_waited_for() {
+        // regression (real components): the controller-manager holding the leader lease exits
+        // when its apiserver restarts; `master add` called that master failed and rolled it back
+        let d = tempfile::tempdir().unwrap();
+        let cluster = crate::config::parse(std::path::Path::new("cluster.toml"), CLUSTER).unwrap();
+        with_ctx(|ctx| {
+            let node = Node { host: &cluster.hosts[0], remote: master_host(d.path(), 3, 0) };
+            assert_eq!(master::control_plane_settled(ctx, &node), Ok(()));
+            let looping = Node { host: &cluster.hosts[0], remote: master_host(d.path(), 0, 1) };
+            let e = master::control_plane_settled(ctx, &looping).unwrap_err();
+            assert!(e.contains("keep restarting"), "{e}");
+            let dead = Node { host: &cluster.hosts[0], remote: master_host(d.path(), usize::MAX, 0) };
+            let e = master::control_plane_settled(ctx, &dead).unwrap_err();
+            assert!(e.contains("kube-controller-manager and kube-scheduler not running") && e.contains("waited"), "{e}");
+        });
     }
 
     #[test]
