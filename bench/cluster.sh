@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# kbin up and kbin repoint-nodes on the lab, with the kube-* stand-ins (tests/standins).
+# kbin up and kbin repoint-nodes on the lab, with the real Kubernetes components built from their
+# Go modules (tests/upstream/build.sh; cached, so only the first run builds them).
 #   up:      one master + two nodes (etcd on all three) from fresh hosts, then the unchanged re-run
 #   repoint: NODES nodes (h1 is master and node) plus a second master and the LB pair; the nodes
 #            move from master1 to the VIP with --batch 1, back to master1 with --batch 5, and to
@@ -25,7 +26,8 @@ total=$((nodes + 3)) # the nodes, master2, two LB hosts
 "$lab" up "$total" >/dev/null
 "$lab" mirror >/dev/null 2>&1
 mirror=$("$lab" mirror url)
-LAB=$lab "$repo/tests/standins/build.sh" --out "$work/standins" --etcd-tarball /var/cache/kbin-lab/dist/etcd-v3.5.1-linux-amd64.tar.gz --publish >/dev/null 2>&1
+"$lab" etcd-tarball >/dev/null
+LAB=$lab "$repo/tests/upstream/build.sh" --out "$work/upstream" --etcd-tarball /var/cache/kbin-lab/dist/etcd-v3.5.1-linux-amd64.tar.gz --publish >"$work/upstream.list"
 addr() { echo "10.213.0.$((10 + $1))"; }
 {
   cat <<TOML
@@ -46,11 +48,14 @@ connect_timeout_secs = 30
 interface = "eth0"
 [artifacts]
 mirror = "$mirror"
+# lab hosts are containers: kube-proxy leaves the kernel-wide conntrack limit alone
+[kube_proxy.config]
+conntrack = { maxPerCore = 0 }
 TOML
   for i in 1 2 3; do printf '[[hosts]]\nname = "h%d"\naddress = "%s"\nroles = [%s]\n' "$i" "$(addr $i)" "$([[ $i == 1 ]] && echo '"etcd", "master", "node"' || echo '"etcd", "node"')"; done
 } >"$work/cluster.toml"
 cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
-cp "$work/standins/kbin.lock" "$work/kbin.lock"
+while IFS=$'\t' read -r comp ver _ sum; do k pin "$comp" "$ver" "$sum" >/dev/null; done <"$work/upstream.list"
 k download >/dev/null 2>&1
 measure "up, 1 master + 2 nodes, fresh hosts" k up
 for r in 1 2 3; do measure "up, unchanged re-run $r" k up; done

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # End-to-end: a whole cluster built by kbin on real lab hosts (systemd, sshd, nginx, keepalived,
-# the upstream etcd v3.5.1 build) with the kube-* stand-ins of tests/standins/ in place of the
-# upstream kube-*, flannel and containerd binaries (served from the lab mirror, pinned in kbin.lock).
+# the upstream etcd v3.5.1 build) with the real Kubernetes components: kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl v1.34.2, flanneld
+# v0.27.4, containerd, runc, the CNI plugins and crictl, built from their official Go modules by
+# tests/upstream/build.sh, served by the lab mirror in upstream's release layout and pinned with
+# `kbin pin`.
 #
-# Scenario (issue 6): `up` with one master and two workers -> add a second master (a new address:
-# the cluster file gains it, comments kept) -> `lb deploy` on two LB hosts -> every node registered
-# and heartbeating -> the VIP answers TLS with a certificate that names it -> nginx stops on the VIP
-# holder -> the VIP moves and still answers. `status` is checked at each step. Plus: the unchanged
-# re-run (timed), --dry-run, a failed master update rolled back.
+# Scenario (issues 6 and 11): `up` with one master and two workers -> the real apiserver is ready,
+# every node Ready with a client certificate from TLS bootstrapping approved by the controller-
+# manager, leader leases held, flannel subnets, kube-proxy healthy with its iptables rules,
+# apiserver->kubelet TLS verified -> add a second master (a new address: the cluster file gains
+# it, comments kept) -> `lb deploy` on two LB hosts -> every node heartbeating -> the VIP answers
+# TLS with a certificate that names it -> nginx stops on the VIP holder -> the VIP moves and still
+# answers. `status` is checked at each step. Plus: the unchanged re-run (timed), --dry-run, a failed
+# master update rolled back, and kubectl through the VIP while the MASTER LB host is powered off.
 # Each check prints "ok - ..." or "FAIL - ..."; the last line counts them.
 # usage: tests/lab/e2e-cluster.sh [path/to/kbin]   (default: target/release/kbin, built if missing)
 set -uo pipefail
@@ -43,8 +49,9 @@ kc() { "$lab" op -- curl -sS --max-time 5 --cacert "$work/pki/ca.crt" --cert "$w
 "$lab" up 7 >/dev/null || { fail "lab up 7"; exit 1; }
 "$lab" mirror >/dev/null 2>&1 || { fail "lab mirror"; exit 1; }
 mirror=$("$lab" mirror url)
-LAB=$lab "$repo/tests/standins/build.sh" --out "$work/standins" --etcd-tarball "${KBIN_LAB_CACHE:-/var/cache/kbin-lab}/dist/etcd-v3.5.1-linux-amd64.tar.gz" --publish >/dev/null 2>&1 \
-  || { fail "stand-ins built and published to the lab mirror"; exit 1; }
+# shellcheck source=tests/lab/upstream.sh
+. "$here/upstream.sh"
+upstream_publish || { fail "upstream components built from their Go modules and published to the lab mirror"; exit 1; }
 
 cat >"$work/cluster.toml" <<TOML
 # e2e cluster: one master, two workers; a second master and the LB pair come later
@@ -70,6 +77,11 @@ virtual_router_id = 51
 [artifacts]
 mirror = "$mirror"
 
+# The lab's hosts are containers: only the machine's own network namespace may set the
+# kernel-wide conntrack limit, so kube-proxy must not try (a VM needs no such setting)
+[kube_proxy.config]
+conntrack = { maxPerCore = 0 }
+
 [[hosts]]
 name = "h1"
 address = "10.213.0.11"
@@ -86,7 +98,7 @@ address = "10.213.0.13"
 roles = ["etcd", "node"]
 TOML
 cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
-cp "$work/standins/kbin.lock" "$work/kbin.lock"
+upstream_pin || { fail "kbin pin of every upstream build"; exit 1; }
 
 # regression: in a container /sys/class/net shows the machine's NICs (every host "shared" a MAC)
 # and built-in br_netfilter has no /sys/module entry; both made `hosts check` fail on good hosts
@@ -109,6 +121,36 @@ check "status: every unit active on every host" pyj "$work/status1.json" "all(s=
 check "status: 3 etcd members healthy" pyj "$work/status1.json" "sum(m['healthy'] for m in d['etcd'])==3"
 check "status: binary versions and cert days reported" pyj "$work/status1.json" "[h for h in d['hosts'] if h['name']=='h1'][0]['versions'].get('kube-apiserver','').endswith('v1.34.2') and [h for h in d['hosts'] if h['name']=='h1'][0]['cert_days_left']['apiserver']>300"
 check "the apiserver on h1 answers the admin kubeconfig's CA and the node list" test "$(kc -o /dev/null -w '%{http_code}' https://10.213.0.11:6443/api/v1/nodes)" = 200
+
+# --- the real components, as a user would check them -------------------------------------------------
+check "the real kube-apiserver answers /readyz (real kubectl, admin.kubeconfig)" test "$(kc_admin -- get --raw /readyz 2>/dev/null)" = ok
+kc_admin -- get nodes -o json >"$work/nodes.json" 2>/dev/null
+check "kubectl get nodes: h1 h2 h3 Ready, kubelet v1.34.2" pyj "$work/nodes.json" "sorted(n['metadata']['name'] for n in d['items'] if any(c['type']=='Ready' and c['status']=='True' for c in n['status']['conditions']) and n['status']['nodeInfo']['kubeletVersion']=='v1.34.2')==['h1','h2','h3']"
+kc_admin -- get csr -o json >"$work/csr.json" 2>/dev/null
+tokid=$(cut -d. -f1 "$work/pki/bootstrap-token")
+check "each node's client certificate came from TLS bootstrapping, auto-approved by the controller-manager" pyj "$work/csr.json" "sorted(c['spec']['username'] for c in d['items'] if c['spec']['signerName']=='kubernetes.io/kube-apiserver-client-kubelet' and c['status'].get('certificate') and any(x['type']=='Approved' and x['reason']=='AutoApproved' for x in c['status'].get('conditions',[])))==['system:bootstrap:$tokid']*3"
+client_cert_ok() { # NODE: the kubelet's client certificate is system:node:NODE, signed by the cluster CA
+  "$lab" exec "$1" -- cat /opt/kubernetes/ssl/kubelet-client-current.pem >"$work/$1-client.pem" &&
+    openssl x509 -in "$work/$1-client.pem" -noout -subject | grep -q "CN *= *system:node:$1" &&
+    openssl verify -CAfile "$work/pki/ca.crt" "$work/$1-client.pem" >/dev/null
+}
+check "h1 h2 h3 hold kubelet client certificates for system:node:<name> signed by the cluster CA" bash -c "$(declare -f client_cert_ok); lab='$lab' work='$work'; for n in h1 h2 h3; do client_cert_ok \$n || exit 1; done"
+leases_held() {
+  local l
+  for l in kube-controller-manager kube-scheduler; do
+    kc_admin -- -n kube-system get lease "$l" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null | grep -q '^h1_' || return 1
+  done
+}
+check "the controller-manager and the scheduler hold their leader leases (h1)" leases_held
+check "each node has its flannel subnet (podCIDR, flannel's annotation, /run/flannel/subnet.env)" bash -c "
+  python3 -c \"import json,sys; d=json.load(open('$work/nodes.json')); sys.exit(0 if all(n['spec'].get('podCIDR','').startswith('10.244.') and n['metadata']['annotations'].get('flannel.alpha.coreos.com/public-ip')==[a['address'] for a in n['status']['addresses'] if a['type']=='InternalIP'][0] for n in d['items']) else 1)\" &&
+  for n in h1 h2 h3; do \"$lab\" exec \$n -- grep -q '^FLANNEL_SUBNET=10.244.' /run/flannel/subnet.env || exit 1; done"
+check "kube-proxy is healthy on every node and programmed the kubernetes Service in iptables" bash -c "
+  for a in 11 12 13; do [ \"\$(\"$lab\" op -- curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://10.213.0.\$a:10256/healthz)\" = 200 ] || exit 1; done &&
+  for n in h1 h2 h3; do \"$lab\" exec \$n -- iptables -t nat -S KUBE-SERVICES | grep -q -- '-d 10.96.0.1/32 .*dport 443' || exit 1; done"
+kubelet_tls() { local n; for n in h1 h2 h3; do [[ $(kc_admin -- get --raw "/api/v1/nodes/$n/proxy/healthz" 2>/dev/null) == ok ]] || return 1; done; }
+check "apiserver->kubelet TLS verified: /api/v1/nodes/<node>/proxy/healthz answers for every node" kubelet_tls
+check "... with --kubelet-certificate-authority in force on the apiserver" bash -c "\"$lab\" exec h1 -- systemctl show -p ExecStart --value kube-apiserver | grep -q -- '--kubelet-certificate-authority=/opt/kubernetes/ssl/ca.crt'"
 
 # --- unchanged re-run ---------------------------------------------------------------------------------
 t0=$(ms)
@@ -203,3 +245,21 @@ k status --json >"$work/status4.json" 2>/dev/null
 check "status: kube-proxy on h3 is reported inactive" pyj "$work/status4.json" "[h for h in d['hosts'] if h['name']=='h3'][0]['units']['kube-proxy']!='active'"
 k up --json >"$work/up3.json" 2>/dev/null
 check "up brings the stopped kube-proxy back (and only it)" pyj "$work/up3.json" "d['started']==['h3/kube-proxy'] and d['bytes_sent']==0"
+
+# --- the MASTER LB host loses power: kubectl keeps working through the VIP ------------------------------
+holds() { "$lab" exec "$1" -- ip -o addr show 2>/dev/null | grep -q " $vip/"; }
+for _ in $(seq 40); do holds h5 && break; sleep 0.5; done # nginx is back on h5: it takes the VIP back
+check "h5 (priority 120) holds the VIP again once its nginx is back" holds h5
+check "kubectl through the VIP lists the nodes" bash -c "[ \"\$(\"$lab\" op -- '$kubectl' --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' --server https://$vip:6443 --request-timeout=5s get nodes -o name | wc -l)\" = 3 ]"
+"$lab" stop h5
+moved=0
+for _ in $(seq 40); do holds h6 && { moved=1; break; }; sleep 0.5; done
+check "h5 powered off: the VIP moves to h6" test $moved -eq 1
+through_vip() { # 10 requests over ~5 s, every one answered
+  local i
+  for i in $(seq 10); do
+    kc_admin "https://$vip:6443" -- get nodes -o name >/dev/null 2>&1 || return 1
+    sleep 0.5
+  done
+}
+check "kubectl keeps working through the VIP while the MASTER LB host is off" through_vip

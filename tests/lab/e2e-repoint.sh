@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end: `kbin repoint-nodes --vip` on real lab hosts, with the kube-* stand-ins (issue 7).
+# End-to-end: `kbin repoint-nodes --vip` on real lab hosts (issue 7), with the real Kubernetes
+# components built from their official Go modules (tests/upstream/build.sh, issue 11).
 #
 # A cluster that grew from one master (its nodes talk to h1), plus one node laid out by hand in
 # the common /opt/kubernetes/cfg layout (h6, never touched by kbin's deploys) -> a second master
@@ -72,8 +73,9 @@ servers() { # NODE FILE -> the servers in it
 "$lab" up 7 >/dev/null || { fail "lab up 7"; exit 1; }
 "$lab" mirror >/dev/null 2>&1 || { fail "lab mirror"; exit 1; }
 mirror=$("$lab" mirror url)
-LAB=$lab "$repo/tests/standins/build.sh" --out "$work/standins" --etcd-tarball "${KBIN_LAB_CACHE:-/var/cache/kbin-lab}/dist/etcd-v3.5.1-linux-amd64.tar.gz" --publish >/dev/null 2>&1 \
-  || { fail "stand-ins built and published to the lab mirror"; exit 1; }
+# shellcheck source=tests/lab/upstream.sh
+. "$here/upstream.sh"
+upstream_publish || { fail "upstream components built from their Go modules and published to the lab mirror"; exit 1; }
 
 # A cluster that grew from one master: no VIP yet, so every kubeconfig points at h1. kbin logs
 # in as the sudo user `kbin` (not root): its SSH tunnels are not the services' traffic.
@@ -101,6 +103,10 @@ virtual_router_id = 52
 [artifacts]
 mirror = "$mirror"
 
+# lab hosts are containers: kube-proxy must leave the kernel-wide conntrack limit alone
+[kube_proxy.config]
+conntrack = { maxPerCore = 0 }
+
 [[hosts]]
 name = "h1"
 address = "10.213.0.11"
@@ -117,7 +123,7 @@ address = "10.213.0.13"
 roles = ["etcd", "node"]
 TOML
 cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
-cp "$work/standins/kbin.lock" "$work/kbin.lock"
+upstream_pin || { fail "kbin pin of every upstream build"; exit 1; }
 k -q up >/dev/null 2>"$work/up.err" || { fail "up (h1 master, h2 h3 nodes)"; tail -n 30 "$work/up.err"; exit 1; }
 ok "up: one master (h1), nodes h1 h2 h3"
 
@@ -134,6 +140,34 @@ cd /tmp
 curl -fsS "$MIRROR/kubernetes-server/v1.34.2/kubernetes-server-linux-amd64.tar.gz" | tar -xz kubernetes/server/bin/kube-proxy
 curl -fsS -o kubelet "$MIRROR/kubelet/v1.34.2/kubelet"
 install -m 755 kubelet kubernetes/server/bin/kube-proxy /opt/kubernetes/bin/
+# the container runtime and the CNI plugins, the way the install guides do it
+curl -fsS "$MIRROR/containerd/v2.1.5/containerd-2.1.5-linux-amd64.tar.gz" | tar -xz -C /usr/local
+curl -fsS -o /usr/local/sbin/runc "$MIRROR/runc/v1.3.3/runc.amd64" && chmod 755 /usr/local/sbin/runc
+mkdir -p /opt/cni/bin /etc/cni/net.d /etc/containerd
+curl -fsS "$MIRROR/cni-plugins/v1.8.0/cni-plugins-linux-amd64-v1.8.0.tgz" | tar -xz -C /opt/cni/bin
+curl -fsS "$MIRROR/flannel-cni-plugin/v1.8.0-flannel1/cni-plugin-flannel-linux-amd64-v1.8.0.tgz" | tar -xz -C /opt/cni/bin
+mv /opt/cni/bin/flannel-amd64 /opt/cni/bin/flannel
+cat >/etc/cni/net.d/10-flannel.conflist <<EOF
+{"name": "cbr0", "cniVersion": "0.3.1", "plugins": [{"type": "flannel", "delegate": {"hairpinMode": true, "isDefaultGateway": true}}, {"type": "portmap", "capabilities": {"portMappings": true}}]}
+EOF
+cat >/etc/containerd/config.toml <<EOF
+version = 3
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+  SystemdCgroup = true
+EOF
+cat >/usr/lib/systemd/system/containerd.service <<EOF
+[Unit]
+Description=containerd
+After=network.target
+[Service]
+ExecStart=/usr/local/bin/containerd
+Type=notify
+Delegate=yes
+KillMode=process
+Restart=always
+[Install]
+WantedBy=multi-user.target
+EOF
 cat >/opt/kubernetes/cfg/bootstrap.kubeconfig <<EOF
 apiVersion: v1
 clusters:
@@ -182,6 +216,7 @@ apiVersion: kubelet.config.k8s.io/v1beta1
 address: 0.0.0.0
 port: 10250
 cgroupDriver: systemd
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
 clusterDNS:
 - 10.0.0.2
 clusterDomain: cluster.local
@@ -201,11 +236,14 @@ clientConnection:
   kubeconfig: /opt/kubernetes/cfg/kube-proxy.kubeconfig
 hostnameOverride: h6
 clusterCIDR: 10.244.0.0/16
+conntrack:
+  maxPerCore: 0
 EOF
 cat >/usr/lib/systemd/system/kubelet.service <<EOF
 [Unit]
 Description=Kubernetes Kubelet
-After=network.target
+After=containerd.service
+Requires=containerd.service
 [Service]
 ExecStart=/opt/kubernetes/bin/kubelet --hostname-override=h6 --node-ip=10.213.0.16 --bootstrap-kubeconfig=/opt/kubernetes/cfg/bootstrap.kubeconfig --kubeconfig=/opt/kubernetes/cfg/kubelet.kubeconfig --config=/opt/kubernetes/cfg/kubelet-config.yml --cert-dir=/opt/kubernetes/ssl
 Restart=on-failure
@@ -223,7 +261,7 @@ Restart=on-failure
 WantedBy=multi-user.target
 EOF
 systemctl daemon-reload
-systemctl enable --now kubelet kube-proxy
+systemctl enable --now containerd kubelet kube-proxy
 SH
 [[ $? -eq 0 ]] || { fail "h6 laid out by hand"; exit 1; }
 for _ in $(seq 60); do ready "$old" h6 && break; sleep 0.5; done
@@ -265,7 +303,7 @@ check "repoint --vip is refused (exit 2) while the masters' certificates lack th
 check "the refusal names h1 and h4 and says how to renew" bash -c "grep -q 'h1: its apiserver certificate is not valid for $vip' '$work/r1.err' && grep -q 'h4: its apiserver certificate is not valid for $vip' '$work/r1.err' && grep -q 'kbin pki renew apiserver/h1 apiserver/h4' '$work/r1.err'"
 check "no node file changed (byte for byte)" test "$(snapshot)" = "$before"
 
-k -q pki renew apiserver/h1 apiserver/h4 >/dev/null 2>&1 && k -q master add h1 >/dev/null 2>&1 && k -q master add h4 >/dev/null 2>&1 && k -q lb deploy >/dev/null 2>"$work/lb2.err"
+k -q pki renew apiserver/h1 apiserver/h4 >/dev/null 2>"$work/renew.err" && k -q master add h1 >/dev/null 2>"$work/renew-h1.err" && k -q master add h4 >/dev/null 2>"$work/renew-h4.err" && k -q lb deploy >/dev/null 2>"$work/lb2.err"
 check "renewed apiserver certificates pushed (one master at a time); lb deploy verifies TLS for the VIP" test $? -eq 0
 
 # --- preflight: a node that cannot reach the VIP --------------------------------------------------------
