@@ -12,7 +12,9 @@
 pub mod artifacts;
 pub mod config;
 pub mod error;
+pub mod exit;
 pub mod deploy;
+pub mod engine;
 pub mod etcd;
 pub mod fsutil;
 pub mod host;

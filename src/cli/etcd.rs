@@ -4,17 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Subcommand;
-use kbin::artifacts::Catalog;
-use kbin::artifacts::download::{FetchOptions, Fetcher};
-use kbin::artifacts::ops;
-use kbin::artifacts::progress::Reporter;
 use kbin::config::{Cluster, Host, Role};
-use kbin::etcd::api::Client;
-use kbin::etcd::ops::{self as etcd, Binaries, Ctx, MemberReport, Node};
-use kbin::host::connect::Connector;
-use kbin::host::parallel::Cancel;
-use kbin::host::{HostError, Source};
-use kbin::render::Templates;
+use kbin::engine::Bins;
+use kbin::engine::connect::Connector;
+use kbin::etcd::ops::{self as etcd, Ctx, MemberReport, Node};
+use kbin::host::HostError;
+use kbin::render::{Component, Templates};
 
 use super::Global;
 use super::download::NetArgs;
@@ -112,15 +107,8 @@ pub fn exec(global: &Global, cmd: &EtcdCommand) -> kbin::Result<()> {
     }
 }
 
-fn ctx<'c>(global: &Global, cluster: &'c Cluster, conn: &ConnArgs) -> kbin::Result<Ctx<'c>> {
-    Ok(Ctx {
-        cluster,
-        printer: global.printer(),
-        concurrency: conn.ssh.concurrency.map(usize::from).unwrap_or(cluster.ssh.concurrency),
-        cancel: Cancel::on_ctrl_c(),
-        client: Client::new(&etcd::identity(cluster)?).map_err(|e| kbin::Error::other(format!("etcd client identity: {e}"), Some("run `kbin pki check`")))?,
-        health_timeout: Duration::from_secs(conn.health_timeout),
-    })
+fn ctx<'c>(global: &Global, cluster: &'c Cluster, conn: &ConnArgs, dry_run: bool) -> kbin::Result<Ctx<'c>> {
+    Ctx::new(super::run(global, cluster, &conn.ssh, Duration::from_secs(conn.health_timeout), dry_run))
 }
 
 fn connector<'c>(ctx: &Ctx<'c>, conn: &ConnArgs) -> Connector<'c> {
@@ -138,18 +126,8 @@ fn connect_all<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> kbin::
 }
 
 /// etcd and etcdctl from the verified artifact (downloaded and extracted once, then reused).
-fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs) -> kbin::Result<Binaries> {
-    let settings = net.settings(cluster)?;
-    let fetcher = Fetcher::new(FetchOptions::from_env())?;
-    let files = ops::extracted(Catalog::embedded(), &settings, "etcd", &fetcher, &Reporter::new(global.quiet))?;
-    let src = |name: &str| {
-        files
-            .iter()
-            .find(|f| f.name == name)
-            .map(|f| Source::file_with_digest(&f.path, &f.sha256, f.len))
-            .ok_or_else(|| kbin::Error::other(format!("the etcd release archive has no {name}"), Some("check the etcd version in the cluster file")))
-    };
-    Ok(Binaries { etcd: src("etcd")?, etcdctl: src("etcdctl")? })
+fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs) -> kbin::Result<Bins> {
+    super::cluster::binaries(global, cluster, net, &[Component::Etcd])
 }
 
 fn print_members(members: &[MemberReport]) {
@@ -172,12 +150,15 @@ fn print_members(members: &[MemberReport]) {
 }
 
 fn deploy(global: &Global, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn)?;
+    let ctx = ctx(global, cluster, &a.conn, a.dry_run)?;
     let hosts = etcd::etcd_hosts(cluster);
     let templates = Templates::load(cluster)?;
     let nodes = connect_all(&ctx, &hosts, &a.conn)?;
     let bins = binaries(global, cluster, &a.net)?;
-    let report = etcd::deploy(&ctx, &nodes, &templates, &bins, a.dry_run)?;
+    let report = match etcd::deploy(&ctx, &nodes, &templates, &bins) {
+        Ok(r) => r,
+        Err(e) => return super::emit::<()>(a.json, Err(e)),
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
     } else if !a.dry_run {
@@ -203,7 +184,7 @@ fn deploy(global: &Global, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()
 }
 
 fn status(global: &Global, cluster: &Cluster, a: &StatusArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn)?;
+    let ctx = ctx(global, cluster, &a.conn, false)?;
     let hosts = etcd::etcd_hosts(cluster);
     let conns = connect(&ctx, &hosts, &a.conn).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
     let members = etcd::status(&ctx, conns);
@@ -225,7 +206,7 @@ fn find<'c>(cluster: &'c Cluster, name: &str) -> kbin::Result<&'c Host> {
 }
 
 fn add(global: &Global, cluster: &Cluster, a: &AddArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn)?;
+    let ctx = ctx(global, cluster, &a.conn, false)?;
     let host = find(cluster, &a.host)?;
     if !host.has(Role::Etcd) {
         return Err(kbin::Error::Refused { what: format!("{} does not have the etcd role in {}", host.name, cluster.file.display()), problems: vec![], hint: Some(format!("add \"etcd\" to the roles of {} in the cluster file, run `kbin pki init` for its certificates, then run this again", host.name)) });
@@ -241,12 +222,12 @@ fn add(global: &Global, cluster: &Cluster, a: &AddArgs) -> kbin::Result<()> {
 }
 
 fn remove(global: &Global, cluster: &Cluster, a: &RemoveArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn)?;
+    let ctx = ctx(global, cluster, &a.conn, a.dry_run)?;
     let host = find(cluster, &a.host)?;
     let others: Vec<&Host> = etcd::etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
     let target = connect(&ctx, &[host], &a.conn).remove(0).1.ok();
     let nodes: Vec<Node<'_>> = connect(&ctx, &others, &a.conn).into_iter().filter_map(|(_, r)| r.ok()).collect();
-    etcd::remove(&ctx, host, target.as_ref(), &nodes, a.dry_run)?;
+    etcd::remove(&ctx, host, target.as_ref(), &nodes)?;
     if !a.dry_run && host.has(Role::Etcd) {
         ctx.printer.warn(&format!("{} still has the etcd role in {}", host.name, cluster.file.display()), Some("remove \"etcd\" from its roles, or the next `kbin etcd deploy` adds it back as a new member"));
     }
@@ -254,7 +235,7 @@ fn remove(global: &Global, cluster: &Cluster, a: &RemoveArgs) -> kbin::Result<()
 }
 
 fn backup(global: &Global, cluster: &Cluster, a: &BackupArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn)?;
+    let ctx = ctx(global, cluster, &a.conn, false)?;
     let hosts = etcd::etcd_hosts(cluster);
     let nodes: Vec<Node<'_>> = connect(&ctx, &hosts, &a.conn).into_iter().filter_map(|(_, r)| r.ok()).collect();
     let out = match &a.out {

@@ -16,12 +16,12 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_yaml_ng::Value;
 
-use super::master::on_each;
-use super::{Ctx, HostFailure, HostOutcome};
+use super::Ctx;
 use crate::config::{Cluster, Role, url_for};
+use crate::engine::{self, HostFailure, HostOutcome, Rollback, Tx};
 use crate::error::Error;
 use crate::host::parallel::{self, Outcome};
-use crate::host::{Cmd, HostError, Node, Source, WriteOpts};
+use crate::host::{Cmd, HostError, Node, Source};
 use crate::kube::{Client, Endpoint};
 
 /// Where the nodes should talk to the apiservers.
@@ -266,72 +266,55 @@ pub fn preflight(ctx: &Ctx<'_>, client: &Client, target: &Target, nodes: &[Node<
     Ok(plans)
 }
 
-/// Move one node: write, restart, wait; on failure put everything back.
+/// Move one node inside a transaction: write, restart, wait; on failure the transaction puts
+/// the kubeconfigs back and restarts the services on them, and the node must be Ready again.
 fn move_node(ctx: &Ctx<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, plan: &NodePlan) -> Result<HostOutcome, HostFailure> {
     let name = node.host.name.clone();
     let before = client.lease_renew_time(api, &name).ok().flatten();
-    let mut backups: Vec<(String, Option<String>)> = Vec::new();
+    let mut tx = Tx::new(node.remote.clone(), &ctx.cluster.layout.units);
     let mut sent = 0;
     for f in plan.files.iter().filter(|f| !f.changes.is_empty()) {
         let text = f.new_text.as_ref().expect("a changed file has its new text");
-        let w = node.remote.write_file(&f.path, &Source::bytes(text.clone().into_bytes()), &WriteOpts::mode(f.mode).backup())?;
-        sent += w.bytes_sent;
-        backups.push((f.path.clone(), w.backup));
+        sent += tx.write(&f.path, &Source::bytes(text.clone().into_bytes()), f.mode, true)?.bytes_sent;
     }
     let units = plan.units();
-    let restart = |units: &[String]| -> Result<(), String> {
-        for u in units {
-            super::systemctl(node, &["restart", u]).map_err(|e| e.chain())?;
-        }
-        Ok(())
-    };
     let verify = |before: Option<String>| -> Result<(), String> {
         super::node::wait_ready(ctx, client, api, &name, before)?;
         if units.iter().any(|u| u == "kube-proxy") {
-            super::wait_for(ctx.timeout, &ctx.cancel, || match super::node::local_http_status(node, 10256, "/healthz")? {
+            engine::wait_for(ctx.timeout, &ctx.cancel, || match super::node::local_http_status(node, 10256, "/healthz")? {
                 200 => Ok(()),
                 st => Err(format!("kube-proxy /healthz answered {st}")),
             })?;
         }
-        let a = super::active_units(node.remote.as_ref(), &units.iter().map(String::as_str).collect::<Vec<_>>()).map_err(|e| e.chain())?;
-        match a.iter().filter(|(_, up)| !**up).map(|(u, _)| u.as_str()).collect::<Vec<_>>() {
-            down if down.is_empty() => Ok(()),
-            down => Err(format!("{} not running", down.join(" and "))),
-        }
+        engine::all_running(node.remote.as_ref(), &units.iter().map(String::as_str).collect::<Vec<_>>())
     };
     ctx.printer.phase("repoint", Some(&name), &format!("kubeconfigs point at the target now; restarting {}", units.join(", ")));
     let t0 = Instant::now();
-    match restart(&units).and_then(|()| verify(before)) {
+    let mut restart = || -> Result<(), String> {
+        for u in &units {
+            tx.restarted(u, "restart");
+            engine::systemctl(node, &["restart", u]).map_err(|e| format!("{u}: {}", e.chain()))?;
+        }
+        Ok(())
+    };
+    match restart().and_then(|()| verify(before)) {
         Ok(()) => {
-            let backups: Vec<&str> = backups.iter().filter_map(|(_, b)| b.as_deref()).collect();
-            if !backups.is_empty() {
-                let mut argv = vec!["rm", "-f", "--"];
-                argv.extend(backups);
-                let _ = node.remote.run(&Cmd::new(argv).sudo());
-            }
+            tx.commit();
             ctx.printer.phase("repoint", Some(&name), &format!("Ready with a fresh heartbeat through the target ({} ms)", t0.elapsed().as_millis()));
             Ok(HostOutcome { host: name, part: "repoint".into(), changed: plan.files.iter().filter(|f| !f.changes.is_empty()).map(|f| f.path.clone()).collect(), bytes_sent: sent, restarted: units, ..Default::default() })
         }
-        Err(message) => {
-            let journal: Vec<String> = units.iter().flat_map(|u| super::journal_tail(node, u, 6)).collect();
+        Err(error) => {
+            let journal: Vec<String> = units.iter().flat_map(|u| engine::journal_tail(node, u, 6)).collect();
             ctx.printer.phase("rollback", Some(&name), "did not come back through the target: restoring its kubeconfigs");
-            let rollback = (|| -> Result<String, String> {
-                for (path, b) in backups.iter().rev() {
-                    let c = match b {
-                        Some(b) => Cmd::new(["mv", "-f", b.as_str(), path.as_str()]).sudo(),
-                        None => Cmd::new(["rm", "-f", path.as_str()]).sudo(),
-                    };
-                    node.remote.check(&c).map_err(|e| e.chain())?;
-                }
-                let before = client.lease_renew_time(api, &name).ok().flatten();
-                restart(&units)?;
-                verify(before).map(|()| "previous kubeconfigs restored; Ready again on the old endpoint".to_string())
-            })();
-            let (text, ready) = match rollback {
-                Ok(t) => (t, true),
-                Err(e) => (format!("previous kubeconfigs restored, but the node is not Ready again: {e}"), false),
+            let before = client.lease_renew_time(api, &name).ok().flatten();
+            let rollback = match tx.rollback() {
+                Rollback::Done { .. } => match verify(before) {
+                    Ok(()) => Rollback::Done { what: "previous kubeconfigs restored; Ready again on the old endpoint".into() },
+                    Err(e) => Rollback::Incomplete { what: "previous kubeconfigs restored".into(), error: format!("the node is not Ready again: {e}") },
+                },
+                r => r,
             };
-            Err(HostFailure { host: name, phase: if ready { "rolled-back" } else { "rollback-failed" }, message, journal, rollback: Some(text) })
+            Err(HostFailure { host: name, phase: "verify".into(), error, journal, rollback })
         }
     }
 }
@@ -364,13 +347,13 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, nodes: &[Node<'_>], masters: &[Node<'
             break;
         }
         let chunk_nodes: Vec<Node<'_>> = chunk.iter().map(|p| nodes.iter().find(|n| n.host.name == p.node).expect("planned from these").clone()).collect();
-        let (ok, bad) = on_each(ctx, &chunk_nodes, "repoint", |n| {
+        let (ok, bad) = engine::on_each(ctx, ctx.concurrency, &chunk_nodes, "repoint", |n| {
             let plan = chunk.iter().find(|p| p.node == n.host.name).expect("in the chunk");
             move_node(ctx, &client, &api, n, plan)
         });
         report.moved.extend(ok.into_iter().map(|o| o.host));
         if !bad.is_empty() {
-            report.rolled_back.extend(bad.iter().map(|f| RolledBack { node: f.host.clone(), error: f.message.clone(), ready_again: f.phase == "rolled-back" }));
+            report.rolled_back.extend(bad.iter().map(|f| RolledBack { node: f.host.clone(), error: f.error.clone(), ready_again: f.rollback.is_done() }));
             failures = bad;
             report.untouched.extend(todo[(i + 1) * batch.max(1)..].iter().map(|p| p.node.clone()));
             break;

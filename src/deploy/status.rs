@@ -125,3 +125,93 @@ pub fn hosts<'c>(cluster: &'c Cluster, conns: &[(&'c Host, Result<Node<'c>, Stri
         })
         .collect()
 }
+
+/// What `kbin status` reports.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub cluster: String,
+    pub endpoint: String,
+    pub hosts: Vec<HostStatus>,
+    pub etcd: Vec<crate::etcd::ops::MemberReport>,
+    pub nodes: Vec<crate::kube::nodes::NodeStatus>,
+    /// The apiserver that answered the node list.
+    pub apiserver: Option<String>,
+    pub vip: VipStatus,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct VipStatus {
+    pub address: Option<String>,
+    pub holders: Vec<String>,
+    /// `/healthz` through the VIP, the certificate verified for the VIP's name.
+    pub healthz: Option<u16>,
+    pub error: Option<String>,
+}
+
+/// Everything `kbin status` shows, from the connections (or why not) to every host, with the
+/// list of what is not as it should be.
+pub fn report(run: &crate::engine::Run<'_>, conns: &[(&Host, Result<Node<'_>, String>)]) -> Result<StatusReport, crate::error::Error> {
+    let cluster = run.cluster;
+    let client = super::api_client(cluster)?;
+    let hosts = hosts(cluster, conns, &client, run.concurrency, &run.cancel);
+    let etcd_ctx = crate::etcd::ops::Ctx::new(run.clone())?;
+    let etcd_conns = conns.iter().filter(|(h, _)| h.has(Role::Etcd)).map(|(h, r)| (*h, r.clone())).collect();
+    let etcd = crate::etcd::ops::status(&etcd_ctx, etcd_conns);
+    // nodes, through the first master whose apiserver is ready
+    let mut nodes = Vec::new();
+    let mut apiserver = None;
+    let mut problems = Vec::new();
+    let ready_master = conns.iter().filter(|(h, _)| h.has(Role::Master)).find_map(|(h, r)| r.as_ref().ok().filter(|_| hosts.iter().any(|s| s.name == h.name && s.apiserver_ready == Some(true))));
+    match ready_master {
+        Some(m) => match client.nodes(&crate::kube::masters::endpoint(cluster, m)) {
+            Ok(n) => {
+                nodes = n;
+                apiserver = Some(m.host.name.clone());
+            }
+            Err(e) => problems.push(format!("nodes: {}", crate::kube::chain(&e))),
+        },
+        None => problems.push("no master's apiserver is ready".into()),
+    }
+    let mut vip = VipStatus { address: cluster.apiserver.vip.map(|v| v.to_string()), ..Default::default() };
+    vip.holders = hosts.iter().filter(|h| h.holds_vip == Some(true)).map(|h| h.name.clone()).collect();
+    if let Some(holder) = vip.holders.first().and_then(|name| conns.iter().find(|(h, _)| &h.name == name)).and_then(|(_, r)| r.as_ref().ok()) {
+        match super::lb::vip_tls_check(&client, cluster, holder) {
+            Ok(st) => vip.healthz = Some(st),
+            Err(e) => vip.error = Some(e),
+        }
+    }
+    // what is not as it should be
+    for h in &hosts {
+        if let Some(e) = &h.error {
+            problems.push(format!("{}: unreachable: {e}", h.name));
+        }
+        for (u, s) in &h.units {
+            if s != "active" {
+                problems.push(format!("{}: {u} is {s}", h.name));
+            }
+        }
+        if h.apiserver_ready == Some(false) {
+            problems.push(format!("{}: kube-apiserver is not ready", h.name));
+        }
+    }
+    for m in etcd.iter().filter(|m| !m.healthy) {
+        problems.push(format!("{}: etcd member not healthy{}", m.name, m.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()));
+    }
+    for h in cluster.hosts_with(Role::Node) {
+        match nodes.iter().find(|n| n.name == h.name) {
+            Some(n) if n.ready == Some(true) => {}
+            Some(n) => problems.push(format!("{}: node not Ready ({})", h.name, n.ready_reason.clone().unwrap_or_default())),
+            None if apiserver.is_some() => problems.push(format!("{}: not registered as a node", h.name)),
+            None => {}
+        }
+    }
+    if cluster.hosts_with(Role::Lb).next().is_some() {
+        if vip.holders.len() != 1 {
+            problems.push(format!("{} LB hosts hold the VIP ({})", vip.holders.len(), vip.holders.join(", ")));
+        } else if vip.healthz != Some(200) {
+            problems.push(format!("the VIP does not answer /healthz with a valid certificate: {}", vip.error.clone().unwrap_or_else(|| format!("HTTP {}", vip.healthz.unwrap_or(0)))));
+        }
+    }
+    Ok(StatusReport { cluster: cluster.name.clone(), endpoint: cluster.endpoint_url(), hosts, etcd, nodes, apiserver, vip, problems })
+}

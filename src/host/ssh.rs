@@ -788,10 +788,14 @@ impl SshHost {
     }
 
     fn run_line(&self, cmd: &Cmd, feed: Feed<'_>, deadline: Deadline, progress: Option<&(dyn Fn(u64) + Sync)>) -> Result<(Output, u64), HostError> {
+        self.run_as(cmd, &format!("`{}`", cmd.display()), feed, deadline, progress)
+    }
+
+    /// [`SshHost::run_line`] with `what` naming the operation in errors (`write /etc/x`).
+    fn run_as(&self, cmd: &Cmd, what: &str, feed: Feed<'_>, deadline: Deadline, progress: Option<&(dyn Fn(u64) + Sync)>) -> Result<(Output, u64), HostError> {
         let line = cmd.remote_line(self.is_root()).map_err(|m| HostError::Invalid { host: self.name.clone(), message: m })?;
-        let what = format!("`{}`", cmd.display());
         let op = self.op.lock().unwrap_or_else(|e| e.into_inner());
-        let (out, sent) = self.exec(&line, &what, feed, deadline, progress)?;
+        let (out, sent) = self.exec(&line, what, feed, deadline, progress)?;
         drop(op);
         if let Some(e) = self.sudo_problem(cmd.sudo, &out) {
             return Err(e);
@@ -993,7 +997,7 @@ impl Remote for SshHost {
             path: src.local_path().map(|p| p.to_path_buf()).unwrap_or_default(),
             source: e,
         })?;
-        let (out, sent) = self.run_line(&cmd, Feed::OnSend(reader), Deadline::Idle(self.opts.io_timeout), opts.progress)?;
+        let (out, sent) = self.run_as(&cmd, &format!("write {path}"), Feed::OnSend(reader), Deadline::Idle(self.opts.io_timeout), opts.progress)?;
         let text = out.stdout_str();
         if !out.success() {
             return Err(HostError::Write { host: self.name.clone(), path: path.into(), message: out.stderr_str().trim().to_string() });

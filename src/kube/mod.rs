@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::Reportable;
+use crate::exit::Reportable;
 use crate::host::{HostError, Remote, Tunnel};
 use crate::tls::{self, Identity, TlsError};
 
@@ -124,11 +124,6 @@ impl Reportable for KubeError {
     }
 }
 
-impl From<KubeError> for crate::Error {
-    fn from(e: KubeError) -> Self {
-        crate::Error::Other { message: e.to_string(), hint: e.hint(), source: Some(Box::new(e)) }
-    }
-}
 
 /// How to open a stream to the apiserver, once per request.
 type Dial = Box<dyn Fn() -> Result<Box<dyn Tunnel>, HostError> + Send + Sync>;

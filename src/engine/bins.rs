@@ -3,6 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::artifacts::download::Fetcher;
+use std::path::PathBuf;
+
+use crate::artifacts::cache::Cache;
+use crate::artifacts::lock::Lock;
 use crate::artifacts::ops::{self, ExtractedFile, Settings};
 use crate::artifacts::progress::Reporter;
 use crate::artifacts::{ArtifactError, Catalog};
@@ -56,4 +60,33 @@ impl Bins {
             Error::other(format!("the {component} release artifact has no file {name}"), Some("check the component's version in the cluster file (and kbin.lock), then run `kbin download` again"))
         })
     }
+}
+
+/// The artifact settings of a cluster: its `[artifacts]` table and versions, the roles its hosts
+/// have, and `--mirror` from the command line (which wins).
+pub fn settings(cluster: &Cluster, cli_mirror: Option<&str>) -> Result<Settings, ArtifactError> {
+    let a = &cluster.artifacts;
+    // KBIN_CACHE_DIR (the invocation) wins over artifacts.cache_dir (the cluster file)
+    let env = std::env::var_os("KBIN_CACHE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let cache_root = match env.or_else(|| a.cache_dir.clone()) {
+        Some(d) => d,
+        None => Cache::default_root().ok_or_else(|| ArtifactError::BadArgument("no cache directory: set KBIN_CACHE_DIR or artifacts.cache_dir".into()))?,
+    };
+    let mut roles: Vec<String> = cluster.hosts.iter().flat_map(|h| h.roles.iter().map(|r| r.as_str().to_string())).collect();
+    roles.sort();
+    roles.dedup();
+    Ok(Settings {
+        arch: a.arch,
+        cli_mirror: cli_mirror.map(str::to_string),
+        mirror: a.mirror.clone(),
+        mirrors: a.mirrors.clone(),
+        versions: a.versions.clone(),
+        kubernetes_version: cluster.kubernetes_version.clone(),
+        etcd_version: cluster.etcd_version.clone(),
+        flannel_version: cluster.flannel_version.clone(),
+        cache_root,
+        lock_path: Lock::path_in(&cluster.state_dir),
+        jobs: 4,
+        roles,
+    })
 }

@@ -1,0 +1,154 @@
+//! Facts: what a host is like, gathered read-only in one round trip (plus one file read when a
+//! probe asks for it). Every refusal is a pure function of these facts, so `up` gathers them once
+//! per host and asks every role of the host.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::config::Cluster;
+use crate::host::{Cmd, HostError, Node};
+
+/// What to look at on a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probe {
+    pub units: BTreeSet<String>,
+    pub ports: BTreeSet<u16>,
+    pub paths: BTreeSet<String>,
+    pub commands: BTreeSet<String>,
+    pub interfaces: BTreeSet<String>,
+    /// Files whose content the refusal needs (small configs).
+    pub read: BTreeSet<String>,
+}
+
+impl Probe {
+    pub fn units(mut self, u: &[&str]) -> Self {
+        self.units.extend(u.iter().map(|s| s.to_string()));
+        self
+    }
+    pub fn ports(mut self, p: &[u16]) -> Self {
+        self.ports.extend(p);
+        self
+    }
+    pub fn paths(mut self, p: &[&str]) -> Self {
+        self.paths.extend(p.iter().map(|s| s.to_string()));
+        self
+    }
+    pub fn commands(mut self, c: &[&str]) -> Self {
+        self.commands.extend(c.iter().map(|s| s.to_string()));
+        self
+    }
+    pub fn interfaces(mut self, i: &[&str]) -> Self {
+        self.interfaces.extend(i.iter().map(|s| s.to_string()));
+        self
+    }
+    pub fn read(mut self, f: &[&str]) -> Self {
+        self.read.extend(f.iter().map(|s| s.to_string()));
+        self
+    }
+    /// Both probes' questions.
+    pub fn and(mut self, o: Probe) -> Self {
+        self.units.extend(o.units);
+        self.ports.extend(o.ports);
+        self.paths.extend(o.paths);
+        self.commands.extend(o.commands);
+        self.interfaces.extend(o.interfaces);
+        self.read.extend(o.read);
+        self
+    }
+}
+
+/// What a host is like. Read-only.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Facts {
+    /// `uname -m`.
+    pub arch: String,
+    pub systemd: bool,
+    /// `systemctl is-active` of each probed unit.
+    pub units: BTreeMap<String, String>,
+    /// Probed ports something listens on.
+    pub busy: BTreeSet<u16>,
+    /// Probed paths that exist.
+    pub exists: BTreeSet<String>,
+    /// Probed commands that are installed.
+    pub commands: BTreeSet<String>,
+    /// Probed network interfaces that exist.
+    pub interfaces: BTreeSet<String>,
+    /// Content of the probed files that exist.
+    #[serde(skip)]
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl Facts {
+    pub fn active(&self, unit: &str) -> bool {
+        self.units.get(unit).is_some_and(|s| s == "active")
+    }
+    /// The refusal every role shares: binaries for another architecture do not run here.
+    pub fn wrong_arch(&self, cluster: &Cluster) -> Option<String> {
+        (self.arch != uname_arch(cluster)).then(|| format!("architecture is {}, but the cluster installs {} binaries (artifacts.arch)", self.arch, cluster.artifacts.arch.as_str()))
+    }
+    /// `port N is already in use by another program` for each of `ports` that is busy.
+    pub fn busy_ports(&self, ports: &[u16]) -> Vec<String> {
+        ports.iter().filter(|p| self.busy.contains(p)).map(|p| format!("port {p} is already in use by another program")).collect()
+    }
+}
+
+/// `uname -m` of the hosts the cluster's binaries are for.
+pub fn uname_arch(cluster: &Cluster) -> &'static str {
+    match cluster.artifacts.arch {
+        crate::artifacts::Arch::Amd64 => "x86_64",
+        crate::artifacts::Arch::Arm64 => "aarch64",
+    }
+}
+
+/// Answers one `key=value` line per fact; the questions arrive as `kind:value` arguments.
+const SCRIPT: &str = r#"
+echo "arch=$(uname -m)"
+command -v systemctl >/dev/null 2>&1 && echo "systemd=1"
+for a in "$@"; do
+  v=${a#*:}
+  case $a in
+    unit:*) echo "unit $v=$(systemctl is-active "$v" 2>/dev/null || true)" ;;
+    port:*) if ss -Hltn "sport = :$v" 2>/dev/null | grep -q .; then echo "busy=$v"; fi ;;
+    path:*) [ -e "$v" ] && echo "exists=$v" ;;
+    cmd:*) { command -v "$v" || command -v "/usr/sbin/$v"; } >/dev/null 2>&1 && echo "cmd=$v" ;;
+    iface:*) ip link show dev "$v" >/dev/null 2>&1 && echo "iface=$v" ;;
+  esac
+done
+true
+"#;
+
+/// Gather what `probe` asks on `node`.
+pub fn gather(node: &Node<'_>, probe: &Probe) -> Result<Facts, HostError> {
+    let mut argv = vec!["sh".to_string(), "-c".into(), SCRIPT.into(), "kbin-facts".into()];
+    argv.extend(probe.units.iter().map(|u| format!("unit:{u}")));
+    argv.extend(probe.ports.iter().map(|p| format!("port:{p}")));
+    argv.extend(probe.paths.iter().map(|p| format!("path:{p}")));
+    argv.extend(probe.commands.iter().map(|c| format!("cmd:{c}")));
+    argv.extend(probe.interfaces.iter().map(|i| format!("iface:{i}")));
+    let out = node.remote.check(&Cmd::new(argv).sudo())?;
+    let mut f = Facts::default();
+    for line in out.stdout_str().lines() {
+        let Some((k, v)) = line.split_once('=') else { continue };
+        let v = v.trim().to_string();
+        match k {
+            "arch" => f.arch = v,
+            "systemd" => f.systemd = true,
+            "busy" => f.busy.extend(v.parse::<u16>().ok()),
+            "exists" => drop(f.exists.insert(v)),
+            "cmd" => drop(f.commands.insert(v)),
+            "iface" => drop(f.interfaces.insert(v)),
+            k => {
+                if let Some(u) = k.strip_prefix("unit ") {
+                    f.units.insert(u.to_string(), v);
+                }
+            }
+        }
+    }
+    for path in &probe.read {
+        if let Some(bytes) = node.remote.read_file(path)? {
+            f.files.insert(path.clone(), bytes);
+        }
+    }
+    Ok(f)
+}
