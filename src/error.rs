@@ -80,6 +80,19 @@ impl Error {
     }
 }
 
+impl From<crate::engine::EngineError> for Error {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError as E;
+        match e {
+            E::Hosts { what, hosts, hint, refused } => Error::Hosts { what, hosts, hint, refused },
+            E::Interrupted { what } => Error::Interrupted { what },
+            E::Render(e) => Error::Render(e),
+            E::Artifacts(e) => Error::Artifacts(e),
+            e @ E::MissingBinary { .. } => Error::Other { message: e.to_string(), hint: e.hint(), source: None },
+        }
+    }
+}
+
 impl From<crate::kube::masters::NotReady> for Error {
     fn from(e: crate::kube::masters::NotReady) -> Self {
         Error::Refused { what: e.what, problems: e.problems, hint: Some(e.hint) }

@@ -108,7 +108,7 @@ pub fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs, parts: &[Comp
     }
     let settings = net.settings(cluster)?;
     let fetcher = Fetcher::new(FetchOptions::from_env())?;
-    Bins::resolve(Catalog::embedded(), &settings, &fetcher, &Reporter::new(global.quiet), &components)
+    Ok(Bins::resolve(Catalog::embedded(), &settings, &fetcher, &Reporter::new(global.quiet), &components)?)
 }
 
 /// `kbin master add` and `kbin node add`: the pki a new host needs.

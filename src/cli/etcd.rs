@@ -122,7 +122,7 @@ fn connect<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> Vec<(&'c H
 
 /// Connect to all of `hosts` or refuse (exit 2) listing the ones that failed: nothing changed.
 fn connect_all<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> kbin::Result<Vec<Node<'c>>> {
-    connector(ctx, conn).connect_all(hosts)
+    Ok(connector(ctx, conn).connect_all(hosts)?)
 }
 
 /// etcd and etcdctl from the verified artifact (downloaded and extracted once, then reused).

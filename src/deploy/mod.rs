@@ -35,7 +35,7 @@ impl<'c> Deref for Ctx<'c> {
 
 /// Everything `part` needs on `host`: its binaries first, then the rendered files.
 pub fn items(ctx: &Ctx<'_>, host: &Host, part: Component) -> Result<Vec<Item>, Error> {
-    crate::engine::items(ctx.cluster, ctx.templates, ctx.bins, host, part, &render::Options::default())
+    Ok(crate::engine::items(ctx.cluster, ctx.templates, ctx.bins, host, part, &render::Options::default())?)
 }
 
 /// The client kbin talks to apiservers with: the cluster CA and the super-admin

@@ -11,7 +11,7 @@ use crate::artifacts::ops::{self, ExtractedFile, Settings};
 use crate::artifacts::progress::Reporter;
 use crate::artifacts::{ArtifactError, Catalog};
 use crate::config::Cluster;
-use crate::error::Error;
+use super::EngineError;
 use crate::host::Source;
 use crate::render::{self, Component};
 
@@ -30,7 +30,7 @@ impl Bins {
 
     /// Download (verified, in parallel, at most `settings.jobs` at once) and extract each of
     /// `components` once per artifact digest; later runs only read the extraction records.
-    pub fn resolve(catalog: &Catalog, settings: &Settings, fetcher: &Fetcher, reporter: &Reporter, components: &BTreeSet<&str>) -> Result<Bins, Error> {
+    pub fn resolve(catalog: &Catalog, settings: &Settings, fetcher: &Fetcher, reporter: &Reporter, components: &BTreeSet<&str>) -> Result<Bins, ArtifactError> {
         let list: Vec<&str> = components.iter().copied().collect();
         let mut results: Vec<Option<Result<Vec<ExtractedFile>, ArtifactError>>> = (0..list.len()).map(|_| None).collect();
         for chunk in list.chunks(settings.jobs.max(1)).zip(results.chunks_mut(settings.jobs.max(1))) {
@@ -55,9 +55,9 @@ impl Bins {
         self.files.insert((component.to_string(), name.to_string()), src);
     }
 
-    pub fn get(&self, component: &str, name: &str) -> Result<Source, Error> {
+    pub fn get(&self, component: &str, name: &str) -> Result<Source, EngineError> {
         self.files.get(&(component.to_string(), name.to_string())).cloned().ok_or_else(|| {
-            Error::other(format!("the {component} release artifact has no file {name}"), Some("check the component's version in the cluster file (and kbin.lock), then run `kbin download` again"))
+            EngineError::MissingBinary { component: component.into(), name: name.into() }
         })
     }
 }

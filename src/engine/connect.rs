@@ -7,7 +7,7 @@ use crate::host::ssh::{self, ConnectOptions};
 use crate::host::{HostError, Node, Remote};
 use crate::config::{Cluster, Host};
 use super::HostFailure;
-use crate::error::Error;
+use super::EngineError as Error;
 use crate::exit::Reportable;
 use crate::output::Printer;
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::Tx;
 use super::bins::Bins;
 use crate::config::{Cluster, Host};
-use crate::error::Error;
+use super::EngineError as Error;
 use crate::host::{HostError, Node, Source};
 use crate::output::Printer;
 use crate::render::{self, Component, Templates};

@@ -34,9 +34,49 @@ pub use systemd::{active_units, all_running, journal_tail, systemctl, wait_for};
 pub use tx::{Change, Rollback, Tx};
 
 pub use crate::host::Node;
+use crate::exit::{Exit, Reportable};
 use crate::config::Cluster;
 use crate::host::parallel::Cancel;
 use crate::output::Printer;
+
+/// What a phase of the engine reports when it does not finish: per-host results stay typed
+/// ([`HostFailure`]); the edge (`crate::error`) turns this into the one report.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Per-host failures; `refused`: a preflight refusal (exit 2, nothing changed).
+    #[error("{what}")]
+    Hosts { what: String, hosts: Vec<HostFailure>, hint: Option<String>, refused: bool },
+    /// Ctrl-C: what was done and what was not started.
+    #[error("interrupted: {what}")]
+    Interrupted { what: String },
+    #[error("the {component} release artifact has no file {name}")]
+    MissingBinary { component: String, name: String },
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+    #[error(transparent)]
+    Artifacts(#[from] crate::artifacts::ArtifactError),
+}
+
+impl Reportable for EngineError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            EngineError::Hosts { hint, .. } => hint.clone(),
+            EngineError::Interrupted { .. } => Some("run the command again to finish; what was done is not repeated".into()),
+            EngineError::MissingBinary { .. } => Some("check the component's version in the cluster file (and kbin.lock), then run `kbin download` again".into()),
+            EngineError::Render(e) => e.hint(),
+            EngineError::Artifacts(e) => e.hint(),
+        }
+    }
+    fn exit(&self) -> Exit {
+        match self {
+            EngineError::Hosts { refused: true, .. } => Exit::Refused,
+            EngineError::Interrupted { .. } => Exit::Interrupted,
+            EngineError::Render(e) => e.exit(),
+            EngineError::Artifacts(e) => e.exit(),
+            _ => Exit::Failure,
+        }
+    }
+}
 
 /// The environment of one run: the cluster, how to report, how many hosts at once, Ctrl-C, how
 /// long a host may take to become healthy, and whether this is a dry run.

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::Run;
 use super::facts::{self, Facts, Probe};
 use super::tx::Rollback;
-use crate::error::Error;
+use super::EngineError as Error;
 use crate::host::parallel::{self, Outcome};
 use crate::host::{HostError, Node};
 
@@ -60,8 +60,8 @@ impl From<HostError> for HostFailure {
 }
 
 /// Turn per-host failures into the one error the CLI reports.
-pub fn failed(what: String, failures: Vec<HostFailure>, hint: &str) -> Error {
-    Error::Hosts { what, hosts: failures, hint: Some(hint.to_string()), refused: false }
+pub fn failed<E: From<Error>>(what: String, failures: Vec<HostFailure>, hint: &str) -> E {
+    Error::Hosts { what, hosts: failures, hint: Some(hint.to_string()), refused: false }.into()
 }
 
 /// Gather the facts `probe` names on every node in parallel (read-only), then ask `refusal` — a
