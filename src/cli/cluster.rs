@@ -97,7 +97,7 @@ fn run<'c>(global: &Global, cluster: &'c Cluster, a: &DeployArgs) -> Run<'c> {
 }
 
 fn connector<'c>(run: &Run<'c>, a: &DeployArgs) -> Connector<'c> {
-    Connector { cluster: run.cluster, printer: run.printer, concurrency: run.concurrency, cancel: run.cancel.clone(), accept_new_host_keys: a.ssh.accept_new_host_keys }
+    run.connector(a.ssh.accept_new_host_keys)
 }
 
 /// The verified release binaries of `parts` (downloaded once, then read from the cache).
@@ -222,7 +222,7 @@ pub struct StatusArgs {
 pub fn status(global: &Global, a: &StatusArgs) -> kbin::Result<()> {
     let cluster = global.cluster()?;
     let run = super::run(global, &cluster, &a.ssh, Duration::from_secs(5), false);
-    let connector = Connector { cluster: &cluster, printer: run.printer, concurrency: run.concurrency, cancel: run.cancel.clone(), accept_new_host_keys: a.ssh.accept_new_host_keys };
+    let connector = run.connector(a.ssh.accept_new_host_keys);
     let all: Vec<&Host> = cluster.hosts.iter().collect();
     let conns: Vec<(&Host, Result<Node<'_>, String>)> = connector.connect(&all).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
     let report = deploy::status::report(&run, &conns)?;
@@ -332,7 +332,7 @@ pub fn repoint(global: &Global, a: &RepointArgs) -> kbin::Result<()> {
         hosts = deploy::node::hosts(&cluster);
     }
     let run = super::run(global, &cluster, &a.ssh, Duration::from_secs(a.timeout), a.dry_run);
-    let connector = Connector { cluster: &cluster, printer: p, concurrency: run.concurrency, cancel: run.cancel.clone(), accept_new_host_keys: a.ssh.accept_new_host_keys };
+    let connector = run.connector(a.ssh.accept_new_host_keys);
     let nodes = connector.connect_all(&hosts)?;
     let masters = connector.connect_all(&deploy::master::hosts(&cluster))?;
     let templates = Templates::load(&cluster)?;

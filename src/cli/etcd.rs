@@ -112,7 +112,7 @@ fn ctx<'c>(global: &Global, cluster: &'c Cluster, conn: &ConnArgs, dry_run: bool
 }
 
 fn connector<'c>(ctx: &Ctx<'c>, conn: &ConnArgs) -> Connector<'c> {
-    Connector { cluster: ctx.cluster, printer: ctx.printer, concurrency: ctx.concurrency, cancel: ctx.cancel.clone(), accept_new_host_keys: conn.ssh.accept_new_host_keys }
+    ctx.connector(conn.ssh.accept_new_host_keys)
 }
 
 /// Connect to `hosts`; each result is the connection or why it failed.

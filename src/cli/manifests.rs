@@ -4,8 +4,6 @@ use std::io::IsTerminal;
 
 use clap::Subcommand;
 use kbin::config::Role;
-use kbin::engine::connect::Connector;
-use kbin::host::parallel::Cancel;
 use kbin::kube::manifests::{self, Manifest};
 use kbin::kube::{Client, Endpoint, masters};
 
@@ -73,13 +71,7 @@ fn apply(global: &Global, cluster: &kbin::config::Cluster, objects: &[Manifest],
     let endpoint = match &a.server {
         Some(url) => masters::ready_server(&client, Endpoint::from_url(url)?, &printer)?,
         None => {
-            let connector = Connector {
-                cluster,
-                printer,
-                concurrency: a.ssh.concurrency.map(usize::from).unwrap_or(cluster.ssh.concurrency),
-                cancel: Cancel::on_ctrl_c(),
-                accept_new_host_keys: a.ssh.accept_new_host_keys,
-            };
+            let connector = super::run(global, cluster, &a.ssh, std::time::Duration::ZERO, a.dry_run).connector(a.ssh.accept_new_host_keys);
             let hosts: Vec<_> = cluster.hosts_with(Role::Master).collect();
             masters::ready_master(cluster, &client, connector.connect(&hosts), &printer)?
         }

@@ -48,7 +48,7 @@ pub fn resolve_or_add(run: &Run<'_>, cluster: Cluster, spec: &str, name: Option<
     // reach it first (with the cluster's SSH defaults): an address kbin cannot log in to is not
     // written into the file
     let probe = Host { name: name.unwrap_or(spec).to_string(), address, roles: vec![role], ssh: cluster.ssh.default.clone(), lb_interface: String::new(), lb_priority: 0, labels: vec![] };
-    let connector = Connector { cluster: &cluster, printer: p, concurrency: 1, cancel: run.cancel.clone(), accept_new_host_keys };
+    let connector = Connector { cluster: &cluster, concurrency: 1, ..run.connector(accept_new_host_keys) };
     let node = connector.connect_all(&[&probe])?.remove(0);
     let name = match name {
         Some(n) => n.to_string(),

@@ -19,7 +19,7 @@ fn nginx_test() -> Cmd {
 
 /// What preflight looks at on an LB host.
 pub fn probe(cluster: &Cluster, host: &Host) -> Probe {
-    Probe::default().commands(&["nginx", "keepalived"]).paths(&[STREAM_MODULE]).interfaces(&[host.lb_interface.as_str()]).units(&["nginx"]).ports(&[cluster.apiserver.port])
+    Probe::default().ask("cmd", &["nginx", "keepalived"]).ask("path", &[STREAM_MODULE]).ask("iface", &[&host.lb_interface]).ask("unit", &["nginx"]).ask("port", &[cluster.apiserver.port])
 }
 
 /// Why a host cannot hold the VIP: a pure function of its facts.

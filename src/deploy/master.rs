@@ -31,7 +31,7 @@ pub fn apiserver_ready(client: &Client, cluster: &Cluster, node: &Node<'_>) -> R
 
 /// What preflight looks at on a master.
 pub fn probe(cluster: &Cluster) -> Probe {
-    Probe::default().units(&UNITS).ports(&[cluster.apiserver.port, 10257, 10259])
+    Probe::default().ask("unit", &UNITS).ask("port", &[cluster.apiserver.port, 10257, 10259])
 }
 
 /// Why a host cannot become a master: a pure function of its facts.

@@ -126,7 +126,7 @@ const PORTS: [u16; 3] = [10248, 10250, 10256];
 
 /// What preflight looks at on a node.
 pub fn probe() -> Probe {
-    Probe::default().units(&["kubelet"]).ports(&PORTS)
+    Probe::default().ask("unit", &["kubelet"]).ask("port", &PORTS)
 }
 
 /// Why a host cannot become a node: a pure function of its facts.

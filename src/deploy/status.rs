@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::config::{Cluster, Host, Role};
 use crate::host::parallel::{self, Cancel, Outcome};
+use crate::engine::Probe;
 use crate::host::{Cmd, Node};
 
 /// One host as `status` sees it.
@@ -46,17 +47,6 @@ pub fn units_of(h: &Host) -> Vec<&'static str> {
     u
 }
 
-/// Prints `unit state` lines, then `version <name> <first line of --version>` per binary.
-const PROBE: &str = r#"
-n=$1; shift
-i=0
-for a in "$@"; do
-  i=$((i + 1))
-  if [ $i -le "$n" ]; then echo "unit $a $(systemctl is-active "$a" 2>/dev/null || true)"; continue; fi
-  if [ -x "$a" ]; then echo "version ${a##*/} $("$a" --version 2>/dev/null | head -n 1)"; fi
-done
-"#;
-
 fn cert_days(cluster: &Cluster, h: &Host) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     for (id, role) in [("apiserver", Role::Master), ("kubelet", Role::Node), ("etcd-server", Role::Etcd)] {
@@ -87,25 +77,10 @@ pub fn hosts<'c>(cluster: &'c Cluster, conns: &[(&'c Host, Result<Node<'c>, Stri
             apiserver_ready: None,
         };
         let Ok(n) = n else { return Ok(s) };
-        let units = units_of(h);
-        let count = units.len().to_string();
-        let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), PROBE.into(), "kbin-status".into(), count];
-        argv.extend(units.iter().map(|u| u.to_string()));
         let mut seen = std::collections::BTreeSet::new();
-        argv.extend(crate::render::binaries(cluster, h).into_iter().filter(|b| !["ctr", "containerd-shim-runc-v2", "etcdctl"].contains(&b.name.as_str()) && b.component != "cni-plugins" && b.component != "flannel-cni-plugin").map(|b| b.path).filter(|p| seen.insert(p.clone())));
-        let out = n.remote.run(&Cmd::new(argv))?;
-        for line in out.stdout_str().lines() {
-            let mut parts = line.splitn(3, ' ');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some("unit"), Some(u), Some(state)) => {
-                    s.units.insert(u.to_string(), state.trim().to_string());
-                }
-                (Some("version"), Some(b), Some(v)) if !v.trim().is_empty() => {
-                    s.versions.insert(b.to_string(), v.trim().to_string());
-                }
-                _ => {}
-            }
-        }
+        let bins: Vec<String> = crate::render::binaries(cluster, h).into_iter().filter(|b| !["ctr", "containerd-shim-runc-v2", "etcdctl"].contains(&b.name.as_str()) && b.component != "cni-plugins" && b.component != "flannel-cni-plugin").map(|b| b.path).filter(|p| seen.insert(p.clone())).collect();
+        let f = crate::engine::facts::gather(n, &Probe::default().ask("unit", &units_of(h)).ask("bin", &bins))?;
+        (s.units, s.versions) = (f.units, f.versions);
         if h.has(Role::Lb) {
             if let Some(needle) = &vip_needle {
                 let o = n.remote.run(&Cmd::new(["ip", "-o", "addr", "show"]))?;

@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::config::{Cluster, Host, Role};
-use crate::engine::connect::Connector;
 use crate::engine::{self, Bins, Facts, HostOutcome, Probe, Run};
 use crate::error::Error;
 use crate::etcd::ops as etcd;
@@ -137,9 +136,8 @@ pub fn up(inp: &Inputs<'_>, report: &mut Report) -> Result<(), Error> {
         if r.issued.is_empty() { format!("{} kept, nothing to issue", r.kept) } else { format!("issued {}", r.issued.join(", ")) }
     };
     report.stage(run, "pki", t0, summary);
-    let connector = Connector { cluster, printer: run.printer, concurrency: run.concurrency, cancel: run.cancel.clone(), accept_new_host_keys: inp.accept_new_host_keys };
     let all: Vec<&Host> = cluster.hosts.iter().collect();
-    let nodes = connector.connect_all(&all)?;
+    let nodes = run.connector(inp.accept_new_host_keys).connect_all(&all)?;
     run_on(inp, &nodes, report)
 }
 

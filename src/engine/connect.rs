@@ -21,6 +21,13 @@ pub struct Connector<'c> {
     pub accept_new_host_keys: bool,
 }
 
+impl<'c> super::Run<'c> {
+    /// A connector with this run's output, concurrency and Ctrl-C.
+    pub fn connector(&self, accept_new_host_keys: bool) -> Connector<'c> {
+        Connector { cluster: self.cluster, printer: self.printer, concurrency: self.concurrency, cancel: self.cancel.clone(), accept_new_host_keys }
+    }
+}
+
 impl<'c> Connector<'c> {
     /// Connect to `hosts` in parallel; each result is the connection or why it failed.
     pub fn connect(&self, hosts: &[&'c Host]) -> Vec<(&'c Host, Result<Node<'c>, HostError>)> {

@@ -9,50 +9,26 @@ use serde::Serialize;
 use crate::config::Cluster;
 use crate::host::{Cmd, HostError, Node};
 
-/// What to look at on a host.
+/// What to look at on a host: questions `kind:value` for the facts script (`unit`, `port`,
+/// `path`, `cmd`, `iface`, `bin`) and small files to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Probe {
-    pub units: BTreeSet<String>,
-    pub ports: BTreeSet<u16>,
-    pub paths: BTreeSet<String>,
-    pub commands: BTreeSet<String>,
-    pub interfaces: BTreeSet<String>,
-    /// Files whose content the refusal needs (small configs).
+    pub ask: BTreeSet<String>,
     pub read: BTreeSet<String>,
 }
 
 impl Probe {
-    pub fn units(mut self, u: &[&str]) -> Self {
-        self.units.extend(u.iter().map(|s| s.to_string()));
+    pub fn ask(mut self, kind: &str, values: &[impl ToString]) -> Self {
+        self.ask.extend(values.iter().map(|v| format!("{kind}:{}", v.to_string())));
         self
     }
-    pub fn ports(mut self, p: &[u16]) -> Self {
-        self.ports.extend(p);
-        self
-    }
-    pub fn paths(mut self, p: &[&str]) -> Self {
-        self.paths.extend(p.iter().map(|s| s.to_string()));
-        self
-    }
-    pub fn commands(mut self, c: &[&str]) -> Self {
-        self.commands.extend(c.iter().map(|s| s.to_string()));
-        self
-    }
-    pub fn interfaces(mut self, i: &[&str]) -> Self {
-        self.interfaces.extend(i.iter().map(|s| s.to_string()));
-        self
-    }
-    pub fn read(mut self, f: &[&str]) -> Self {
-        self.read.extend(f.iter().map(|s| s.to_string()));
+    pub fn read(mut self, files: &[&str]) -> Self {
+        self.read.extend(files.iter().map(|f| f.to_string()));
         self
     }
     /// Both probes' questions.
     pub fn and(mut self, o: Probe) -> Self {
-        self.units.extend(o.units);
-        self.ports.extend(o.ports);
-        self.paths.extend(o.paths);
-        self.commands.extend(o.commands);
-        self.interfaces.extend(o.interfaces);
+        self.ask.extend(o.ask);
         self.read.extend(o.read);
         self
     }
@@ -74,6 +50,8 @@ pub struct Facts {
     pub commands: BTreeSet<String>,
     /// Probed network interfaces that exist.
     pub interfaces: BTreeSet<String>,
+    /// First line of `--version` of each probed binary that is installed, by file name.
+    pub versions: BTreeMap<String, String>,
     /// Content of the probed files that exist.
     #[serde(skip)]
     pub files: BTreeMap<String, Vec<u8>>,
@@ -113,6 +91,7 @@ for a in "$@"; do
     path:*) [ -e "$v" ] && echo "exists=$v" ;;
     cmd:*) { command -v "$v" || command -v "/usr/sbin/$v"; } >/dev/null 2>&1 && echo "cmd=$v" ;;
     iface:*) ip link show dev "$v" >/dev/null 2>&1 && echo "iface=$v" ;;
+    bin:*) [ -x "$v" ] && echo "version ${v##*/}=$("$v" --version 2>/dev/null | head -n 1)" ;;
   esac
 done
 true
@@ -121,11 +100,7 @@ true
 /// Gather what `probe` asks on `node`.
 pub fn gather(node: &Node<'_>, probe: &Probe) -> Result<Facts, HostError> {
     let mut argv = vec!["sh".to_string(), "-c".into(), SCRIPT.into(), "kbin-facts".into()];
-    argv.extend(probe.units.iter().map(|u| format!("unit:{u}")));
-    argv.extend(probe.ports.iter().map(|p| format!("port:{p}")));
-    argv.extend(probe.paths.iter().map(|p| format!("path:{p}")));
-    argv.extend(probe.commands.iter().map(|c| format!("cmd:{c}")));
-    argv.extend(probe.interfaces.iter().map(|i| format!("iface:{i}")));
+    argv.extend(probe.ask.iter().cloned());
     let out = node.remote.check(&Cmd::new(argv).sudo())?;
     let mut f = Facts::default();
     for line in out.stdout_str().lines() {
@@ -138,11 +113,11 @@ pub fn gather(node: &Node<'_>, probe: &Probe) -> Result<Facts, HostError> {
             "exists" => drop(f.exists.insert(v)),
             "cmd" => drop(f.commands.insert(v)),
             "iface" => drop(f.interfaces.insert(v)),
-            k => {
-                if let Some(u) = k.strip_prefix("unit ") {
-                    f.units.insert(u.to_string(), v);
-                }
-            }
+            k => match k.split_once(' ') {
+                Some(("unit", u)) => drop(f.units.insert(u.to_string(), v)),
+                Some(("version", b)) if !v.is_empty() => drop(f.versions.insert(b.to_string(), v)),
+                _ => {}
+            },
         }
     }
     for path in &probe.read {

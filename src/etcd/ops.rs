@@ -79,7 +79,7 @@ fn data_member(cluster: &Cluster) -> String {
 
 /// What preflight looks at on an etcd host.
 pub fn probe(cluster: &Cluster) -> Probe {
-    Probe::default().units(&["etcd"]).ports(&[2379, 2380]).paths(&[&data_member(cluster)]).read(&[&config_path(cluster)])
+    Probe::default().ask("unit", &["etcd"]).ask("port", &[2379, 2380]).ask("path", &[data_member(cluster)]).read(&[&config_path(cluster)])
 }
 
 /// `initial-cluster-token` of an etcd.yml kbin wrote earlier, if any.
