@@ -9,6 +9,7 @@ use std::time::Duration;
 use kbin::config::Cluster;
 use kbin::deploy::Ctx;
 use kbin::engine::{self, Bins, Change, Item, Rollback, Run, Spec, Tx, converge};
+use kbin::etcd::ops as etcd;
 use kbin::host::fake::{FakeHost, Logged, ok};
 use kbin::host::parallel::Cancel;
 use kbin::host::{Node, Output, Remote, Source};
@@ -427,6 +428,86 @@ fn lb_preflight_refuses_missing_packages_and_interface() {
         assert!(d.iter().any(|l| l.starts_with("[preflight] lb1: ") && l.contains(want)), "{want}: {d:?}");
     }
     assert!(lb1.untouched());
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcd's parts on the engine: its push with the initial-* hook, its refusal
+// ---------------------------------------------------------------------------------------------
+
+const ETCD: &str = "[cluster]\nname = \"t\"\n[[hosts]]\nname = \"e1\"\naddress = \"10.9.0.1\"\nroles = [\"etcd\", \"master\"]\n";
+
+fn etcd_item(path: &str, text: &str, restarts: bool) -> Item {
+    let mut it = Item::bytes(path, text, 0o644, if restarts { &["etcd"] } else { &[] });
+    if path.ends_with("etcd.yml") {
+        it.significant = Some(kbin::etcd::ops::significant_config);
+    }
+    it
+}
+
+fn etcd_setup() -> (tempfile::TempDir, Cluster) {
+    let d = tempfile::tempdir().unwrap();
+    let c = kbin::config::parse(&d.path().join("cluster.toml"), ETCD).unwrap();
+    (d, c)
+}
+
+#[test]
+fn push_sends_only_what_changed_and_dry_run_writes_nothing() {
+    let (d, c) = etcd_setup();
+    let fake = FakeHost::new("e1", &d.path().join("root"));
+    let remote: Arc<dyn Remote> = Arc::new(fake);
+    let node = Node { host: &c.hosts[0], remote: remote.clone() };
+    let printer = Printer { quiet: true, color: false };
+    let cfg = "/opt/etcd/cfg/etcd.yml";
+    let items = vec![etcd_item(cfg, "name: e1\ninitial-cluster-state: new\n", true), etcd_item("/opt/etcd/ssl/ca.crt", "CA\n", true)];
+    let push = |items: &[Item], dry_run: bool| {
+        let mut tx = Tx::new(remote.clone(), "/usr/lib/systemd/system");
+        let p = engine::push(&printer, &node, "/usr/lib/systemd/system", items, &mut tx, dry_run).unwrap();
+        tx.commit();
+        p
+    };
+
+    let dry = push(&items, true);
+    assert_eq!(dry.changed.len(), 2);
+    assert!(remote.read_file(cfg).unwrap().is_none(), "--dry-run wrote nothing");
+
+    let first = push(&items, false);
+    assert!(first.restart.contains("etcd") && first.changed.len() == 2 && first.bytes_sent > 0);
+    let again = push(&items, false);
+    assert!(again.changed.is_empty() && again.bytes_sent == 0 && again.restart.is_empty(), "unchanged files are not sent");
+
+    // a change of initial-* keys only: written, but no restart
+    let p = push(&[etcd_item(cfg, "name: e1\ninitial-cluster-state: existing\n", true)], false);
+    assert_eq!(p.changed, [cfg]);
+    assert!(p.restart.is_empty());
+    // a real config change restarts
+    assert!(push(&[etcd_item(cfg, "name: e1\ninitial-cluster-state: existing\nquota-backend-bytes: 1\n", true)], false).restart.contains("etcd"));
+}
+
+#[test]
+fn preflight_refuses_foreign_data_busy_ports_and_wrong_arch() {
+    let (d, c) = etcd_setup();
+    let facts = |stdout: &'static str| {
+        let fake = FakeHost::new("e1", &d.path().join("root")).respond(move |_| Some(ok(stdout)));
+        engine::facts::gather(&Node { host: &c.hosts[0], remote: Arc::new(fake) }, &etcd::probe(&c)).unwrap()
+    };
+    let fresh = facts("arch=x86_64\nsystemd=1\nunit etcd=inactive\n");
+    assert!(etcd::refusal(&c, &fresh).is_empty());
+    let foreign = facts("arch=x86_64\nunit etcd=inactive\nexists=/var/lib/etcd/default.etcd/member\n");
+    assert!(etcd::refusal(&c, &foreign)[0].contains("holds data of an etcd member kbin did not set up"));
+    let busy = facts("arch=x86_64\nunit etcd=inactive\nbusy=2379\n");
+    assert_eq!(etcd::refusal(&c, &busy), ["port 2379 is already in use by another program"]);
+    let arm = facts("arch=aarch64\nunit etcd=inactive\n");
+    assert!(etcd::refusal(&c, &arm)[0].contains("architecture is aarch64"));
+    // kbin's own running member: its data and ports are expected
+    let root = d.path().join("root/opt/etcd/cfg");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("etcd.yml"), "initial-cluster-token: \"etcd-t\"\n").unwrap();
+    let ours = facts("arch=x86_64\nunit etcd=active\nexists=/var/lib/etcd/default.etcd/member\nbusy=2379\nbusy=2380\n");
+    assert_eq!(etcd::found_token(&c, &ours).as_deref(), Some("etcd-t"));
+    assert!(etcd::refusal(&c, &ours).is_empty(), "{:?}", etcd::refusal(&c, &ours));
+    std::fs::write(root.join("etcd.yml"), "initial-cluster-token: \"etcd-other\"\n").unwrap();
+    let other = facts("arch=x86_64\nunit etcd=active\nexists=/var/lib/etcd/default.etcd/member\n");
+    assert!(etcd::refusal(&c, &other)[0].contains("belongs to another etcd cluster"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -156,7 +156,7 @@ pub fn node(global: &Global, cmd: &NodeCommand) -> kbin::Result<()> {
     let c = connector(&run, &a.deploy);
     let hosts: Vec<&Host> = names.iter().map(|n| cluster.host(n).expect("resolved")).collect();
     let nodes = c.connect_all(&hosts)?;
-    let masters: Vec<_> = c.connect(&deploy::master::hosts(&cluster)).into_iter().filter_map(|(_, r)| r.ok()).collect();
+    let masters = c.reachable(&deploy::master::hosts(&cluster));
     let bins = binaries(global, &cluster, &a.deploy.net, &[Component::Node])?;
     let ctx = Ctx { run, templates: &templates, bins: &bins };
     deploy::manifests::apply_through(&cluster, &masters, &ctx.printer, ctx.dry_run)?;

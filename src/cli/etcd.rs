@@ -6,9 +6,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use kbin::config::{Cluster, Host, Role};
 use kbin::engine::Bins;
-use kbin::engine::connect::Connector;
-use kbin::etcd::ops::{self as etcd, Ctx, MemberReport, Node};
-use kbin::host::HostError;
+use kbin::etcd::ops::{self as etcd, Ctx, MemberReport};
 use kbin::render::{Component, Templates};
 
 use super::Global;
@@ -111,20 +109,6 @@ fn ctx<'c>(global: &Global, cluster: &'c Cluster, conn: &ConnArgs, dry_run: bool
     Ctx::new(super::run(global, cluster, &conn.ssh, Duration::from_secs(conn.health_timeout), dry_run))
 }
 
-fn connector<'c>(ctx: &Ctx<'c>, conn: &ConnArgs) -> Connector<'c> {
-    ctx.connector(conn.ssh.accept_new_host_keys)
-}
-
-/// Connect to `hosts`; each result is the connection or why it failed.
-fn connect<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> Vec<(&'c Host, Result<Node<'c>, HostError>)> {
-    connector(ctx, conn).connect(hosts)
-}
-
-/// Connect to all of `hosts` or refuse (exit 2) listing the ones that failed: nothing changed.
-fn connect_all<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> kbin::Result<Vec<Node<'c>>> {
-    Ok(connector(ctx, conn).connect_all(hosts)?)
-}
-
 /// etcd and etcdctl from the verified artifact (downloaded and extracted once, then reused).
 fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs) -> kbin::Result<Bins> {
     super::cluster::binaries(global, cluster, net, &[Component::Etcd])
@@ -153,7 +137,7 @@ fn deploy(global: &Global, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()
     let ctx = ctx(global, cluster, &a.conn, a.dry_run)?;
     let hosts = etcd::etcd_hosts(cluster);
     let templates = Templates::load(cluster)?;
-    let nodes = connect_all(&ctx, &hosts, &a.conn)?;
+    let nodes = ctx.connector(a.conn.ssh.accept_new_host_keys).connect_all(&hosts)?;
     let bins = binaries(global, cluster, &a.net)?;
     let report = match etcd::deploy(&ctx, &nodes, &templates, &bins) {
         Ok(r) => r,
@@ -186,7 +170,7 @@ fn deploy(global: &Global, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()
 fn status(global: &Global, cluster: &Cluster, a: &StatusArgs) -> kbin::Result<()> {
     let ctx = ctx(global, cluster, &a.conn, false)?;
     let hosts = etcd::etcd_hosts(cluster);
-    let conns = connect(&ctx, &hosts, &a.conn).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
+    let conns = ctx.connector(a.conn.ssh.accept_new_host_keys).connect(&hosts).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
     let members = etcd::status(&ctx, conns);
     let healthy = members.iter().filter(|m| m.healthy).count();
     if a.json {
@@ -212,8 +196,9 @@ fn add(global: &Global, cluster: &Cluster, a: &AddArgs) -> kbin::Result<()> {
         return Err(kbin::Error::Refused { what: format!("{} does not have the etcd role in {}", host.name, cluster.file.display()), problems: vec![], hint: Some(format!("add \"etcd\" to the roles of {} in the cluster file, run `kbin pki init` for its certificates, then run this again", host.name)) });
     }
     let others: Vec<&Host> = etcd::etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
-    let new = connect_all(&ctx, &[host], &a.conn)?.remove(0);
-    let nodes: Vec<Node<'_>> = connect(&ctx, &others, &a.conn).into_iter().filter_map(|(_, r)| r.ok()).collect();
+    let c = ctx.connector(a.conn.ssh.accept_new_host_keys);
+    let new = c.connect_all(&[host])?.remove(0);
+    let nodes = c.reachable(&others);
     let bins = binaries(global, cluster, &a.net)?;
     let templates = Templates::load(cluster)?;
     let members = etcd::add(&ctx, &new, &nodes, &templates, &bins)?;
@@ -225,8 +210,9 @@ fn remove(global: &Global, cluster: &Cluster, a: &RemoveArgs) -> kbin::Result<()
     let ctx = ctx(global, cluster, &a.conn, a.dry_run)?;
     let host = find(cluster, &a.host)?;
     let others: Vec<&Host> = etcd::etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
-    let target = connect(&ctx, &[host], &a.conn).remove(0).1.ok();
-    let nodes: Vec<Node<'_>> = connect(&ctx, &others, &a.conn).into_iter().filter_map(|(_, r)| r.ok()).collect();
+    let c = ctx.connector(a.conn.ssh.accept_new_host_keys);
+    let target = c.connect(&[host]).remove(0).1.ok();
+    let nodes = c.reachable(&others);
     etcd::remove(&ctx, host, target.as_ref(), &nodes)?;
     if !a.dry_run && host.has(Role::Etcd) {
         ctx.printer.warn(&format!("{} still has the etcd role in {}", host.name, cluster.file.display()), Some("remove \"etcd\" from its roles, or the next `kbin etcd deploy` adds it back as a new member"));
@@ -237,7 +223,7 @@ fn remove(global: &Global, cluster: &Cluster, a: &RemoveArgs) -> kbin::Result<()
 fn backup(global: &Global, cluster: &Cluster, a: &BackupArgs) -> kbin::Result<()> {
     let ctx = ctx(global, cluster, &a.conn, false)?;
     let hosts = etcd::etcd_hosts(cluster);
-    let nodes: Vec<Node<'_>> = connect(&ctx, &hosts, &a.conn).into_iter().filter_map(|(_, r)| r.ok()).collect();
+    let nodes = ctx.connector(a.conn.ssh.accept_new_host_keys).reachable(&hosts);
     let out = match &a.out {
         Some(p) => p.clone(),
         None => {

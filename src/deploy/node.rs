@@ -239,18 +239,3 @@ pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> 
 pub fn hosts(cluster: &Cluster) -> Vec<&Host> {
     cluster.hosts_with(Role::Node).collect()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn swap_lines_are_commented_out_once() {
-        let fstab = "UUID=1 / ext4 defaults 0 1\n/swap.img none swap sw 0 0\n# /old none swap sw 0 0\n";
-        let out = fstab_without_swap(fstab).unwrap();
-        assert!(out.contains("# /swap.img none swap sw 0 0  # swap turned off by kbin"));
-        assert!(out.contains("UUID=1 / ext4 defaults 0 1\n"));
-        assert_eq!(fstab_without_swap(&out), None, "a second run changes nothing");
-        assert_eq!(fstab_without_swap("UUID=1 / ext4 defaults 0 1\n"), None);
-    }
-}

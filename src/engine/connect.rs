@@ -52,6 +52,11 @@ impl<'c> Connector<'c> {
             .collect()
     }
 
+    /// Connections to those of `hosts` that answer (the others are reported and left out).
+    pub fn reachable(&self, hosts: &[&'c Host]) -> Vec<Node<'c>> {
+        self.connect(hosts).into_iter().filter_map(|(_, r)| r.ok()).collect()
+    }
+
     /// Connect to all of `hosts` or refuse (exit 2) listing the ones that failed: nothing changed.
     pub fn connect_all(&self, hosts: &[&'c Host]) -> Result<Vec<Node<'c>>, Error> {
         let mut nodes = Vec::new();

@@ -126,7 +126,7 @@ pub fn preflight(ctx: &Ctx<'_>, nodes: &[Node<'_>]) -> Result<Vec<Facts>, Error>
 
 /// etcd.yml without the `initial-*` keys, which etcd reads only when a member first starts: a
 /// change to them alone (a member was added to the file) needs no restart.
-fn significant_config(text: &str) -> String {
+pub fn significant_config(text: &str) -> String {
     text.lines().filter(|l| !l.starts_with("initial-")).collect::<Vec<_>>().join("\n")
 }
 
@@ -144,23 +144,22 @@ pub fn items(cluster: &Cluster, host: &Host, templates: &Templates, bins: &Bins,
 // Health
 // ---------------------------------------------------------------------------------------------
 
+/// A stream to the member on `node`'s client port, through its SSH connection.
+fn tunnel(node: &Node<'_>) -> Result<Box<dyn crate::host::Tunnel>, HostError> {
+    node.remote.open_tcp(&addr(node.host), 2379)
+}
+
 /// `/health` of the member on `node`, through its SSH connection.
 pub fn member_health(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<bool, String> {
-    let a = addr(node.host);
-    let t = node.remote.open_tcp(&a, 2379).map_err(|e| e.chain())?;
-    ctx.client.health(t, &a).map_err(|e| e.to_string())
+    ctx.client.health(tunnel(node).map_err(|e| e.chain())?, &addr(node.host)).map_err(|e| e.to_string())
 }
 
 pub fn member_status(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<Status, String> {
-    let a = addr(node.host);
-    let t = node.remote.open_tcp(&a, 2379).map_err(|e| e.chain())?;
-    ctx.client.status(t, &a).map_err(|e| e.to_string())
+    ctx.client.status(tunnel(node).map_err(|e| e.chain())?, &addr(node.host)).map_err(|e| e.to_string())
 }
 
 pub fn members(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<Vec<Member>, String> {
-    let a = addr(node.host);
-    let t = node.remote.open_tcp(&a, 2379).map_err(|e| e.chain())?;
-    ctx.client.member_list(t, &a).map_err(|e| e.to_string())
+    ctx.client.member_list(tunnel(node).map_err(|e| e.chain())?, &addr(node.host)).map_err(|e| e.to_string())
 }
 
 /// Wait until every node's member reports healthy; the last error per host on timeout.
@@ -441,7 +440,7 @@ pub fn add(ctx: &Ctx<'_>, new: &Node<'_>, others: &[Node<'_>], templates: &Templ
             // few seconds ("unhealthy cluster"): retry that, within the health timeout
             let deadline = Instant::now() + ctx.timeout;
             let m = loop {
-                let t = peer.remote.open_tcp(&addr(peer.host), 2379)?;
+                let t = tunnel(peer)?;
                 match ctx.client.member_add(t, &addr(peer.host), &url) {
                     Ok(m) => break m,
                     Err(super::api::ApiError::Status { status: 503, ref body, .. }) if body.contains("unhealthy cluster") && Instant::now() < deadline => {
@@ -498,7 +497,7 @@ pub fn remove(ctx: &Ctx<'_>, host: &Host, node: Option<&Node<'_>>, others: &[Nod
         return Ok(());
     }
     if let Some(m) = member {
-        let t = peer.remote.open_tcp(&addr(peer.host), 2379)?;
+        let t = tunnel(peer)?;
         ctx.client.member_remove(t, &addr(peer.host), m.id).map_err(|e| Error::other(format!("member remove through {} failed: {e}", peer.host.name), None))?;
         ctx.printer.phase("remove", Some(&host.name), &format!("member {:x} removed", m.id));
     } else {
@@ -583,86 +582,6 @@ pub fn etcd_hosts(cluster: &Cluster) -> Vec<&Host> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::Remote;
-    use crate::host::fake::{FakeHost, ok};
-    use crate::output::Printer;
-    use std::sync::Arc;
-
-    const CLUSTER: &str = "[cluster]\nname = \"t\"\n[[hosts]]\nname = \"e1\"\naddress = \"10.9.0.1\"\nroles = [\"etcd\", \"master\"]\n";
-
-    fn item(path: &str, text: &str, restarts: bool) -> Item {
-        let mut it = Item::bytes(path, text, 0o644, if restarts { &["etcd"] } else { &[] });
-        if path.ends_with("etcd.yml") {
-            it.significant = Some(significant_config);
-        }
-        it
-    }
-
-    fn setup() -> (tempfile::TempDir, Cluster) {
-        let d = tempfile::tempdir().unwrap();
-        let c = crate::config::parse(&d.path().join("cluster.toml"), CLUSTER).unwrap();
-        (d, c)
-    }
-
-    #[test]
-    fn push_sends_only_what_changed_and_dry_run_writes_nothing() {
-        let (d, c) = setup();
-        let fake = FakeHost::new("e1", &d.path().join("root"));
-        let remote: Arc<dyn Remote> = Arc::new(fake);
-        let node = Node { host: &c.hosts[0], remote: remote.clone() };
-        let printer = Printer { quiet: true, color: false };
-        let cfg = "/opt/etcd/cfg/etcd.yml";
-        let items = vec![item(cfg, "name: e1\ninitial-cluster-state: new\n", true), item("/opt/etcd/ssl/ca.crt", "CA\n", true)];
-        let push = |items: &[Item], dry_run: bool| {
-            let mut tx = Tx::new(remote.clone(), "/usr/lib/systemd/system");
-            let p = engine::push(&printer, &node, "/usr/lib/systemd/system", items, &mut tx, dry_run).unwrap();
-            tx.commit();
-            p
-        };
-
-        let dry = push(&items, true);
-        assert_eq!(dry.changed.len(), 2);
-        assert!(remote.read_file(cfg).unwrap().is_none(), "--dry-run wrote nothing");
-
-        let first = push(&items, false);
-        assert!(first.restart.contains("etcd") && first.changed.len() == 2 && first.bytes_sent > 0);
-        let again = push(&items, false);
-        assert!(again.changed.is_empty() && again.bytes_sent == 0 && again.restart.is_empty(), "unchanged files are not sent");
-
-        // a change of initial-* keys only: written, but no restart
-        let p = push(&[item(cfg, "name: e1\ninitial-cluster-state: existing\n", true)], false);
-        assert_eq!(p.changed, [cfg]);
-        assert!(p.restart.is_empty());
-        // a real config change restarts
-        assert!(push(&[item(cfg, "name: e1\ninitial-cluster-state: existing\nquota-backend-bytes: 1\n", true)], false).restart.contains("etcd"));
-    }
-
-    #[test]
-    fn preflight_refuses_foreign_data_busy_ports_and_wrong_arch() {
-        let (d, c) = setup();
-        let facts = |stdout: &'static str| {
-            let fake = FakeHost::new("e1", &d.path().join("root")).respond(move |_| Some(ok(stdout)));
-            engine::facts::gather(&Node { host: &c.hosts[0], remote: Arc::new(fake) }, &probe(&c)).unwrap()
-        };
-        let fresh = facts("arch=x86_64\nsystemd=1\nunit etcd=inactive\n");
-        assert!(refusal(&c, &fresh).is_empty());
-        let foreign = facts("arch=x86_64\nunit etcd=inactive\nexists=/var/lib/etcd/default.etcd/member\n");
-        assert!(refusal(&c, &foreign)[0].contains("holds data of an etcd member kbin did not set up"));
-        let busy = facts("arch=x86_64\nunit etcd=inactive\nbusy=2379\n");
-        assert_eq!(refusal(&c, &busy), ["port 2379 is already in use by another program"]);
-        let arm = facts("arch=aarch64\nunit etcd=inactive\n");
-        assert!(refusal(&c, &arm)[0].contains("architecture is aarch64"));
-        // kbin's own running member: its data and ports are expected
-        let root = d.path().join("root/opt/etcd/cfg");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("etcd.yml"), "initial-cluster-token: \"etcd-t\"\n").unwrap();
-        let ours = facts("arch=x86_64\nunit etcd=active\nexists=/var/lib/etcd/default.etcd/member\nbusy=2379\nbusy=2380\n");
-        assert_eq!(found_token(&c, &ours).as_deref(), Some("etcd-t"));
-        assert!(refusal(&c, &ours).is_empty(), "{:?}", refusal(&c, &ours));
-        std::fs::write(root.join("etcd.yml"), "initial-cluster-token: \"etcd-other\"\n").unwrap();
-        let other = facts("arch=x86_64\nunit etcd=active\nexists=/var/lib/etcd/default.etcd/member\n");
-        assert!(refusal(&c, &other)[0].contains("belongs to another etcd cluster"));
-    }
 
     #[test]
     fn initial_keys_alone_need_no_restart() {
