@@ -324,7 +324,7 @@ fn with_ctx<T>(c: &Cluster, dry_run: bool, f: impl FnOnce(&Ctx<'_>) -> T) -> T {
     f(&ctx)
 }
 
-const FACTS_OK: &str = "arch=x86_64\nsystemd=1\ncmd=nginx\ncmd=keepalived\nexists=/usr/lib/nginx/modules/ngx_stream_module.so\niface=eth0\n";
+const FACTS_OK: &str = "arch=x86_64\nsystemd=1\nfound=cmd:nginx\nfound=cmd:keepalived\nfound=path:/usr/lib/nginx/modules/ngx_stream_module.so\nfound=iface:eth0\n";
 
 #[test]
 fn a_master_that_does_not_become_ready_is_rolled_back_and_the_lb_is_not_touched() {
@@ -420,7 +420,7 @@ fn an_lb_whose_nginx_config_is_refused_keeps_its_previous_config_and_service() {
 fn lb_preflight_refuses_missing_packages_and_interface() {
     let d = tempfile::tempdir().unwrap();
     let c = cluster_with_pki(d.path());
-    let lb1 = host("lb1", &d.path().join("lb1"), &[], "arch=x86_64\nsystemd=1\ncmd=nginx\nbusy=6443\n", &[]);
+    let lb1 = host("lb1", &d.path().join("lb1"), &[], "arch=x86_64\nsystemd=1\nfound=cmd:nginx\nbusy=6443\n", &[]);
     let e = with_ctx(&c, false, |ctx| kbin::deploy::lb::deploy(ctx, &[lb1.node(&c, "lb1")]).unwrap_err());
     assert_eq!(e.exit(), kbin::Exit::Refused);
     let d = e.details();
@@ -492,7 +492,7 @@ fn preflight_refuses_foreign_data_busy_ports_and_wrong_arch() {
     };
     let fresh = facts("arch=x86_64\nsystemd=1\nunit etcd=inactive\n");
     assert!(etcd::refusal(&c, &fresh).is_empty());
-    let foreign = facts("arch=x86_64\nunit etcd=inactive\nexists=/var/lib/etcd/default.etcd/member\n");
+    let foreign = facts("arch=x86_64\nunit etcd=inactive\nfound=path:/var/lib/etcd/default.etcd/member\n");
     assert!(etcd::refusal(&c, &foreign)[0].contains("holds data of an etcd member kbin did not set up"));
     let busy = facts("arch=x86_64\nunit etcd=inactive\nbusy=2379\n");
     assert_eq!(etcd::refusal(&c, &busy), ["port 2379 is already in use by another program"]);
@@ -502,11 +502,11 @@ fn preflight_refuses_foreign_data_busy_ports_and_wrong_arch() {
     let root = d.path().join("root/opt/etcd/cfg");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("etcd.yml"), "initial-cluster-token: \"etcd-t\"\n").unwrap();
-    let ours = facts("arch=x86_64\nunit etcd=active\nexists=/var/lib/etcd/default.etcd/member\nbusy=2379\nbusy=2380\n");
+    let ours = facts("arch=x86_64\nunit etcd=active\nfound=path:/var/lib/etcd/default.etcd/member\nbusy=2379\nbusy=2380\n");
     assert_eq!(etcd::found_token(&c, &ours).as_deref(), Some("etcd-t"));
     assert!(etcd::refusal(&c, &ours).is_empty(), "{:?}", etcd::refusal(&c, &ours));
     std::fs::write(root.join("etcd.yml"), "initial-cluster-token: \"etcd-other\"\n").unwrap();
-    let other = facts("arch=x86_64\nunit etcd=active\nexists=/var/lib/etcd/default.etcd/member\n");
+    let other = facts("arch=x86_64\nunit etcd=active\nfound=path:/var/lib/etcd/default.etcd/member\n");
     assert!(etcd::refusal(&c, &other)[0].contains("belongs to another etcd cluster"));
 }
 

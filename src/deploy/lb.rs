@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Ctx, items};
+use super::Ctx;
 use crate::config::{Cluster, Host, Role};
 use crate::engine::{self, Facts, HostOutcome, Probe, Spec, converge};
 use crate::error::Error;
@@ -25,13 +25,13 @@ pub fn probe(cluster: &Cluster, host: &Host) -> Probe {
 /// Why a host cannot hold the VIP: a pure function of its facts.
 pub fn refusal(cluster: &Cluster, host: &Host, f: &Facts) -> Vec<String> {
     let mut problems = Vec::new();
-    for p in ["nginx", "keepalived"].into_iter().filter(|p| !f.commands.contains(*p)) {
+    for p in ["nginx", "keepalived"].into_iter().filter(|p| !f.has("cmd", p)) {
         problems.push(format!("{p} is not installed (install the {p} package)"));
     }
-    if !f.exists.contains(STREAM_MODULE) {
+    if !f.has("path", STREAM_MODULE) {
         problems.push(format!("nginx's stream module ({STREAM_MODULE}) is not installed (Debian/Ubuntu: libnginx-mod-stream; RHEL: nginx-mod-stream)"));
     }
-    if !f.interfaces.contains(&host.lb_interface) {
+    if !f.has("iface", &host.lb_interface) {
         problems.push(format!("no network interface {} for the VIP (set lb.interface or hosts.lb_interface)", host.lb_interface));
     }
     if !f.active("nginx") {
@@ -80,12 +80,8 @@ pub fn deploy(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
 
 /// nginx and keepalived on every LB host, then the VIP checks. Preflight has run.
 pub fn converge_all(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
-    let mut plans = Vec::new();
-    for n in lbs {
-        plans.push(items(ctx, n.host, Component::Lb)?);
-    }
-    let (ok, bad) = engine::on_each(ctx, ctx.concurrency, lbs, "lb", |n| {
-        let i = lbs.iter().position(|m| m.host.name == n.host.name).expect("one of them");
+    let plans = super::plans(ctx, lbs, Component::Lb)?;
+    let (ok, bad) = engine::on_each(ctx, ctx.concurrency, lbs, "lb", |i, n| {
         let spec = Spec { items: &plans[i], units: &UNITS, reload: &["nginx"], precheck: Some(("nginx -t", nginx_test())) };
         converge(ctx, n, "lb", &spec, &|n| engine::wait_for(ctx.timeout, &ctx.cancel, || engine::all_running(n.remote.as_ref(), &UNITS)))
     });
@@ -132,12 +128,9 @@ pub fn converge_all(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
 /// After the masters changed: give every LB host whose nginx runs the current upstreams,
 /// checked with `nginx -t` and applied with a reload (open connections stay).
 pub fn update_upstreams(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Vec<HostOutcome>, Error> {
-    let mut plans = Vec::new();
-    for n in lbs {
-        plans.push(items(ctx, n.host, Component::Lb)?.into_iter().filter(|i| i.path == "/etc/nginx/nginx.conf").collect::<Vec<_>>());
-    }
-    let (ok, bad) = engine::on_each(ctx, ctx.concurrency, lbs, "lb", |n| {
-        let i = lbs.iter().position(|m| m.host.name == n.host.name).expect("one of them");
+    let mut plans = super::plans(ctx, lbs, Component::Lb)?;
+    plans.iter_mut().for_each(|p| p.retain(|i| i.path == "/etc/nginx/nginx.conf"));
+    let (ok, bad) = engine::on_each(ctx, ctx.concurrency, lbs, "lb", |i, n| {
         if !engine::active_units(n.remote.as_ref(), &["nginx"])?["nginx"] {
             ctx.printer.phase("lb", Some(&n.host.name), "nginx is not running here yet; `kbin lb deploy` sets it up");
             return Ok(HostOutcome { host: n.host.name.clone(), part: "lb".into(), ..Default::default() });

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
-use super::{Ctx, items};
+use super::Ctx;
 use crate::config::{Cluster, Host, Role};
 use crate::engine::{self, Facts, HostFailure, HostOutcome, Probe, Spec, converge};
 use crate::error::Error;
@@ -62,26 +62,21 @@ pub fn deploy(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<R
 /// upstreams of the LB hosts whose nginx runs (reloaded, connections kept). Preflight has run.
 pub fn rollout(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<Report, Error> {
     let client = super::api_client(ctx.cluster)?;
-    let mut plans = Vec::new();
-    for n in masters {
-        plans.push(items(ctx, n.host, Component::Master)?);
-    }
+    let plans = super::plans(ctx, masters, Component::Master)?;
     let logs = ctx.cluster.layout.k8s_logs.clone();
     // read-only first, every master at once: which ones have anything to do
-    let results = parallel::for_each(masters, |n| n.host.name.clone(), "master", ctx.concurrency, &ctx.cancel, |n| {
-        let i = masters.iter().position(|m| m.host.name == n.host.name).expect("one of them");
-        engine::needs_change(n, &plans[i], &UNITS)
-    });
+    let idx: Vec<usize> = (0..masters.len()).collect();
+    let results = parallel::for_each(&idx, |i| masters[*i].host.name.clone(), "master", ctx.concurrency, &ctx.cancel, |i| engine::needs_change(&masters[*i], &plans[*i], &UNITS));
     let mut report = Report::default();
     let mut todo = Vec::new();
     let mut unreadable = Vec::new();
-    for (r, n) in results.into_iter().zip(masters) {
+    for ((r, n), i) in results.into_iter().zip(masters).zip(0..) {
         match r.outcome {
             Outcome::Done(false) => {
                 ctx.printer.phase("master", Some(&n.host.name), "up to date, nothing sent");
                 report.masters.push(HostOutcome { host: n.host.name.clone(), part: "master".into(), dry_run: ctx.dry_run, ..Default::default() });
             }
-            Outcome::Done(true) => todo.push(n.clone()),
+            Outcome::Done(true) => todo.push((i, n.clone())),
             Outcome::Failed(e) => unreadable.push(HostFailure { phase: "facts".into(), ..HostFailure::from(e) }),
             Outcome::Skipped => return Err(Error::Interrupted { what: "stopped before any master was changed".into() }),
         }
@@ -92,11 +87,12 @@ pub fn rollout(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<
     // then one master at a time: a change that restarts apiservers never takes them all down at
     // once, and a master that does not come back stops the rollout before the next one
     let stop = AtomicBool::new(false);
-    let (ok, bad) = engine::on_each(ctx, 1, &todo, "master", |n| {
+    let (plan_of, todo): (Vec<usize>, Vec<Node<'_>>) = todo.into_iter().unzip();
+    let (ok, bad) = engine::on_each(ctx, 1, &todo, "master", |t, n| {
         if stop.load(Ordering::SeqCst) {
             return Err(HostFailure::new(&n.host.name, "skipped", "not touched: an earlier master failed"));
         }
-        let i = masters.iter().position(|m| m.host.name == n.host.name).expect("one of them");
+        let i = plan_of[t];
         if !ctx.dry_run {
             n.remote.check(&Cmd::new(["mkdir", "-p", logs.as_str()]).sudo())?;
         }

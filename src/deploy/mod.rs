@@ -38,6 +38,11 @@ pub fn items(ctx: &Ctx<'_>, host: &Host, part: Component) -> Result<Vec<Item>, E
     Ok(crate::engine::items(ctx.cluster, ctx.templates, ctx.bins, host, part, &render::Options::default())?)
 }
 
+/// [`items`] of every node, in the same order.
+pub fn plans(ctx: &Ctx<'_>, nodes: &[crate::host::Node<'_>], part: Component) -> Result<Vec<Vec<Item>>, Error> {
+    nodes.iter().map(|n| items(ctx, n.host, part)).collect()
+}
+
 /// The client kbin talks to apiservers with: the cluster CA and the super-admin
 /// (`system:masters`) certificate, which works before any RBAC exists.
 pub fn api_client(cluster: &Cluster) -> Result<crate::kube::Client, Error> {

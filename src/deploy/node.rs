@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 
-use super::{Ctx, items};
+use super::Ctx;
 use crate::config::{Cluster, Host, Role};
 use crate::engine::{self, Facts, HostOutcome, Probe, Spec, converge};
 use crate::error::Error;
@@ -194,12 +194,8 @@ pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> 
         (true, Some(m)) => crate::kube::masters::endpoint(ctx.cluster, m),
         _ => crate::kube::masters::ready_master(ctx.cluster, &client, masters.iter().map(|n| (n.host, Ok(n.clone()))).collect(), &ctx.printer)?,
     };
-    let mut plans = Vec::new();
-    for n in nodes {
-        plans.push(items(ctx, n.host, Component::Node)?);
-    }
-    let (ok, bad) = engine::on_each(ctx, ctx.concurrency, nodes, "node", |n| {
-        let i = nodes.iter().position(|m| m.host.name == n.host.name).expect("one of them");
+    let plans = super::plans(ctx, nodes, Component::Node)?;
+    let (ok, bad) = engine::on_each(ctx, ctx.concurrency, nodes, "node", |i, n| {
         let (swap, fstab_swap) = swap_facts(n)?;
         if !swap && !fstab_swap && !engine::needs_change(n, &plans[i], &UNITS)? {
             ctx.printer.phase("node", Some(&n.host.name), "up to date, nothing sent");

@@ -347,10 +347,7 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, nodes: &[Node<'_>], masters: &[Node<'
             break;
         }
         let chunk_nodes: Vec<Node<'_>> = chunk.iter().map(|p| nodes.iter().find(|n| n.host.name == p.node).expect("planned from these").clone()).collect();
-        let (ok, bad) = engine::on_each(ctx, ctx.concurrency, &chunk_nodes, "repoint", |n| {
-            let plan = chunk.iter().find(|p| p.node == n.host.name).expect("in the chunk");
-            move_node(ctx, &client, &api, n, plan)
-        });
+        let (ok, bad) = engine::on_each(ctx, ctx.concurrency, &chunk_nodes, "repoint", |i, n| move_node(ctx, &client, &api, n, chunk[i]));
         report.moved.extend(ok.into_iter().map(|o| o.host));
         if !bad.is_empty() {
             report.rolled_back.extend(bad.iter().map(|f| RolledBack { node: f.host.clone(), error: f.error.clone(), ready_again: f.rollback.is_done() }));

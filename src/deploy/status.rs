@@ -10,7 +10,7 @@ use crate::engine::Probe;
 use crate::host::{Cmd, Node};
 
 /// One host as `status` sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct HostStatus {
     pub name: String,
     pub address: String,
@@ -70,11 +70,8 @@ pub fn hosts<'c>(cluster: &'c Cluster, conns: &[(&'c Host, Result<Node<'c>, Stri
             roles: h.roles.iter().map(|r| r.as_str().to_string()).collect(),
             reachable: n.is_ok(),
             error: n.as_ref().err().cloned(),
-            units: BTreeMap::new(),
-            versions: BTreeMap::new(),
             cert_days_left: cert_days(cluster, h),
-            holds_vip: None,
-            apiserver_ready: None,
+            ..Default::default()
         };
         let Ok(n) = n else { return Ok(s) };
         let mut seen = std::collections::BTreeSet::new();

@@ -44,12 +44,9 @@ pub struct Facts {
     pub units: BTreeMap<String, String>,
     /// Probed ports something listens on.
     pub busy: BTreeSet<u16>,
-    /// Probed paths that exist.
-    pub exists: BTreeSet<String>,
-    /// Probed commands that are installed.
-    pub commands: BTreeSet<String>,
-    /// Probed network interfaces that exist.
-    pub interfaces: BTreeSet<String>,
+    /// The `path:`, `cmd:` and `iface:` questions answered yes (a path that exists, a command
+    /// installed, an interface present), as asked.
+    pub found: BTreeSet<String>,
     /// First line of `--version` of each probed binary that is installed, by file name.
     pub versions: BTreeMap<String, String>,
     /// Content of the probed files that exist.
@@ -58,6 +55,10 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// Whether the `kind:value` question was answered yes.
+    pub fn has(&self, kind: &str, value: &str) -> bool {
+        self.found.contains(&format!("{kind}:{value}"))
+    }
     pub fn active(&self, unit: &str) -> bool {
         self.units.get(unit).is_some_and(|s| s == "active")
     }
@@ -88,9 +89,9 @@ for a in "$@"; do
   case $a in
     unit:*) echo "unit $v=$(systemctl is-active "$v" 2>/dev/null || true)" ;;
     port:*) if ss -Hltn "sport = :$v" 2>/dev/null | grep -q .; then echo "busy=$v"; fi ;;
-    path:*) [ -e "$v" ] && echo "exists=$v" ;;
-    cmd:*) { command -v "$v" || command -v "/usr/sbin/$v"; } >/dev/null 2>&1 && echo "cmd=$v" ;;
-    iface:*) ip link show dev "$v" >/dev/null 2>&1 && echo "iface=$v" ;;
+    path:*) [ -e "$v" ] && echo "found=$a" ;;
+    cmd:*) { command -v "$v" || command -v "/usr/sbin/$v"; } >/dev/null 2>&1 && echo "found=$a" ;;
+    iface:*) ip link show dev "$v" >/dev/null 2>&1 && echo "found=$a" ;;
     bin:*) [ -x "$v" ] && echo "version ${v##*/}=$("$v" --version 2>/dev/null | head -n 1)" ;;
   esac
 done
@@ -110,9 +111,7 @@ pub fn gather(node: &Node<'_>, probe: &Probe) -> Result<Facts, HostError> {
             "arch" => f.arch = v,
             "systemd" => f.systemd = true,
             "busy" => f.busy.extend(v.parse::<u16>().ok()),
-            "exists" => drop(f.exists.insert(v)),
-            "cmd" => drop(f.commands.insert(v)),
-            "iface" => drop(f.interfaces.insert(v)),
+            "found" => drop(f.found.insert(v)),
             k => match k.split_once(' ') {
                 Some(("unit", u)) => drop(f.units.insert(u.to_string(), v)),
                 Some(("version", b)) if !v.is_empty() => drop(f.versions.insert(b.to_string(), v)),

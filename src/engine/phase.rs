@@ -93,9 +93,11 @@ pub fn preflight(run: &Run<'_>, nodes: &[Node<'_>], what: &str, probe: &(dyn Fn(
     Ok(all)
 }
 
-/// Run `f` on every node, `concurrency` at a time; collect outcomes, or the failures.
-pub fn on_each<'c>(run: &Run<'_>, concurrency: usize, nodes: &[Node<'c>], phase: &str, f: impl Fn(&Node<'c>) -> Result<HostOutcome, HostFailure> + Sync) -> (Vec<HostOutcome>, Vec<HostFailure>) {
-    let results = parallel::for_each(nodes, |n| n.host.name.clone(), phase, concurrency, &run.cancel, |n| Ok(f(n)));
+/// Run `f` on every node (with its index), `concurrency` at a time; collect outcomes, or the
+/// failures.
+pub fn on_each<'c>(run: &Run<'_>, concurrency: usize, nodes: &[Node<'c>], phase: &str, f: impl Fn(usize, &Node<'c>) -> Result<HostOutcome, HostFailure> + Sync) -> (Vec<HostOutcome>, Vec<HostFailure>) {
+    let idx: Vec<usize> = (0..nodes.len()).collect();
+    let results = parallel::for_each(&idx, |i| nodes[*i].host.name.clone(), phase, concurrency, &run.cancel, |i| Ok(f(*i, &nodes[*i])));
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     for (r, n) in results.into_iter().zip(nodes) {

@@ -100,7 +100,7 @@ pub fn refusal(cluster: &Cluster, f: &Facts) -> Vec<String> {
     let ours = found.as_deref() == Some(token(cluster).as_str());
     match &found {
         Some(t) if !ours => out.push(format!("{}/etcd.yml belongs to another etcd cluster (token {t:?})", cluster.layout.etcd_cfg)),
-        None if f.exists.contains(&data_member(cluster)) => out.push(format!("{} holds data of an etcd member kbin did not set up", cluster.layout.etcd_data)),
+        None if f.has("path", &data_member(cluster)) => out.push(format!("{} holds data of an etcd member kbin did not set up", cluster.layout.etcd_data)),
         _ => {}
     }
     if !(ours && f.active("etcd")) {
@@ -114,7 +114,7 @@ pub fn preflight(ctx: &Ctx<'_>, nodes: &[Node<'_>]) -> Result<Vec<Facts>, Error>
     let c = ctx.cluster;
     let facts = engine::preflight(ctx, nodes, "etcd", &|_| probe(c), &|_, f| refusal(c, f))?;
     for (n, f) in nodes.iter().zip(&facts) {
-        let state = if f.active("etcd") { "etcd running" } else if f.exists.contains(&data_member(c)) { "etcd stopped" } else { "fresh" };
+        let state = if f.active("etcd") { "etcd running" } else if f.has("path", &data_member(c)) { "etcd stopped" } else { "fresh" };
         ctx.printer.phase("preflight", Some(&n.host.name), &format!("ok ({}, {state})", f.arch));
     }
     Ok(facts)
@@ -213,7 +213,7 @@ pub struct DeployReport {
 }
 
 /// One member as `status` and `deploy` report it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct MemberReport {
     pub name: String,
     pub address: String,
@@ -373,19 +373,7 @@ fn cert_days_left(cluster: &Cluster, host: &Host) -> Option<i64> {
 /// Health, role and numbers of each member; unreachable hosts are reported, not fatal.
 pub fn status<'c>(ctx: &Ctx<'c>, hosts: Vec<(&'c Host, Result<Node<'c>, String>)>) -> Vec<MemberReport> {
     let results = parallel::for_each(&hosts, |(h, _)| h.name.clone(), "status", ctx.concurrency, &ctx.cancel, |(h, n)| {
-        let mut r = MemberReport {
-            name: h.name.clone(),
-            address: addr(h),
-            reachable: false,
-            healthy: false,
-            leader: false,
-            id: None,
-            version: None,
-            db_size: None,
-            revision: None,
-            cert_days_left: cert_days_left(ctx.cluster, h),
-            error: None,
-        };
+        let mut r = MemberReport { name: h.name.clone(), address: addr(h), cert_days_left: cert_days_left(ctx.cluster, h), ..Default::default() };
         match n {
             Err(e) => r.error = Some(e.clone()),
             Ok(n) => {
