@@ -4,8 +4,6 @@
 //! expected vs. actual). They all convert into [`Error`], which knows its exit code and its hint.
 //! Exactly one place (the binary's `main`) prints errors.
 
-use std::fmt;
-
 pub use crate::exit::{Exit, Reportable};
 
 /// The top-level error: one variant per library module.
@@ -134,6 +132,7 @@ impl ErrorReport {
         let head = err.to_string();
         let mut causes = Vec::new();
         let mut source = std::error::Error::source(err);
+        // transparent variants forward `source` to the inner error; skip a source that prints the same
         while let Some(s) = source {
             let text = s.to_string();
             if text != head {
@@ -148,39 +147,14 @@ impl ErrorReport {
 
 /// Render an error the way the CLI prints it: headline, details, `caused by:` chain, `hint:`.
 pub fn render(err: &Error) -> String {
-    let mut out = String::new();
-    out.push_str(&format!("error: {err}\n"));
-    for d in err.details() {
-        out.push_str(&format!("  {d}\n"));
-    }
-    let mut source = std::error::Error::source(err);
-    // transparent variants forward `source` to the inner error; skip a source that prints the same
-    let head = err.to_string();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if text != head {
-            out.push_str(&format!("caused by: {text}\n"));
-        }
-        source = s.source();
-    }
-    if let Some(h) = err.hint() {
+    let r = ErrorReport::of(err);
+    let mut out = format!("error: {}\n", r.message);
+    r.details.iter().for_each(|d| out.push_str(&format!("  {d}\n")));
+    r.causes.iter().for_each(|c| out.push_str(&format!("caused by: {c}\n")));
+    if let Some(h) = r.hint {
         out.push_str(&format!("hint: {h}\n"));
     }
     out
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Display helper joining a list with commas.
-pub struct Joined<'a, T: fmt::Display>(pub &'a [T]);
-impl<T: fmt::Display> fmt::Display for Joined<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, x) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{x}")?;
-        }
-        Ok(())
-    }
-}

@@ -17,6 +17,18 @@ pub enum Exit {
     Interrupted = 130,
 }
 
+/// An error and its sources on one line (`a: b: c`), for per-host and per-endpoint reports.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
+
 /// Anything that can be reported at the edge: a message chain, a hint and an exit code.
 pub trait Reportable: std::error::Error {
     /// What the user should do next, printed as `hint: ...`.

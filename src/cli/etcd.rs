@@ -229,8 +229,7 @@ fn backup(global: &Global, cluster: &Cluster, a: &BackupArgs) -> kbin::Result<()
         None => {
             let dir = cluster.state_dir.join("backups");
             kbin::fsutil::private_dir(&dir).map_err(|e| kbin::Error::other(format!("cannot create {}: {e}", dir.display()), None))?;
-            let now = time::OffsetDateTime::now_utc();
-            dir.join(format!("etcd-{}-{:04}{:02}{:02}T{:02}{:02}{:02}Z.db", cluster.name, now.year(), now.month() as u8, now.day(), now.hour(), now.minute(), now.second()))
+            dir.join(format!("etcd-{}-{}.db", cluster.name, kbin::fsutil::utc_stamp()))
         }
     };
     let b = etcd::backup(&ctx, &nodes, &out)?;

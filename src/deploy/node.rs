@@ -4,9 +4,9 @@ use std::io::{Read, Write};
 
 use super::Ctx;
 use crate::config::{Cluster, Host, Role};
-use crate::engine::{self, Facts, HostOutcome, Probe, Spec, converge};
+use crate::engine::{self, Facts, HostOutcome, Item, Probe, Spec, converge};
 use crate::error::Error;
-use crate::host::{Cmd, HostError, Node, Source, WriteOpts};
+use crate::host::{Cmd, HostError, Node};
 use crate::kube::nodes::NodeStatus;
 use crate::kube::{Client, Endpoint};
 use crate::render::Component;
@@ -94,32 +94,10 @@ fn swap_facts(node: &Node<'_>) -> Result<(bool, bool), HostError> {
     Ok((n("active=") > 0, n("fstab=") > 0))
 }
 
-/// Swap off now and at boot.
-fn swap_off(ctx: &Ctx<'_>, node: &Node<'_>, active: bool, in_fstab: bool) -> Result<(), HostError> {
-    let new_fstab = if in_fstab {
-        let fstab = node.remote.read_file("/etc/fstab")?.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-        fstab_without_swap(&fstab)
-    } else {
-        None
-    };
-    if ctx.dry_run {
-        if active {
-            ctx.printer.phase("dry-run", Some(&node.host.name), "would turn swap off (swapoff -a)");
-        }
-        if new_fstab.is_some() {
-            ctx.printer.phase("dry-run", Some(&node.host.name), "would comment out the swap lines of /etc/fstab");
-        }
-        return Ok(());
-    }
-    if active {
-        node.remote.check(&Cmd::new(["swapoff", "-a"]).sudo())?;
-        ctx.printer.phase("node", Some(&node.host.name), "swap turned off");
-    }
-    if let Some(t) = new_fstab {
-        node.remote.write_file("/etc/fstab", &Source::bytes(t.into_bytes()), &WriteOpts::mode(0o644).backup())?;
-        ctx.printer.phase("node", Some(&node.host.name), "swap lines of /etc/fstab commented out (backup kept next to it)");
-    }
-    Ok(())
+/// `/etc/fstab` without its swap lines, as a file to push (recorded in the node's transaction).
+fn fstab_item(node: &Node<'_>) -> Result<Option<Item>, HostError> {
+    let fstab = node.remote.read_file("/etc/fstab")?.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    Ok(fstab_without_swap(&fstab).map(|t| Item::bytes("/etc/fstab", &t, 0o644, &[])))
 }
 
 const PORTS: [u16; 3] = [10248, 10250, 10256];
@@ -197,16 +175,25 @@ pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> 
     let plans = super::plans(ctx, nodes, Component::Node)?;
     let (ok, bad) = engine::on_each(ctx, ctx.concurrency, nodes, "node", |i, n| {
         let (swap, fstab_swap) = swap_facts(n)?;
-        if !swap && !fstab_swap && !engine::needs_change(n, &plans[i], &UNITS)? {
+        let mut items = plans[i].clone();
+        items.extend(if fstab_swap { fstab_item(n)? } else { None });
+        if !swap && !fstab_swap && !engine::needs_change(n, &items, &UNITS)? {
             ctx.printer.phase("node", Some(&n.host.name), "up to date, nothing sent");
             return Ok(HostOutcome { host: n.host.name.clone(), part: "node".into(), dry_run: ctx.dry_run, ..Default::default() });
         }
-        swap_off(ctx, n, swap, fstab_swap)?;
+        match (swap, ctx.dry_run) {
+            (false, _) => {}
+            (true, true) => ctx.printer.phase("dry-run", Some(&n.host.name), "would turn swap off (swapoff -a)"),
+            (true, false) => {
+                n.remote.check(&Cmd::new(["swapoff", "-a"]).sudo())?;
+                ctx.printer.phase("node", Some(&n.host.name), "swap turned off");
+            }
+        }
         if !ctx.dry_run {
             n.remote.check(&Cmd::new(["mkdir", "-p", ctx.cluster.layout.k8s_logs.as_str(), "/var/lib/kubelet", "/opt/cni/bin", "/etc/cni/net.d"]).sudo())?;
         }
         let before = if ctx.dry_run { None } else { seen(&client, &ep, &n.host.name).ok().and_then(|s| s.1) };
-        let spec = Spec { items: &plans[i], units: &UNITS, reload: &[], precheck: Some(("node preparation (kernel modules, sysctls)", prepare_cmd(ctx.cluster))) };
+        let spec = Spec { items: &items, units: &UNITS, reload: &[], precheck: Some(("node preparation (kernel modules, sysctls)", prepare_cmd(ctx.cluster))) };
         let mut o = converge(ctx, n, "node", &spec, &|n| {
             let s = wait_ready(ctx, &client, &ep, &n.host.name, before.clone())?;
             engine::wait_for(ctx.timeout, &ctx.cancel, || match local_http_status(n, 10256, "/healthz")? {

@@ -20,7 +20,6 @@ use super::Ctx;
 use crate::config::{Cluster, Role, url_for};
 use crate::engine::{self, HostFailure, HostOutcome, Rollback, Tx};
 use crate::error::Error;
-use crate::host::parallel::{self, Outcome};
 use crate::host::{Cmd, HostError, Node, Source};
 use crate::kube::{Client, Endpoint};
 
@@ -199,7 +198,7 @@ pub fn preflight(ctx: &Ctx<'_>, client: &Client, target: &Target, nodes: &[Node<
     let master_urls: Vec<String> = cluster.hosts_with(Role::Master).map(|h| url_for(&h.address.to_string(), cluster.apiserver.port)).collect();
     let target_url = target.url();
     let is_old = move |s: &str| s != target_url && (s == current || master_urls.iter().any(|m| m == s));
-    let mut problems: Vec<String> = Vec::new();
+    let mut problems = Vec::new();
     // masters: the certificate each serves must be valid for the target's name (all of them
     // when the target balances over them; only that one when the target is a master's address)
     let own = masters.iter().filter(|m| m.host.address.to_string() == target.host).collect::<Vec<_>>();
@@ -208,10 +207,10 @@ pub fn preflight(ctx: &Ctx<'_>, client: &Client, target: &Target, nodes: &[Node<
         let mut ep = crate::kube::masters::endpoint(cluster, m);
         ep.server_name = target.host.clone();
         if let Err(e) = client.healthz(&ep, "/healthz") {
-            problems.push(format!("[preflight] {}: its apiserver certificate is not valid for {}: {}", m.host.name, target.host, crate::kube::chain(&e)));
+            problems.push(HostFailure::new(&m.host.name, "preflight", format!("its apiserver certificate is not valid for {}: {}", target.host, crate::kube::chain(&e))));
         }
     }
-    let results = parallel::for_each(nodes, |n| n.host.name.clone(), "preflight", ctx.concurrency, &ctx.cancel, |n| {
+    let gather = |n: &Node<'_>| -> Result<(NodePlan, Vec<String>), HostError> {
         let mut p = Vec::new();
         // TLS from the node itself (the tunnel's TCP connection starts on the node)
         let ep = Endpoint::through(n.remote.clone(), &target.host, target.port);
@@ -231,33 +230,21 @@ pub fn preflight(ctx: &Ctx<'_>, client: &Client, target: &Target, nodes: &[Node<
         }
         match plan_node(cluster, n, target, &is_old)? {
             Ok(plan) => Ok((plan, p)),
-            Err(more) => {
-                p.extend(more);
-                Ok((NodePlan { node: n.host.name.clone(), files: vec![] }, p))
-            }
+            Err(more) => Ok((NodePlan { node: n.host.name.clone(), files: vec![] }, p.into_iter().chain(more).collect())),
         }
-    });
-    let mut plans = Vec::new();
-    for (r, n) in results.into_iter().zip(nodes) {
-        match r.outcome {
-            Outcome::Done((plan, p)) => {
-                problems.extend(p.into_iter().map(|p| format!("[preflight] {}: {p}", n.host.name)));
-                plans.push(plan);
-            }
-            Outcome::Failed(e) => problems.push(format!("[preflight] {}: {}", n.host.name, e.chain())),
-            Outcome::Skipped => return Err(Error::Interrupted { what: "stopped during preflight; nothing was changed".into() }),
-        }
-    }
+    };
+    let (gathered, more) = engine::phase::gather_all(ctx, nodes, &gather, &|_, (_, p)| p.clone())?;
+    problems.extend(more);
     if !problems.is_empty() {
-        let lacking: Vec<&str> = masters.iter().map(|m| m.host.name.as_str()).filter(|m| problems.iter().any(|p| p.starts_with(&format!("[preflight] {m}: its apiserver certificate")))).collect();
+        let lacking: Vec<String> = masters.iter().filter(|m| problems.iter().any(|p| p.host == m.host.name && p.error.starts_with("its apiserver certificate"))).map(|m| format!("apiserver/{}", m.host.name)).collect();
         let hint = if lacking.is_empty() {
             "fix what is listed (network, firewall, the node), then run this again; nothing was changed".to_string()
         } else {
-            let names: Vec<String> = lacking.iter().map(|m| format!("apiserver/{m}")).collect();
-            format!("put {} into apiserver.vip or apiserver.extra_sans, run `kbin pki renew {}` and `kbin up` (or `kbin master add` per master) to give the masters certificates that name it, then run this again", target.host, names.join(" "))
+            format!("put {} into apiserver.vip or apiserver.extra_sans, run `kbin pki renew {}` and `kbin up` (or `kbin master add` per master) to give the masters certificates that name it, then run this again", target.host, lacking.join(" "))
         };
-        return Err(Error::Refused { what: format!("preflight refused moving the nodes to {}; no node was touched", target.url()), problems, hint: Some(hint) });
+        return Err(Error::Hosts { what: format!("preflight refused moving the nodes to {}; no node was touched", target.url()), hosts: problems, hint: Some(hint), refused: true });
     }
+    let plans: Vec<NodePlan> = gathered.into_iter().map(|(p, _)| p).collect();
     for p in &plans {
         let n = p.files.iter().filter(|f| !f.changes.is_empty()).count();
         let msg = if n == 0 { format!("ok, already on {}", target.url()) } else { format!("ok, {n} kubeconfigs to move ({})", p.units().join(", ")) };

@@ -64,23 +64,30 @@ pub fn failed<E: From<Error>>(what: String, failures: Vec<HostFailure>, hint: &s
     Error::Hosts { what, hosts: failures, hint: Some(hint.to_string()), refused: false }.into()
 }
 
-/// Gather the facts `probe` names on every node in parallel (read-only), then ask `refusal` — a
-/// pure function of the facts — whether each can take its part. Refuses (exit 2, nothing
-/// changed) with every problem of every host at once.
-pub fn preflight(run: &Run<'_>, nodes: &[Node<'_>], what: &str, probe: &(dyn Fn(&Node<'_>) -> Probe + Sync), refusal: &dyn Fn(&Node<'_>, &Facts) -> Vec<String>) -> Result<Vec<Facts>, Error> {
-    let results = parallel::for_each(nodes, |n| n.host.name.clone(), "preflight", run.concurrency, &run.cancel, |n| facts::gather(n, &probe(n)));
+/// Gather something on every node in parallel (read-only) and judge each with `refusal`: the
+/// gathered values (complete only when there are no problems) and every problem, typed.
+pub fn gather_all<T: Send>(run: &Run<'_>, nodes: &[Node<'_>], gather: &(dyn Fn(&Node<'_>) -> Result<T, HostError> + Sync), refusal: &dyn Fn(&Node<'_>, &T) -> Vec<String>) -> Result<(Vec<T>, Vec<HostFailure>), Error> {
+    let results = parallel::for_each(nodes, |n| n.host.name.clone(), "preflight", run.concurrency, &run.cancel, gather);
     let mut problems = Vec::new();
     let mut all = Vec::new();
     for (r, n) in results.into_iter().zip(nodes) {
         match r.outcome {
-            Outcome::Done(f) => {
-                problems.extend(refusal(n, &f).into_iter().map(|p| HostFailure::new(&n.host.name, "preflight", p)));
-                all.push(f);
+            Outcome::Done(t) => {
+                problems.extend(refusal(n, &t).into_iter().map(|p| HostFailure::new(&n.host.name, "preflight", p)));
+                all.push(t);
             }
             Outcome::Failed(e) => problems.push(HostFailure { phase: "preflight".into(), ..HostFailure::from(e) }),
             Outcome::Skipped => return Err(Error::Interrupted { what: "stopped during preflight; nothing was changed".into() }),
         }
     }
+    Ok((all, problems))
+}
+
+/// Gather the facts `probe` names on every node, then ask `refusal` — a pure function of the
+/// facts — whether each can take its part. Refuses (exit 2, nothing changed) with every problem
+/// of every host at once.
+pub fn preflight(run: &Run<'_>, nodes: &[Node<'_>], what: &str, probe: &(dyn Fn(&Node<'_>) -> Probe + Sync), refusal: &dyn Fn(&Node<'_>, &Facts) -> Vec<String>) -> Result<Vec<Facts>, Error> {
+    let (all, problems) = gather_all(run, nodes, &|n| facts::gather(n, &probe(n)), refusal)?;
     if !problems.is_empty() {
         let bad = problems.iter().map(|p| p.host.as_str()).collect::<std::collections::BTreeSet<_>>().len();
         return Err(Error::Hosts {

@@ -435,14 +435,7 @@ impl HostError {
     }
     /// The whole chain on one line, for per-host reports.
     pub fn chain(&self) -> String {
-        let mut s = self.to_string();
-        let mut src = std::error::Error::source(self);
-        while let Some(e) = src {
-            s.push_str(": ");
-            s.push_str(&e.to_string());
-            src = e.source();
-        }
-        s
+        crate::exit::chain(self)
     }
 }
 

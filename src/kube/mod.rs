@@ -384,17 +384,7 @@ pub fn contains(live: &Value, want: &Value) -> bool {
     }
 }
 
-/// An error and its sources on one line, for per-endpoint reports.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
-}
+pub use crate::exit::chain;
 
 fn json(ep: &Endpoint, path: &str, r: &tls::Response) -> Result<Value, KubeError> {
     serde_json::from_slice(&r.body).map_err(|e| KubeError::Json { server: ep.label.clone(), path: path.into(), message: e.to_string() })

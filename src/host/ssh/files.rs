@@ -88,16 +88,7 @@ done"#;
 
 /// `<path>.kbin-backup-<UTC timestamp>`.
 pub(crate) fn backup_name(path: &str) -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{path}.kbin-backup-{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        now.month() as u8,
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    )
+    format!("{path}.kbin-backup-{}", crate::fsutil::utc_stamp())
 }
 
 pub(crate) fn check_path(host: &str, path: &str) -> Result<(), HostError> {
