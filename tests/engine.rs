@@ -523,11 +523,11 @@ fn up_refuses_a_node_whose_kubelet_port_is_taken_before_etcd_or_any_master_is_to
     let lb1 = host("lb1", &d.path().join("lb1"), &[], FACTS_OK, &[]);
     let templates = Templates::load(&c).unwrap();
     let fetched = Mutex::new(false);
-    let fetch = |_: &[kbin::render::Component]| -> kbin::Result<Bins> {
+    let fetch = |_: &Cluster, _: &[kbin::render::Component]| -> kbin::Result<Bins> {
         *fetched.lock().unwrap() = true;
         Ok(bins())
     };
-    let inputs = kbin::deploy::up::Inputs { run: run(&c, false), templates: &templates, accept_new_host_keys: false, etcd_timeout: Duration::from_secs(1), fetch: &fetch };
+    let inputs = kbin::deploy::up::Inputs { run: run(&c, false), templates: &templates, etcd_timeout: Duration::from_secs(1), fetch: &fetch };
     let nodes = [m1.node(&c, "m1"), n1.node(&c, "n1"), lb1.node(&c, "lb1")];
     let mut report = kbin::deploy::up::Report::default();
     let e = kbin::deploy::up::run_on(&inputs, &nodes, &mut report).unwrap_err();

@@ -1,4 +1,5 @@
-//! `kbin master add`, `kbin node add`, `kbin lb deploy`: the Kubernetes parts of the cluster.
+//! `kbin master add`, `node add`, `lb deploy`, `up`, `status`, `repoint-nodes`: arguments, one
+//! library call each (`kbin::deploy`), and the output.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -7,12 +8,11 @@ use clap::Subcommand;
 use kbin::artifacts::Catalog;
 use kbin::artifacts::download::{FetchOptions, Fetcher};
 use kbin::artifacts::progress::Reporter;
-use kbin::config::{Cluster, Host, Role};
-use kbin::deploy::{self, Ctx};
-use kbin::engine::connect::Connector;
-use kbin::engine::{Bins, Run};
+use kbin::config::{Cluster, Host};
+use kbin::deploy;
+use kbin::engine::Bins;
 use kbin::host::Node;
-use kbin::render::{Component, Templates};
+use kbin::render::Component;
 
 use super::Global;
 use super::download::NetArgs;
@@ -91,15 +91,6 @@ pub enum LbCommand {
     Deploy(DeployArgs),
 }
 
-/// The run every deploy command shares: the cluster, output, concurrency, Ctrl-C, timeout.
-fn run<'c>(global: &Global, cluster: &'c Cluster, a: &DeployArgs) -> Run<'c> {
-    super::run(global, cluster, &a.ssh, Duration::from_secs(a.timeout), a.dry_run)
-}
-
-fn connector<'c>(run: &Run<'c>, a: &DeployArgs) -> Connector<'c> {
-    run.connector(a.ssh.accept_new_host_keys)
-}
-
 /// The verified release binaries of `parts` (downloaded once, then read from the cache).
 pub fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs, parts: &[Component]) -> kbin::Result<Bins> {
     let components: BTreeSet<&str> = Bins::components(cluster, parts);
@@ -111,70 +102,37 @@ pub fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs, parts: &[Comp
     Ok(Bins::resolve(Catalog::embedded(), &settings, &fetcher, &Reporter::new(global.quiet), &components)?)
 }
 
-/// `kbin master add` and `kbin node add`: the pki a new host needs.
-fn ensure_pki(run: &Run<'_>, cluster: &Cluster) -> kbin::Result<()> {
-    if !run.dry_run {
-        let r = deploy::adopt::ensure_pki(run, cluster)?;
-        if !r.issued.is_empty() {
-            run.printer.phase("pki", None, &format!("issued {}", r.issued.join(", ")));
-        }
+/// How a deploy command runs, and where its binaries come from.
+fn opts<'a>(global: &'a Global, ssh: &super::SshArgs, timeout: u64, dry_run: bool, fetch: &'a dyn Fn(&Cluster, &[Component]) -> kbin::Result<Bins>) -> deploy::Opts<'a> {
+    deploy::Opts {
+        printer: global.printer(),
+        concurrency: ssh.concurrency.map(usize::from),
+        cancel: kbin::host::parallel::Cancel::on_ctrl_c(),
+        timeout: Duration::from_secs(timeout),
+        dry_run,
+        accept_new_host_keys: ssh.accept_new_host_keys,
+        fetch,
     }
-    Ok(())
 }
 
 pub fn master(global: &Global, cmd: &MasterCommand) -> kbin::Result<()> {
     let MasterCommand::Add(a) = cmd;
-    let first = global.cluster()?;
-    let (cluster, name) = deploy::adopt::resolve_or_add(&run(global, &first, &a.deploy), first.clone(), &a.host, a.name.as_deref(), Role::Master, a.deploy.ssh.accept_new_host_keys)?;
-    let run = run(global, &cluster, &a.deploy);
-    ensure_pki(&run, &cluster)?;
-    let templates = Templates::load(&cluster)?;
-    let c = connector(&run, &a.deploy);
-    let target = c.connect_all(&[cluster.host(&name).expect("resolved")])?;
-    let lbs = c.connect_all(&deploy::lb::hosts(&cluster))?;
-    let bins = binaries(global, &cluster, &a.deploy.net, &[Component::Master])?;
-    let ctx = Ctx { run, templates: &templates, bins: &bins };
-    super::emit(a.deploy.json, deploy::master::deploy(&ctx, &target, &lbs))
+    let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &a.deploy.net, parts);
+    let o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
+    super::emit(a.deploy.json, deploy::master::add(&o, global.cluster()?, &a.host, a.name.as_deref()))
 }
 
 pub fn node(global: &Global, cmd: &NodeCommand) -> kbin::Result<()> {
     let NodeCommand::Add(a) = cmd;
-    let mut cluster = global.cluster()?;
-    let mut names = Vec::new();
-    if a.hosts.is_empty() {
-        names = deploy::node::hosts(&cluster).iter().map(|h| h.name.clone()).collect();
-    }
-    for spec in &a.hosts {
-        let r = run(global, &cluster, &a.deploy);
-        let (c, n) = deploy::adopt::resolve_or_add(&r, cluster.clone(), spec, a.name.as_deref().filter(|_| a.hosts.len() == 1), Role::Node, a.deploy.ssh.accept_new_host_keys)?;
-        cluster = c;
-        names.push(n);
-    }
-    let run = run(global, &cluster, &a.deploy);
-    ensure_pki(&run, &cluster)?;
-    let templates = Templates::load(&cluster)?;
-    let c = connector(&run, &a.deploy);
-    let hosts: Vec<&Host> = names.iter().map(|n| cluster.host(n).expect("resolved")).collect();
-    let nodes = c.connect_all(&hosts)?;
-    let masters = c.reachable(&deploy::master::hosts(&cluster));
-    let bins = binaries(global, &cluster, &a.deploy.net, &[Component::Node])?;
-    let ctx = Ctx { run, templates: &templates, bins: &bins };
-    deploy::manifests::apply_through(&cluster, &masters, &ctx.printer, ctx.dry_run)?;
-    super::emit(a.deploy.json, deploy::node::deploy(&ctx, &nodes, &masters))
+    let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &a.deploy.net, parts);
+    let o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
+    super::emit(a.deploy.json, deploy::node::add(&o, global.cluster()?, &a.hosts, a.name.as_deref()))
 }
 
 pub fn lb(global: &Global, cmd: &LbCommand) -> kbin::Result<()> {
     let LbCommand::Deploy(a) = cmd;
-    let cluster = global.cluster()?;
-    let run = run(global, &cluster, a);
-    let templates = Templates::load(&cluster)?;
-    let lbs = connector(&run, a).connect_all(&deploy::lb::hosts(&cluster))?;
-    if lbs.is_empty() {
-        return Err(kbin::Error::Refused { what: format!("no host has the lb role in {}", cluster.file.display()), problems: vec![], hint: Some("add two hosts with roles = [\"lb\"] and set apiserver.vip".into()) });
-    }
-    let bins = Bins::default();
-    let ctx = Ctx { run, templates: &templates, bins: &bins };
-    super::emit(a.json, deploy::lb::deploy(&ctx, &lbs))
+    let o = opts(global, &a.ssh, a.timeout, a.dry_run, &|_, _| Ok(Bins::default()));
+    super::emit(a.json, deploy::lb::deploy_all(&o, &global.cluster()?))
 }
 
 /// Build or update the whole cluster from the cluster file
@@ -194,11 +152,10 @@ pub struct UpArgs {
 
 pub fn up(global: &Global, a: &UpArgs) -> kbin::Result<()> {
     let cluster = global.cluster()?;
-    let templates = Templates::load(&cluster)?;
-    let fetch = |parts: &[Component]| binaries(global, &cluster, &a.deploy.net, parts);
-    let inputs = deploy::up::Inputs { run: run(global, &cluster, &a.deploy), templates: &templates, accept_new_host_keys: a.deploy.ssh.accept_new_host_keys, etcd_timeout: Duration::from_secs(a.etcd_timeout), fetch: &fetch };
+    let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &a.deploy.net, parts);
+    let o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
     let mut report = deploy::up::Report::default();
-    let result = deploy::up::up(&inputs, &mut report);
+    let result = deploy::up::up(&o, &cluster, Duration::from_secs(a.etcd_timeout), &mut report);
     if result.is_ok() && !report.stages.is_empty() {
         global.printer().phase("up", None, &report.summary());
     }
@@ -312,46 +269,6 @@ pub struct RepointArgs {
 
 pub fn repoint(global: &Global, a: &RepointArgs) -> kbin::Result<()> {
     let cluster = global.cluster()?;
-    let p = global.printer();
-    let target = match (&a.endpoint, a.vip) {
-        (Some(e), _) => deploy::repoint::Target::parse(e, cluster.apiserver.port).map_err(|m| kbin::Error::other(format!("--endpoint: {m}"), Some("write HOST or HOST:PORT, e.g. --endpoint k8s-api.example.com:6443")))?,
-        (None, _) => match cluster.apiserver.vip {
-            Some(v) => deploy::repoint::Target { host: v.to_string(), port: cluster.apiserver.port },
-            None => return Err(kbin::Error::Refused { what: format!("--vip: {} sets no apiserver.vip", cluster.file.display()), problems: vec![], hint: Some("set apiserver.vip (and deploy the LB pair with `kbin lb deploy`), or give --endpoint HOST[:PORT]".into()) }),
-        },
-    };
-    let mut hosts: Vec<&Host> = Vec::new();
-    for spec in &a.nodes {
-        match cluster.host(spec) {
-            Some(h) if h.has(Role::Node) => hosts.push(h),
-            Some(h) => return Err(kbin::Error::other(format!("--nodes: {} does not have the node role", h.name), Some("list hosts with the node role"))),
-            None => return Err(kbin::Error::other(format!("--nodes: no host {spec:?} in {}", cluster.file.display()), Some("use host names or addresses from the cluster file"))),
-        }
-    }
-    if a.nodes.is_empty() {
-        hosts = deploy::node::hosts(&cluster);
-    }
-    let run = super::run(global, &cluster, &a.ssh, Duration::from_secs(a.timeout), a.dry_run);
-    let connector = run.connector(a.ssh.accept_new_host_keys);
-    let nodes = connector.connect_all(&hosts)?;
-    let masters = connector.connect_all(&deploy::master::hosts(&cluster))?;
-    let templates = Templates::load(&cluster)?;
-    let bins = Bins::default();
-    let ctx = Ctx { run, templates: &templates, bins: &bins };
-    let mut report = match deploy::repoint::run(&ctx, &target, &nodes, &masters, usize::from(a.batch)) {
-        Ok(r) => r,
-        Err(e) => return super::emit::<()>(a.json, Err(e)),
-    };
-    if !a.dry_run {
-        p.phase("repoint", None, &format!("{} nodes moved to {}, {} were there already", report.moved.len(), target.url(), report.already.len()));
-        if a.nodes.is_empty() {
-            for c in deploy::repoint::record(&cluster, &target)? {
-                p.phase("repoint", None, &format!("updated {c}"));
-            }
-            report.recorded = true;
-        } else {
-            p.phase("repoint", None, "only some nodes were asked for: the cluster file's endpoint and the local kubeconfigs stay as they are");
-        }
-    }
-    super::emit(a.json, Ok(report))
+    let o = opts(global, &a.ssh, a.timeout, a.dry_run, &|_, _| Ok(Bins::default()));
+    super::emit(a.json, deploy::repoint::repoint_nodes(&o, &cluster, a.endpoint.as_deref(), &a.nodes, usize::from(a.batch)))
 }

@@ -17,6 +17,17 @@ pub fn ensure_pki(run: &Run<'_>, cluster: &Cluster) -> Result<crate::pki::InitRe
     Ok(r)
 }
 
+/// For `master add` and `node add`: [`ensure_pki`] unless this is a dry run, saying what was issued.
+pub fn ensure_pki_for_add(run: &Run<'_>, cluster: &Cluster) -> Result<(), Error> {
+    if !run.dry_run {
+        let r = ensure_pki(run, cluster)?;
+        if !r.issued.is_empty() {
+            run.printer.phase("pki", None, &format!("issued {}", r.issued.join(", ")));
+        }
+    }
+    Ok(())
+}
+
 /// What to do about a pki file that no longer matches the cluster file.
 fn stale_hint(s: &crate::pki::Stale) -> &'static str {
     if s.problem.starts_with("server is") {

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::config::{Cluster, Host, Role};
-use crate::engine::{self, Facts, HostOutcome, Probe, Spec, converge};
+use crate::engine::{self, Bins, Facts, HostOutcome, Probe, Spec, converge};
 use crate::error::Error;
 use crate::host::{Cmd, Node};
 use crate::render::Component;
@@ -146,6 +146,17 @@ pub fn update_upstreams(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Vec<HostOutco
         ));
     }
     Ok(ok)
+}
+
+/// `kbin lb deploy`: connect to every LB host of the cluster file, then [`deploy`].
+pub fn deploy_all(opts: &super::Opts<'_>, cluster: &Cluster) -> Result<Report, Error> {
+    let run = opts.run(cluster);
+    let templates = crate::render::Templates::load(cluster)?;
+    let lbs = run.connector(opts.accept_new_host_keys).connect_all(&hosts(cluster))?;
+    if lbs.is_empty() {
+        return Err(Error::Refused { what: format!("no host has the lb role in {}", cluster.file.display()), problems: vec![], hint: Some("add two hosts with roles = [\"lb\"] and set apiserver.vip".into()) });
+    }
+    deploy(&Ctx { run, templates: &templates, bins: &Bins::default() }, &lbs)
 }
 
 pub fn hosts(cluster: &Cluster) -> Vec<&Host> {

@@ -121,6 +121,20 @@ pub fn rollout(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<
     Ok(report)
 }
 
+/// `kbin master add HOST`: adopt HOST into the cluster file if it is a new address, issue its
+/// certificates, then [`deploy`] it and give the LB hosts the new upstream.
+pub fn add(opts: &super::Opts<'_>, cluster: Cluster, spec: &str, name: Option<&str>) -> Result<Report, Error> {
+    let (cluster, name) = super::adopt::resolve_or_add(&opts.run(&cluster), cluster.clone(), spec, name, Role::Master, opts.accept_new_host_keys)?;
+    let run = opts.run(&cluster);
+    super::adopt::ensure_pki_for_add(&run, &cluster)?;
+    let templates = crate::render::Templates::load(&cluster)?;
+    let c = run.connector(opts.accept_new_host_keys);
+    let target = c.connect_all(&[cluster.host(&name).expect("resolved")])?;
+    let lbs = c.connect_all(&super::lb::hosts(&cluster))?;
+    let bins = (opts.fetch)(&cluster, &[Component::Master])?;
+    deploy(&Ctx { run, templates: &templates, bins: &bins }, &target, &lbs)
+}
+
 /// The masters of the cluster file, in file order.
 pub fn hosts(cluster: &Cluster) -> Vec<&Host> {
     cluster.hosts_with(Role::Master).collect()

@@ -13,9 +13,12 @@ pub mod status;
 pub mod up;
 
 use std::ops::Deref;
+use std::time::Duration;
 
 use crate::config::{Cluster, Host};
 use crate::engine::{Bins, Item, Run};
+use crate::host::parallel::Cancel;
+use crate::output::Printer;
 use crate::error::Error;
 use crate::render::{self, Component, Templates};
 
@@ -30,6 +33,25 @@ impl<'c> Deref for Ctx<'c> {
     type Target = Run<'c>;
     fn deref(&self) -> &Run<'c> {
         &self.run
+    }
+}
+
+/// How a command runs, given before the cluster file is final (adopting a host reloads it).
+pub struct Opts<'a> {
+    pub printer: Printer,
+    /// Hosts at once; `None`: the cluster file's `ssh.concurrency`.
+    pub concurrency: Option<usize>,
+    pub cancel: Cancel,
+    pub timeout: Duration,
+    pub dry_run: bool,
+    pub accept_new_host_keys: bool,
+    /// Fetches (verified) and extracts the release binaries of these parts of the cluster.
+    pub fetch: &'a dyn Fn(&Cluster, &[Component]) -> Result<Bins, Error>,
+}
+
+impl Opts<'_> {
+    pub fn run<'c>(&self, cluster: &'c Cluster) -> Run<'c> {
+        Run { cluster, printer: self.printer, concurrency: self.concurrency.unwrap_or(cluster.ssh.concurrency), cancel: self.cancel.clone(), timeout: self.timeout, dry_run: self.dry_run }
     }
 }
 

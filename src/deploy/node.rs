@@ -139,7 +139,7 @@ pub fn seen(client: &Client, ep: &Endpoint, name: &str) -> Result<(Option<NodeSt
 
 /// Ready, with a Lease renewed after `before` (the renewTime seen when the wait began, if any):
 /// a kubelet that just restarted has posted a heartbeat of its own.
-pub fn wait_ready(ctx: &Ctx<'_>, client: &Client, ep: &Endpoint, name: &str, before: Option<String>) -> Result<NodeStatus, String> {
+pub fn wait_ready(ctx: &engine::Run<'_>, client: &Client, ep: &Endpoint, name: &str, before: Option<String>) -> Result<NodeStatus, String> {
     let mut last = None;
     engine::wait_for(ctx.timeout, &ctx.cancel, || {
         let (node, renew) = seen(client, ep, name)?;
@@ -217,6 +217,26 @@ pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> 
         return Err(engine::failed(format!("{} of {} nodes failed", bad.len(), nodes.len()), bad, "fix the cause (see the journal lines) and run the command again; nodes that finished are not sent anything again"));
     }
     Ok(ok)
+}
+
+/// `kbin node add [HOST...]`: adopt new addresses into the cluster file, issue their
+/// certificates, apply the manifests (bootstrap token, RBAC), then [`deploy`] the nodes.
+pub fn add(opts: &super::Opts<'_>, mut cluster: Cluster, specs: &[String], name: Option<&str>) -> Result<Vec<HostOutcome>, Error> {
+    let mut names: Vec<String> = if specs.is_empty() { hosts(&cluster).iter().map(|h| h.name.clone()).collect() } else { Vec::new() };
+    for spec in specs {
+        let (c, n) = super::adopt::resolve_or_add(&opts.run(&cluster), cluster.clone(), spec, name.filter(|_| specs.len() == 1), Role::Node, opts.accept_new_host_keys)?;
+        cluster = c;
+        names.push(n);
+    }
+    let run = opts.run(&cluster);
+    super::adopt::ensure_pki_for_add(&run, &cluster)?;
+    let templates = crate::render::Templates::load(&cluster)?;
+    let c = run.connector(opts.accept_new_host_keys);
+    let nodes = c.connect_all(&names.iter().map(|n| cluster.host(n).expect("resolved")).collect::<Vec<_>>())?;
+    let masters = c.reachable(&super::master::hosts(&cluster));
+    let bins = (opts.fetch)(&cluster, &[Component::Node])?;
+    super::manifests::apply_through(&cluster, &masters, &run.printer, run.dry_run)?;
+    deploy(&Ctx { run, templates: &templates, bins: &bins }, &nodes, &masters)
 }
 
 pub fn hosts(cluster: &Cluster) -> Vec<&Host> {

@@ -16,9 +16,8 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_yaml_ng::Value;
 
-use super::Ctx;
 use crate::config::{Cluster, Role, url_for};
-use crate::engine::{self, HostFailure, HostOutcome, Rollback, Tx};
+use crate::engine::{self, HostFailure, HostOutcome, Rollback, Run, Tx};
 use crate::error::Error;
 use crate::host::{Cmd, HostError, Node, Source};
 use crate::kube::{Client, Endpoint};
@@ -192,7 +191,7 @@ pub struct RolledBack {
 }
 
 /// Check everything before any node is touched; returns the plans of the nodes.
-pub fn preflight(ctx: &Ctx<'_>, client: &Client, target: &Target, nodes: &[Node<'_>], masters: &[Node<'_>], api: &Endpoint) -> Result<Vec<NodePlan>, Error> {
+pub fn preflight(ctx: &Run<'_>, client: &Client, target: &Target, nodes: &[Node<'_>], masters: &[Node<'_>], api: &Endpoint) -> Result<Vec<NodePlan>, Error> {
     let cluster = ctx.cluster;
     let current = cluster.endpoint_url();
     let master_urls: Vec<String> = cluster.hosts_with(Role::Master).map(|h| url_for(&h.address.to_string(), cluster.apiserver.port)).collect();
@@ -255,7 +254,7 @@ pub fn preflight(ctx: &Ctx<'_>, client: &Client, target: &Target, nodes: &[Node<
 
 /// Move one node inside a transaction: write, restart, wait; on failure the transaction puts
 /// the kubeconfigs back and restarts the services on them, and the node must be Ready again.
-fn move_node(ctx: &Ctx<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, plan: &NodePlan) -> Result<HostOutcome, HostFailure> {
+fn move_node(ctx: &Run<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, plan: &NodePlan) -> Result<HostOutcome, HostFailure> {
     let name = node.host.name.clone();
     let before = client.lease_renew_time(api, &name).ok().flatten();
     let mut tx = Tx::new(node.remote.clone(), &ctx.cluster.layout.units);
@@ -307,7 +306,7 @@ fn move_node(ctx: &Ctx<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, pl
 }
 
 /// The rollout over `nodes` (preflight first), `batch` at a time.
-pub fn run(ctx: &Ctx<'_>, target: &Target, nodes: &[Node<'_>], masters: &[Node<'_>], batch: usize) -> Result<Report, Error> {
+pub fn run(ctx: &Run<'_>, target: &Target, nodes: &[Node<'_>], masters: &[Node<'_>], batch: usize) -> Result<Report, Error> {
     let client = super::api_client(ctx.cluster)?;
     let api = crate::kube::masters::ready_master(ctx.cluster, &client, masters.iter().map(|n| (n.host, Ok(n.clone()))).collect(), &ctx.printer)?;
     let plans = preflight(ctx, &client, target, nodes, masters, &api)?;
@@ -360,6 +359,47 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, nodes: &[Node<'_>], masters: &[Node<'
 
 fn list(v: &[String]) -> String {
     if v.is_empty() { "none".into() } else { v.join(", ") }
+}
+
+/// `kbin repoint-nodes`: the target (`endpoint`, else the VIP), the nodes (`only`, else every
+/// node), connect, [`run`], and after a complete rollout of every node, [`record`].
+pub fn repoint_nodes(opts: &super::Opts<'_>, cluster: &Cluster, endpoint: Option<&str>, only: &[String], batch: usize) -> Result<Report, Error> {
+    let target = match endpoint {
+        Some(e) => Target::parse(e, cluster.apiserver.port).map_err(|m| Error::other(format!("--endpoint: {m}"), Some("write HOST or HOST:PORT, e.g. --endpoint k8s-api.example.com:6443")))?,
+        None => match cluster.apiserver.vip {
+            Some(v) => Target { host: v.to_string(), port: cluster.apiserver.port },
+            None => return Err(Error::Refused { what: format!("--vip: {} sets no apiserver.vip", cluster.file.display()), problems: vec![], hint: Some("set apiserver.vip (and deploy the LB pair with `kbin lb deploy`), or give --endpoint HOST[:PORT]".into()) }),
+        },
+    };
+    let mut hosts = Vec::new();
+    for spec in only {
+        match cluster.host(spec) {
+            Some(h) if h.has(Role::Node) => hosts.push(h),
+            Some(h) => return Err(Error::other(format!("--nodes: {} does not have the node role", h.name), Some("list hosts with the node role"))),
+            None => return Err(Error::other(format!("--nodes: no host {spec:?} in {}", cluster.file.display()), Some("use host names or addresses from the cluster file"))),
+        }
+    }
+    if only.is_empty() {
+        hosts = super::node::hosts(cluster);
+    }
+    let run = opts.run(cluster);
+    let connector = run.connector(opts.accept_new_host_keys);
+    let nodes = connector.connect_all(&hosts)?;
+    let masters = connector.connect_all(&super::master::hosts(cluster))?;
+    let mut report = self::run(&run, &target, &nodes, &masters, batch)?;
+    if !run.dry_run {
+        let p = run.printer;
+        p.phase("repoint", None, &format!("{} nodes moved to {}, {} were there already", report.moved.len(), target.url(), report.already.len()));
+        if only.is_empty() {
+            for c in record(cluster, &target)? {
+                p.phase("repoint", None, &format!("updated {c}"));
+            }
+            report.recorded = true;
+        } else {
+            p.phase("repoint", None, "only some nodes were asked for: the cluster file's endpoint and the local kubeconfigs stay as they are");
+        }
+    }
+    Ok(report)
 }
 
 /// After a complete rollout: record the target as the cluster's endpoint (cluster file) and

@@ -111,18 +111,16 @@ pub fn refusal(cluster: &Cluster, host: &Host, f: &Facts) -> Vec<String> {
 pub struct Inputs<'a> {
     pub run: Run<'a>,
     pub templates: &'a Templates,
-    pub accept_new_host_keys: bool,
     /// How long etcd members may take to become healthy.
     pub etcd_timeout: Duration,
     /// Fetches (verified) and extracts the release binaries of these parts.
-    pub fetch: &'a dyn Fn(&[Component]) -> Result<Bins, Error>,
+    pub fetch: &'a dyn Fn(&Cluster, &[Component]) -> Result<Bins, Error>,
 }
 
-/// `kbin up`: pki, connect, then [`run`]. The report holds every stage that ran, also when the
-/// result is an error.
-pub fn up(inp: &Inputs<'_>, report: &mut Report) -> Result<(), Error> {
-    let run = &inp.run;
-    let cluster = run.cluster;
+/// `kbin up`: pki, connect, then [`run_on`]. The report holds every stage that ran, also when
+/// the result is an error.
+pub fn up(opts: &super::Opts<'_>, cluster: &Cluster, etcd_timeout: Duration, report: &mut Report) -> Result<(), Error> {
+    let run = &opts.run(cluster);
     report.dry_run = run.dry_run;
     let t0 = Instant::now();
     if run.dry_run && !cluster.pki_dir().join("ca.crt").exists() {
@@ -137,8 +135,9 @@ pub fn up(inp: &Inputs<'_>, report: &mut Report) -> Result<(), Error> {
     };
     report.stage(run, "pki", t0, summary);
     let all: Vec<&Host> = cluster.hosts.iter().collect();
-    let nodes = run.connector(inp.accept_new_host_keys).connect_all(&all)?;
-    run_on(inp, &nodes, report)
+    let nodes = run.connector(opts.accept_new_host_keys).connect_all(&all)?;
+    let templates = Templates::load(cluster)?;
+    run_on(&Inputs { run: run.clone(), templates: &templates, etcd_timeout, fetch: opts.fetch }, &nodes, report)
 }
 
 /// The phases of `up` on connected `nodes` (every host of the cluster file): facts and refusal on
@@ -152,7 +151,7 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
 
     let t0 = Instant::now();
     let parts = [Component::Etcd, Component::Master, Component::Node];
-    let bins = (inp.fetch)(&parts)?;
+    let bins = (inp.fetch)(cluster, &parts)?;
     report.stage(run, "download", t0, format!("{} components verified", Bins::components(cluster, &parts).len()));
     let ctx = Ctx { run: run.clone(), templates: inp.templates, bins: &bins };
 
