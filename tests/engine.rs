@@ -9,7 +9,7 @@ use std::time::Duration;
 use kbin::config::Cluster;
 use kbin::deploy::Ctx;
 use kbin::engine::{self, Bins, Change, Item, Rollback, Run, Spec, Tx, converge};
-use kbin::etcd::ops as etcd;
+use kbin::deploy::etcd;
 use kbin::host::fake::{FakeHost, Logged, ok};
 use kbin::host::parallel::Cancel;
 use kbin::host::{Node, Output, Remote, Source};
@@ -439,7 +439,7 @@ const ETCD: &str = "[cluster]\nname = \"t\"\n[[hosts]]\nname = \"e1\"\naddress =
 fn etcd_item(path: &str, text: &str, restarts: bool) -> Item {
     let mut it = Item::bytes(path, text, 0o644, if restarts { &["etcd"] } else { &[] });
     if path.ends_with("etcd.yml") {
-        it.significant = Some(kbin::etcd::ops::significant_config);
+        it.significant = Some(kbin::deploy::etcd::significant_config);
     }
     it
 }

@@ -11,10 +11,10 @@ const LAYERS: &[&[&str]] = &[
     &["artifacts"],
     &["config"],
     &["host", "pki"],
-    &["render", "kube"],
+    &["render", "kube", "etcd"],
     &["engine"],
     &["error"],
-    &["deploy", "etcd"],
+    &["deploy"],
 ];
 
 fn layer(m: &str) -> usize {

@@ -8,10 +8,9 @@ use clap::Subcommand;
 use kbin::artifacts::Catalog;
 use kbin::artifacts::download::{FetchOptions, Fetcher};
 use kbin::artifacts::progress::Reporter;
-use kbin::config::{Cluster, Host};
+use kbin::config::Cluster;
 use kbin::deploy;
 use kbin::engine::Bins;
-use kbin::host::Node;
 use kbin::render::Component;
 
 use super::Global;
@@ -103,7 +102,7 @@ pub fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs, parts: &[Comp
 }
 
 /// How a deploy command runs, and where its binaries come from.
-fn opts<'a>(global: &'a Global, ssh: &super::SshArgs, timeout: u64, dry_run: bool, fetch: &'a dyn Fn(&Cluster, &[Component]) -> kbin::Result<Bins>) -> deploy::Opts<'a> {
+pub fn opts<'a>(global: &'a Global, ssh: &super::SshArgs, timeout: u64, dry_run: bool, fetch: &'a dyn Fn(&Cluster, &[Component]) -> kbin::Result<Bins>) -> deploy::Opts<'a> {
     deploy::Opts {
         printer: global.printer(),
         concurrency: ssh.concurrency.map(usize::from),
@@ -179,10 +178,7 @@ pub struct StatusArgs {
 pub fn status(global: &Global, a: &StatusArgs) -> kbin::Result<()> {
     let cluster = global.cluster()?;
     let run = super::run(global, &cluster, &a.ssh, Duration::from_secs(5), false);
-    let connector = run.connector(a.ssh.accept_new_host_keys);
-    let all: Vec<&Host> = cluster.hosts.iter().collect();
-    let conns: Vec<(&Host, Result<Node<'_>, String>)> = connector.connect(&all).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
-    let report = deploy::status::report(&run, &conns)?;
+    let report = deploy::status::report(&run, a.ssh.accept_new_host_keys)?;
     if a.json {
         super::print_json(&report);
     } else {

@@ -1,13 +1,12 @@
 //! `kbin etcd ...`: deploy, status, add, remove, backup.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Subcommand;
-use kbin::config::{Cluster, Host, Role};
+use kbin::config::Cluster;
 use kbin::engine::Bins;
-use kbin::etcd::ops::{self as etcd, Ctx, MemberReport};
-use kbin::render::{Component, Templates};
+use kbin::deploy::etcd::{self, MemberReport};
+use kbin::render::Component;
 
 use super::Global;
 use super::download::NetArgs;
@@ -96,22 +95,26 @@ pub struct BackupArgs {
 
 pub fn exec(global: &Global, cmd: &EtcdCommand) -> kbin::Result<()> {
     let cluster = global.cluster()?;
+    // only deploy and add install etcd
+    let fetch = |c: &Cluster, parts: &[Component]| match cmd {
+        EtcdCommand::Deploy(DeployArgs { net, .. }) | EtcdCommand::Add(AddArgs { net, .. }) => super::cluster::binaries(global, c, net, parts),
+        _ => Ok(Bins::default()),
+    };
+    let (conn, dry_run) = match cmd {
+        EtcdCommand::Deploy(a) => (&a.conn, a.dry_run),
+        EtcdCommand::Status(a) => (&a.conn, false),
+        EtcdCommand::Add(a) => (&a.conn, false),
+        EtcdCommand::Remove(a) => (&a.conn, a.dry_run),
+        EtcdCommand::Backup(a) => (&a.conn, false),
+    };
+    let o = super::cluster::opts(global, &conn.ssh, conn.health_timeout, dry_run, &fetch);
     match cmd {
-        EtcdCommand::Deploy(a) => deploy(global, &cluster, a),
-        EtcdCommand::Status(a) => status(global, &cluster, a),
-        EtcdCommand::Add(a) => add(global, &cluster, a),
-        EtcdCommand::Remove(a) => remove(global, &cluster, a),
-        EtcdCommand::Backup(a) => backup(global, &cluster, a),
+        EtcdCommand::Deploy(a) => deploy(&o, &cluster, a),
+        EtcdCommand::Status(a) => status(&o, &cluster, a),
+        EtcdCommand::Add(a) => etcd::add_host(&o, &cluster, &a.host).map(|m| print_members(&m)),
+        EtcdCommand::Remove(a) => etcd::remove_host(&o, &cluster, &a.host),
+        EtcdCommand::Backup(a) => etcd::backup_to(&o, &cluster, a.out.as_deref()).map(|b| println!("{}", b.path)),
     }
-}
-
-fn ctx<'c>(global: &Global, cluster: &'c Cluster, conn: &ConnArgs, dry_run: bool) -> kbin::Result<Ctx<'c>> {
-    Ctx::new(super::run(global, cluster, &conn.ssh, Duration::from_secs(conn.health_timeout), dry_run))
-}
-
-/// etcd and etcdctl from the verified artifact (downloaded and extracted once, then reused).
-fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs) -> kbin::Result<Bins> {
-    super::cluster::binaries(global, cluster, net, &[Component::Etcd])
 }
 
 fn print_members(members: &[MemberReport]) {
@@ -133,18 +136,13 @@ fn print_members(members: &[MemberReport]) {
     }
 }
 
-fn deploy(global: &Global, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn, a.dry_run)?;
-    let hosts = etcd::etcd_hosts(cluster);
-    let templates = Templates::load(cluster)?;
-    let nodes = ctx.connector(a.conn.ssh.accept_new_host_keys).connect_all(&hosts)?;
-    let bins = binaries(global, cluster, &a.net)?;
-    let report = match etcd::deploy(&ctx, &nodes, &templates, &bins) {
+fn deploy(o: &kbin::deploy::Opts<'_>, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()> {
+    let report = match etcd::deploy_all(o, cluster) {
         Ok(r) => r,
         Err(e) => return super::emit::<()>(a.json, Err(e)),
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
+        super::print_json(&report);
     } else if !a.dry_run {
         print_members(&report.members);
     }
@@ -152,7 +150,7 @@ fn deploy(global: &Global, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()
         let healthy = report.members.iter().filter(|m| m.healthy).count();
         let leader = report.members.iter().find(|m| m.leader).map(|m| m.name.as_str()).unwrap_or("?");
         let version = report.members.first().and_then(|m| m.version.clone()).unwrap_or_default();
-        ctx.printer.phase(
+        o.printer.phase(
             "etcd",
             None,
             &format!(
@@ -167,73 +165,17 @@ fn deploy(global: &Global, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()
     Ok(())
 }
 
-fn status(global: &Global, cluster: &Cluster, a: &StatusArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn, false)?;
-    let hosts = etcd::etcd_hosts(cluster);
-    let conns = ctx.connector(a.conn.ssh.accept_new_host_keys).connect(&hosts).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
-    let members = etcd::status(&ctx, conns);
+fn status(o: &kbin::deploy::Opts<'_>, cluster: &Cluster, a: &StatusArgs) -> kbin::Result<()> {
+    let members = etcd::status_all(o, cluster)?;
     let healthy = members.iter().filter(|m| m.healthy).count();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "healthy": healthy, "members": members })).expect("serializable"));
+        super::print_json(&serde_json::json!({ "healthy": healthy, "members": members }));
     } else {
         print_members(&members);
     }
-    ctx.printer.phase("etcd", None, &format!("{healthy}/{} members healthy", members.len()));
+    o.printer.phase("etcd", None, &format!("{healthy}/{} members healthy", members.len()));
     if healthy * 2 <= members.len() {
         return Err(kbin::Error::Failed { what: format!("only {healthy} of {} members are healthy: the cluster has no quorum", members.len()), problems: vec![], hint: Some("bring members back (`systemctl status etcd` on their hosts) before changing anything".into()) });
     }
-    Ok(())
-}
-
-fn find<'c>(cluster: &'c Cluster, name: &str) -> kbin::Result<&'c Host> {
-    cluster.host(name).ok_or_else(|| kbin::Error::other(format!("no host {name:?} in {}", cluster.file.display()), Some("use a host name or address from the cluster file")))
-}
-
-fn add(global: &Global, cluster: &Cluster, a: &AddArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn, false)?;
-    let host = find(cluster, &a.host)?;
-    if !host.has(Role::Etcd) {
-        return Err(kbin::Error::Refused { what: format!("{} does not have the etcd role in {}", host.name, cluster.file.display()), problems: vec![], hint: Some(format!("add \"etcd\" to the roles of {} in the cluster file, run `kbin pki init` for its certificates, then run this again", host.name)) });
-    }
-    let others: Vec<&Host> = etcd::etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
-    let c = ctx.connector(a.conn.ssh.accept_new_host_keys);
-    let new = c.connect_all(&[host])?.remove(0);
-    let nodes = c.reachable(&others);
-    let bins = binaries(global, cluster, &a.net)?;
-    let templates = Templates::load(cluster)?;
-    let members = etcd::add(&ctx, &new, &nodes, &templates, &bins)?;
-    print_members(&members);
-    Ok(())
-}
-
-fn remove(global: &Global, cluster: &Cluster, a: &RemoveArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn, a.dry_run)?;
-    let host = find(cluster, &a.host)?;
-    let others: Vec<&Host> = etcd::etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
-    let c = ctx.connector(a.conn.ssh.accept_new_host_keys);
-    let target = c.connect(&[host]).remove(0).1.ok();
-    let nodes = c.reachable(&others);
-    etcd::remove(&ctx, host, target.as_ref(), &nodes)?;
-    if !a.dry_run && host.has(Role::Etcd) {
-        ctx.printer.warn(&format!("{} still has the etcd role in {}", host.name, cluster.file.display()), Some("remove \"etcd\" from its roles, or the next `kbin etcd deploy` adds it back as a new member"));
-    }
-    Ok(())
-}
-
-fn backup(global: &Global, cluster: &Cluster, a: &BackupArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn, false)?;
-    let hosts = etcd::etcd_hosts(cluster);
-    let nodes = ctx.connector(a.conn.ssh.accept_new_host_keys).reachable(&hosts);
-    let out = match &a.out {
-        Some(p) => p.clone(),
-        None => {
-            let dir = cluster.state_dir.join("backups");
-            kbin::fsutil::private_dir(&dir).map_err(|e| kbin::Error::other(format!("cannot create {}: {e}", dir.display()), None))?;
-            dir.join(format!("etcd-{}-{}.db", cluster.name, kbin::fsutil::utc_stamp()))
-        }
-    };
-    let b = etcd::backup(&ctx, &nodes, &out)?;
-    ctx.printer.phase("backup", Some(&b.from), &format!("snapshot verified: {} ({} bytes, sha256 {})", b.path, b.bytes, b.sha256));
-    println!("{}", b.path);
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! then converge per host inside a transaction that undoes itself.
 
 pub mod adopt;
+pub mod etcd;
 pub mod lb;
 pub mod manifests;
 pub mod master;
@@ -36,6 +37,9 @@ impl<'c> Deref for Ctx<'c> {
     }
 }
 
+/// Fetches (verified) and extracts the release binaries of these parts of the cluster.
+pub type Fetch<'a> = &'a dyn Fn(&Cluster, &[Component]) -> Result<Bins, Error>;
+
 /// How a command runs, given before the cluster file is final (adopting a host reloads it).
 pub struct Opts<'a> {
     pub printer: Printer,
@@ -45,8 +49,7 @@ pub struct Opts<'a> {
     pub timeout: Duration,
     pub dry_run: bool,
     pub accept_new_host_keys: bool,
-    /// Fetches (verified) and extracts the release binaries of these parts of the cluster.
-    pub fetch: &'a dyn Fn(&Cluster, &[Component]) -> Result<Bins, Error>,
+    pub fetch: Fetch<'a>,
 }
 
 impl Opts<'_> {

@@ -104,7 +104,7 @@ pub struct StatusReport {
     pub cluster: String,
     pub endpoint: String,
     pub hosts: Vec<HostStatus>,
-    pub etcd: Vec<crate::etcd::ops::MemberReport>,
+    pub etcd: Vec<super::etcd::MemberReport>,
     pub nodes: Vec<crate::kube::nodes::NodeStatus>,
     /// The apiserver that answered the node list.
     pub apiserver: Option<String>,
@@ -121,15 +121,18 @@ pub struct VipStatus {
     pub error: Option<String>,
 }
 
-/// Everything `kbin status` shows, from the connections (or why not) to every host, with the
-/// list of what is not as it should be.
-pub fn report(run: &crate::engine::Run<'_>, conns: &[(&Host, Result<Node<'_>, String>)]) -> Result<StatusReport, crate::error::Error> {
+/// Everything `kbin status` shows, with the list of what is not as it should be. Unreachable
+/// hosts are reported, not fatal.
+pub fn report(run: &crate::engine::Run<'_>, accept_new_host_keys: bool) -> Result<StatusReport, crate::error::Error> {
     let cluster = run.cluster;
+    let all: Vec<&Host> = cluster.hosts.iter().collect();
+    let conns: Vec<(&Host, Result<Node<'_>, String>)> = run.connector(accept_new_host_keys).connect(&all).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
+    let conns = &conns;
     let client = super::api_client(cluster)?;
     let hosts = hosts(cluster, conns, &client, run.concurrency, &run.cancel);
-    let etcd_ctx = crate::etcd::ops::Ctx::new(run.clone())?;
+    let etcd_ctx = super::etcd::Ctx::new(run.clone())?;
     let etcd_conns = conns.iter().filter(|(h, _)| h.has(Role::Etcd)).map(|(h, r)| (*h, r.clone())).collect();
-    let etcd = crate::etcd::ops::status(&etcd_ctx, etcd_conns);
+    let etcd = super::etcd::status(&etcd_ctx, etcd_conns);
     // nodes, through the first master whose apiserver is ready
     let mut nodes = Vec::new();
     let mut apiserver = None;

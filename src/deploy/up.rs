@@ -11,7 +11,7 @@ use super::Ctx;
 use crate::config::{Cluster, Host, Role};
 use crate::engine::{self, Bins, Facts, HostOutcome, Probe, Run};
 use crate::error::Error;
-use crate::etcd::ops as etcd;
+use super::etcd;
 use crate::host::Node;
 use crate::kube::manifests::ObjectReport;
 use crate::render::{Component, Templates};
@@ -114,7 +114,7 @@ pub struct Inputs<'a> {
     /// How long etcd members may take to become healthy.
     pub etcd_timeout: Duration,
     /// Fetches (verified) and extracts the release binaries of these parts.
-    pub fetch: &'a dyn Fn(&Cluster, &[Component]) -> Result<Bins, Error>,
+    pub fetch: super::Fetch<'a>,
 }
 
 /// `kbin up`: pki, connect, then [`run_on`]. The report holds every stage that ran, also when

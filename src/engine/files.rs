@@ -103,10 +103,10 @@ pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item],
         let wants_old = existed && it.text.is_some() && (dry_run || it.significant.is_some());
         let old = if wants_old { node.remote.read_file(&it.path)?.map(|b| String::from_utf8_lossy(&b).into_owned()) } else { None };
         let mut units = it.units.clone();
-        if let (Some(f), Some(old), Some(new)) = (it.significant, &old, &it.text) {
-            if f(old) == f(new) {
-                units.clear();
-            }
+        if let (Some(f), Some(old), Some(new)) = (it.significant, &old, &it.text)
+            && f(old) == f(new)
+        {
+            units.clear();
         }
         if dry_run {
             let what = if existed { "would replace" } else { "would create" };

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::api::{Client, Member, Status};
+use crate::etcd::api::{Client, Member, Status};
 use crate::config::{Cluster, Host, Role};
 use crate::engine::{self, Bins, Facts, HostFailure, Item, Probe, Pushed, Rollback, Run, Tx};
 use crate::error::Error;
@@ -431,7 +431,7 @@ pub fn add(ctx: &Ctx<'_>, new: &Node<'_>, others: &[Node<'_>], templates: &Templ
                 let t = tunnel(peer)?;
                 match ctx.client.member_add(t, &addr(peer.host), &url) {
                     Ok(m) => break m,
-                    Err(super::api::ApiError::Status { status: 503, ref body, .. }) if body.contains("unhealthy cluster") && Instant::now() < deadline => {
+                    Err(crate::etcd::api::ApiError::Status { status: 503, ref body, .. }) if body.contains("unhealthy cluster") && Instant::now() < deadline => {
                         ctx.printer.phase("add", Some(&new.host.name), "etcd reports the cluster not settled yet; retrying");
                         std::thread::sleep(Duration::from_secs(1));
                     }
@@ -565,6 +565,77 @@ pub fn backup(ctx: &Ctx<'_>, nodes: &[Node<'_>], out: &std::path::Path) -> Resul
 /// The etcd hosts of the cluster, in file order.
 pub fn etcd_hosts(cluster: &Cluster) -> Vec<&Host> {
     cluster.hosts_with(Role::Etcd).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The commands: connect, fetch, run
+// ---------------------------------------------------------------------------------------------
+
+fn find<'c>(cluster: &'c Cluster, name: &str) -> Result<&'c Host, Error> {
+    cluster.host(name).ok_or_else(|| Error::other(format!("no host {name:?} in {}", cluster.file.display()), Some("use a host name or address from the cluster file")))
+}
+
+/// `kbin etcd deploy`: every etcd host of the cluster file.
+pub fn deploy_all(opts: &super::Opts<'_>, cluster: &Cluster) -> Result<DeployReport, Error> {
+    let ctx = Ctx::new(opts.run(cluster))?;
+    let templates = Templates::load(cluster)?;
+    let nodes = ctx.connector(opts.accept_new_host_keys).connect_all(&etcd_hosts(cluster))?;
+    let bins = (opts.fetch)(cluster, &[Component::Etcd])?;
+    deploy(&ctx, &nodes, &templates, &bins)
+}
+
+/// `kbin etcd status`: every member, unreachable ones included.
+pub fn status_all(opts: &super::Opts<'_>, cluster: &Cluster) -> Result<Vec<MemberReport>, Error> {
+    let ctx = Ctx::new(opts.run(cluster))?;
+    let conns = ctx.connector(opts.accept_new_host_keys).connect(&etcd_hosts(cluster)).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
+    Ok(status(&ctx, conns))
+}
+
+/// `kbin etcd add HOST`: HOST must have the etcd role; [`add`] through the reachable members.
+pub fn add_host(opts: &super::Opts<'_>, cluster: &Cluster, name: &str) -> Result<Vec<MemberReport>, Error> {
+    let ctx = Ctx::new(opts.run(cluster))?;
+    let host = find(cluster, name)?;
+    if !host.has(Role::Etcd) {
+        return Err(Error::Refused { what: format!("{} does not have the etcd role in {}", host.name, cluster.file.display()), problems: vec![], hint: Some(format!("add \"etcd\" to the roles of {} in the cluster file, run `kbin pki init` for its certificates, then run this again", host.name)) });
+    }
+    let others: Vec<&Host> = etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
+    let c = ctx.connector(opts.accept_new_host_keys);
+    let new = c.connect_all(&[host])?.remove(0);
+    let nodes = c.reachable(&others);
+    let bins = (opts.fetch)(cluster, &[Component::Etcd])?;
+    add(&ctx, &new, &nodes, &Templates::load(cluster)?, &bins)
+}
+
+/// `kbin etcd remove HOST`: [`remove`] through the reachable members (HOST itself may be down).
+pub fn remove_host(opts: &super::Opts<'_>, cluster: &Cluster, name: &str) -> Result<(), Error> {
+    let ctx = Ctx::new(opts.run(cluster))?;
+    let host = find(cluster, name)?;
+    let others: Vec<&Host> = etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
+    let c = ctx.connector(opts.accept_new_host_keys);
+    let target = c.connect(&[host]).remove(0).1.ok();
+    remove(&ctx, host, target.as_ref(), &c.reachable(&others))?;
+    if !ctx.dry_run && host.has(Role::Etcd) {
+        ctx.printer.warn(&format!("{} still has the etcd role in {}", host.name, cluster.file.display()), Some("remove \"etcd\" from its roles, or the next `kbin etcd deploy` adds it back as a new member"));
+    }
+    Ok(())
+}
+
+/// `kbin etcd backup`: to `out`, else `backups/etcd-<cluster>-<UTC time>.db` next to the
+/// cluster file.
+pub fn backup_to(opts: &super::Opts<'_>, cluster: &Cluster, out: Option<&std::path::Path>) -> Result<Backup, Error> {
+    let ctx = Ctx::new(opts.run(cluster))?;
+    let nodes = ctx.connector(opts.accept_new_host_keys).reachable(&etcd_hosts(cluster));
+    let out = match out {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let dir = cluster.state_dir.join("backups");
+            crate::fsutil::private_dir(&dir).map_err(|e| Error::other(format!("cannot create {}: {e}", dir.display()), None))?;
+            dir.join(format!("etcd-{}-{}.db", cluster.name, crate::fsutil::utc_stamp()))
+        }
+    };
+    let b = backup(&ctx, &nodes, &out)?;
+    ctx.printer.phase("backup", Some(&b.from), &format!("snapshot verified: {} ({} bytes, sha256 {})", b.path, b.bytes, b.sha256));
+    Ok(b)
 }
 
 #[cfg(test)]
