@@ -510,6 +510,28 @@ fn preflight_refuses_foreign_data_busy_ports_and_wrong_arch() {
     assert!(etcd::refusal(&c, &other)[0].contains("belongs to another etcd cluster"));
 }
 
+#[test]
+fn an_etcd_push_that_fails_on_one_member_rolls_back_the_others_on_drop() {
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster(d.path(), "[cluster]\nname = \"t\"\n[[hosts]]\nname = \"e1\"\naddress = \"10.9.0.1\"\nroles = [\"etcd\", \"master\"]\n[[hosts]]\nname = \"e2\"\naddress = \"10.9.0.2\"\nroles = [\"etcd\"]\n");
+    kbin::pki::init(&c).unwrap();
+    let e1 = host("e1", &d.path().join("e1"), &[], "", &[]);
+    let e2 = host("e2", &d.path().join("e2"), &[], "", &[("sh", "-c")]); // etcd does not start on e2
+    let templates = Templates::load(&c).unwrap();
+    let ctx = etcd::Ctx::new(run(&c, false)).unwrap();
+    let facts = vec![engine::Facts { arch: "x86_64".into(), ..Default::default() }; 2];
+    let e = etcd::rollout(&ctx, &[e1.node(&c, "e1"), e2.node(&c, "e2")], &facts, &templates, &bins()).unwrap_err();
+    let text = kbin::error::render(&e);
+    assert!(text.lines().any(|l| l.starts_with("  [push] e2: `sudo sh -c 'systemctl daemon-reload") && l.ends_with("failed on purpose")), "one line naming host, phase, command and cause: {text}");
+    // e1 had started etcd on its new files: its transaction was dropped with the error, so etcd
+    // is stopped again and every file it got is gone
+    assert_eq!(e1.state("etcd"), "inactive");
+    assert!(e1.systemctl().contains(&"disable --now --quiet etcd".to_string()), "{:?}", e1.systemctl());
+    for f in ["/opt/etcd/bin/etcd", "/opt/etcd/cfg/etcd.yml", "/usr/lib/systemd/system/etcd.service"] {
+        assert!(!e1.path(f).exists(), "{f} left on e1");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // up
 // ---------------------------------------------------------------------------------------------
