@@ -4,31 +4,7 @@
 //! expected vs. actual). They all convert into [`Error`], which knows its exit code and its hint.
 //! Exactly one place (the binary's `main`) prints errors.
 
-use std::fmt;
-
-/// Process exit codes, the same for every command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// The operation failed.
-    Failure = 1,
-    /// A precondition (preflight) refused the operation; nothing was changed.
-    Refused = 2,
-    /// The cluster file (or another input file) is invalid; nothing was changed.
-    BadConfig = 3,
-    /// Interrupted by the user (Ctrl-C).
-    Interrupted = 130,
-}
-
-/// Anything that can be reported at the edge: a message chain, a hint and an exit code.
-pub trait Reportable: std::error::Error {
-    /// What the user should do next, printed as `hint: ...`.
-    fn hint(&self) -> Option<String> {
-        None
-    }
-    fn exit(&self) -> Exit {
-        Exit::Failure
-    }
-}
+pub use crate::exit::{Exit, Reportable};
 
 /// The top-level error: one variant per library module.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +25,10 @@ pub enum Error {
     Failed { what: String, problems: Vec<String>, hint: Option<String> },
     #[error(transparent)]
     Host(#[from] crate::host::HostError),
+    /// Per-host results of a phase: each host's failure stays typed to the edge. `refused`: a
+    /// preflight refusal (exit 2, nothing changed).
+    #[error("{what}")]
+    Hosts { what: String, hosts: Vec<crate::engine::HostFailure>, hint: Option<String>, refused: bool },
     /// The user pressed Ctrl-C: `what` says what was done and what was not started.
     #[error("interrupted: {what}")]
     Interrupted { what: String },
@@ -69,6 +49,8 @@ impl Error {
             Error::Host(e) => Reportable::exit(e),
             Error::Artifacts(e) => Reportable::exit(e),
             Error::Refused { .. } => Exit::Refused,
+            Error::Hosts { refused: true, .. } => Exit::Refused,
+            Error::Hosts { .. } => Exit::Failure,
             Error::Interrupted { .. } => Exit::Interrupted,
             Error::Failed { .. } | Error::Other { .. } => Exit::Failure,
         }
@@ -80,7 +62,7 @@ impl Error {
             Error::Render(e) => Reportable::hint(e),
             Error::Host(e) => Reportable::hint(e),
             Error::Artifacts(e) => Reportable::hint(e),
-            Error::Refused { hint, .. } | Error::Failed { hint, .. } | Error::Other { hint, .. } => hint.clone(),
+            Error::Refused { hint, .. } | Error::Failed { hint, .. } | Error::Other { hint, .. } | Error::Hosts { hint, .. } => hint.clone(),
             Error::Interrupted { .. } => Some("run the command again to finish; what was done is not repeated".into()),
         }
     }
@@ -90,46 +72,89 @@ impl Error {
         match self {
             Error::Config(e) => e.details(),
             Error::Refused { problems, .. } | Error::Failed { problems, .. } => problems.clone(),
+            Error::Hosts { hosts, .. } => hosts.iter().flat_map(|h| h.lines()).collect(),
             _ => Vec::new(),
         }
     }
 }
 
+impl From<crate::engine::EngineError> for Error {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError as E;
+        match e {
+            E::Hosts { what, hosts, hint, refused } => Error::Hosts { what, hosts, hint, refused },
+            E::Interrupted { what } => Error::Interrupted { what },
+            E::Render(e) => Error::Render(e),
+            E::Artifacts(e) => Error::Artifacts(e),
+            e @ E::MissingBinary { .. } => Error::Other { message: e.to_string(), hint: e.hint(), source: None },
+        }
+    }
+}
+
+impl From<crate::kube::masters::NotReady> for Error {
+    fn from(e: crate::kube::masters::NotReady) -> Self {
+        Error::Refused { what: e.what, problems: e.problems, hint: Some(e.hint) }
+    }
+}
+
+impl From<crate::kube::KubeError> for Error {
+    fn from(e: crate::kube::KubeError) -> Self {
+        Error::Other { message: e.to_string(), hint: e.hint(), source: Some(Box::new(e)) }
+    }
+}
+
+impl From<crate::kube::manifests::ManifestError> for Error {
+    fn from(e: crate::kube::manifests::ManifestError) -> Self {
+        use crate::kube::manifests::ManifestError;
+        match e {
+            ManifestError::Refused { ref problems, .. } => Error::Failed { what: e.to_string(), problems: problems.clone(), hint: e.hint() },
+            e => Error::Other { message: e.to_string(), hint: e.hint(), source: Some(Box::new(e)) },
+        }
+    }
+}
+
+/// An error as data, for `--json`: the same facts the text report shows.
+#[derive(Debug, serde::Serialize)]
+pub struct ErrorReport {
+    pub message: String,
+    pub exit: i32,
+    /// The lines printed under the headline.
+    pub details: Vec<String>,
+    /// The `caused by:` chain.
+    pub causes: Vec<String>,
+    pub hint: Option<String>,
+    /// Per-host failures (host, phase, error, rollback state), when the error has them.
+    pub hosts: Vec<crate::engine::HostFailure>,
+}
+
+impl ErrorReport {
+    pub fn of(err: &Error) -> ErrorReport {
+        let head = err.to_string();
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(err);
+        // transparent variants forward `source` to the inner error; skip a source that prints the same
+        while let Some(s) = source {
+            let text = s.to_string();
+            if text != head {
+                causes.push(text);
+            }
+            source = s.source();
+        }
+        let hosts = if let Error::Hosts { hosts, .. } = err { hosts.clone() } else { Vec::new() };
+        ErrorReport { message: head, exit: err.exit() as i32, details: err.details(), causes, hint: err.hint(), hosts }
+    }
+}
+
 /// Render an error the way the CLI prints it: headline, details, `caused by:` chain, `hint:`.
 pub fn render(err: &Error) -> String {
-    let mut out = String::new();
-    out.push_str(&format!("error: {err}\n"));
-    for d in err.details() {
-        out.push_str(&format!("  {d}\n"));
-    }
-    let mut source = std::error::Error::source(err);
-    // transparent variants forward `source` to the inner error; skip a source that prints the same
-    let head = err.to_string();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if text != head {
-            out.push_str(&format!("caused by: {text}\n"));
-        }
-        source = s.source();
-    }
-    if let Some(h) = err.hint() {
+    let r = ErrorReport::of(err);
+    let mut out = format!("error: {}\n", r.message);
+    r.details.iter().for_each(|d| out.push_str(&format!("  {d}\n")));
+    r.causes.iter().for_each(|c| out.push_str(&format!("caused by: {c}\n")));
+    if let Some(h) = r.hint {
         out.push_str(&format!("hint: {h}\n"));
     }
     out
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Display helper joining a list with commas.
-pub struct Joined<'a, T: fmt::Display>(pub &'a [T]);
-impl<T: fmt::Display> fmt::Display for Joined<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, x) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{x}")?;
-        }
-        Ok(())
-    }
-}

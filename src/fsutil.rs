@@ -106,6 +106,12 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
+/// The UTC time now as `YYYYMMDDTHHMMSSZ`, for backup names.
+pub fn utc_stamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", now.year(), now.month() as u8, now.day(), now.hour(), now.minute(), now.second())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

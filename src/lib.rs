@@ -9,10 +9,16 @@
 //! - [`kube`]: the Kubernetes API through the SSH connection to a master, and the manifests kbin
 //!   applies (`manifests/`).
 
+// A failed host is reported with everything known about it (`engine::HostFailure`: its phase,
+// error, journal lines and rollback state): a large error on a cold path, on purpose.
+#![allow(clippy::result_large_err)]
+
 pub mod artifacts;
 pub mod config;
 pub mod error;
+pub mod exit;
 pub mod deploy;
+pub mod engine;
 pub mod etcd;
 pub mod fsutil;
 pub mod host;

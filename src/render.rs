@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::{Cluster, Host, Role, url_for};
-use crate::error::Reportable;
+use crate::exit::Reportable;
 use crate::pki::{self, profile::Profile};
 
 /// The built-in templates: (name, text).

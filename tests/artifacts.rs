@@ -442,7 +442,7 @@ fn server_settings(dir: &std::path::Path, mirror: String) -> ops::Settings {
         cache_root: dir.join("cache"),
         lock_path: dir.join("kbin.lock"),
         jobs: 4,
-        roles: vec![kbin::config::Role::Master, kbin::config::Role::Node],
+        roles: vec!["master".into(), "node".into()],
     }
 }
 

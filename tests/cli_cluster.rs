@@ -50,3 +50,25 @@ fn up_dry_run_without_a_pki_issues_nothing() {
     assert!(out.stderr().contains("pki: would create the CAs"), "{}", out.stderr());
     assert!(!d.pki().exists(), "a dry run issues nothing");
 }
+
+#[test]
+fn a_failing_up_with_json_prints_the_report_on_stdout_and_downloads_nothing() {
+    // every host unreachable and a mirror that does not answer: `up` stops at connect, before
+    // any download (which would fail with exit 1), with the JSON report on stdout
+    let d = Dir::with_cluster(&format!("{SMALL}{UNREACHABLE}\n[artifacts]\nmirror = \"http://127.0.0.1:1\"\n"));
+    let out = d.kbin(&["up", "--json"]).fails_with(2);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap_or_else(|e| panic!("{e}: {}", out.stdout()));
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["error"]["exit"], 2);
+    assert!(v["error"]["message"].as_str().unwrap().contains("nothing was changed"), "{v}");
+    let stages: Vec<&str> = v["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["pki"], "no download stage: {v}");
+    let hosts = v["error"]["hosts"].as_array().unwrap();
+    assert!(!hosts.is_empty() && hosts.iter().all(|h| h["phase"] == "connect" && h["rollback"]["state"] == "not-needed"), "{v}");
+    // one line per host on stderr, `[connect] host: cause`, never a script
+    let first = hosts[0]["host"].as_str().unwrap();
+    assert!(out.stderr().lines().any(|l| l.starts_with(&format!("  [connect] {first}: ")) && !l.contains(&format!("{first}: {first}:"))), "{}", out.stderr());
+    // without --json, stdout stays empty
+    let out = d.kbin(&["up"]).fails_with(2);
+    assert!(out.stdout().is_empty());
+}

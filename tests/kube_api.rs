@@ -160,7 +160,7 @@ fn apply_through_a_masters_connection_against_the_standin_apiserver() {
 
     // a master that is unreachable and nothing else: refused, naming it
     let only_m1 = vec![(&cluster.hosts[0], Ok(Node { host: &cluster.hosts[0], remote: m1.clone() as Arc<dyn Remote> }))];
-    let e = masters::ready_master(&cluster, &client, only_m1, &quiet()).unwrap_err();
+    let e: kbin::Error = masters::ready_master(&cluster, &client, only_m1, &quiet()).unwrap_err().into();
     assert_eq!(e.exit(), kbin::Exit::Refused);
     assert!(e.details().iter().any(|p| p.starts_with("[apiserver] m1 (10.9.0.1:6443): cannot reach the apiserver")), "{:?}", e.details());
 
@@ -180,9 +180,9 @@ fn apply_through_a_masters_connection_against_the_standin_apiserver() {
     assert_eq!(manifests::apply_all(&client, &ep, &objects, &quiet(), true).unwrap().count(Outcome::Exists), n);
     // what the deploy commands call with their connected masters: m1 is passed over, m2 used
     let nodes = [Node { host: &cluster.hosts[0], remote: m1.clone() as Arc<dyn Remote> }, Node { host: &cluster.hosts[1], remote: m2.clone() as Arc<dyn Remote> }];
-    let r = manifests::apply_to_masters(&cluster, &nodes, &quiet(), false).unwrap();
+    let r = kbin::deploy::manifests::apply_to_masters(&cluster, &nodes, &quiet(), false).unwrap();
     assert_eq!((r.count(Outcome::Unchanged), r.server.as_str()), (n, "m2 (10.9.0.2:6443)"));
-    let e = manifests::apply_to_masters(&cluster, &nodes[..1], &quiet(), false).unwrap_err();
+    let e = kbin::deploy::manifests::apply_to_masters(&cluster, &nodes[..1], &quiet(), false).unwrap_err();
     assert_eq!(e.exit(), kbin::Exit::Refused);
 
     // the Secret the apiserver stored holds the token; the admin may now list (no) nodes

@@ -320,6 +320,8 @@ fn upload_cut_midway_leaves_the_old_file_intact() {
     let err = h.write_file(p, &Source::bytes(big), &WriteOpts::mode(0o755).progress(&progress)).unwrap_err();
     assert!(matches!(err, HostError::Disconnected { .. } | HostError::Timeout { .. } | HostError::Ssh { .. }), "{err}");
     assert!(err.to_string().starts_with("n1: "), "{err}");
+    // regression (issue 12): the error was the whole remote write script, 55 lines, before its cause
+    assert!(!err.chain().contains('\n') && err.chain().contains(&format!("write {p}")), "one line naming the file: {}", err.chain());
     assert_eq!(std::fs::read(&path).unwrap(), b"old binary\n", "the old content is intact");
     // the remote side notices the short upload, refuses to rename and removes its temp file
     let t0 = Instant::now();

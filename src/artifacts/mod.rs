@@ -216,7 +216,7 @@ impl ArtifactError {
     }
 }
 
-impl crate::error::Reportable for ArtifactError {
+impl crate::exit::Reportable for ArtifactError {
     fn hint(&self) -> Option<String> {
         use ArtifactError::*;
         Some(match self {
@@ -246,12 +246,12 @@ impl crate::error::Reportable for ArtifactError {
             BadArgument(_) => return None,
         })
     }
-    fn exit(&self) -> crate::error::Exit {
+    fn exit(&self) -> crate::exit::Exit {
         match self {
             ArtifactError::UnknownComponent { .. } | ArtifactError::LockSyntax { .. } | ArtifactError::BadArgument(_) => {
-                crate::error::Exit::BadConfig
+                crate::exit::Exit::BadConfig
             }
-            _ => crate::error::Exit::Failure,
+            _ => crate::exit::Exit::Failure,
         }
     }
 }

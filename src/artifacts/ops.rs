@@ -14,7 +14,6 @@ use super::extract::{Limits, verify_and_extract};
 use super::lock::{Entry, Lock};
 use super::progress::{Reporter, human_bytes};
 use super::{Arch, ArtifactError, Digest, DigestSource, Result, Sha256};
-use crate::config::{Cluster, Role};
 
 /// Everything about artifacts that comes from the cluster file and the command line.
 #[derive(Debug, Clone)]
@@ -35,38 +34,11 @@ pub struct Settings {
     pub lock_path: PathBuf,
     /// Parallel downloads.
     pub jobs: usize,
-    /// Roles present in the cluster (decides which components it needs).
-    pub roles: Vec<Role>,
+    /// Roles present in the cluster, by name (decides which components it needs).
+    pub roles: Vec<String>,
 }
 
 impl Settings {
-    pub fn from_cluster(cluster: &Cluster, cli_mirror: Option<&str>) -> Result<Settings> {
-        let a = &cluster.artifacts;
-        // KBIN_CACHE_DIR (the invocation) wins over artifacts.cache_dir (the cluster file)
-        let env = std::env::var_os("KBIN_CACHE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
-        let cache_root = match env.or_else(|| a.cache_dir.clone()) {
-            Some(d) => d,
-            None => Cache::default_root().ok_or_else(|| ArtifactError::BadArgument("no cache directory: set KBIN_CACHE_DIR or artifacts.cache_dir".into()))?,
-        };
-        let mut roles: Vec<Role> = cluster.hosts.iter().flat_map(|h| h.roles.iter().copied()).collect();
-        roles.sort();
-        roles.dedup();
-        Ok(Settings {
-            arch: a.arch,
-            cli_mirror: cli_mirror.map(str::to_string),
-            mirror: a.mirror.clone(),
-            mirrors: a.mirrors.clone(),
-            versions: a.versions.clone(),
-            kubernetes_version: cluster.kubernetes_version.clone(),
-            etcd_version: cluster.etcd_version.clone(),
-            flannel_version: cluster.flannel_version.clone(),
-            cache_root,
-            lock_path: Lock::path_in(&cluster.state_dir),
-            jobs: 4,
-            roles,
-        })
-    }
-
     pub fn version_of(&self, c: &Component) -> String {
         if let Some(v) = self.versions.get(&c.name) {
             return v.clone();
@@ -161,7 +133,7 @@ pub fn plan(catalog: &Catalog, settings: &Settings, names: &[String]) -> Result<
     let lock = Lock::load(&settings.lock_path)?;
     let chosen = catalog.components.iter().filter(|c| {
         if names.is_empty() {
-            c.roles.iter().any(|r| Role::parse(r).is_some_and(|r| settings.roles.contains(&r)))
+            c.roles.iter().any(|r| settings.roles.iter().any(|s| s == r))
         } else {
             names.iter().any(|n| n == &c.name)
         }
@@ -430,7 +402,7 @@ mod tests {
             cache_root: PathBuf::from("/nonexistent"),
             lock_path: PathBuf::from("/nonexistent/kbin.lock"),
             jobs: 4,
-            roles: vec![Role::Etcd],
+            roles: vec!["etcd".into()],
         }
     }
 
@@ -457,7 +429,7 @@ mod tests {
         let mut s = settings();
         let names = |s: &Settings| plan(c, s, &[]).unwrap().into_iter().map(|p| p.artifact.component).collect::<Vec<_>>();
         assert_eq!(names(&s), ["etcd"]);
-        s.roles = vec![Role::Etcd, Role::Master, Role::Node];
+        s.roles = vec!["etcd".into(), "master".into(), "node".into()];
         assert_eq!(names(&s), ["etcd", "kubernetes-server", "kubectl", "kubelet", "flanneld", "flannel-cni-plugin", "cni-plugins", "containerd", "runc", "crictl"]);
         s.versions.insert("containerd".into(), "v2.0.0".into());
         let p = plan(c, &s, &["containerd".to_string()]).unwrap();
@@ -473,7 +445,7 @@ mod tests {
     fn server_components_share_one_pinned_tarball() {
         let c = Catalog::embedded();
         let mut s = settings();
-        s.roles = vec![Role::Master, Role::Node];
+        s.roles = vec!["master".into(), "node".into()];
         let p = plan(c, &s, &[]).unwrap();
         let server: Vec<&Planned> = p.iter().filter(|p| p.artifact.component == "kubernetes-server").collect();
         assert_eq!(server.len(), 1, "one download for the four components");

@@ -54,7 +54,7 @@ pub fn exec(global: &Global, cmd: &BundleCommand) -> kbin::Result<()> {
             // the cluster file is optional here: without it the bundle only fills the cache
             let (cache_root, lock_path) = if global.config.exists() {
                 let cluster = global.cluster()?;
-                let s = ops::Settings::from_cluster(&cluster, None)?;
+                let s = kbin::engine::bins::settings(&cluster, None)?;
                 (s.cache_root, Some(Lock::path_in(&cluster.state_dir)))
             } else {
                 p.warn(&format!("{} not found: loading into the cache only, no kbin.lock is updated", global.config.display()), Some("pass -c FILE to record the bundle's digests for a cluster"));

@@ -1,4 +1,5 @@
-//! `kbin master add`, `kbin node add`, `kbin lb deploy`: the Kubernetes parts of the cluster.
+//! `kbin master add`, `node add`, `lb deploy`, `up`, `status`, `repoint-nodes`: arguments, one
+//! library call each (`kbin::deploy`), and the output.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -7,12 +8,10 @@ use clap::Subcommand;
 use kbin::artifacts::Catalog;
 use kbin::artifacts::download::{FetchOptions, Fetcher};
 use kbin::artifacts::progress::Reporter;
-use kbin::config::{Cluster, Host, Role};
-use kbin::deploy::{self, Bins, Ctx};
-use kbin::host::Node;
-use kbin::host::connect::Connector;
-use kbin::host::parallel::Cancel;
-use kbin::render::{Component, Templates};
+use kbin::config::Cluster;
+use kbin::deploy;
+use kbin::engine::Bins;
+use kbin::render::Component;
 
 use super::Global;
 use super::download::NetArgs;
@@ -91,44 +90,7 @@ pub enum LbCommand {
     Deploy(DeployArgs),
 }
 
-pub struct Session<'c> {
-    pub cluster: &'c Cluster,
-    pub connector: Connector<'c>,
-    pub templates: Templates,
-}
-
-impl<'c> Session<'c> {
-    pub fn new(global: &Global, cluster: &'c Cluster, a: &DeployArgs) -> kbin::Result<Session<'c>> {
-        Ok(Session {
-            cluster,
-            connector: Connector {
-                cluster,
-                printer: global.printer(),
-                concurrency: a.ssh.concurrency.map(usize::from).unwrap_or(cluster.ssh.concurrency),
-                cancel: Cancel::on_ctrl_c(),
-                accept_new_host_keys: a.ssh.accept_new_host_keys,
-            },
-            templates: Templates::load(cluster)?,
-        })
-    }
-    pub fn ctx<'s>(&'s self, a: &DeployArgs, bins: &'s Bins) -> Ctx<'s> {
-        Ctx {
-            cluster: self.cluster,
-            printer: self.connector.printer,
-            concurrency: self.connector.concurrency,
-            cancel: self.connector.cancel.clone(),
-            templates: &self.templates,
-            bins,
-            timeout: Duration::from_secs(a.timeout),
-            dry_run: a.dry_run,
-        }
-    }
-    /// Connections to those of `hosts` that answer (the others are reported and skipped).
-    pub fn reachable(&self, hosts: &[&'c Host]) -> Vec<Node<'c>> {
-        self.connector.connect(hosts).into_iter().filter_map(|(_, r)| r.ok()).collect()
-    }
-}
-
+/// The verified release binaries of `parts` (downloaded once, then read from the cache).
 pub fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs, parts: &[Component]) -> kbin::Result<Bins> {
     let components: BTreeSet<&str> = Bins::components(cluster, parts);
     if components.is_empty() {
@@ -136,137 +98,40 @@ pub fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs, parts: &[Comp
     }
     let settings = net.settings(cluster)?;
     let fetcher = Fetcher::new(FetchOptions::from_env())?;
-    Bins::resolve(Catalog::embedded(), &settings, &fetcher, &Reporter::new(global.quiet), &components)
+    Ok(Bins::resolve(Catalog::embedded(), &settings, &fetcher, &Reporter::new(global.quiet), &components)?)
 }
 
-/// Issue whatever the cluster file needs and the pki lacks (a new host's certificates); never
-/// touches what exists.
-pub fn ensure_pki(global: &Global, cluster: &Cluster, dry_run: bool) -> kbin::Result<()> {
-    let p = global.printer();
-    if dry_run {
-        return Ok(());
-    }
-    let r = kbin::pki::init(cluster)?;
-    if !r.issued.is_empty() {
-        p.phase("pki", None, &format!("issued {}", r.issued.join(", ")));
-    }
-    for s in &r.stale {
-        p.warn(&format!("pki/{}: {}", s.file, s.problem), Some(stale_hint(s)));
-    }
-    Ok(())
-}
-
-/// What to do about a pki file that no longer matches the cluster file.
-fn stale_hint(s: &kbin::pki::Stale) -> &'static str {
-    if s.problem.starts_with("server is") {
-        // re-issuing it and pushing it would move the nodes at once, without any check
-        "the nodes still use the old address; `kbin repoint-nodes` moves them safely and updates this file"
-    } else {
-        "`kbin pki renew NAME` re-issues it; then deploy again"
-    }
-}
-
-/// Resolve `spec` to a host of the cluster file; a new address is added to the file with
-/// `role` (name from `name` or the host's hostname). Returns the (possibly reloaded) cluster
-/// and the host's name.
-pub fn resolve_or_add(global: &Global, cluster: Cluster, spec: &str, name: Option<&str>, role: Role, a: &DeployArgs) -> kbin::Result<(Cluster, String)> {
-    if let Some(h) = cluster.host(spec) {
-        if !h.has(role) {
-            return Err(kbin::Error::Refused {
-                what: format!("{} does not have the {} role in {}", h.name, role.as_str(), cluster.file.display()),
-                problems: vec![],
-                hint: Some(format!("add \"{}\" to the roles of {} in the cluster file and run this again", role.as_str(), h.name)),
-            });
-        }
-        return Ok((cluster.clone(), h.name.clone()));
-    }
-    let Ok(address) = spec.parse::<std::net::IpAddr>() else {
-        return Err(kbin::Error::other(format!("no host {spec:?} in {}", cluster.file.display()), Some("give a host name from the cluster file, or the IP address of a new host")));
-    };
-    let p = global.printer();
-    // reach it first (with the cluster's SSH defaults): an address kbin cannot log in to is not
-    // written into the file
-    let probe = Host { name: name.unwrap_or(spec).to_string(), address, roles: vec![role], ssh: cluster.ssh.default.clone(), lb_interface: String::new(), lb_priority: 0, labels: vec![] };
-    let connector = Connector { cluster: &cluster, printer: p, concurrency: 1, cancel: Cancel::on_ctrl_c(), accept_new_host_keys: a.ssh.accept_new_host_keys };
-    let node = connector.connect_all(&[&probe])?.remove(0);
-    let name = match name {
-        Some(n) => n.to_string(),
-        None => node.remote.check(&kbin::host::Cmd::new(["hostname", "-s"]))?.stdout_str().trim().to_lowercase(),
-    };
-    if cluster.host(&name).is_some() {
-        return Err(kbin::Error::other(format!("{spec} is not in {}, but its name {name:?} is taken by another host", cluster.file.display()), Some("pick a name with --name")));
-    }
-    let text = std::fs::read_to_string(&cluster.file).map_err(|e| kbin::Error::other(format!("cannot read {}: {e}", cluster.file.display()), None))?;
-    let new_text = kbin::config::edit::with_host(&cluster.file, &text, &name, spec, &[role.as_str()])?;
-    if a.dry_run {
-        p.phase("dry-run", None, &format!("would add host {name} ({spec}, role {}) to {}", role.as_str(), cluster.file.display()));
-        let c = kbin::config::parse(&cluster.file, &new_text)?;
-        return Ok((c, name));
-    }
-    let c = kbin::config::edit::replace(&cluster, &new_text)?;
-    p.phase("config", None, &format!("added host {name} ({spec}, role {}) to {}", role.as_str(), cluster.file.display()));
-    Ok((c, name))
-}
-
-fn print_json<T: serde::Serialize>(json: bool, v: &T) {
-    if json {
-        println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+/// How a deploy command runs, and where its binaries come from.
+pub fn opts<'a>(global: &'a Global, ssh: &super::SshArgs, timeout: u64, dry_run: bool, fetch: &'a dyn Fn(&Cluster, &[Component]) -> kbin::Result<Bins>) -> deploy::Opts<'a> {
+    deploy::Opts {
+        printer: global.printer(),
+        concurrency: ssh.concurrency.map(usize::from),
+        cancel: kbin::host::parallel::Cancel::on_ctrl_c(),
+        timeout: Duration::from_secs(timeout),
+        dry_run,
+        accept_new_host_keys: ssh.accept_new_host_keys,
+        fetch,
     }
 }
 
 pub fn master(global: &Global, cmd: &MasterCommand) -> kbin::Result<()> {
     let MasterCommand::Add(a) = cmd;
-    let (cluster, name) = resolve_or_add(global, global.cluster()?, &a.host, a.name.as_deref(), Role::Master, &a.deploy)?;
-    ensure_pki(global, &cluster, a.deploy.dry_run)?;
-    let s = Session::new(global, &cluster, &a.deploy)?;
-    let host = cluster.host(&name).expect("resolved");
-    let target = s.connector.connect_all(&[host])?;
-    let lbs = s.connector.connect_all(&deploy::lb::hosts(&cluster))?;
-    let bins = binaries(global, &cluster, &a.deploy.net, &[Component::Master])?;
-    let ctx = s.ctx(&a.deploy, &bins);
-    let report = deploy::master::deploy(&ctx, &target, &lbs)?;
-    print_json(a.deploy.json, &report);
-    Ok(())
+    let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &a.deploy.net, parts);
+    let o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
+    super::emit(a.deploy.json, deploy::master::add(&o, global.cluster()?, &a.host, a.name.as_deref()))
 }
 
 pub fn node(global: &Global, cmd: &NodeCommand) -> kbin::Result<()> {
     let NodeCommand::Add(a) = cmd;
-    let mut cluster = global.cluster()?;
-    let mut names = Vec::new();
-    if a.hosts.is_empty() {
-        names = deploy::node::hosts(&cluster).iter().map(|h| h.name.clone()).collect();
-    }
-    for spec in &a.hosts {
-        let (c, n) = resolve_or_add(global, cluster, spec, a.name.as_deref().filter(|_| a.hosts.len() == 1), Role::Node, &a.deploy)?;
-        cluster = c;
-        names.push(n);
-    }
-    ensure_pki(global, &cluster, a.deploy.dry_run)?;
-    let s = Session::new(global, &cluster, &a.deploy)?;
-    let hosts: Vec<&Host> = names.iter().map(|n| cluster.host(n).expect("resolved")).collect();
-    let nodes = s.connector.connect_all(&hosts)?;
-    let masters = s.reachable(&deploy::master::hosts(&cluster));
-    let bins = binaries(global, &cluster, &a.deploy.net, &[Component::Node])?;
-    let ctx = s.ctx(&a.deploy, &bins);
-    super::manifests::apply_through(&ctx, &masters)?;
-    let report = deploy::node::deploy(&ctx, &nodes, &masters)?;
-    print_json(a.deploy.json, &report);
-    Ok(())
+    let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &a.deploy.net, parts);
+    let o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
+    super::emit(a.deploy.json, deploy::node::add(&o, global.cluster()?, &a.hosts, a.name.as_deref()))
 }
 
 pub fn lb(global: &Global, cmd: &LbCommand) -> kbin::Result<()> {
     let LbCommand::Deploy(a) = cmd;
-    let cluster = global.cluster()?;
-    let s = Session::new(global, &cluster, a)?;
-    let lbs = s.connector.connect_all(&deploy::lb::hosts(&cluster))?;
-    if lbs.is_empty() {
-        return Err(kbin::Error::Refused { what: format!("no host has the lb role in {}", cluster.file.display()), problems: vec![], hint: Some("add two hosts with roles = [\"lb\"] and set apiserver.vip".into()) });
-    }
-    let bins = Bins::default();
-    let ctx = s.ctx(a, &bins);
-    let report = deploy::lb::deploy(&ctx, &lbs)?;
-    print_json(a.json, &report);
-    Ok(())
+    let o = opts(global, &a.ssh, a.timeout, a.dry_run, &|_, _| Ok(Bins::default()));
+    super::emit(a.json, deploy::lb::deploy_all(&o, &global.cluster()?))
 }
 
 /// Build or update the whole cluster from the cluster file
@@ -286,52 +151,14 @@ pub struct UpArgs {
 
 pub fn up(global: &Global, a: &UpArgs) -> kbin::Result<()> {
     let cluster = global.cluster()?;
-    let p = global.printer();
+    let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &a.deploy.net, parts);
+    let o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
     let mut report = deploy::up::Report::default();
-    let t0 = std::time::Instant::now();
-    if a.deploy.dry_run && !cluster.pki_dir().join("ca.crt").exists() {
-        p.phase("up", None, &format!("pki: would create the CAs and every certificate in {}; run without --dry-run (or `kbin pki init`) to plan the rest", cluster.pki_dir().display()));
-        return Ok(());
+    let result = deploy::up::up(&o, &cluster, Duration::from_secs(a.etcd_timeout), &mut report);
+    if result.is_ok() && !report.stages.is_empty() {
+        global.printer().phase("up", None, &report.summary());
     }
-    let summary = if a.deploy.dry_run {
-        "not checked in a dry run".to_string()
-    } else {
-        let r = kbin::pki::init(&cluster)?;
-        for s in &r.stale {
-            p.warn(&format!("pki/{}: {}", s.file, s.problem), Some(stale_hint(s)));
-        }
-        if r.issued.is_empty() { format!("{} kept, nothing to issue", r.kept) } else { format!("issued {}", r.issued.join(", ")) }
-    };
-    p.phase("up", None, &format!("pki: {summary} ({} ms)", t0.elapsed().as_millis()));
-    report.stages.push(deploy::up::Stage { name: "pki".into(), millis: t0.elapsed().as_millis(), summary });
-
-    let t0 = std::time::Instant::now();
-    let bins = binaries(global, &cluster, &a.deploy.net, &[Component::Etcd, Component::Master, Component::Node])?;
-    let summary = format!("{} components verified", Bins::components(&cluster, &[Component::Etcd, Component::Master, Component::Node]).len());
-    p.phase("up", None, &format!("download: {summary} ({} ms)", t0.elapsed().as_millis()));
-    report.stages.push(deploy::up::Stage { name: "download".into(), millis: t0.elapsed().as_millis(), summary });
-
-    let s = Session::new(global, &cluster, &a.deploy)?;
-    let all: Vec<&Host> = cluster.hosts.iter().collect();
-    let nodes = s.connector.connect_all(&all)?;
-    let ctx = s.ctx(&a.deploy, &bins);
-    let etcd_ctx = kbin::etcd::ops::Ctx {
-        cluster: &cluster,
-        printer: p,
-        concurrency: ctx.concurrency,
-        cancel: ctx.cancel.clone(),
-        client: kbin::etcd::api::Client::new(&kbin::etcd::ops::identity(&cluster)?).map_err(|e| kbin::Error::other(format!("etcd client identity: {e}"), Some("run `kbin pki check`")))?,
-        health_timeout: Duration::from_secs(a.etcd_timeout),
-    };
-    deploy::up::run(&ctx, &etcd_ctx, &nodes, &mut report)?;
-    let total: u128 = report.stages.iter().map(|s| s.millis).sum();
-    if a.deploy.dry_run {
-        p.phase("up", None, &format!("planned in {total} ms: {} services would start, {} would restart; nothing was changed", report.started.len(), report.restarted.len()));
-    } else {
-        p.phase("up", None, &format!("done in {total} ms: {} bytes sent, {} started, {} restarted", report.bytes_sent, report.started.len(), report.restarted.len()));
-    }
-    print_json(a.deploy.json, &report);
-    Ok(())
+    super::emit_with(a.deploy.json, &report, result)
 }
 
 /// Per host and component: services, versions, certificate days left, etcd health, the nodes as
@@ -348,115 +175,23 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-#[derive(Debug, serde::Serialize)]
-struct StatusReport {
-    cluster: String,
-    endpoint: String,
-    hosts: Vec<deploy::status::HostStatus>,
-    etcd: Vec<kbin::etcd::ops::MemberReport>,
-    nodes: Vec<kbin::kube::nodes::NodeStatus>,
-    /// The apiserver that answered the node list.
-    apiserver: Option<String>,
-    vip: VipStatus,
-    problems: Vec<String>,
-}
-
-#[derive(Debug, Default, serde::Serialize)]
-struct VipStatus {
-    address: Option<String>,
-    holders: Vec<String>,
-    /// `/healthz` through the VIP, the certificate verified for the VIP's name.
-    healthz: Option<u16>,
-    error: Option<String>,
-}
-
 pub fn status(global: &Global, a: &StatusArgs) -> kbin::Result<()> {
     let cluster = global.cluster()?;
-    let p = global.printer();
-    let connector = Connector { cluster: &cluster, printer: p, concurrency: a.ssh.concurrency.map(usize::from).unwrap_or(cluster.ssh.concurrency), cancel: Cancel::on_ctrl_c(), accept_new_host_keys: a.ssh.accept_new_host_keys };
-    let all: Vec<&Host> = cluster.hosts.iter().collect();
-    let conns: Vec<(&Host, Result<Node<'_>, String>)> = connector.connect(&all).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
-    let client = deploy::api_client(&cluster)?;
-    let hosts = deploy::status::hosts(&cluster, &conns, &client, connector.concurrency, &connector.cancel);
-    let etcd_ctx = kbin::etcd::ops::Ctx {
-        cluster: &cluster,
-        printer: p,
-        concurrency: connector.concurrency,
-        cancel: connector.cancel.clone(),
-        client: kbin::etcd::api::Client::new(&kbin::etcd::ops::identity(&cluster)?).map_err(|e| kbin::Error::other(format!("etcd client identity: {e}"), Some("run `kbin pki check`")))?,
-        health_timeout: Duration::from_secs(5),
-    };
-    let etcd_conns = conns.iter().filter(|(h, _)| h.has(Role::Etcd)).map(|(h, r)| (*h, r.clone())).collect();
-    let etcd = kbin::etcd::ops::status(&etcd_ctx, etcd_conns);
-    // nodes, through the first master whose apiserver is ready
-    let mut nodes = Vec::new();
-    let mut apiserver = None;
-    let mut problems = Vec::new();
-    let ready_master = conns.iter().filter(|(h, _)| h.has(Role::Master)).find_map(|(h, r)| r.as_ref().ok().filter(|_| hosts.iter().any(|s| s.name == h.name && s.apiserver_ready == Some(true))));
-    match ready_master {
-        Some(m) => match client.nodes(&kbin::kube::masters::endpoint(&cluster, m)) {
-            Ok(n) => {
-                nodes = n;
-                apiserver = Some(m.host.name.clone());
-            }
-            Err(e) => problems.push(format!("nodes: {}", kbin::kube::chain(&e))),
-        },
-        None => problems.push("no master's apiserver is ready".into()),
-    }
-    let mut vip = VipStatus { address: cluster.apiserver.vip.map(|v| v.to_string()), ..Default::default() };
-    vip.holders = hosts.iter().filter(|h| h.holds_vip == Some(true)).map(|h| h.name.clone()).collect();
-    if let Some(holder) = vip.holders.first().and_then(|name| conns.iter().find(|(h, _)| &h.name == name)).and_then(|(_, r)| r.as_ref().ok()) {
-        match deploy::lb::vip_tls_check(&client, &cluster, holder) {
-            Ok(st) => vip.healthz = Some(st),
-            Err(e) => vip.error = Some(e),
-        }
-    }
-    // what is not as it should be
-    for h in &hosts {
-        if let Some(e) = &h.error {
-            problems.push(format!("{}: unreachable: {e}", h.name));
-        }
-        for (u, s) in &h.units {
-            if s != "active" {
-                problems.push(format!("{}: {u} is {s}", h.name));
-            }
-        }
-        if h.apiserver_ready == Some(false) {
-            problems.push(format!("{}: kube-apiserver is not ready", h.name));
-        }
-    }
-    for m in etcd.iter().filter(|m| !m.healthy) {
-        problems.push(format!("{}: etcd member not healthy{}", m.name, m.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()));
-    }
-    for h in cluster.hosts_with(Role::Node) {
-        match nodes.iter().find(|n| n.name == h.name) {
-            Some(n) if n.ready == Some(true) => {}
-            Some(n) => problems.push(format!("{}: node not Ready ({})", h.name, n.ready_reason.clone().unwrap_or_default())),
-            None if apiserver.is_some() => problems.push(format!("{}: not registered as a node", h.name)),
-            None => {}
-        }
-    }
-    if cluster.hosts_with(Role::Lb).next().is_some() {
-        if vip.holders.len() != 1 {
-            problems.push(format!("{} LB hosts hold the VIP ({})", vip.holders.len(), vip.holders.join(", ")));
-        } else if vip.healthz != Some(200) {
-            problems.push(format!("the VIP does not answer /healthz with a valid certificate: {}", vip.error.clone().unwrap_or_else(|| format!("HTTP {}", vip.healthz.unwrap_or(0)))));
-        }
-    }
-    let report = StatusReport { cluster: cluster.name.clone(), endpoint: cluster.endpoint_url(), hosts, etcd, nodes, apiserver, vip, problems };
+    let run = super::run(global, &cluster, &a.ssh, Duration::from_secs(5), false);
+    let report = deploy::status::report(&run, a.ssh.accept_new_host_keys)?;
     if a.json {
-        print_json(true, &report);
+        super::print_json(&report);
     } else {
         print_status(&report);
     }
     if report.problems.is_empty() {
-        p.phase("status", None, "everything is as it should be");
+        run.printer.phase("status", None, "everything is as it should be");
         return Ok(());
     }
     Err(kbin::Error::Failed { what: format!("{} problems", report.problems.len()), problems: report.problems.clone(), hint: Some("`kbin up` starts stopped services and repairs changed files; `journalctl -u UNIT` on the host says why a service stopped".into()) })
 }
 
-fn print_status(r: &StatusReport) {
+fn print_status(r: &deploy::status::StatusReport) {
     println!("cluster {}  endpoint {}", r.cluster, r.endpoint);
     println!();
     println!("{:<10} {:<16} {:<24} {:<9} {}", "HOST", "ADDRESS", "ROLES", "CERT DAYS", "SERVICES");
@@ -530,43 +265,6 @@ pub struct RepointArgs {
 
 pub fn repoint(global: &Global, a: &RepointArgs) -> kbin::Result<()> {
     let cluster = global.cluster()?;
-    let p = global.printer();
-    let target = match (&a.endpoint, a.vip) {
-        (Some(e), _) => deploy::repoint::Target::parse(e, cluster.apiserver.port).map_err(|m| kbin::Error::other(format!("--endpoint: {m}"), Some("write HOST or HOST:PORT, e.g. --endpoint k8s-api.example.com:6443")))?,
-        (None, _) => match cluster.apiserver.vip {
-            Some(v) => deploy::repoint::Target { host: v.to_string(), port: cluster.apiserver.port },
-            None => return Err(kbin::Error::Refused { what: format!("--vip: {} sets no apiserver.vip", cluster.file.display()), problems: vec![], hint: Some("set apiserver.vip (and deploy the LB pair with `kbin lb deploy`), or give --endpoint HOST[:PORT]".into()) }),
-        },
-    };
-    let mut hosts: Vec<&Host> = Vec::new();
-    for spec in &a.nodes {
-        match cluster.host(spec) {
-            Some(h) if h.has(Role::Node) => hosts.push(h),
-            Some(h) => return Err(kbin::Error::other(format!("--nodes: {} does not have the node role", h.name), Some("list hosts with the node role"))),
-            None => return Err(kbin::Error::other(format!("--nodes: no host {spec:?} in {}", cluster.file.display()), Some("use host names or addresses from the cluster file"))),
-        }
-    }
-    if a.nodes.is_empty() {
-        hosts = deploy::node::hosts(&cluster);
-    }
-    let connector = Connector { cluster: &cluster, printer: p, concurrency: a.ssh.concurrency.map(usize::from).unwrap_or(cluster.ssh.concurrency), cancel: Cancel::on_ctrl_c(), accept_new_host_keys: a.ssh.accept_new_host_keys };
-    let nodes = connector.connect_all(&hosts)?;
-    let masters = connector.connect_all(&deploy::master::hosts(&cluster))?;
-    let templates = Templates::load(&cluster)?;
-    let bins = Bins::default();
-    let ctx = Ctx { cluster: &cluster, printer: p, concurrency: connector.concurrency, cancel: connector.cancel.clone(), templates: &templates, bins: &bins, timeout: Duration::from_secs(a.timeout), dry_run: a.dry_run };
-    let mut report = deploy::repoint::run(&ctx, &target, &nodes, &masters, usize::from(a.batch))?;
-    if !a.dry_run {
-        p.phase("repoint", None, &format!("{} nodes moved to {}, {} were there already", report.moved.len(), target.url(), report.already.len()));
-        if a.nodes.is_empty() {
-            for c in deploy::repoint::record(&cluster, &target)? {
-                p.phase("repoint", None, &format!("updated {c}"));
-            }
-            report.recorded = true;
-        } else {
-            p.phase("repoint", None, "only some nodes were asked for: the cluster file's endpoint and the local kubeconfigs stay as they are");
-        }
-    }
-    print_json(a.json, &report);
-    Ok(())
+    let o = opts(global, &a.ssh, a.timeout, a.dry_run, &|_, _| Ok(Bins::default()));
+    super::emit(a.json, deploy::repoint::repoint_nodes(&o, &cluster, a.endpoint.as_deref(), &a.nodes, usize::from(a.batch)))
 }

@@ -53,7 +53,7 @@ impl NetArgs {
         {
             return Err(ArtifactError::BadArgument(format!("--mirror {m:?} is not an http(s) URL")).into());
         }
-        let mut s = Settings::from_cluster(cluster, self.mirror.as_deref())?;
+        let mut s = kbin::engine::bins::settings(cluster, self.mirror.as_deref())?;
         s.jobs = self.jobs.max(1);
         Ok(s)
     }

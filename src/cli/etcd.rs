@@ -1,20 +1,12 @@
 //! `kbin etcd ...`: deploy, status, add, remove, backup.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Subcommand;
-use kbin::artifacts::Catalog;
-use kbin::artifacts::download::{FetchOptions, Fetcher};
-use kbin::artifacts::ops;
-use kbin::artifacts::progress::Reporter;
-use kbin::config::{Cluster, Host, Role};
-use kbin::etcd::api::Client;
-use kbin::etcd::ops::{self as etcd, Binaries, Ctx, MemberReport, Node};
-use kbin::host::connect::Connector;
-use kbin::host::parallel::Cancel;
-use kbin::host::{HostError, Source};
-use kbin::render::Templates;
+use kbin::config::Cluster;
+use kbin::engine::Bins;
+use kbin::deploy::etcd::{self, MemberReport};
+use kbin::render::Component;
 
 use super::Global;
 use super::download::NetArgs;
@@ -103,53 +95,26 @@ pub struct BackupArgs {
 
 pub fn exec(global: &Global, cmd: &EtcdCommand) -> kbin::Result<()> {
     let cluster = global.cluster()?;
-    match cmd {
-        EtcdCommand::Deploy(a) => deploy(global, &cluster, a),
-        EtcdCommand::Status(a) => status(global, &cluster, a),
-        EtcdCommand::Add(a) => add(global, &cluster, a),
-        EtcdCommand::Remove(a) => remove(global, &cluster, a),
-        EtcdCommand::Backup(a) => backup(global, &cluster, a),
-    }
-}
-
-fn ctx<'c>(global: &Global, cluster: &'c Cluster, conn: &ConnArgs) -> kbin::Result<Ctx<'c>> {
-    Ok(Ctx {
-        cluster,
-        printer: global.printer(),
-        concurrency: conn.ssh.concurrency.map(usize::from).unwrap_or(cluster.ssh.concurrency),
-        cancel: Cancel::on_ctrl_c(),
-        client: Client::new(&etcd::identity(cluster)?).map_err(|e| kbin::Error::other(format!("etcd client identity: {e}"), Some("run `kbin pki check`")))?,
-        health_timeout: Duration::from_secs(conn.health_timeout),
-    })
-}
-
-fn connector<'c>(ctx: &Ctx<'c>, conn: &ConnArgs) -> Connector<'c> {
-    Connector { cluster: ctx.cluster, printer: ctx.printer, concurrency: ctx.concurrency, cancel: ctx.cancel.clone(), accept_new_host_keys: conn.ssh.accept_new_host_keys }
-}
-
-/// Connect to `hosts`; each result is the connection or why it failed.
-fn connect<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> Vec<(&'c Host, Result<Node<'c>, HostError>)> {
-    connector(ctx, conn).connect(hosts)
-}
-
-/// Connect to all of `hosts` or refuse (exit 2) listing the ones that failed: nothing changed.
-fn connect_all<'c>(ctx: &Ctx<'c>, hosts: &[&'c Host], conn: &ConnArgs) -> kbin::Result<Vec<Node<'c>>> {
-    connector(ctx, conn).connect_all(hosts)
-}
-
-/// etcd and etcdctl from the verified artifact (downloaded and extracted once, then reused).
-fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs) -> kbin::Result<Binaries> {
-    let settings = net.settings(cluster)?;
-    let fetcher = Fetcher::new(FetchOptions::from_env())?;
-    let files = ops::extracted(Catalog::embedded(), &settings, "etcd", &fetcher, &Reporter::new(global.quiet))?;
-    let src = |name: &str| {
-        files
-            .iter()
-            .find(|f| f.name == name)
-            .map(|f| Source::file_with_digest(&f.path, &f.sha256, f.len))
-            .ok_or_else(|| kbin::Error::other(format!("the etcd release archive has no {name}"), Some("check the etcd version in the cluster file")))
+    // only deploy and add install etcd
+    let fetch = |c: &Cluster, parts: &[Component]| match cmd {
+        EtcdCommand::Deploy(DeployArgs { net, .. }) | EtcdCommand::Add(AddArgs { net, .. }) => super::cluster::binaries(global, c, net, parts),
+        _ => Ok(Bins::default()),
     };
-    Ok(Binaries { etcd: src("etcd")?, etcdctl: src("etcdctl")? })
+    let (conn, dry_run) = match cmd {
+        EtcdCommand::Deploy(a) => (&a.conn, a.dry_run),
+        EtcdCommand::Status(a) => (&a.conn, false),
+        EtcdCommand::Add(a) => (&a.conn, false),
+        EtcdCommand::Remove(a) => (&a.conn, a.dry_run),
+        EtcdCommand::Backup(a) => (&a.conn, false),
+    };
+    let o = super::cluster::opts(global, &conn.ssh, conn.health_timeout, dry_run, &fetch);
+    match cmd {
+        EtcdCommand::Deploy(a) => deploy(&o, &cluster, a),
+        EtcdCommand::Status(a) => status(&o, &cluster, a),
+        EtcdCommand::Add(a) => etcd::add_host(&o, &cluster, &a.host).map(|m| print_members(&m)),
+        EtcdCommand::Remove(a) => etcd::remove_host(&o, &cluster, &a.host),
+        EtcdCommand::Backup(a) => etcd::backup_to(&o, &cluster, a.out.as_deref()).map(|b| println!("{}", b.path)),
+    }
 }
 
 fn print_members(members: &[MemberReport]) {
@@ -171,15 +136,13 @@ fn print_members(members: &[MemberReport]) {
     }
 }
 
-fn deploy(global: &Global, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn)?;
-    let hosts = etcd::etcd_hosts(cluster);
-    let templates = Templates::load(cluster)?;
-    let nodes = connect_all(&ctx, &hosts, &a.conn)?;
-    let bins = binaries(global, cluster, &a.net)?;
-    let report = etcd::deploy(&ctx, &nodes, &templates, &bins, a.dry_run)?;
+fn deploy(o: &kbin::deploy::Opts<'_>, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()> {
+    let report = match etcd::deploy_all(o, cluster) {
+        Ok(r) => r,
+        Err(e) => return super::emit::<()>(a.json, Err(e)),
+    };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
+        super::print_json(&report);
     } else if !a.dry_run {
         print_members(&report.members);
     }
@@ -187,7 +150,7 @@ fn deploy(global: &Global, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()
         let healthy = report.members.iter().filter(|m| m.healthy).count();
         let leader = report.members.iter().find(|m| m.leader).map(|m| m.name.as_str()).unwrap_or("?");
         let version = report.members.first().and_then(|m| m.version.clone()).unwrap_or_default();
-        ctx.printer.phase(
+        o.printer.phase(
             "etcd",
             None,
             &format!(
@@ -202,72 +165,17 @@ fn deploy(global: &Global, cluster: &Cluster, a: &DeployArgs) -> kbin::Result<()
     Ok(())
 }
 
-fn status(global: &Global, cluster: &Cluster, a: &StatusArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn)?;
-    let hosts = etcd::etcd_hosts(cluster);
-    let conns = connect(&ctx, &hosts, &a.conn).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
-    let members = etcd::status(&ctx, conns);
+fn status(o: &kbin::deploy::Opts<'_>, cluster: &Cluster, a: &StatusArgs) -> kbin::Result<()> {
+    let members = etcd::status_all(o, cluster)?;
     let healthy = members.iter().filter(|m| m.healthy).count();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "healthy": healthy, "members": members })).expect("serializable"));
+        super::print_json(&serde_json::json!({ "healthy": healthy, "members": members }));
     } else {
         print_members(&members);
     }
-    ctx.printer.phase("etcd", None, &format!("{healthy}/{} members healthy", members.len()));
+    o.printer.phase("etcd", None, &format!("{healthy}/{} members healthy", members.len()));
     if healthy * 2 <= members.len() {
         return Err(kbin::Error::Failed { what: format!("only {healthy} of {} members are healthy: the cluster has no quorum", members.len()), problems: vec![], hint: Some("bring members back (`systemctl status etcd` on their hosts) before changing anything".into()) });
     }
-    Ok(())
-}
-
-fn find<'c>(cluster: &'c Cluster, name: &str) -> kbin::Result<&'c Host> {
-    cluster.host(name).ok_or_else(|| kbin::Error::other(format!("no host {name:?} in {}", cluster.file.display()), Some("use a host name or address from the cluster file")))
-}
-
-fn add(global: &Global, cluster: &Cluster, a: &AddArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn)?;
-    let host = find(cluster, &a.host)?;
-    if !host.has(Role::Etcd) {
-        return Err(kbin::Error::Refused { what: format!("{} does not have the etcd role in {}", host.name, cluster.file.display()), problems: vec![], hint: Some(format!("add \"etcd\" to the roles of {} in the cluster file, run `kbin pki init` for its certificates, then run this again", host.name)) });
-    }
-    let others: Vec<&Host> = etcd::etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
-    let new = connect_all(&ctx, &[host], &a.conn)?.remove(0);
-    let nodes: Vec<Node<'_>> = connect(&ctx, &others, &a.conn).into_iter().filter_map(|(_, r)| r.ok()).collect();
-    let bins = binaries(global, cluster, &a.net)?;
-    let templates = Templates::load(cluster)?;
-    let members = etcd::add(&ctx, &new, &nodes, &templates, &bins)?;
-    print_members(&members);
-    Ok(())
-}
-
-fn remove(global: &Global, cluster: &Cluster, a: &RemoveArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn)?;
-    let host = find(cluster, &a.host)?;
-    let others: Vec<&Host> = etcd::etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
-    let target = connect(&ctx, &[host], &a.conn).remove(0).1.ok();
-    let nodes: Vec<Node<'_>> = connect(&ctx, &others, &a.conn).into_iter().filter_map(|(_, r)| r.ok()).collect();
-    etcd::remove(&ctx, host, target.as_ref(), &nodes, a.dry_run)?;
-    if !a.dry_run && host.has(Role::Etcd) {
-        ctx.printer.warn(&format!("{} still has the etcd role in {}", host.name, cluster.file.display()), Some("remove \"etcd\" from its roles, or the next `kbin etcd deploy` adds it back as a new member"));
-    }
-    Ok(())
-}
-
-fn backup(global: &Global, cluster: &Cluster, a: &BackupArgs) -> kbin::Result<()> {
-    let ctx = ctx(global, cluster, &a.conn)?;
-    let hosts = etcd::etcd_hosts(cluster);
-    let nodes: Vec<Node<'_>> = connect(&ctx, &hosts, &a.conn).into_iter().filter_map(|(_, r)| r.ok()).collect();
-    let out = match &a.out {
-        Some(p) => p.clone(),
-        None => {
-            let dir = cluster.state_dir.join("backups");
-            kbin::fsutil::private_dir(&dir).map_err(|e| kbin::Error::other(format!("cannot create {}: {e}", dir.display()), None))?;
-            let now = time::OffsetDateTime::now_utc();
-            dir.join(format!("etcd-{}-{:04}{:02}{:02}T{:02}{:02}{:02}Z.db", cluster.name, now.year(), now.month() as u8, now.day(), now.hour(), now.minute(), now.second()))
-        }
-    };
-    let b = etcd::backup(&ctx, &nodes, &out)?;
-    ctx.printer.phase("backup", Some(&b.from), &format!("snapshot verified: {} ({} bytes, sha256 {})", b.path, b.bytes, b.sha256));
-    println!("{}", b.path);
     Ok(())
 }

@@ -4,10 +4,6 @@ use std::io::IsTerminal;
 
 use clap::Subcommand;
 use kbin::config::Role;
-use kbin::deploy::Ctx;
-use kbin::host::Node;
-use kbin::host::connect::Connector;
-use kbin::host::parallel::Cancel;
 use kbin::kube::manifests::{self, Manifest};
 use kbin::kube::{Client, Endpoint, masters};
 
@@ -75,13 +71,7 @@ fn apply(global: &Global, cluster: &kbin::config::Cluster, objects: &[Manifest],
     let endpoint = match &a.server {
         Some(url) => masters::ready_server(&client, Endpoint::from_url(url)?, &printer)?,
         None => {
-            let connector = Connector {
-                cluster,
-                printer,
-                concurrency: a.ssh.concurrency.map(usize::from).unwrap_or(cluster.ssh.concurrency),
-                cancel: Cancel::on_ctrl_c(),
-                accept_new_host_keys: a.ssh.accept_new_host_keys,
-            };
+            let connector = super::run(global, cluster, &a.ssh, std::time::Duration::ZERO, a.dry_run).connector(a.ssh.accept_new_host_keys);
             let hosts: Vec<_> = cluster.hosts_with(Role::Master).collect();
             masters::ready_master(cluster, &client, connector.connect(&hosts), &printer)?
         }
@@ -93,17 +83,4 @@ fn apply(global: &Global, cluster: &kbin::config::Cluster, objects: &[Manifest],
     printer.phase("manifests", None, &report.headline());
     report.check()?;
     Ok(())
-}
-
-/// For the deploy commands: apply the manifests through the first ready apiserver among
-/// `masters` (already connected). In a dry run with no apiserver ready yet (nothing deployed),
-/// say so instead of failing: the real run applies them once the masters are up.
-pub fn apply_through(ctx: &Ctx<'_>, masters: &[Node<'_>]) -> kbin::Result<()> {
-    match manifests::apply_to_masters(ctx.cluster, masters, &ctx.printer, ctx.dry_run) {
-        Err(kbin::Error::Refused { what, .. }) if ctx.dry_run => {
-            ctx.printer.phase("manifests", None, &format!("would apply {} objects; {what}", manifests::render(ctx.cluster)?.len()));
-            Ok(())
-        }
-        r => r.map(|_| ()),
-    }
 }

@@ -136,3 +136,53 @@ pub fn main() -> i32 {
         }
     }
 }
+
+/// The run of a command that connects to hosts: its output, concurrency, Ctrl-C, timeout.
+pub fn run<'c>(global: &Global, cluster: &'c kbin::config::Cluster, ssh: &SshArgs, timeout: std::time::Duration, dry_run: bool) -> kbin::engine::Run<'c> {
+    kbin::engine::Run {
+        cluster,
+        printer: global.printer(),
+        concurrency: ssh.concurrency.map(usize::from).unwrap_or(cluster.ssh.concurrency),
+        cancel: kbin::host::parallel::Cancel::on_ctrl_c(),
+        timeout,
+        dry_run,
+    }
+}
+
+pub fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+}
+
+/// With `--json`: the report on stdout when the run worked, else one JSON document with the
+/// error (headline, details, causes, hint, per-host failures and their rollback state). Either
+/// way the result goes on to the edge, which prints the error and picks the exit code.
+pub fn emit<T: serde::Serialize>(json: bool, result: kbin::Result<T>) -> kbin::Result<()> {
+    match result {
+        Ok(report) => {
+            if json {
+                print_json(&report);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if json {
+                print_json(&serde_json::json!({ "ok": false, "error": kbin::error::ErrorReport::of(&e) }));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// [`emit`] for a command whose report exists whether it worked or not (`up`): on failure the
+/// report's fields come with `ok: false` and the error.
+pub fn emit_with<T: serde::Serialize>(json: bool, report: &T, result: kbin::Result<()>) -> kbin::Result<()> {
+    if json {
+        let mut v = serde_json::to_value(report).expect("serializable");
+        if let (Err(e), Some(m)) = (&result, v.as_object_mut()) {
+            m.insert("ok".into(), false.into());
+            m.insert("error".into(), serde_json::to_value(kbin::error::ErrorReport::of(e)).expect("serializable"));
+        }
+        print_json(&v);
+    }
+    result
+}

@@ -526,7 +526,7 @@ impl ConfigError {
     }
 }
 
-impl crate::error::Reportable for ConfigError {
+impl crate::exit::Reportable for ConfigError {
     fn hint(&self) -> Option<String> {
         match self {
             ConfigError::Read { path, .. } => Some(format!(
@@ -537,8 +537,8 @@ impl crate::error::Reportable for ConfigError {
             ConfigError::Invalid { .. } => Some("fix the fields listed above; nothing was written".into()),
         }
     }
-    fn exit(&self) -> crate::error::Exit {
-        crate::error::Exit::BadConfig
+    fn exit(&self) -> crate::exit::Exit {
+        crate::exit::Exit::BadConfig
     }
 }
 

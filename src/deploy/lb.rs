@@ -2,11 +2,11 @@
 
 use serde::Serialize;
 
-use super::master::{on_each, preflight};
-use super::{Ctx, HostFailure, HostOutcome, Spec, converge, items};
-use crate::config::Role;
+use super::Ctx;
+use crate::config::{Cluster, Host, Role};
+use crate::engine::{self, Bins, Facts, HostOutcome, Probe, Spec, converge};
 use crate::error::Error;
-use crate::host::{Cmd, HostError, Node};
+use crate::host::{Cmd, Node};
 use crate::render::Component;
 use crate::kube::{Client, Endpoint};
 
@@ -17,30 +17,27 @@ fn nginx_test() -> Cmd {
     Cmd::new(["nginx", "-t", "-q", "-c", "/etc/nginx/nginx.conf"]).sudo()
 }
 
-fn refusal(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<Vec<String>, HostError> {
-    let script = r#"
-command -v nginx >/dev/null 2>&1 || command -v /usr/sbin/nginx >/dev/null 2>&1 || echo "missing=nginx"
-command -v keepalived >/dev/null 2>&1 || command -v /usr/sbin/keepalived >/dev/null 2>&1 || echo "missing=keepalived"
-[ -e "$1" ] || echo "missing=stream"
-ip link show dev "$2" >/dev/null 2>&1 || echo "noiface=$2"
-echo "nginx=$(systemctl is-active nginx 2>/dev/null || true)"
-if ss -Hltn "sport = :$3" 2>/dev/null | grep -q .; then echo "busy=$3"; fi
-"#;
-    let port = ctx.cluster.apiserver.port.to_string();
-    let out = node.remote.check(&Cmd::new(["sh", "-c", script, "kbin-facts", STREAM_MODULE, node.host.lb_interface.as_str(), port.as_str()]).sudo())?;
-    let text = out.stdout_str();
+/// What preflight looks at on an LB host.
+pub fn probe(cluster: &Cluster, host: &Host) -> Probe {
+    Probe::default().ask("cmd", &["nginx", "keepalived"]).ask("path", &[STREAM_MODULE]).ask("iface", &[&host.lb_interface]).ask("unit", &["nginx"]).ask("port", &[cluster.apiserver.port])
+}
+
+/// Why a host cannot hold the VIP: a pure function of its facts.
+pub fn refusal(cluster: &Cluster, host: &Host, f: &Facts) -> Vec<String> {
     let mut problems = Vec::new();
-    let nginx_runs = text.lines().any(|l| l == "nginx=active");
-    for line in text.lines() {
-        match line.split_once('=') {
-            Some(("missing", "stream")) => problems.push(format!("nginx's stream module ({STREAM_MODULE}) is not installed (Debian/Ubuntu: libnginx-mod-stream; RHEL: nginx-mod-stream)")),
-            Some(("missing", p)) => problems.push(format!("{p} is not installed (install the {p} package)")),
-            Some(("noiface", i)) => problems.push(format!("no network interface {i} for the VIP (set lb.interface or hosts.lb_interface)")),
-            Some(("busy", p)) if !nginx_runs => problems.push(format!("port {p} is already in use by another program")),
-            _ => {}
-        }
+    for p in ["nginx", "keepalived"].into_iter().filter(|p| !f.has("cmd", p)) {
+        problems.push(format!("{p} is not installed (install the {p} package)"));
     }
-    Ok(problems)
+    if !f.has("path", STREAM_MODULE) {
+        problems.push(format!("nginx's stream module ({STREAM_MODULE}) is not installed (Debian/Ubuntu: libnginx-mod-stream; RHEL: nginx-mod-stream)"));
+    }
+    if !f.has("iface", &host.lb_interface) {
+        problems.push(format!("no network interface {} for the VIP (set lb.interface or hosts.lb_interface)", host.lb_interface));
+    }
+    if !f.active("nginx") {
+        problems.extend(f.busy_ports(&[cluster.apiserver.port]));
+    }
+    problems
 }
 
 /// The LB hosts holding the VIP right now (`ip -o addr`), by name.
@@ -55,7 +52,7 @@ pub fn vip_holders(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Vec<String> {
 
 /// A TLS handshake with `VIP:port`, made from `via`, that validates the serving certificate
 /// against the cluster CA with the VIP as the name; then `GET /healthz`. Returns the status.
-pub fn vip_tls_check(client: &Client, cluster: &crate::config::Cluster, via: &Node<'_>) -> Result<u16, String> {
+pub fn vip_tls_check(client: &Client, cluster: &Cluster, via: &Node<'_>) -> Result<u16, String> {
     let vip = cluster.apiserver.vip.ok_or("no apiserver.vip in the cluster file")?.to_string();
     let ep = Endpoint::through(via.remote.clone(), &vip, cluster.apiserver.port);
     client.healthz(&ep, "/healthz").map(|(st, _)| st).map_err(|e| crate::kube::chain(&e))
@@ -76,26 +73,20 @@ pub fn deploy(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
     if ctx.cluster.apiserver.vip.is_none() {
         return Err(Error::Refused { what: "no apiserver.vip in the cluster file".into(), problems: vec![], hint: Some("set apiserver.vip to a free address on the LB hosts' network".into()) });
     }
-    preflight(ctx, lbs, "lb", refusal)?;
-    let mut plans = Vec::new();
-    for n in lbs {
-        plans.push(items(ctx, n.host, Component::Lb)?);
-    }
-    let (ok, bad) = on_each(ctx, lbs, "lb", |n| {
-        let i = lbs.iter().position(|m| m.host.name == n.host.name).expect("one of them");
+    let c = ctx.cluster;
+    engine::preflight(ctx, lbs, "lb", &|n| probe(c, n.host), &|n, f| refusal(c, n.host, f))?;
+    converge_all(ctx, lbs)
+}
+
+/// nginx and keepalived on every LB host, then the VIP checks. Preflight has run.
+pub fn converge_all(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
+    let plans = super::plans(ctx, lbs, Component::Lb)?;
+    let (ok, bad) = engine::on_each(ctx, ctx.concurrency, lbs, "lb", |i, n| {
         let spec = Spec { items: &plans[i], units: &UNITS, reload: &["nginx"], precheck: Some(("nginx -t", nginx_test())) };
-        converge(ctx, n, "lb", &spec, &|n| {
-            super::wait_for(ctx.timeout, &ctx.cancel, || {
-                let a = super::active_units(n.remote.as_ref(), &UNITS).map_err(|e| e.chain())?;
-                match a.iter().filter(|(_, up)| !**up).map(|(u, _)| u.as_str()).collect::<Vec<_>>() {
-                    down if down.is_empty() => Ok(()),
-                    down => Err(format!("{} not running", down.join(" and "))),
-                }
-            })
-        })
+        converge(ctx, n, "lb", &spec, &|n| engine::wait_for(ctx.timeout, &ctx.cancel, || engine::all_running(n.remote.as_ref(), &UNITS)))
     });
     if !bad.is_empty() {
-        return Err(super::failed(format!("{} of {} LB hosts failed", bad.len(), lbs.len()), &bad, "fix the cause (see the journal lines) and run `kbin lb deploy` again"));
+        return Err(engine::failed(format!("{} of {} LB hosts failed", bad.len(), lbs.len()), bad, "fix the cause (see the journal lines) and run `kbin lb deploy` again"));
     }
     let mut report = Report { hosts: ok, vip: ctx.cluster.apiserver.vip.map(|v| v.to_string()), ..Default::default() };
     if ctx.dry_run {
@@ -103,7 +94,7 @@ pub fn deploy(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
     }
     // exactly one holder (VRRP settles within a few advertisement intervals)
     let mut holders = Vec::new();
-    let settled = super::wait_for(ctx.timeout, &ctx.cancel, || {
+    let settled = engine::wait_for(ctx.timeout, &ctx.cancel, || {
         holders = vip_holders(ctx, lbs);
         if holders.len() == 1 { Ok(()) } else { Err(format!("{} LB hosts hold the VIP ({})", holders.len(), holders.join(", "))) }
     });
@@ -115,7 +106,7 @@ pub fn deploy(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
     let client = super::api_client(ctx.cluster)?;
     let via = lbs.iter().find(|n| n.host.name == holder).expect("a holder is an LB host");
     let mut status = 0;
-    let tls_ok = super::wait_for(ctx.timeout, &ctx.cancel, || {
+    let tls_ok = engine::wait_for(ctx.timeout, &ctx.cancel, || {
         status = vip_tls_check(&client, ctx.cluster, via)?;
         if status == 200 { Ok(()) } else { Err(format!("/healthz through the VIP answered {status}")) }
     });
@@ -137,34 +128,37 @@ pub fn deploy(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
 /// After the masters changed: give every LB host whose nginx runs the current upstreams,
 /// checked with `nginx -t` and applied with a reload (open connections stay).
 pub fn update_upstreams(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Vec<HostOutcome>, Error> {
-    let mut plans = Vec::new();
-    for n in lbs {
-        plans.push(items(ctx, n.host, Component::Lb)?.into_iter().filter(|i| i.path == "/etc/nginx/nginx.conf").collect::<Vec<_>>());
-    }
-    let (ok, bad) = on_each(ctx, lbs, "lb", |n| {
-        let i = lbs.iter().position(|m| m.host.name == n.host.name).expect("one of them");
-        if !super::active_units(n.remote.as_ref(), &["nginx"])?["nginx"] {
+    let mut plans = super::plans(ctx, lbs, Component::Lb)?;
+    plans.iter_mut().for_each(|p| p.retain(|i| i.path == "/etc/nginx/nginx.conf"));
+    let (ok, bad) = engine::on_each(ctx, ctx.concurrency, lbs, "lb", |i, n| {
+        if !engine::active_units(n.remote.as_ref(), &["nginx"])?["nginx"] {
             ctx.printer.phase("lb", Some(&n.host.name), "nginx is not running here yet; `kbin lb deploy` sets it up");
             return Ok(HostOutcome { host: n.host.name.clone(), part: "lb".into(), ..Default::default() });
         }
         let spec = Spec { items: &plans[i], units: &["nginx"], reload: &["nginx"], precheck: Some(("nginx -t", nginx_test())) };
-        converge(ctx, n, "lb", &spec, &|n| match super::active_units(n.remote.as_ref(), &["nginx"]) {
-            Ok(a) if a["nginx"] => Ok(()),
-            Ok(_) => Err("nginx stopped after the reload".into()),
-            Err(e) => Err(e.chain()),
-        })
+        converge(ctx, n, "lb", &spec, &|n| engine::all_running(n.remote.as_ref(), &["nginx"]).map_err(|_| "nginx stopped after the reload".into()))
     });
     if !bad.is_empty() {
-        let failures: Vec<HostFailure> = bad;
-        return Err(super::failed(
-            format!("the masters are up, but updating the upstreams of {} LB hosts failed", failures.len()),
-            &failures,
+        return Err(engine::failed(
+            format!("the masters are up, but updating the upstreams of {} LB hosts failed", bad.len()),
+            bad,
             "run `kbin lb deploy` once the cause is fixed",
         ));
     }
     Ok(ok)
 }
 
-pub fn hosts(cluster: &crate::config::Cluster) -> Vec<&crate::config::Host> {
+/// `kbin lb deploy`: connect to every LB host of the cluster file, then [`deploy`].
+pub fn deploy_all(opts: &super::Opts<'_>, cluster: &Cluster) -> Result<Report, Error> {
+    let run = opts.run(cluster);
+    let templates = crate::render::Templates::load(cluster)?;
+    let lbs = run.connector(opts.accept_new_host_keys).connect_all(&hosts(cluster))?;
+    if lbs.is_empty() {
+        return Err(Error::Refused { what: format!("no host has the lb role in {}", cluster.file.display()), problems: vec![], hint: Some("add two hosts with roles = [\"lb\"] and set apiserver.vip".into()) });
+    }
+    deploy(&Ctx { run, templates: &templates, bins: &Bins::default() }, &lbs)
+}
+
+pub fn hosts(cluster: &Cluster) -> Vec<&Host> {
     cluster.hosts_with(Role::Lb).collect()
 }

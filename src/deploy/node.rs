@@ -2,11 +2,11 @@
 
 use std::io::{Read, Write};
 
-use super::master::{on_each, preflight};
-use super::{Ctx, HostFailure, HostOutcome, Spec, converge, items};
-use crate::config::Role;
+use super::Ctx;
+use crate::config::{Cluster, Host, Role};
+use crate::engine::{self, Facts, HostOutcome, Item, Probe, Spec, converge};
 use crate::error::Error;
-use crate::host::{Cmd, HostError, Node, Source, WriteOpts};
+use crate::host::{Cmd, HostError, Node};
 use crate::kube::nodes::NodeStatus;
 use crate::kube::{Client, Endpoint};
 use crate::render::Component;
@@ -15,7 +15,7 @@ use crate::render::Component;
 pub const UNITS: [&str; 4] = ["containerd", "flanneld", "kubelet", "kube-proxy"];
 
 /// Kernel modules a node needs loaded now (and at boot, through modules-load.d).
-pub fn modules(cluster: &crate::config::Cluster) -> Vec<&'static str> {
+pub fn modules(cluster: &Cluster) -> Vec<&'static str> {
     let mut m = vec!["overlay", "br_netfilter"];
     if cluster.proxy_mode == "ipvs" {
         m.extend(["ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"]);
@@ -63,7 +63,7 @@ fi
 "#;
 const SYSCTL_FILE: &str = "/etc/sysctl.d/99-kubernetes.conf";
 
-fn prepare_cmd(cluster: &crate::config::Cluster) -> Cmd {
+fn prepare_cmd(cluster: &Cluster) -> Cmd {
     let ipvs = if cluster.proxy_mode == "ipvs" { "1" } else { "0" };
     let mut argv = vec!["env".to_string(), format!("KBIN_IPVS={ipvs}"), format!("KBIN_SYSCTL={SYSCTL_FILE}"), "sh".into(), "-c".into(), PREPARE.into(), "kbin-prepare".into()];
     argv.extend(modules(cluster).iter().map(|m| m.to_string()));
@@ -100,58 +100,29 @@ fn swap_facts(node: &Node<'_>) -> Result<(bool, bool), HostError> {
     Ok((n("active=") > 0, n("fstab=") > 0))
 }
 
-/// Swap off now and at boot.
-fn swap_off(ctx: &Ctx<'_>, node: &Node<'_>, active: bool, in_fstab: bool) -> Result<(), HostError> {
-    let new_fstab = if in_fstab {
-        let fstab = node.remote.read_file("/etc/fstab")?.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-        fstab_without_swap(&fstab)
-    } else {
-        None
-    };
-    if ctx.dry_run {
-        if active {
-            ctx.printer.phase("dry-run", Some(&node.host.name), "would turn swap off (swapoff -a)");
-        }
-        if new_fstab.is_some() {
-            ctx.printer.phase("dry-run", Some(&node.host.name), "would comment out the swap lines of /etc/fstab");
-        }
-        return Ok(());
-    }
-    if active {
-        node.remote.check(&Cmd::new(["swapoff", "-a"]).sudo())?;
-        ctx.printer.phase("node", Some(&node.host.name), "swap turned off");
-    }
-    if let Some(t) = new_fstab {
-        node.remote.write_file("/etc/fstab", &Source::bytes(t.into_bytes()), &WriteOpts::mode(0o644).backup())?;
-        ctx.printer.phase("node", Some(&node.host.name), "swap lines of /etc/fstab commented out (backup kept next to it)");
-    }
-    Ok(())
+/// `/etc/fstab` without its swap lines, as a file to push (recorded in the node's transaction).
+fn fstab_item(node: &Node<'_>) -> Result<Option<Item>, HostError> {
+    let fstab = node.remote.read_file("/etc/fstab")?.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    Ok(fstab_without_swap(&fstab).map(|t| Item::bytes("/etc/fstab", &t, 0o644, &[])))
 }
 
-fn refusal(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<Vec<String>, HostError> {
-    let script = r#"
-echo "arch=$(uname -m)"
-echo "kubelet=$(systemctl is-active kubelet 2>/dev/null || true)"
-for p in 10248 10250 10256; do
-  if ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "busy=$p"; fi
-done
-command -v systemctl >/dev/null || echo "nosystemd=1"
-"#;
-    let out = node.remote.check(&Cmd::new(["sh", "-c", script]).sudo())?;
-    let text = out.stdout_str();
-    let kubelet_runs = text.lines().any(|l| l == "kubelet=active");
-    let mut problems = Vec::new();
-    for line in text.lines() {
-        match line.split_once('=') {
-            Some(("arch", a)) if a.trim() != super::uname_arch(ctx.cluster) => {
-                problems.push(format!("architecture is {a}, but the cluster installs {} binaries (artifacts.arch)", ctx.cluster.artifacts.arch.as_str()))
-            }
-            Some(("busy", p)) if !kubelet_runs => problems.push(format!("port {p} is already in use by another program")),
-            Some(("nosystemd", _)) => problems.push("systemd is not the init system".into()),
-            _ => {}
-        }
+const PORTS: [u16; 3] = [10248, 10250, 10256];
+
+/// What preflight looks at on a node.
+pub fn probe() -> Probe {
+    Probe::default().ask("unit", &["kubelet"]).ask("port", &PORTS)
+}
+
+/// Why a host cannot become a node: a pure function of its facts.
+pub fn refusal(cluster: &Cluster, f: &Facts) -> Vec<String> {
+    let mut problems: Vec<String> = f.wrong_arch(cluster).into_iter().collect();
+    if !f.active("kubelet") {
+        problems.extend(f.busy_ports(&PORTS));
     }
-    Ok(problems)
+    if !f.systemd {
+        problems.push("systemd is not the init system".into());
+    }
+    problems
 }
 
 /// A plain-HTTP `GET path` to `127.0.0.1:port` on the node, through its SSH connection.
@@ -174,9 +145,9 @@ pub fn seen(client: &Client, ep: &Endpoint, name: &str) -> Result<(Option<NodeSt
 
 /// Ready, with a Lease renewed after `before` (the renewTime seen when the wait began, if any):
 /// a kubelet that just restarted has posted a heartbeat of its own.
-pub fn wait_ready(ctx: &Ctx<'_>, client: &Client, ep: &Endpoint, name: &str, before: Option<String>) -> Result<NodeStatus, String> {
+pub fn wait_ready(ctx: &engine::Run<'_>, client: &Client, ep: &Endpoint, name: &str, before: Option<String>) -> Result<NodeStatus, String> {
     let mut last = None;
-    super::wait_for(ctx.timeout, &ctx.cancel, || {
+    engine::wait_for(ctx.timeout, &ctx.cancel, || {
         let (node, renew) = seen(client, ep, name)?;
         let node = node.ok_or_else(|| format!("node {name} has not registered with the apiserver"))?;
         if node.ready != Some(true) {
@@ -195,37 +166,48 @@ pub fn wait_ready(ctx: &Ctx<'_>, client: &Client, ep: &Endpoint, name: &str, bef
 /// with a fresh heartbeat and kube-proxy is healthy. `masters` are used to ask the apiserver; the
 /// first whose apiserver answers is used.
 pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> Result<Vec<HostOutcome>, Error> {
-    preflight(ctx, nodes, "node", refusal)?;
+    let c = ctx.cluster;
+    engine::preflight(ctx, nodes, "node", &|_| probe(), &|_, f| refusal(c, f))?;
+    converge_all(ctx, nodes, masters)
+}
+
+/// The node components on `nodes`, in parallel, each waited for. Preflight has run.
+pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> Result<Vec<HostOutcome>, Error> {
     let client = super::api_client(ctx.cluster)?;
     let ep = match (ctx.dry_run, masters.first()) {
         (true, Some(m)) => crate::kube::masters::endpoint(ctx.cluster, m),
         _ => crate::kube::masters::ready_master(ctx.cluster, &client, masters.iter().map(|n| (n.host, Ok(n.clone()))).collect(), &ctx.printer)?,
     };
-    let mut plans = Vec::new();
-    for n in nodes {
-        plans.push(items(ctx, n.host, Component::Node)?);
-    }
-    let (ok, bad) = on_each(ctx, nodes, "node", |n| {
-        let i = nodes.iter().position(|m| m.host.name == n.host.name).expect("one of them");
+    let plans = super::plans(ctx, nodes, Component::Node)?;
+    let (ok, bad) = engine::on_each(ctx, ctx.concurrency, nodes, "node", |i, n| {
         let (swap, fstab_swap) = swap_facts(n)?;
-        if !swap && !fstab_swap && !super::needs_change(n, &plans[i], &UNITS)? {
+        let mut items = plans[i].clone();
+        items.extend(if fstab_swap { fstab_item(n)? } else { None });
+        if !swap && !fstab_swap && !engine::needs_change(n, &items, &UNITS)? {
             ctx.printer.phase("node", Some(&n.host.name), "up to date, nothing sent");
             return Ok(HostOutcome { host: n.host.name.clone(), part: "node".into(), dry_run: ctx.dry_run, ..Default::default() });
         }
-        swap_off(ctx, n, swap, fstab_swap)?;
+        match (swap, ctx.dry_run) {
+            (false, _) => {}
+            (true, true) => ctx.printer.phase("dry-run", Some(&n.host.name), "would turn swap off (swapoff -a)"),
+            (true, false) => {
+                n.remote.check(&Cmd::new(["swapoff", "-a"]).sudo())?;
+                ctx.printer.phase("node", Some(&n.host.name), "swap turned off");
+            }
+        }
         if !ctx.dry_run {
             n.remote.check(&Cmd::new(["mkdir", "-p", ctx.cluster.layout.k8s_logs.as_str(), "/var/lib/kubelet", "/opt/cni/bin", "/etc/cni/net.d"]).sudo())?;
         }
         let before = if ctx.dry_run { None } else { seen(&client, &ep, &n.host.name).ok().and_then(|s| s.1) };
-        let spec = Spec { items: &plans[i], units: &UNITS, reload: &[], precheck: Some(("node preparation (kernel modules, sysctls)", prepare_cmd(ctx.cluster))) };
+        let spec = Spec { items: &items, units: &UNITS, reload: &[], precheck: Some(("node preparation (kernel modules, sysctls)", prepare_cmd(ctx.cluster))) };
         let mut o = converge(ctx, n, "node", &spec, &|n| {
             let s = wait_ready(ctx, &client, &ep, &n.host.name, before.clone())?;
-            super::wait_for(ctx.timeout, &ctx.cancel, || match local_http_status(n, 10256, "/healthz")? {
+            engine::wait_for(ctx.timeout, &ctx.cancel, || match local_http_status(n, 10256, "/healthz")? {
                 200 => Ok(()),
                 st => Err(format!("kube-proxy /healthz answered {st}")),
             })?;
             // flanneld has the node's pod CIDR and wrote the subnet file the CNI plugin reads
-            super::wait_for(ctx.timeout, &ctx.cancel, || match n.remote.run(&Cmd::new(["test", "-s", "/run/flannel/subnet.env"])) {
+            engine::wait_for(ctx.timeout, &ctx.cancel, || match n.remote.run(&Cmd::new(["test", "-s", "/run/flannel/subnet.env"])) {
                 Ok(o) if o.success() => Ok(()),
                 Ok(_) => Err("flanneld has not written /run/flannel/subnet.env (no pod CIDR for the node yet?)".into()),
                 Err(e) => Err(e.chain()),
@@ -238,27 +220,31 @@ pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> Result
         Ok(o)
     });
     if !bad.is_empty() {
-        let failures: Vec<HostFailure> = bad;
-        return Err(super::failed(format!("{} of {} nodes failed", failures.len(), nodes.len()), &failures, "fix the cause (see the journal lines) and run the command again; nodes that finished are not sent anything again"));
+        return Err(engine::failed(format!("{} of {} nodes failed", bad.len(), nodes.len()), bad, "fix the cause (see the journal lines) and run the command again; nodes that finished are not sent anything again"));
     }
     Ok(ok)
 }
 
-pub fn hosts(cluster: &crate::config::Cluster) -> Vec<&crate::config::Host> {
-    cluster.hosts_with(Role::Node).collect()
+/// `kbin node add [HOST...]`: adopt new addresses into the cluster file, issue their
+/// certificates, apply the manifests (bootstrap token, RBAC), then [`deploy`] the nodes.
+pub fn add(opts: &super::Opts<'_>, mut cluster: Cluster, specs: &[String], name: Option<&str>) -> Result<Vec<HostOutcome>, Error> {
+    let mut names: Vec<String> = if specs.is_empty() { hosts(&cluster).iter().map(|h| h.name.clone()).collect() } else { Vec::new() };
+    for spec in specs {
+        let (c, n) = super::adopt::resolve_or_add(&opts.run(&cluster), cluster.clone(), spec, name.filter(|_| specs.len() == 1), Role::Node, opts.accept_new_host_keys)?;
+        cluster = c;
+        names.push(n);
+    }
+    let run = opts.run(&cluster);
+    super::adopt::ensure_pki_for_add(&run, &cluster)?;
+    let templates = crate::render::Templates::load(&cluster)?;
+    let c = run.connector(opts.accept_new_host_keys);
+    let nodes = c.connect_all(&names.iter().map(|n| cluster.host(n).expect("resolved")).collect::<Vec<_>>())?;
+    let masters = c.reachable(&super::master::hosts(&cluster));
+    let bins = (opts.fetch)(&cluster, &[Component::Node])?;
+    super::manifests::apply_through(&cluster, &masters, &run.printer, run.dry_run)?;
+    deploy(&Ctx { run, templates: &templates, bins: &bins }, &nodes, &masters)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn swap_lines_are_commented_out_once() {
-        let fstab = "UUID=1 / ext4 defaults 0 1\n/swap.img none swap sw 0 0\n# /old none swap sw 0 0\n";
-        let out = fstab_without_swap(fstab).unwrap();
-        assert!(out.contains("# /swap.img none swap sw 0 0  # swap turned off by kbin"));
-        assert!(out.contains("UUID=1 / ext4 defaults 0 1\n"));
-        assert_eq!(fstab_without_swap(&out), None, "a second run changes nothing");
-        assert_eq!(fstab_without_swap("UUID=1 / ext4 defaults 0 1\n"), None);
-    }
+pub fn hosts(cluster: &Cluster) -> Vec<&Host> {
+    cluster.hosts_with(Role::Node).collect()
 }

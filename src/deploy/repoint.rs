@@ -16,12 +16,10 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_yaml_ng::Value;
 
-use super::master::on_each;
-use super::{Ctx, HostFailure, HostOutcome};
 use crate::config::{Cluster, Role, url_for};
+use crate::engine::{self, HostFailure, HostOutcome, Rollback, Run, Tx};
 use crate::error::Error;
-use crate::host::parallel::{self, Outcome};
-use crate::host::{Cmd, HostError, Node, Source, WriteOpts};
+use crate::host::{Cmd, HostError, Node, Source};
 use crate::kube::{Client, Endpoint};
 
 /// Where the nodes should talk to the apiservers.
@@ -193,13 +191,13 @@ pub struct RolledBack {
 }
 
 /// Check everything before any node is touched; returns the plans of the nodes.
-pub fn preflight(ctx: &Ctx<'_>, client: &Client, target: &Target, nodes: &[Node<'_>], masters: &[Node<'_>], api: &Endpoint) -> Result<Vec<NodePlan>, Error> {
+pub fn preflight(ctx: &Run<'_>, client: &Client, target: &Target, nodes: &[Node<'_>], masters: &[Node<'_>], api: &Endpoint) -> Result<Vec<NodePlan>, Error> {
     let cluster = ctx.cluster;
     let current = cluster.endpoint_url();
     let master_urls: Vec<String> = cluster.hosts_with(Role::Master).map(|h| url_for(&h.address.to_string(), cluster.apiserver.port)).collect();
     let target_url = target.url();
     let is_old = move |s: &str| s != target_url && (s == current || master_urls.iter().any(|m| m == s));
-    let mut problems: Vec<String> = Vec::new();
+    let mut problems = Vec::new();
     // masters: the certificate each serves must be valid for the target's name (all of them
     // when the target balances over them; only that one when the target is a master's address)
     let own = masters.iter().filter(|m| m.host.address.to_string() == target.host).collect::<Vec<_>>();
@@ -208,10 +206,10 @@ pub fn preflight(ctx: &Ctx<'_>, client: &Client, target: &Target, nodes: &[Node<
         let mut ep = crate::kube::masters::endpoint(cluster, m);
         ep.server_name = target.host.clone();
         if let Err(e) = client.healthz(&ep, "/healthz") {
-            problems.push(format!("[preflight] {}: its apiserver certificate is not valid for {}: {}", m.host.name, target.host, crate::kube::chain(&e)));
+            problems.push(HostFailure::new(&m.host.name, "preflight", format!("its apiserver certificate is not valid for {}: {}", target.host, crate::kube::chain(&e))));
         }
     }
-    let results = parallel::for_each(nodes, |n| n.host.name.clone(), "preflight", ctx.concurrency, &ctx.cancel, |n| {
+    let gather = |n: &Node<'_>| -> Result<(NodePlan, Vec<String>), HostError> {
         let mut p = Vec::new();
         // TLS from the node itself (the tunnel's TCP connection starts on the node)
         let ep = Endpoint::through(n.remote.clone(), &target.host, target.port);
@@ -231,33 +229,21 @@ pub fn preflight(ctx: &Ctx<'_>, client: &Client, target: &Target, nodes: &[Node<
         }
         match plan_node(cluster, n, target, &is_old)? {
             Ok(plan) => Ok((plan, p)),
-            Err(more) => {
-                p.extend(more);
-                Ok((NodePlan { node: n.host.name.clone(), files: vec![] }, p))
-            }
+            Err(more) => Ok((NodePlan { node: n.host.name.clone(), files: vec![] }, p.into_iter().chain(more).collect())),
         }
-    });
-    let mut plans = Vec::new();
-    for (r, n) in results.into_iter().zip(nodes) {
-        match r.outcome {
-            Outcome::Done((plan, p)) => {
-                problems.extend(p.into_iter().map(|p| format!("[preflight] {}: {p}", n.host.name)));
-                plans.push(plan);
-            }
-            Outcome::Failed(e) => problems.push(format!("[preflight] {}: {}", n.host.name, e.chain())),
-            Outcome::Skipped => return Err(Error::Interrupted { what: "stopped during preflight; nothing was changed".into() }),
-        }
-    }
+    };
+    let (gathered, more) = engine::phase::gather_all(ctx, nodes, &gather, &|_, (_, p)| p.clone())?;
+    problems.extend(more);
     if !problems.is_empty() {
-        let lacking: Vec<&str> = masters.iter().map(|m| m.host.name.as_str()).filter(|m| problems.iter().any(|p| p.starts_with(&format!("[preflight] {m}: its apiserver certificate")))).collect();
+        let lacking: Vec<String> = masters.iter().filter(|m| problems.iter().any(|p| p.host == m.host.name && p.error.starts_with("its apiserver certificate"))).map(|m| format!("apiserver/{}", m.host.name)).collect();
         let hint = if lacking.is_empty() {
             "fix what is listed (network, firewall, the node), then run this again; nothing was changed".to_string()
         } else {
-            let names: Vec<String> = lacking.iter().map(|m| format!("apiserver/{m}")).collect();
-            format!("put {} into apiserver.vip or apiserver.extra_sans, run `kbin pki renew {}` and `kbin up` (or `kbin master add` per master) to give the masters certificates that name it, then run this again", target.host, names.join(" "))
+            format!("put {} into apiserver.vip or apiserver.extra_sans, run `kbin pki renew {}` and `kbin up` (or `kbin master add` per master) to give the masters certificates that name it, then run this again", target.host, lacking.join(" "))
         };
-        return Err(Error::Refused { what: format!("preflight refused moving the nodes to {}; no node was touched", target.url()), problems, hint: Some(hint) });
+        return Err(Error::Hosts { what: format!("preflight refused moving the nodes to {}; no node was touched", target.url()), hosts: problems, hint: Some(hint), refused: true });
     }
+    let plans: Vec<NodePlan> = gathered.into_iter().map(|(p, _)| p).collect();
     for p in &plans {
         let n = p.files.iter().filter(|f| !f.changes.is_empty()).count();
         let msg = if n == 0 { format!("ok, already on {}", target.url()) } else { format!("ok, {n} kubeconfigs to move ({})", p.units().join(", ")) };
@@ -266,78 +252,61 @@ pub fn preflight(ctx: &Ctx<'_>, client: &Client, target: &Target, nodes: &[Node<
     Ok(plans)
 }
 
-/// Move one node: write, restart, wait; on failure put everything back.
-fn move_node(ctx: &Ctx<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, plan: &NodePlan) -> Result<HostOutcome, HostFailure> {
+/// Move one node inside a transaction: write, restart, wait; on failure the transaction puts
+/// the kubeconfigs back and restarts the services on them, and the node must be Ready again.
+fn move_node(ctx: &Run<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, plan: &NodePlan) -> Result<HostOutcome, HostFailure> {
     let name = node.host.name.clone();
     let before = client.lease_renew_time(api, &name).ok().flatten();
-    let mut backups: Vec<(String, Option<String>)> = Vec::new();
+    let mut tx = Tx::new(node.remote.clone(), &ctx.cluster.layout.units);
     let mut sent = 0;
     for f in plan.files.iter().filter(|f| !f.changes.is_empty()) {
         let text = f.new_text.as_ref().expect("a changed file has its new text");
-        let w = node.remote.write_file(&f.path, &Source::bytes(text.clone().into_bytes()), &WriteOpts::mode(f.mode).backup())?;
-        sent += w.bytes_sent;
-        backups.push((f.path.clone(), w.backup));
+        sent += tx.write(&f.path, &Source::bytes(text.clone().into_bytes()), f.mode, true)?.bytes_sent;
     }
     let units = plan.units();
-    let restart = |units: &[String]| -> Result<(), String> {
-        for u in units {
-            super::systemctl(node, &["restart", u]).map_err(|e| e.chain())?;
-        }
-        Ok(())
-    };
     let verify = |before: Option<String>| -> Result<(), String> {
         super::node::wait_ready(ctx, client, api, &name, before)?;
         if units.iter().any(|u| u == "kube-proxy") {
-            super::wait_for(ctx.timeout, &ctx.cancel, || match super::node::local_http_status(node, 10256, "/healthz")? {
+            engine::wait_for(ctx.timeout, &ctx.cancel, || match super::node::local_http_status(node, 10256, "/healthz")? {
                 200 => Ok(()),
                 st => Err(format!("kube-proxy /healthz answered {st}")),
             })?;
         }
-        let a = super::active_units(node.remote.as_ref(), &units.iter().map(String::as_str).collect::<Vec<_>>()).map_err(|e| e.chain())?;
-        match a.iter().filter(|(_, up)| !**up).map(|(u, _)| u.as_str()).collect::<Vec<_>>() {
-            down if down.is_empty() => Ok(()),
-            down => Err(format!("{} not running", down.join(" and "))),
-        }
+        engine::all_running(node.remote.as_ref(), &units.iter().map(String::as_str).collect::<Vec<_>>())
     };
     ctx.printer.phase("repoint", Some(&name), &format!("kubeconfigs point at the target now; restarting {}", units.join(", ")));
     let t0 = Instant::now();
-    match restart(&units).and_then(|()| verify(before)) {
+    let mut restart = || -> Result<(), String> {
+        for u in &units {
+            tx.restarted(u, "restart");
+            engine::systemctl(node, &["restart", u]).map_err(|e| format!("{u}: {}", e.chain()))?;
+        }
+        Ok(())
+    };
+    match restart().and_then(|()| verify(before)) {
         Ok(()) => {
-            let backups: Vec<&str> = backups.iter().filter_map(|(_, b)| b.as_deref()).collect();
-            if !backups.is_empty() {
-                let mut argv = vec!["rm", "-f", "--"];
-                argv.extend(backups);
-                let _ = node.remote.run(&Cmd::new(argv).sudo());
-            }
+            tx.commit();
             ctx.printer.phase("repoint", Some(&name), &format!("Ready with a fresh heartbeat through the target ({} ms)", t0.elapsed().as_millis()));
             Ok(HostOutcome { host: name, part: "repoint".into(), changed: plan.files.iter().filter(|f| !f.changes.is_empty()).map(|f| f.path.clone()).collect(), bytes_sent: sent, restarted: units, ..Default::default() })
         }
-        Err(message) => {
-            let journal: Vec<String> = units.iter().flat_map(|u| super::journal_tail(node, u, 6)).collect();
+        Err(error) => {
+            let journal: Vec<String> = units.iter().flat_map(|u| engine::journal_tail(node, u, 6)).collect();
             ctx.printer.phase("rollback", Some(&name), "did not come back through the target: restoring its kubeconfigs");
-            let rollback = (|| -> Result<String, String> {
-                for (path, b) in backups.iter().rev() {
-                    let c = match b {
-                        Some(b) => Cmd::new(["mv", "-f", b.as_str(), path.as_str()]).sudo(),
-                        None => Cmd::new(["rm", "-f", path.as_str()]).sudo(),
-                    };
-                    node.remote.check(&c).map_err(|e| e.chain())?;
-                }
-                let before = client.lease_renew_time(api, &name).ok().flatten();
-                restart(&units)?;
-                verify(before).map(|()| "previous kubeconfigs restored; Ready again on the old endpoint".to_string())
-            })();
-            let (text, ready) = match rollback {
-                Ok(t) => (t, true),
-                Err(e) => (format!("previous kubeconfigs restored, but the node is not Ready again: {e}"), false),
+            let before = client.lease_renew_time(api, &name).ok().flatten();
+            let rollback = match tx.rollback() {
+                Rollback::Done { .. } => match verify(before) {
+                    Ok(()) => Rollback::Done { what: "previous kubeconfigs restored; Ready again on the old endpoint".into() },
+                    Err(e) => Rollback::Incomplete { what: "previous kubeconfigs restored".into(), error: format!("the node is not Ready again: {e}") },
+                },
+                r => r,
             };
-            Err(HostFailure { host: name, phase: if ready { "rolled-back" } else { "rollback-failed" }, message, journal, rollback: Some(text) })
+            Err(HostFailure { host: name, phase: "verify".into(), error, journal, rollback })
         }
     }
 }
 
 /// The rollout over `nodes` (preflight first), `batch` at a time.
-pub fn run(ctx: &Ctx<'_>, target: &Target, nodes: &[Node<'_>], masters: &[Node<'_>], batch: usize) -> Result<Report, Error> {
+pub fn run(ctx: &Run<'_>, target: &Target, nodes: &[Node<'_>], masters: &[Node<'_>], batch: usize) -> Result<Report, Error> {
     let client = super::api_client(ctx.cluster)?;
     let api = crate::kube::masters::ready_master(ctx.cluster, &client, masters.iter().map(|n| (n.host, Ok(n.clone()))).collect(), &ctx.printer)?;
     let plans = preflight(ctx, &client, target, nodes, masters, &api)?;
@@ -364,13 +333,10 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, nodes: &[Node<'_>], masters: &[Node<'
             break;
         }
         let chunk_nodes: Vec<Node<'_>> = chunk.iter().map(|p| nodes.iter().find(|n| n.host.name == p.node).expect("planned from these").clone()).collect();
-        let (ok, bad) = on_each(ctx, &chunk_nodes, "repoint", |n| {
-            let plan = chunk.iter().find(|p| p.node == n.host.name).expect("in the chunk");
-            move_node(ctx, &client, &api, n, plan)
-        });
+        let (ok, bad) = engine::on_each(ctx, ctx.concurrency, &chunk_nodes, "repoint", |i, n| move_node(ctx, &client, &api, n, chunk[i]));
         report.moved.extend(ok.into_iter().map(|o| o.host));
         if !bad.is_empty() {
-            report.rolled_back.extend(bad.iter().map(|f| RolledBack { node: f.host.clone(), error: f.message.clone(), ready_again: f.phase == "rolled-back" }));
+            report.rolled_back.extend(bad.iter().map(|f| RolledBack { node: f.host.clone(), error: f.error.clone(), ready_again: f.rollback.is_done() }));
             failures = bad;
             report.untouched.extend(todo[(i + 1) * batch.max(1)..].iter().map(|p| p.node.clone()));
             break;
@@ -393,6 +359,47 @@ pub fn run(ctx: &Ctx<'_>, target: &Target, nodes: &[Node<'_>], masters: &[Node<'
 
 fn list(v: &[String]) -> String {
     if v.is_empty() { "none".into() } else { v.join(", ") }
+}
+
+/// `kbin repoint-nodes`: the target (`endpoint`, else the VIP), the nodes (`only`, else every
+/// node), connect, [`run`], and after a complete rollout of every node, [`record`].
+pub fn repoint_nodes(opts: &super::Opts<'_>, cluster: &Cluster, endpoint: Option<&str>, only: &[String], batch: usize) -> Result<Report, Error> {
+    let target = match endpoint {
+        Some(e) => Target::parse(e, cluster.apiserver.port).map_err(|m| Error::other(format!("--endpoint: {m}"), Some("write HOST or HOST:PORT, e.g. --endpoint k8s-api.example.com:6443")))?,
+        None => match cluster.apiserver.vip {
+            Some(v) => Target { host: v.to_string(), port: cluster.apiserver.port },
+            None => return Err(Error::Refused { what: format!("--vip: {} sets no apiserver.vip", cluster.file.display()), problems: vec![], hint: Some("set apiserver.vip (and deploy the LB pair with `kbin lb deploy`), or give --endpoint HOST[:PORT]".into()) }),
+        },
+    };
+    let mut hosts = Vec::new();
+    for spec in only {
+        match cluster.host(spec) {
+            Some(h) if h.has(Role::Node) => hosts.push(h),
+            Some(h) => return Err(Error::other(format!("--nodes: {} does not have the node role", h.name), Some("list hosts with the node role"))),
+            None => return Err(Error::other(format!("--nodes: no host {spec:?} in {}", cluster.file.display()), Some("use host names or addresses from the cluster file"))),
+        }
+    }
+    if only.is_empty() {
+        hosts = super::node::hosts(cluster);
+    }
+    let run = opts.run(cluster);
+    let connector = run.connector(opts.accept_new_host_keys);
+    let nodes = connector.connect_all(&hosts)?;
+    let masters = connector.connect_all(&super::master::hosts(cluster))?;
+    let mut report = self::run(&run, &target, &nodes, &masters, batch)?;
+    if !run.dry_run {
+        let p = run.printer;
+        p.phase("repoint", None, &format!("{} nodes moved to {}, {} were there already", report.moved.len(), target.url(), report.already.len()));
+        if only.is_empty() {
+            for c in record(cluster, &target)? {
+                p.phase("repoint", None, &format!("updated {c}"));
+            }
+            report.recorded = true;
+        } else {
+            p.phase("repoint", None, "only some nodes were asked for: the cluster file's endpoint and the local kubeconfigs stay as they are");
+        }
+    }
+    Ok(report)
 }
 
 /// After a complete rollout: record the target as the cluster's endpoint (cluster file) and
@@ -420,53 +427,4 @@ pub fn record(cluster: &Cluster, target: &Target) -> Result<Vec<String>, Error> 
         changed.push(format!("{} (apiserver.endpoint = {:?})", cluster.file.display(), target.host));
     }
     Ok(changed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const KC: &str = "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: QUJD\n    server: https://10.0.0.11:6443\n  name: kubernetes\ncontexts:\n- context:\n    cluster: kubernetes\n    user: kubelet\n  name: default\ncurrent-context: default\nusers:\n- name: kubelet\n  user:\n    client-certificate: /opt/kubernetes/ssl/kubelet-client-current.pem\n    client-key: /opt/kubernetes/ssl/kubelet-client-current.pem\n";
-
-    #[test]
-    fn only_the_server_of_old_clusters_changes() {
-        let old = |s: &str| s == "https://10.0.0.11:6443";
-        let (new, changes, _) = rewrite(KC, &old, "https://10.0.0.88:6443").unwrap();
-        let new = new.unwrap();
-        assert_eq!(changes.len(), 1);
-        assert_eq!((changes[0].cluster.as_str(), changes[0].from.as_str()), ("kubernetes", "https://10.0.0.11:6443"));
-        let a: Value = serde_yaml_ng::from_str(KC).unwrap();
-        let mut b: Value = serde_yaml_ng::from_str(&new).unwrap();
-        assert_eq!(b["clusters"][0]["cluster"]["server"], Value::String("https://10.0.0.88:6443".into()));
-        b["clusters"][0]["cluster"]["server"] = Value::String("https://10.0.0.11:6443".into());
-        assert_eq!(a, b, "nothing but the server changed");
-        // a second run: already there
-        let (again, changes, at) = rewrite(&new, &old, "https://10.0.0.88:6443").unwrap();
-        assert!(again.is_none() && changes.is_empty() && at);
-    }
-
-    #[test]
-    fn an_unknown_server_is_refused_not_moved() {
-        let e = rewrite(&KC.replace("10.0.0.11", "10.9.9.9"), &|s| s == "https://10.0.0.11:6443", "https://10.0.0.88:6443").unwrap_err();
-        assert!(e.contains("neither the current endpoint nor a master"), "{e}");
-    }
-
-    #[test]
-    fn targets_parse_with_and_without_port() {
-        let t = Target::parse("10.0.0.88", 6443).unwrap();
-        assert_eq!(t.url(), "https://10.0.0.88:6443");
-        assert_eq!(Target::parse("lb.example.com:8443", 6443).unwrap().url(), "https://lb.example.com:8443");
-        assert_eq!(Target::parse("https://[fd00::1]:6443", 1).unwrap().url(), "https://[fd00::1]:6443");
-        assert!(Target::parse("x:0", 6443).is_err());
-        assert!(Target::parse("", 6443).is_err());
-    }
-
-    #[test]
-    fn kubeconfigs_map_to_the_services_that_read_them() {
-        assert_eq!(unit_for("/opt/kubernetes/cfg/bootstrap.kubeconfig"), Some("kubelet"));
-        assert_eq!(unit_for("/opt/kubernetes/cfg/kubelet.kubeconfig"), Some("kubelet"));
-        assert_eq!(unit_for("/opt/kubernetes/cfg/kube-proxy.kubeconfig"), Some("kube-proxy"));
-        assert_eq!(unit_for("/opt/kubernetes/cfg/flannel.kubeconfig"), Some("flanneld"));
-        assert_eq!(unit_for("/opt/kubernetes/cfg/kube-scheduler.kubeconfig"), None);
-    }
 }

@@ -6,10 +6,11 @@ use serde::Serialize;
 
 use crate::config::{Cluster, Host, Role};
 use crate::host::parallel::{self, Cancel, Outcome};
+use crate::engine::Probe;
 use crate::host::{Cmd, Node};
 
 /// One host as `status` sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct HostStatus {
     pub name: String,
     pub address: String,
@@ -46,17 +47,6 @@ pub fn units_of(h: &Host) -> Vec<&'static str> {
     u
 }
 
-/// Prints `unit state` lines, then `version <name> <first line of --version>` per binary.
-const PROBE: &str = r#"
-n=$1; shift
-i=0
-for a in "$@"; do
-  i=$((i + 1))
-  if [ $i -le "$n" ]; then echo "unit $a $(systemctl is-active "$a" 2>/dev/null || true)"; continue; fi
-  if [ -x "$a" ]; then echo "version ${a##*/} $("$a" --version 2>/dev/null | head -n 1)"; fi
-done
-"#;
-
 fn cert_days(cluster: &Cluster, h: &Host) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     for (id, role) in [("apiserver", Role::Master), ("kubelet", Role::Node), ("etcd-server", Role::Etcd)] {
@@ -80,32 +70,14 @@ pub fn hosts<'c>(cluster: &'c Cluster, conns: &[(&'c Host, Result<Node<'c>, Stri
             roles: h.roles.iter().map(|r| r.as_str().to_string()).collect(),
             reachable: n.is_ok(),
             error: n.as_ref().err().cloned(),
-            units: BTreeMap::new(),
-            versions: BTreeMap::new(),
             cert_days_left: cert_days(cluster, h),
-            holds_vip: None,
-            apiserver_ready: None,
+            ..Default::default()
         };
         let Ok(n) = n else { return Ok(s) };
-        let units = units_of(h);
-        let count = units.len().to_string();
-        let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), PROBE.into(), "kbin-status".into(), count];
-        argv.extend(units.iter().map(|u| u.to_string()));
         let mut seen = std::collections::BTreeSet::new();
-        argv.extend(crate::render::binaries(cluster, h).into_iter().filter(|b| !["ctr", "containerd-shim-runc-v2", "etcdctl"].contains(&b.name.as_str()) && b.component != "cni-plugins" && b.component != "flannel-cni-plugin").map(|b| b.path).filter(|p| seen.insert(p.clone())));
-        let out = n.remote.run(&Cmd::new(argv))?;
-        for line in out.stdout_str().lines() {
-            let mut parts = line.splitn(3, ' ');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some("unit"), Some(u), Some(state)) => {
-                    s.units.insert(u.to_string(), state.trim().to_string());
-                }
-                (Some("version"), Some(b), Some(v)) if !v.trim().is_empty() => {
-                    s.versions.insert(b.to_string(), v.trim().to_string());
-                }
-                _ => {}
-            }
-        }
+        let bins: Vec<String> = crate::render::binaries(cluster, h).into_iter().filter(|b| !["ctr", "containerd-shim-runc-v2", "etcdctl"].contains(&b.name.as_str()) && b.component != "cni-plugins" && b.component != "flannel-cni-plugin").map(|b| b.path).filter(|p| seen.insert(p.clone())).collect();
+        let f = crate::engine::facts::gather(n, &Probe::default().ask("unit", &units_of(h)).ask("bin", &bins))?;
+        (s.units, s.versions) = (f.units, f.versions);
         if h.has(Role::Lb) {
             if let Some(needle) = &vip_needle {
                 let o = n.remote.run(&Cmd::new(["ip", "-o", "addr", "show"]))?;
@@ -124,4 +96,97 @@ pub fn hosts<'c>(cluster: &'c Cluster, conns: &[(&'c Host, Result<Node<'c>, Stri
             _ => None,
         })
         .collect()
+}
+
+/// What `kbin status` reports.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub cluster: String,
+    pub endpoint: String,
+    pub hosts: Vec<HostStatus>,
+    pub etcd: Vec<super::etcd::MemberReport>,
+    pub nodes: Vec<crate::kube::nodes::NodeStatus>,
+    /// The apiserver that answered the node list.
+    pub apiserver: Option<String>,
+    pub vip: VipStatus,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct VipStatus {
+    pub address: Option<String>,
+    pub holders: Vec<String>,
+    /// `/healthz` through the VIP, the certificate verified for the VIP's name.
+    pub healthz: Option<u16>,
+    pub error: Option<String>,
+}
+
+/// Everything `kbin status` shows, with the list of what is not as it should be. Unreachable
+/// hosts are reported, not fatal.
+pub fn report(run: &crate::engine::Run<'_>, accept_new_host_keys: bool) -> Result<StatusReport, crate::error::Error> {
+    let cluster = run.cluster;
+    let all: Vec<&Host> = cluster.hosts.iter().collect();
+    let conns: Vec<(&Host, Result<Node<'_>, String>)> = run.connector(accept_new_host_keys).connect(&all).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
+    let conns = &conns;
+    let client = super::api_client(cluster)?;
+    let hosts = hosts(cluster, conns, &client, run.concurrency, &run.cancel);
+    let etcd_ctx = super::etcd::Ctx::new(run.clone())?;
+    let etcd_conns = conns.iter().filter(|(h, _)| h.has(Role::Etcd)).map(|(h, r)| (*h, r.clone())).collect();
+    let etcd = super::etcd::status(&etcd_ctx, etcd_conns);
+    // nodes, through the first master whose apiserver is ready
+    let mut nodes = Vec::new();
+    let mut apiserver = None;
+    let mut problems = Vec::new();
+    let ready_master = conns.iter().filter(|(h, _)| h.has(Role::Master)).find_map(|(h, r)| r.as_ref().ok().filter(|_| hosts.iter().any(|s| s.name == h.name && s.apiserver_ready == Some(true))));
+    match ready_master {
+        Some(m) => match client.nodes(&crate::kube::masters::endpoint(cluster, m)) {
+            Ok(n) => {
+                nodes = n;
+                apiserver = Some(m.host.name.clone());
+            }
+            Err(e) => problems.push(format!("nodes: {}", crate::kube::chain(&e))),
+        },
+        None => problems.push("no master's apiserver is ready".into()),
+    }
+    let mut vip = VipStatus { address: cluster.apiserver.vip.map(|v| v.to_string()), ..Default::default() };
+    vip.holders = hosts.iter().filter(|h| h.holds_vip == Some(true)).map(|h| h.name.clone()).collect();
+    if let Some(holder) = vip.holders.first().and_then(|name| conns.iter().find(|(h, _)| &h.name == name)).and_then(|(_, r)| r.as_ref().ok()) {
+        match super::lb::vip_tls_check(&client, cluster, holder) {
+            Ok(st) => vip.healthz = Some(st),
+            Err(e) => vip.error = Some(e),
+        }
+    }
+    // what is not as it should be
+    for h in &hosts {
+        if let Some(e) = &h.error {
+            problems.push(format!("{}: unreachable: {e}", h.name));
+        }
+        for (u, s) in &h.units {
+            if s != "active" {
+                problems.push(format!("{}: {u} is {s}", h.name));
+            }
+        }
+        if h.apiserver_ready == Some(false) {
+            problems.push(format!("{}: kube-apiserver is not ready", h.name));
+        }
+    }
+    for m in etcd.iter().filter(|m| !m.healthy) {
+        problems.push(format!("{}: etcd member not healthy{}", m.name, m.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()));
+    }
+    for h in cluster.hosts_with(Role::Node) {
+        match nodes.iter().find(|n| n.name == h.name) {
+            Some(n) if n.ready == Some(true) => {}
+            Some(n) => problems.push(format!("{}: node not Ready ({})", h.name, n.ready_reason.clone().unwrap_or_default())),
+            None if apiserver.is_some() => problems.push(format!("{}: not registered as a node", h.name)),
+            None => {}
+        }
+    }
+    if cluster.hosts_with(Role::Lb).next().is_some() {
+        if vip.holders.len() != 1 {
+            problems.push(format!("{} LB hosts hold the VIP ({})", vip.holders.len(), vip.holders.join(", ")));
+        } else if vip.healthz != Some(200) {
+            problems.push(format!("the VIP does not answer /healthz with a valid certificate: {}", vip.error.clone().unwrap_or_else(|| format!("HTTP {}", vip.healthz.unwrap_or(0)))));
+        }
+    }
+    Ok(StatusReport { cluster: cluster.name.clone(), endpoint: cluster.endpoint_url(), hosts, etcd, nodes, apiserver, vip, problems })
 }

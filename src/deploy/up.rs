@@ -1,15 +1,20 @@
-//! `kbin up`: the whole cluster from the file, stage after stage, each skipping what is done.
+//! `kbin up`: the whole cluster from the file. Phases: pki (local), connect to every host, facts
+//! and every role's refusal on every host (before anything changes and before any download), the
+//! download, then etcd, masters, LB, manifests and nodes, each skipping what is done.
 
-use std::time::Instant;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{Ctx, HostOutcome};
-use crate::config::Role;
+use super::Ctx;
+use crate::config::{Cluster, Host, Role};
+use crate::engine::{self, Bins, Facts, HostOutcome, Probe, Run};
 use crate::error::Error;
-use crate::etcd::ops as etcd;
+use super::etcd;
 use crate::host::Node;
-use crate::kube::manifests::{self, ObjectReport};
+use crate::kube::manifests::ObjectReport;
+use crate::render::{Component, Templates};
 
 /// One stage as `up` ran it.
 #[derive(Debug, Clone, Serialize)]
@@ -40,9 +45,18 @@ impl Report {
             self.restarted.extend(o.restarted.iter().map(|u| format!("{}/{u}", o.host)));
         }
     }
-    fn stage(&mut self, ctx: &Ctx<'_>, name: &str, t0: Instant, summary: String) {
-        ctx.printer.phase("up", None, &format!("{name}: {summary} ({} ms)", t0.elapsed().as_millis()));
+    fn stage(&mut self, run: &Run<'_>, name: &str, t0: Instant, summary: String) {
+        run.printer.phase("up", None, &format!("{name}: {summary} ({} ms)", t0.elapsed().as_millis()));
         self.stages.push(Stage { name: name.into(), millis: t0.elapsed().as_millis(), summary });
+    }
+    /// The closing line.
+    pub fn summary(&self) -> String {
+        let total: u128 = self.stages.iter().map(|s| s.millis).sum();
+        if self.dry_run {
+            format!("planned in {total} ms: {} services would start, {} would restart; nothing was changed", self.started.len(), self.restarted.len())
+        } else {
+            format!("done in {total} ms: {} bytes sent, {} started, {} restarted", self.bytes_sent, self.started.len(), self.restarted.len())
+        }
     }
 }
 
@@ -51,53 +65,135 @@ fn summarize(outcomes: &[HostOutcome]) -> String {
     format!("{} hosts, {changed} changed", outcomes.len())
 }
 
-fn by_role<'a, 'c>(nodes: &'a [Node<'c>], role: Role) -> Vec<Node<'c>> {
+fn by_role<'c>(nodes: &[Node<'c>], role: Role) -> Vec<Node<'c>> {
     nodes.iter().filter(|n| n.host.has(role)).cloned().collect()
 }
 
-/// The deploy stages of `up` over connected `nodes` (every host of the cluster file): etcd,
-/// masters, LB, manifests, nodes. pki and download run before (they need no hosts).
-pub fn run(ctx: &Ctx<'_>, etcd_ctx: &etcd::Ctx<'_>, nodes: &[Node<'_>], report: &mut Report) -> Result<(), Error> {
-    report.dry_run = ctx.dry_run;
+/// Every role's questions for `host`, asked in one round trip.
+pub fn probe(cluster: &Cluster, host: &Host) -> Probe {
+    let mut p = Probe::default();
+    if host.has(Role::Etcd) {
+        p = p.and(etcd::probe(cluster));
+    }
+    if host.has(Role::Master) {
+        p = p.and(super::master::probe(cluster));
+    }
+    if host.has(Role::Lb) {
+        p = p.and(super::lb::probe(cluster, host));
+    }
+    if host.has(Role::Node) {
+        p = p.and(super::node::probe());
+    }
+    p
+}
+
+/// Every role's refusal for `host`, from the same facts (each problem once).
+pub fn refusal(cluster: &Cluster, host: &Host, f: &Facts) -> Vec<String> {
+    let mut all = Vec::new();
+    if host.has(Role::Etcd) {
+        all.extend(etcd::refusal(cluster, f));
+    }
+    if host.has(Role::Master) {
+        all.extend(super::master::refusal(cluster, f));
+    }
+    if host.has(Role::Lb) {
+        all.extend(super::lb::refusal(cluster, host, f));
+    }
+    if host.has(Role::Node) {
+        all.extend(super::node::refusal(cluster, f));
+    }
+    let mut seen = BTreeSet::new();
+    all.retain(|p| seen.insert(p.clone()));
+    all
+}
+
+/// What `up` needs besides the hosts.
+pub struct Inputs<'a> {
+    pub run: Run<'a>,
+    pub templates: &'a Templates,
+    /// How long etcd members may take to become healthy.
+    pub etcd_timeout: Duration,
+    /// Fetches (verified) and extracts the release binaries of these parts.
+    pub fetch: super::Fetch<'a>,
+}
+
+/// `kbin up`: pki, connect, then [`run_on`]. The report holds every stage that ran, also when
+/// the result is an error.
+pub fn up(opts: &super::Opts<'_>, cluster: &Cluster, etcd_timeout: Duration, report: &mut Report) -> Result<(), Error> {
+    let run = &opts.run(cluster);
+    report.dry_run = run.dry_run;
+    let t0 = Instant::now();
+    if run.dry_run && !cluster.pki_dir().join("ca.crt").exists() {
+        run.printer.phase("up", None, &format!("pki: would create the CAs and every certificate in {}; run without --dry-run (or `kbin pki init`) to plan the rest", cluster.pki_dir().display()));
+        return Ok(());
+    }
+    let summary = if run.dry_run {
+        "not checked in a dry run".to_string()
+    } else {
+        let r = super::adopt::ensure_pki(run, cluster)?;
+        if r.issued.is_empty() { format!("{} kept, nothing to issue", r.kept) } else { format!("issued {}", r.issued.join(", ")) }
+    };
+    report.stage(run, "pki", t0, summary);
+    let all: Vec<&Host> = cluster.hosts.iter().collect();
+    let nodes = run.connector(opts.accept_new_host_keys).connect_all(&all)?;
+    let templates = Templates::load(cluster)?;
+    run_on(&Inputs { run: run.clone(), templates: &templates, etcd_timeout, fetch: opts.fetch }, &nodes, report)
+}
+
+/// The phases of `up` on connected `nodes` (every host of the cluster file): facts and refusal on
+/// every host, download, etcd, masters, LB, manifests, nodes.
+pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Result<(), Error> {
+    let run = &inp.run;
+    let cluster = run.cluster;
+    report.dry_run = run.dry_run;
+    // read-only, every host, every role: a problem anywhere refuses the run before anything changes
+    let facts = engine::preflight(run, nodes, "up", &|n| probe(cluster, n.host), &|n, f| refusal(cluster, n.host, f))?;
+
+    let t0 = Instant::now();
+    let parts = [Component::Etcd, Component::Master, Component::Node];
+    let bins = (inp.fetch)(cluster, &parts)?;
+    report.stage(run, "download", t0, format!("{} components verified", Bins::components(cluster, &parts).len()));
+    let ctx = Ctx { run: run.clone(), templates: inp.templates, bins: &bins };
+
     // etcd
     let t0 = Instant::now();
     let members = by_role(nodes, Role::Etcd);
-    let bins = etcd::Binaries { etcd: ctx.bins.get("etcd", "etcd")?, etcdctl: ctx.bins.get("etcd", "etcdctl")? };
-    let r = etcd::deploy(etcd_ctx, &members, ctx.templates, &bins, ctx.dry_run)?;
+    let member_facts: Vec<Facts> = nodes.iter().zip(&facts).filter(|(n, _)| n.host.has(Role::Etcd)).map(|(_, f)| f.clone()).collect();
+    let etcd_ctx = etcd::Ctx::new(Run { timeout: inp.etcd_timeout, ..run.clone() })?;
+    let r = etcd::rollout(&etcd_ctx, &members, &member_facts, inp.templates, &bins)?;
     report.bytes_sent += r.bytes_sent;
-    let fresh: Vec<&String> = r.started.iter().collect();
-    report.started.extend(fresh.iter().map(|h| format!("{h}/etcd")));
+    report.started.extend(r.started.iter().map(|h| format!("{h}/etcd")));
     report.restarted.extend(r.restarted.iter().map(|h| format!("{h}/etcd")));
     let healthy = r.members.iter().filter(|m| m.healthy).count();
-    let summary = if ctx.dry_run { format!("{} members planned", members.len()) } else { format!("{healthy}/{} members healthy", r.members.len()) };
-    report.stage(ctx, "etcd", t0, summary);
+    let summary = if run.dry_run { format!("{} members planned", members.len()) } else { format!("{healthy}/{} members healthy", r.members.len()) };
+    report.stage(run, "etcd", t0, summary);
 
     // masters (the LB upstreams are the LB stage's business)
     let t0 = Instant::now();
     let masters = by_role(nodes, Role::Master);
-    let r = super::master::deploy(ctx, &masters, &[])?;
+    let r = super::master::rollout(&ctx, &masters, &[])?;
     report.add(&r.masters);
-    report.stage(ctx, "masters", t0, summarize(&r.masters));
+    report.stage(run, "masters", t0, summarize(&r.masters));
 
     // LB pair
     let lbs = by_role(nodes, Role::Lb);
     if !lbs.is_empty() {
         let t0 = Instant::now();
-        let r = super::lb::deploy(ctx, &lbs)?;
+        let r = super::lb::converge_all(&ctx, &lbs)?;
         report.add(&r.hosts);
         let holder = r.holder.map(|h| format!(", VIP held by {h}")).unwrap_or_default();
-        report.stage(ctx, "lb", t0, format!("{}{holder}", summarize(&r.hosts)));
+        report.stage(run, "lb", t0, format!("{}{holder}", summarize(&r.hosts)));
     }
 
     // manifests (bootstrap token, RBAC) before any kubelet asks for a certificate
     let t0 = Instant::now();
-    match manifests::apply_to_masters(ctx.cluster, &masters, &ctx.printer, ctx.dry_run) {
+    match super::manifests::apply_to_masters(cluster, &masters, &run.printer, run.dry_run) {
         Ok(r) => {
             let s = r.summary();
             report.manifests = r.objects;
-            report.stage(ctx, "manifests", t0, s);
+            report.stage(run, "manifests", t0, s);
         }
-        Err(Error::Refused { what, .. }) if ctx.dry_run => report.stage(ctx, "manifests", t0, format!("would be applied once an apiserver runs ({what})")),
+        Err(Error::Refused { what, .. }) if run.dry_run => report.stage(run, "manifests", t0, format!("would be applied once an apiserver runs ({what})")),
         Err(e) => return Err(e),
     }
 
@@ -105,9 +201,9 @@ pub fn run(ctx: &Ctx<'_>, etcd_ctx: &etcd::Ctx<'_>, nodes: &[Node<'_>], report: 
     let workers = by_role(nodes, Role::Node);
     if !workers.is_empty() {
         let t0 = Instant::now();
-        let r = super::node::deploy(ctx, &workers, &masters)?;
+        let r = super::node::converge_all(&ctx, &workers, &masters)?;
         report.add(&r);
-        report.stage(ctx, "nodes", t0, summarize(&r));
+        report.stage(run, "nodes", t0, summarize(&r));
     }
     Ok(())
 }

@@ -1,4 +1,3 @@
-//! etcd: the JSON API client and the operations behind `kbin etcd`.
+//! etcd's JSON API client (the operations behind `kbin etcd` are `crate::deploy::etcd`).
 
 pub mod api;
-pub mod ops;

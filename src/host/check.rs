@@ -365,7 +365,7 @@ pub fn evaluate(c: &Cluster, gathered: Vec<(&Host, Result<Facts, HostError>)>) -
                 hr.facts = Some(f.clone());
             }
             Err(e) => {
-                use crate::error::Reportable;
+                use crate::exit::Reportable;
                 hr.reachable = matches!(e.root(), HostError::Command { .. } | HostError::Invalid { .. } | HostError::Sudo { .. } | HostError::SudoPassword { .. });
                 hr.error = Some(e.chain());
                 hr.problems.push(problem(&h.name, "reachable", Severity::Error, e.chain(), &e.hint().unwrap_or_default()));

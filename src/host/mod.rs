@@ -12,7 +12,6 @@
 //! - [`check`]: the facts and prerequisites of `kbin hosts check`.
 
 pub mod check;
-pub mod connect;
 pub mod fake;
 pub mod known_hosts;
 pub mod parallel;
@@ -24,7 +23,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{Exit, Reportable};
+use crate::exit::{Exit, Reportable};
 
 pub use known_hosts::KnownHosts;
 pub use parallel::{Cancel, HostResult, Outcome};
@@ -79,9 +78,16 @@ impl Cmd {
         self.timeout = Some(t);
         self
     }
-    /// How the command is shown in messages: the quoted argv (argv never holds secrets).
+    /// How the command is shown in messages: the quoted argv (argv never holds secrets), on one
+    /// line: the script of `sh -c SCRIPT NAME ARGS...` is shown by its name (`sh -c kbin-write ...`).
     pub fn display(&self) -> String {
-        let line = quote::join(&self.argv);
+        let shown: Vec<String> = match self.argv.iter().position(|a| a == "-c") {
+            Some(i) if i > 0 && self.argv[i - 1].ends_with("sh") && self.argv.len() > i + 2 && self.argv[i + 1].contains('\n') => {
+                self.argv[..=i].iter().chain(&self.argv[i + 2..]).cloned().collect()
+            }
+            _ => self.argv.clone(),
+        };
+        let line = quote::join(&shown);
         if self.sudo { format!("sudo {line}") } else { line }
     }
     /// The command line sent to the remote shell for a login user (`root` or not).
@@ -429,14 +435,7 @@ impl HostError {
     }
     /// The whole chain on one line, for per-host reports.
     pub fn chain(&self) -> String {
-        let mut s = self.to_string();
-        let mut src = std::error::Error::source(self);
-        while let Some(e) = src {
-            s.push_str(": ");
-            s.push_str(&e.to_string());
-            src = e.source();
-        }
-        s
+        crate::exit::chain(self)
     }
 }
 
@@ -494,6 +493,13 @@ mod tests {
         assert_eq!(c.remote_line(true).unwrap(), "LC_ALL=C cat '/etc/my file'");
         assert!(Cmd::new(["echo", "a\0b"]).remote_line(true).is_err());
         assert!(Cmd::new(Vec::<String>::new()).remote_line(true).is_err());
+    }
+
+    #[test]
+    fn a_script_is_shown_by_its_name_on_one_line() {
+        let c = Cmd::new(["sh", "-c", "set -eu\nfor a in \"$@\"; do\n  echo $a\ndone\n", "kbin-write", "/etc/x"]).sudo();
+        assert_eq!(c.display(), "sudo sh -c kbin-write /etc/x");
+        assert_eq!(Cmd::new(["sh", "-c", "true", "x"]).display(), "sh -c true x");
     }
 
     #[test]

@@ -25,8 +25,7 @@ use serde_json::{Value, json};
 use super::resources::{self, ObjectRef};
 use super::{Client, Endpoint, KubeError};
 use crate::config::Cluster;
-use crate::host::Node;
-use crate::error::Reportable;
+use crate::exit::Reportable;
 use crate::output::Printer;
 use crate::pki::{self, profile::Profile};
 
@@ -94,14 +93,6 @@ impl Reportable for ManifestError {
     }
 }
 
-impl From<ManifestError> for crate::Error {
-    fn from(e: ManifestError) -> Self {
-        match e {
-            ManifestError::Refused { ref problems, .. } => crate::Error::Failed { what: e.to_string(), problems: problems.clone(), hint: e.hint() },
-            e => crate::Error::Other { message: e.to_string(), hint: e.hint(), source: Some(Box::new(e)) },
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Variables
@@ -447,20 +438,6 @@ pub fn apply_all(client: &Client, ep: &Endpoint, manifests: &[Manifest], printer
             Err(e) => return Err(ManifestError::Apply { object: what, source: Box::new(e) }),
         }
     }
-    Ok(report)
-}
-
-/// The cluster's manifests applied through the first of `masters` (connected, in cluster file
-/// order) whose apiserver is ready, as the super-admin; an error if no apiserver is ready
-/// (exit 2, nothing changed) or if the apiserver refused any object.
-pub fn apply_to_masters(cluster: &Cluster, masters: &[Node<'_>], printer: &Printer, dry_run: bool) -> Result<ApplyReport, crate::Error> {
-    let objects = render(cluster)?;
-    let client = Client::from_pki(&cluster.pki_dir(), "super-admin")?;
-    let connected = masters.iter().map(|n| (n.host, Ok(n.clone()))).collect();
-    let ep = super::masters::ready_master(cluster, &client, connected, printer)?;
-    let report = apply_all(&client, &ep, &objects, printer, dry_run)?;
-    printer.phase("manifests", None, &report.headline());
-    report.check()?;
     Ok(report)
 }
 

@@ -6,6 +6,26 @@ use crate::host::{HostError, Node};
 use crate::output::Printer;
 
 use super::{Client, Endpoint};
+use crate::exit::{Exit, Reportable};
+
+/// No apiserver is ready to take requests: a refusal (exit 2), nothing was changed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct NotReady {
+    pub what: String,
+    /// One line per apiserver passed over and why.
+    pub problems: Vec<String>,
+    pub hint: String,
+}
+
+impl Reportable for NotReady {
+    fn hint(&self) -> Option<String> {
+        Some(self.hint.clone())
+    }
+    fn exit(&self) -> Exit {
+        Exit::Refused
+    }
+}
 
 /// The apiserver of `node`: its own address on `apiserver.port`, through its SSH connection.
 /// Never the VIP or an LB name: those may not exist yet, and a master's address is always in its
@@ -47,7 +67,7 @@ pub fn first_ready(client: &Client, candidates: Vec<Endpoint>, printer: &Printer
 
 /// The apiserver of the first master (in cluster file order) that is connected and ready, or a
 /// refusal (exit 2: nothing was changed) naming every master and why it was passed over.
-pub fn ready_master(cluster: &Cluster, client: &Client, connected: Vec<(&Host, Result<Node<'_>, HostError>)>, printer: &Printer) -> Result<Endpoint, crate::Error> {
+pub fn ready_master(cluster: &Cluster, client: &Client, connected: Vec<(&Host, Result<Node<'_>, HostError>)>, printer: &Printer) -> Result<Endpoint, NotReady> {
     let total = connected.len();
     let mut problems = Vec::new();
     let mut candidates = Vec::new();
@@ -66,7 +86,7 @@ pub fn ready_master(cluster: &Cluster, client: &Client, connected: Vec<(&Host, R
 }
 
 /// `ep` if its `/readyz` answers 200, else a refusal (exit 2: nothing was changed) saying why.
-pub fn ready_server(client: &Client, ep: Endpoint, printer: &Printer) -> Result<Endpoint, crate::Error> {
+pub fn ready_server(client: &Client, ep: Endpoint, printer: &Printer) -> Result<Endpoint, NotReady> {
     let label = ep.label.clone();
     first_ready(client, vec![ep], printer).map_err(|passed| {
         let hint = "check the URL, that kube-apiserver listens there (`systemctl status kube-apiserver`) and that its etcd is healthy (`kbin etcd status`)";
@@ -74,9 +94,9 @@ pub fn ready_server(client: &Client, ep: Endpoint, printer: &Printer) -> Result<
     })
 }
 
-fn refuse(what: String, mut problems: Vec<String>, passed: Vec<(String, String)>, hint: &str) -> crate::Error {
+fn refuse(what: String, mut problems: Vec<String>, passed: Vec<(String, String)>, hint: &str) -> NotReady {
     problems.extend(passed.into_iter().map(|(label, reason)| format!("[apiserver] {label}: {reason}")));
-    crate::Error::Refused { what, problems, hint: Some(hint.into()) }
+    NotReady { what, problems, hint: hint.into() }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::Reportable;
+use crate::exit::Reportable;
 use crate::host::{HostError, Remote, Tunnel};
 use crate::tls::{self, Identity, TlsError};
 
@@ -124,11 +124,6 @@ impl Reportable for KubeError {
     }
 }
 
-impl From<KubeError> for crate::Error {
-    fn from(e: KubeError) -> Self {
-        crate::Error::Other { message: e.to_string(), hint: e.hint(), source: Some(Box::new(e)) }
-    }
-}
 
 /// How to open a stream to the apiserver, once per request.
 type Dial = Box<dyn Fn() -> Result<Box<dyn Tunnel>, HostError> + Send + Sync>;
@@ -389,17 +384,7 @@ pub fn contains(live: &Value, want: &Value) -> bool {
     }
 }
 
-/// An error and its sources on one line, for per-endpoint reports.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
-}
+pub use crate::exit::chain;
 
 fn json(ep: &Endpoint, path: &str, r: &tls::Response) -> Result<Value, KubeError> {
     serde_json::from_slice(&r.body).map_err(|e| KubeError::Json { server: ep.label.clone(), path: path.into(), message: e.to_string() })

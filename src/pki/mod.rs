@@ -34,7 +34,7 @@ use plan::{Instance, San};
 use profile::Profile;
 
 use crate::config::Cluster;
-use crate::error::{Exit, Reportable};
+use crate::exit::{Exit, Reportable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use super::parallel::{Cancel, Outcome};
-use super::ssh::{self, ConnectOptions};
-use super::{HostError, Node, Remote};
+use crate::host::parallel::{Cancel, Outcome};
+use crate::host::ssh::{self, ConnectOptions};
+use crate::host::{HostError, Node, Remote};
 use crate::config::{Cluster, Host};
-use crate::error::{Error, Reportable};
+use super::HostFailure;
+use super::EngineError as Error;
+use crate::exit::Reportable;
 use crate::output::Printer;
 
 /// How to connect: the cluster's SSH settings plus the command line's.
@@ -17,6 +19,13 @@ pub struct Connector<'c> {
     pub concurrency: usize,
     pub cancel: Cancel,
     pub accept_new_host_keys: bool,
+}
+
+impl<'c> super::Run<'c> {
+    /// A connector with this run's output, concurrency and Ctrl-C.
+    pub fn connector(&self, accept_new_host_keys: bool) -> Connector<'c> {
+        Connector { cluster: self.cluster, printer: self.printer, concurrency: self.concurrency, cancel: self.cancel.clone(), accept_new_host_keys }
+    }
 }
 
 impl<'c> Connector<'c> {
@@ -43,28 +52,34 @@ impl<'c> Connector<'c> {
             .collect()
     }
 
+    /// Connections to those of `hosts` that answer (the others are reported and left out).
+    pub fn reachable(&self, hosts: &[&'c Host]) -> Vec<Node<'c>> {
+        self.connect(hosts).into_iter().filter_map(|(_, r)| r.ok()).collect()
+    }
+
     /// Connect to all of `hosts` or refuse (exit 2) listing the ones that failed: nothing changed.
     pub fn connect_all(&self, hosts: &[&'c Host]) -> Result<Vec<Node<'c>>, Error> {
         let mut nodes = Vec::new();
-        let mut problems = Vec::new();
+        let mut failures = Vec::new();
         let mut hints: Vec<String> = Vec::new();
-        for (h, r) in self.connect(hosts) {
+        for (_, r) in self.connect(hosts) {
             match r {
                 Ok(n) => nodes.push(n),
                 Err(e) => {
-                    problems.push(format!("[connect] {}: {}", h.name, e.chain()));
                     if let Some(hint) = e.hint().filter(|x| !hints.contains(x)) {
                         hints.push(hint);
                     }
+                    failures.push(HostFailure { phase: "connect".into(), ..HostFailure::from(e) });
                 }
             }
         }
-        if !problems.is_empty() {
+        if !failures.is_empty() {
             hints.push("`kbin hosts check` tests every host's SSH access".into());
-            return Err(Error::Refused {
-                what: format!("cannot reach {} of {} hosts; nothing was changed", problems.len(), hosts.len()),
-                problems,
+            return Err(Error::Hosts {
+                what: format!("cannot reach {} of {} hosts; nothing was changed", failures.len(), hosts.len()),
+                hosts: failures,
                 hint: Some(hints.join("\n  hint: ")),
+                refused: true,
             });
         }
         Ok(nodes)

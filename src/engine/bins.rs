@@ -3,11 +3,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::artifacts::download::Fetcher;
+use std::path::PathBuf;
+
+use crate::artifacts::cache::Cache;
+use crate::artifacts::lock::Lock;
 use crate::artifacts::ops::{self, ExtractedFile, Settings};
 use crate::artifacts::progress::Reporter;
 use crate::artifacts::{ArtifactError, Catalog};
 use crate::config::Cluster;
-use crate::error::Error;
+use super::EngineError;
 use crate::host::Source;
 use crate::render::{self, Component};
 
@@ -26,7 +30,7 @@ impl Bins {
 
     /// Download (verified, in parallel, at most `settings.jobs` at once) and extract each of
     /// `components` once per artifact digest; later runs only read the extraction records.
-    pub fn resolve(catalog: &Catalog, settings: &Settings, fetcher: &Fetcher, reporter: &Reporter, components: &BTreeSet<&str>) -> Result<Bins, Error> {
+    pub fn resolve(catalog: &Catalog, settings: &Settings, fetcher: &Fetcher, reporter: &Reporter, components: &BTreeSet<&str>) -> Result<Bins, ArtifactError> {
         let list: Vec<&str> = components.iter().copied().collect();
         let mut results: Vec<Option<Result<Vec<ExtractedFile>, ArtifactError>>> = (0..list.len()).map(|_| None).collect();
         for chunk in list.chunks(settings.jobs.max(1)).zip(results.chunks_mut(settings.jobs.max(1))) {
@@ -51,9 +55,38 @@ impl Bins {
         self.files.insert((component.to_string(), name.to_string()), src);
     }
 
-    pub fn get(&self, component: &str, name: &str) -> Result<Source, Error> {
+    pub fn get(&self, component: &str, name: &str) -> Result<Source, EngineError> {
         self.files.get(&(component.to_string(), name.to_string())).cloned().ok_or_else(|| {
-            Error::other(format!("the {component} release artifact has no file {name}"), Some("check the component's version in the cluster file (and kbin.lock), then run `kbin download` again"))
+            EngineError::MissingBinary { component: component.into(), name: name.into() }
         })
     }
+}
+
+/// The artifact settings of a cluster: its `[artifacts]` table and versions, the roles its hosts
+/// have, and `--mirror` from the command line (which wins).
+pub fn settings(cluster: &Cluster, cli_mirror: Option<&str>) -> Result<Settings, ArtifactError> {
+    let a = &cluster.artifacts;
+    // KBIN_CACHE_DIR (the invocation) wins over artifacts.cache_dir (the cluster file)
+    let env = std::env::var_os("KBIN_CACHE_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let cache_root = match env.or_else(|| a.cache_dir.clone()) {
+        Some(d) => d,
+        None => Cache::default_root().ok_or_else(|| ArtifactError::BadArgument("no cache directory: set KBIN_CACHE_DIR or artifacts.cache_dir".into()))?,
+    };
+    let mut roles: Vec<String> = cluster.hosts.iter().flat_map(|h| h.roles.iter().map(|r| r.as_str().to_string())).collect();
+    roles.sort();
+    roles.dedup();
+    Ok(Settings {
+        arch: a.arch,
+        cli_mirror: cli_mirror.map(str::to_string),
+        mirror: a.mirror.clone(),
+        mirrors: a.mirrors.clone(),
+        versions: a.versions.clone(),
+        kubernetes_version: cluster.kubernetes_version.clone(),
+        etcd_version: cluster.etcd_version.clone(),
+        flannel_version: cluster.flannel_version.clone(),
+        cache_root,
+        lock_path: Lock::path_in(&cluster.state_dir),
+        jobs: 4,
+        roles,
+    })
 }

@@ -1,0 +1,665 @@
+//! `kbin etcd deploy|status|add|remove|backup`: phases over the etcd hosts, on the engine.
+//!
+//! Every operation first runs read-only preflight on every host it will touch and refuses (exit
+//! 2, nothing changed) if anything is wrong. Changes are pushed in parallel, each host's inside
+//! its own transaction; a member whose files changed on a running cluster is restarted alone, and
+//! the next one only after the cluster is healthy again; if it does not come back, its
+//! transaction rolls back and the rollout stops (members not restarted yet get their previous
+//! files back). Health is checked from the operator over mutual TLS *through the SSH connection*
+//! to each host, so it works behind a bastion. What is etcd's own: the facts and refusal, the
+//! `initial-*` keys that restart nothing, one member at a time, health.
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::etcd::api::{Client, Member, Status};
+use crate::config::{Cluster, Host, Role};
+use crate::engine::{self, Bins, Facts, HostFailure, Item, Probe, Pushed, Rollback, Run, Tx};
+use crate::error::Error;
+use crate::host::parallel::{self, Outcome};
+use crate::host::{Cmd, HostError};
+use crate::render::{self, Component, Templates};
+use crate::tls::Identity;
+
+pub use crate::host::Node;
+
+/// What every operation needs: the run (its timeout is how long members may take to become
+/// healthy) and the etcd client.
+pub struct Ctx<'c> {
+    pub run: Run<'c>,
+    pub client: Client,
+}
+
+impl<'c> Deref for Ctx<'c> {
+    type Target = Run<'c>;
+    fn deref(&self) -> &Run<'c> {
+        &self.run
+    }
+}
+
+impl<'c> Ctx<'c> {
+    /// With the client identity from the cluster's pki.
+    pub fn new(run: Run<'c>) -> Result<Ctx<'c>, Error> {
+        let client = Client::new(&identity(run.cluster)?).map_err(|e| Error::other(format!("etcd client identity: {e}"), Some("run `kbin pki check`")))?;
+        Ok(Ctx { run, client })
+    }
+}
+
+/// The client identity kbin uses towards etcd: the etcd CA and the healthcheck client cert.
+pub fn identity(cluster: &Cluster) -> Result<Identity, Error> {
+    let pki = cluster.pki_dir();
+    let read = |rel: &str| {
+        std::fs::read_to_string(pki.join(rel)).map_err(|e| Error::other(format!("cannot read {}: {e}", pki.join(rel).display()), Some("run `kbin pki init` first")))
+    };
+    Ok(Identity { ca_pem: read("etcd/ca.crt")?, client: Some((read("etcd/healthcheck-client.crt")?, read("etcd/healthcheck-client.key")?)) })
+}
+
+fn addr(h: &Host) -> String {
+    h.address.to_string()
+}
+
+fn peer_url(h: &Host) -> String {
+    crate::config::url_for(&addr(h), 2380)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Preflight: facts and a pure refusal
+// ---------------------------------------------------------------------------------------------
+
+fn config_path(cluster: &Cluster) -> String {
+    format!("{}/etcd.yml", cluster.layout.etcd_cfg)
+}
+
+fn data_member(cluster: &Cluster) -> String {
+    format!("{}/member", cluster.layout.etcd_data)
+}
+
+/// What preflight looks at on an etcd host.
+pub fn probe(cluster: &Cluster) -> Probe {
+    Probe::default().ask("unit", &["etcd"]).ask("port", &[2379, 2380]).ask("path", &[data_member(cluster)]).read(&[&config_path(cluster)])
+}
+
+/// `initial-cluster-token` of an etcd.yml kbin wrote earlier, if any.
+pub fn found_token(cluster: &Cluster, f: &Facts) -> Option<String> {
+    let bytes = f.files.get(&config_path(cluster))?;
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_slice(bytes).unwrap_or_default();
+    v.get("initial-cluster-token").and_then(|t| t.as_str()).map(str::to_string)
+}
+
+fn token(cluster: &Cluster) -> String {
+    format!("etcd-{}", cluster.name)
+}
+
+/// Why a host cannot take part, if it cannot: a pure function of its facts.
+pub fn refusal(cluster: &Cluster, f: &Facts) -> Vec<String> {
+    let mut out: Vec<String> = f.wrong_arch(cluster).into_iter().collect();
+    let found = found_token(cluster, f);
+    let ours = found.as_deref() == Some(token(cluster).as_str());
+    match &found {
+        Some(t) if !ours => out.push(format!("{}/etcd.yml belongs to another etcd cluster (token {t:?})", cluster.layout.etcd_cfg)),
+        None if f.has("path", &data_member(cluster)) => out.push(format!("{} holds data of an etcd member kbin did not set up", cluster.layout.etcd_data)),
+        _ => {}
+    }
+    if !(ours && f.active("etcd")) {
+        out.extend(f.busy_ports(&[2379, 2380]));
+    }
+    out
+}
+
+/// Facts on every node in parallel; refuse (nothing changed) if any host cannot take part.
+pub fn preflight(ctx: &Ctx<'_>, nodes: &[Node<'_>]) -> Result<Vec<Facts>, Error> {
+    let c = ctx.cluster;
+    let facts = engine::preflight(ctx, nodes, "etcd", &|_| probe(c), &|_, f| refusal(c, f))?;
+    for (n, f) in nodes.iter().zip(&facts) {
+        let state = if f.active("etcd") { "etcd running" } else if f.has("path", &data_member(c)) { "etcd stopped" } else { "fresh" };
+        ctx.printer.phase("preflight", Some(&n.host.name), &format!("ok ({}, {state})", f.arch));
+    }
+    Ok(facts)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------------
+
+/// etcd.yml without the `initial-*` keys, which etcd reads only when a member first starts: a
+/// change to them alone (a member was added to the file) needs no restart.
+pub fn significant_config(text: &str) -> String {
+    text.lines().filter(|l| !l.starts_with("initial-")).collect::<Vec<_>>().join("\n")
+}
+
+/// Everything etcd needs on `host`: binaries, certificates, config and unit.
+pub fn items(cluster: &Cluster, host: &Host, templates: &Templates, bins: &Bins, opts: &render::Options) -> Result<Vec<Item>, Error> {
+    let mut out = engine::items(cluster, templates, bins, host, Component::Etcd, opts)?;
+    let config = config_path(cluster);
+    for it in out.iter_mut().filter(|i| i.path == config) {
+        it.significant = Some(significant_config);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health
+// ---------------------------------------------------------------------------------------------
+
+/// A stream to the member on `node`'s client port, through its SSH connection.
+fn tunnel(node: &Node<'_>) -> Result<Box<dyn crate::host::Tunnel>, HostError> {
+    node.remote.open_tcp(&addr(node.host), 2379)
+}
+
+/// `/health` of the member on `node`, through its SSH connection.
+pub fn member_health(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<bool, String> {
+    ctx.client.health(tunnel(node).map_err(|e| e.chain())?, &addr(node.host)).map_err(|e| e.to_string())
+}
+
+pub fn member_status(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<Status, String> {
+    ctx.client.status(tunnel(node).map_err(|e| e.chain())?, &addr(node.host)).map_err(|e| e.to_string())
+}
+
+pub fn members(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<Vec<Member>, String> {
+    ctx.client.member_list(tunnel(node).map_err(|e| e.chain())?, &addr(node.host)).map_err(|e| e.to_string())
+}
+
+/// Wait until every node's member reports healthy; the last error per host on timeout.
+pub fn wait_healthy(ctx: &Ctx<'_>, nodes: &[&Node<'_>]) -> Result<(), Vec<(String, String)>> {
+    let deadline = Instant::now() + ctx.timeout;
+    let mut pending: Vec<&Node<'_>> = nodes.to_vec();
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        pending.retain(|n| match member_health(ctx, n) {
+            Ok(true) => false,
+            Ok(false) => {
+                last.insert(n.host.name.clone(), "reports unhealthy (no leader yet?)".into());
+                true
+            }
+            Err(e) => {
+                last.insert(n.host.name.clone(), e);
+                true
+            }
+        });
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline || ctx.cancel.is_cancelled() {
+            return Err(pending.iter().map(|n| (n.host.name.clone(), last.get(&n.host.name).cloned().unwrap_or_default())).collect());
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+fn unhealthy(nodes: &[Node<'_>], bad: Vec<(String, String)>, phase: &str) -> Vec<HostFailure> {
+    bad.into_iter()
+        .map(|(h, e)| {
+            let journal = nodes.iter().find(|n| n.host.name == h).map(|n| engine::journal_tail(n, "etcd", 15)).unwrap_or_default();
+            HostFailure { journal, ..HostFailure::new(&h, phase, e) }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// deploy
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Serialize)]
+pub struct DeployReport {
+    pub hosts: Vec<Pushed>,
+    pub started: Vec<String>,
+    pub restarted: Vec<String>,
+    pub bytes_sent: u64,
+    pub members: Vec<MemberReport>,
+    pub dry_run: bool,
+}
+
+/// One member as `status` and `deploy` report it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MemberReport {
+    pub name: String,
+    pub address: String,
+    pub reachable: bool,
+    pub healthy: bool,
+    pub leader: bool,
+    pub id: Option<String>,
+    pub version: Option<String>,
+    pub db_size: Option<u64>,
+    pub revision: Option<u64>,
+    /// Days until the member's server certificate (local pki) expires.
+    pub cert_days_left: Option<i64>,
+    pub error: Option<String>,
+}
+
+//: &str = "systemctl daemon-reload && systemctl enable --quiet etcd && systemctl restart --no-block etcd";
+
+const START_SCRIPT: &str = "systemctl daemon-reload && systemctl enable --quiet etcd && systemctl restart --no-block etcd";
+
+fn sys(node: &Node<'_>, args: &[&str]) -> Result<(), HostError> {
+    engine::systemctl(node, args)
+}
+
+/// `kbin etcd deploy`: preflight, then [`rollout`].
+pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], templates: &Templates, bins: &Bins) -> Result<DeployReport, Error> {
+    let facts = preflight(ctx, nodes)?;
+    rollout(ctx, nodes, &facts, templates, bins)
+}
+
+/// Push to every member (parallel), start the fresh ones, restart the running ones whose files
+/// changed one at a time, wait until all are healthy. `facts` come from preflight.
+pub fn rollout(ctx: &Ctx<'_>, nodes: &[Node<'_>], facts: &[Facts], templates: &Templates, bins: &Bins) -> Result<DeployReport, Error> {
+    let dry_run = ctx.dry_run;
+    let units_dir = ctx.cluster.layout.units.clone();
+    let opts = render::Options::default();
+    let mut plan = Vec::new();
+    for n in nodes {
+        plan.push(items(ctx.cluster, n.host, templates, bins, &opts)?);
+    }
+    // Push in parallel. A member that is not running yet is started as soon as the files it
+    // needs to start are in place, and etcdctl (not needed to start) follows while it elects.
+    let idx: Vec<usize> = (0..nodes.len()).collect();
+    let results = parallel::for_each(&idx, |i| nodes[*i].host.name.clone(), "push", ctx.concurrency, &ctx.cancel, |i| {
+        let (n, active) = (&nodes[*i], facts[*i].active("etcd"));
+        let mut tx = Tx::new(n.remote.clone(), &units_dir);
+        let (first, later): (Vec<Item>, Vec<Item>) = plan[*i].iter().cloned().partition(|it| !it.units.is_empty() || active);
+        let mut p = engine::push(&ctx.printer, n, &units_dir, &first, &mut tx, dry_run)?;
+        let start = !dry_run && !active;
+        if start {
+            // one round trip; a member that ran before must pick up changed files: restart
+            tx.started("etcd");
+            n.remote.check(&Cmd::new(["sh", "-c", START_SCRIPT]).sudo())?;
+            ctx.printer.phase("start", Some(&n.host.name), "etcd starting");
+        }
+        p.extend(engine::push(&ctx.printer, n, &units_dir, &later, &mut tx, dry_run)?);
+        if !dry_run {
+            let msg = if p.changed.is_empty() { "up to date, nothing sent".to_string() } else { format!("{} files changed, {} bytes sent", p.changed.len(), p.bytes_sent) };
+            ctx.printer.phase("push", Some(&n.host.name), &msg);
+        }
+        Ok((p, start, tx))
+    });
+    let mut pushed = Vec::new();
+    let mut started = Vec::new();
+    let mut txs = Vec::new();
+    let mut failures = Vec::new();
+    for r in results {
+        match r.outcome {
+            Outcome::Done((p, s, tx)) => {
+                if s {
+                    started.push(p.host.clone());
+                }
+                pushed.push(p);
+                txs.push(Some(tx));
+            }
+            Outcome::Failed(e) => failures.push(HostFailure::from(e)),
+            Outcome::Skipped => failures.push(HostFailure::new(&r.host, "push", "not started (interrupted)")),
+        }
+    }
+    if !failures.is_empty() {
+        // the hosts that were pushed to roll back as `txs` drops: all or nothing
+        return Err(engine::failed("pushing etcd files failed; the other hosts got their previous files back".into(), failures, "fix the hosts listed above and run `kbin etcd deploy` again"));
+    }
+    let mut report = DeployReport { bytes_sent: pushed.iter().map(|p| p.bytes_sent).sum(), dry_run, ..Default::default() };
+    if dry_run {
+        for (n, (p, f)) in nodes.iter().zip(pushed.iter().zip(facts)) {
+            let action = if !f.active("etcd") { "would start etcd" } else if p.restart.contains("etcd") { "would restart etcd" } else { "no restart" };
+            ctx.printer.phase("dry-run", Some(&n.host.name), &format!("{} files would change; {action}", p.changed.len()));
+        }
+        report.hosts = pushed;
+        return Ok(report);
+    }
+    report.started = started;
+
+    // running members whose files changed: one at a time, healthy in between, rollback on failure
+    for i in (0..nodes.len()).filter(|i| facts[*i].active("etcd")) {
+        let (n, p) = (&nodes[i], &pushed[i]);
+        if p.changed.is_empty() {
+            continue;
+        }
+        if p.unit_files {
+            sys(n, &["daemon-reload"])?;
+        }
+        if !p.restart.contains("etcd") {
+            txs[i].take().map(Tx::commit);
+            continue;
+        }
+        if ctx.cancel.is_cancelled() {
+            return Err(Error::Interrupted { what: format!("stopped before restarting {}; the members not restarted got their previous files back", n.host.name) });
+        }
+        ctx.printer.phase("restart", Some(&n.host.name), "restarting etcd (its files changed)");
+        let mut tx = txs[i].take().expect("one per host");
+        tx.restarted("etcd", "restart --no-block");
+        sys(n, &["restart", "--no-block", "etcd"])?;
+        if let Err(bad) = wait_healthy(ctx, &[n]) {
+            let mut failures = unhealthy(nodes, bad, "restart");
+            ctx.printer.phase("rollback", Some(&n.host.name), "etcd did not come back: restoring its previous files");
+            let rollback = match tx.rollback() {
+                Rollback::Done { .. } if wait_healthy(ctx, &[n]).is_ok() => Rollback::Done { what: "previous files restored, etcd healthy again".into() },
+                Rollback::Done { .. } => Rollback::Incomplete { what: "previous files restored".into(), error: "etcd still unhealthy".into() },
+                r => r,
+            };
+            failures[0].rollback = rollback;
+            return Err(engine::failed(
+                format!("{} did not become healthy after its restart; the rollout stopped", n.host.name),
+                failures,
+                "the members after it were not touched; fix the cause (see the journal lines) and run `kbin etcd deploy` again",
+            ));
+        }
+        tx.commit();
+        report.restarted.push(n.host.name.clone());
+    }
+
+    // every member healthy; what was pushed stays (a re-run resumes)
+    txs.into_iter().flatten().for_each(|t| drop(t.commit()));
+    let all: Vec<&Node<'_>> = nodes.iter().collect();
+    if let Err(bad) = wait_healthy(ctx, &all) {
+        return Err(engine::failed(
+            format!("etcd did not become healthy within {}s", ctx.timeout.as_secs()),
+            unhealthy(nodes, bad, "verify"),
+            "check the journal lines above; the files are in place, so fixing the cause and running `kbin etcd deploy` again resumes",
+        ));
+    }
+    report.hosts = pushed;
+    report.members = status(ctx, nodes.iter().map(|n| (n.host, Ok(n.clone()))).collect());
+    Ok(report)
+}
+
+// ---------------------------------------------------------------------------------------------
+// status
+// ---------------------------------------------------------------------------------------------
+
+fn cert_days_left(cluster: &Cluster, host: &Host) -> Option<i64> {
+    let path = cluster.pki_dir().join(format!("hosts/{}/etcd-server.crt", host.name));
+    crate::pki::read_cert_info("", "", &path).ok().map(|i| i.days_left)
+}
+
+/// Health, role and numbers of each member; unreachable hosts are reported, not fatal.
+pub fn status<'c>(ctx: &Ctx<'c>, hosts: Vec<(&'c Host, Result<Node<'c>, String>)>) -> Vec<MemberReport> {
+    let results = parallel::for_each(&hosts, |(h, _)| h.name.clone(), "status", ctx.concurrency, &ctx.cancel, |(h, n)| {
+        let mut r = MemberReport { name: h.name.clone(), address: addr(h), cert_days_left: cert_days_left(ctx.cluster, h), ..Default::default() };
+        match n {
+            Err(e) => r.error = Some(e.clone()),
+            Ok(n) => {
+                r.reachable = true;
+                match member_health(ctx, n) {
+                    Ok(h) => r.healthy = h,
+                    Err(e) => r.error = Some(e),
+                }
+                if let Ok(s) = member_status(ctx, n) {
+                    r.leader = s.leader == s.member_id;
+                    r.id = Some(format!("{:x}", s.member_id));
+                    r.version = Some(s.version);
+                    r.db_size = Some(s.db_size);
+                    r.revision = Some(s.revision);
+                }
+            }
+        }
+        Ok(r)
+    });
+    results.into_iter().filter_map(|r| match r.outcome {
+        Outcome::Done(m) => Some(m),
+        _ => None,
+    }).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// add / remove
+// ---------------------------------------------------------------------------------------------
+
+/// The first node whose member is healthy.
+fn healthy_peer<'a, 'c>(ctx: &Ctx<'c>, nodes: &'a [Node<'c>]) -> Option<&'a Node<'c>> {
+    nodes.iter().find(|n| member_health(ctx, n) == Ok(true))
+}
+
+/// `kbin etcd add HOST`: announce the member, then start it joining the running cluster.
+pub fn add(ctx: &Ctx<'_>, new: &Node<'_>, others: &[Node<'_>], templates: &Templates, bins: &Bins) -> Result<Vec<MemberReport>, Error> {
+    let peer = healthy_peer(ctx, others).ok_or_else(|| Error::Refused {
+        what: "no healthy etcd member to add the new one to".into(),
+        problems: others.iter().map(|n| format!("[preflight] {}: not healthy", n.host.name)).collect(),
+        hint: Some("run `kbin etcd status`; a cluster without quorum cannot grow".into()),
+    })?;
+    let facts = preflight(ctx, std::slice::from_ref(new))?;
+    let list = members(ctx, peer).map_err(|e| Error::other(format!("cannot list members through {}: {e}", peer.host.name), None))?;
+    let url = peer_url(new.host);
+    match list.iter().find(|m| m.peer_urls.contains(&url)) {
+        Some(m) if !m.name.is_empty() && facts[0].active("etcd") => {
+            ctx.printer.phase("add", Some(&new.host.name), "already a member; making sure its files are current");
+        }
+        Some(_) => ctx.printer.phase("add", Some(&new.host.name), "already announced; starting it"),
+        None => {
+            // etcd refuses to add a voting member until every member has been connected for a
+            // few seconds ("unhealthy cluster"): retry that, within the health timeout
+            let deadline = Instant::now() + ctx.timeout;
+            let m = loop {
+                let t = tunnel(peer)?;
+                match ctx.client.member_add(t, &addr(peer.host), &url) {
+                    Ok(m) => break m,
+                    Err(crate::etcd::api::ApiError::Status { status: 503, ref body, .. }) if body.contains("unhealthy cluster") && Instant::now() < deadline => {
+                        ctx.printer.phase("add", Some(&new.host.name), "etcd reports the cluster not settled yet; retrying");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    Err(e) => return Err(Error::other(format!("member add through {} failed: {e}", peer.host.name), Some("run `kbin etcd status` to see the members"))),
+                }
+            };
+            ctx.printer.phase("add", Some(&new.host.name), &format!("announced as member {:x}", m.id));
+        }
+    }
+    let its = items(ctx.cluster, new.host, templates, bins, &render::Options { etcd_existing: true })?;
+    let mut tx = Tx::new(new.remote.clone(), &ctx.cluster.layout.units);
+    let p = engine::push(&ctx.printer, new, &ctx.cluster.layout.units, &its, &mut tx, false)?;
+    ctx.printer.phase("push", Some(&new.host.name), &format!("{} files changed, {} bytes sent", p.changed.len(), p.bytes_sent));
+    sys(new, &["daemon-reload"])?;
+    sys(new, &["enable", "etcd"])?;
+    if !facts[0].active("etcd") || p.restart.contains("etcd") {
+        sys(new, &["restart", "--no-block", "etcd"])?;
+    }
+    // the member is announced: its files stay, whether it joins now or after a fix
+    tx.commit();
+    if let Err(bad) = wait_healthy(ctx, &[new]) {
+        return Err(engine::failed(
+            format!("{} did not join the cluster", new.host.name),
+            unhealthy(std::slice::from_ref(new), bad, "verify"),
+            &format!("fix the cause and run `kbin etcd add {}` again, or `kbin etcd remove {}` to withdraw it", new.host.name, new.host.name),
+        ));
+    }
+    let mut all: Vec<(&Host, Result<Node<'_>, String>)> = others.iter().map(|n| (n.host, Ok(n.clone()))).collect();
+    all.push((new.host, Ok(new.clone())));
+    Ok(status(ctx, all))
+}
+
+/// `kbin etcd remove HOST`: remove the member, then stop and clean up its host (when reachable).
+pub fn remove(ctx: &Ctx<'_>, host: &Host, node: Option<&Node<'_>>, others: &[Node<'_>]) -> Result<(), Error> {
+    let peer = healthy_peer(ctx, others).ok_or_else(|| Error::Refused {
+        what: "no other healthy etcd member to remove the member through".into(),
+        problems: others.iter().map(|n| format!("[preflight] {}: not healthy", n.host.name)).collect(),
+        hint: Some("run `kbin etcd status`".into()),
+    })?;
+    let list = members(ctx, peer).map_err(|e| Error::other(format!("cannot list members through {}: {e}", peer.host.name), None))?;
+    let url = peer_url(host);
+    let member = list.iter().find(|m| m.peer_urls.contains(&url) || m.name == host.name);
+    if list.len() <= 1 && member.is_some() {
+        return Err(Error::Refused { what: format!("{} is the last member; removing it would destroy the cluster", host.name), problems: vec![], hint: None });
+    }
+    if ctx.dry_run {
+        match member {
+            Some(m) => ctx.printer.phase("dry-run", Some(&host.name), &format!("would remove member {:x}, stop etcd and delete {}", m.id, ctx.cluster.layout.etcd_data)),
+            None => ctx.printer.phase("dry-run", Some(&host.name), "not a member; would only clean up the host"),
+        }
+        return Ok(());
+    }
+    if let Some(m) = member {
+        let t = tunnel(peer)?;
+        ctx.client.member_remove(t, &addr(peer.host), m.id).map_err(|e| Error::other(format!("member remove through {} failed: {e}", peer.host.name), None))?;
+        ctx.printer.phase("remove", Some(&host.name), &format!("member {:x} removed", m.id));
+    } else {
+        ctx.printer.phase("remove", Some(&host.name), "not a member of the cluster");
+    }
+    match node {
+        Some(n) => {
+            let l = &ctx.cluster.layout;
+            let _ = sys(n, &["disable", "--now", "etcd"]);
+            let paths = [
+                l.etcd_data.clone(),
+                format!("{}/etcd.yml", l.etcd_cfg),
+                format!("{}/etcd.service", l.units),
+                format!("{}/server.crt", l.etcd_ssl),
+                format!("{}/server.key", l.etcd_ssl),
+                format!("{}/peer.crt", l.etcd_ssl),
+                format!("{}/peer.key", l.etcd_ssl),
+                format!("{}/ca.crt", l.etcd_ssl),
+            ];
+            let mut argv = vec!["rm", "-rf", "--"];
+            argv.extend(paths.iter().map(String::as_str));
+            n.remote.check(&Cmd::new(argv).sudo())?;
+            sys(n, &["daemon-reload"])?;
+            ctx.printer.phase("remove", Some(&host.name), "etcd stopped, data, config, unit and certificates deleted");
+        }
+        None => ctx.printer.warn(&format!("{} is unreachable: its etcd files were not cleaned up", host.name), Some("clean it up by hand or reinstall it before reuse")),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// backup
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct Backup {
+    pub from: String,
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Check an `etcdctl snapshot save` file: a bbolt database with its SHA-256 appended.
+pub fn verify_snapshot(data: &[u8]) -> Result<(), String> {
+    if data.len() < 4096 + 32 {
+        return Err(format!("only {} bytes: not an etcd snapshot", data.len()));
+    }
+    let magic = u32::from_le_bytes(data[16..20].try_into().unwrap());
+    if magic != 0xED0C_DAED {
+        return Err("no bbolt database header".into());
+    }
+    let (db, sum) = data.split_at(data.len() - 32);
+    if ring::digest::digest(&ring::digest::SHA256, db).as_ref() != sum {
+        return Err("the appended SHA-256 does not match: the snapshot is damaged".into());
+    }
+    Ok(())
+}
+
+/// `kbin etcd backup`: snapshot on a healthy member, brought to the operator and verified.
+pub fn backup(ctx: &Ctx<'_>, nodes: &[Node<'_>], out: &std::path::Path) -> Result<Backup, Error> {
+    let n = healthy_peer(ctx, nodes).ok_or_else(|| Error::Refused { what: "no healthy etcd member to take a snapshot from".into(), problems: vec![], hint: Some("run `kbin etcd status`".into()) })?;
+    let l = &ctx.cluster.layout;
+    let remote = format!("/var/tmp/kbin-etcd-snapshot-{}.db", std::process::id());
+    let etcdctl = format!("{}/etcdctl", l.etcd_bin);
+    let (cacert, cert, key) = (format!("{}/ca.crt", l.etcd_ssl), format!("{}/server.crt", l.etcd_ssl), format!("{}/server.key", l.etcd_ssl));
+    let endpoint = format!("--endpoints={}", crate::config::url_for(&addr(n.host), 2379));
+    ctx.printer.phase("backup", Some(&n.host.name), "taking a snapshot");
+    let r = n.remote.check(&Cmd::new(["env", "ETCDCTL_API=3", &etcdctl, &endpoint, "--cacert", &cacert, "--cert", &cert, "--key", &key, "snapshot", "save", &remote]).sudo());
+    let data = r.and_then(|_| n.remote.read_file(&remote));
+    let _ = n.remote.run(&Cmd::new(["rm", "-f", &remote]).sudo());
+    let data = data?.ok_or_else(|| Error::other(format!("{}: the snapshot file vanished", n.host.name), None))?;
+    verify_snapshot(&data).map_err(|e| Error::other(format!("snapshot from {} failed verification: {e}", n.host.name), Some("take another backup")))?;
+    crate::fsutil::write_atomic(out, &data, 0o600).map_err(|e| Error::other(format!("cannot write {}: {e}", out.display()), Some("check the output path")))?;
+    Ok(Backup { from: n.host.name.clone(), path: out.display().to_string(), bytes: data.len() as u64, sha256: crate::host::sha256_hex(&data) })
+}
+
+/// The etcd hosts of the cluster, in file order.
+pub fn etcd_hosts(cluster: &Cluster) -> Vec<&Host> {
+    cluster.hosts_with(Role::Etcd).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The commands: connect, fetch, run
+// ---------------------------------------------------------------------------------------------
+
+fn find<'c>(cluster: &'c Cluster, name: &str) -> Result<&'c Host, Error> {
+    cluster.host(name).ok_or_else(|| Error::other(format!("no host {name:?} in {}", cluster.file.display()), Some("use a host name or address from the cluster file")))
+}
+
+/// `kbin etcd deploy`: every etcd host of the cluster file.
+pub fn deploy_all(opts: &super::Opts<'_>, cluster: &Cluster) -> Result<DeployReport, Error> {
+    let ctx = Ctx::new(opts.run(cluster))?;
+    let templates = Templates::load(cluster)?;
+    let nodes = ctx.connector(opts.accept_new_host_keys).connect_all(&etcd_hosts(cluster))?;
+    let bins = (opts.fetch)(cluster, &[Component::Etcd])?;
+    deploy(&ctx, &nodes, &templates, &bins)
+}
+
+/// `kbin etcd status`: every member, unreachable ones included.
+pub fn status_all(opts: &super::Opts<'_>, cluster: &Cluster) -> Result<Vec<MemberReport>, Error> {
+    let ctx = Ctx::new(opts.run(cluster))?;
+    let conns = ctx.connector(opts.accept_new_host_keys).connect(&etcd_hosts(cluster)).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
+    Ok(status(&ctx, conns))
+}
+
+/// `kbin etcd add HOST`: HOST must have the etcd role; [`add`] through the reachable members.
+pub fn add_host(opts: &super::Opts<'_>, cluster: &Cluster, name: &str) -> Result<Vec<MemberReport>, Error> {
+    let ctx = Ctx::new(opts.run(cluster))?;
+    let host = find(cluster, name)?;
+    if !host.has(Role::Etcd) {
+        return Err(Error::Refused { what: format!("{} does not have the etcd role in {}", host.name, cluster.file.display()), problems: vec![], hint: Some(format!("add \"etcd\" to the roles of {} in the cluster file, run `kbin pki init` for its certificates, then run this again", host.name)) });
+    }
+    let others: Vec<&Host> = etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
+    let c = ctx.connector(opts.accept_new_host_keys);
+    let new = c.connect_all(&[host])?.remove(0);
+    let nodes = c.reachable(&others);
+    let bins = (opts.fetch)(cluster, &[Component::Etcd])?;
+    add(&ctx, &new, &nodes, &Templates::load(cluster)?, &bins)
+}
+
+/// `kbin etcd remove HOST`: [`remove`] through the reachable members (HOST itself may be down).
+pub fn remove_host(opts: &super::Opts<'_>, cluster: &Cluster, name: &str) -> Result<(), Error> {
+    let ctx = Ctx::new(opts.run(cluster))?;
+    let host = find(cluster, name)?;
+    let others: Vec<&Host> = etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
+    let c = ctx.connector(opts.accept_new_host_keys);
+    let target = c.connect(&[host]).remove(0).1.ok();
+    remove(&ctx, host, target.as_ref(), &c.reachable(&others))?;
+    if !ctx.dry_run && host.has(Role::Etcd) {
+        ctx.printer.warn(&format!("{} still has the etcd role in {}", host.name, cluster.file.display()), Some("remove \"etcd\" from its roles, or the next `kbin etcd deploy` adds it back as a new member"));
+    }
+    Ok(())
+}
+
+/// `kbin etcd backup`: to `out`, else `backups/etcd-<cluster>-<UTC time>.db` next to the
+/// cluster file.
+pub fn backup_to(opts: &super::Opts<'_>, cluster: &Cluster, out: Option<&std::path::Path>) -> Result<Backup, Error> {
+    let ctx = Ctx::new(opts.run(cluster))?;
+    let nodes = ctx.connector(opts.accept_new_host_keys).reachable(&etcd_hosts(cluster));
+    let out = match out {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let dir = cluster.state_dir.join("backups");
+            crate::fsutil::private_dir(&dir).map_err(|e| Error::other(format!("cannot create {}: {e}", dir.display()), None))?;
+            dir.join(format!("etcd-{}-{}.db", cluster.name, crate::fsutil::utc_stamp()))
+        }
+    };
+    let b = backup(&ctx, &nodes, &out)?;
+    ctx.printer.phase("backup", Some(&b.from), &format!("snapshot verified: {} ({} bytes, sha256 {})", b.path, b.bytes, b.sha256));
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_keys_alone_need_no_restart() {
+        let a = "name: \"m1\"\ninitial-cluster: \"m1=x\"\ninitial-cluster-state: \"new\"\ndata-dir: d\n";
+        let b = "name: \"m1\"\ninitial-cluster: \"m1=x,m2=y\"\ninitial-cluster-state: \"existing\"\ndata-dir: d\n";
+        assert_eq!(significant_config(a), significant_config(b));
+        assert_ne!(significant_config(a), significant_config(&a.replace("data-dir: d", "data-dir: e")));
+    }
+
+    #[test]
+    fn snapshot_verification() {
+        let mut db = vec![0u8; 8192];
+        db[16..20].copy_from_slice(&0xED0C_DAEDu32.to_le_bytes());
+        let mut snap = db.clone();
+        snap.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, &db).as_ref());
+        assert!(verify_snapshot(&snap).is_ok());
+        let mut bad = snap.clone();
+        bad[5000] ^= 1;
+        assert!(verify_snapshot(&bad).unwrap_err().contains("damaged"));
+        assert!(verify_snapshot(&db[..100]).is_err());
+    }
+}

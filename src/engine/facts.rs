@@ -1,0 +1,128 @@
+//! Facts: what a host is like, gathered read-only in one round trip (plus one file read when a
+//! probe asks for it). Every refusal is a pure function of these facts, so `up` gathers them once
+//! per host and asks every role of the host.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::config::Cluster;
+use crate::host::{Cmd, HostError, Node};
+
+/// What to look at on a host: questions `kind:value` for the facts script (`unit`, `port`,
+/// `path`, `cmd`, `iface`, `bin`) and small files to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probe {
+    pub ask: BTreeSet<String>,
+    pub read: BTreeSet<String>,
+}
+
+impl Probe {
+    pub fn ask(mut self, kind: &str, values: &[impl ToString]) -> Self {
+        self.ask.extend(values.iter().map(|v| format!("{kind}:{}", v.to_string())));
+        self
+    }
+    pub fn read(mut self, files: &[&str]) -> Self {
+        self.read.extend(files.iter().map(|f| f.to_string()));
+        self
+    }
+    /// Both probes' questions.
+    pub fn and(mut self, o: Probe) -> Self {
+        self.ask.extend(o.ask);
+        self.read.extend(o.read);
+        self
+    }
+}
+
+/// What a host is like. Read-only.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Facts {
+    /// `uname -m`.
+    pub arch: String,
+    pub systemd: bool,
+    /// `systemctl is-active` of each probed unit.
+    pub units: BTreeMap<String, String>,
+    /// Probed ports something listens on.
+    pub busy: BTreeSet<u16>,
+    /// The `path:`, `cmd:` and `iface:` questions answered yes (a path that exists, a command
+    /// installed, an interface present), as asked.
+    pub found: BTreeSet<String>,
+    /// First line of `--version` of each probed binary that is installed, by file name.
+    pub versions: BTreeMap<String, String>,
+    /// Content of the probed files that exist.
+    #[serde(skip)]
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl Facts {
+    /// Whether the `kind:value` question was answered yes.
+    pub fn has(&self, kind: &str, value: &str) -> bool {
+        self.found.contains(&format!("{kind}:{value}"))
+    }
+    pub fn active(&self, unit: &str) -> bool {
+        self.units.get(unit).is_some_and(|s| s == "active")
+    }
+    /// The refusal every role shares: binaries for another architecture do not run here.
+    pub fn wrong_arch(&self, cluster: &Cluster) -> Option<String> {
+        (self.arch != uname_arch(cluster)).then(|| format!("architecture is {}, but the cluster installs {} binaries (artifacts.arch)", self.arch, cluster.artifacts.arch.as_str()))
+    }
+    /// `port N is already in use by another program` for each of `ports` that is busy.
+    pub fn busy_ports(&self, ports: &[u16]) -> Vec<String> {
+        ports.iter().filter(|p| self.busy.contains(p)).map(|p| format!("port {p} is already in use by another program")).collect()
+    }
+}
+
+/// `uname -m` of the hosts the cluster's binaries are for.
+pub fn uname_arch(cluster: &Cluster) -> &'static str {
+    match cluster.artifacts.arch {
+        crate::artifacts::Arch::Amd64 => "x86_64",
+        crate::artifacts::Arch::Arm64 => "aarch64",
+    }
+}
+
+/// Answers one `key=value` line per fact; the questions arrive as `kind:value` arguments.
+const SCRIPT: &str = r#"
+echo "arch=$(uname -m)"
+command -v systemctl >/dev/null 2>&1 && echo "systemd=1"
+for a in "$@"; do
+  v=${a#*:}
+  case $a in
+    unit:*) echo "unit $v=$(systemctl is-active "$v" 2>/dev/null || true)" ;;
+    port:*) if ss -Hltn "sport = :$v" 2>/dev/null | grep -q .; then echo "busy=$v"; fi ;;
+    path:*) [ -e "$v" ] && echo "found=$a" ;;
+    cmd:*) { command -v "$v" || command -v "/usr/sbin/$v"; } >/dev/null 2>&1 && echo "found=$a" ;;
+    iface:*) ip link show dev "$v" >/dev/null 2>&1 && echo "found=$a" ;;
+    bin:*) [ -x "$v" ] && echo "version ${v##*/}=$("$v" --version 2>/dev/null | head -n 1)" ;;
+  esac
+done
+true
+"#;
+
+/// Gather what `probe` asks on `node`.
+pub fn gather(node: &Node<'_>, probe: &Probe) -> Result<Facts, HostError> {
+    let mut argv = vec!["sh".to_string(), "-c".into(), SCRIPT.into(), "kbin-facts".into()];
+    argv.extend(probe.ask.iter().cloned());
+    let out = node.remote.check(&Cmd::new(argv).sudo())?;
+    let mut f = Facts::default();
+    for line in out.stdout_str().lines() {
+        let Some((k, v)) = line.split_once('=') else { continue };
+        let v = v.trim().to_string();
+        match k {
+            "arch" => f.arch = v,
+            "systemd" => f.systemd = true,
+            "busy" => f.busy.extend(v.parse::<u16>().ok()),
+            "found" => drop(f.found.insert(v)),
+            k => match k.split_once(' ') {
+                Some(("unit", u)) => drop(f.units.insert(u.to_string(), v)),
+                Some(("version", b)) if !v.is_empty() => drop(f.versions.insert(b.to_string(), v)),
+                _ => {}
+            },
+        }
+    }
+    for path in &probe.read {
+        if let Some(bytes) = node.remote.read_file(path)? {
+            f.files.insert(path.clone(), bytes);
+        }
+    }
+    Ok(f)
+}

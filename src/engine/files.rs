@@ -1,0 +1,144 @@
+//! The files of a change: what a host should hold, the plan (what differs: that is `--dry-run`),
+//! and the push that applies the plan inside a [`Tx`].
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::Tx;
+use super::bins::Bins;
+use crate::config::{Cluster, Host};
+use super::EngineError as Error;
+use crate::host::{HostError, Node, Source};
+use crate::output::Printer;
+use crate::render::{self, Component, Templates};
+
+/// Decides whether a changed text file really needs its units restarted: two texts whose
+/// projections are equal restart nothing (etcd's `initial-*` keys are read only at first start).
+pub type Significant = fn(&str) -> String;
+
+/// One file to put on a host.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub path: String,
+    pub src: Source,
+    pub mode: u32,
+    pub secret: bool,
+    /// Services to restart when this file changes.
+    pub units: Vec<String>,
+    /// The text, for diffs (never for secrets or binaries).
+    pub text: Option<String>,
+    /// See [`Significant`].
+    pub significant: Option<Significant>,
+}
+
+impl Item {
+    pub fn bytes(path: &str, text: &str, mode: u32, units: &[&str]) -> Item {
+        Item { path: path.into(), src: Source::bytes(text.as_bytes().to_vec()), mode, secret: false, units: units.iter().map(|u| u.to_string()).collect(), text: Some(text.into()), significant: None }
+    }
+}
+
+/// The services a changed binary restarts.
+fn binary_units(component: &str, name: &str) -> Vec<String> {
+    let unit = match (component, name) {
+        ("kube-apiserver" | "kube-controller-manager" | "kube-scheduler" | "kubelet" | "kube-proxy" | "flanneld" | "etcd", n) if n == component => n,
+        ("containerd", "containerd" | "containerd-shim-runc-v2") => "containerd",
+        _ => return Vec::new(),
+    };
+    vec![unit.to_string()]
+}
+
+/// Everything `part` needs on `host`: its binaries first, then the rendered files.
+pub fn items(cluster: &Cluster, templates: &Templates, bins: &Bins, host: &Host, part: Component, opts: &render::Options) -> Result<Vec<Item>, Error> {
+    let mut out = Vec::new();
+    for b in render::binaries(cluster, host).into_iter().filter(|b| b.part == part) {
+        let src = bins.get(b.component, &b.name)?;
+        out.push(Item { units: binary_units(b.component, &b.name), path: b.path, src, mode: 0o755, secret: false, text: None, significant: None });
+    }
+    for f in render::host_files(cluster, host, templates, opts)?.into_iter().filter(|f| f.component == part) {
+        let text = (!f.secret).then(|| String::from_utf8_lossy(&f.content).into_owned());
+        out.push(Item { path: f.path, mode: f.mode, secret: f.secret, units: f.restarts, src: Source::bytes(f.content), text, significant: None });
+    }
+    Ok(out)
+}
+
+/// What one host's push changed (or, in a dry run, would change).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Pushed {
+    pub host: String,
+    pub changed: Vec<String>,
+    pub bytes_sent: u64,
+    /// Services whose files changed.
+    pub restart: BTreeSet<String>,
+    /// A systemd unit file changed (daemon-reload needed).
+    pub unit_files: bool,
+}
+
+impl Pushed {
+    pub fn extend(&mut self, o: Pushed) {
+        self.changed.extend(o.changed);
+        self.bytes_sent += o.bytes_sent;
+        self.restart.extend(o.restart);
+        self.unit_files |= o.unit_files;
+    }
+}
+
+/// A unified diff of two texts, for `--dry-run`.
+pub fn diff(old: &str, new: &str, path: &str) -> String {
+    similar::TextDiff::from_lines(old, new).unified_diff().context_radius(2).header(&format!("{path} (on host)"), &format!("{path} (kbin)")).to_string()
+}
+
+/// Push `items` to a node, each changed file recorded in `tx` (or, with `dry_run`, only say what
+/// would change, with diffs of text files; secrets are named, never shown). Plan and apply are
+/// the same path: the dry run stops where the write would be.
+pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item], tx: &mut Tx, dry_run: bool) -> Result<Pushed, HostError> {
+    let mut p = Pushed { host: node.host.name.clone(), ..Default::default() };
+    let paths: Vec<&str> = items.iter().map(|i| i.path.as_str()).collect();
+    let sums = node.remote.sha256_many(&paths)?;
+    for (it, remote_sum) in items.iter().zip(sums) {
+        if remote_sum.as_deref() == Some(it.src.sha256()) {
+            continue;
+        }
+        let existed = remote_sum.is_some();
+        let wants_old = existed && it.text.is_some() && (dry_run || it.significant.is_some());
+        let old = if wants_old { node.remote.read_file(&it.path)?.map(|b| String::from_utf8_lossy(&b).into_owned()) } else { None };
+        let mut units = it.units.clone();
+        if let (Some(f), Some(old), Some(new)) = (it.significant, &old, &it.text)
+            && f(old) == f(new)
+        {
+            units.clear();
+        }
+        if dry_run {
+            let what = if existed { "would replace" } else { "would create" };
+            let why = if units.is_empty() { String::new() } else { format!(", restarts {}", units.join(" ")) };
+            let secret = if it.secret { ", secret: not shown" } else { "" };
+            printer.phase("dry-run", Some(&node.host.name), &format!("{what} {} ({:o}{why}{secret})", it.path, it.mode));
+            if let (Some(old), Some(new)) = (&old, &it.text) {
+                for line in diff(old, new, &it.path).lines() {
+                    printer.phase("dry-run", Some(&node.host.name), line);
+                }
+            }
+        } else {
+            let w = tx.write(&it.path, &it.src, it.mode, existed)?;
+            if !w.changed {
+                continue;
+            }
+            p.bytes_sent += w.bytes_sent;
+        }
+        p.changed.push(it.path.clone());
+        p.restart.extend(units);
+        p.unit_files |= it.path.starts_with(units_dir) && it.path.ends_with(".service");
+    }
+    Ok(p)
+}
+
+/// Whether converging `items` and `units` on `node` would do anything: a file that differs or a
+/// service that is not running (read-only, two round trips).
+pub fn needs_change(node: &Node<'_>, items: &[Item], units: &[&str]) -> Result<bool, HostError> {
+    let paths: Vec<&str> = items.iter().map(|i| i.path.as_str()).collect();
+    let sums = node.remote.sha256_many(&paths)?;
+    if items.iter().zip(&sums).any(|(i, s)| s.as_deref() != Some(i.src.sha256())) {
+        return Ok(true);
+    }
+    Ok(super::systemd::active_units(node.remote.as_ref(), units)?.values().any(|up| !up))
+}
