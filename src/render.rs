@@ -371,7 +371,8 @@ pub fn write_tree(out: &Path, files: &[HostFile]) -> Result<(), RenderError> {
     for f in files {
         let path = out.join(f.path.trim_start_matches('/'));
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| RenderError::Write { path: dir.to_path_buf(), source })?;
+            // 0755 whatever the umask: the tree mirrors a host's, where these are root's 0755 dirs
+            crate::fsutil::create_dirs(dir, 0o755).map_err(|source| RenderError::Write { path: dir.to_path_buf(), source })?;
         }
         crate::fsutil::write_atomic(&path, &f.content, f.mode).map_err(|source| RenderError::Write { path, source })?;
     }
