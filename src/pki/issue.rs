@@ -19,6 +19,28 @@ pub struct Validity {
     pub leaf_days: u32,
 }
 
+/// The last instant an X.509 time can hold (GeneralizedTime has four year digits, RFC 5280).
+pub fn latest_not_after() -> OffsetDateTime {
+    time::Date::from_calendar_date(9999, time::Month::December, 31)
+        .and_then(|d| d.with_hms(23, 59, 59))
+        .expect("a valid date")
+        .assume_utc()
+}
+
+impl Validity {
+    /// Validity periods starting at `now`, refused (with the reason) when one would end after
+    /// the year 9999, which no certificate can express.
+    pub fn new(now: OffsetDateTime, ca_days: u32, leaf_days: u32) -> Result<Validity, String> {
+        for (what, days) in [("ca_validity_days", ca_days), ("leaf_validity_days", leaf_days)] {
+            let end = now.checked_add(Duration::days(days as i64));
+            if end.is_none_or(|e| e > latest_not_after()) {
+                return Err(format!("pki.{what} = {days} ends after 9999-12-31, the last date a certificate can hold"));
+            }
+        }
+        Ok(Validity { now, ca_days, leaf_days })
+    }
+}
+
 /// A positive 127-bit random serial number.
 pub fn random_serial() -> SerialNumber {
     let mut b = [0u8; 16];
