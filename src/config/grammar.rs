@@ -405,6 +405,16 @@ mod tests {
     }
 
     #[test]
+    fn users() {
+        for ok in ["root", "ubuntu", "_svc", "ops.admin", "deploy-1", "machine$"] {
+            assert_eq!(user_problem(ok), None, "{ok}");
+        }
+        for bad in ["", "-oProxyCommand=x", "1abc", "a b", "a\nb", "a$b", &"x".repeat(33)] {
+            assert!(user_problem(bad).is_some(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
     fn addresses() {
         for bad in ["0.0.0.0", "255.255.255.255", "224.0.0.18", "::", "ff02::1"] {
             assert!(address_problem(bad.parse().unwrap()).is_some(), "{bad}");
