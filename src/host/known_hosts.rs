@@ -286,8 +286,8 @@ mod tests {
         }
     }
 
-    /// A known_hosts pattern of many `*` against a long name took exponential time (found by
-    /// the known_hosts fuzz target as a timeout).
+    /// A known_hosts pattern of many `*` against a long name took exponential time (found
+    /// while writing the known_hosts fuzz target, which would report it as a timeout).
     #[test]
     fn pattern_of_many_stars_does_not_hang() {
         let started = std::time::Instant::now();
