@@ -4,7 +4,8 @@
 #   fuzz/run.sh SECONDS [TARGET...]     every target (or the ones named), SECONDS each, one after
 #                                       the other; exit 1 on the first crash, with its input
 #
-# Environment: JOBS=N runs N targets at once (default 1); SANITIZER=address builds with ASan
+# First the self-test of the cluster_file target's checks (they catch each injection issue 13
+# found). Environment: JOBS=N runs N targets at once (default 1); SANITIZER=address builds with ASan
 # (default none: kbin has no unsafe code of its own, and the targets run several times faster);
 # FUZZ_TARGET_DIR (default fuzz/target); FUZZ_ARGS adds libFuzzer options.
 #
@@ -31,6 +32,13 @@ export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "== installing cargo-fuzz (cargo install --locked cargo-fuzz@0.13.2)"
   cargo install --locked cargo-fuzz@0.13.2
+fi
+
+if [ "${SELFTEST:-1}" = 1 ]; then
+  # the oracle of cluster_file must be able to fail: its tests feed it the injections issue 13
+  # found and expect each to be caught
+  echo "== self-test of the rendered-file checks (cargo test --lib; SELFTEST=0 skips it)"
+  cargo test --locked --lib --target-dir "$target_dir/selftest" -q
 fi
 
 echo "== building ${targets[*]} (sanitizer: $sanitizer)"
