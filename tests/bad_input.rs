@@ -137,6 +137,19 @@ fn symlinked_host_directory_in_pki_is_refused() {
     assert!(!d.pki().join("ca.crt").exists());
 }
 
+#[test]
+fn render_refuses_a_key_in_pki_that_is_a_symlink() {
+    let d = Dir::with_cluster(SMALL);
+    d.kbin(&["pki", "init"]).ok();
+    fs::write(d.path().join("not-a-key"), "secret of another program").unwrap();
+    let key = d.pki().join("hosts/m1/kubelet.key");
+    fs::remove_file(&key).unwrap();
+    std::os::unix::fs::symlink(d.path().join("not-a-key"), &key).unwrap();
+    let out = d.kbin(&["render", "--host", "m1", "--out", "out"]).fails_with(2);
+    assert!(out.stderr().contains("kubelet.key is a symbolic link"), "{}", out.stderr());
+    assert!(!d.path().join("out").exists());
+}
+
 // 5. pki import checks what openssl checks
 
 fn write_ca(d: &Path, name: &str, edit: impl FnOnce(&mut rcgen::CertificateParams)) {
