@@ -115,3 +115,20 @@ pub fn issue_leaf(
     let p = params(inst, v, is_rsa(key), Some(ca_not_after))?;
     Ok(p.signed_by(key, issuer)?.pem())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ca_validity_days = 2913500` panicked (exit 101) while signing: a period ending after
+    /// 9999-12-31 is an error naming the field.
+    #[test]
+    fn validity_ending_after_9999_is_an_error_not_a_panic() {
+        let now = OffsetDateTime::now_utc();
+        let e = Validity::new(now, 2_913_500, 365).unwrap_err();
+        assert!(e.contains("pki.ca_validity_days = 2913500"), "{e}");
+        assert!(Validity::new(now, 3650, u32::MAX).unwrap_err().contains("pki.leaf_validity_days"));
+        let late = latest_not_after() - Duration::days(10);
+        assert!(Validity::new(late, 11, 1).is_err() && Validity::new(late, 9, 1).is_ok());
+    }
+}
