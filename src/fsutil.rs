@@ -1,36 +1,82 @@
 //! Local file helpers: atomic writes with a mode, private directories.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
+
+/// Prefix of every temporary file kbin writes next to a file's final name. A run killed before
+/// it renamed one leaves it behind; [`remove_leftovers`] removes them.
+pub const TEMP_PREFIX: &str = ".kbin-new";
+
+fn temp_in(dir: &Path, mode: u32) -> io::Result<tempfile::NamedTempFile> {
+    let tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).permissions(fs::Permissions::from_mode(mode)).tempfile_in(dir)?;
+    // the umask may have removed bits; set exactly what was asked
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
+    Ok(tmp)
+}
 
 /// Write `bytes` to `path` atomically: a temporary file in the same directory is written with
 /// `mode` from the start (a key is never readable by others, not even for a moment), fsynced and
 /// renamed over `path`; then the directory is fsynced.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        // the umask may have removed bits; set exactly what was asked
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    if path.file_name().is_none() {
+        return Err(io::Error::other("path has no file name"));
     }
-    result
+    let mut tmp = temp_in(dir, mode)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Remove the temporary files ([`TEMP_PREFIX`]) a killed kbin left in `dir` and its
+/// subdirectories (symbolic links are not followed). The caller holds the lock that keeps
+/// another kbin from writing there at the same time.
+pub fn remove_leftovers(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let mut removed = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            removed.extend(remove_leftovers(&e.path())?);
+        } else if ft.is_file() && e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            fs::remove_file(e.path())?;
+            removed.push(e.path());
+        }
+    }
+    Ok(removed)
+}
+
+/// `create_dir_all` with an explicit mode for the directories it creates (whatever the umask,
+/// never more than `mode`).
+pub fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut d = Some(dir);
+    while let Some(p) = d.filter(|p| !p.as_os_str().is_empty()) {
+        if p.is_dir() {
+            break;
+        }
+        missing.push(p.to_path_buf());
+        d = p.parent();
+    }
+    for p in missing.iter().rev() {
+        match fs::DirBuilder::new().mode(mode).create(p) {
+            Ok(()) => fs::set_permissions(p, fs::Permissions::from_mode(mode))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Write `bytes` to `path` only if it does not exist yet, atomically. Returns `false` (and leaves
@@ -40,8 +86,7 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<bool> {
         return Ok(false);
     }
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".kbin-new").permissions(fs::Permissions::from_mode(mode)).tempfile_in(dir)?;
-    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
+    let mut tmp = temp_in(dir, mode)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     // persist_noclobber: a hard link, so a concurrent writer can never be overwritten
@@ -64,8 +109,7 @@ pub fn write_new_many(files: &[(&Path, &[u8], u32)]) -> io::Result<Vec<bool>> {
             continue;
         }
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut tmp = tempfile::Builder::new().prefix(".kbin-new").permissions(fs::Permissions::from_mode(*mode)).tempfile_in(dir)?;
-        tmp.as_file().set_permissions(fs::Permissions::from_mode(*mode))?;
+        let mut tmp = temp_in(dir, *mode)?;
         tmp.write_all(bytes)?;
         temps.push(Some(tmp));
     }

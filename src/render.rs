@@ -54,6 +54,9 @@ pub enum RenderError {
     MissingPki { host: String, path: PathBuf },
     #[error("no host named {0:?} in the cluster file")]
     UnknownHost(String),
+    /// A file in pki/ that is a link or not a regular file.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
     #[error("cannot write {}", path.display())]
     Write {
         path: PathBuf,
@@ -71,7 +74,14 @@ impl Reportable for RenderError {
             RenderError::MissingPki { .. } => "run `kbin pki init` first".into(),
             RenderError::UnknownHost(_) => "use a host name or address from the cluster file".into(),
             RenderError::Write { .. } => "check that the output directory is writable".into(),
+            RenderError::Pki(e) => return e.hint(),
         })
+    }
+    fn exit(&self) -> crate::error::Exit {
+        match self {
+            RenderError::Pki(e) => e.exit(),
+            _ => crate::error::Exit::Failure,
+        }
     }
 }
 
@@ -229,6 +239,10 @@ impl Builder<'_> {
     }
     fn pki(&mut self, component: Component, rel: &str, path: String, restarts: &[&str]) -> Result<(), RenderError> {
         let local = self.store.path(rel);
+        // what goes to a host comes from a regular file inside pki/, never through a link
+        if !self.store.present(rel)? {
+            return Err(RenderError::MissingPki { host: self.host.name.clone(), path: local });
+        }
         let content = match std::fs::read(&local) {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RenderError::MissingPki { host: self.host.name.clone(), path: local }),
@@ -407,7 +421,8 @@ pub fn write_tree(out: &Path, files: &[HostFile]) -> Result<(), RenderError> {
     for f in files {
         let path = out.join(f.path.trim_start_matches('/'));
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| RenderError::Write { path: dir.to_path_buf(), source })?;
+            // 0755 whatever the umask: the tree mirrors a host's, where these are root's 0755 dirs
+            crate::fsutil::create_dirs(dir, 0o755).map_err(|source| RenderError::Write { path: dir.to_path_buf(), source })?;
         }
         crate::fsutil::write_atomic(&path, &f.content, f.mode).map_err(|source| RenderError::Write { path, source })?;
     }

@@ -49,7 +49,15 @@ pub struct Component {
     pub from: Option<String>,
     #[serde(default)]
     pub pins: BTreeMap<String, Pin>,
+    /// Largest download kbin accepts for this component, in MiB (default
+    /// [`DEFAULT_MAX_MIB`]): a mirror that streams without Content-Length is cut off there.
+    #[serde(default)]
+    pub max_mib: Option<u64>,
 }
+
+/// The download cap of a component whose catalog entry names none: several times the largest
+/// single release binary kbin installs.
+pub const DEFAULT_MAX_MIB: u64 = 512;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +90,8 @@ pub struct Artifact {
     pub file_name: String,
     /// Archive members kbin uses (empty for a plain binary).
     pub members: Vec<String>,
+    /// Largest body kbin accepts for it, in bytes (the catalog's `max_mib`).
+    pub max_bytes: u64,
 }
 
 impl Component {
@@ -96,6 +106,7 @@ impl Component {
             checksum_url: (!self.checksum_url.is_empty()).then(|| expand(&self.checksum_url, version, arch)),
             file_name,
             members: self.members.iter().map(|m| expand(m, version, arch)).collect(),
+            max_bytes: self.max_mib.unwrap_or(DEFAULT_MAX_MIB) << 20,
             url,
         }
     }

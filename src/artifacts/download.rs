@@ -129,7 +129,13 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = s.source();
     }
-    parts.join(": ")
+    // HTTP errors name the URL: never with its credentials
+    crate::output::redact_urls_in(&parts.join(": "))
+}
+
+/// A URL as errors and reports show it: without credentials.
+fn shown(url: &str) -> String {
+    crate::output::redact_url(url)
 }
 
 /// Hash state of the bytes already in the partial file.
@@ -189,6 +195,12 @@ impl Fetcher {
     /// copy that matches it is already there (re-hashed to make sure). Concurrent kbin processes
     /// fetching the same digest wait for each other.
     pub fn fetch(&self, url: &str, expected: impl Into<Digest>, cache: &Cache, progress: &dyn Progress) -> Result<Stored> {
+        self.fetch_limited(url, expected, super::catalog::DEFAULT_MAX_MIB << 20, cache, progress)
+    }
+
+    /// [`Fetcher::fetch`], refusing a body larger than `max_bytes` (announced or streamed: a
+    /// server that sends no Content-Length is cut off there, and the partial file removed).
+    pub fn fetch_limited(&self, url: &str, expected: impl Into<Digest>, max_bytes: u64, cache: &Cache, progress: &dyn Progress) -> Result<Stored> {
         let expected = expected.into();
         let _guard = cache.lock(expected)?;
         if let Some((path, sha256)) = cache.verified(expected)? {
@@ -200,15 +212,16 @@ impl Fetcher {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.attempt(url, &partial_path, &mut partial, progress, attempt) {
+            match self.attempt(url, &partial_path, &mut partial, max_bytes, progress, attempt) {
                 Ok(()) => break,
                 Err(AttemptError::Retry(e)) if attempt < self.opts.attempts => {
                     progress.retry(attempt, &e.to_string());
                     std::thread::sleep(self.backoff(attempt));
                 }
                 Err(AttemptError::Retry(e)) | Err(AttemptError::Fatal(e)) => {
-                    // keep a partial body for the next run to resume; an empty one is clutter
-                    if partial.len == 0 {
+                    // keep a partial body for the next run to resume; an empty or oversized one
+                    // is clutter
+                    if partial.len == 0 || partial.len > max_bytes {
                         let _ = std::fs::remove_file(&partial_path);
                     }
                     return Err(e);
@@ -220,7 +233,7 @@ impl Fetcher {
         if actual != expected {
             drop(partial);
             let _ = std::fs::remove_file(&partial_path);
-            return Err(ArtifactError::mismatch(url, expected, actual));
+            return Err(ArtifactError::mismatch(shown(url), expected, actual));
         }
         let sha256 = hashes.sha256.expect("a partial download is always hashed with SHA-256 too");
         // no fsync: a cache entry is re-hashed every time it is used, so one torn by a crash is
@@ -234,15 +247,15 @@ impl Fetcher {
         Ok(Stored { path, sha256, outcome: Outcome::Downloaded { bytes, resumed } })
     }
 
-    fn attempt(&self, url: &str, path: &Path, p: &mut Partial, progress: &dyn Progress, attempt: u32) -> Result<(), AttemptError> {
+    fn attempt(&self, url: &str, path: &Path, p: &mut Partial, max_bytes: u64, progress: &dyn Progress, attempt: u32) -> Result<(), AttemptError> {
         let started = Instant::now();
         let net = |e: reqwest::Error| {
             if is_timeout(&e) {
-                AttemptError::Retry(ArtifactError::Timeout { url: url.to_string(), secs: started.elapsed().as_secs_f64(), attempts: attempt })
+                AttemptError::Retry(ArtifactError::Timeout { url: shown(url), secs: started.elapsed().as_secs_f64(), attempts: attempt })
             } else if e.is_builder() {
-                AttemptError::Fatal(ArtifactError::Network { url: url.to_string(), message: chain(&e), attempts: attempt })
+                AttemptError::Fatal(ArtifactError::Network { url: shown(url), message: chain(&e), attempts: attempt })
             } else {
-                AttemptError::Retry(ArtifactError::Network { url: url.to_string(), message: chain(&e), attempts: attempt })
+                AttemptError::Retry(ArtifactError::Network { url: shown(url), message: chain(&e), attempts: attempt })
             }
         };
         let mut req = self.client.get(url);
@@ -264,7 +277,7 @@ impl Fetcher {
                     .and_then(|v| v.parse::<u64>().ok());
                 if start != Some(p.len) {
                     p.reset(path).map_err(AttemptError::Fatal)?;
-                    return Err(AttemptError::Retry(ArtifactError::Network { url: url.into(), message: "server resumed at the wrong offset".into(), attempts: attempt }));
+                    return Err(AttemptError::Retry(ArtifactError::Network { url: shown(url), message: "server resumed at the wrong offset".into(), attempts: attempt }));
                 }
             }
             StatusCode::OK => {
@@ -274,15 +287,19 @@ impl Fetcher {
             }
             StatusCode::RANGE_NOT_SATISFIABLE => {
                 p.reset(path).map_err(AttemptError::Fatal)?;
-                return Err(AttemptError::Retry(ArtifactError::Http { url: url.into(), status: status.as_u16() }));
+                return Err(AttemptError::Retry(ArtifactError::Http { url: shown(url), status: status.as_u16() }));
             }
             s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT => {
-                return Err(AttemptError::Retry(ArtifactError::Http { url: url.into(), status: s.as_u16() }));
+                return Err(AttemptError::Retry(ArtifactError::Http { url: shown(url), status: s.as_u16() }));
             }
-            s => return Err(AttemptError::Fatal(ArtifactError::Http { url: url.into(), status: s.as_u16() })),
+            s => return Err(AttemptError::Fatal(ArtifactError::Http { url: shown(url), status: s.as_u16() })),
         }
         let remaining = resp.content_length();
-        let expected_total = remaining.map(|r| r + p.len);
+        let expected_total = remaining.map(|r| r.saturating_add(p.len));
+        let too_large = || AttemptError::Fatal(ArtifactError::TooLarge { url: shown(url), limit: max_bytes });
+        if expected_total.is_some_and(|t| t > max_bytes) {
+            return Err(too_large());
+        }
         progress.begin(expected_total, p.len);
         p.file.seek(SeekFrom::End(0)).map_err(|e| io_err("seek", e))?;
         let mut buf = vec![0u8; 256 * 1024];
@@ -294,14 +311,18 @@ impl Fetcher {
                 Err(e) => {
                     p.file.flush().ok();
                     if is_timeout(&e) {
-                        return Err(AttemptError::Retry(ArtifactError::Timeout { url: url.into(), secs: self.opts.read_timeout.as_secs_f64(), attempts: attempt }));
+                        return Err(AttemptError::Retry(ArtifactError::Timeout { url: shown(url), secs: self.opts.read_timeout.as_secs_f64(), attempts: attempt }));
                     }
                     if let Some(total) = expected_total {
-                        return Err(AttemptError::Retry(ArtifactError::Truncated { url: url.into(), got: p.len, expected: total, attempts: attempt }));
+                        return Err(AttemptError::Retry(ArtifactError::Truncated { url: shown(url), got: p.len, expected: total, attempts: attempt }));
                     }
-                    return Err(AttemptError::Retry(ArtifactError::Network { url: url.into(), message: chain(&e), attempts: attempt }));
+                    return Err(AttemptError::Retry(ArtifactError::Network { url: shown(url), message: chain(&e), attempts: attempt }));
                 }
             };
+            if p.len + n as u64 > max_bytes {
+                p.reset(path).map_err(AttemptError::Fatal)?;
+                return Err(too_large());
+            }
             p.file.write_all(&buf[..n]).map_err(|e| io_err("write", e))?;
             p.hasher.update(&buf[..n]);
             p.len += n as u64;
@@ -310,7 +331,7 @@ impl Fetcher {
         if let Some(total) = expected_total
             && p.len != total
         {
-            return Err(AttemptError::Retry(ArtifactError::Truncated { url: url.into(), got: p.len, expected: total, attempts: attempt }));
+            return Err(AttemptError::Retry(ArtifactError::Truncated { url: shown(url), got: p.len, expected: total, attempts: attempt }));
         }
         Ok(())
     }
@@ -319,27 +340,27 @@ impl Fetcher {
     /// trusted only from HTTPS origins.
     pub fn get_text(&self, url: &str) -> Result<String> {
         if !url.starts_with("https://") && !self.opts.allow_http_checksums {
-            return Err(ArtifactError::InsecureChecksum { url: url.to_string() });
+            return Err(ArtifactError::InsecureChecksum { url: shown(url) });
         }
         let mut attempt = 0;
         loop {
             attempt += 1;
             let r = (|| -> Result<String, AttemptError> {
                 let resp = self.client.get(url).send().map_err(|e| {
-                    let err = ArtifactError::Network { url: url.into(), message: chain(&e), attempts: attempt };
+                    let err = ArtifactError::Network { url: shown(url), message: chain(&e), attempts: attempt };
                     AttemptError::Retry(err)
                 })?;
                 let s = resp.status();
                 if s.is_server_error() {
-                    return Err(AttemptError::Retry(ArtifactError::Http { url: url.into(), status: s.as_u16() }));
+                    return Err(AttemptError::Retry(ArtifactError::Http { url: shown(url), status: s.as_u16() }));
                 }
                 if !s.is_success() {
-                    return Err(AttemptError::Fatal(ArtifactError::Http { url: url.into(), status: s.as_u16() }));
+                    return Err(AttemptError::Fatal(ArtifactError::Http { url: shown(url), status: s.as_u16() }));
                 }
                 let mut body = String::new();
                 resp.take(1 << 20)
                     .read_to_string(&mut body)
-                    .map_err(|e| AttemptError::Retry(ArtifactError::Network { url: url.into(), message: chain(&e), attempts: attempt }))?;
+                    .map_err(|e| AttemptError::Retry(ArtifactError::Network { url: shown(url), message: chain(&e), attempts: attempt }))?;
                 Ok(body)
             })();
             match r {

@@ -209,7 +209,11 @@ fn walk(archive: &Path, reader: ChannelReader, wanted: Option<&BTreeSet<PathBuf>
         if !matches!(kind, T::Regular | T::Continuous) {
             return Err(unsafe_entry(&raw, "is wanted but is not a regular file".into()));
         }
-        let out_rel = if flatten { PathBuf::from(rel.file_name().expect("normal path has a name")) } else { rel.clone() };
+        // `.` or `./`: a file named like the archive root (it made `flatten` panic)
+        let Some(name) = rel.file_name() else {
+            return Err(unsafe_entry(&raw, "is a file without a name".into()));
+        };
+        let out_rel = if flatten { PathBuf::from(name) } else { rel.clone() };
         let out = staging.join(&out_rel);
         if let Some(parent) = out.parent() {
             fs::create_dir_all(parent).map_err(|e| ArtifactError::io("create", parent, e))?;
@@ -324,6 +328,22 @@ pub(crate) mod tests {
     fn device_file_is_refused() {
         let (_d, r) = run(&targz(&[("dev/sda", T::Block, b"")]), None);
         assert!(r.unwrap_err().to_string().contains("device"));
+    }
+
+    /// Found by the tar_extract fuzz target: a regular file named `./` panicked ("normal path
+    /// has a name") when members are taken by base name.
+    #[test]
+    fn regular_file_named_like_the_archive_root_is_refused_not_a_panic() {
+        for name in ["./", "."] {
+            let bytes = targz(&[(name, tar::EntryType::Regular, b"x")]);
+            let dir = tempfile::tempdir().unwrap();
+            let archive = dir.path().join("a.tar.gz");
+            std::fs::write(&archive, &bytes).unwrap();
+            let out = dir.path().join("out");
+            let err = verify_and_extract(&archive, Sha256::of(&bytes), None, &out, true, &Limits::default()).unwrap_err();
+            assert!(matches!(&err, ArtifactError::UnsafeArchive { reason, .. } if reason.contains("without a name")), "{name:?}: {err}");
+            assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing extracted");
+        }
     }
 
     #[test]

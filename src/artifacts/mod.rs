@@ -176,6 +176,8 @@ pub enum ArtifactError {
     Timeout { url: String, secs: f64, attempts: u32 },
     #[error("{url}: {message}")]
     Network { url: String, message: String, attempts: u32 },
+    #[error("{url}: the body is larger than {} MiB, the most kbin accepts for this artifact", limit >> 20)]
+    TooLarge { url: String, limit: u64 },
     #[error("{url}: body ended after {got} of {expected} bytes, gave up after {attempts} attempt(s)")]
     Truncated { url: String, got: u64, expected: u64, attempts: u32 },
     #[error("{0}")]
@@ -233,6 +235,7 @@ impl crate::exit::Reportable for ArtifactError {
             Timeout { .. } | Network { .. } | Truncated { .. } => {
                 "check the network, proxy settings (HTTPS_PROXY) and the mirror URL; run again to resume the download".into()
             }
+            TooLarge { .. } => "the mirror serves something else than the release file (or the catalog's max_mib is too small for it); nothing was cached: check the mirror".into(),
             Mismatch(_) => "nothing was cached; the server sent other bytes than the trusted digest: check the mirror's copy, or if the release was re-published upstream, verify it and pin the new digest with kbin pin".into(),
             ChecksumFile { .. } => "the upstream checksum file does not list this artifact; verify it yourself and pin it with kbin pin".into(),
             InsecureChecksum { .. } => "checksum files are only trusted over HTTPS from the official origin; pin the digest with kbin pin instead".into(),

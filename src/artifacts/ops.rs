@@ -270,7 +270,7 @@ fn fetch_one(cache: &Cache, fetcher: &Fetcher, reporter: &Reporter, p: &Planned,
         sha256,
         digest: d,
         digest_source: source.clone(),
-        url: p.download_url.clone(),
+        url: crate::output::redact_url(&p.download_url),
         path,
         outcome,
         provides: p.parts.iter().map(|x| x.component.clone()).collect(),
@@ -283,12 +283,19 @@ fn fetch_one(cache: &Cache, fetcher: &Fetcher, reporter: &Reporter, p: &Planned,
                 bar.finish(&format!("cached, verified {} {}, extracted {} file(s) to {}{for_parts}", d.algorithm(), short(&d), files.len(), dir.display()));
                 return Ok(fetched(blob, sha256, Outcome::Cached, files));
             }
-            // a damaged cache entry: fetch again
+            // a damaged cache entry fails the digest, or breaks the gzip or tar stream before
+            // the digest is known: whatever failed, an entry that does not match its digest is
+            // dropped and fetched again; only an intact one's error is the artifact's own
             Err(ArtifactError::Mismatch(_)) => cache.forget(&d)?,
-            Err(e) => return Err(e),
+            Err(e) => {
+                if super::cache::digest_file(&blob, &d)? == d {
+                    return Err(e);
+                }
+                cache.forget(&d)?;
+            }
         }
     }
-    let stored = fetcher.fetch(&p.download_url, d, cache, &bar)?;
+    let stored = fetcher.fetch_limited(&p.download_url, d, a.max_bytes, cache, &bar)?;
     let extracted = match (extract_to, a.kind) {
         (None, _) => Vec::new(),
         (Some(dir), Kind::TarGz) => extract_parts(&stored.path, &d, p, dir)?,
@@ -301,7 +308,7 @@ fn fetch_one(cache: &Cache, fetcher: &Fetcher, reporter: &Reporter, p: &Planned,
             format!(
                 "{} from {} in {:.1}s ({}/s){}, {} {} ok{for_parts}",
                 human_bytes(bytes),
-                p.download_url,
+                crate::output::redact_url(&p.download_url),
                 secs,
                 human_bytes((bar.bytes() as f64 / secs) as u64),
                 if resumed { ", resumed" } else { "" },
@@ -366,8 +373,8 @@ fn install_binary(blob: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
 /// recorded and the one it replaced, if any.
 pub fn pin(catalog: &Catalog, lock_path: &Path, component: &str, version: &str, arch: Arch, digest: &str) -> Result<(Digest, Option<Digest>)> {
     catalog.component(component)?;
-    if !version.starts_with('v') || version.len() < 2 {
-        return Err(ArtifactError::BadArgument(format!("{version:?} is not a release version (write it like v3.5.1)")));
+    if let Some(p) = crate::config::grammar::version_problem(version) {
+        return Err(ArtifactError::BadArgument(format!("{version:?} is not a release version: it {p} (write it like v3.5.1)")));
     }
     let d = Digest::parse(digest).ok_or_else(|| ArtifactError::BadArgument(format!("{digest:?} is not a SHA-256 digest (64 hex digits) or a SHA-512 digest (128 hex digits)")))?;
     let mut lock = Lock::load(lock_path)?;

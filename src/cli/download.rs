@@ -51,7 +51,7 @@ impl NetArgs {
         if let Some(m) = &self.mirror
             && !ops::is_mirror_url(m)
         {
-            return Err(ArtifactError::BadArgument(format!("--mirror {m:?} is not an http(s) URL")).into());
+            return Err(ArtifactError::BadArgument(format!("--mirror {:?} is not an http(s) URL", kbin::output::redact_url(m))).into());
         }
         let mut s = kbin::engine::bins::settings(cluster, self.mirror.as_deref())?;
         s.jobs = self.jobs.max(1);

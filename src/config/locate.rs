@@ -91,3 +91,53 @@ pub fn span(doc: &Document<String>, path: &[Seg]) -> Option<Range<usize>> {
 pub fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
+
+/// The path of the innermost value whose text covers `span` (a type error's span points at the
+/// offending value): the field a message about that span is about. Empty when none does.
+pub fn path_at(doc: &Document<String>, span: Range<usize>) -> Vec<Seg> {
+    fn covers(s: Option<Range<usize>>, span: &Range<usize>) -> bool {
+        s.is_some_and(|s| s.start <= span.start && span.end.max(span.start + 1) <= s.end.max(s.start + 1))
+    }
+    fn in_table<'a>(entries: impl Iterator<Item = (&'a str, Node<'a>, Option<Range<usize>>)>, span: &Range<usize>, out: &mut Vec<Seg>) -> bool {
+        for (key, node, key_span) in entries {
+            out.push(Seg::Key(key.to_string()));
+            if walk(node, span, out) || covers(key_span, span) {
+                return true;
+            }
+            out.pop();
+        }
+        false
+    }
+    fn walk(node: Node<'_>, span: &Range<usize>, out: &mut Vec<Seg>) -> bool {
+        match node {
+            Node::Table(t) => in_table(t.iter().map(|(k, i)| (k, Node::from_item(i), t.key(k).and_then(|k| k.span()))), span, out),
+            Node::Item(Item::ArrayOfTables(a)) => {
+                for (n, t) in a.iter().enumerate() {
+                    out.push(Seg::Index(n));
+                    if walk(Node::Table(t), span, out) {
+                        return true;
+                    }
+                    out.pop();
+                }
+                false
+            }
+            Node::Value(Value::InlineTable(t)) => {
+                in_table(t.iter().map(|(k, v)| (k, Node::Value(v), t.key(k).and_then(|k| k.span()))), span, out) || covers(node.span(), span)
+            }
+            Node::Value(Value::Array(a)) => {
+                for (n, v) in a.iter().enumerate() {
+                    out.push(Seg::Index(n));
+                    if walk(Node::Value(v), span, out) {
+                        return true;
+                    }
+                    out.pop();
+                }
+                covers(node.span(), span)
+            }
+            other => covers(other.span(), span),
+        }
+    }
+    let mut out = Vec::new();
+    walk(Node::Table(doc.as_table()), &span, &mut out);
+    out
+}

@@ -3,7 +3,9 @@
 //! [`load`] reads a file and returns a validated [`Cluster`] or a [`ConfigError`] listing every
 //! problem at once, each with its line and field. Nothing is ever written before this succeeds.
 
+mod artifacts;
 pub mod edit;
+pub mod grammar;
 mod locate;
 mod validate;
 
@@ -511,6 +513,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{}:{line}: not UTF-8 text (invalid byte at column {column})", path.display())]
+    Encoding { path: PathBuf, line: usize, column: usize },
     #[error("{}:{}: {message}", path.display(), line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()))]
     Syntax { path: PathBuf, line: Option<usize>, message: String },
     #[error("{} has {} problem{}", path.display(), diagnostics.len(), if diagnostics.len() == 1 { "" } else { "s" })]
@@ -529,10 +533,12 @@ impl ConfigError {
 impl crate::exit::Reportable for ConfigError {
     fn hint(&self) -> Option<String> {
         match self {
-            ConfigError::Read { path, .. } => Some(format!(
+            ConfigError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => Some(format!(
                 "create {} (see examples/ in the kbin repository) or pass another file with -c FILE",
                 path.display()
             )),
+            ConfigError::Read { path, .. } => Some(format!("make {} a readable file, or pass another file with -c FILE", path.display())),
+            ConfigError::Encoding { .. } => Some("save the cluster file as UTF-8 (for example: iconv -f LATIN1 -t UTF-8 FILE)".into()),
             ConfigError::Syntax { .. } => Some("fix the TOML syntax at that line; every value needs quotes unless it is a number, a boolean or a list".into()),
             ConfigError::Invalid { .. } => Some("fix the fields listed above; nothing was written".into()),
         }
@@ -544,7 +550,13 @@ impl crate::exit::Reportable for ConfigError {
 
 /// Read and validate a cluster file.
 pub fn load(path: &Path) -> Result<Cluster, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+        ConfigError::Encoding { path: path.to_path_buf(), line: good.iter().filter(|b| **b == b'\n').count() + 1, column }
+    })?;
     parse(path, &text)
 }
 

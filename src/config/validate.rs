@@ -49,7 +49,7 @@ impl Diagnostic {
     }
 }
 
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     text: &'a str,
     doc: &'a Document<String>,
     out: Vec<Diagnostic>,
@@ -70,10 +70,10 @@ impl Checker<'_> {
             hint: hint.map(str::to_string),
         });
     }
-    fn error(&mut self, path: &[Seg], message: String, hint: Option<&str>) {
+    pub(super) fn error(&mut self, path: &[Seg], message: String, hint: Option<&str>) {
         self.push(Severity::Error, path, message, hint)
     }
-    fn warn(&mut self, path: &[Seg], message: String, hint: Option<&str>) {
+    pub(super) fn warn(&mut self, path: &[Seg], message: String, hint: Option<&str>) {
         self.push(Severity::Warning, path, message, hint)
     }
     fn ip(&mut self, path: &[Seg], s: &str) -> Option<IpAddr> {
@@ -117,14 +117,7 @@ pub fn is_dns_name(s: &str) -> bool {
         })
 }
 
-fn is_version(s: &str) -> bool {
-    let Some(rest) = s.strip_prefix('v') else { return false };
-    let core = rest.split(['-', '+']).next().unwrap_or("");
-    let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-fn expand_home(p: &str) -> PathBuf {
+pub(super) fn expand_home(p: &str) -> PathBuf {
     if let Some(rest) = p.strip_prefix("~/") {
         if let Some(home) = dirs::home_dir() {
             return home.join(rest);
@@ -176,9 +169,10 @@ pub(super) fn parse_and_validate(path: &Path, text: &str) -> Result<Cluster, Con
         Ok(r) => r,
         Err(e) => {
             let line = e.span().map(|s| locate::line_of(text, s.start));
+            let field = e.span().map(|s| locate::display(&locate::path_at(&doc, s))).unwrap_or_default();
             c.out.push(Diagnostic {
                 severity: Severity::Error,
-                field: String::new(),
+                field,
                 line,
                 message: e.message().trim().to_string(),
                 hint: Some("check the value's type: strings need quotes, ports are numbers, roles a list".into()),
@@ -215,15 +209,7 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
     if !is_dns_name(&cl.name) {
         c.error(&[k("cluster"), k("name")], format!("{:?} is not a valid cluster name", cl.name), Some("use lowercase letters, digits and '-', such as \"prod-1\""));
     }
-    for (field, v) in [
-        ("kubernetes_version", &cl.kubernetes_version),
-        ("etcd_version", &cl.etcd_version),
-        ("flannel_version", &cl.flannel_version),
-    ] {
-        if !is_version(v) {
-            c.error(&[k("cluster"), k(field)], format!("{v:?} is not a release version"), Some("write a release tag such as \"v1.34.2\""));
-        }
-    }
+    super::grammar::check(c, &raw);
     let svc = c.cidr(&[k("cluster"), k("service_cidr")], &cl.service_cidr);
     let pod = c.cidr(&[k("cluster"), k("pod_cidr")], &cl.pod_cidr);
     if let Some(svc) = svc {
@@ -278,9 +264,6 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
             c.error(&[k("apiserver"), k("extra_sans"), Seg::Index(i)], format!("{n:?} is neither an IP address nor a DNS name"), Some("each extra SAN is an address or a lowercase host name"));
         }
     }
-    if api.port == 0 {
-        c.error(&[k("apiserver"), k("port")], "port 0 is not a port".into(), Some("the usual apiserver port is 6443"));
-    }
     if let Some(v) = vip {
         for (net, field) in [(svc, "service_cidr"), (pod, "pod_cidr")] {
             if net.is_some_and(|n| n.contains(&v)) {
@@ -295,9 +278,6 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         port: raw.ssh.port.unwrap_or(22),
         key: raw.ssh.key.as_deref().map(expand_home),
     };
-    if ssh_default.port == 0 {
-        c.error(&[k("ssh"), k("port")], "port 0 is not a port".into(), Some("the usual SSH port is 22"));
-    }
     let bastion = raw.ssh.bastion.as_ref().map(|b| {
         if b.address.parse::<IpAddr>().is_err() && !is_dns_name(&b.address) {
             c.error(&[k("ssh"), k("bastion"), k("address")], format!("{:?} is neither an IP address nor a DNS name", b.address), Some("write the bastion's public address or host name"));
@@ -319,14 +299,6 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         connect_timeout_secs: raw.ssh.connect_timeout_secs.unwrap_or(d.connect_timeout_secs),
         command_timeout_secs: raw.ssh.command_timeout_secs.unwrap_or(d.command_timeout_secs),
     };
-    if ssh_settings.concurrency == 0 {
-        c.error(&[k("ssh"), k("concurrency")], "0 hosts at a time would do nothing".into(), Some("use 1 or more (default 10)"));
-    }
-    for (f, v) in [("connect_timeout_secs", ssh_settings.connect_timeout_secs), ("command_timeout_secs", ssh_settings.command_timeout_secs)] {
-        if v == 0 {
-            c.error(&[k("ssh"), k(f)], "a timeout of 0 seconds leaves no time at all".into(), Some("use a number of seconds, such as 10 for connecting and 300 for commands"));
-        }
-    }
 
     // pki
     let algo = KeyAlgorithm::parse(&raw.pki.key_algorithm);
@@ -337,34 +309,8 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
             Some("use one of ecdsa-p256 (default), rsa-2048, rsa-3072, rsa-4096"),
         );
     }
-    if raw.pki.ca_validity_days == 0 {
-        c.error(&[k("pki"), k("ca_validity_days")], "must be at least 1 day".into(), Some("the usual CA validity is 3650 days"));
-    }
-    if raw.pki.leaf_validity_days == 0 {
-        c.error(&[k("pki"), k("leaf_validity_days")], "must be at least 1 day".into(), Some("the usual leaf validity is 365 days"));
-    } else if raw.pki.leaf_validity_days > raw.pki.ca_validity_days {
+    if raw.pki.leaf_validity_days > 0 && raw.pki.leaf_validity_days > raw.pki.ca_validity_days {
         c.error(&[k("pki"), k("leaf_validity_days")], format!("{} days is longer than the CA's {} days", raw.pki.leaf_validity_days, raw.pki.ca_validity_days), Some("a certificate cannot outlive its CA; shorten leaf_validity_days"));
-    }
-
-    // layout
-    let layout_fields: Vec<(&str, &String)> = vec![
-        ("etcd_bin", &raw.layout.etcd_bin),
-        ("etcd_cfg", &raw.layout.etcd_cfg),
-        ("etcd_ssl", &raw.layout.etcd_ssl),
-        ("etcd_data", &raw.layout.etcd_data),
-        ("k8s_bin", &raw.layout.k8s_bin),
-        ("k8s_cfg", &raw.layout.k8s_cfg),
-        ("k8s_ssl", &raw.layout.k8s_ssl),
-        ("k8s_logs", &raw.layout.k8s_logs),
-        ("units", &raw.layout.units),
-    ];
-    for (f, v) in layout_fields {
-        if !v.starts_with('/') || v.contains("..") || v.contains(['\n', '\0']) {
-            c.error(&[k("layout"), k(f)], format!("{v:?} is not an absolute path"), Some("remote directories are absolute paths such as /opt/kubernetes/bin"));
-        }
-    }
-    if raw.lb.virtual_router_id == 0 {
-        c.error(&[k("lb"), k("virtual_router_id")], "0 is not a VRRP router id".into(), Some("use 1-255, unique on the network"));
     }
 
     // hosts
@@ -410,20 +356,13 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         }
         roles.sort();
         let lb_priority = if roles.contains(&Role::Lb) {
-            let p = h.lb_priority.unwrap_or(100u8.saturating_sub(lb_count.saturating_mul(10)));
+            // 100, 90, ... 10, then 1 (0 is not a keepalived priority)
+            let p = h.lb_priority.unwrap_or(100u8.saturating_sub(lb_count.saturating_mul(10)).max(1));
             lb_count += 1;
             p
         } else {
             h.lb_priority.unwrap_or(0)
         };
-        if h.ssh_port == Some(0) {
-            c.error(&at("ssh_port"), "port 0 is not a port".into(), Some("the usual SSH port is 22"));
-        }
-        for (j, l) in h.labels.iter().enumerate() {
-            if !l.contains('=') || l.starts_with('=') {
-                c.error(&[k("hosts"), Seg::Index(i), k("labels"), Seg::Index(j)], format!("{l:?} is not key=value"), Some("write labels as \"key=value\""));
-            }
-        }
         if roles.contains(&Role::Lb) && roles.contains(&Role::Master) {
             c.error(&at("roles"), format!("{} has both the lb and master roles: nginx and kube-apiserver would both listen on port {}", h.name, api.port), Some("put the LB pair on hosts without the master role"));
         }
@@ -479,7 +418,7 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         }
     }
 
-    let artifacts = check_artifacts(c, &raw.artifacts);
+    let artifacts = super::artifacts::check(c, &raw.artifacts, &state_dir_for(path));
 
     let (Some(svc), Some(pod), Some(dns), Some(algo), Some(artifacts)) = (svc, pod, dns, algo, artifacts) else { return None };
     let file = path.to_path_buf();
@@ -509,74 +448,6 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         kubelet: raw.kubelet,
         kube_proxy: raw.kube_proxy,
         warnings: Vec::new(),
-    })
-}
-
-fn is_http_url(s: &str) -> bool {
-    crate::artifacts::ops::is_mirror_url(s)
-}
-
-fn check_artifacts(c: &mut Checker<'_>, a: &RawArtifacts) -> Option<Artifacts> {
-    let catalog = crate::artifacts::Catalog::embedded();
-    let url_hint = "write a base URL such as \"http://10.0.0.1:8080/kbin\" (see docs/artifacts.md for the layout)";
-    if let Some(m) = &a.mirror
-        && !is_http_url(m)
-    {
-        c.error(&[k("artifacts"), k("mirror")], format!("{m:?} is not an http(s) URL"), Some(url_hint));
-    }
-    for (name, m) in &a.mirrors {
-        let path = [k("artifacts"), k("mirrors"), k(name)];
-        let Ok(comp) = catalog.component(name) else {
-            c.error(&path, format!("unknown component {name:?}"), Some(&format!("components are {}", catalog.names().join(", "))));
-            continue;
-        };
-        if !is_http_url(m) {
-            c.error(&path, format!("{m:?} is not an http(s) URL"), Some(url_hint));
-        }
-        // a component taken out of an archive is fetched from the archive's mirror whenever the
-        // archive is pinned (kbin's catalog pins the default version)
-        if let Some(archive) = comp.from.as_deref()
-            && !a.mirrors.contains_key(archive)
-        {
-            c.warn(
-                &path,
-                format!("{name} comes out of the {archive} tarball whenever that is pinned (as kbin's catalog pins the default version); this mirror serves only versions fetched as a single binary"),
-                Some(&format!("also set artifacts.mirrors.{archive} (or artifacts.mirror); see docs/artifacts.md")),
-            );
-        }
-    }
-    for (name, v) in &a.versions {
-        let path = [k("artifacts"), k("versions"), k(name)];
-        match catalog.component(name) {
-            Err(_) => c.error(&path, format!("unknown component {name:?}"), Some(&format!("components are {}", catalog.names().join(", ")))),
-            Ok(comp) if comp.version_from != "catalog" => c.error(
-                &path,
-                format!("the version of {name} comes from cluster.{}_version", comp.version_from),
-                Some(&format!("set cluster.{}_version instead", comp.version_from)),
-            ),
-            Ok(_) if !is_version(v) => c.error(&path, format!("{v:?} is not a release version"), Some("write a release tag such as \"v2.1.5\"")),
-            Ok(_) => {}
-        }
-    }
-    let arch = match a.arch.as_deref() {
-        None => Some(crate::artifacts::Arch::Amd64),
-        Some(s) => {
-            let arch = crate::artifacts::Arch::parse(s);
-            if arch.is_none() {
-                c.error(&[k("artifacts"), k("arch")], format!("unknown architecture {s:?}"), Some("use \"amd64\" or \"arm64\""));
-            }
-            arch
-        }
-    };
-    if a.cache_dir.as_deref().is_some_and(|d| d.trim().is_empty()) {
-        c.error(&[k("artifacts"), k("cache_dir")], "empty path".into(), Some("remove the key to use the default cache directory"));
-    }
-    Some(Artifacts {
-        mirror: a.mirror.clone(),
-        mirrors: a.mirrors.clone(),
-        arch: arch?,
-        cache_dir: a.cache_dir.as_deref().map(expand_home),
-        versions: a.versions.clone(),
     })
 }
 

@@ -166,8 +166,9 @@ pub fn check(cluster: &Cluster, warn_days: i64) -> Result<Vec<Problem>, PkiError
         }
         // chain
         if inst.is_ca() {
-            if !cert.is_ca() {
-                push(inst, crt.clone(), "is not a CA certificate".into(), renew_hint.clone());
+            // what a verifier checks on a CA (the validity window is checked below for all)
+            for f in super::cacheck::structure(&cert) {
+                push(inst, crt.clone(), f.to_string(), "certificates it signs are rejected; `kbin pki import` a CA that passes these checks into a new cluster directory".into());
             }
         } else if let Some(ca) = loaded.get(inst.ca_id()) {
             let (_, ca_cert) = x509_parser::parse_x509_certificate(&ca.der).expect("parsed before");

@@ -19,6 +19,28 @@ pub struct Validity {
     pub leaf_days: u32,
 }
 
+/// The last instant an X.509 time can hold (GeneralizedTime has four year digits, RFC 5280).
+pub fn latest_not_after() -> OffsetDateTime {
+    time::Date::from_calendar_date(9999, time::Month::December, 31)
+        .and_then(|d| d.with_hms(23, 59, 59))
+        .expect("a valid date")
+        .assume_utc()
+}
+
+impl Validity {
+    /// Validity periods starting at `now`, refused (with the reason) when one would end after
+    /// the year 9999, which no certificate can express.
+    pub fn new(now: OffsetDateTime, ca_days: u32, leaf_days: u32) -> Result<Validity, String> {
+        for (what, days) in [("ca_validity_days", ca_days), ("leaf_validity_days", leaf_days)] {
+            let end = now.checked_add(Duration::days(days as i64));
+            if end.is_none_or(|e| e > latest_not_after()) {
+                return Err(format!("pki.{what} = {days} ends after 9999-12-31, the last date a certificate can hold"));
+            }
+        }
+        Ok(Validity { now, ca_days, leaf_days })
+    }
+}
+
 /// A positive 127-bit random serial number.
 pub fn random_serial() -> SerialNumber {
     let mut b = [0u8; 16];
@@ -92,4 +114,21 @@ pub fn issue_leaf(
 ) -> Result<String, rcgen::Error> {
     let p = params(inst, v, is_rsa(key), Some(ca_not_after))?;
     Ok(p.signed_by(key, issuer)?.pem())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ca_validity_days = 2913500` panicked (exit 101) while signing: a period ending after
+    /// 9999-12-31 is an error naming the field.
+    #[test]
+    fn validity_ending_after_9999_is_an_error_not_a_panic() {
+        let now = OffsetDateTime::now_utc();
+        let e = Validity::new(now, 2_913_500, 365).unwrap_err();
+        assert!(e.contains("pki.ca_validity_days = 2913500"), "{e}");
+        assert!(Validity::new(now, 3650, u32::MAX).unwrap_err().contains("pki.leaf_validity_days"));
+        let late = latest_not_after() - Duration::days(10);
+        assert!(Validity::new(late, 11, 1).is_err() && Validity::new(late, 9, 1).is_ok());
+    }
 }

@@ -57,6 +57,17 @@ pub fn load_pem(pem_text: &str) -> Result<KeyPair, KeyError> {
     from_pkcs8(&pkcs8)
 }
 
+/// Load a DER private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+pub fn load_der(der: &[u8]) -> Result<KeyPair, KeyError> {
+    if let Ok(k) = from_pkcs8(der) {
+        return Ok(k);
+    }
+    if let Ok(p8) = pkcs1_to_pkcs8(der).or_else(|_| sec1_to_pkcs8(der)) {
+        return from_pkcs8(&p8);
+    }
+    Err(KeyError::Parse("not a DER private key (PKCS#8, PKCS#1 RSA or SEC1 EC)".into()))
+}
+
 fn from_pkcs8(der: &[u8]) -> Result<KeyPair, KeyError> {
     let d = PrivatePkcs8KeyDer::from(der.to_vec());
     for alg in [&PKCS_ECDSA_P256_SHA256, &PKCS_ECDSA_P384_SHA384, &PKCS_RSA_SHA256] {

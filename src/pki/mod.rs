@@ -10,6 +10,7 @@
 //! per-host certs in `hosts/<name>/`, kubeconfigs in `kubeconfigs/`, and the kubelet bootstrap
 //! token in `bootstrap-token` and `token.csv`. Keys and tokens are 0600.
 
+pub mod cacheck;
 pub mod issue;
 pub mod keys;
 pub mod kubeconfig;
@@ -18,6 +19,7 @@ pub mod profile;
 
 mod import;
 mod inspect;
+mod store;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -27,9 +29,11 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-pub use import::{ImportReport, import};
+pub use import::{ImportReport, Material, Part as ImportPart, Refused as ImportRefused, check_material, import};
 pub use inspect::{CertInfo, Problem, check, inspect, read_cert_info};
 use issue::Validity;
+pub use store::Store;
+use store::Pending;
 use plan::{Instance, San};
 use profile::Profile;
 
@@ -72,6 +76,12 @@ pub enum PkiError {
     CaExists { path: PathBuf },
     #[error("cannot import {}: {message}", path.display())]
     Import { path: PathBuf, message: String },
+    #[error("{}: the CA fails what verifiers check: {message}", path.display())]
+    BadCa { path: PathBuf, message: String },
+    #[error("{} is {what}; kbin keeps keys and certificates only in regular files inside pki/", path.display())]
+    NotRegular { path: PathBuf, what: &'static str },
+    #[error("{} was not stored: {why}", path.display())]
+    NotWritten { path: PathBuf, why: String },
 }
 
 impl Reportable for PkiError {
@@ -88,101 +98,17 @@ impl Reportable for PkiError {
             PkiError::UnknownName { known, .. } => format!("names are: {}", known.join(", ")),
             PkiError::RenewCa { .. } => "to rotate a CA, build a new cluster state directory; `kbin pki import` adopts an existing CA".into(),
             PkiError::CaExists { .. } => "import into a cluster directory that has no CA of that kind yet".into(),
-            PkiError::Import { .. } => "pass the CA certificate with --cert and its private key with --key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC)".into(),
+            PkiError::Import { .. } => "import a root CA that passes the check named above (`openssl x509 -in CERT -noout -text` shows its fields), with its private key (PEM or DER: PKCS#8, PKCS#1 RSA or SEC1 EC)".into(),
+            PkiError::NotRegular { path, .. } => format!("move {} away (or replace the link by the file itself) and run the command again; nothing was written", path.display()),
+            PkiError::BadCa { .. } => "certificates signed by this CA would be rejected; `kbin pki import` a CA that passes these checks into a new cluster directory".into(),
+            PkiError::NotWritten { .. } => "make sure no other program writes to pki/ and run the command again".into(),
         })
     }
     fn exit(&self) -> Exit {
         match self {
-            PkiError::CaMissing { .. } | PkiError::KeyMissing { .. } | PkiError::CaExists { .. } | PkiError::RenewCa { .. } => Exit::Refused,
+            PkiError::CaMissing { .. } | PkiError::KeyMissing { .. } | PkiError::CaExists { .. } | PkiError::RenewCa { .. } | PkiError::NotRegular { .. } | PkiError::BadCa { .. } => Exit::Refused,
             _ => Exit::Failure,
         }
-    }
-}
-
-/// Files under the pki directory.
-pub struct Store {
-    pub dir: PathBuf,
-}
-
-impl Store {
-    pub fn new(dir: PathBuf) -> Store {
-        Store { dir }
-    }
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.dir.join(rel)
-    }
-    pub fn exists(&self, rel: &str) -> bool {
-        self.path(rel).exists()
-    }
-    pub fn read(&self, rel: &str) -> Result<Option<String>, PkiError> {
-        let path = self.path(rel);
-        match std::fs::read_to_string(&path) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(PkiError::Read { path, source }),
-        }
-    }
-    fn key(&self, rel: &str) -> Result<Option<KeyPair>, PkiError> {
-        match self.read(rel)? {
-            None => Ok(None),
-            Some(text) => keys::load_pem(&text).map(Some).map_err(|source| PkiError::Key { path: self.path(rel), source }),
-        }
-    }
-    /// Write files that must not exist yet, creating private directories.
-    fn write_new_files(&self, files: &[Pending]) -> Result<Vec<String>, PkiError> {
-        for f in files {
-            self.make_dirs(&self.path(&f.rel))?;
-        }
-        let paths: Vec<PathBuf> = files.iter().map(|f| self.path(&f.rel)).collect();
-        let items: Vec<(&Path, &[u8], u32)> = files.iter().zip(&paths).map(|(f, p)| (p.as_path(), f.bytes.as_bytes(), f.mode)).collect();
-        let done = crate::fsutil::write_new_many(&items).map_err(|source| PkiError::Write { path: self.dir.clone(), source })?;
-        Ok(files.iter().zip(done).filter(|(_, w)| *w).map(|(f, _)| f.rel.clone()).collect())
-    }
-    /// Replace files on purpose (renew), atomically.
-    fn replace_files(&self, files: &[Pending]) -> Result<Vec<String>, PkiError> {
-        for f in files {
-            let path = self.path(&f.rel);
-            self.make_dirs(&path)?;
-            crate::fsutil::write_atomic(&path, f.bytes.as_bytes(), f.mode).map_err(|source| PkiError::Write { path, source })?;
-        }
-        Ok(files.iter().map(|f| f.rel.clone()).collect())
-    }
-    fn make_dirs(&self, path: &Path) -> Result<(), PkiError> {
-        let mut dirs = Vec::new();
-        let mut d = path.parent();
-        while let Some(p) = d {
-            if p == self.dir.parent().unwrap_or(Path::new("")) || p.as_os_str().is_empty() {
-                break;
-            }
-            dirs.push(p.to_path_buf());
-            if p == self.dir {
-                break;
-            }
-            d = p.parent();
-        }
-        for p in dirs.iter().rev() {
-            if !p.is_dir() {
-                crate::fsutil::private_dir(p).map_err(|source| PkiError::Write { path: p.clone(), source })?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A file to be written.
-#[derive(Debug, Clone)]
-struct Pending {
-    rel: String,
-    bytes: String,
-    mode: u32,
-}
-
-impl Pending {
-    fn key(rel: String, pem: String) -> Pending {
-        Pending { rel, bytes: pem, mode: 0o600 }
-    }
-    fn public(rel: String, text: String) -> Pending {
-        Pending { rel, bytes: text, mode: 0o644 }
     }
 }
 
@@ -220,8 +146,9 @@ fn load_ca(store: &Store, inst: &Instance<'_>, cert_pem: &str, key: KeyPair) -> 
     let path = store.path(&inst.cert_path());
     let der = pem_to_der(cert_pem, &path)?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::BadFile { path: path.clone(), message: format!("not an X.509 certificate: {e}") })?;
-    if !cert.is_ca() {
-        return Err(PkiError::BadFile { path, message: "is not a CA certificate (basicConstraints CA:FALSE)".into() });
+    let failed = cacheck::all(&cert, OffsetDateTime::now_utc());
+    if !failed.is_empty() {
+        return Err(PkiError::BadCa { path, message: cacheck::joined(&failed) });
     }
     if !keys::matches_spki(&key, cert.public_key().raw) {
         return Err(PkiError::BadFile { path, message: format!("does not match its key {}", store.path(&inst.key_path()).display()) });
@@ -283,8 +210,9 @@ pub(crate) fn san_problem(actual: &[San], expected: &[San]) -> Option<String> {
     Some(format!("SANs differ from the cluster file: {}", parts.join("; ")))
 }
 
-fn validity(cluster: &Cluster) -> Validity {
-    Validity { now: OffsetDateTime::now_utc(), ca_days: cluster.pki.ca_validity_days, leaf_days: cluster.pki.leaf_validity_days }
+fn validity(cluster: &Cluster) -> Result<Validity, PkiError> {
+    Validity::new(OffsetDateTime::now_utc(), cluster.pki.ca_validity_days, cluster.pki.leaf_validity_days)
+        .map_err(|message| PkiError::Sign { name: "every certificate".into(), message })
 }
 
 /// Run `f` over `items` on all cores, keeping the order.
@@ -381,19 +309,27 @@ pub fn init(cluster: &Cluster) -> Result<InitReport, PkiError> {
     let profile = Profile::builtin();
     let instances = plan::plan(cluster, &profile);
     let store = Store::new(cluster.pki_dir());
-    let v = validity(cluster);
+    let v = validity(cluster)?;
+    // 0. Every place a file goes is a regular file or nothing (checked before anything is
+    //    written), then one kbin at a time, and what a killed run left is removed.
+    let mut rels: Vec<String> = instances.iter().flat_map(|i| [i.cert_path(), i.key_path()]).collect();
+    rels.extend([SA_KEY, SA_PUB, BOOTSTRAP_TOKEN, TOKEN_CSV].map(String::from));
+    rels.extend(profile.kubeconfigs.iter().map(|k| k.file.clone()));
+    store.preflight(rels.iter().map(String::as_str))?;
+    let _lock = store.lock()?;
     let mut report = InitReport::default();
     let mut batch = Batch { store: &store, files: Vec::new() };
 
-    // 1. CAs: load or create.
+    // 1. CAs that exist: loaded and checked (as a verifier would) before anything is written.
     let mut cas: HashMap<String, Ca> = HashMap::new();
+    let mut new_cas = Vec::new();
     for inst in instances.iter().filter(|i| i.is_ca()) {
         let cert = store.read(&inst.cert_path())?;
         let key = store.key(&inst.key_path())?;
-        let ca = match (cert, key) {
+        match (cert, key) {
             (Some(cert), Some(key)) => {
                 report.kept += 1;
-                load_ca(&store, inst, &cert, key)?
+                cas.insert(inst.id.to_string(), load_ca(&store, inst, &cert, key)?);
             }
             (Some(_), None) => {
                 return Err(PkiError::KeyMissing { name: inst.name.clone(), cert: store.path(&inst.cert_path()), key: store.path(&inst.key_path()), is_ca: true });
@@ -407,21 +343,9 @@ pub fn init(cluster: &Cluster) -> Result<InitReport, PkiError> {
                 if !leaves.is_empty() {
                     return Err(PkiError::CaMissing { ca: inst.name.clone(), path: store.path(&inst.cert_path()), leaves });
                 }
-                let key = match key {
-                    Some(k) => k,
-                    None => {
-                        let k = keys::generate(cluster.pki.key_algorithm).map_err(|e| PkiError::Sign { name: inst.name.clone(), message: e.to_string() })?;
-                        batch.files.push(Pending::key(inst.key_path(), k.serialize_pem()));
-                        k
-                    }
-                };
-                let pem = issue::issue_ca(inst, &key, v).map_err(|e| PkiError::Sign { name: inst.name.clone(), message: e.to_string() })?;
-                batch.files.push(Pending::public(inst.cert_path(), pem.clone()));
-                report.issued.push(inst.name.clone());
-                load_ca(&store, inst, &pem, key)?
+                new_cas.push((inst, key));
             }
-        };
-        cas.insert(inst.id.to_string(), ca);
+        }
     }
 
     // 2. Leaves: keep what exists (reporting SAN drift), issue what is missing.
@@ -446,6 +370,26 @@ pub fn init(cluster: &Cluster) -> Result<InitReport, PkiError> {
             (None, false) => work.push((inst, None)),
         }
     }
+
+    // 3. New CAs: a new key is stored and read back before it signs anything.
+    for (inst, key) in new_cas {
+        let key = match key {
+            Some(k) => k,
+            None => {
+                let k = keys::generate(cluster.pki.key_algorithm).map_err(|e| PkiError::Sign { name: inst.name.clone(), message: e.to_string() })?;
+                report.written.extend(store.write_new_files(&[Pending::key(inst.key_path(), k.serialize_pem())])?);
+                let stored = store.key(&inst.key_path())?.ok_or_else(|| PkiError::NotWritten { path: store.path(&inst.key_path()), why: "it is gone after writing".into() })?;
+                if stored.public_key_raw() != k.public_key_raw() {
+                    return Err(PkiError::NotWritten { path: store.path(&inst.key_path()), why: "reading it back gave another key".into() });
+                }
+                stored
+            }
+        };
+        let pem = issue::issue_ca(inst, &key, v).map_err(|e| PkiError::Sign { name: inst.name.clone(), message: e.to_string() })?;
+        batch.files.push(Pending::public(inst.cert_path(), pem.clone()));
+        report.issued.push(inst.name.clone());
+        cas.insert(inst.id.to_string(), load_ca(&store, inst, &pem, key)?);
+    }
     for (file, key_pem, cert_pem, name) in issue_leaves(work, &cas, cluster, v)? {
         if let Some(k) = key_pem {
             batch.files.push(Pending::key(format!("{file}.key"), k));
@@ -454,7 +398,7 @@ pub fn init(cluster: &Cluster) -> Result<InitReport, PkiError> {
         report.issued.push(name);
     }
 
-    // 3. Service-account key pair (never a CA key).
+    // 4. Service-account key pair (never a CA key).
     match (store.exists(SA_KEY), store.exists(SA_PUB)) {
         (false, _) => {
             let k = keys::generate(cluster.pki.key_algorithm).map_err(|e| PkiError::Sign { name: "sa".into(), message: e.to_string() })?;
@@ -469,7 +413,7 @@ pub fn init(cluster: &Cluster) -> Result<InitReport, PkiError> {
         (true, true) => report.kept += 1,
     }
 
-    // 4. Kubelet bootstrap token and the static token file.
+    // 5. Kubelet bootstrap token and the static token file.
     let token = match store.read(BOOTSTRAP_TOKEN)? {
         Some(t) => t.trim().to_string(),
         None => {
@@ -483,7 +427,7 @@ pub fn init(cluster: &Cluster) -> Result<InitReport, PkiError> {
         batch.files.push(Pending::key(TOKEN_CSV.into(), token_csv(&token)));
     }
 
-    // 5. Kubeconfigs.
+    // 6. Kubeconfigs.
     for row in &profile.kubeconfigs {
         let expected = render_kubeconfig(cluster, &profile, row, &batch, &token)?;
         match store.read(&row.file)? {
@@ -500,10 +444,9 @@ pub fn init(cluster: &Cluster) -> Result<InitReport, PkiError> {
         }
     }
 
-    // 6. Write: keys before certificates, so an interrupted run resumes with the same keys.
-    crate::fsutil::private_dir(&store.dir).map_err(|source| PkiError::Write { path: store.dir.clone(), source })?;
+    // 7. Write: keys before certificates, so an interrupted run resumes with the same keys.
     let (first, second): (Vec<Pending>, Vec<Pending>) = batch.files.into_iter().partition(|p| p.mode == 0o600 && p.rel.ends_with(".key"));
-    report.written = store.write_new_files(&first)?;
+    report.written.extend(store.write_new_files(&first)?);
     report.written.extend(store.write_new_files(&second)?);
     Ok(report)
 }
@@ -567,7 +510,7 @@ pub fn renew(cluster: &Cluster, names: &[String]) -> Result<RenewReport, PkiErro
     let profile = Profile::builtin();
     let instances = plan::plan(cluster, &profile);
     let store = Store::new(cluster.pki_dir());
-    let v = validity(cluster);
+    let v = validity(cluster)?;
     let mut selected: Vec<&Instance<'_>> = Vec::new();
     let mut kube_ids: BTreeSet<String> = BTreeSet::new();
     for name in names {
@@ -625,6 +568,8 @@ pub fn renew(cluster: &Cluster, names: &[String]) -> Result<RenewReport, PkiErro
         }
     }
     let (first, second): (Vec<Pending>, Vec<Pending>) = batch.files.into_iter().partition(|p| p.rel.ends_with(".key"));
+    store.preflight(first.iter().chain(&second).map(|p| p.rel.as_str()))?;
+    let _lock = store.lock()?;
     report.written = store.replace_files(&first)?;
     report.written.extend(store.replace_files(&second)?);
     Ok(report)

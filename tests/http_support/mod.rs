@@ -26,6 +26,8 @@ pub enum Behavior {
     FailThen { status: u16, times: usize, then: Box<Behavior> },
     /// The first request is truncated after `send` bytes, later ones are served normally.
     TruncateOnce { body: Vec<u8>, send: usize },
+    /// 200 without Content-Length, then bytes until the client hangs up (at most 256 MiB).
+    Endless,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +154,16 @@ fn handle(conn: TcpStream, state: &Mutex<State>, log: &Mutex<Vec<Request>>, stop
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Behavior::Endless => {
+            write!(w, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")?;
+            let block = vec![0x5a; 64 * 1024];
+            for _ in 0..4096 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                w.write_all(&block)?;
             }
         }
         Behavior::FailThen { .. } | Behavior::TruncateOnce { .. } => unreachable!(),

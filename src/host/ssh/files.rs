@@ -42,7 +42,19 @@ if [ -f "$dest" ]; then
 fi
 dir=$(dirname -- "$dest") base=$(basename -- "$dest")
 mkdir -p -- "$dir"
-tmp=$(mktemp "$dir/.$base.kbin-XXXXXX")
+# temp files of pushes whose shell was killed (its pid is in the name and gone); older kbins
+# named them without a pid
+for old in "$dir/.$base".kbin-*; do
+  [ -f "$old" ] || continue
+  rest=${old##*.kbin-}
+  case $rest in
+    *-*) pid=${rest%%-*}; case $pid in ''|*[!0-9]*) continue ;; esac; [ -d "/proc/$pid" ] && continue ;;
+    ??????) ;;
+    *) continue ;;
+  esac
+  rm -f -- "$old"
+done
+tmp=$(mktemp "$dir/.$base.kbin-$$-XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 echo send

@@ -247,5 +247,34 @@ mod tests {
         }
         check_path("n1", "/etc/kubernetes/admin.conf").unwrap();
     }
-}
 
+    /// An upload cut by `kill -9` of the remote shell left its temp file for ever; the next
+    /// push of that file removes the temp files of dead pushes (and of older kbins), not those
+    /// of a push still running, nor other files'.
+    #[test]
+    fn upload_temp_file_of_a_killed_push_is_removed_by_the_next_push() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("kubelet");
+        let mine = format!(".kubelet.kbin-{}-Ab3xYz", std::process::id());
+        for (name, body) in [(".kubelet.kbin-Ab3xYz", "older kbin"), (".kubelet.kbin-999999999-Ab3xYz", "dead push"), (mine.as_str(), "running push"), (".kube-proxy.kbin-Ab3xYz", "another file's")] {
+            std::fs::write(d.path().join(name), body).unwrap();
+        }
+        let body = b"new kubelet";
+        let out = std::process::Command::new("sh")
+            .args(["-c", WRITE_SCRIPT, "kbin-write", dest.to_str().unwrap(), "755", "", &crate::host::sha256_hex(body), "", &body.len().to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(body)?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "send\ndone\n");
+        let mut left: Vec<String> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, [".kube-proxy.kbin-Ab3xYz".to_string(), mine, "kubelet".into()]);
+        assert_eq!(std::fs::read(&dest).unwrap(), body);
+    }
+}
