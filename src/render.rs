@@ -77,10 +77,10 @@ impl Reportable for RenderError {
             RenderError::Pki(e) => return e.hint(),
         })
     }
-    fn exit(&self) -> crate::error::Exit {
+    fn exit(&self) -> crate::exit::Exit {
         match self {
             RenderError::Pki(e) => e.exit(),
-            _ => crate::error::Exit::Failure,
+            _ => crate::exit::Exit::Failure,
         }
     }
 }

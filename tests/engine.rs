@@ -628,3 +628,19 @@ fn up_refuses_a_node_whose_kubelet_port_is_taken_before_etcd_or_any_master_is_to
         assert!(asked.iter().any(|a| a == q), "{q}: {asked:?}");
     }
 }
+
+#[test]
+fn the_vip_belongs_to_the_highest_priority_lb_host() {
+    // regression (real keepalived under load): the BACKUP whose keepalived came up first held the
+    // VIP for a moment and `lb deploy` reported it as the holder; the MASTER preempts it seconds
+    // later, so the deploy waits for the highest priority to hold it
+    let d = tempfile::tempdir().unwrap();
+    let text = "[cluster]\nname = \"t\"\n[apiserver]\nvip = \"10.9.0.100\"\n[[hosts]]\nname = \"m1\"\naddress = \"10.9.0.1\"\nroles = [\"etcd\", \"master\"]\n[[hosts]]\nname = \"lb1\"\naddress = \"10.9.0.3\"\nroles = [\"lb\"]\nlb_priority = 90\n[[hosts]]\nname = \"lb2\"\naddress = \"10.9.0.4\"\nroles = [\"lb\"]\nlb_priority = 120\n";
+    let c = cluster(d.path(), text);
+    let (a, b) = (host("lb1", &d.path().join("a"), &[], "", &[]), host("lb2", &d.path().join("b"), &[], "", &[]));
+    let lbs = [a.node(&c, "lb1"), b.node(&c, "lb2")];
+    assert_eq!(kbin::deploy::lb::top_priority(&lbs), Some("lb2"));
+    let tie = cluster(d.path(), &text.replace("lb_priority = 120", "lb_priority = 90"));
+    let lbs = [a.node(&tie, "lb1"), b.node(&tie, "lb2")];
+    assert_eq!(kbin::deploy::lb::top_priority(&lbs), None, "a tie names no holder");
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, CLI tests and integration tests (cargo test), then the
-# end-to-end tests against real hosts in the lab (tests/lab/e2e.sh; needs root).
+# The whole test suite: unit tests, CLI tests and integration tests (cargo test), every fuzz
+# target for a bounded time (fuzz/run.sh), then the end-to-end tests against real hosts in the
+# lab on the real Kubernetes components (tests/lab/e2e.sh; needs root, Go and the Go module proxy).
 # This is the command the README names and CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,10 @@ fi
 
 echo "== cargo test"
 cargo test --locked --all-targets --no-fail-fast
+
+# every fuzz target for a bounded time (README: Fuzzing); builds cached outside the repo
+echo "== fuzzing (${KBIN_FUZZ_SECONDS:-30} s per target)"
+FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-/var/cache/kbin-fuzz/target} fuzz/run.sh "${KBIN_FUZZ_SECONDS:-30}"
 
 if [ -x tests/lab/e2e.sh ]; then
   echo "== end-to-end tests in the lab"

@@ -260,3 +260,22 @@ impl crate::exit::Reportable for ArtifactError {
 }
 
 pub type Result<T, E = ArtifactError> = std::result::Result<T, E>;
+
+/// Why `v` is not a release tag `vMAJOR.MINOR.PATCH[-pre][+build]` (semver's characters only:
+/// versions land in URLs, file names and template variables).
+pub fn version_problem(v: &str) -> Option<String> {
+    let Some(rest) = v.strip_prefix('v') else { return Some("does not start with 'v'".into()) };
+    let (core, tail) = match rest.find(['-', '+']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || p.len() > 9 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return Some("is not vMAJOR.MINOR.PATCH".into());
+    }
+    let suffix = tail.get(1..).unwrap_or_default();
+    if !tail.is_empty() && (tail.len() > 64 || suffix.is_empty() || !suffix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+'))) {
+        return Some("has a suffix other than semver's -pre.release or +build (letters, digits, '.', '-')".into());
+    }
+    None
+}

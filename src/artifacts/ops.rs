@@ -373,7 +373,7 @@ fn install_binary(blob: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
 /// recorded and the one it replaced, if any.
 pub fn pin(catalog: &Catalog, lock_path: &Path, component: &str, version: &str, arch: Arch, digest: &str) -> Result<(Digest, Option<Digest>)> {
     catalog.component(component)?;
-    if let Some(p) = crate::config::grammar::version_problem(version) {
+    if let Some(p) = crate::artifacts::version_problem(version) {
         return Err(ArtifactError::BadArgument(format!("{version:?} is not a release version: it {p} (write it like v3.5.1)")));
     }
     let d = Digest::parse(digest).ok_or_else(|| ArtifactError::BadArgument(format!("{digest:?} is not a SHA-256 digest (64 hex digits) or a SHA-512 digest (128 hex digits)")))?;

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::locate::Seg;
-use super::validate::{Checker, expand_home};
+use super::checker::{Checker, expand_home};
 use super::{Artifacts, RawArtifacts};
 
 fn k(s: &str) -> Seg {

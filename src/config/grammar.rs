@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 
 use super::locate::Seg;
-use super::validate::Checker;
+use super::checker::Checker;
 use super::{RawFile, RawHost};
 
 fn k(s: &str) -> Seg {
@@ -118,7 +118,7 @@ pub fn label_problem(label: &str) -> Option<String> {
         None => (None, key),
     };
     if let Some(p) = prefix
-        && !super::validate::is_dns_name(p)
+        && !super::checker::is_dns_name(p)
     {
         return Some(format!("key prefix {p:?} is not a DNS subdomain"));
     }
@@ -137,24 +137,9 @@ pub fn label_problem(label: &str) -> Option<String> {
     None
 }
 
-/// Why `v` is not a release tag `vMAJOR.MINOR.PATCH[-pre][+build]` (semver's characters only:
-/// versions land in URLs, file names and template variables).
-pub fn version_problem(v: &str) -> Option<String> {
-    let Some(rest) = v.strip_prefix('v') else { return Some("does not start with 'v'".into()) };
-    let (core, tail) = match rest.find(['-', '+']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let parts: Vec<&str> = core.split('.').collect();
-    if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || p.len() > 9 || !p.bytes().all(|b| b.is_ascii_digit())) {
-        return Some("is not vMAJOR.MINOR.PATCH".into());
-    }
-    let suffix = tail.get(1..).unwrap_or_default();
-    if !tail.is_empty() && (tail.len() > 64 || suffix.is_empty() || !suffix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+'))) {
-        return Some("has a suffix other than semver's -pre.release or +build (letters, digits, '.', '-')".into());
-    }
-    None
-}
+/// A release version (`v3.5.1`, `v1.8.0-flannel1`): the check lives with the artifacts, which
+/// use versions in URLs and cache paths; the cluster file holds them to the same grammar.
+pub use crate::artifacts::version_problem;
 
 /// Why `a` cannot be a host's (or the VIP's) address.
 pub fn address_problem(a: IpAddr) -> Option<&'static str> {

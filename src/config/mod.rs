@@ -6,6 +6,7 @@
 mod artifacts;
 pub mod edit;
 pub mod grammar;
+mod checker;
 mod locate;
 mod validate;
 
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-pub use validate::{Diagnostic, Severity};
+pub use checker::{Diagnostic, Severity};
 
 /// The default cluster file name, looked up in the current directory.
 pub const DEFAULT_FILE: &str = "cluster.toml";

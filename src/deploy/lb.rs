@@ -50,6 +50,17 @@ pub fn vip_holders(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Vec<String> {
         .collect()
 }
 
+/// The LB host that should hold the VIP when every LB host is healthy: the highest
+/// `lb_priority` (keepalived preempts in its favour); `None` on a tie (no clear holder).
+pub fn top_priority<'a>(lbs: &'a [Node<'_>]) -> Option<&'a str> {
+    let best = lbs.iter().map(|n| n.host.lb_priority).max()?;
+    let mut top = lbs.iter().filter(|n| n.host.lb_priority == best);
+    match (top.next(), top.next()) {
+        (Some(n), None) => Some(n.host.name.as_str()),
+        _ => None,
+    }
+}
+
 /// A TLS handshake with `VIP:port`, made from `via`, that validates the serving certificate
 /// against the cluster CA with the VIP as the name; then `GET /healthz`. Returns the status.
 pub fn vip_tls_check(client: &Client, cluster: &Cluster, via: &Node<'_>) -> Result<u16, String> {
@@ -92,14 +103,23 @@ pub fn converge_all(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
     if ctx.dry_run {
         return Ok(report);
     }
-    // exactly one holder (VRRP settles within a few advertisement intervals)
+    // exactly one holder, the highest priority once VRRP settles: a BACKUP whose keepalived came
+    // up first holds the VIP until the MASTER's preempts it (a few advertisement intervals)
+    let top = top_priority(lbs);
     let mut holders = Vec::new();
     let settled = engine::wait_for(ctx.timeout, &ctx.cancel, || {
         holders = vip_holders(ctx, lbs);
-        if holders.len() == 1 { Ok(()) } else { Err(format!("{} LB hosts hold the VIP ({})", holders.len(), holders.join(", "))) }
+        match holders.as_slice() {
+            [one] if top.is_none() || Some(one.as_str()) == top => Ok(()),
+            [one] => Err(format!("{one} holds the VIP, {} (the highest priority) has not taken it yet", top.unwrap_or("-"))),
+            _ => Err(format!("{} LB hosts hold the VIP ({})", holders.len(), holders.join(", "))),
+        }
     });
     if let Err(e) = settled {
-        return Err(Error::Failed { what: "the VIP has no single holder".into(), problems: vec![format!("[verify] {e}")], hint: Some("check that VRRP (protocol 112, multicast or lb.unicast) passes between the LB hosts and that lb.virtual_router_id is unique on the network".into()) });
+        if holders.len() != 1 {
+            return Err(Error::Failed { what: "the VIP has no single holder".into(), problems: vec![format!("[verify] {e}")], hint: Some("check that VRRP (protocol 112, multicast or lb.unicast) passes between the LB hosts and that lb.virtual_router_id is unique on the network".into()) });
+        }
+        ctx.printer.phase("lb", Some(&holders[0]), &format!("warning: {e}"));
     }
     let holder = holders.remove(0);
     ctx.printer.phase("lb", Some(&holder), &format!("holds the VIP {}", report.vip.as_deref().unwrap_or_default()));

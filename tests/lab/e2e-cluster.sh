@@ -105,6 +105,18 @@ upstream_pin || { fail "kbin pin of every upstream build"; exit 1; }
 k hosts check >"$work/check.out" 2>&1
 check "hosts check passes on the fresh lab hosts (distinct MACs, built-in modules count)" bash -c "grep -q '3 hosts checked: 0 errors' '$work/check.out'"
 
+# --- a node's kubelet port is taken: up refuses before anything is changed (issue 12) ------------------
+"$lab" exec h3 -- systemd-run --quiet --unit=squatter python3 -c 'import socket, time
+s = socket.socket(); s.bind(("0.0.0.0", 10250)); s.listen(); time.sleep(600)' >/dev/null
+squatting() { "$lab" exec h3 -- ss -Hltn 'sport = :10250' | grep -q .; }
+for _ in $(seq 20); do squatting && break; sleep 0.25; done
+check "something else listens on h3:10250" squatting
+k up >"$work/squat.out" 2>"$work/squat.err"
+rc=$?
+check "port 10250 taken on h3: up refuses (exit 2) naming h3 and the port" bash -c "[ $rc -eq 2 ] && grep -q '\[preflight\] h3: port 10250 is already in use' '$work/squat.err'"
+check "... before any download, etcd or master stage; nothing installed on h1" bash -c "! grep -q '^\[up\] \(download\|etcd\|masters\)' '$work/squat.err' && ! \"$lab\" exec h1 -- test -e /usr/lib/systemd/system/etcd.service && ! \"$lab\" exec h1 -- test -e /opt/kubernetes/bin/kube-apiserver"
+"$lab" exec h3 -- systemctl stop squatter
+
 # --- up: one master, two workers ------------------------------------------------------------------
 k -q download >/dev/null 2>&1 # warm the cache: the timing below is the deploy itself
 t0=$(ms)
