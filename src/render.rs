@@ -31,6 +31,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("10-flannel.conflist", include_str!("../unit-templates/10-flannel.conflist.hbs")),
     ("containerd.service", include_str!("../unit-templates/containerd.service.hbs")),
     ("containerd-config.toml", include_str!("../unit-templates/containerd-config.toml.hbs")),
+    ("containerd-hosts.toml", include_str!("../unit-templates/containerd-hosts.toml.hbs")),
     ("nginx.conf", include_str!("../unit-templates/nginx.conf.hbs")),
     ("keepalived.conf", include_str!("../unit-templates/keepalived.conf.hbs")),
     ("check_nginx.sh", include_str!("../unit-templates/check_nginx.sh.hbs")),
@@ -125,6 +126,9 @@ pub struct Options {
     pub etcd_existing: bool,
 }
 
+/// containerd's registry configuration directory (`hosts.toml` per registry host).
+pub const CERTS_DIR: &str = "/etc/containerd/certs.d";
+
 /// The variables every template sees.
 pub fn context(cluster: &Cluster, host: &Host, opts: &Options) -> Value {
     let etcd: Vec<&Host> = cluster.hosts_with(Role::Etcd).collect();
@@ -158,6 +162,10 @@ pub fn context(cluster: &Cluster, host: &Host, opts: &Options) -> Value {
             "labels": host.labels.join(","),
         },
         "layout": cluster.layout,
+        "containerd": {
+            "sandbox_image": cluster.workloads.sandbox_image(),
+            "certs_dir": CERTS_DIR,
+        },
         "etcd": {
             "initial_cluster": initial_cluster,
             "client_urls": client_urls,
@@ -214,13 +222,28 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn template(&mut self, component: Component, name: &str, path: String, mode: u32, restarts: &[&str]) -> Result<(), RenderError> {
-        let text = self.templates.render(name, &self.host.name, &self.ctx)?;
+        self.template_with(component, name, path, mode, restarts, Value::Null)
+    }
+    /// [`Builder::template`] with `extra` merged into the variables (one file of many: a registry).
+    fn template_with(&mut self, component: Component, name: &str, path: String, mode: u32, restarts: &[&str], extra: Value) -> Result<(), RenderError> {
+        let text = if extra.is_null() {
+            self.templates.render(name, &self.host.name, &self.ctx)?
+        } else {
+            let mut ctx = self.ctx.clone();
+            merge(&mut ctx, extra);
+            self.templates.render(name, &self.host.name, &ctx)?
+        };
         self.files.push(HostFile { path, mode, content: text.into_bytes(), secret: false, component, restarts: restarts.iter().map(|s| s.to_string()).collect(), source: format!("template {name}") });
         Ok(())
     }
     /// A YAML configuration from a template, with the cluster file's `overrides` merged over it
     /// (`[kubelet] config`, `[kube_proxy] config`). Without overrides the text is the template's.
     fn yaml_with(&mut self, component: Component, name: &str, path: String, restarts: &[&str], overrides: &toml::Table) -> Result<(), RenderError> {
+        self.merged(component, name, path, restarts, overrides, false)
+    }
+    /// A configuration from a template (YAML, or TOML with `toml`), with the cluster file's
+    /// `overrides` merged over it. Without overrides the text is the template's.
+    fn merged(&mut self, component: Component, name: &str, path: String, restarts: &[&str], overrides: &toml::Table, toml: bool) -> Result<(), RenderError> {
         self.template(component, name, path, 0o644, restarts)?;
         if overrides.is_empty() {
             return Ok(());
@@ -228,11 +251,19 @@ impl Builder<'_> {
         let f = self.files.last_mut().expect("just pushed");
         let text = String::from_utf8_lossy(&f.content).into_owned();
         let err = |message: String| RenderError::Render { name: name.to_string(), host: self.host.name.clone(), message };
-        let mut doc: Value = serde_yaml_ng::from_str(&text).map_err(|e| err(format!("the rendered file is not YAML: {e}")))?;
+        let mut doc: Value = if toml {
+            toml::from_str::<toml::Table>(&text).map_err(|e| err(format!("the rendered file is not TOML: {e}"))).and_then(|t| serde_json::to_value(t).map_err(|e| err(e.to_string())))?
+        } else {
+            serde_yaml_ng::from_str(&text).map_err(|e| err(format!("the rendered file is not YAML: {e}")))?
+        };
         let over = serde_json::to_value(overrides).map_err(|e| err(e.to_string()))?;
         merge(&mut doc, over);
         let header: String = text.lines().take_while(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
-        let body = serde_yaml_ng::to_string(&doc).map_err(|e| err(e.to_string()))?;
+        let body = if toml {
+            toml::to_string(&doc).map_err(|e| err(e.to_string()))?
+        } else {
+            serde_yaml_ng::to_string(&doc).map_err(|e| err(e.to_string()))?
+        };
         f.content = format!("{header}# with the cluster file's overrides merged in\n{body}").into_bytes();
         f.source = format!("template {name} + cluster file overrides");
         Ok(())
@@ -350,7 +381,21 @@ pub fn host_files(cluster: &Cluster, host: &Host, templates: &Templates, opts: &
         b.yaml_with(Node, "kube-proxy-config.yaml", format!("{}/kube-proxy-config.yaml", l.k8s_cfg), proxy, &cluster.kube_proxy.config)?;
         b.template(Node, "flannel-net-conf.json", format!("{}/flannel-net-conf.json", l.k8s_cfg), 0o644, flannel)?;
         b.template(Node, "10-flannel.conflist", "/etc/cni/net.d/10-flannel.conflist".into(), 0o644, &[])?;
-        b.template(Node, "containerd-config.toml", "/etc/containerd/config.toml".into(), 0o644, &["containerd"])?;
+        b.merged(Node, "containerd-config.toml", "/etc/containerd/config.toml".into(), &["containerd"], &cluster.containerd.config, true)?;
+        // containerd reads hosts.toml at each pull: a change needs no restart
+        for r in &cluster.workloads.registries {
+            let dir = format!("{CERTS_DIR}/{}", r.host);
+            let ca = match &r.ca_file {
+                Some(f) => {
+                    let content = std::fs::read(f).map_err(|source| RenderError::Read { path: f.clone(), source })?;
+                    b.files.push(HostFile { path: format!("{dir}/ca.crt"), mode: 0o644, content, secret: false, component: Node, restarts: Vec::new(), source: f.display().to_string() });
+                    format!("{dir}/ca.crt")
+                }
+                None => String::new(),
+            };
+            let extra = json!({"registry": {"host": r.host, "server": r.server(), "mirrors": r.mirrors, "ca": ca, "skip_verify": r.skip_verify}});
+            b.template_with(Node, "containerd-hosts.toml", format!("{dir}/hosts.toml"), 0o644, &[], extra)?;
+        }
         b.template(Node, "kbin-k8s-sysctl.conf", "/etc/sysctl.d/99-kubernetes.conf".into(), 0o644, &[])?;
         b.template(Node, "kbin-k8s-modules.conf", "/etc/modules-load.d/kubernetes.conf".into(), 0o644, &[])?;
         for unit in ["containerd", "flanneld", "kubelet", "kube-proxy"] {

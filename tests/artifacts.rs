@@ -289,7 +289,7 @@ fn bundle_round_trips_into_an_empty_cache_and_lock() {
     let body = bytes(300_000, 12);
     let f = fetched_of(&src, &body, "v3.5.1");
     let out = dir.path().join("b.tar");
-    bundle::create(&out, std::slice::from_ref(&f)).unwrap();
+    bundle::create(&out, std::slice::from_ref(&f), &[], Arch::Amd64).unwrap();
     let dst = Cache::open(&dir.path().join("dst")).unwrap();
     let lock_path = dir.path().join("kbin.lock");
     let loaded = bundle::load(&out, &dst, Catalog::embedded(), Some(&lock_path)).unwrap();
@@ -306,7 +306,7 @@ fn bundle_with_one_altered_member_is_refused_and_adds_nothing() {
     let a = fetched_of(&src, &bytes(100_000, 13), "v3.5.1");
     let b = fetched_of(&src, &bytes(100_000, 14), "v3.5.2");
     let out = dir.path().join("b.tar");
-    bundle::create(&out, &[a.clone(), b.clone()]).unwrap();
+    bundle::create(&out, &[a.clone(), b.clone()], &[], Arch::Amd64).unwrap();
     // flip one byte inside the second artifact's data
     let mut raw = fs::read(&out).unwrap();
     let needle = &fs::read(&b.path).unwrap()[..64];
@@ -328,13 +328,37 @@ fn bundle_with_one_altered_member_is_refused_and_adds_nothing() {
     assert_eq!(fs::read_dir(dst.root.join("tmp")).unwrap().count(), 0, "staging removed");
 }
 
+/// Regression (found in the lab, issue 14): a cluster whose kbin.lock pins its own build of a
+/// version kbin's catalog also pins (the lab's CNI plugins built from source) could not load its
+/// own bundle: the bundle was checked against the catalog too, though every deploy uses the lock.
+#[test]
+fn bundle_follows_the_cluster_lock_where_it_pins_another_build_than_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Cache::open(&dir.path().join("src")).unwrap();
+    let body = bytes(2000, 16);
+    assert!(Catalog::embedded().component("etcd").unwrap().pinned("v3.5.21", Arch::Amd64).is_some(), "the catalog pins this version");
+    let a = fetched_of(&src, &body, "v3.5.21");
+    let out = dir.path().join("b.tar");
+    bundle::create(&out, std::slice::from_ref(&a), &[], Arch::Amd64).unwrap();
+    // without the cluster's lock the catalog decides, and this is not the catalog's build
+    let e = bundle::load(&out, &Cache::open(&dir.path().join("any")).unwrap(), Catalog::embedded(), None).unwrap_err();
+    assert!(matches!(e, ArtifactError::Conflict { .. }), "{e}");
+    // the cluster pinned this very build: its lock is the law
+    let lock_path = dir.path().join("kbin.lock");
+    ops::pin(Catalog::embedded(), &lock_path, "etcd", "v3.5.21", Arch::Amd64, &a.sha256.hex()).unwrap();
+    let dst = Cache::open(&dir.path().join("dst")).unwrap();
+    let loaded = bundle::load(&out, &dst, Catalog::embedded(), Some(&lock_path)).unwrap();
+    assert_eq!(loaded.added_to_lock, 0);
+    assert_eq!(fs::read(dst.blob_path(&a.sha256)).unwrap(), body);
+}
+
 #[test]
 fn bundle_that_contradicts_the_cluster_lock_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let src = Cache::open(&dir.path().join("src")).unwrap();
     let a = fetched_of(&src, &bytes(1000, 15), "v3.5.1");
     let out = dir.path().join("b.tar");
-    bundle::create(&out, &[a]).unwrap();
+    bundle::create(&out, &[a], &[], Arch::Amd64).unwrap();
     let lock_path = dir.path().join("kbin.lock");
     ops::pin(Catalog::embedded(), &lock_path, "etcd", "v3.5.1", Arch::Amd64, &"ab".repeat(32)).unwrap();
     let dst = Cache::open(&dir.path().join("dst")).unwrap();
@@ -541,7 +565,7 @@ fn bundle_of_a_sha512_trusted_tarball_loads_into_an_air_gapped_cluster() {
     let quiet = kbin::artifacts::progress::Reporter::plain(true);
     let fetched = ops::download(catalog, &ops::plan(catalog, &s, &["kube-apiserver".into()]).unwrap(), &s, &f, &quiet, None).unwrap();
     let out = online.path().join("b.tar");
-    bundle::create(&out, &fetched).unwrap();
+    bundle::create(&out, &fetched, &[], Arch::Amd64).unwrap();
     drop(srv);
 
     // the air-gapped cluster trusts the tarball by its SHA-512 too: the bundled file is checked

@@ -399,3 +399,37 @@ fn mirror_streaming_without_content_length_is_cut_off_at_the_cap() {
     assert_eq!(c.component("kubernetes-server").unwrap().artifact("v1.34.2", arch).max_bytes, 2048 << 20);
     assert_eq!(c.component("kubelet").unwrap().artifact("v1.34.2", arch).max_bytes, 512 << 20);
 }
+
+// 4. images, add-ons and registry mirrors (issue 14)
+
+#[test]
+fn images_and_registry_mirrors_are_checked_field_by_field_and_nothing_is_written() {
+    let text = format!(
+        "{SMALL}\n[images.pause]\nref = \"registry.k8s.io/pause\"\nsha256 = \"12345\"\nurl = \"ftp://x/pause.tar\"\n\n\
+         [images.web]\nref = \"web:1\"\nsha256 = \"{h}\"\nurl = \"http://10.0.0.1/web.tar\"\nfile = \"web.tar\"\n\n\
+         [images.Web2]\nref = \"web:1\"\nsha256 = \"{h}\"\n\n\
+         [addons]\ncoredns = true\nmetricserver = true\n\n\
+         [registries.\"docker.io\"]\nmirrors = [\"mirror.example:5000\"]\nca_file = \"missing-ca.crt\"\n\n\
+         [registries.\"bad host\"]\nmirrors = []\n",
+        h = "ab".repeat(32)
+    );
+    let d = Dir::with_cluster(&text);
+    let out = d.kbin(&["pki", "init"]).fails_with(3);
+    let err = out.stderr();
+    for field in [
+        "images.pause.ref: \"registry.k8s.io/pause\" has neither a tag nor a digest",
+        "images.pause.sha256: \"12345\" is not a SHA-256 digest",
+        "images.pause.url: \"ftp://x/pause.tar\" is not an http(s) URL",
+        "images.web.file: both url and file are set",
+        "images.Web2: \"Web2\" is not a usable image key",
+        "images.web.ref: \"web:1\" is also images.Web2.ref",
+        "addons.metricserver",
+        "registries.docker.io.mirrors[0]: \"mirror.example:5000\" is not an http(s) URL",
+        "registries.docker.io.ca_file: cannot read",
+        "registries.bad host: \"bad host\" is not a registry host",
+        "registries.bad host.mirrors: no mirror listed",
+    ] {
+        assert!(err.contains(field), "{field} not reported:\n{err}");
+    }
+    assert!(!d.pki().exists(), "pki/ written");
+}

@@ -21,9 +21,10 @@ fn render_redacts_secret_data_unless_asked() {
     for name in ["kbin:kubelet-bootstrap", "kbin:node-autoapprove-bootstrap", "kbin:node-autoapprove-certificate-rotation", "kbin:cluster-admins", "kbin:flannel", "kbin:apiserver-kubelet-client"] {
         assert!(yaml.contains(&format!("name: {name}\n")), "{name} missing:\n{yaml}");
     }
-    // 8 documents, each parses
+    // kbin's 8 objects and CoreDNS's 7 (on by default; metrics-server is off), each parses
     let docs: Vec<serde_yaml_ng::Value> = serde_yaml_ng::Deserializer::from_str(&yaml).map(|doc| serde::Deserialize::deserialize(doc).unwrap()).collect();
-    assert_eq!(docs.len(), 8);
+    assert_eq!(docs.len(), 15);
+    assert!(yaml.contains("# manifests/coredns.yaml.hbs#7") && yaml.contains("name: kube-dns\n") && !yaml.contains("metrics-server"), "{yaml}");
 
     let shown = d.kbin(&["manifests", "render", "--show-secrets"]).ok().stdout();
     assert!(shown.contains(&format!("token-secret: {b64}")), "{shown}");

@@ -169,7 +169,7 @@ fn apply_through_a_masters_connection_against_the_standin_apiserver() {
     assert_eq!(admin.nodes(&ep).unwrap_err().status(), Some(403));
 
     // dry run, apply, apply again
-    let objects = manifests::render(&cluster).unwrap();
+    let objects = manifests::render(&cluster, manifests::Set::Core).unwrap();
     let n = objects.len();
     let dry = manifests::apply_all(&client, &ep, &objects, &quiet(), true).unwrap();
     assert_eq!(dry.count(Outcome::WouldCreate), n);

@@ -223,3 +223,41 @@ fn render_needs_pki_and_a_known_host() {
     assert!(o.stdout().contains("/opt/etcd/cfg/etcd.yml"));
     assert!(!o.stdout().contains("PRIVATE KEY"), "secrets are never printed");
 }
+
+#[test]
+fn containerd_gets_the_sandbox_image_registry_mirrors_and_overrides_of_the_cluster_file() {
+    let d = Dir::with_cluster(SMALL);
+    d.kbin(&["pki", "init"]).ok();
+    let extra = format!(
+        "{SMALL}\n[images.pause]\nref = \"registry.example/pause:9.9\"\nsha256 = \"{}\"\nurl = \"http://10.0.0.1/pause.tar\"\n\n\
+         [registries.\"docker.io\"]\nmirrors = [\"https://mirror.example:5000\", \"https://second.example\"]\nca_file = \"pki/ca.crt\"\n\n\
+         [registries.\"10.0.0.5:5000\"]\nmirrors = [\"http://10.0.0.5:5000\"]\nskip_verify = true\n\n\
+         [containerd.config.plugins.\"io.containerd.cri.v1.runtime\"]\nrestrict_oom_score_adj = true\n",
+        "ab".repeat(32)
+    );
+    std::fs::write(d.path().join("cluster.toml"), extra).unwrap();
+    let out = d.path().join("o");
+    render(&d, "m1", &out);
+    let conf: toml::Table = toml::from_str(&read(&out, "/etc/containerd/config.toml")).unwrap();
+    let images = &conf["plugins"]["io.containerd.cri.v1.images"];
+    assert_eq!(images["pinned_images"]["sandbox"].as_str(), Some("registry.example/pause:9.9"));
+    assert_eq!(images["registry"]["config_path"].as_str(), Some("/etc/containerd/certs.d"));
+    let runtime = &conf["plugins"]["io.containerd.cri.v1.runtime"];
+    assert_eq!(runtime["restrict_oom_score_adj"].as_bool(), Some(true), "the override is merged in");
+    assert_eq!(runtime["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"].as_bool(), Some(true), "kbin's settings stay");
+    assert_eq!(conf["version"].as_integer(), Some(3));
+
+    let hub: toml::Table = toml::from_str(&read(&out, "/etc/containerd/certs.d/docker.io/hosts.toml")).unwrap();
+    assert_eq!(hub["server"].as_str(), Some("https://registry-1.docker.io"));
+    let hosts = hub["host"].as_table().unwrap();
+    assert_eq!(hosts.keys().collect::<Vec<_>>(), ["https://mirror.example:5000", "https://second.example"]);
+    for h in hosts.values() {
+        assert_eq!(h["ca"].as_str(), Some("/etc/containerd/certs.d/docker.io/ca.crt"));
+        assert_eq!(h["capabilities"].as_array().unwrap().len(), 2);
+        assert!(h.get("skip_verify").is_none(), "never unless asked");
+    }
+    assert_eq!(read(&out, "/etc/containerd/certs.d/docker.io/ca.crt"), std::fs::read_to_string(d.pki().join("ca.crt")).unwrap());
+    let local: toml::Table = toml::from_str(&read(&out, "/etc/containerd/certs.d/10.0.0.5:5000/hosts.toml")).unwrap();
+    assert_eq!(local["server"].as_str(), Some("https://10.0.0.5:5000"));
+    assert_eq!(local["host"]["http://10.0.0.5:5000"]["skip_verify"].as_bool(), Some(true));
+}

@@ -25,8 +25,13 @@ fn bundle_err(path: &Path, message: impl Into<String>) -> ArtifactError {
     ArtifactError::Bundle { path: path.to_path_buf(), message: message.into() }
 }
 
-/// Write a bundle of `fetched` (already in the cache) to `out`, atomically.
-pub fn create(out: &Path, fetched: &[Fetched]) -> Result<()> {
+/// The lock entry a bundle lists an image archive under: `image:<key>`, its reference as the
+/// version. Image entries are never copied into a cluster's kbin.lock: the cluster file's
+/// `[images]` holds their digests.
+pub const IMAGE_PREFIX: &str = "image:";
+
+/// Write a bundle of `fetched` and `images` (already in the cache) to `out`, atomically.
+pub fn create(out: &Path, fetched: &[Fetched], images: &[super::images::Archive], arch: super::Arch) -> Result<()> {
     let mut lock = Lock { path: PathBuf::from(LOCK_MEMBER), entries: Vec::new() };
     for f in fetched {
         let source = match &f.digest_source {
@@ -40,6 +45,10 @@ pub fn create(out: &Path, fetched: &[Fetched]) -> Result<()> {
         };
         lock.set(Entry { component: f.component.clone(), version: f.version.clone(), arch: f.arch, digest: Digest::Sha256(f.sha256), source });
     }
+    for i in images {
+        lock.set(Entry { component: format!("{IMAGE_PREFIX}{}", i.key), version: i.reference.clone(), arch, digest: Digest::Sha256(i.sha256), source: format!("cluster file images.{}", i.key) });
+    }
+    let blobs: Vec<(Sha256, &Path)> = fetched.iter().map(|f| (f.sha256, f.path.as_path())).chain(images.iter().map(|i| (i.sha256, i.path.as_path()))).collect();
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = out.file_name().ok_or_else(|| bundle_err(out, "is not a file name"))?.to_string_lossy().to_string();
     let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
@@ -55,18 +64,18 @@ pub fn create(out: &Path, fetched: &[Fetched]) -> Result<()> {
         h.set_cksum();
         tar.append_data(&mut h, LOCK_MEMBER, text.as_bytes()).map_err(io_err)?;
         let mut done = std::collections::BTreeSet::new();
-        for f in fetched {
-            if !done.insert(f.sha256) {
+        for (sha256, path) in &blobs {
+            if !done.insert(*sha256) {
                 continue;
             }
-            let mut src = File::open(&f.path).map_err(|e| ArtifactError::io("read", &f.path, e))?;
-            let len = src.metadata().map_err(|e| ArtifactError::io("read", &f.path, e))?.len();
+            let mut src = File::open(path).map_err(|e| ArtifactError::io("read", path, e))?;
+            let len = src.metadata().map_err(|e| ArtifactError::io("read", path, e))?.len();
             let mut h = tar::Header::new_ustar();
             h.set_size(len);
             h.set_mode(0o644);
             h.set_mtime(0);
             h.set_cksum();
-            tar.append_data(&mut h, format!("{BLOB_DIR}{}", f.sha256.hex()), &mut src).map_err(io_err)?;
+            tar.append_data(&mut h, format!("{BLOB_DIR}{}", sha256.hex()), &mut src).map_err(io_err)?;
         }
         let mut w = tar.into_inner().map_err(io_err)?;
         w.flush().map_err(io_err)?;
@@ -102,18 +111,18 @@ pub struct Loaded {
     pub added_to_lock: usize,
 }
 
-/// The digests kbin already trusts for `e`: the catalog's pin and the cluster lock's entry.
+/// The digest kbin already trusts for `e`, as a deploy would: the cluster lock's entry (the law
+/// for that cluster, even where it pins another build than the catalog), else the catalog's pin.
 fn trusted(e: &Entry, catalog: &Catalog, cluster: Option<&Lock>) -> Result<Vec<(String, Digest)>> {
-    let mut out = Vec::new();
-    if let Some((d, _)) = catalog.component(&e.component)?.pinned(&e.version, e.arch) {
-        out.push(("kbin's catalog".to_string(), d));
+    if e.component.starts_with(IMAGE_PREFIX) {
+        // checked against the cluster file's [images] when a deploy uses it
+        return Ok(Vec::new());
     }
-    if let Some(cl) = cluster
-        && let Some(ours) = cl.get(&e.component, &e.version, e.arch)
-    {
-        out.push((cl.path.display().to_string(), ours.digest));
+    let comp = catalog.component(&e.component)?;
+    if let Some(ours) = cluster.and_then(|cl| cl.get(&e.component, &e.version, e.arch).map(|o| (cl, o))) {
+        return Ok(vec![(ours.0.path.display().to_string(), ours.1.digest)]);
     }
-    Ok(out)
+    Ok(comp.pinned(&e.version, e.arch).map(|(d, _)| ("kbin's catalog".to_string(), d)).into_iter().collect())
 }
 
 /// A bundled file, staged and hashed.
@@ -204,6 +213,7 @@ pub fn load(path: &Path, cache: &Cache, catalog: &Catalog, cluster_lock: Option<
         }
         if let Some(cl) = &mut cluster
             && trust.is_empty()
+            && !e.component.starts_with(IMAGE_PREFIX)
         {
             cl.set(e.clone());
             added += 1;

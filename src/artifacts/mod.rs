@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod digest;
 pub mod download;
 pub mod extract;
+pub mod images;
 pub mod lock;
 pub mod ops;
 pub mod progress;
@@ -205,6 +206,8 @@ pub enum ArtifactError {
     BundleMismatch { path: PathBuf, member: String, expected: Sha256, actual: Sha256 },
     #[error("{0}")]
     Conflict(Box<DigestConflict>),
+    #[error("images.{key}: {message}")]
+    Image { key: String, message: String },
     #[error("{0}")]
     BadArgument(String),
 }
@@ -246,6 +249,7 @@ impl crate::exit::Reportable for ArtifactError {
             Bundle { .. } => "make the bundle again with kbin bundle create on a machine that has the artifacts".into(),
             BundleMismatch { .. } => "the bundle was altered or damaged in transit; nothing was added to the cache; copy it again".into(),
             Conflict(_) => "one of the two is wrong: check which digest is right and fix kbin.lock (kbin pin replaces an entry)".into(),
+            Image { key, .. } => format!("check images.{key} in the cluster file: ref must be the reference the archive holds, sha256 the archive file's digest (sha256sum FILE); load a bundle that carries it with kbin bundle load, or give url or file"),
             BadArgument(_) => return None,
         })
     }

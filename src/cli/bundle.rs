@@ -44,9 +44,13 @@ pub fn exec(global: &Global, cmd: &BundleCommand) -> kbin::Result<()> {
             let catalog = Catalog::embedded();
             let planned = ops::plan(catalog, &settings, components)?;
             let fetcher = Fetcher::new(FetchOptions::from_env())?;
-            let fetched = ops::download(catalog, &planned, &settings, &fetcher, &Reporter::new(global.quiet), None)?;
-            bundle::create(file, &fetched)?;
-            p.phase("bundle", None, &format!("wrote {} artifact(s) to {}", fetched.len(), file.display()));
+            let reporter = Reporter::new(global.quiet);
+            let fetched = ops::download(catalog, &planned, &settings, &fetcher, &reporter, None)?;
+            // named components only: no images; otherwise every image of the cluster file
+            let specs: Vec<_> = if components.is_empty() { cluster.workloads.images.values().cloned().collect() } else { Vec::new() };
+            let images = kbin::artifacts::images::fetch(&specs, &settings.cache_root, &fetcher, &reporter)?;
+            bundle::create(file, &fetched, &images, settings.arch)?;
+            p.phase("bundle", None, &format!("wrote {} artifact(s) and {} image(s) to {}", fetched.len(), images.len(), file.display()));
             println!("{}", file.display());
             Ok(())
         }

@@ -98,7 +98,10 @@ pub fn binaries(global: &Global, cluster: &Cluster, net: &NetArgs, parts: &[Comp
     }
     let settings = net.settings(cluster)?;
     let fetcher = Fetcher::new(FetchOptions::from_env())?;
-    Ok(Bins::resolve(Catalog::embedded(), &settings, &fetcher, &Reporter::new(global.quiet), &components)?)
+    let reporter = Reporter::new(global.quiet);
+    let mut bins = Bins::resolve(Catalog::embedded(), &settings, &fetcher, &reporter, &components)?;
+    bins.resolve_images(cluster, &settings, &fetcher, &reporter, parts)?;
+    Ok(bins)
 }
 
 /// How a deploy command runs, and where its binaries come from.
@@ -220,6 +223,15 @@ fn print_status(r: &deploy::status::StatusReport) {
     println!("etcd: {healthy}/{} members healthy, leader {}", r.etcd.len(), r.etcd.iter().find(|m| m.leader).map(|m| m.name.as_str()).unwrap_or("-"));
     if let Some(v) = &r.vip.address {
         println!("VIP {v}: held by {}, /healthz {}", if r.vip.holders.is_empty() { "nobody".into() } else { r.vip.holders.join(", ") }, r.vip.healthz.map(|s| s.to_string()).unwrap_or_else(|| "-".into()));
+    }
+    for a in &r.addons {
+        let api = match a.api_available {
+            Some(true) => ", API Available",
+            Some(false) => ", API not Available",
+            None => "",
+        };
+        let on = if a.nodes.is_empty() { String::new() } else { format!(" on {}", a.nodes.join(", ")) };
+        println!("{}: {}/{} ready{on}{api}", a.name, a.ready, a.replicas);
     }
 }
 

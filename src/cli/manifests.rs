@@ -50,7 +50,7 @@ pub struct ApplyArgs {
 
 pub fn exec(global: &Global, cmd: &ManifestsCommand) -> kbin::Result<()> {
     let cluster = global.cluster()?;
-    let objects = manifests::render(&cluster)?;
+    let objects = manifests::render(&cluster, manifests::Set::All)?;
     match cmd {
         ManifestsCommand::Render(a) => render(global, &objects, a),
         ManifestsCommand::Apply(a) => apply(global, &cluster, &objects, a),

@@ -9,6 +9,7 @@ pub mod grammar;
 mod checker;
 mod locate;
 mod validate;
+pub mod workloads;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -49,12 +50,25 @@ pub struct RawFile {
     /// Fields merged into kube-proxy's KubeProxyConfiguration (`kube-proxy-config.yaml`).
     #[serde(default)]
     pub kube_proxy: ComponentConfig,
+    /// Tables merged into containerd's `config.toml` (config version 3).
+    #[serde(default)]
+    pub containerd: ComponentConfig,
+    /// OCI image archives the nodes get, by key (`pause`, `coredns`, `metrics-server`, extras).
+    #[serde(default)]
+    pub images: std::collections::BTreeMap<String, workloads::RawImage>,
+    #[serde(default)]
+    pub addons: workloads::RawAddons,
+    /// containerd registry mirrors, by registry host.
+    #[serde(default)]
+    pub registries: std::collections::BTreeMap<String, workloads::RawRegistry>,
 }
 
-/// `[kubelet]` / `[kube_proxy]`: `config` is a table of the component's own configuration
-/// fields (as upstream spells them, camelCase), merged over what kbin renders: tables merge key by
-/// key, any other value replaces kbin's. For settings a host needs that kbin cannot know (a node
-/// inside a container: `conntrack = { maxPerCore = 0 }` for kube-proxy).
+/// `[kubelet]` / `[kube_proxy]` / `[containerd]`: `config` is a table of the component's own
+/// configuration fields (as upstream spells them: camelCase for the kubelet and kube-proxy,
+/// containerd's TOML tables), merged over what kbin renders: tables merge key by key, any other
+/// value replaces kbin's. For settings a host needs that kbin cannot know (a node inside a
+/// container: `conntrack = { maxPerCore = 0 }` for kube-proxy; containerd's
+/// `restrict_oom_score_adj` where kbin runs without CAP_SYS_RESOURCE).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct ComponentConfig {
     #[serde(default)]
@@ -439,6 +453,9 @@ pub struct Cluster {
     pub artifacts: Artifacts,
     pub kubelet: ComponentConfig,
     pub kube_proxy: ComponentConfig,
+    pub containerd: ComponentConfig,
+    /// Images, add-ons and registry mirrors.
+    pub workloads: workloads::Workloads,
     /// Non-fatal findings (e.g. an even number of etcd members).
     pub warnings: Vec<Diagnostic>,
 }

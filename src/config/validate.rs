@@ -310,6 +310,7 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
     }
 
     let artifacts = super::artifacts::check(c, &raw.artifacts, &state_dir_for(path));
+    let workloads = super::workloads::check(c, &raw.images, &raw.addons, &raw.registries, &state_dir_for(path));
 
     let (Some(svc), Some(pod), Some(dns), Some(algo), Some(artifacts)) = (svc, pod, dns, algo, artifacts) else { return None };
     let file = path.to_path_buf();
@@ -338,6 +339,8 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         artifacts,
         kubelet: raw.kubelet,
         kube_proxy: raw.kube_proxy,
+        containerd: raw.containerd,
+        workloads,
         warnings: Vec::new(),
     })
 }

@@ -3,15 +3,17 @@
 use crate::config::Cluster;
 use crate::error::Error;
 use crate::host::Node;
+use crate::engine::Run;
 use crate::kube::Client;
-use crate::kube::manifests::{ApplyReport, apply_all, render};
+use crate::kube::addons::{AddonStatus, Addons, status};
+use crate::kube::manifests::{ApplyReport, Set, apply_all, render};
 use crate::output::Printer;
 
 /// The cluster's manifests applied through the first of `masters` (connected, in cluster file
 /// order) whose apiserver is ready, as the super-admin; an error if no apiserver is ready
 /// (exit 2, nothing changed) or if the apiserver refused any object.
 pub fn apply_to_masters(cluster: &Cluster, masters: &[Node<'_>], printer: &Printer, dry_run: bool) -> Result<ApplyReport, Error> {
-    let objects = render(cluster)?;
+    let objects = render(cluster, Set::Core)?;
     let client = Client::from_pki(&cluster.pki_dir(), "super-admin")?;
     let connected = masters.iter().map(|n| (n.host, Ok(n.clone()))).collect();
     let ep = crate::kube::masters::ready_master(cluster, &client, connected, printer)?;
@@ -27,9 +29,63 @@ pub fn apply_to_masters(cluster: &Cluster, masters: &[Node<'_>], printer: &Print
 pub fn apply_through(cluster: &Cluster, masters: &[Node<'_>], printer: &Printer, dry_run: bool) -> Result<Option<ApplyReport>, Error> {
     match apply_to_masters(cluster, masters, printer, dry_run) {
         Err(Error::Refused { what, .. }) if dry_run => {
-            printer.phase("manifests", None, &format!("would apply {} objects; {what}", render(cluster)?.len()));
+            printer.phase("manifests", None, &format!("would apply {} objects; {what}", render(cluster, Set::Core)?.len()));
             Ok(None)
         }
         r => r.map(Some),
     }
+}
+
+/// What the add-ons stage did: the objects applied and how each add-on runs.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AddonsReport {
+    pub objects: Vec<crate::kube::manifests::ObjectReport>,
+    pub addons: Vec<AddonStatus>,
+}
+
+/// The add-ons (CoreDNS, metrics-server; `[addons]`) applied through the first ready master
+/// once the nodes are Ready, so the scheduler spreads their replicas over them; then waited for
+/// until every replica is ready (and an aggregated API Available). `None` when every add-on is
+/// turned off.
+pub fn apply_addons(run: &Run<'_>, masters: &[Node<'_>]) -> Result<Option<AddonsReport>, Error> {
+    let cluster = run.cluster;
+    let objects = render(cluster, Set::Addons)?;
+    if objects.is_empty() {
+        return Ok(None);
+    }
+    let client = Client::from_pki(&cluster.pki_dir(), "super-admin")?;
+    let connected = masters.iter().map(|n| (n.host, Ok(n.clone()))).collect();
+    let ep = match crate::kube::masters::ready_master(cluster, &client, connected, &run.printer) {
+        Err(e) if run.dry_run => {
+            run.printer.phase("addons", None, &format!("would apply {} objects once an apiserver runs ({e})", objects.len()));
+            return Ok(None);
+        }
+        r => r?,
+    };
+    let report = apply_all(&client, &ep, &objects, &run.printer, run.dry_run)?;
+    run.printer.phase("addons", None, &report.headline());
+    report.check()?;
+    let mut out = AddonsReport { objects: report.objects, addons: Vec::new() };
+    if run.dry_run {
+        return Ok(Some(out));
+    }
+    let addons = Addons::of(cluster);
+    let waited = crate::engine::wait_for(run.timeout, &run.cancel, || {
+        let st = status(&client, &ep, &addons)?;
+        let waiting: Vec<String> = st.iter().filter_map(|a| a.problem.as_ref().map(|p| format!("{}: {p}", a.name))).collect();
+        out.addons = st;
+        if waiting.is_empty() { Ok(()) } else { Err(waiting.join("; ")) }
+    });
+    if let Err(e) = waited {
+        return Err(Error::Failed {
+            what: "the add-ons did not become ready".into(),
+            problems: vec![e],
+            hint: Some("see the pods: kubectl -n kube-system get pods -o wide, kubectl -n kube-system describe pod <name>; an image the nodes lack is named in [images] of the cluster file".into()),
+        });
+    }
+    for a in &out.addons {
+        let api = if a.api_available == Some(true) { ", its API Available" } else { "" };
+        run.printer.phase("addons", None, &format!("{}: {}/{} ready on {}{api}", a.name, a.ready, a.replicas, a.nodes.join(", ")));
+    }
+    Ok(Some(out))
 }

@@ -183,7 +183,12 @@ pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> 
         let (swap, fstab_swap) = swap_facts(n)?;
         let mut items = plans[i].clone();
         items.extend(if fstab_swap { fstab_item(n)? } else { None });
-        if !swap && !fstab_swap && !engine::needs_change(n, &items, &UNITS)? {
+        let images = &ctx.bins.images;
+        let missing = super::images::missing(n, images);
+        if ctx.dry_run && !missing.is_empty() {
+            ctx.printer.phase("dry-run", Some(&n.host.name), &format!("would import {}", missing.join(" ")));
+        }
+        if !swap && !fstab_swap && missing.is_empty() && !engine::needs_change(n, &items, &UNITS)? {
             ctx.printer.phase("node", Some(&n.host.name), "up to date, nothing sent");
             return Ok(HostOutcome { host: n.host.name.clone(), part: "node".into(), dry_run: ctx.dry_run, ..Default::default() });
         }
@@ -200,7 +205,16 @@ pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> 
         }
         let before = if ctx.dry_run { None } else { seen(&client, &ep, &n.host.name).ok().and_then(|s| s.1) };
         let spec = Spec { items: &items, units: &UNITS, reload: &[], precheck: Some(("node preparation (kernel modules, sysctls)", prepare_cmd(ctx.cluster))) };
+        let import = |n: &Node<'_>| -> Result<(), String> {
+            let done = super::images::import(n, images)?;
+            if !done.is_empty() {
+                ctx.printer.phase("node", Some(&n.host.name), &format!("imported {} into containerd", done.join(" ")));
+            }
+            Ok(())
+        };
         let mut o = converge(ctx, n, "node", &spec, &|n| {
+            // before the node turns Ready, so no pod scheduled on it finds an image missing
+            import(n)?;
             let s = wait_ready(ctx, &client, &ep, &n.host.name, before.clone())?;
             engine::wait_for(ctx.timeout, &ctx.cancel, || match local_http_status(n, 10256, "/healthz")? {
                 200 => Ok(()),
@@ -216,6 +230,10 @@ pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> 
             ctx.printer.phase("node", Some(&n.host.name), &format!("Ready, heartbeat fresh, kube-proxy healthy, flannel subnet {cidr}"));
             Ok(())
         })?;
+        if !ctx.dry_run && !missing.is_empty() && o.changed.is_empty() && o.started.is_empty() {
+            // nothing else changed, so converge verified nothing: an image containerd lost
+            import(n).map_err(|e| engine::HostFailure::new(&n.host.name, "images", e))?;
+        }
         o.part = "node".into();
         Ok(o)
     });

@@ -108,6 +108,8 @@ pub struct StatusReport {
     pub nodes: Vec<crate::kube::nodes::NodeStatus>,
     /// The apiserver that answered the node list.
     pub apiserver: Option<String>,
+    /// The add-ons the cluster file turns on, as the apiserver reports them.
+    pub addons: Vec<crate::kube::addons::AddonStatus>,
     pub vip: VipStatus,
     pub problems: Vec<String>,
 }
@@ -135,18 +137,33 @@ pub fn report(run: &crate::engine::Run<'_>, accept_new_host_keys: bool) -> Resul
     let etcd = super::etcd::status(&etcd_ctx, etcd_conns);
     // nodes, through the first master whose apiserver is ready
     let mut nodes = Vec::new();
+    let mut addons = Vec::new();
     let mut apiserver = None;
     let mut problems = Vec::new();
     let ready_master = conns.iter().filter(|(h, _)| h.has(Role::Master)).find_map(|(h, r)| r.as_ref().ok().filter(|_| hosts.iter().any(|s| s.name == h.name && s.apiserver_ready == Some(true))));
     match ready_master {
-        Some(m) => match client.nodes(&crate::kube::masters::endpoint(cluster, m)) {
-            Ok(n) => {
-                nodes = n;
-                apiserver = Some(m.host.name.clone());
+        Some(m) => {
+            let ep = crate::kube::masters::endpoint(cluster, m);
+            match client.nodes(&ep) {
+                Ok(n) => {
+                    nodes = n;
+                    apiserver = Some(m.host.name.clone());
+                }
+                Err(e) => problems.push(format!("nodes: {}", crate::kube::chain(&e))),
             }
-            Err(e) => problems.push(format!("nodes: {}", crate::kube::chain(&e))),
-        },
+            if cluster.hosts_with(Role::Node).next().is_some() {
+                match crate::kube::addons::status(&client, &ep, &crate::kube::addons::Addons::of(cluster)) {
+                    Ok(a) => addons = a,
+                    Err(e) => problems.push(format!("add-ons: {e}")),
+                }
+            }
+        }
         None => problems.push("no master's apiserver is ready".into()),
+    }
+    for a in &addons {
+        if let Some(p) = &a.problem {
+            problems.push(format!("add-on {}: {p}", a.name));
+        }
     }
     let mut vip = VipStatus { address: cluster.apiserver.vip.map(|v| v.to_string()), ..Default::default() };
     vip.holders = hosts.iter().filter(|h| h.holds_vip == Some(true)).map(|h| h.name.clone()).collect();
@@ -188,5 +205,5 @@ pub fn report(run: &crate::engine::Run<'_>, accept_new_host_keys: bool) -> Resul
             problems.push(format!("the VIP does not answer /healthz with a valid certificate: {}", vip.error.clone().unwrap_or_else(|| format!("HTTP {}", vip.healthz.unwrap_or(0)))));
         }
     }
-    Ok(StatusReport { cluster: cluster.name.clone(), endpoint: cluster.endpoint_url(), hosts, etcd, nodes, apiserver, vip, problems })
+    Ok(StatusReport { cluster: cluster.name.clone(), endpoint: cluster.endpoint_url(), hosts, etcd, nodes, apiserver, addons, vip, problems })
 }

@@ -35,6 +35,8 @@ pub struct Report {
     /// `host/unit` of every service restarted or reloaded (its files changed).
     pub restarted: Vec<String>,
     pub manifests: Vec<ObjectReport>,
+    /// How each add-on runs (CoreDNS, metrics-server), once the nodes are Ready.
+    pub addons: Vec<crate::kube::addons::AddonStatus>,
 }
 
 impl Report {
@@ -204,6 +206,15 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
         let r = super::node::converge_all(&ctx, &workers, &masters)?;
         report.add(&r);
         report.stage(run, "nodes", t0, summarize(&r));
+
+        // add-ons once nodes are Ready, so their replicas spread over them
+        let t0 = Instant::now();
+        if let Some(r) = super::manifests::apply_addons(run, &masters)? {
+            let s = r.addons.iter().map(|a| format!("{} {}/{}", a.name, a.ready, a.replicas)).collect::<Vec<_>>().join(", ");
+            report.manifests.extend(r.objects);
+            report.addons = r.addons;
+            report.stage(run, "addons", t0, if run.dry_run { "planned".into() } else { format!("{s} ready") });
+        }
     }
     Ok(())
 }

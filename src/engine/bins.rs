@@ -20,6 +20,8 @@ use crate::render::{self, Component};
 #[derive(Debug, Default, Clone)]
 pub struct Bins {
     files: BTreeMap<(String, String), Source>,
+    /// The cluster's image archives, verified (what every node gets and imports).
+    pub images: Vec<crate::artifacts::images::Archive>,
 }
 
 impl Bins {
@@ -48,6 +50,16 @@ impl Bins {
             }
         }
         Ok(bins)
+    }
+
+    /// The cluster file's images, fetched (verified) into the cache when missing; only when
+    /// `parts` installs nodes.
+    pub fn resolve_images(&mut self, cluster: &Cluster, settings: &Settings, fetcher: &Fetcher, reporter: &Reporter, parts: &[Component]) -> Result<(), ArtifactError> {
+        if parts.contains(&Component::Node) && cluster.hosts_with(crate::config::Role::Node).next().is_some() {
+            let specs: Vec<_> = cluster.workloads.images.values().cloned().collect();
+            self.images = crate::artifacts::images::fetch(&specs, &settings.cache_root, fetcher, reporter)?;
+        }
+        Ok(())
     }
 
     /// For tests: binaries given directly.

@@ -55,12 +55,25 @@ pub fn items(cluster: &Cluster, templates: &Templates, bins: &Bins, host: &Host,
         let src = bins.get(b.component, &b.name)?;
         out.push(Item { units: binary_units(b.component, &b.name), path: b.path, src, mode: 0o755, secret: false, text: None, significant: None });
     }
+    if part == Component::Node && host.has(crate::config::Role::Node) {
+        // image archives restart nothing: the node imports what containerd lacks
+        for i in &bins.images {
+            let src = Source::file_with_digest(&i.path, &i.sha256.hex(), i.len);
+            out.push(Item { path: image_path(&i.key), src, mode: 0o644, secret: false, units: Vec::new(), text: None, significant: None });
+        }
+    }
     for f in render::host_files(cluster, host, templates, opts)?.into_iter().filter(|f| f.component == part) {
         let text = (!f.secret).then(|| String::from_utf8_lossy(&f.content).into_owned());
         out.push(Item { path: f.path, mode: f.mode, secret: f.secret, units: f.restarts, src: Source::bytes(f.content), text, significant: None });
     }
     Ok(out)
 }
+
+/// Where a node keeps the archive of image `key` (what containerd imports it from).
+pub fn image_path(key: &str) -> String {
+    format!("{IMAGES_DIR}/{key}.tar")
+}
+pub const IMAGES_DIR: &str = "/var/lib/kbin/images";
 
 /// What one host's push changed (or, in a dry run, would change).
 #[derive(Debug, Clone, Default, Serialize)]

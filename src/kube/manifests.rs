@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::resources::{self, ObjectRef};
+use super::addons::Addons;
 use super::{Client, Endpoint, KubeError};
 use crate::config::Cluster;
 use crate::exit::Reportable;
@@ -37,6 +38,31 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("cluster-admins.yaml.hbs", include_str!("../../manifests/cluster-admins.yaml.hbs")),
     ("flannel.yaml.hbs", include_str!("../../manifests/flannel.yaml.hbs")),
 ];
+
+/// The add-ons, applied once nodes are Ready (so the scheduler spreads their replicas): each
+/// renders to nothing when the cluster file turns it off (`[addons]`).
+pub const ADDONS: &[(&str, &str)] = &[
+    ("coredns.yaml.hbs", include_str!("../../manifests/coredns.yaml.hbs")),
+    ("metrics-server.yaml.hbs", include_str!("../../manifests/metrics-server.yaml.hbs")),
+];
+
+/// Which manifests: kbin's own objects (bootstrap token, RBAC), the add-ons, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Set {
+    Core,
+    Addons,
+    All,
+}
+
+impl Set {
+    fn templates(self) -> Vec<&'static (&'static str, &'static str)> {
+        match self {
+            Set::Core => BUILTIN.iter().collect(),
+            Set::Addons => ADDONS.iter().collect(),
+            Set::All => BUILTIN.iter().chain(ADDONS).collect(),
+        }
+    }
+}
 
 /// The field manager of every server-side apply kbin makes.
 pub const FIELD_MANAGER: &str = "kbin";
@@ -135,12 +161,14 @@ impl BootstrapToken {
 pub struct Vars {
     pub cluster_name: String,
     pub token: BootstrapToken,
+    pub addons: Addons,
 }
+
 
 impl Vars {
     /// The cluster's variables: its name and the token in its PKI directory.
     pub fn for_cluster(cluster: &Cluster) -> Result<Vars, ManifestError> {
-        Ok(Vars { cluster_name: cluster.name.clone(), token: BootstrapToken::read(&cluster.pki_dir())? })
+        Ok(Vars { cluster_name: cluster.name.clone(), token: BootstrapToken::read(&cluster.pki_dir())?, addons: Addons::of(cluster) })
     }
 
     /// The template context. Subject names come from the certificate table, so the RBAC always
@@ -154,6 +182,7 @@ impl Vars {
             "token": { "id": self.token.id, "secret": self.token.secret },
             "users": { "apiserver_kubelet_client": cn("apiserver-kubelet-client"), "flannel": cn("flannel") },
             "groups": { "cluster_admins": admin_group },
+            "addons": self.addons,
         })
     }
 }
@@ -186,7 +215,7 @@ fn registry() -> Result<Handlebars<'static>, ManifestError> {
     hb.set_strict_mode(true);
     hb.register_escape_fn(handlebars::no_escape);
     hb.register_helper("base64", Box::new(base64_helper));
-    for (name, text) in BUILTIN {
+    for (name, text) in BUILTIN.iter().chain(ADDONS) {
         hb.register_template_string(name, *text).map_err(|e| ManifestError::Template { name: name.to_string(), message: e.to_string() })?;
     }
     Ok(hb)
@@ -256,11 +285,11 @@ pub fn in_apply_order(mut manifests: Vec<Manifest>) -> Vec<Manifest> {
 
 /// Render every built-in manifest with `vars`, parse and check each object, refuse an object
 /// defined twice, and return them in apply order.
-pub fn render_with(vars: &Vars) -> Result<Vec<Manifest>, ManifestError> {
+pub fn render_with(vars: &Vars, set: Set) -> Result<Vec<Manifest>, ManifestError> {
     let hb = registry()?;
     let ctx = vars.context();
     let mut all: Vec<Manifest> = Vec::new();
-    for (name, _) in BUILTIN {
+    for (name, _) in set.templates() {
         let text = hb.render(name, &ctx).map_err(|e| ManifestError::Render { name: name.to_string(), message: e.to_string() })?;
         let source = format!("manifests/{name}");
         for (i, v) in parse_documents(&source, &text)?.into_iter().enumerate() {
@@ -275,8 +304,8 @@ pub fn render_with(vars: &Vars) -> Result<Vec<Manifest>, ManifestError> {
 }
 
 /// The cluster's manifests: [`render_with`] the cluster's name and bootstrap token.
-pub fn render(cluster: &Cluster) -> Result<Vec<Manifest>, ManifestError> {
-    render_with(&Vars::for_cluster(cluster)?)
+pub fn render(cluster: &Cluster, set: Set) -> Result<Vec<Manifest>, ManifestError> {
+    render_with(&Vars::for_cluster(cluster)?, set)
 }
 
 /// The manifests as one multi-document YAML text, Secret data redacted unless `show_secrets`.
@@ -444,9 +473,14 @@ pub fn apply_all(client: &Client, ep: &Endpoint, manifests: &[Manifest], printer
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube::addons::{CoreDns, METRICS_SERVER_PORT, MetricsServer};
 
     fn vars() -> Vars {
-        Vars { cluster_name: "t".into(), token: BootstrapToken::parse("abcdef.0123456789abcdef").unwrap() }
+        let addons = Addons {
+            coredns: Some(CoreDns { ip: "10.96.0.10".into(), domain: "cluster.local".into(), image: "registry.k8s.io/coredns/coredns:v1.12.1".into(), replicas: 2 }),
+            metrics_server: Some(MetricsServer { image: "registry.k8s.io/metrics-server/metrics-server:v0.8.0".into(), port: METRICS_SERVER_PORT }),
+        };
+        Vars { cluster_name: "t".into(), token: BootstrapToken::parse("abcdef.0123456789abcdef").unwrap(), addons }
     }
 
     fn find<'m>(ms: &'m [Manifest], kind: &str, name: &str) -> &'m Manifest {
@@ -455,7 +489,7 @@ mod tests {
 
     #[test]
     fn every_template_renders_in_strict_mode_into_named_known_objects() {
-        let ms = render_with(&vars()).unwrap();
+        let ms = render_with(&vars(), Set::Core).unwrap();
         let names: Vec<String> = ms.iter().map(|m| m.target.to_string()).collect();
         assert_eq!(
             names,
@@ -479,8 +513,31 @@ mod tests {
     }
 
     #[test]
+    fn addons_render_what_the_cluster_file_turns_on_with_its_dns_address_and_images() {
+        let mut v = vars();
+        let ms = render_with(&v, Set::Addons).unwrap();
+        let dns = find(&ms, "Service", "kube-dns").object();
+        assert_eq!(dns["spec"]["clusterIP"], "10.96.0.10");
+        let d = find(&ms, "Deployment", "coredns").object();
+        assert_eq!(d["spec"]["replicas"], 2);
+        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "registry.k8s.io/coredns/coredns:v1.12.1");
+        assert_eq!(d["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["whenUnsatisfiable"], "DoNotSchedule");
+        let corefile = find(&ms, "ConfigMap", "coredns").object()["data"]["Corefile"].as_str().unwrap().to_string();
+        assert!(corefile.contains("kubernetes cluster.local in-addr.arpa ip6.arpa"), "{corefile}");
+        let api = find(&ms, "APIService", "v1beta1.metrics.k8s.io").object();
+        assert_eq!(api["spec"]["service"]["name"], "metrics-server");
+        let ms_args = find(&ms, "Deployment", "metrics-server").object()["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+        assert!(ms_args.as_array().unwrap().iter().any(|a| a == "--secure-port=4443"), "{ms_args}");
+        assert!(!ms_args.as_array().unwrap().iter().any(|a| a.as_str().unwrap().contains("insecure")), "kubelets are verified: {ms_args}");
+        // turned off: nothing at all, and kbin's own objects never include the add-ons
+        v.addons = Addons::default();
+        assert!(render_with(&v, Set::Addons).unwrap().is_empty());
+        assert_eq!(render_with(&vars(), Set::All).unwrap().len(), render_with(&vars(), Set::Core).unwrap().len() + ms.len());
+    }
+
+    #[test]
     fn rbac_names_the_subjects_of_the_certificate_table() {
-        let ms = render_with(&vars()).unwrap();
+        let ms = render_with(&vars(), Set::Core).unwrap();
         let subject = |name: &str| {
             let o = find(&ms, "ClusterRoleBinding", name).object();
             (o["roleRef"]["name"].as_str().unwrap().to_string(), o["subjects"][0]["kind"].as_str().unwrap().to_string(), o["subjects"][0]["name"].as_str().unwrap().to_string())
@@ -511,7 +568,7 @@ mod tests {
         crate::pki::init(&cluster).unwrap();
         let token = std::fs::read_to_string(d.path().join("pki/bootstrap-token")).unwrap().trim().to_string();
         let (id, secret) = token.split_once('.').unwrap();
-        let ms = render(&cluster).unwrap();
+        let ms = render(&cluster, Set::Core).unwrap();
         let s = find(&ms, "Secret", &format!("bootstrap-token-{id}"));
         let o = s.object();
         let data = |k: &str| String::from_utf8(B64.decode(o["data"][k].as_str().unwrap()).unwrap()).unwrap();
@@ -592,7 +649,7 @@ mod tests {
 
     #[test]
     fn reports_count_summarise_and_list_refusals() {
-        let ms = render_with(&vars()).unwrap();
+        let ms = render_with(&vars(), Set::Core).unwrap();
         let mut r = ApplyReport { server: "m1 (10.0.0.1:6443)".into(), dry_run: false, objects: Vec::new(), counts: BTreeMap::new() };
         r.push(&ms[0], Outcome::Created, None);
         r.push(&ms[1], Outcome::Unchanged, None);

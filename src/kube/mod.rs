@@ -10,6 +10,7 @@
 //! - [`manifests`]: the objects kbin applies to every cluster (`manifests/`), rendered and applied.
 //! - [`masters`]: the apiserver endpoints of the masters and the first one that is ready.
 
+pub mod addons;
 pub mod manifests;
 pub mod masters;
 pub mod nodes;

@@ -41,6 +41,8 @@ pub const RESOURCES: &[Resource] = &[
     r("", "Service", "services", true),
     r("apps", "DaemonSet", "daemonsets", true),
     r("apps", "Deployment", "deployments", true),
+    r("policy", "PodDisruptionBudget", "poddisruptionbudgets", true),
+    r("apiregistration.k8s.io", "APIService", "apiservices", false),
     r("coordination.k8s.io", "Lease", "leases", true),
 ];
 

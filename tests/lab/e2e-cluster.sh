@@ -99,6 +99,8 @@ roles = ["etcd", "node"]
 TOML
 cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
 upstream_pin || { fail "kbin pin of every upstream build"; exit 1; }
+# the images (pause, CoreDNS, metrics-server) every node imports; `up` waits for the add-ons
+upstream_images || { fail "images built from their sources and published to the lab mirror"; exit 1; }
 
 # regression: in a container /sys/class/net shows the machine's NICs (every host "shared" a MAC)
 # and built-in br_netfilter has no /sys/module entry; both made `hosts check` fail on good hosts

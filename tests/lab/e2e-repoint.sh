@@ -107,6 +107,10 @@ mirror = "$mirror"
 [kube_proxy.config]
 conntrack = { maxPerCore = 0 }
 
+# this scenario is about moving nodes; the add-ons (and their images) are e2e-workloads.sh's
+[addons]
+coredns = false
+
 [[hosts]]
 name = "h1"
 address = "10.213.0.11"

@@ -12,6 +12,8 @@ repo=$(cd "$here/../.." && pwd)
 (cd "$repo" && cargo build --release --locked --quiet)
 # the real Kubernetes components: a cold build takes tens of minutes, a warm one seconds
 "$repo/tests/upstream/build.sh" --build-only
+# the images: pause, CoreDNS and metrics-server from their Go modules, busybox from Debian
+"$repo/tests/upstream/images.sh" --build-only
 
 passed=0 failed=0
 suite() { if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "e2e: FAILED: $*" >&2; fi; }
@@ -19,5 +21,6 @@ suite "$here/smoke.sh"
 suite "$here/e2e-etcd.sh" "$repo/target/release/kbin"
 suite "$here/e2e-cluster.sh" "$repo/target/release/kbin"
 suite "$here/e2e-repoint.sh" "$repo/target/release/kbin"
+suite "$here/e2e-workloads.sh" "$repo/target/release/kbin"
 echo "e2e: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -29,3 +29,27 @@ kc_admin() {
   [[ ${1:-} == -- ]] && shift
   "$lab" op -- "$kubectl" --kubeconfig "$work/pki/kubeconfigs/admin.kubeconfig" --request-timeout=8s "${server[@]}" "$@"
 }
+
+# The lab's container images (tests/upstream/images.sh: pause, CoreDNS, metrics-server built from
+# their Go modules, busybox from Debian; no registry anywhere) published to the lab mirror, and the
+# cluster-file tables that make every node import them: [images.*] with their digests, the
+# add-ons, and the one containerd setting the lab's machine needs. Appends to $work/cluster.toml.
+upstream_images() {
+  local mirror key ref path sum file
+  mirror=$("$lab" mirror url)
+  LAB=$lab "$repo/tests/upstream/images.sh" --publish >"$work/images.list" 2>"$work/images.err" ||
+    { tail -n 30 "$work/images.err" >&2; return 1; }
+  {
+    printf '\n[addons]\nmetrics_server = true\n'
+    while IFS=$'\t' read -r key ref path sum file; do
+      printf '\n[images.%s]\nref = "%s"\nsha256 = "%s"\nurl = "%s/images/%s"\n' "$key" "$ref" "$sum" "$mirror" "$file"
+    done <"$work/images.list"
+    cat <<'TOML'
+
+# kbin runs here without CAP_SYS_RESOURCE, so no process may lower an oom_score_adj: containerd
+# must not ask runc to (pod sandboxes ask for -998). A VM needs no such setting.
+[containerd.config.plugins."io.containerd.cri.v1.runtime"]
+restrict_oom_score_adj = true
+TOML
+  } >>"$work/cluster.toml"
+}
