@@ -5,6 +5,7 @@
 
 pub mod adopt;
 pub mod etcd;
+pub mod hosts;
 pub mod lb;
 pub mod manifests;
 pub mod master;

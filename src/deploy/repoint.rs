@@ -19,7 +19,7 @@ use serde_yaml_ng::Value;
 use crate::config::{Cluster, Role, url_for};
 use crate::engine::{self, HostFailure, HostOutcome, Rollback, Run, Tx};
 use crate::error::Error;
-use crate::host::{Cmd, HostError, Node, Source};
+use crate::host::{Cmd, HostError, Node, Source, WriteOpts};
 use crate::kube::{Client, Endpoint};
 
 /// Where the nodes should talk to the apiservers.
@@ -261,7 +261,7 @@ fn move_node(ctx: &Run<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, pl
     let mut sent = 0;
     for f in plan.files.iter().filter(|f| !f.changes.is_empty()) {
         let text = f.new_text.as_ref().expect("a changed file has its new text");
-        sent += tx.write(&f.path, &Source::bytes(text.clone().into_bytes()), f.mode, true)?.bytes_sent;
+        sent += tx.write(&f.path, &Source::bytes(text.clone().into_bytes()), WriteOpts::mode(f.mode), true)?.bytes_sent;
     }
     let units = plan.units();
     let verify = |before: Option<String>| -> Result<(), String> {
@@ -300,7 +300,7 @@ fn move_node(ctx: &Run<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, pl
                 },
                 r => r,
             };
-            Err(HostFailure { host: name, phase: "verify".into(), error, journal, rollback })
+            Err(HostFailure { journal, rollback, ..HostFailure::new(&name, "verify", error) })
         }
     }
 }

@@ -9,7 +9,7 @@ use super::Tx;
 use super::bins::Bins;
 use crate::config::{Cluster, Host};
 use super::EngineError as Error;
-use crate::host::{HostError, Node, Source};
+use crate::host::{HostError, Node, Source, WriteOpts};
 use crate::output::Printer;
 use crate::render::{self, Component, Templates};
 
@@ -30,11 +30,16 @@ pub struct Item {
     pub text: Option<String>,
     /// See [`Significant`].
     pub significant: Option<Significant>,
+    /// `user[:group]` to own the file; `None`: root.
+    pub owner: Option<String>,
+    /// Write even when the content matches, so that a mode or owner that differs is fixed
+    /// (`hosts push`; one more round trip per file, and not in a dry run).
+    pub always_write: bool,
 }
 
 impl Item {
     pub fn bytes(path: &str, text: &str, mode: u32, units: &[&str]) -> Item {
-        Item { path: path.into(), src: Source::bytes(text.as_bytes().to_vec()), mode, secret: false, units: units.iter().map(|u| u.to_string()).collect(), text: Some(text.into()), significant: None }
+        Item { path: path.into(), src: Source::bytes(text.as_bytes().to_vec()), mode, secret: false, units: units.iter().map(|u| u.to_string()).collect(), text: Some(text.into()), significant: None, owner: None, always_write: false }
     }
 }
 
@@ -53,11 +58,11 @@ pub fn items(cluster: &Cluster, templates: &Templates, bins: &Bins, host: &Host,
     let mut out = Vec::new();
     for b in render::binaries(cluster, host).into_iter().filter(|b| b.part == part) {
         let src = bins.get(b.component, &b.name)?;
-        out.push(Item { units: binary_units(b.component, &b.name), path: b.path, src, mode: 0o755, secret: false, text: None, significant: None });
+        out.push(Item { units: binary_units(b.component, &b.name), path: b.path, src, mode: 0o755, secret: false, text: None, significant: None, owner: None, always_write: false });
     }
     for f in render::host_files(cluster, host, templates, opts)?.into_iter().filter(|f| f.component == part) {
         let text = (!f.secret).then(|| String::from_utf8_lossy(&f.content).into_owned());
-        out.push(Item { path: f.path, mode: f.mode, secret: f.secret, units: f.restarts, src: Source::bytes(f.content), text, significant: None });
+        out.push(Item { path: f.path, mode: f.mode, secret: f.secret, units: f.restarts, src: Source::bytes(f.content), text, significant: None, owner: None, always_write: false });
     }
     Ok(out)
 }
@@ -96,7 +101,8 @@ pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item],
     let paths: Vec<&str> = items.iter().map(|i| i.path.as_str()).collect();
     let sums = node.remote.sha256_many(&paths)?;
     for (it, remote_sum) in items.iter().zip(sums) {
-        if remote_sum.as_deref() == Some(it.src.sha256()) {
+        let same = remote_sum.as_deref() == Some(it.src.sha256());
+        if same && (dry_run || !it.always_write) {
             continue;
         }
         let existed = remote_sum.is_some();
@@ -119,7 +125,7 @@ pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item],
                 }
             }
         } else {
-            let w = tx.write(&it.path, &it.src, it.mode, existed)?;
+            let w = tx.write(&it.path, &it.src, WriteOpts { owner: it.owner.clone(), ..WriteOpts::mode(it.mode) }, existed)?;
             if !w.changed {
                 continue;
             }
