@@ -703,3 +703,23 @@ fn a_push_with_backup_keeps_the_replaced_file_and_a_second_push_sends_nothing() 
     let again = kbin::deploy::hosts::push_node(&run(&c, false), &h.node(&c, "m1"), &items, true, None);
     assert!(again.ok && !again.changed && again.bytes_sent == 0, "{again:?}");
 }
+
+/// `hosts check` and the deploy preflight judge a host by the same rules: the port table of each
+/// role and the architecture of the cluster's binaries.
+#[test]
+fn hosts_check_and_the_preflight_agree_on_ports_and_architecture() {
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster(d.path(), ONE);
+    let m1 = &c.hosts[0];
+    let ports: Vec<u16> = kbin::host::check::required_ports(&c, m1).iter().map(|p| p.0).collect();
+    let mut probed: Vec<u16> = kbin::deploy::up::probe(&c, m1).ask.iter().filter_map(|q| q.strip_prefix("port:")?.parse().ok()).collect();
+    probed.sort_unstable();
+    assert_eq!(ports, probed, "the same ports, from one table");
+    let mut f = kbin::host::check::parse_facts("arch=aarch64\nsystemd=252\nlisten_hex=280A\nend=1\n").unwrap();
+    f.sudo = "root".into();
+    let checks: Vec<String> = kbin::host::check::evaluate_host(&c, m1, &f).into_iter().filter(|p| p.check == "arch" || p.check == "ports").map(|p| p.message).collect();
+    assert_eq!(checks, ["architecture is aarch64, but the cluster installs amd64 binaries (artifacts.arch)", "ports already in use: 10250 (kubelet)"]);
+    let fake = FakeHost::new("m1", &d.path().join("root")).respond(|_| Some(ok("arch=aarch64\nsystemd=1\nbusy=10250\n")));
+    let facts = engine::facts::gather(&Node { host: m1, remote: Arc::new(fake) }, &kbin::deploy::node::probe(&c)).unwrap();
+    assert_eq!(kbin::deploy::node::refusal(&c, &facts), [checks[0].as_str(), "port 10250 is already in use by another program"]);
+}

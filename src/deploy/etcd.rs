@@ -79,7 +79,7 @@ fn data_member(cluster: &Cluster) -> String {
 
 /// What preflight looks at on an etcd host.
 pub fn probe(cluster: &Cluster) -> Probe {
-    Probe::default().ask("unit", &["etcd"]).ask("port", &[2379, 2380]).ask("path", &[data_member(cluster)]).read(&[&config_path(cluster)])
+    Probe::default().ask("unit", &["etcd"]).ports(cluster, Role::Etcd).ask("path", &[data_member(cluster)]).read(&[&config_path(cluster)])
 }
 
 /// `initial-cluster-token` of an etcd.yml kbin wrote earlier, if any.
@@ -104,7 +104,7 @@ pub fn refusal(cluster: &Cluster, f: &Facts) -> Vec<String> {
         _ => {}
     }
     if !(ours && f.active("etcd")) {
-        out.extend(f.busy_ports(&[2379, 2380]));
+        out.extend(f.busy_ports(cluster, Role::Etcd));
     }
     out
 }
