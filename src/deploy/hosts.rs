@@ -23,9 +23,7 @@ use crate::output::Printer;
 /// everyone when both are empty.
 pub fn select<'c>(c: &'c Cluster, names: &[String], roles: &[String]) -> Result<Vec<&'c Host>, Error> {
     for n in names {
-        if c.host(n).is_none() {
-            return Err(Error::other(format!("no host {n:?} in {}", c.file.display()), Some("use a host name or address from the cluster file")));
-        }
+        super::host_named(c, n)?;
     }
     let roles = roles.iter().map(|r| Role::parse(r).ok_or_else(|| Error::other(format!("unknown role {r:?}"), Some("roles are etcd, master, node and lb")))).collect::<Result<Vec<_>, _>>()?;
     Ok(c.hosts

@@ -59,6 +59,11 @@ impl Opts<'_> {
     }
 }
 
+/// The host of the cluster file named `name` (or with that address).
+pub fn host_named<'c>(cluster: &'c Cluster, name: &str) -> Result<&'c Host, Error> {
+    cluster.host(name).ok_or_else(|| Error::other(format!("no host {name:?} in {}", cluster.file.display()), Some("use a host name or address from the cluster file")))
+}
+
 /// Everything `part` needs on `host`: its binaries first, then the rendered files.
 pub fn items(ctx: &Ctx<'_>, host: &Host, part: Component) -> Result<Vec<Item>, Error> {
     Ok(crate::engine::items(ctx.cluster, ctx.templates, ctx.bins, host, part, &render::Options::default())?)

@@ -36,24 +36,10 @@ impl Target {
     /// `HOST:PORT`, `HOST` (port from the cluster file), or `https://HOST[:PORT]`.
     pub fn parse(s: &str, default_port: u16) -> Result<Target, String> {
         let rest = s.strip_prefix("https://").unwrap_or(s).trim_end_matches('/');
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or("unclosed [ in an IPv6 address")?;
-            (h.to_string(), after.strip_prefix(':').map(str::to_string))
-        } else if rest.matches(':').count() > 1 {
-            (rest.to_string(), None) // a bare IPv6 address
-        } else {
-            match rest.split_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p.to_string())),
-                None => (rest.to_string(), None),
-            }
-        };
-        if host.is_empty() || host.contains('/') {
+        if rest.contains('/') {
             return Err(format!("{s:?} is not HOST[:PORT]"));
         }
-        let port = match port {
-            None => default_port,
-            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("{s:?}: the port is not a number from 1 to 65535"))?,
-        };
+        let (host, port) = crate::kube::split_host_port(rest, default_port).map_err(|m| format!("{s:?}: {m}"))?;
         Ok(Target { host, port })
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::{Cmd, HostError, Remote};
+pub use crate::config::Severity;
 use crate::config::{Cluster, Host, Role};
 
 /// The facts script. Install paths to measure free disk under arrive as arguments.
@@ -99,13 +100,6 @@ pub struct Facts {
     pub listening: Vec<u16>,
     /// Which of the units kbin installs are running (a port they hold is not a conflict).
     pub active_units: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
 }
 
 /// One finding, with what to do about it.
