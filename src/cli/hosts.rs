@@ -197,11 +197,11 @@ pub fn render_report(r: &Report) -> String {
     s.push_str(&format!(
         "{} host{} checked: {} error{}, {} warning{}\n",
         r.hosts.len(),
-        hosts::plural(r.hosts.len()),
+        kbin::output::plural(r.hosts.len()),
         r.errors,
-        hosts::plural(r.errors),
+        kbin::output::plural(r.errors),
         r.warnings,
-        hosts::plural(r.warnings)
+        kbin::output::plural(r.warnings)
     ));
     s
 }

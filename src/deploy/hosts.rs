@@ -17,7 +17,7 @@ use crate::host::check::{self, Report, Severity};
 use crate::host::parallel::{self, HostResult, Outcome};
 use crate::host::ssh::{self, ConnectOptions, ScannedKey, Target};
 use crate::host::{HostError, Node, Remote, Source};
-use crate::output::Printer;
+use crate::output::{Printer, plural};
 
 /// The hosts a command works on: those named (by name or address) and with one of `roles`;
 /// everyone when both are empty.
@@ -31,10 +31,6 @@ pub fn select<'c>(c: &'c Cluster, names: &[String], roles: &[String]) -> Result<
         .filter(|h| names.is_empty() || names.iter().any(|n| *n == h.name || *n == h.address.to_string()))
         .filter(|h| roles.is_empty() || roles.iter().any(|r| h.has(*r)))
         .collect())
-}
-
-pub fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 fn connect(p: &Printer, c: &Cluster, h: &Host, opts: &ConnectOptions) -> Result<ssh::SshHost, HostError> {
@@ -159,7 +155,7 @@ pub struct Push {
 
 /// One host's push.
 #[derive(Debug, Clone, Serialize)]
-pub struct Pushed {
+pub struct PushResult {
     pub host: String,
     pub ok: bool,
     /// Content, mode or owner of a file changed (or, in a dry run, would).
@@ -174,9 +170,9 @@ pub struct Pushed {
     pub failure: Option<HostFailure>,
 }
 
-impl Pushed {
-    fn failed(host: &str, dry_run: bool, f: HostFailure) -> Pushed {
-        Pushed { host: host.into(), ok: false, changed: false, bytes_sent: 0, files: Vec::new(), backups: Vec::new(), dry_run, failure: Some(f) }
+impl PushResult {
+    fn failed(host: &str, dry_run: bool, f: HostFailure) -> PushResult {
+        PushResult { host: host.into(), ok: false, changed: false, bytes_sent: 0, files: Vec::new(), backups: Vec::new(), dry_run, failure: Some(f) }
     }
 }
 
@@ -199,7 +195,7 @@ impl Push {
 /// a file that cannot be written undoes the ones written before it, so a host ends with all the
 /// new files or its old ones. One result per host, in the given order, whatever happened; the
 /// verdict apart. Only a local file that cannot be read fails the whole run up front.
-pub fn push(run: &Run<'_>, hosts: &[&Host], accept_new_host_keys: bool, spec: &Push) -> Result<(Vec<Pushed>, Result<(), Error>), Error> {
+pub fn push(run: &Run<'_>, hosts: &[&Host], accept_new_host_keys: bool, spec: &Push) -> Result<(Vec<PushResult>, Result<(), Error>), Error> {
     let (c, p) = (run.cluster, run.printer);
     let started = Instant::now();
     let total: u64 = spec.files.iter().map(|(l, _)| std::fs::metadata(l).map(|m| m.len())).sum::<std::io::Result<u64>>().map_err(|e| Error::Other {
@@ -232,12 +228,12 @@ pub fn push(run: &Run<'_>, hosts: &[&Host], accept_new_host_keys: bool, spec: &P
             Ok(r)
         })
     });
-    let rows: Vec<Pushed> = results
+    let rows: Vec<PushResult> = results
         .into_iter()
         .map(|r| match r.outcome {
             Outcome::Done(row) => row,
-            Outcome::Failed(e) => Pushed::failed(&r.host, run.dry_run, HostFailure { phase: "connect".into(), ..HostFailure::from(e) }),
-            Outcome::Skipped => Pushed::failed(&r.host, run.dry_run, HostFailure::new(&r.host, "push", "not started (interrupted)")),
+            Outcome::Failed(e) => PushResult::failed(&r.host, run.dry_run, HostFailure { phase: "connect".into(), ..HostFailure::from(e) }),
+            Outcome::Skipped => PushResult::failed(&r.host, run.dry_run, HostFailure::new(&r.host, "push", "not started (interrupted)")),
         })
         .collect();
     p.phase("push", None, &format!("done in {:.2}s", started.elapsed().as_secs_f64()));
@@ -255,7 +251,7 @@ pub fn push(run: &Run<'_>, hosts: &[&Host], accept_new_host_keys: bool, spec: &P
 
 /// One host's push: plan `items` and (unless `run.dry_run`) write them in a [`Tx`], committed
 /// when all are written (keeping the replaced files with `backup`), rolled back on a failure.
-pub fn push_node(run: &Run<'_>, node: &Node<'_>, items: &[Item], backup: bool, progress: Option<Arc<dyn Fn(u64) + Send + Sync>>) -> Pushed {
+pub fn push_node(run: &Run<'_>, node: &Node<'_>, items: &[Item], backup: bool, progress: Option<Arc<dyn Fn(u64) + Send + Sync>>) -> PushResult {
     let name = node.host.name.as_str();
     let units = &run.cluster.layout.units;
     let mut tx = Tx::new(node.remote.clone(), units).keep_backups(backup).progress(progress);
@@ -269,8 +265,8 @@ pub fn push_node(run: &Run<'_>, node: &Node<'_>, items: &[Item], backup: bool, p
                 (false, false, _) => "written".to_string(),
             };
             run.printer.phase("push", Some(name), &what);
-            Pushed { host: name.into(), ok: true, changed: !done.changed.is_empty(), bytes_sent: done.bytes_sent, files: done.changed, backups: kept, dry_run: run.dry_run, failure: None }
+            PushResult { host: name.into(), ok: true, changed: !done.changed.is_empty(), bytes_sent: done.bytes_sent, files: done.changed, backups: kept, dry_run: run.dry_run, failure: None }
         }
-        Err(e) => Pushed::failed(name, run.dry_run, HostFailure { rollback: tx.rollback(), ..HostFailure::from(e) }),
+        Err(e) => PushResult::failed(name, run.dry_run, HostFailure { rollback: tx.rollback(), ..HostFailure::from(e) }),
     }
 }

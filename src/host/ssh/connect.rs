@@ -328,7 +328,7 @@ pub(super) fn authenticate(sess: &Session, target: &Target, opts: &ConnectOption
                         return Ok(());
                     }
                 }
-                tried.push(format!("ssh-agent ({} key{})", ids.len(), if ids.len() == 1 { "" } else { "s" }));
+                tried.push(format!("ssh-agent ({} key{})", ids.len(), crate::output::plural(ids.len())));
                 let _ = agent.disconnect();
             } else {
                 tried.push(format!("ssh-agent at {} (not reachable)", sock.display()));
