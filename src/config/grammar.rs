@@ -295,24 +295,26 @@ fn check_numbers(c: &mut Checker<'_>, raw: &RawFile) {
     }
 }
 
+/// An SSH login's port, user and key file (`[ssh]`, its bastion, a host's own): `at` gives the
+/// path of each of the three fields.
+fn check_login(c: &mut Checker<'_>, at: &dyn Fn(&str) -> Vec<Seg>, port: Option<u16>, user: Option<&str>, key: Option<&str>, user_hint: &str) {
+    if port == Some(0) {
+        c.error(&at("port"), "port 0 is not a port".into(), Some("the usual SSH port is 22"));
+    }
+    if let Some(p) = user.and_then(user_problem) {
+        c.error(&at("user"), format!("{:?} {p}", user.unwrap_or_default()), Some(user_hint));
+    }
+    if let Some(p) = key.and_then(local_path_problem) {
+        c.error(&at("key"), format!("path {p}"), Some("write the path of the private key file on this machine"));
+    }
+}
+
 fn check_ssh(c: &mut Checker<'_>, raw: &RawFile) {
     let ssh = &raw.ssh;
-    if ssh.port == Some(0) {
-        c.error(&[k("ssh"), k("port")], "port 0 is not a port".into(), Some("the usual SSH port is 22"));
-    }
-    if let Some(p) = ssh.user.as_deref().and_then(user_problem) {
-        c.error(&[k("ssh"), k("user")], format!("{:?} {p}", ssh.user.as_deref().unwrap_or_default()), Some("write the login name, such as \"root\" or \"ubuntu\""));
-    }
+    // ssh.key is checked with the other local paths
+    check_login(c, &|f| vec![k("ssh"), k(f)], ssh.port, ssh.user.as_deref(), None, "write the login name, such as \"root\" or \"ubuntu\"");
     if let Some(b) = &ssh.bastion {
-        if b.port == Some(0) {
-            c.error(&[k("ssh"), k("bastion"), k("port")], "port 0 is not a port".into(), Some("the usual SSH port is 22"));
-        }
-        if let Some(p) = b.user.as_deref().and_then(user_problem) {
-            c.error(&[k("ssh"), k("bastion"), k("user")], format!("{:?} {p}", b.user.as_deref().unwrap_or_default()), Some("write the login name on the bastion"));
-        }
-        if let Some(p) = b.key.as_deref().and_then(local_path_problem) {
-            c.error(&[k("ssh"), k("bastion"), k("key")], format!("path {p}"), Some("write the path of the private key file on this machine"));
-        }
+        check_login(c, &|f| vec![k("ssh"), k("bastion"), k(f)], b.port, b.user.as_deref(), b.key.as_deref(), "write the login name on the bastion");
         if let Ok(a) = b.address.parse::<IpAddr>()
             && let Some(p) = address_problem(a)
         {
@@ -328,15 +330,7 @@ fn check_host(c: &mut Checker<'_>, i: usize, h: &RawHost) {
     {
         c.error(&at("address"), format!("{a} {p}"), Some("write the host's own unicast address, the one kbin reaches it at over SSH"));
     }
-    if h.ssh_port == Some(0) {
-        c.error(&at("ssh_port"), "port 0 is not a port".into(), Some("the usual SSH port is 22"));
-    }
-    if let Some(p) = h.ssh_user.as_deref().and_then(user_problem) {
-        c.error(&at("ssh_user"), format!("{:?} {p}", h.ssh_user.as_deref().unwrap_or_default()), Some("write the login name, such as \"root\" or \"ubuntu\""));
-    }
-    if let Some(p) = h.ssh_key.as_deref().and_then(local_path_problem) {
-        c.error(&at("ssh_key"), format!("path {p}"), Some("write the path of the private key file on this machine"));
-    }
+    check_login(c, &|f| at(&format!("ssh_{f}")), h.ssh_port, h.ssh_user.as_deref(), h.ssh_key.as_deref(), "write the login name, such as \"root\" or \"ubuntu\"");
     if let Some(iface) = &h.lb_interface
         && let Some(p) = interface_problem(iface)
     {

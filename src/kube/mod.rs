@@ -300,7 +300,7 @@ impl Client {
             Some((ct, b)) => (ct, Some(b)),
             None => ("application/json", None),
         };
-        tls::request_as(stream, self.config.clone(), &ep.server_name, method, path, ct, bytes).map_err(|source| KubeError::Transport {
+        tls::request(stream, self.config.clone(), &ep.server_name, method, path, ct, bytes).map_err(|source| KubeError::Transport {
             server: ep.label.clone(),
             name: ep.server_name.clone(),
             method: method.into(),
