@@ -138,8 +138,8 @@ fn rollback_undoes_in_reverse_order_and_restarts_on_the_previous_files() {
     std::fs::create_dir_all(h.path("/etc")).unwrap();
     std::fs::write(h.path("/etc/a.conf"), "a=1\n").unwrap();
     let mut tx = Tx::new(h.fake.clone(), UNITS_DIR);
-    tx.write("/etc/a.conf", &Source::bytes(b"a=2\n".to_vec()), WriteOpts::mode(0o644), true).unwrap();
-    tx.write("/etc/new.conf", &Source::bytes(b"n\n".to_vec()), WriteOpts::mode(0o644), false).unwrap();
+    tx.write("/etc/a.conf", &Source::bytes(b"a=2\n".to_vec()), WriteOpts::mode(0o644)).unwrap();
+    tx.write("/etc/new.conf", &Source::bytes(b"n\n".to_vec()), WriteOpts::mode(0o644)).unwrap();
     tx.started("c");
     tx.restarted("b", "restart");
     assert!(matches!(&tx.changes()[0], Change::FileReplaced { path, .. } if path == "/etc/a.conf"));
@@ -166,7 +166,7 @@ fn a_dropped_transaction_rolls_back_on_its_own() {
     std::fs::write(h.path("/etc/a.conf"), "a=1\n").unwrap();
     let early_return = || -> Result<(), String> {
         let mut tx = Tx::new(h.fake.clone(), UNITS_DIR);
-        tx.write("/etc/a.conf", &Source::bytes(b"a=2\n".to_vec()), WriteOpts::mode(0o644), true).map_err(|e| e.chain())?;
+        tx.write("/etc/a.conf", &Source::bytes(b"a=2\n".to_vec()), WriteOpts::mode(0o644)).map_err(|e| e.chain())?;
         tx.started("a");
         Err("verification failed".into()) // `?` and early returns need no cleanup code
     };
@@ -176,7 +176,7 @@ fn a_dropped_transaction_rolls_back_on_its_own() {
     // also on a panic
     let panics = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut tx = Tx::new(h.fake.clone(), UNITS_DIR);
-        tx.write("/etc/a.conf", &Source::bytes(b"a=3\n".to_vec()), WriteOpts::mode(0o644), true).unwrap();
+        tx.write("/etc/a.conf", &Source::bytes(b"a=3\n".to_vec()), WriteOpts::mode(0o644)).unwrap();
         panic!("a bug in a phase");
     }));
     assert!(panics.is_err());
@@ -191,7 +191,7 @@ fn a_committed_transaction_keeps_its_changes_and_drops_the_backups() {
     std::fs::write(h.path("/etc/a.conf"), "a=1\n").unwrap();
     {
         let mut tx = Tx::new(h.fake.clone(), UNITS_DIR);
-        tx.write("/etc/a.conf", &Source::bytes(b"a=2\n".to_vec()), WriteOpts::mode(0o644), true).unwrap();
+        tx.write("/etc/a.conf", &Source::bytes(b"a=2\n".to_vec()), WriteOpts::mode(0o644)).unwrap();
         tx.started("a");
         let kept = tx.commit();
         assert_eq!(kept.len(), 2);

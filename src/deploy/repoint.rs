@@ -247,7 +247,7 @@ fn move_node(ctx: &Run<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, pl
     let mut sent = 0;
     for f in plan.files.iter().filter(|f| !f.changes.is_empty()) {
         let text = f.new_text.as_ref().expect("a changed file has its new text");
-        sent += tx.write(&f.path, &Source::bytes(text.clone().into_bytes()), WriteOpts::mode(f.mode), true)?.bytes_sent;
+        sent += tx.write(&f.path, &Source::bytes(text.clone().into_bytes()), WriteOpts::mode(f.mode))?.bytes_sent;
     }
     let units = plan.units();
     let verify = |before: Option<String>| -> Result<(), String> {

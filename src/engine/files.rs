@@ -32,8 +32,8 @@ pub struct Item {
     pub significant: Option<Significant>,
     /// `user[:group]` to own the file; `None`: root.
     pub owner: Option<String>,
-    /// Write even when the content matches, so that a mode or owner that differs is fixed
-    /// (`hosts push`; one more round trip per file, and not in a dry run).
+    /// Not hashed first: the write compares the content itself, and fixes a mode or owner that
+    /// differs where the content matches (`hosts push`; a dry run still compares hashes only).
     pub always_write: bool,
 }
 
@@ -98,11 +98,13 @@ pub fn diff(old: &str, new: &str, path: &str) -> String {
 /// the same path: the dry run stops where the write would be.
 pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item], tx: &mut Tx, dry_run: bool) -> Result<Pushed, HostError> {
     let mut p = Pushed { host: node.host.name.clone(), ..Default::default() };
-    let paths: Vec<&str> = items.iter().map(|i| i.path.as_str()).collect();
-    let sums = node.remote.sha256_many(&paths)?;
-    for (it, remote_sum) in items.iter().zip(sums) {
-        let same = remote_sum.as_deref() == Some(it.src.sha256());
-        if same && (dry_run || !it.always_write) {
+    // an item written anyway (to fix its mode and owner too) is compared by the write itself
+    let hashed: Vec<bool> = items.iter().map(|i| dry_run || !i.always_write).collect();
+    let paths: Vec<&str> = items.iter().zip(&hashed).filter(|(_, h)| **h).map(|(i, _)| i.path.as_str()).collect();
+    let mut sums = node.remote.sha256_many(&paths)?.into_iter();
+    for (it, hashed) in items.iter().zip(hashed) {
+        let remote_sum = if hashed { sums.next().flatten() } else { None };
+        if remote_sum.as_deref() == Some(it.src.sha256()) {
             continue;
         }
         let existed = remote_sum.is_some();
@@ -125,7 +127,7 @@ pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item],
                 }
             }
         } else {
-            let w = tx.write(&it.path, &it.src, WriteOpts { owner: it.owner.clone(), ..WriteOpts::mode(it.mode) }, existed)?;
+            let w = tx.write(&it.path, &it.src, WriteOpts { owner: it.owner.clone(), ..WriteOpts::mode(it.mode) })?;
             if !w.changed {
                 continue;
             }

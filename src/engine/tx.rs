@@ -91,16 +91,16 @@ impl Tx {
     pub fn record(&mut self, c: Change) {
         self.changes.push(c);
     }
-    /// Write `path` atomically with a backup of what it replaces, and record the change.
-    /// `existed` says whether the file was there before (a file created is removed on rollback).
-    pub fn write(&mut self, path: &str, src: &Source, opts: WriteOpts<'_>, existed: bool) -> Result<WriteOutcome, HostError> {
+    /// Write `path` atomically with a backup of what it replaces, and record the change (a file
+    /// created is removed on rollback).
+    pub fn write(&mut self, path: &str, src: &Source, opts: WriteOpts<'_>) -> Result<WriteOutcome, HostError> {
         let progress = self.progress.clone();
         let opts = WriteOpts { backup: true, progress: opts.progress.or(progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync))), ..opts };
         let w = self.remote.write_file(path, src, &opts)?;
-        match (&w.backup, existed) {
-            (Some(b), _) => self.record(Change::FileReplaced { path: path.into(), backup: b.clone() }),
-            (None, false) if w.changed => self.record(Change::FileCreated { path: path.into() }),
-            _ => {} // same content, or only mode/owner fixed in place
+        match &w.backup {
+            Some(b) => self.record(Change::FileReplaced { path: path.into(), backup: b.clone() }),
+            None if w.created => self.record(Change::FileCreated { path: path.into() }),
+            None => {} // same content, or only mode/owner fixed in place
         }
         Ok(w)
     }

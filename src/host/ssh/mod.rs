@@ -127,6 +127,9 @@ impl Remote for SshHost {
     }
 
     fn sha256_many(&self, paths: &[&str]) -> Result<Vec<Option<String>>, HostError> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
         for p in paths {
             check_path(&self.name, p)?;
         }
@@ -177,12 +180,13 @@ impl Remote for SshHost {
         }
         let first = text.lines().next().unwrap_or("");
         match first {
-            "same" => Ok(WriteOutcome { changed: false, bytes_sent: 0, backup: None }),
-            "meta" => Ok(WriteOutcome { changed: true, bytes_sent: 0, backup: None }),
+            "same" => Ok(WriteOutcome { changed: false, bytes_sent: 0, backup: None, created: false }),
+            "meta" => Ok(WriteOutcome { changed: true, bytes_sent: 0, backup: None, created: false }),
             "send" if text.lines().any(|l| l == "done") => Ok(WriteOutcome {
                 changed: true,
                 bytes_sent: sent,
                 backup: text.lines().any(|l| l == "backup").then_some(backup),
+                created: opts.backup && !text.lines().any(|l| l == "backup"),
             }),
             _ => Err(HostError::Write { host: self.name.clone(), path: path.into(), message: format!("unexpected answer {text:?}") }),
         }
