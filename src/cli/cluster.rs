@@ -190,7 +190,7 @@ pub fn status(global: &Global, a: &StatusArgs) -> kbin::Result<()> {
 fn print_status(r: &deploy::status::StatusReport) {
     println!("cluster {}  endpoint {}", r.cluster, r.endpoint);
     println!();
-    println!("{:<10} {:<16} {:<24} {:<9} {}", "HOST", "ADDRESS", "ROLES", "CERT DAYS", "SERVICES");
+    println!("{:<10} {:<16} {:<24} {:<9} SERVICES", "HOST", "ADDRESS", "ROLES", "CERT DAYS");
     for h in &r.hosts {
         let units: Vec<String> = h.units.iter().map(|(u, s)| if s == "active" { u.clone() } else { format!("{u}({s})") }).collect();
         let days = h.cert_days_left.values().min().map(|d| d.to_string()).unwrap_or_else(|| "-".into());
@@ -201,7 +201,7 @@ fn print_status(r: &deploy::status::StatusReport) {
         println!("{:<10} {:<16} {:<24} {:<9} {}", h.name, h.address, h.roles.join(","), days, svc);
     }
     println!();
-    println!("{:<10} {:<8} {:<10} {:<20} {:<16} {}", "NODE", "READY", "VERSION", "POD CIDR", "INTERNAL IP", "LAST HEARTBEAT");
+    println!("{:<10} {:<8} {:<10} {:<20} {:<16} LAST HEARTBEAT", "NODE", "READY", "VERSION", "POD CIDR", "INTERNAL IP");
     for n in &r.nodes {
         let ready = match n.ready {
             Some(true) => "True",

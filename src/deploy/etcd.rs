@@ -149,8 +149,11 @@ fn tunnel(node: &Node<'_>) -> Result<Box<dyn crate::host::Tunnel>, HostError> {
     node.remote.open_tcp(&addr(node.host), 2379)
 }
 
-/// Ask the member on `node` through its SSH connection: `/health`, its status, the member list.
-fn ask<T, E: std::fmt::Display>(ctx: &Ctx<'_>, node: &Node<'_>, q: fn(&Client, Box<dyn crate::host::Tunnel>, &str) -> Result<T, E>) -> Result<T, String> {
+/// A question to a member over a stream (`/health`, its status, the member list).
+type Query<T, E> = fn(&Client, Box<dyn crate::host::Tunnel>, &str) -> Result<T, E>;
+
+/// Ask the member on `node`, through its SSH connection.
+fn ask<T, E: std::fmt::Display>(ctx: &Ctx<'_>, node: &Node<'_>, q: Query<T, E>) -> Result<T, String> {
     q(&ctx.client, tunnel(node).map_err(|e| e.chain())?, &addr(node.host)).map_err(|e| e.to_string())
 }
 

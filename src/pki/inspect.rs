@@ -162,10 +162,10 @@ pub fn check(cluster: &Cluster, warn_days: i64) -> Result<Vec<Problem>, PkiError
             push(&inst.name, crt.clone(), format!("cannot be verified: the {} CA is missing or unreadable", inst.ca_id()), "restore the CA".into());
         }
         // SANs
-        if !inst.is_ca() {
-            if let Some(p) = san_problem(&cert_sans(&cert), &inst.sans) {
-                push(&inst.name, crt.clone(), p, renew_hint.clone());
-            }
+        if !inst.is_ca()
+            && let Some(p) = san_problem(&cert_sans(&cert), &inst.sans)
+        {
+            push(&inst.name, crt.clone(), p, renew_hint.clone());
         }
         // validity
         let (nb, na) = (cert.validity().not_before.to_datetime(), cert.validity().not_after.to_datetime());
