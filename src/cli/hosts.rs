@@ -94,8 +94,20 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 pub fn exec(global: &Global, cmd: &HostsCommand) -> kbin::Result<()> {
+    let json = match cmd {
+        HostsCommand::Check(a) => a.json,
+        HostsCommand::Scan(a) => a.json,
+        HostsCommand::Push(a) => a.json,
+    };
+    // an error before there is any result (the cluster file, --host, the local file) is the
+    // JSON document with --json
+    exec_and_print(global, cmd).unwrap_or_else(|e| super::emit::<()>(json, Err(e)))
+}
+
+/// Run the command and print its results; the verdict comes back to the edge.
+fn exec_and_print(global: &Global, cmd: &HostsCommand) -> kbin::Result<kbin::Result<()>> {
     let c = global.cluster()?;
-    match cmd {
+    Ok(match cmd {
         HostsCommand::Check(a) => {
             let hosts = hosts::select(&c, &a.conn.hosts, &a.conn.roles)?;
             let (report, verdict) = hosts::check(&run(global, &c, &a.conn.ssh, false), &hosts, a.conn.ssh.accept_new_host_keys)?;
@@ -139,7 +151,7 @@ pub fn exec(global: &Global, cmd: &HostsCommand) -> kbin::Result<()> {
             report_failures(&rows.iter().filter_map(|r| r.failure.clone()).collect::<Vec<_>>());
             verdict
         }
-    }
+    })
 }
 
 fn run<'c>(global: &Global, c: &'c kbin::config::Cluster, ssh: &super::SshArgs, dry_run: bool) -> kbin::engine::Run<'c> {
