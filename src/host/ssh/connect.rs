@@ -68,11 +68,14 @@ pub struct ScannedKey {
     pub status: String,
 }
 
+/// A session, its socket, and the pump thread of a bastion tunnel.
+type Opened = (Session, RawFd, Option<JoinHandle<()>>);
+
 /// A session to `target` (not yet handshaken), over TCP or through `bastion`, whose own
 /// connection is verified and authenticated like any host's: a pump thread then bridges the
 /// bastion's channel to a socket pair, and the session runs over the other end. Returns the
 /// session, its socket and the pump.
-fn session_to(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions) -> Result<(Session, RawFd, Option<JoinHandle<()>>), HostError> {
+fn session_to(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions) -> Result<Opened, HostError> {
     let mut sess = Session::new().map_err(|e| ssh_err(&target.name, "session setup", e))?;
     let Some(b) = bastion else {
         let tcp = tcp_connect(target, opts)?;
@@ -101,10 +104,10 @@ fn session_to(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions) 
 
 /// Run `f` on a new session to `target`; when it fails, the session is closed (and a bastion's
 /// pump ended) before the error is returned.
-fn with_session<T>(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions, f: impl FnOnce(&mut Session) -> Result<T, HostError>) -> Result<(Session, RawFd, Option<JoinHandle<()>>, T), HostError> {
+fn with_session<T>(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions, f: impl FnOnce(&mut Session) -> Result<T, HostError>) -> Result<(Opened, T), HostError> {
     let (mut sess, fd, pump) = session_to(target, bastion, opts)?;
     match f(&mut sess) {
-        Ok(t) => Ok((sess, fd, pump, t)),
+        Ok(t) => Ok(((sess, fd, pump), t)),
         Err(e) => {
             drop(sess);
             pump.map(JoinHandle::join);
@@ -115,7 +118,7 @@ fn with_session<T>(target: &Target, bastion: Option<&Target>, opts: &ConnectOpti
 
 /// Connect and authenticate, through `bastion` if given. Both host keys are verified.
 pub fn connect(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions) -> Result<SshHost, HostError> {
-    let (sess, fd, pump, ()) = with_session(target, bastion, opts, |sess| establish(sess, target, opts, true))?;
+    let ((sess, fd, pump), ()) = with_session(target, bastion, opts, |sess| establish(sess, target, opts, true))?;
     Ok(SshHost::ready(target, sess, fd, opts, pump))
 }
 
@@ -145,7 +148,7 @@ pub fn scan(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions, re
         let _ = sess.disconnect(None, "kbin scan", None);
         Ok(ScannedKey { host: target.name.clone(), address: target.address.clone(), port: target.port, key_type, fingerprint: fp, status: status.into() })
     };
-    let (sess, _, pump, key) = with_session(target, bastion, &o, probe)?;
+    let ((sess, _, pump), key) = with_session(target, bastion, &o, probe)?;
     drop(sess);
     pump.map(JoinHandle::join);
     Ok(key)
