@@ -13,13 +13,11 @@ pub(super) fn bridge(jump: SshHost, mut ch: Channel, local: UnixStream) -> io::R
         let mut up: Vec<u8> = Vec::new(); // local -> bastion
         let mut buf = vec![0u8; 64 * 1024];
         let (mut remote_eof, mut local_eof) = (false, false);
-        loop {
-            // bastion -> local, then local -> bastion; a read of 0 bytes on the channel is the
-            // end only when libssh2 says so
-            let Some(down_moved) = step(&mut down, &mut buf, &mut remote_eof, |b| ch.read(b).map(|n| (n > 0 || !ch.eof()).then_some(n)), |d| local.write(d)) else { break };
+        // bastion -> local, then local -> bastion; a read of 0 bytes on the channel is the end
+        // only when libssh2 says so
+        while let Some(down_moved) = step(&mut down, &mut buf, &mut remote_eof, |b| ch.read(b).map(|n| (n > 0 || !ch.eof()).then_some(n)), |d| local.write(d)) {
             let Some(up_moved) = step(&mut up, &mut buf, &mut local_eof, |b| local.read(b).map(|n| (n > 0).then_some(n)), |d| ch.write(d)) else { break };
-            let moved = down_moved || up_moved;
-            if !moved {
+            if !(down_moved || up_moved) {
                 let _ = jump.sess.keepalive_send();
                 let mut fds = [
                     libc::pollfd { fd: jump.fd, events: directions(&jump.sess), revents: 0 },
