@@ -40,6 +40,11 @@ impl Printer {
     }
 }
 
+/// `"s"` after a count that is not one (`3 hosts`, `1 host`).
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 /// `url` with its credentials replaced by `***` (`http://user:pw@host/x` -> `http://***@host/x`),
 /// for anything kbin prints or reports: every URL shown to a person or written to `--json` goes
 /// through here. Works on text that is not a valid URL too (an invalid mirror in an error).

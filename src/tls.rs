@@ -85,21 +85,9 @@ impl Response {
 
 /// Send one HTTPS request over `stream`, verifying the server as `server_name` (an IP address
 /// or DNS name that must be in its certificate) against the identity's CA. The body, if any, is
-/// JSON; [`request_as`] sends another media type.
+/// of `content_type` (`application/json`; `application/apply-patch+yaml` for a Kubernetes
+/// server-side apply).
 pub fn request<S: Read + Write>(
-    stream: S,
-    config: Arc<rustls::ClientConfig>,
-    server_name: &str,
-    method: &str,
-    path: &str,
-    body: Option<&[u8]>,
-) -> Result<Response, TlsError> {
-    request_as(stream, config, server_name, method, path, "application/json", body)
-}
-
-/// [`request`] with the body's `Content-Type` given, such as `application/apply-patch+yaml` for
-/// a Kubernetes server-side apply.
-pub fn request_as<S: Read + Write>(
     stream: S,
     config: Arc<rustls::ClientConfig>,
     server_name: &str,

@@ -249,3 +249,29 @@ fn a_bastion_from_the_cluster_file_is_scanned_and_used() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(dir.path().join("cluster.toml")).unwrap());
 }
+
+#[test]
+fn hosts_push_dry_run_changes_nothing_and_json_reports_failures_on_stdout() {
+    let l = lab(true);
+    let remote_dir = tempfile::tempdir().unwrap();
+    let remote = remote_dir.path().join("app.conf");
+    std::fs::write(&remote, "x = 1\n").unwrap();
+    let local = l.dir.path().join("app.conf");
+    std::fs::write(&local, "x = 2\n").unwrap();
+    let (lo, r) = (local.to_str().unwrap(), remote.to_str().unwrap());
+    let out = l.kbin(&["hosts", "push", lo, r, "--dry-run", "--accept-new-host-keys", "--host", "m1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "m1               would change\n");
+    assert!(text(&out.stderr).contains("[dry-run] m1: -x = 1"), "the diff: {}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&remote).unwrap(), "x = 1\n", "nothing written");
+    // a host that fails is a row with its failure; a missing local file is the error document
+    let out = l.kbin(&["hosts", "push", lo, "relative/x", "--json", "--host", "m1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON on failure");
+    assert_eq!((v[0]["ok"].as_bool(), v[0]["failure"]["phase"].as_str()), (Some(false), Some("push")), "{v}");
+    let out = l.kbin(&["hosts", "push", "no-such-file", r, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON on failure");
+    assert_eq!(v["ok"], false);
+    assert!(v["error"]["message"].as_str().unwrap().contains("cannot read no-such-file"), "{v}");
+}

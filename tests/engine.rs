@@ -12,7 +12,7 @@ use kbin::engine::{self, Bins, Change, Item, Rollback, Run, Spec, Tx, converge};
 use kbin::deploy::etcd;
 use kbin::host::fake::{FakeHost, Logged, ok};
 use kbin::host::parallel::Cancel;
-use kbin::host::{Node, Output, Remote, Source};
+use kbin::host::{Node, Output, Remote, Source, WriteOpts};
 use kbin::output::Printer;
 use kbin::render::Templates;
 
@@ -138,8 +138,8 @@ fn rollback_undoes_in_reverse_order_and_restarts_on_the_previous_files() {
     std::fs::create_dir_all(h.path("/etc")).unwrap();
     std::fs::write(h.path("/etc/a.conf"), "a=1\n").unwrap();
     let mut tx = Tx::new(h.fake.clone(), UNITS_DIR);
-    tx.write("/etc/a.conf", &Source::bytes(b"a=2\n".to_vec()), 0o644, true).unwrap();
-    tx.write("/etc/new.conf", &Source::bytes(b"n\n".to_vec()), 0o644, false).unwrap();
+    tx.write("/etc/a.conf", &Source::bytes(b"a=2\n".to_vec()), WriteOpts::mode(0o644)).unwrap();
+    tx.write("/etc/new.conf", &Source::bytes(b"n\n".to_vec()), WriteOpts::mode(0o644)).unwrap();
     tx.started("c");
     tx.restarted("b", "restart");
     assert!(matches!(&tx.changes()[0], Change::FileReplaced { path, .. } if path == "/etc/a.conf"));
@@ -166,7 +166,7 @@ fn a_dropped_transaction_rolls_back_on_its_own() {
     std::fs::write(h.path("/etc/a.conf"), "a=1\n").unwrap();
     let early_return = || -> Result<(), String> {
         let mut tx = Tx::new(h.fake.clone(), UNITS_DIR);
-        tx.write("/etc/a.conf", &Source::bytes(b"a=2\n".to_vec()), 0o644, true).map_err(|e| e.chain())?;
+        tx.write("/etc/a.conf", &Source::bytes(b"a=2\n".to_vec()), WriteOpts::mode(0o644)).map_err(|e| e.chain())?;
         tx.started("a");
         Err("verification failed".into()) // `?` and early returns need no cleanup code
     };
@@ -176,7 +176,7 @@ fn a_dropped_transaction_rolls_back_on_its_own() {
     // also on a panic
     let panics = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut tx = Tx::new(h.fake.clone(), UNITS_DIR);
-        tx.write("/etc/a.conf", &Source::bytes(b"a=3\n".to_vec()), 0o644, true).unwrap();
+        tx.write("/etc/a.conf", &Source::bytes(b"a=3\n".to_vec()), WriteOpts::mode(0o644)).unwrap();
         panic!("a bug in a phase");
     }));
     assert!(panics.is_err());
@@ -191,7 +191,7 @@ fn a_committed_transaction_keeps_its_changes_and_drops_the_backups() {
     std::fs::write(h.path("/etc/a.conf"), "a=1\n").unwrap();
     {
         let mut tx = Tx::new(h.fake.clone(), UNITS_DIR);
-        tx.write("/etc/a.conf", &Source::bytes(b"a=2\n".to_vec()), 0o644, true).unwrap();
+        tx.write("/etc/a.conf", &Source::bytes(b"a=2\n".to_vec()), WriteOpts::mode(0o644)).unwrap();
         tx.started("a");
         let kept = tx.commit();
         assert_eq!(kept.len(), 2);
@@ -643,4 +643,83 @@ fn the_vip_belongs_to_the_highest_priority_lb_host() {
     let tie = cluster(d.path(), &text.replace("lb_priority = 120", "lb_priority = 90"));
     let lbs = [a.node(&tie, "lb1"), b.node(&tie, "lb2")];
     assert_eq!(kbin::deploy::lb::top_priority(&lbs), None, "a tie names no holder");
+}
+
+// ---------------------------------------------------------------------------------------------
+// `hosts push` on the engine: one transaction per host
+// ---------------------------------------------------------------------------------------------
+
+fn push_setup(d: &Path) -> (Cluster, Host, kbin::deploy::hosts::Push) {
+    let c = cluster(d, ONE);
+    let h = host("m1", &d.join("root"), &[], "", &[]);
+    std::fs::create_dir_all(h.path("/etc")).unwrap();
+    std::fs::write(h.path("/etc/app.conf"), "old\n").unwrap();
+    std::fs::write(d.join("a"), "new\n").unwrap();
+    std::fs::write(d.join("b"), "b\n").unwrap();
+    // the second file's directory is the first file: it cannot be written
+    let files = vec![(d.join("a"), "/etc/app.conf".to_string()), (d.join("b"), "/etc/app.conf/b".to_string())];
+    (c, h, kbin::deploy::hosts::Push { files, mode: 0o644, owner: None, backup: false })
+}
+
+#[test]
+fn a_push_that_fails_on_the_second_file_puts_the_first_back() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, h, spec) = push_setup(d.path());
+    let r = kbin::deploy::hosts::push_node(&run(&c, false), &h.node(&c, "m1"), &spec.items().unwrap(), false, None);
+    let f = r.failure.expect("the second file fails");
+    assert!(!r.ok && f.phase == "push" && f.error.contains("/etc/app.conf/b"), "{f:?}");
+    assert_eq!(f.rollback, Rollback::Done { what: "previous files restored".into() });
+    assert_eq!(h.writes(), ["/etc/app.conf"], "the first file was written, then restored");
+    assert_eq!(std::fs::read_to_string(h.path("/etc/app.conf")).unwrap(), "old\n");
+    let left: Vec<_> = std::fs::read_dir(h.path("/etc")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(left, ["app.conf"], "no backup left behind");
+}
+
+#[test]
+fn a_push_dry_run_plans_both_files_and_changes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, h, mut spec) = push_setup(d.path());
+    spec.files[1].1 = "/etc/other.conf".into();
+    let r = kbin::deploy::hosts::push_node(&run(&c, true), &h.node(&c, "m1"), &spec.items().unwrap(), false, None);
+    assert!(r.ok && r.changed && r.dry_run && r.bytes_sent == 0, "{r:?}");
+    assert_eq!(r.files, ["/etc/app.conf", "/etc/other.conf"]);
+    assert!(h.fake.commands().is_empty() && h.writes().is_empty(), "{:?}", h.fake.log());
+    assert_eq!(std::fs::read_to_string(h.path("/etc/app.conf")).unwrap(), "old\n");
+    assert!(!h.path("/etc/other.conf").exists());
+}
+
+#[test]
+fn a_push_with_backup_keeps_the_replaced_file_and_a_second_push_sends_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, h, mut spec) = push_setup(d.path());
+    spec.files.truncate(1);
+    spec.backup = true;
+    let items = spec.items().unwrap();
+    let r = kbin::deploy::hosts::push_node(&run(&c, false), &h.node(&c, "m1"), &items, true, None);
+    assert!(r.ok && r.changed && r.bytes_sent == 4, "{r:?}");
+    assert_eq!(r.backups.len(), 1);
+    assert_eq!(std::fs::read_to_string(h.path(&r.backups[0])).unwrap(), "old\n");
+    assert_eq!(std::fs::read_to_string(h.path("/etc/app.conf")).unwrap(), "new\n");
+    let again = kbin::deploy::hosts::push_node(&run(&c, false), &h.node(&c, "m1"), &items, true, None);
+    assert!(again.ok && !again.changed && again.bytes_sent == 0, "{again:?}");
+}
+
+/// `hosts check` and the deploy preflight judge a host by the same rules: the port table of each
+/// role and the architecture of the cluster's binaries.
+#[test]
+fn hosts_check_and_the_preflight_agree_on_ports_and_architecture() {
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster(d.path(), ONE);
+    let m1 = &c.hosts[0];
+    let ports: Vec<u16> = kbin::host::check::required_ports(&c, m1).iter().map(|p| p.0).collect();
+    let mut probed: Vec<u16> = kbin::deploy::up::probe(&c, m1).ask.iter().filter_map(|q| q.strip_prefix("port:")?.parse().ok()).collect();
+    probed.sort_unstable();
+    assert_eq!(ports, probed, "the same ports, from one table");
+    let mut f = kbin::host::check::parse_facts("arch=aarch64\nsystemd=252\nlisten_hex=280A\nend=1\n").unwrap();
+    f.sudo = "root".into();
+    let checks: Vec<String> = kbin::host::check::evaluate_host(&c, m1, &f).into_iter().filter(|p| p.check == "arch" || p.check == "ports").map(|p| p.message).collect();
+    assert_eq!(checks, ["architecture is aarch64, but the cluster installs amd64 binaries (artifacts.arch)", "ports already in use: 10250 (kubelet)"]);
+    let fake = FakeHost::new("m1", &d.path().join("root")).respond(|_| Some(ok("arch=aarch64\nsystemd=1\nbusy=10250\n")));
+    let facts = engine::facts::gather(&Node { host: m1, remote: Arc::new(fake) }, &kbin::deploy::node::probe(&c)).unwrap();
+    assert_eq!(kbin::deploy::node::refusal(&c, &facts), [checks[0].as_str(), "port 10250 is already in use by another program"]);
 }

@@ -117,32 +117,28 @@ pub fn opts<'a>(global: &'a Global, ssh: &super::SshArgs, timeout: u64, dry_run:
     }
 }
 
+/// Run a deploy command with the release binaries it fetches, and print its report.
+fn deploy_cmd<T: serde::Serialize>(global: &Global, d: &DeployArgs, f: impl FnOnce(&deploy::Opts<'_>, Cluster) -> kbin::Result<T>) -> kbin::Result<()> {
+    let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &d.net, parts);
+    let o = opts(global, &d.ssh, d.timeout, d.dry_run, &fetch);
+    super::emit(d.json, f(&o, global.cluster()?))
+}
+
 pub fn master(global: &Global, cmd: &MasterCommand) -> kbin::Result<()> {
     let MasterCommand::Add(a) = cmd;
-    let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &a.deploy.net, parts);
-    let o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
-    super::emit(a.deploy.json, deploy::master::add(&o, global.cluster()?, &a.host, a.name.as_deref()))
+    deploy_cmd(global, &a.deploy, |o, c| deploy::master::add(o, c, &a.host, a.name.as_deref()))
 }
 
 pub fn node(global: &Global, cmd: &NodeCommand) -> kbin::Result<()> {
     let NodeCommand::Add(a) = cmd;
-    let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &a.deploy.net, parts);
-    let o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
-    super::emit(a.deploy.json, deploy::node::add(&o, global.cluster()?, &a.hosts, a.name.as_deref()))
+    deploy_cmd(global, &a.deploy, |o, c| deploy::node::add(o, c, &a.hosts, a.name.as_deref()))
 }
 
 pub fn lb(global: &Global, cmd: &LbCommand) -> kbin::Result<()> {
     let LbCommand::Deploy(a) = cmd;
-    let o = opts(global, &a.ssh, a.timeout, a.dry_run, &|_, _| Ok(Bins::default()));
-    super::emit(a.json, deploy::lb::deploy_all(&o, &global.cluster()?))
+    deploy_cmd(global, a, |o, c| deploy::lb::deploy_all(o, &c))
 }
 
-/// Build or update the whole cluster from the cluster file
-///
-/// Stages, each skipping what is already done: pki (issue what is missing), download (verified
-/// artifacts), etcd, masters, LB pair (when the file has lb hosts), manifests (bootstrap token
-/// Secret and RBAC, by server-side apply), nodes. Every host must be reachable. Safe to re-run:
-/// an up-to-date cluster is sent nothing and nothing restarts. --dry-run shows the plan.
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
     #[command(flatten)]
@@ -197,7 +193,7 @@ pub fn status(global: &Global, a: &StatusArgs) -> kbin::Result<()> {
 fn print_status(r: &deploy::status::StatusReport) {
     println!("cluster {}  endpoint {}", r.cluster, r.endpoint);
     println!();
-    println!("{:<10} {:<16} {:<24} {:<9} {}", "HOST", "ADDRESS", "ROLES", "CERT DAYS", "SERVICES");
+    println!("{:<10} {:<16} {:<24} {:<9} SERVICES", "HOST", "ADDRESS", "ROLES", "CERT DAYS");
     for h in &r.hosts {
         let units: Vec<String> = h.units.iter().map(|(u, s)| if s == "active" { u.clone() } else { format!("{u}({s})") }).collect();
         let days = h.cert_days_left.values().min().map(|d| d.to_string()).unwrap_or_else(|| "-".into());
@@ -208,7 +204,7 @@ fn print_status(r: &deploy::status::StatusReport) {
         println!("{:<10} {:<16} {:<24} {:<9} {}", h.name, h.address, h.roles.join(","), days, svc);
     }
     println!();
-    println!("{:<10} {:<8} {:<10} {:<20} {:<16} {}", "NODE", "READY", "VERSION", "POD CIDR", "INTERNAL IP", "LAST HEARTBEAT");
+    println!("{:<10} {:<8} {:<10} {:<20} {:<16} LAST HEARTBEAT", "NODE", "READY", "VERSION", "POD CIDR", "INTERNAL IP");
     for n in &r.nodes {
         let ready = match n.ready {
             Some(true) => "True",

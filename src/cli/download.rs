@@ -68,7 +68,7 @@ pub fn exec(global: &Global, args: &Args) -> kbin::Result<()> {
     let reporter = if args.json { Reporter::plain(global.quiet) } else { Reporter::new(global.quiet) };
     let fetched = ops::download(catalog, &planned, &settings, &fetcher, &reporter, args.extract.as_deref())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&fetched).expect("serializable"));
+        super::print_json(&fetched);
     } else {
         for f in &fetched {
             println!("{}\t{}\t{}\t{}\t{}", f.component, f.version, f.arch, f.sha256, f.path.display());

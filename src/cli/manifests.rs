@@ -78,7 +78,7 @@ fn apply(global: &Global, cluster: &kbin::config::Cluster, objects: &[Manifest],
     };
     let report = manifests::apply_all(&client, &endpoint, objects, &printer, a.dry_run)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
+        super::print_json(&report);
     }
     printer.phase("manifests", None, &report.headline());
     report.check()?;

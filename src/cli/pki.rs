@@ -83,10 +83,6 @@ impl CaKind {
     }
 }
 
-fn json(v: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
-}
-
 pub fn exec(global: &Global, cmd: &PkiCommand) -> kbin::Result<()> {
     let p = global.printer();
     let cluster = global.cluster()?;
@@ -105,20 +101,20 @@ pub fn exec(global: &Global, cmd: &PkiCommand) -> kbin::Result<()> {
                 p.warn(&format!("{} ({}): {}", s.name, s.file, s.problem), Some(&hint));
             }
             if *as_json {
-                json(&r);
+                super::print_json(&r);
             }
         }
         PkiCommand::Renew { names, json: as_json } => {
             let r = kbin::pki::renew(&cluster, names)?;
             p.phase("pki", None, &format!("renewed: {}", r.renewed.join(", ")));
             if *as_json {
-                json(&r);
+                super::print_json(&r);
             }
         }
         PkiCommand::Inspect { json: as_json } => {
             let certs = kbin::pki::inspect(&cluster)?;
             if *as_json {
-                json(&certs);
+                super::print_json(&certs);
             } else {
                 print_table(&certs);
             }
@@ -126,16 +122,14 @@ pub fn exec(global: &Global, cmd: &PkiCommand) -> kbin::Result<()> {
         PkiCommand::Check { warn_days, json: as_json } => {
             let problems = kbin::pki::check(&cluster, *warn_days)?;
             if *as_json {
-                json(&problems);
+                super::print_json(&problems);
             }
             if !problems.is_empty() {
-                let lines = problems.iter().map(|x| format!("{} ({}): {}\n    hint: {}", x.name, x.file, x.message, x.hint)).collect();
-                return Err(kbin::Error::Other {
-                    message: format!("{} problem{} in {}", problems.len(), if problems.len() == 1 { "" } else { "s" }, dir.display()),
+                return Err(kbin::Error::Failed {
+                    what: format!("{} problem{} in {}", problems.len(), kbin::output::plural(problems.len()), dir.display()),
+                    problems: problems.iter().map(|x| format!("{} ({}): {}\n    hint: {}", x.name, x.file, x.message, x.hint)).collect(),
                     hint: Some("fix the problems listed above; `kbin pki inspect` shows every certificate".into()),
-                    source: None,
-                })
-                .map_err(|e| with_details(e, lines));
+                });
             }
             p.phase("pki", None, &format!("all certificates in {} are valid, match the cluster file and expire in more than {warn_days} days", dir.display()));
         }
@@ -145,13 +139,6 @@ pub fn exec(global: &Global, cmd: &PkiCommand) -> kbin::Result<()> {
         }
     }
     Ok(())
-}
-
-fn with_details(e: kbin::Error, problems: Vec<String>) -> kbin::Error {
-    match e {
-        kbin::Error::Other { message, hint, .. } => kbin::Error::Failed { what: message, problems, hint },
-        other => other,
-    }
 }
 
 fn print_table(certs: &[kbin::pki::CertInfo]) {

@@ -31,7 +31,7 @@ pub fn exec(global: &Global, args: &Args) -> kbin::Result<()> {
         global.printer().phase("render", Some(&host.name), &format!("wrote {} files under {}", files.len(), out.display()));
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "host": host.name, "files": files, "binaries": binaries })).expect("serializable"));
+        super::print_json(&serde_json::json!({ "host": host.name, "files": files, "binaries": binaries }));
     } else if args.out.is_none() {
         for f in &files {
             println!("{:04o}  {:>6}  {}  ({})", f.mode, f.content.len(), f.path, f.source);

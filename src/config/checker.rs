@@ -101,12 +101,10 @@ impl Checker<'_> {
 }
 
 pub(super) fn expand_home(p: &str) -> PathBuf {
-    if let Some(rest) = p.strip_prefix("~/") {
-        if let Some(home) = dirs::home_dir() {
-            return home.join(rest);
-        }
+    match (p.strip_prefix("~/"), dirs::home_dir()) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(p),
     }
-    PathBuf::from(p)
 }
 
 /// A DNS-1123 subdomain (what Kubernetes accepts for node names and what is valid in a SAN).

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use super::locate::Seg;
 use super::checker::Checker;
-use super::{RawFile, RawHost};
+use super::{RawFile, RawHost, Role};
 
 fn k(s: &str) -> Seg {
     Seg::Key(s.to_string())
@@ -26,17 +26,28 @@ pub const MAX_CONCURRENCY: usize = 512;
 pub const MAX_CONNECT_TIMEOUT_SECS: u64 = 3_600;
 /// Longest command timeout: a day.
 pub const MAX_COMMAND_TIMEOUT_SECS: u64 = 86_400;
-/// Ports kbin's own components listen on, on the same hosts as the apiserver.
-const RESERVED_PORTS: &[(u16, &str)] = &[
-    (2379, "etcd clients"),
-    (2380, "etcd peers"),
-    (10248, "kubelet healthz"),
-    (10249, "kube-proxy metrics"),
-    (10250, "kubelet"),
-    (10256, "kube-proxy healthz"),
-    (10257, "kube-controller-manager"),
-    (10259, "kube-scheduler"),
+/// The ports kbin's components listen on, by role: (role, port, what listens, the unit kbin
+/// installs for it). The apiserver, and the LB's nginx in front of it, listen on `apiserver.port`.
+pub const PORTS: &[(Role, u16, &str, &str)] = &[
+    (Role::Etcd, 2379, "etcd client", "etcd"),
+    (Role::Etcd, 2380, "etcd peer", "etcd"),
+    (Role::Node, 10248, "kubelet healthz", "kubelet"),
+    (Role::Node, 10249, "kube-proxy metrics", "kube-proxy"),
+    (Role::Node, 10250, "kubelet", "kubelet"),
+    (Role::Node, 10256, "kube-proxy healthz", "kube-proxy"),
+    (Role::Master, 10257, "kube-controller-manager", "kube-controller-manager"),
+    (Role::Master, 10259, "kube-scheduler", "kube-scheduler"),
 ];
+
+/// The ports `role` needs free on a host: (port, what listens, its unit).
+pub fn role_ports(apiserver_port: u16, role: Role) -> Vec<(u16, &'static str, &'static str)> {
+    let api = match role {
+        Role::Master => Some((apiserver_port, "kube-apiserver", "kube-apiserver")),
+        Role::Lb => Some((apiserver_port, "load balancer (nginx)", "nginx")),
+        _ => None,
+    };
+    api.into_iter().chain(PORTS.iter().filter(|p| p.0 == role).map(|p| (p.1, p.2, p.3))).collect()
+}
 
 /// Why `p` is not a remote directory kbin can write into every file format as plain text:
 /// absolute, `[A-Za-z0-9._+-]` path components, no `.`, `..` or empty component.
@@ -265,7 +276,7 @@ fn check_numbers(c: &mut Checker<'_>, raw: &RawFile) {
     let port = raw.apiserver.port;
     if port == 0 {
         c.error(&[k("apiserver"), k("port")], "port 0 is not a port".into(), Some("the usual apiserver port is 6443"));
-    } else if let Some((_, what)) = RESERVED_PORTS.iter().find(|(p, _)| *p == port) {
+    } else if let Some((_, _, what, _)) = PORTS.iter().find(|p| p.1 == port) {
         c.error(&[k("apiserver"), k("port")], format!("port {port} is the {what} port on the same hosts"), Some("the usual apiserver port is 6443"));
     }
     let ssh = &raw.ssh;
@@ -284,24 +295,26 @@ fn check_numbers(c: &mut Checker<'_>, raw: &RawFile) {
     }
 }
 
+/// An SSH login's port, user and key file (`[ssh]`, its bastion, a host's own): `at` gives the
+/// path of each of the three fields.
+fn check_login(c: &mut Checker<'_>, at: &dyn Fn(&str) -> Vec<Seg>, port: Option<u16>, user: Option<&str>, key: Option<&str>, user_hint: &str) {
+    if port == Some(0) {
+        c.error(&at("port"), "port 0 is not a port".into(), Some("the usual SSH port is 22"));
+    }
+    if let Some(p) = user.and_then(user_problem) {
+        c.error(&at("user"), format!("{:?} {p}", user.unwrap_or_default()), Some(user_hint));
+    }
+    if let Some(p) = key.and_then(local_path_problem) {
+        c.error(&at("key"), format!("path {p}"), Some("write the path of the private key file on this machine"));
+    }
+}
+
 fn check_ssh(c: &mut Checker<'_>, raw: &RawFile) {
     let ssh = &raw.ssh;
-    if ssh.port == Some(0) {
-        c.error(&[k("ssh"), k("port")], "port 0 is not a port".into(), Some("the usual SSH port is 22"));
-    }
-    if let Some(p) = ssh.user.as_deref().and_then(user_problem) {
-        c.error(&[k("ssh"), k("user")], format!("{:?} {p}", ssh.user.as_deref().unwrap_or_default()), Some("write the login name, such as \"root\" or \"ubuntu\""));
-    }
+    // ssh.key is checked with the other local paths
+    check_login(c, &|f| vec![k("ssh"), k(f)], ssh.port, ssh.user.as_deref(), None, "write the login name, such as \"root\" or \"ubuntu\"");
     if let Some(b) = &ssh.bastion {
-        if b.port == Some(0) {
-            c.error(&[k("ssh"), k("bastion"), k("port")], "port 0 is not a port".into(), Some("the usual SSH port is 22"));
-        }
-        if let Some(p) = b.user.as_deref().and_then(user_problem) {
-            c.error(&[k("ssh"), k("bastion"), k("user")], format!("{:?} {p}", b.user.as_deref().unwrap_or_default()), Some("write the login name on the bastion"));
-        }
-        if let Some(p) = b.key.as_deref().and_then(local_path_problem) {
-            c.error(&[k("ssh"), k("bastion"), k("key")], format!("path {p}"), Some("write the path of the private key file on this machine"));
-        }
+        check_login(c, &|f| vec![k("ssh"), k("bastion"), k(f)], b.port, b.user.as_deref(), b.key.as_deref(), "write the login name on the bastion");
         if let Ok(a) = b.address.parse::<IpAddr>()
             && let Some(p) = address_problem(a)
         {
@@ -317,15 +330,7 @@ fn check_host(c: &mut Checker<'_>, i: usize, h: &RawHost) {
     {
         c.error(&at("address"), format!("{a} {p}"), Some("write the host's own unicast address, the one kbin reaches it at over SSH"));
     }
-    if h.ssh_port == Some(0) {
-        c.error(&at("ssh_port"), "port 0 is not a port".into(), Some("the usual SSH port is 22"));
-    }
-    if let Some(p) = h.ssh_user.as_deref().and_then(user_problem) {
-        c.error(&at("ssh_user"), format!("{:?} {p}", h.ssh_user.as_deref().unwrap_or_default()), Some("write the login name, such as \"root\" or \"ubuntu\""));
-    }
-    if let Some(p) = h.ssh_key.as_deref().and_then(local_path_problem) {
-        c.error(&at("ssh_key"), format!("path {p}"), Some("write the path of the private key file on this machine"));
-    }
+    check_login(c, &|f| at(&format!("ssh_{f}")), h.ssh_port, h.ssh_user.as_deref(), h.ssh_key.as_deref(), "write the login name, such as \"root\" or \"ubuntu\"");
     if let Some(iface) = &h.lb_interface
         && let Some(p) = interface_problem(iface)
     {

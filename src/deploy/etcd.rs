@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::etcd::api::{Client, Member, Status};
+use crate::etcd::api::Client;
 use crate::config::{Cluster, Host, Role};
 use crate::engine::{self, Bins, Facts, HostFailure, Item, Probe, Pushed, Rollback, Run, Tx};
 use crate::error::Error;
@@ -79,7 +79,7 @@ fn data_member(cluster: &Cluster) -> String {
 
 /// What preflight looks at on an etcd host.
 pub fn probe(cluster: &Cluster) -> Probe {
-    Probe::default().ask("unit", &["etcd"]).ask("port", &[2379, 2380]).ask("path", &[data_member(cluster)]).read(&[&config_path(cluster)])
+    Probe::default().ask("unit", &["etcd"]).ports(cluster, Role::Etcd).ask("path", &[data_member(cluster)]).read(&[&config_path(cluster)])
 }
 
 /// `initial-cluster-token` of an etcd.yml kbin wrote earlier, if any.
@@ -104,7 +104,7 @@ pub fn refusal(cluster: &Cluster, f: &Facts) -> Vec<String> {
         _ => {}
     }
     if !(ours && f.active("etcd")) {
-        out.extend(f.busy_ports(&[2379, 2380]));
+        out.extend(f.busy_ports(cluster, Role::Etcd));
     }
     out
 }
@@ -149,17 +149,16 @@ fn tunnel(node: &Node<'_>) -> Result<Box<dyn crate::host::Tunnel>, HostError> {
     node.remote.open_tcp(&addr(node.host), 2379)
 }
 
-/// `/health` of the member on `node`, through its SSH connection.
+/// A question to a member over a stream (`/health`, its status, the member list).
+type Query<T, E> = fn(&Client, Box<dyn crate::host::Tunnel>, &str) -> Result<T, E>;
+
+/// Ask the member on `node`, through its SSH connection.
+fn ask<T, E: std::fmt::Display>(ctx: &Ctx<'_>, node: &Node<'_>, q: Query<T, E>) -> Result<T, String> {
+    q(&ctx.client, tunnel(node).map_err(|e| e.chain())?, &addr(node.host)).map_err(|e| e.to_string())
+}
+
 pub fn member_health(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<bool, String> {
-    ctx.client.health(tunnel(node).map_err(|e| e.chain())?, &addr(node.host)).map_err(|e| e.to_string())
-}
-
-pub fn member_status(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<Status, String> {
-    ctx.client.status(tunnel(node).map_err(|e| e.chain())?, &addr(node.host)).map_err(|e| e.to_string())
-}
-
-pub fn members(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<Vec<Member>, String> {
-    ctx.client.member_list(tunnel(node).map_err(|e| e.chain())?, &addr(node.host)).map_err(|e| e.to_string())
+    ask(ctx, node, |c, t, a| c.health(t, a))
 }
 
 /// Wait until every node's member reports healthy; the last error per host on timeout.
@@ -229,13 +228,7 @@ pub struct MemberReport {
     pub error: Option<String>,
 }
 
-//: &str = "systemctl daemon-reload && systemctl enable --quiet etcd && systemctl restart --no-block etcd";
-
 const START_SCRIPT: &str = "systemctl daemon-reload && systemctl enable --quiet etcd && systemctl restart --no-block etcd";
-
-fn sys(node: &Node<'_>, args: &[&str]) -> Result<(), HostError> {
-    engine::systemctl(node, args)
-}
 
 /// `kbin etcd deploy`: preflight, then [`rollout`].
 pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], templates: &Templates, bins: &Bins) -> Result<DeployReport, Error> {
@@ -314,7 +307,7 @@ pub fn rollout(ctx: &Ctx<'_>, nodes: &[Node<'_>], facts: &[Facts], templates: &T
             continue;
         }
         if p.unit_files {
-            sys(n, &["daemon-reload"])?;
+            engine::systemctl(n, &["daemon-reload"])?;
         }
         if !p.restart.contains("etcd") {
             txs[i].take().map(Tx::commit);
@@ -326,7 +319,7 @@ pub fn rollout(ctx: &Ctx<'_>, nodes: &[Node<'_>], facts: &[Facts], templates: &T
         ctx.printer.phase("restart", Some(&n.host.name), "restarting etcd (its files changed)");
         let mut tx = txs[i].take().expect("one per host");
         tx.restarted("etcd", "restart --no-block");
-        sys(n, &["restart", "--no-block", "etcd"])?;
+        engine::systemctl(n, &["restart", "--no-block", "etcd"])?;
         if let Err(bad) = wait_healthy(ctx, &[n]) {
             let mut failures = unhealthy(nodes, bad, "restart");
             ctx.printer.phase("rollback", Some(&n.host.name), "etcd did not come back: restoring its previous files");
@@ -382,7 +375,7 @@ pub fn status<'c>(ctx: &Ctx<'c>, hosts: Vec<(&'c Host, Result<Node<'c>, String>)
                     Ok(h) => r.healthy = h,
                     Err(e) => r.error = Some(e),
                 }
-                if let Ok(s) = member_status(ctx, n) {
+                if let Ok(s) = ask(ctx, n, |c, t, a| c.status(t, a)) {
                     r.leader = s.leader == s.member_id;
                     r.id = Some(format!("{:x}", s.member_id));
                     r.version = Some(s.version);
@@ -416,7 +409,7 @@ pub fn add(ctx: &Ctx<'_>, new: &Node<'_>, others: &[Node<'_>], templates: &Templ
         hint: Some("run `kbin etcd status`; a cluster without quorum cannot grow".into()),
     })?;
     let facts = preflight(ctx, std::slice::from_ref(new))?;
-    let list = members(ctx, peer).map_err(|e| Error::other(format!("cannot list members through {}: {e}", peer.host.name), None))?;
+    let list = ask(ctx, peer, |c, t, a| c.member_list(t, a)).map_err(|e| Error::other(format!("cannot list members through {}: {e}", peer.host.name), None))?;
     let url = peer_url(new.host);
     match list.iter().find(|m| m.peer_urls.contains(&url)) {
         Some(m) if !m.name.is_empty() && facts[0].active("etcd") => {
@@ -445,10 +438,10 @@ pub fn add(ctx: &Ctx<'_>, new: &Node<'_>, others: &[Node<'_>], templates: &Templ
     let mut tx = Tx::new(new.remote.clone(), &ctx.cluster.layout.units);
     let p = engine::push(&ctx.printer, new, &ctx.cluster.layout.units, &its, &mut tx, false)?;
     ctx.printer.phase("push", Some(&new.host.name), &format!("{} files changed, {} bytes sent", p.changed.len(), p.bytes_sent));
-    sys(new, &["daemon-reload"])?;
-    sys(new, &["enable", "etcd"])?;
+    engine::systemctl(new, &["daemon-reload"])?;
+    engine::systemctl(new, &["enable", "etcd"])?;
     if !facts[0].active("etcd") || p.restart.contains("etcd") {
-        sys(new, &["restart", "--no-block", "etcd"])?;
+        engine::systemctl(new, &["restart", "--no-block", "etcd"])?;
     }
     // the member is announced: its files stay, whether it joins now or after a fix
     tx.commit();
@@ -471,7 +464,7 @@ pub fn remove(ctx: &Ctx<'_>, host: &Host, node: Option<&Node<'_>>, others: &[Nod
         problems: others.iter().map(|n| format!("[preflight] {}: not healthy", n.host.name)).collect(),
         hint: Some("run `kbin etcd status`".into()),
     })?;
-    let list = members(ctx, peer).map_err(|e| Error::other(format!("cannot list members through {}: {e}", peer.host.name), None))?;
+    let list = ask(ctx, peer, |c, t, a| c.member_list(t, a)).map_err(|e| Error::other(format!("cannot list members through {}: {e}", peer.host.name), None))?;
     let url = peer_url(host);
     let member = list.iter().find(|m| m.peer_urls.contains(&url) || m.name == host.name);
     if list.len() <= 1 && member.is_some() {
@@ -494,7 +487,7 @@ pub fn remove(ctx: &Ctx<'_>, host: &Host, node: Option<&Node<'_>>, others: &[Nod
     match node {
         Some(n) => {
             let l = &ctx.cluster.layout;
-            let _ = sys(n, &["disable", "--now", "etcd"]);
+            let _ = engine::systemctl(n, &["disable", "--now", "etcd"]);
             let paths = [
                 l.etcd_data.clone(),
                 format!("{}/etcd.yml", l.etcd_cfg),
@@ -508,7 +501,7 @@ pub fn remove(ctx: &Ctx<'_>, host: &Host, node: Option<&Node<'_>>, others: &[Nod
             let mut argv = vec!["rm", "-rf", "--"];
             argv.extend(paths.iter().map(String::as_str));
             n.remote.check(&Cmd::new(argv).sudo())?;
-            sys(n, &["daemon-reload"])?;
+            engine::systemctl(n, &["daemon-reload"])?;
             ctx.printer.phase("remove", Some(&host.name), "etcd stopped, data, config, unit and certificates deleted");
         }
         None => ctx.printer.warn(&format!("{} is unreachable: its etcd files were not cleaned up", host.name), Some("clean it up by hand or reinstall it before reuse")),
@@ -571,10 +564,6 @@ pub fn etcd_hosts(cluster: &Cluster) -> Vec<&Host> {
 // The commands: connect, fetch, run
 // ---------------------------------------------------------------------------------------------
 
-fn find<'c>(cluster: &'c Cluster, name: &str) -> Result<&'c Host, Error> {
-    cluster.host(name).ok_or_else(|| Error::other(format!("no host {name:?} in {}", cluster.file.display()), Some("use a host name or address from the cluster file")))
-}
-
 /// `kbin etcd deploy`: every etcd host of the cluster file.
 pub fn deploy_all(opts: &super::Opts<'_>, cluster: &Cluster) -> Result<DeployReport, Error> {
     let ctx = Ctx::new(opts.run(cluster))?;
@@ -594,7 +583,7 @@ pub fn status_all(opts: &super::Opts<'_>, cluster: &Cluster) -> Result<Vec<Membe
 /// `kbin etcd add HOST`: HOST must have the etcd role; [`add`] through the reachable members.
 pub fn add_host(opts: &super::Opts<'_>, cluster: &Cluster, name: &str) -> Result<Vec<MemberReport>, Error> {
     let ctx = Ctx::new(opts.run(cluster))?;
-    let host = find(cluster, name)?;
+    let host = super::host_named(cluster, name)?;
     if !host.has(Role::Etcd) {
         return Err(Error::Refused { what: format!("{} does not have the etcd role in {}", host.name, cluster.file.display()), problems: vec![], hint: Some(format!("add \"etcd\" to the roles of {} in the cluster file, run `kbin pki init` for its certificates, then run this again", host.name)) });
     }
@@ -609,7 +598,7 @@ pub fn add_host(opts: &super::Opts<'_>, cluster: &Cluster, name: &str) -> Result
 /// `kbin etcd remove HOST`: [`remove`] through the reachable members (HOST itself may be down).
 pub fn remove_host(opts: &super::Opts<'_>, cluster: &Cluster, name: &str) -> Result<(), Error> {
     let ctx = Ctx::new(opts.run(cluster))?;
-    let host = find(cluster, name)?;
+    let host = super::host_named(cluster, name)?;
     let others: Vec<&Host> = etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
     let c = ctx.connector(opts.accept_new_host_keys);
     let target = c.connect(&[host]).remove(0).1.ok();

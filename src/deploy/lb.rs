@@ -19,7 +19,7 @@ fn nginx_test() -> Cmd {
 
 /// What preflight looks at on an LB host.
 pub fn probe(cluster: &Cluster, host: &Host) -> Probe {
-    Probe::default().ask("cmd", &["nginx", "keepalived"]).ask("path", &[STREAM_MODULE]).ask("iface", &[&host.lb_interface]).ask("unit", &["nginx"]).ask("port", &[cluster.apiserver.port])
+    Probe::default().ask("cmd", &["nginx", "keepalived"]).ask("path", &[STREAM_MODULE]).ask("iface", &[&host.lb_interface]).ask("unit", &["nginx"]).ports(cluster, Role::Lb)
 }
 
 /// Why a host cannot hold the VIP: a pure function of its facts.
@@ -35,7 +35,7 @@ pub fn refusal(cluster: &Cluster, host: &Host, f: &Facts) -> Vec<String> {
         problems.push(format!("no network interface {} for the VIP (set lb.interface or hosts.lb_interface)", host.lb_interface));
     }
     if !f.active("nginx") {
-        problems.extend(f.busy_ports(&[cluster.apiserver.port]));
+        problems.extend(f.busy_ports(cluster, Role::Lb));
     }
     problems
 }

@@ -56,14 +56,14 @@ pub fn apiserver_ready(client: &Client, cluster: &Cluster, node: &Node<'_>) -> R
 
 /// What preflight looks at on a master.
 pub fn probe(cluster: &Cluster) -> Probe {
-    Probe::default().ask("unit", &UNITS).ask("port", &[cluster.apiserver.port, 10257, 10259])
+    Probe::default().ask("unit", &UNITS).ports(cluster, Role::Master)
 }
 
 /// Why a host cannot become a master: a pure function of its facts.
 pub fn refusal(cluster: &Cluster, f: &Facts) -> Vec<String> {
     let mut problems: Vec<String> = f.wrong_arch(cluster).into_iter().collect();
     if !UNITS.iter().any(|u| f.active(u)) {
-        problems.extend(f.busy_ports(&[cluster.apiserver.port, 10257, 10259]));
+        problems.extend(f.busy_ports(cluster, Role::Master));
     }
     problems
 }

@@ -5,6 +5,7 @@
 
 pub mod adopt;
 pub mod etcd;
+pub mod hosts;
 pub mod images;
 pub mod lb;
 pub mod manifests;
@@ -57,6 +58,11 @@ impl Opts<'_> {
     pub fn run<'c>(&self, cluster: &'c Cluster) -> Run<'c> {
         Run { cluster, printer: self.printer, concurrency: self.concurrency.unwrap_or(cluster.ssh.concurrency), cancel: self.cancel.clone(), timeout: self.timeout, dry_run: self.dry_run }
     }
+}
+
+/// The host of the cluster file named `name` (or with that address).
+pub fn host_named<'c>(cluster: &'c Cluster, name: &str) -> Result<&'c Host, Error> {
+    cluster.host(name).ok_or_else(|| Error::other(format!("no host {name:?} in {}", cluster.file.display()), Some("use a host name or address from the cluster file")))
 }
 
 /// Everything `part` needs on `host`: its binaries first, then the rendered files.

@@ -106,18 +106,16 @@ fn fstab_item(node: &Node<'_>) -> Result<Option<Item>, HostError> {
     Ok(fstab_without_swap(&fstab).map(|t| Item::bytes("/etc/fstab", &t, 0o644, &[])))
 }
 
-const PORTS: [u16; 3] = [10248, 10250, 10256];
-
 /// What preflight looks at on a node.
-pub fn probe() -> Probe {
-    Probe::default().ask("unit", &["kubelet"]).ask("port", &PORTS)
+pub fn probe(cluster: &Cluster) -> Probe {
+    Probe::default().ask("unit", &["kubelet"]).ports(cluster, Role::Node)
 }
 
 /// Why a host cannot become a node: a pure function of its facts.
 pub fn refusal(cluster: &Cluster, f: &Facts) -> Vec<String> {
     let mut problems: Vec<String> = f.wrong_arch(cluster).into_iter().collect();
     if !f.active("kubelet") {
-        problems.extend(f.busy_ports(&PORTS));
+        problems.extend(f.busy_ports(cluster, Role::Node));
     }
     if !f.systemd {
         problems.push("systemd is not the init system".into());
@@ -167,7 +165,7 @@ pub fn wait_ready(ctx: &engine::Run<'_>, client: &Client, ep: &Endpoint, name: &
 /// first whose apiserver answers is used.
 pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> Result<Vec<HostOutcome>, Error> {
     let c = ctx.cluster;
-    engine::preflight(ctx, nodes, "node", &|_| probe(), &|_, f| refusal(c, f))?;
+    engine::preflight(ctx, nodes, "node", &|_| probe(c), &|_, f| refusal(c, f))?;
     converge_all(ctx, nodes, masters)
 }
 

@@ -19,7 +19,7 @@ use serde_yaml_ng::Value;
 use crate::config::{Cluster, Role, url_for};
 use crate::engine::{self, HostFailure, HostOutcome, Rollback, Run, Tx};
 use crate::error::Error;
-use crate::host::{Cmd, HostError, Node, Source};
+use crate::host::{Cmd, HostError, Node, Source, WriteOpts};
 use crate::kube::{Client, Endpoint};
 
 /// Where the nodes should talk to the apiservers.
@@ -36,24 +36,10 @@ impl Target {
     /// `HOST:PORT`, `HOST` (port from the cluster file), or `https://HOST[:PORT]`.
     pub fn parse(s: &str, default_port: u16) -> Result<Target, String> {
         let rest = s.strip_prefix("https://").unwrap_or(s).trim_end_matches('/');
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or("unclosed [ in an IPv6 address")?;
-            (h.to_string(), after.strip_prefix(':').map(str::to_string))
-        } else if rest.matches(':').count() > 1 {
-            (rest.to_string(), None) // a bare IPv6 address
-        } else {
-            match rest.split_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p.to_string())),
-                None => (rest.to_string(), None),
-            }
-        };
-        if host.is_empty() || host.contains('/') {
+        if rest.contains('/') {
             return Err(format!("{s:?} is not HOST[:PORT]"));
         }
-        let port = match port {
-            None => default_port,
-            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("{s:?}: the port is not a number from 1 to 65535"))?,
-        };
+        let (host, port) = crate::kube::split_host_port(rest, default_port).map_err(|m| format!("{s:?}: {m}"))?;
         Ok(Target { host, port })
     }
 }
@@ -261,7 +247,7 @@ fn move_node(ctx: &Run<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, pl
     let mut sent = 0;
     for f in plan.files.iter().filter(|f| !f.changes.is_empty()) {
         let text = f.new_text.as_ref().expect("a changed file has its new text");
-        sent += tx.write(&f.path, &Source::bytes(text.clone().into_bytes()), f.mode, true)?.bytes_sent;
+        sent += tx.write(&f.path, &Source::bytes(text.clone().into_bytes()), WriteOpts::mode(f.mode))?.bytes_sent;
     }
     let units = plan.units();
     let verify = |before: Option<String>| -> Result<(), String> {
@@ -300,7 +286,7 @@ fn move_node(ctx: &Run<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, pl
                 },
                 r => r,
             };
-            Err(HostFailure { host: name, phase: "verify".into(), error, journal, rollback })
+            Err(HostFailure { journal, rollback, ..HostFailure::new(&name, "verify", error) })
         }
     }
 }

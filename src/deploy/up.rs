@@ -84,7 +84,7 @@ pub fn probe(cluster: &Cluster, host: &Host) -> Probe {
         p = p.and(super::lb::probe(cluster, host));
     }
     if host.has(Role::Node) {
-        p = p.and(super::node::probe());
+        p = p.and(super::node::probe(cluster));
     }
     p
 }

@@ -43,7 +43,7 @@ impl<'c> Connector<'c> {
             .zip(results)
             .map(|(h, r)| {
                 let node = match r.outcome {
-                    Outcome::Done(s) => Ok(Node { host: *h, remote: Arc::new(s) as Arc<dyn Remote> }),
+                    Outcome::Done(s) => Ok(Node { host: h, remote: Arc::new(s) as Arc<dyn Remote> }),
                     Outcome::Failed(e) => Err(e),
                     Outcome::Skipped => Err(HostError::Interrupted { host: h.name.clone() }),
                 };

@@ -107,7 +107,7 @@ pub fn converge(run: &Run<'_>, node: &Node<'_>, part: &str, spec: &Spec<'_>, ver
                     Err(e) => Rollback::Incomplete { what: what.clone(), error: format!("still not healthy: {e}") },
                 };
             }
-            Err(HostFailure { host: name, phase: "verify".into(), error, journal, rollback })
+            Err(HostFailure { journal, rollback, ..HostFailure::new(&name, "verify", error) })
         }
     }
 }

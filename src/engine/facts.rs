@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::config::Cluster;
+use crate::config::{Cluster, Role};
 use crate::host::{Cmd, HostError, Node};
 
 /// What to look at on a host: questions `kind:value` for the facts script (`unit`, `port`,
@@ -25,6 +25,10 @@ impl Probe {
     pub fn read(mut self, files: &[&str]) -> Self {
         self.read.extend(files.iter().map(|f| f.to_string()));
         self
+    }
+    /// Whether the ports `role` listens on are taken.
+    pub fn ports(self, cluster: &Cluster, role: Role) -> Self {
+        self.ask("port", &role_ports(cluster, role))
     }
     /// Both probes' questions.
     pub fn and(mut self, o: Probe) -> Self {
@@ -64,20 +68,16 @@ impl Facts {
     }
     /// The refusal every role shares: binaries for another architecture do not run here.
     pub fn wrong_arch(&self, cluster: &Cluster) -> Option<String> {
-        (self.arch != uname_arch(cluster)).then(|| format!("architecture is {}, but the cluster installs {} binaries (artifacts.arch)", self.arch, cluster.artifacts.arch.as_str()))
+        crate::host::check::wrong_arch(cluster, &self.arch)
     }
-    /// `port N is already in use by another program` for each of `ports` that is busy.
-    pub fn busy_ports(&self, ports: &[u16]) -> Vec<String> {
-        ports.iter().filter(|p| self.busy.contains(p)).map(|p| format!("port {p} is already in use by another program")).collect()
+    /// `port N is already in use by another program` for each port of `role` that is busy.
+    pub fn busy_ports(&self, cluster: &Cluster, role: Role) -> Vec<String> {
+        role_ports(cluster, role).iter().filter(|p| self.busy.contains(p)).map(|p| format!("port {p} is already in use by another program")).collect()
     }
 }
 
-/// `uname -m` of the hosts the cluster's binaries are for.
-pub fn uname_arch(cluster: &Cluster) -> &'static str {
-    match cluster.artifacts.arch {
-        crate::artifacts::Arch::Amd64 => "x86_64",
-        crate::artifacts::Arch::Arm64 => "aarch64",
-    }
+fn role_ports(cluster: &Cluster, role: Role) -> Vec<u16> {
+    crate::config::grammar::role_ports(cluster.apiserver.port, role).into_iter().map(|p| p.0).collect()
 }
 
 /// Answers one `key=value` line per fact; the questions arrive as `kind:value` arguments.

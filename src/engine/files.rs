@@ -9,7 +9,7 @@ use super::Tx;
 use super::bins::Bins;
 use crate::config::{Cluster, Host};
 use super::EngineError as Error;
-use crate::host::{HostError, Node, Source};
+use crate::host::{HostError, Node, Source, WriteOpts};
 use crate::output::Printer;
 use crate::render::{self, Component, Templates};
 
@@ -30,11 +30,16 @@ pub struct Item {
     pub text: Option<String>,
     /// See [`Significant`].
     pub significant: Option<Significant>,
+    /// `user[:group]` to own the file; `None`: root.
+    pub owner: Option<String>,
+    /// Not hashed first: the write compares the content itself, and fixes a mode or owner that
+    /// differs where the content matches (`hosts push`; a dry run still compares hashes only).
+    pub always_write: bool,
 }
 
 impl Item {
     pub fn bytes(path: &str, text: &str, mode: u32, units: &[&str]) -> Item {
-        Item { path: path.into(), src: Source::bytes(text.as_bytes().to_vec()), mode, secret: false, units: units.iter().map(|u| u.to_string()).collect(), text: Some(text.into()), significant: None }
+        Item { path: path.into(), src: Source::bytes(text.as_bytes().to_vec()), mode, secret: false, units: units.iter().map(|u| u.to_string()).collect(), text: Some(text.into()), significant: None, owner: None, always_write: false }
     }
 }
 
@@ -53,18 +58,18 @@ pub fn items(cluster: &Cluster, templates: &Templates, bins: &Bins, host: &Host,
     let mut out = Vec::new();
     for b in render::binaries(cluster, host).into_iter().filter(|b| b.part == part) {
         let src = bins.get(b.component, &b.name)?;
-        out.push(Item { units: binary_units(b.component, &b.name), path: b.path, src, mode: 0o755, secret: false, text: None, significant: None });
+        out.push(Item { units: binary_units(b.component, &b.name), path: b.path, src, mode: 0o755, secret: false, text: None, significant: None, owner: None, always_write: false });
     }
     if part == Component::Node && host.has(crate::config::Role::Node) {
         // image archives restart nothing: the node imports what containerd lacks
         for i in &bins.images {
             let src = Source::file_with_digest(&i.path, &i.sha256.hex(), i.len);
-            out.push(Item { path: image_path(&i.key), src, mode: 0o644, secret: false, units: Vec::new(), text: None, significant: None });
+            out.push(Item { path: image_path(&i.key), src, mode: 0o644, secret: false, units: Vec::new(), text: None, significant: None, owner: None, always_write: false });
         }
     }
     for f in render::host_files(cluster, host, templates, opts)?.into_iter().filter(|f| f.component == part) {
         let text = (!f.secret).then(|| String::from_utf8_lossy(&f.content).into_owned());
-        out.push(Item { path: f.path, mode: f.mode, secret: f.secret, units: f.restarts, src: Source::bytes(f.content), text, significant: None });
+        out.push(Item { path: f.path, mode: f.mode, secret: f.secret, units: f.restarts, src: Source::bytes(f.content), text, significant: None, owner: None, always_write: false });
     }
     Ok(out)
 }
@@ -106,9 +111,12 @@ pub fn diff(old: &str, new: &str, path: &str) -> String {
 /// the same path: the dry run stops where the write would be.
 pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item], tx: &mut Tx, dry_run: bool) -> Result<Pushed, HostError> {
     let mut p = Pushed { host: node.host.name.clone(), ..Default::default() };
-    let paths: Vec<&str> = items.iter().map(|i| i.path.as_str()).collect();
-    let sums = node.remote.sha256_many(&paths)?;
-    for (it, remote_sum) in items.iter().zip(sums) {
+    // an item written anyway (to fix its mode and owner too) is compared by the write itself
+    let hashed: Vec<bool> = items.iter().map(|i| dry_run || !i.always_write).collect();
+    let paths: Vec<&str> = items.iter().zip(&hashed).filter(|(_, h)| **h).map(|(i, _)| i.path.as_str()).collect();
+    let mut sums = node.remote.sha256_many(&paths)?.into_iter();
+    for (it, hashed) in items.iter().zip(hashed) {
+        let remote_sum = if hashed { sums.next().flatten() } else { None };
         if remote_sum.as_deref() == Some(it.src.sha256()) {
             continue;
         }
@@ -132,7 +140,7 @@ pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item],
                 }
             }
         } else {
-            let w = tx.write(&it.path, &it.src, it.mode, existed)?;
+            let w = tx.write(&it.path, &it.src, WriteOpts { owner: it.owner.clone(), ..WriteOpts::mode(it.mode) })?;
             if !w.changed {
                 continue;
             }

@@ -8,6 +8,7 @@ use super::facts::{self, Facts, Probe};
 use super::tx::Rollback;
 use super::EngineError as Error;
 use crate::host::parallel::{self, Outcome};
+use crate::exit::Reportable;
 use crate::host::{HostError, Node};
 
 /// What converging one host did.
@@ -32,11 +33,14 @@ pub struct HostFailure {
     /// Journal lines of the units involved.
     pub journal: Vec<String>,
     pub rollback: Rollback,
+    /// What to do about it, when the error says (a host error's hint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl HostFailure {
     pub fn new(host: &str, phase: &str, error: impl Into<String>) -> HostFailure {
-        HostFailure { host: host.into(), phase: phase.into(), error: error.into(), journal: Vec::new(), rollback: Rollback::NotNeeded }
+        HostFailure { host: host.into(), phase: phase.into(), error: error.into(), journal: Vec::new(), rollback: Rollback::NotNeeded, hint: None }
     }
     /// `[phase] host: error`, `[rollback] host: ...`, then the journal lines.
     pub fn lines(&self) -> Vec<String> {
@@ -55,7 +59,7 @@ impl From<HostError> for HostFailure {
         // a HostError names its host: do not say it twice
         let chain = e.chain();
         let error = chain.strip_prefix(&format!("{host}: ")).map(str::to_string).unwrap_or(chain);
-        HostFailure::new(&host, "push", error)
+        HostFailure { hint: e.hint(), ..HostFailure::new(&host, "push", error) }
     }
 }
 

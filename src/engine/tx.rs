@@ -58,6 +58,10 @@ pub struct Tx {
     units_dir: String,
     changes: Vec<Change>,
     done: bool,
+    /// Commit keeps the backups of replaced files (`hosts push --backup`).
+    keep_backups: bool,
+    /// Told the bytes sent so far of each file written (a progress bar).
+    progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Tx {
@@ -68,7 +72,15 @@ impl std::fmt::Debug for Tx {
 
 impl Tx {
     pub fn new(remote: Arc<dyn Remote>, units_dir: &str) -> Tx {
-        Tx { remote, units_dir: units_dir.to_string(), changes: Vec::new(), done: false }
+        Tx { remote, units_dir: units_dir.to_string(), changes: Vec::new(), done: false, keep_backups: false, progress: None }
+    }
+    pub fn keep_backups(mut self, keep: bool) -> Tx {
+        self.keep_backups = keep;
+        self
+    }
+    pub fn progress(mut self, f: Option<Arc<dyn Fn(u64) + Send + Sync>>) -> Tx {
+        self.progress = f;
+        self
     }
     pub fn host(&self) -> &str {
         self.remote.name()
@@ -79,14 +91,16 @@ impl Tx {
     pub fn record(&mut self, c: Change) {
         self.changes.push(c);
     }
-    /// Write `path` atomically with a backup of what it replaces, and record the change.
-    /// `existed` says whether the file was there before (a file created is removed on rollback).
-    pub fn write(&mut self, path: &str, src: &Source, mode: u32, existed: bool) -> Result<WriteOutcome, HostError> {
-        let w = self.remote.write_file(path, src, &WriteOpts::mode(mode).backup())?;
-        match (&w.backup, existed) {
-            (Some(b), _) => self.record(Change::FileReplaced { path: path.into(), backup: b.clone() }),
-            (None, false) if w.changed => self.record(Change::FileCreated { path: path.into() }),
-            _ => {} // same content, or only mode/owner fixed in place
+    /// Write `path` atomically with a backup of what it replaces, and record the change (a file
+    /// created is removed on rollback).
+    pub fn write(&mut self, path: &str, src: &Source, opts: WriteOpts<'_>) -> Result<WriteOutcome, HostError> {
+        let progress = self.progress.clone();
+        let opts = WriteOpts { backup: true, progress: opts.progress.or(progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync))), ..opts };
+        let w = self.remote.write_file(path, src, &opts)?;
+        match &w.backup {
+            Some(b) => self.record(Change::FileReplaced { path: path.into(), backup: b.clone() }),
+            None if w.created => self.record(Change::FileCreated { path: path.into() }),
+            None => {} // same content, or only mode/owner fixed in place
         }
         Ok(w)
     }
@@ -97,9 +111,12 @@ impl Tx {
         self.record(Change::UnitRestarted { unit: unit.into(), verb: verb.into() });
     }
 
-    /// Keep every change: the backups are deleted.
+    /// Keep every change: the backups are deleted (unless kept on purpose).
     pub fn commit(mut self) -> Vec<Change> {
         self.done = true;
+        if self.keep_backups {
+            return std::mem::take(&mut self.changes);
+        }
         let backups: Vec<&str> = self.changes.iter().filter_map(|c| if let Change::FileReplaced { backup, .. } = c { Some(backup.as_str()) } else { None }).collect();
         if !backups.is_empty() {
             let mut argv = vec!["rm", "-f", "--"];

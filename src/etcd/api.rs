@@ -82,7 +82,7 @@ impl Client {
 
     fn call<S: Read + Write>(&self, stream: S, server: &str, path: &str, body: Value) -> Result<Value, ApiError> {
         let body = body.to_string();
-        let r = tls::request(stream, self.config.clone(), server, "POST", path, Some(body.as_bytes()))?;
+        let r = tls::request(stream, self.config.clone(), server, "POST", path, "application/json", Some(body.as_bytes()))?;
         if r.status != 200 {
             return Err(ApiError::Status { server: server.into(), path: path.into(), status: r.status, body: r.text().trim().to_string() });
         }
@@ -95,7 +95,7 @@ impl Client {
 
     /// `GET /health`: `Ok(true)` when the member reports healthy (it has a leader and can serve).
     pub fn health<S: Read + Write>(&self, stream: S, server: &str) -> Result<bool, ApiError> {
-        let r = tls::request(stream, self.config.clone(), server, "GET", "/health", None)?;
+        let r = tls::request(stream, self.config.clone(), server, "GET", "/health", "application/json", None)?;
         let v: Value = serde_json::from_slice(&r.body).map_err(|e| ApiError::Json { server: server.into(), path: "/health".into(), message: e.to_string() })?;
         Ok(r.status == 200 && v.get("health").and_then(Value::as_str) == Some("true"))
     }

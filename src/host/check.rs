@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::{Cmd, HostError, Remote};
+pub use crate::config::Severity;
 use crate::config::{Cluster, Host, Role};
 
 /// The facts script. Install paths to measure free disk under arrive as arguments.
@@ -99,13 +100,6 @@ pub struct Facts {
     pub listening: Vec<u16>,
     /// Which of the units kbin installs are running (a port they hold is not a conflict).
     pub active_units: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
 }
 
 /// One finding, with what to do about it.
@@ -241,25 +235,19 @@ pub fn parse_facts(text: &str) -> Result<Facts, String> {
     Ok(f)
 }
 
+/// Why the cluster's binaries (`artifacts.arch`) do not run on a host whose `uname -m` is `arch`.
+pub fn wrong_arch(c: &Cluster, arch: &str) -> Option<String> {
+    let want = match c.artifacts.arch {
+        crate::artifacts::Arch::Amd64 => "x86_64",
+        crate::artifacts::Arch::Arm64 => "aarch64",
+    };
+    (arch != want).then(|| format!("architecture is {arch}, but the cluster installs {} binaries (artifacts.arch)", c.artifacts.arch.as_str()))
+}
+
 /// The TCP ports a host's roles need free, with what uses them and the unit kbin installs for it.
 pub fn required_ports(c: &Cluster, h: &Host) -> Vec<(u16, &'static str, &'static str)> {
-    let mut v: Vec<(u16, &'static str, &'static str)> = Vec::new();
-    if h.has(Role::Etcd) {
-        v.extend([(2379, "etcd client", "etcd"), (2380, "etcd peer", "etcd")]);
-    }
-    if h.has(Role::Master) {
-        v.extend([
-            (c.apiserver.port, "kube-apiserver", "kube-apiserver"),
-            (10257, "kube-controller-manager", "kube-controller-manager"),
-            (10259, "kube-scheduler", "kube-scheduler"),
-        ]);
-    }
-    if h.has(Role::Node) {
-        v.extend([(10250, "kubelet", "kubelet"), (10256, "kube-proxy health", "kube-proxy")]);
-    }
-    if h.has(Role::Lb) && !h.has(Role::Master) {
-        v.push((c.apiserver.port, "load balancer (nginx)", "nginx"));
-    }
+    // a master's apiserver port comes first (sorted by name) and wins over its LB's
+    let mut v: Vec<_> = h.roles.iter().flat_map(|r| crate::config::grammar::role_ports(c.apiserver.port, *r)).collect();
     v.sort_unstable();
     v.dedup_by_key(|p| p.0);
     v
@@ -275,8 +263,8 @@ pub fn evaluate_host(c: &Cluster, h: &Host, f: &Facts) -> Vec<Problem> {
     let n = h.name.as_str();
     let mut p = Vec::new();
     let node = h.has(Role::Node);
-    if !matches!(f.arch.as_str(), "x86_64" | "aarch64") {
-        p.push(problem(n, "arch", Error, format!("architecture {:?} has no Kubernetes release binaries kbin installs", f.arch), "use an x86_64 (amd64) or aarch64 (arm64) machine"));
+    if let Some(m) = wrong_arch(c, &f.arch) {
+        p.push(problem(n, "arch", Error, m, "kbin installs amd64 (x86_64) or arm64 (aarch64) binaries: use such machines, all of one architecture, and set artifacts.arch to it"));
     }
     match f.systemd {
         None => p.push(problem(n, "systemd", Error, "systemd is missing (no systemctl)".into(), "kbin runs every component as a systemd unit; use a distribution booted with systemd")),

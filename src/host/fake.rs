@@ -116,8 +116,9 @@ impl Remote for FakeHost {
         let same = std::fs::read(&local).ok().map(|b| super::sha256_hex(&b)).as_deref() == Some(src.sha256());
         let owner_same = opts.owner.is_none() || self.owner_of(path) == opts.owner;
         let mode_same = std::fs::metadata(&local).map(|m| m.permissions().mode() & 0o7777 == opts.mode).unwrap_or(false);
-        let mut out = WriteOutcome { changed: false, bytes_sent: 0, backup: None };
+        let mut out = WriteOutcome { changed: false, bytes_sent: 0, backup: None, created: opts.backup && !local.exists() };
         if same {
+            out.created = false;
             if !mode_same || !owner_same {
                 std::fs::set_permissions(&local, std::fs::Permissions::from_mode(opts.mode)).map_err(werr)?;
                 out.changed = true;
@@ -175,7 +176,7 @@ mod tests {
         assert_eq!(std::fs::read(h.path("/etc/kbin/a.conf")).unwrap(), b"a=1\n");
         assert_eq!(std::fs::metadata(h.path("/etc/kbin/a.conf")).unwrap().mode() & 0o777, 0o600);
         let again = h.write_file("/etc/kbin/a.conf", &src, &WriteOpts::mode(0o600)).unwrap();
-        assert_eq!(again, WriteOutcome { changed: false, bytes_sent: 0, backup: None });
+        assert_eq!(again, WriteOutcome { changed: false, bytes_sent: 0, backup: None, created: false });
         let meta = h.write_file("/etc/kbin/a.conf", &src, &WriteOpts::mode(0o644)).unwrap();
         assert!(meta.changed && meta.bytes_sent == 0);
         let b = h.write_file("/etc/kbin/a.conf", &Source::bytes(b"a=2\n".to_vec()), &WriteOpts::mode(0o644).backup()).unwrap();

@@ -268,6 +268,9 @@ pub struct WriteOutcome {
     pub bytes_sent: u64,
     /// Where the replaced file was kept, when `backup` was asked and there was one.
     pub backup: Option<String>,
+    /// There was no file at the path before (known when `backup` was asked: a file replaced
+    /// leaves one; [`Tx`](crate::engine::Tx) always asks).
+    pub created: bool,
 }
 
 /// A byte stream to `addr:port` as seen from a host (an SSH direct-tcpip channel): usable as the

@@ -151,6 +151,30 @@ fn host_port(addr: &str, port: u16) -> String {
     if addr.parse::<std::net::Ipv6Addr>().is_ok() { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") }
 }
 
+/// `HOST`, `HOST:PORT`, `[IPV6]:PORT` or a bare IPv6 address, with `default_port` when none
+/// is given.
+pub fn split_host_port(s: &str, default_port: u16) -> Result<(String, u16), &'static str> {
+    let (host, port) = if let Some(v6) = s.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("unclosed [ in an IPv6 address")?;
+        (h, after.strip_prefix(':'))
+    } else if s.matches(':').count() > 1 {
+        (s, None) // a bare IPv6 address
+    } else {
+        match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no address");
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or("the port is not a number from 1 to 65535")?,
+    };
+    Ok((host.to_string(), port))
+}
+
 impl Endpoint {
     /// `addr:port` as seen from `remote`, through its SSH connection. `addr` must be in the
     /// apiserver's certificate (a master's own address is).
@@ -191,23 +215,8 @@ impl Endpoint {
         if rest.contains('/') {
             return Err(bad("it must not have a path"));
         }
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed [ in an IPv6 address"))?;
-            (h, after.strip_prefix(':'))
-        } else {
-            match rest.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (rest, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(bad("no address"));
-        }
-        let port = match port {
-            None => 6443,
-            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
-        };
-        Ok(Endpoint::tcp(host, port))
+        let (host, port) = split_host_port(rest, 6443).map_err(bad)?;
+        Ok(Endpoint::tcp(&host, port))
     }
 
     fn open(&self) -> Result<Box<dyn Tunnel>, KubeError> {
@@ -292,7 +301,7 @@ impl Client {
             Some((ct, b)) => (ct, Some(b)),
             None => ("application/json", None),
         };
-        tls::request_as(stream, self.config.clone(), &ep.server_name, method, path, ct, bytes).map_err(|source| KubeError::Transport {
+        tls::request(stream, self.config.clone(), &ep.server_name, method, path, ct, bytes).map_err(|source| KubeError::Transport {
             server: ep.label.clone(),
             name: ep.server_name.clone(),
             method: method.into(),

@@ -7,13 +7,13 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
 
-use super::plan::{self, Instance};
+use super::plan;
 use super::profile::Profile;
 use super::{PkiError, Store, cert_sans, keys, kubeconfig_problem, pem_to_der, san_problem};
 use crate::config::Cluster;
 
 /// What `pki inspect` shows of one certificate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct CertInfo {
     pub name: String,
     pub file: String,
@@ -88,21 +88,7 @@ pub fn inspect(cluster: &Cluster) -> Result<Vec<CertInfo>, PkiError> {
         if path.exists() {
             out.push(read_cert_info(&inst.name, &rel, &path)?);
         } else {
-            out.push(CertInfo {
-                name: inst.name.clone(),
-                file: rel,
-                status: "missing".into(),
-                subject: String::new(),
-                issuer: String::new(),
-                sans: Vec::new(),
-                key: String::new(),
-                is_ca: inst.is_ca(),
-                extended_key_usages: Vec::new(),
-                serial: String::new(),
-                not_before: String::new(),
-                not_after: String::new(),
-                days_left: 0,
-            });
+            out.push(CertInfo { name: inst.name.clone(), file: rel, status: "missing".into(), is_ca: inst.is_ca(), ..CertInfo::default() });
         }
     }
     Ok(out)
@@ -117,37 +103,34 @@ pub struct Problem {
     pub hint: String,
 }
 
-struct Loaded {
-    der: Vec<u8>,
-}
-
 /// Check every certificate, key and kubeconfig against its CA, its key and the cluster file.
 pub fn check(cluster: &Cluster, warn_days: i64) -> Result<Vec<Problem>, PkiError> {
     let profile = Profile::builtin();
     let store = Store::new(cluster.pki_dir());
     let instances = plan::plan(cluster, &profile);
     let mut problems = Vec::new();
-    let mut push = |inst: &Instance<'_>, file: String, message: String, hint: String| {
-        problems.push(Problem { name: inst.name.clone(), file, message, hint });
+    let mut push = |name: &str, file: String, message: String, hint: String| {
+        problems.push(Problem { name: name.to_string(), file, message, hint });
     };
     let now = OffsetDateTime::now_utc();
-    let mut loaded: HashMap<String, Loaded> = HashMap::new();
+    // the CAs' DER, by id, as they are read (CAs come first in the plan)
+    let mut loaded: HashMap<String, Vec<u8>> = HashMap::new();
     for inst in &instances {
         let (crt, key) = (inst.cert_path(), inst.key_path());
         let Some(text) = store.read(&crt)? else {
-            push(inst, crt, "missing".into(), "run `kbin pki init`".into());
+            push(&inst.name, crt, "missing".into(), "run `kbin pki init`".into());
             continue;
         };
         let path = store.path(&crt);
         let der = match pem_to_der(&text, &path) {
             Ok(d) => d,
             Err(e) => {
-                push(inst, crt, e.to_string(), format!("re-issue it with `kbin pki renew {}`", inst.name));
+                push(&inst.name, crt, e.to_string(), format!("re-issue it with `kbin pki renew {}`", inst.name));
                 continue;
             }
         };
         let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
-            push(inst, crt, "is not an X.509 certificate".into(), format!("re-issue it with `kbin pki renew {}`", inst.name));
+            push(&inst.name, crt, "is not an X.509 certificate".into(), format!("re-issue it with `kbin pki renew {}`", inst.name));
             continue;
         };
         let renew_hint = if inst.is_ca() {
@@ -157,64 +140,63 @@ pub fn check(cluster: &Cluster, warn_days: i64) -> Result<Vec<Problem>, PkiError
         };
         // key matches
         match store.read(&key)? {
-            None => push(inst, key.clone(), "private key missing".into(), "restore it from a backup".into()),
+            None => push(&inst.name, key.clone(), "private key missing".into(), "restore it from a backup".into()),
             Some(k) => match keys::load_pem(&k) {
                 Ok(kp) if keys::matches_spki(&kp, cert.public_key().raw) => {}
-                Ok(_) => push(inst, key.clone(), format!("does not match {crt}"), renew_hint.clone()),
-                Err(e) => push(inst, key.clone(), format!("unusable private key: {e}"), renew_hint.clone()),
+                Ok(_) => push(&inst.name, key.clone(), format!("does not match {crt}"), renew_hint.clone()),
+                Err(e) => push(&inst.name, key.clone(), format!("unusable private key: {e}"), renew_hint.clone()),
             },
         }
         // chain
         if inst.is_ca() {
             // what a verifier checks on a CA (the validity window is checked below for all)
             for f in super::cacheck::structure(&cert) {
-                push(inst, crt.clone(), f.to_string(), "certificates it signs are rejected; `kbin pki import` a CA that passes these checks into a new cluster directory".into());
+                push(&inst.name, crt.clone(), f.to_string(), "certificates it signs are rejected; `kbin pki import` a CA that passes these checks into a new cluster directory".into());
             }
         } else if let Some(ca) = loaded.get(inst.ca_id()) {
-            let (_, ca_cert) = x509_parser::parse_x509_certificate(&ca.der).expect("parsed before");
+            let (_, ca_cert) = x509_parser::parse_x509_certificate(ca).expect("parsed before");
             if cert.issuer() != ca_cert.subject() || cert.verify_signature(Some(ca_cert.public_key())).is_err() {
-                push(inst, crt.clone(), format!("is not signed by the {} CA", inst.ca_id()), renew_hint.clone());
+                push(&inst.name, crt.clone(), format!("is not signed by the {} CA", inst.ca_id()), renew_hint.clone());
             }
         } else {
-            push(inst, crt.clone(), format!("cannot be verified: the {} CA is missing or unreadable", inst.ca_id()), "restore the CA".into());
+            push(&inst.name, crt.clone(), format!("cannot be verified: the {} CA is missing or unreadable", inst.ca_id()), "restore the CA".into());
         }
         // SANs
-        if !inst.is_ca() {
-            if let Some(p) = san_problem(&cert_sans(&cert), &inst.sans) {
-                push(inst, crt.clone(), p, renew_hint.clone());
-            }
+        if !inst.is_ca()
+            && let Some(p) = san_problem(&cert_sans(&cert), &inst.sans)
+        {
+            push(&inst.name, crt.clone(), p, renew_hint.clone());
         }
         // validity
         let (nb, na) = (cert.validity().not_before.to_datetime(), cert.validity().not_after.to_datetime());
         let left = (na - now).whole_days();
         if na <= now {
-            push(inst, crt.clone(), format!("expired on {}", rfc3339(na)), renew_hint.clone());
+            push(&inst.name, crt.clone(), format!("expired on {}", rfc3339(na)), renew_hint.clone());
         } else if left < warn_days {
-            push(inst, crt.clone(), format!("expires in {left} days ({}), within --warn-days {warn_days}", rfc3339(na)), renew_hint.clone());
+            push(&inst.name, crt.clone(), format!("expires in {left} days ({}), within --warn-days {warn_days}", rfc3339(na)), renew_hint.clone());
         }
         if nb > now {
-            push(inst, crt.clone(), format!("is not valid before {}", rfc3339(nb)), "check the operator machine's clock".into());
+            push(&inst.name, crt.clone(), format!("is not valid before {}", rfc3339(nb)), "check the operator machine's clock".into());
         }
         drop(cert);
         if inst.is_ca() {
-            loaded.insert(inst.id.to_string(), Loaded { der });
+            loaded.insert(inst.id.to_string(), der);
         }
     }
     // service-account keys
-    let sa = Instance { id: "sa", host: None, name: "sa".into(), file: "sa".into(), kind: instances[0].kind.clone(), cn: String::new(), o: vec![], sans: vec![] };
     match (store.read(super::SA_KEY)?, store.read(super::SA_PUB)?) {
         (Some(k), Some(p)) => match keys::load_pem(&k) {
             Ok(kp) if kp.public_key_pem().trim() == p.trim() => {}
-            Ok(_) => push(&sa, super::SA_PUB.into(), "does not match sa.key".into(), "restore the pair from a backup".into()),
-            Err(e) => push(&sa, super::SA_KEY.into(), format!("unusable private key: {e}"), "restore it from a backup".into()),
+            Ok(_) => push("sa", super::SA_PUB.into(), "does not match sa.key".into(), "restore the pair from a backup".into()),
+            Err(e) => push("sa", super::SA_KEY.into(), format!("unusable private key: {e}"), "restore it from a backup".into()),
         },
-        _ => push(&sa, super::SA_KEY.into(), "service-account key pair missing".into(), "run `kbin pki init`".into()),
+        _ => push("sa", super::SA_KEY.into(), "service-account key pair missing".into(), "run `kbin pki init`".into()),
     }
     // kubeconfigs
     let token = store.read(super::BOOTSTRAP_TOKEN)?.map(|t| t.trim().to_string());
     let batch = super::Batch { store: &store, files: Vec::new() };
     for row in &profile.kubeconfigs {
-        let kc = Instance { name: format!("kubeconfig/{}", row.id), ..sa.clone() };
+        let kc = format!("kubeconfig/{}", row.id);
         match store.read(&row.file)? {
             None => push(&kc, row.file.clone(), "missing".into(), "run `kbin pki init`".into()),
             Some(existing) => {

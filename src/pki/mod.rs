@@ -514,11 +514,11 @@ pub fn renew(cluster: &Cluster, names: &[String]) -> Result<RenewReport, PkiErro
     let mut selected: Vec<&Instance<'_>> = Vec::new();
     let mut kube_ids: BTreeSet<String> = BTreeSet::new();
     for name in names {
-        if let Some(id) = name.strip_prefix("kubeconfig/") {
-            if profile.kubeconfigs.iter().any(|k| k.id == id) {
-                kube_ids.insert(id.to_string());
-                continue;
-            }
+        if let Some(id) = name.strip_prefix("kubeconfig/")
+            && profile.kubeconfigs.iter().any(|k| k.id == id)
+        {
+            kube_ids.insert(id.to_string());
+            continue;
         }
         let hits: Vec<&Instance<'_>> = instances.iter().filter(|i| i.name == *name || i.id == name.as_str()).collect();
         if hits.is_empty() {

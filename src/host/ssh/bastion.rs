@@ -13,56 +13,11 @@ pub(super) fn bridge(jump: SshHost, mut ch: Channel, local: UnixStream) -> io::R
         let mut up: Vec<u8> = Vec::new(); // local -> bastion
         let mut buf = vec![0u8; 64 * 1024];
         let (mut remote_eof, mut local_eof) = (false, false);
-        loop {
-            let mut moved = false;
-            if down.is_empty() && !remote_eof {
-                match ch.read(&mut buf) {
-                    Ok(0) if ch.eof() => remote_eof = true,
-                    Ok(0) => {}
-                    Ok(n) => {
-                        down.extend_from_slice(&buf[..n]);
-                        moved = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => remote_eof = true,
-                }
-            }
-            if !down.is_empty() {
-                match local.write(&down) {
-                    Ok(n) => {
-                        down.drain(..n);
-                        moved = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => break,
-                }
-            } else if remote_eof {
-                break; // the target closed the connection
-            }
-            if up.is_empty() && !local_eof {
-                match local.read(&mut buf) {
-                    Ok(0) => local_eof = true,
-                    Ok(n) => {
-                        up.extend_from_slice(&buf[..n]);
-                        moved = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => local_eof = true,
-                }
-            }
-            if !up.is_empty() {
-                match ch.write(&up) {
-                    Ok(n) => {
-                        up.drain(..n);
-                        moved = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => break,
-                }
-            } else if local_eof {
-                break; // our session is gone
-            }
-            if !moved {
+        // bastion -> local, then local -> bastion; a read of 0 bytes on the channel is the end
+        // only when libssh2 says so
+        while let Some(down_moved) = step(&mut down, &mut buf, &mut remote_eof, |b| ch.read(b).map(|n| (n > 0 || !ch.eof()).then_some(n)), |d| local.write(d)) {
+            let Some(up_moved) = step(&mut up, &mut buf, &mut local_eof, |b| local.read(b).map(|n| (n > 0).then_some(n)), |d| ch.write(d)) else { break };
+            if !(down_moved || up_moved) {
                 let _ = jump.sess.keepalive_send();
                 let mut fds = [
                     libc::pollfd { fd: jump.fd, events: directions(&jump.sess), revents: 0 },
@@ -75,4 +30,34 @@ pub(super) fn bridge(jump: SshHost, mut ch: Channel, local: UnixStream) -> io::R
         drop(ch);
         drop(jump);
     })
+}
+
+/// One direction of the pump: read into `pending` when it is empty and the source is open
+/// (`None` from `read`: the source ended), write out what is pending. Whether bytes moved;
+/// `None` when the pump should stop (the destination failed, or the source ended and all was
+/// passed on).
+fn step(pending: &mut Vec<u8>, buf: &mut [u8], eof: &mut bool, read: impl FnOnce(&mut [u8]) -> io::Result<Option<usize>>, write: impl FnOnce(&[u8]) -> io::Result<usize>) -> Option<bool> {
+    let mut moved = false;
+    if pending.is_empty() && !*eof {
+        match read(buf) {
+            Ok(None) => *eof = true,
+            Ok(Some(n)) => {
+                pending.extend_from_slice(&buf[..n]);
+                moved = n > 0;
+            }
+            Err(e) if would_block(&e) => {}
+            Err(_) => *eof = true,
+        }
+    }
+    if pending.is_empty() {
+        return (!*eof).then_some(moved);
+    }
+    match write(pending) {
+        Ok(n) => {
+            pending.drain(..n);
+            Some(true)
+        }
+        Err(e) if would_block(&e) => Some(moved),
+        Err(_) => None,
+    }
 }

@@ -68,18 +68,22 @@ pub struct ScannedKey {
     pub status: String,
 }
 
-/// Connect and authenticate, through `bastion` if given. Both host keys are verified.
-pub fn connect(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions) -> Result<SshHost, HostError> {
+/// A session, its socket, and the pump thread of a bastion tunnel.
+type Opened = (Session, RawFd, Option<JoinHandle<()>>);
+
+/// A session to `target` (not yet handshaken), over TCP or through `bastion`, whose own
+/// connection is verified and authenticated like any host's: a pump thread then bridges the
+/// bastion's channel to a socket pair, and the session runs over the other end. Returns the
+/// session, its socket and the pump.
+fn session_to(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions) -> Result<Opened, HostError> {
+    let mut sess = Session::new().map_err(|e| ssh_err(&target.name, "session setup", e))?;
     let Some(b) = bastion else {
         let tcp = tcp_connect(target, opts)?;
         let fd = tcp.as_raw_fd();
-        let mut sess = Session::new().map_err(|e| ssh_err(&target.name, "session setup", e))?;
         sess.set_tcp_stream(tcp);
-        establish(&mut sess, target, opts, true)?;
-        return Ok(SshHost::ready(target, sess, fd, opts, None));
+        return Ok((sess, fd, None));
     };
     let wrap = |e: HostError| HostError::Bastion { host: target.name.clone(), bastion: b.address.clone(), source: Box::new(e) };
-    // the bastion itself: verified and authenticated like any host
     let jump = connect(b, None, opts).map_err(wrap)?;
     let deadline = Instant::now() + opts.connect_timeout;
     let ch = jump
@@ -94,16 +98,28 @@ pub fn connect(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions)
     let (ours, theirs) = UnixStream::pair().map_err(|e| HostError::Connect { host: target.name.clone(), addr: "socketpair".into(), source: e })?;
     let pump = bridge(jump, ch, theirs).map_err(|e| HostError::Connect { host: target.name.clone(), addr: "bridge".into(), source: e })?;
     let fd = ours.as_raw_fd();
-    let mut sess = Session::new().map_err(|e| ssh_err(&target.name, "session setup", e))?;
     sess.set_tcp_stream(ours);
-    match establish(&mut sess, target, opts, true) {
-        Ok(()) => Ok(SshHost::ready(target, sess, fd, opts, Some(pump))),
+    Ok((sess, fd, Some(pump)))
+}
+
+/// Run `f` on a new session to `target`; when it fails, the session is closed (and a bastion's
+/// pump ended) before the error is returned.
+fn with_session<T>(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions, f: impl FnOnce(&mut Session) -> Result<T, HostError>) -> Result<(Opened, T), HostError> {
+    let (mut sess, fd, pump) = session_to(target, bastion, opts)?;
+    match f(&mut sess) {
+        Ok(t) => Ok(((sess, fd, pump), t)),
         Err(e) => {
             drop(sess);
-            let _ = pump.join();
+            pump.map(JoinHandle::join);
             Err(e)
         }
     }
+}
+
+/// Connect and authenticate, through `bastion` if given. Both host keys are verified.
+pub fn connect(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions) -> Result<SshHost, HostError> {
+    let ((sess, fd, pump), ()) = with_session(target, bastion, opts, |sess| establish(sess, target, opts, true))?;
+    Ok(SshHost::ready(target, sess, fd, opts, pump))
 }
 
 /// Handshake only (no login) and check the host key; record it when `record` is set and the key
@@ -119,19 +135,11 @@ pub fn scan(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions, re
         let blob = blob.to_vec();
         let fp = known_hosts::fingerprint(&blob);
         let key_type = known_hosts::key_type_of(&blob).unwrap_or("unknown").to_string();
-        let verdict = o.known_hosts.check(&target.address, target.port, &blob).map_err(|e| HostError::KnownHostsWrite {
-            host: target.name.clone(),
-            path: o.known_hosts.state_file().to_path_buf(),
-            source: e,
-        })?;
-        let status = match verdict {
+        let write_err = |e: io::Error| HostError::KnownHostsWrite { host: target.name.clone(), path: o.known_hosts.state_file().to_path_buf(), source: e };
+        let status = match o.known_hosts.check(&target.address, target.port, &blob).map_err(write_err)? {
             Verdict::Known => "known",
             Verdict::Unknown if record => {
-                o.known_hosts.record(&target.address, target.port, &blob).map_err(|e| HostError::KnownHostsWrite {
-                    host: target.name.clone(),
-                    path: o.known_hosts.state_file().to_path_buf(),
-                    source: e,
-                })?;
+                o.known_hosts.record(&target.address, target.port, &blob).map_err(write_err)?;
                 "new"
             }
             Verdict::Unknown => "unknown",
@@ -140,28 +148,10 @@ pub fn scan(target: &Target, bastion: Option<&Target>, opts: &ConnectOptions, re
         let _ = sess.disconnect(None, "kbin scan", None);
         Ok(ScannedKey { host: target.name.clone(), address: target.address.clone(), port: target.port, key_type, fingerprint: fp, status: status.into() })
     };
-    match bastion {
-        None => {
-            let tcp = tcp_connect(target, &o)?;
-            let mut sess = Session::new().map_err(|e| ssh_err(&target.name, "session setup", e))?;
-            sess.set_tcp_stream(tcp);
-            probe(&mut sess)
-        }
-        Some(b) => {
-            let wrap = |e: HostError| HostError::Bastion { host: target.name.clone(), bastion: b.address.clone(), source: Box::new(e) };
-            let jump = connect(b, None, opts).map_err(wrap)?;
-            let deadline = Instant::now() + o.connect_timeout;
-            let ch = jump.again("tunnel to the host", deadline, true, || jump.sess.channel_direct_tcpip(&target.address, target.port, None)).map_err(wrap)?;
-            let (ours, theirs) = UnixStream::pair().map_err(|e| HostError::Connect { host: target.name.clone(), addr: "socketpair".into(), source: e })?;
-            let pump = bridge(jump, ch, theirs).map_err(|e| HostError::Connect { host: target.name.clone(), addr: "bridge".into(), source: e })?;
-            let mut sess = Session::new().map_err(|e| ssh_err(&target.name, "session setup", e))?;
-            sess.set_tcp_stream(ours);
-            let r = probe(&mut sess);
-            drop(sess);
-            let _ = pump.join();
-            r
-        }
-    }
+    let ((sess, _, pump), key) = with_session(target, bastion, &o, probe)?;
+    drop(sess);
+    pump.map(JoinHandle::join);
+    Ok(key)
 }
 
 pub(super) fn millis(d: Duration) -> u32 {
@@ -328,7 +318,7 @@ pub(super) fn authenticate(sess: &Session, target: &Target, opts: &ConnectOption
                         return Ok(());
                     }
                 }
-                tried.push(format!("ssh-agent ({} key{})", ids.len(), if ids.len() == 1 { "" } else { "s" }));
+                tried.push(format!("ssh-agent ({} key{})", ids.len(), crate::output::plural(ids.len())));
                 let _ = agent.disconnect();
             } else {
                 tried.push(format!("ssh-agent at {} (not reachable)", sock.display()));

@@ -208,26 +208,18 @@ impl SshHost {
                     Err(_) => eof_sent = true, // the channel is closing anyway
                 }
             }
-            // stdout, stderr
-            if !out_done {
-                match self.io(|| ch.read(&mut buf)) {
-                    Ok(0) => out_done = self.io(|| Ok(ch.eof())).unwrap_or(true),
-                    Ok(n) => {
-                        stdout.extend_from_slice(&buf[..n]);
-                        moved = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(HostError::Disconnected { host: self.name.clone(), op: what.into(), source: e }),
+            // stdout (stream 0), stderr
+            for (id, sink, done) in [(0, &mut stdout, &mut out_done), (ssh2::EXTENDED_DATA_STDERR, &mut stderr, &mut err_done)] {
+                if *done {
+                    continue;
                 }
-            }
-            if !err_done {
-                match self.io(|| ch.stderr().read(&mut buf)) {
-                    Ok(0) => err_done = self.io(|| Ok(ch.eof())).unwrap_or(true),
+                match self.io(|| ch.stream(id).read(&mut buf)) {
+                    Ok(0) => *done = self.io(|| Ok(ch.eof())).unwrap_or(true),
                     Ok(n) => {
-                        stderr.extend_from_slice(&buf[..n]);
+                        sink.extend_from_slice(&buf[..n]);
                         moved = true;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if would_block(&e) => {}
                     Err(e) => return Err(HostError::Disconnected { host: self.name.clone(), op: what.into(), source: e }),
                 }
             }

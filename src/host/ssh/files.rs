@@ -79,15 +79,8 @@ echo done
 
 /// `sh -c` helpers: small constant scripts, arguments as positional parameters.
 pub(super) const READ_SCRIPT: &str = r#"[ -e "$1" ] || exit 3; exec cat -- "$1""#;
-pub(super) const SHA_SCRIPT: &str = r#"[ -e "$1" ] || exit 3
-h=$(openssl dgst -sha256 -r < "$1" 2>/dev/null) || h=
-h=${h%% *}
-case "$h" in
-  ????????????????????????????????????????????????????????????????) echo "$h" ;;
-  *) h=$(sha256sum < "$1") && echo "${h%% *}" ;;
-esac"#;
-
-/// SHA_SCRIPT for every argument: one line each, the digest or `-` for a missing file.
+/// The SHA-256 of every argument (openssl where it works: it uses the CPU's SHA instructions):
+/// one line each, the digest or `-` for a missing file.
 pub(super) const SHA_MANY_SCRIPT: &str = r#"for f in "$@"; do
   if [ ! -e "$f" ]; then echo -; continue; fi
   h=$(openssl dgst -sha256 -r < "$f" 2>/dev/null) || h=

@@ -123,24 +123,13 @@ impl Remote for SshHost {
     }
 
     fn sha256(&self, path: &str) -> Result<Option<String>, HostError> {
-        check_path(&self.name, path)?;
-        let cmd = Cmd::new(["sh", "-c", SHA_SCRIPT, "kbin-sha256", path]).sudo();
-        let (out, _) = self.run_line(&cmd, Feed::None, Deadline::Idle(self.opts.io_timeout), None)?;
-        match out.status {
-            0 => {
-                let s = out.stdout_str().trim().to_string();
-                if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    Ok(Some(s))
-                } else {
-                    Err(HostError::Invalid { host: self.name.clone(), message: format!("sha256sum printed {s:?}") })
-                }
-            }
-            3 => Ok(None),
-            s => Err(HostError::Command { host: self.name.clone(), command: format!("sha256sum {}", quote::quote(path)), status: s, stderr: out.stderr_str().trim().into() }),
-        }
+        Ok(self.sha256_many(&[path])?.pop().flatten())
     }
 
     fn sha256_many(&self, paths: &[&str]) -> Result<Vec<Option<String>>, HostError> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
         for p in paths {
             check_path(&self.name, p)?;
         }
@@ -150,7 +139,8 @@ impl Remote for SshHost {
         let (out, _) = self.run_line(&cmd, Feed::None, Deadline::Idle(self.opts.io_timeout), None)?;
         let lines: Vec<String> = out.stdout_str().lines().map(str::to_string).collect();
         if out.status != 0 || lines.len() != paths.len() {
-            return Err(HostError::Command { host: self.name.clone(), command: format!("sha256sum of {} files", paths.len()), status: out.status, stderr: out.stderr_str().trim().into() });
+            let command = if let [p] = paths { format!("sha256sum {}", quote::quote(p)) } else { format!("sha256sum of {} files", paths.len()) };
+            return Err(HostError::Command { host: self.name.clone(), command, status: out.status, stderr: out.stderr_str().trim().into() });
         }
         lines
             .into_iter()
@@ -190,12 +180,13 @@ impl Remote for SshHost {
         }
         let first = text.lines().next().unwrap_or("");
         match first {
-            "same" => Ok(WriteOutcome { changed: false, bytes_sent: 0, backup: None }),
-            "meta" => Ok(WriteOutcome { changed: true, bytes_sent: 0, backup: None }),
+            "same" => Ok(WriteOutcome { changed: false, bytes_sent: 0, backup: None, created: false }),
+            "meta" => Ok(WriteOutcome { changed: true, bytes_sent: 0, backup: None, created: false }),
             "send" if text.lines().any(|l| l == "done") => Ok(WriteOutcome {
                 changed: true,
                 bytes_sent: sent,
                 backup: text.lines().any(|l| l == "backup").then_some(backup),
+                created: opts.backup && !text.lines().any(|l| l == "backup"),
             }),
             _ => Err(HostError::Write { host: self.name.clone(), path: path.into(), message: format!("unexpected answer {text:?}") }),
         }
