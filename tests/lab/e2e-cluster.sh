@@ -82,6 +82,12 @@ mirror = "$mirror"
 [kube_proxy.config]
 conntrack = { maxPerCore = 0 }
 
+# the lab's hosts share one disk with the machine and with each other: the kubelet's default
+# eviction thresholds (imagefs 15 %, nodefs 10 % free) would taint every node with disk-pressure
+# whenever the machine's disk is busy. Kept low, as kind does; a VM keeps the defaults.
+[kubelet.config]
+evictionHard = { "nodefs.available" = "1%", "imagefs.available" = "1%", "nodefs.inodesFree" = "1%" }
+
 [[hosts]]
 name = "h1"
 address = "10.213.0.11"

@@ -68,6 +68,12 @@ mirror = "$mirror"
 [kube_proxy.config]
 conntrack = { maxPerCore = 0 }
 
+# the lab's hosts share one disk with the machine and with each other: the kubelet's default
+# eviction thresholds (imagefs 15 %, nodefs 10 % free) would taint every node with disk-pressure
+# whenever the machine's disk is busy. Kept low, as kind does; a VM keeps the defaults.
+[kubelet.config]
+evictionHard = { "nodefs.available" = "1%", "imagefs.available" = "1%", "nodefs.inodesFree" = "1%" }
+
 # a mirror for one registry: containerd gets hosts.toml for it (nothing serves it: the lab is offline)
 [registries."registry.k8s.io"]
 mirrors = ["https://10.213.0.1:5000"]
