@@ -1,4 +1,4 @@
-//! `kbin etcd ...`: deploy, status, add, remove, backup.
+//! `kbin etcd ...`: deploy, status, add, remove, backup, defrag.
 
 use std::path::PathBuf;
 
@@ -6,6 +6,7 @@ use clap::Subcommand;
 use kbin::config::Cluster;
 use kbin::engine::Bins;
 use kbin::deploy::etcd::{self, MemberReport};
+use kbin::deploy::etcd_maint;
 use kbin::render::Component;
 
 use super::Global;
@@ -29,6 +30,21 @@ pub enum EtcdCommand {
     Remove(RemoveArgs),
     /// Take a snapshot on a healthy member, bring it here and verify it
     Backup(BackupArgs),
+    /// Defragment every member, one at a time, followers first and the leader last, each
+    /// healthy again before the next (all members must be healthy to begin)
+    Defrag(DefragArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DefragArgs {
+    /// Show the order and each member's database size; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,6 +122,7 @@ pub fn exec(global: &Global, cmd: &EtcdCommand) -> kbin::Result<()> {
         EtcdCommand::Add(a) => (&a.conn, false),
         EtcdCommand::Remove(a) => (&a.conn, a.dry_run),
         EtcdCommand::Backup(a) => (&a.conn, false),
+        EtcdCommand::Defrag(a) => (&a.conn, a.dry_run),
     };
     let o = super::cluster::opts(global, &conn.ssh, conn.health_timeout, dry_run, &fetch);
     match cmd {
@@ -113,7 +130,8 @@ pub fn exec(global: &Global, cmd: &EtcdCommand) -> kbin::Result<()> {
         EtcdCommand::Status(a) => status(&o, &cluster, a),
         EtcdCommand::Add(a) => etcd::add_host(&o, &cluster, &a.host).map(|m| print_members(&m)),
         EtcdCommand::Remove(a) => etcd::remove_host(&o, &cluster, &a.host),
-        EtcdCommand::Backup(a) => etcd::backup_to(&o, &cluster, a.out.as_deref()).map(|b| println!("{}", b.path)),
+        EtcdCommand::Backup(a) => etcd_maint::backup_to(&o, &cluster, a.out.as_deref()).map(|b| println!("{}", b.path)),
+        EtcdCommand::Defrag(a) => super::emit(a.json, etcd_maint::defrag_all(&o, &cluster)),
     }
 }
 

@@ -57,7 +57,7 @@ pub fn identity(cluster: &Cluster) -> Result<Identity, Error> {
     Ok(Identity { ca_pem: read("etcd/ca.crt")?, client: Some((read("etcd/healthcheck-client.crt")?, read("etcd/healthcheck-client.key")?)) })
 }
 
-fn addr(h: &Host) -> String {
+pub(super) fn addr(h: &Host) -> String {
     h.address.to_string()
 }
 
@@ -145,7 +145,7 @@ pub fn items(cluster: &Cluster, host: &Host, templates: &Templates, bins: &Bins,
 // ---------------------------------------------------------------------------------------------
 
 /// A stream to the member on `node`'s client port, through its SSH connection.
-fn tunnel(node: &Node<'_>) -> Result<Box<dyn crate::host::Tunnel>, HostError> {
+pub(super) fn tunnel(node: &Node<'_>) -> Result<Box<dyn crate::host::Tunnel>, HostError> {
     node.remote.open_tcp(&addr(node.host), 2379)
 }
 
@@ -153,7 +153,7 @@ fn tunnel(node: &Node<'_>) -> Result<Box<dyn crate::host::Tunnel>, HostError> {
 type Query<T, E> = fn(&Client, Box<dyn crate::host::Tunnel>, &str) -> Result<T, E>;
 
 /// Ask the member on `node`, through its SSH connection.
-fn ask<T, E: std::fmt::Display>(ctx: &Ctx<'_>, node: &Node<'_>, q: Query<T, E>) -> Result<T, String> {
+pub(super) fn ask<T, E: std::fmt::Display>(ctx: &Ctx<'_>, node: &Node<'_>, q: Query<T, E>) -> Result<T, String> {
     q(&ctx.client, tunnel(node).map_err(|e| e.chain())?, &addr(node.host)).map_err(|e| e.to_string())
 }
 
@@ -397,7 +397,7 @@ pub fn status<'c>(ctx: &Ctx<'c>, hosts: Vec<(&'c Host, Result<Node<'c>, String>)
 // ---------------------------------------------------------------------------------------------
 
 /// The first node whose member is healthy.
-fn healthy_peer<'a, 'c>(ctx: &Ctx<'c>, nodes: &'a [Node<'c>]) -> Option<&'a Node<'c>> {
+pub(super) fn healthy_peer<'a, 'c>(ctx: &Ctx<'c>, nodes: &'a [Node<'c>]) -> Option<&'a Node<'c>> {
     nodes.iter().find(|n| member_health(ctx, n) == Ok(true))
 }
 
@@ -411,18 +411,29 @@ pub fn add(ctx: &Ctx<'_>, new: &Node<'_>, others: &[Node<'_>], templates: &Templ
     let facts = preflight(ctx, std::slice::from_ref(new))?;
     let list = ask(ctx, peer, |c, t, a| c.member_list(t, a)).map_err(|e| Error::other(format!("cannot list members through {}: {e}", peer.host.name), None))?;
     let url = peer_url(new.host);
-    match list.iter().find(|m| m.peer_urls.contains(&url)) {
-        Some(m) if !m.name.is_empty() && facts[0].active("etcd") => {
+    let found = list.iter().find(|m| m.peer_urls.contains(&url));
+    // a new member joins as a learner: it replicates without voting until it has caught up, so a
+    // member that never starts cannot cost the cluster its quorum
+    let learner = match found {
+        Some(m) if !m.name.is_empty() && !m.is_learner && facts[0].active("etcd") => {
             ctx.printer.phase("add", Some(&new.host.name), "already a member; making sure its files are current");
+            None
         }
-        Some(_) => ctx.printer.phase("add", Some(&new.host.name), "already announced; starting it"),
+        Some(m) if m.is_learner => {
+            ctx.printer.phase("add", Some(&new.host.name), &format!("already announced as learner {:x}; starting it", m.id));
+            Some(m.id)
+        }
+        Some(_) => {
+            ctx.printer.phase("add", Some(&new.host.name), "already announced; starting it");
+            None
+        }
         None => {
-            // etcd refuses to add a voting member until every member has been connected for a
-            // few seconds ("unhealthy cluster"): retry that, within the health timeout
+            // etcd refuses to add a member until every member has been connected for a few
+            // seconds ("unhealthy cluster"): retry that, within the health timeout
             let deadline = Instant::now() + ctx.timeout;
             let m = loop {
                 let t = tunnel(peer)?;
-                match ctx.client.member_add(t, &addr(peer.host), &url) {
+                match ctx.client.member_add(t, &addr(peer.host), &url, true) {
                     Ok(m) => break m,
                     Err(crate::etcd::api::ApiError::Status { status: 503, ref body, .. }) if body.contains("unhealthy cluster") && Instant::now() < deadline => {
                         ctx.printer.phase("add", Some(&new.host.name), "etcd reports the cluster not settled yet; retrying");
@@ -431,30 +442,56 @@ pub fn add(ctx: &Ctx<'_>, new: &Node<'_>, others: &[Node<'_>], templates: &Templ
                     Err(e) => return Err(Error::other(format!("member add through {} failed: {e}", peer.host.name), Some("run `kbin etcd status` to see the members"))),
                 }
             };
-            ctx.printer.phase("add", Some(&new.host.name), &format!("announced as member {:x}", m.id));
+            ctx.printer.phase("add", Some(&new.host.name), &format!("announced as learner {:x}", m.id));
+            Some(m.id)
         }
+    };
+    let joined = join(ctx, new, peer, learner, facts[0].active("etcd"), templates, bins);
+    if let (Err(e), Some(id)) = (&joined, learner) {
+        // withdraw the learner: a failed add leaves no member behind, voting or not
+        let withdrawn = tunnel(peer).map_err(|e| e.chain()).and_then(|t| ctx.client.member_remove(t, &addr(peer.host), id).map_err(|e| e.to_string()));
+        let _ = engine::systemctl(new, &["disable", "--now", "etcd"]);
+        let _ = new.remote.run(&Cmd::new(["rm", "-rf", "--", ctx.cluster.layout.etcd_data.as_str()]).sudo());
+        let what = match withdrawn {
+            Ok(()) => format!("learner {id:x} removed again, etcd stopped on {}: the cluster has the members it had", new.host.name),
+            Err(r) => format!("removing learner {id:x} failed too ({r}): run `kbin etcd remove {}`", new.host.name),
+        };
+        ctx.printer.phase("rollback", Some(&new.host.name), &what);
+        return Err(match e {
+            Error::Hosts { what: w, hosts, hint, refused } => Error::Hosts { what: format!("{w}; {what}"), hosts: hosts.clone(), hint: hint.clone(), refused: *refused },
+            other => Error::other(format!("{other}; {what}"), Some(&format!("fix the cause and run `kbin etcd add {}` again", new.host.name))),
+        });
     }
+    joined?;
+    let mut all: Vec<(&Host, Result<Node<'_>, String>)> = others.iter().map(|n| (n.host, Ok(n.clone()))).collect();
+    all.push((new.host, Ok(new.clone())));
+    Ok(status(ctx, all))
+}
+
+/// Push the new member's files, start it and, for a learner, promote it once it has caught up
+/// with the leader (etcd refuses before); then wait until it is healthy.
+fn join(ctx: &Ctx<'_>, new: &Node<'_>, peer: &Node<'_>, learner: Option<u64>, running: bool, templates: &Templates, bins: &Bins) -> Result<(), Error> {
     let its = items(ctx.cluster, new.host, templates, bins, &render::Options { etcd_existing: true })?;
     let mut tx = Tx::new(new.remote.clone(), &ctx.cluster.layout.units);
     let p = engine::push(&ctx.printer, new, &ctx.cluster.layout.units, &its, &mut tx, false)?;
     ctx.printer.phase("push", Some(&new.host.name), &format!("{} files changed, {} bytes sent", p.changed.len(), p.bytes_sent));
     engine::systemctl(new, &["daemon-reload"])?;
     engine::systemctl(new, &["enable", "etcd"])?;
-    if !facts[0].active("etcd") || p.restart.contains("etcd") {
+    if !running || p.restart.contains("etcd") {
         engine::systemctl(new, &["restart", "--no-block", "etcd"])?;
     }
     // the member is announced: its files stay, whether it joins now or after a fix
     tx.commit();
-    if let Err(bad) = wait_healthy(ctx, &[new]) {
-        return Err(engine::failed(
-            format!("{} did not join the cluster", new.host.name),
-            unhealthy(std::slice::from_ref(new), bad, "verify"),
-            &format!("fix the cause and run `kbin etcd add {}` again, or `kbin etcd remove {}` to withdraw it", new.host.name, new.host.name),
-        ));
+    let fail = |bad: Vec<(String, String)>| engine::failed(format!("{} did not join the cluster", new.host.name), unhealthy(std::slice::from_ref(new), bad, "verify"), &format!("fix the cause and run `kbin etcd add {}` again", new.host.name));
+    if let Some(id) = learner {
+        engine::wait_for(ctx.timeout, &ctx.cancel, || {
+            let t = tunnel(peer).map_err(|e| e.chain())?;
+            ctx.client.member_promote(t, &addr(peer.host), id).map_err(|e| format!("not promoted yet: {e}"))
+        })
+        .map_err(|e| fail(vec![(new.host.name.clone(), e)]))?;
+        ctx.printer.phase("add", Some(&new.host.name), &format!("caught up with the leader: promoted {id:x} to a voting member"));
     }
-    let mut all: Vec<(&Host, Result<Node<'_>, String>)> = others.iter().map(|n| (n.host, Ok(n.clone()))).collect();
-    all.push((new.host, Ok(new.clone())));
-    Ok(status(ctx, all))
+    wait_healthy(ctx, &[new]).map_err(fail)
 }
 
 /// `kbin etcd remove HOST`: remove the member, then stop and clean up its host (when reachable).
@@ -507,52 +544,6 @@ pub fn remove(ctx: &Ctx<'_>, host: &Host, node: Option<&Node<'_>>, others: &[Nod
         None => ctx.printer.warn(&format!("{} is unreachable: its etcd files were not cleaned up", host.name), Some("clean it up by hand or reinstall it before reuse")),
     }
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// backup
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Serialize)]
-pub struct Backup {
-    pub from: String,
-    pub path: String,
-    pub bytes: u64,
-    pub sha256: String,
-}
-
-/// Check an `etcdctl snapshot save` file: a bbolt database with its SHA-256 appended.
-pub fn verify_snapshot(data: &[u8]) -> Result<(), String> {
-    if data.len() < 4096 + 32 {
-        return Err(format!("only {} bytes: not an etcd snapshot", data.len()));
-    }
-    let magic = u32::from_le_bytes(data[16..20].try_into().unwrap());
-    if magic != 0xED0C_DAED {
-        return Err("no bbolt database header".into());
-    }
-    let (db, sum) = data.split_at(data.len() - 32);
-    if ring::digest::digest(&ring::digest::SHA256, db).as_ref() != sum {
-        return Err("the appended SHA-256 does not match: the snapshot is damaged".into());
-    }
-    Ok(())
-}
-
-/// `kbin etcd backup`: snapshot on a healthy member, brought to the operator and verified.
-pub fn backup(ctx: &Ctx<'_>, nodes: &[Node<'_>], out: &std::path::Path) -> Result<Backup, Error> {
-    let n = healthy_peer(ctx, nodes).ok_or_else(|| Error::Refused { what: "no healthy etcd member to take a snapshot from".into(), problems: vec![], hint: Some("run `kbin etcd status`".into()) })?;
-    let l = &ctx.cluster.layout;
-    let remote = format!("/var/tmp/kbin-etcd-snapshot-{}.db", std::process::id());
-    let etcdctl = format!("{}/etcdctl", l.etcd_bin);
-    let (cacert, cert, key) = (format!("{}/ca.crt", l.etcd_ssl), format!("{}/server.crt", l.etcd_ssl), format!("{}/server.key", l.etcd_ssl));
-    let endpoint = format!("--endpoints={}", crate::config::url_for(&addr(n.host), 2379));
-    ctx.printer.phase("backup", Some(&n.host.name), "taking a snapshot");
-    let r = n.remote.check(&Cmd::new(["env", "ETCDCTL_API=3", &etcdctl, &endpoint, "--cacert", &cacert, "--cert", &cert, "--key", &key, "snapshot", "save", &remote]).sudo());
-    let data = r.and_then(|_| n.remote.read_file(&remote));
-    let _ = n.remote.run(&Cmd::new(["rm", "-f", &remote]).sudo());
-    let data = data?.ok_or_else(|| Error::other(format!("{}: the snapshot file vanished", n.host.name), None))?;
-    verify_snapshot(&data).map_err(|e| Error::other(format!("snapshot from {} failed verification: {e}", n.host.name), Some("take another backup")))?;
-    crate::fsutil::write_atomic(out, &data, 0o600).map_err(|e| Error::other(format!("cannot write {}: {e}", out.display()), Some("check the output path")))?;
-    Ok(Backup { from: n.host.name.clone(), path: out.display().to_string(), bytes: data.len() as u64, sha256: crate::host::sha256_hex(&data) })
 }
 
 /// The etcd hosts of the cluster, in file order.
@@ -609,24 +600,6 @@ pub fn remove_host(opts: &super::Opts<'_>, cluster: &Cluster, name: &str) -> Res
     Ok(())
 }
 
-/// `kbin etcd backup`: to `out`, else `backups/etcd-<cluster>-<UTC time>.db` next to the
-/// cluster file.
-pub fn backup_to(opts: &super::Opts<'_>, cluster: &Cluster, out: Option<&std::path::Path>) -> Result<Backup, Error> {
-    let ctx = Ctx::new(opts.run(cluster))?;
-    let nodes = ctx.connector(opts.accept_new_host_keys).reachable(&etcd_hosts(cluster));
-    let out = match out {
-        Some(p) => p.to_path_buf(),
-        None => {
-            let dir = cluster.state_dir.join("backups");
-            crate::fsutil::private_dir(&dir).map_err(|e| Error::other(format!("cannot create {}: {e}", dir.display()), None))?;
-            dir.join(format!("etcd-{}-{}.db", cluster.name, crate::fsutil::utc_stamp()))
-        }
-    };
-    let b = backup(&ctx, &nodes, &out)?;
-    ctx.printer.phase("backup", Some(&b.from), &format!("snapshot verified: {} ({} bytes, sha256 {})", b.path, b.bytes, b.sha256));
-    Ok(b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,18 +610,5 @@ mod tests {
         let b = "name: \"m1\"\ninitial-cluster: \"m1=x,m2=y\"\ninitial-cluster-state: \"existing\"\ndata-dir: d\n";
         assert_eq!(significant_config(a), significant_config(b));
         assert_ne!(significant_config(a), significant_config(&a.replace("data-dir: d", "data-dir: e")));
-    }
-
-    #[test]
-    fn snapshot_verification() {
-        let mut db = vec![0u8; 8192];
-        db[16..20].copy_from_slice(&0xED0C_DAEDu32.to_le_bytes());
-        let mut snap = db.clone();
-        snap.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, &db).as_ref());
-        assert!(verify_snapshot(&snap).is_ok());
-        let mut bad = snap.clone();
-        bad[5000] ^= 1;
-        assert!(verify_snapshot(&bad).unwrap_err().contains("damaged"));
-        assert!(verify_snapshot(&db[..100]).is_err());
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod adopt;
 pub mod etcd;
+pub mod etcd_maint;
 pub mod hosts;
 pub mod images;
 pub mod lb;

@@ -133,6 +133,25 @@ pub fn local_http_status(node: &Node<'_>, port: u16, path: &str) -> Result<u16, 
     line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("127.0.0.1:{port} answered {line:?}"))
 }
 
+/// containerd serves the CRI the kubelet talks to (its `cri` plugin can fail to load while
+/// containerd itself runs: the kubelet then only says "unknown service runtime.v1.RuntimeService").
+fn cri_serves(ctx: &engine::Run<'_>, node: &Node<'_>) -> Result<(), String> {
+    let info = Cmd::new(["crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock", "--timeout", "5s", "info"]).sudo();
+    let mut last = String::new();
+    let served = engine::wait_for(ctx.timeout.min(std::time::Duration::from_secs(30)), &ctx.cancel, || match node.remote.run(&info) {
+        Ok(o) if o.success() => Ok(()),
+        Ok(o) => {
+            last = o.stderr_str().trim().to_string();
+            Err(format!("containerd does not serve the CRI: {last}"))
+        }
+        Err(e) => Err(e.chain()),
+    });
+    served.map_err(|e| {
+        let plugins = node.remote.run(&Cmd::new(["ctr", "plugins", "ls"]).sudo()).map(|o| o.stdout_str().lines().filter(|l| l.contains("cri") && !l.trim_end().ends_with("ok")).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("; ")).unwrap_or_default();
+        if plugins.is_empty() { e } else { format!("{e} (plugins not loaded: {plugins}; see journalctl -u containerd)") }
+    })
+}
+
 /// Node `name` as the apiserver sees it (None: not registered) and its Lease's renewTime.
 pub fn seen(client: &Client, ep: &Endpoint, name: &str) -> Result<(Option<NodeStatus>, Option<String>), String> {
     let node = client.get_opt(ep, &format!("/api/v1/nodes/{name}")).map_err(|e| crate::kube::chain(&e))?;
@@ -213,6 +232,7 @@ pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> 
         let mut o = converge(ctx, n, "node", &spec, &|n| {
             // before the node turns Ready, so no pod scheduled on it finds an image missing
             import(n)?;
+            cri_serves(ctx, n)?;
             let s = wait_ready(ctx, &client, &ep, &n.host.name, before.clone())?;
             engine::wait_for(ctx.timeout, &ctx.cancel, || match local_http_status(n, 10256, "/healthz")? {
                 200 => Ok(()),

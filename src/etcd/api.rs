@@ -123,10 +123,23 @@ impl Client {
     }
 
     /// Announce a new member by its peer URL; it must then start with `initial-cluster-state: existing`.
-    pub fn member_add<S: Read + Write>(&self, stream: S, server: &str, peer_url: &str) -> Result<Member, ApiError> {
+    /// A learner (`learner`) replicates but does not vote until [`Client::member_promote`].
+    pub fn member_add<S: Read + Write>(&self, stream: S, server: &str, peer_url: &str, learner: bool) -> Result<Member, ApiError> {
         let p = "/v3/cluster/member/add";
-        let v = self.call(stream, server, p, json!({ "peerURLs": [peer_url] }))?;
+        let v = self.call(stream, server, p, json!({ "peerURLs": [peer_url], "isLearner": learner }))?;
         v.get("member").and_then(member_of).ok_or_else(|| Self::bad(server, p, "member"))
+    }
+
+    /// Make a learner a voting member; etcd refuses until it has caught up with the leader.
+    pub fn member_promote<S: Read + Write>(&self, stream: S, server: &str, id: u64) -> Result<(), ApiError> {
+        self.call(stream, server, "/v3/cluster/member/promote", json!({ "ID": id.to_string() }))?;
+        Ok(())
+    }
+
+    /// Defragment this member's backend (it stalls while it does).
+    pub fn defragment<S: Read + Write>(&self, stream: S, server: &str) -> Result<(), ApiError> {
+        self.call(stream, server, "/v3/maintenance/defragment", json!({}))?;
+        Ok(())
     }
 
     pub fn member_remove<S: Read + Write>(&self, stream: S, server: &str, id: u64) -> Result<(), ApiError> {

@@ -128,9 +128,22 @@ check "h3 back: deploy converges again" k etcd status
 # --- grow and shrink --------------------------------------------------------------------------------------
 printf '\n[[hosts]]\nname = "h4"\naddress = "10.213.0.14"\nroles = ["etcd"]\n' >>"$work/cluster.toml"
 "$kbin" -q -c "$work/cluster.toml" pki init
+# h4's peer traffic is cut both ways (nothing reaches its port 2380, it reaches no member's): it
+# joins as a learner, never catches up, and the add withdraws it: no member is left behind
+peers_cut() { local a; "$lab" "$1" h4 2380 >/dev/null 2>&1; for a in 11 12 13; do "$lab" "$1-out" h4 "10.213.0.$a" 2380 >/dev/null 2>&1; done; }
+peers_cut block
+k etcd add h4 --health-timeout 12 >"$work/add-fail.out" 2>&1
+rc=$?
+peers_cut unblock
+check "etcd add of an unreachable-peer h4 fails (exit 1) and says the learner was withdrawn" bash -c "[ $rc -eq 1 ] && grep -q 'announced as learner' '$work/add-fail.out' && grep -q 'learner .* removed again' '$work/add-fail.out'"
+members() { etcdctl "${with_kbin_cert[@]}" member list -w simple 2>/dev/null; }
+three_voting_h4_stopped() { [[ $(members | wc -l) -eq 3 ]] && ! members | grep -q ', true$' && [[ $("$lab" exec h4 -- systemctl is-active etcd) == inactive ]]; }
+check "... the cluster has its 3 members, none a learner, and etcd is stopped on h4" three_voting_h4_stopped
 k etcd add h4 >"$work/add.out" 2>&1
 check "etcd add h4 exits 0" test $? -eq 0
-check "4 members, all started" test "$(etcdctl "${with_kbin_cert[@]}" member list -w simple 2>/dev/null | grep -c ', started, ')" -eq 4
+check "... as a learner, promoted once it caught up with the leader" bash -c "grep -q 'announced as learner' '$work/add.out' && grep -q 'promoted .* to a voting member' '$work/add.out'"
+four_voting() { [[ $(members | grep -c ', started, .*, false$') -eq 4 ]]; }
+check "4 members, all started, all voting" four_voting
 k etcd status --json >"$work/status4.json" 2>/dev/null
 check "status: 4 of 4 healthy" python3 -c "import json,sys; sys.exit(0 if json.load(open('$work/status4.json'))['healthy']==4 else 1)"
 check "h4 reads data written before it joined" test "$(etcdctl --endpoints=https://10.213.0.14:2379 --cacert "$pki/etcd/ca.crt" --cert "$pki/etcd/healthcheck-client.crt" --key "$pki/etcd/healthcheck-client.key" get /e2e/after-kill --print-value-only 2>/dev/null)" = yes
@@ -138,6 +151,11 @@ k etcd remove h4 >"$work/remove.out" 2>&1
 check "etcd remove h4 exits 0" test $? -eq 0
 check "3 members again" test "$(etcdctl "${with_kbin_cert[@]}" member list -w simple 2>/dev/null | grep -c ', started, ')" -eq 3
 check "h4 cleaned up: etcd stopped, data deleted" test "$("$lab" exec h4 -- sh -c 'systemctl is-active etcd; test -e /var/lib/etcd/default.etcd && echo data')" = inactive
+
+# --- defrag -------------------------------------------------------------------------------------------------
+k etcd defrag --json >"$work/defrag.json" 2>"$work/defrag.err"
+rc=$?
+check "etcd defrag exits 0: every member, followers first, the leader last, each healthy again" bash -c "[ $rc -eq 0 ] && python3 -c \"import json,sys; d=json.load(open('$work/defrag.json')); sys.exit(0 if len(d)==3 and d[-1]['leader'] and not any(m['leader'] for m in d[:-1]) else 1)\" && [ \"\$(grep -c 'healthy again' '$work/defrag.err')\" -eq 3 ]"
 
 # --- backup ---------------------------------------------------------------------------------------------------
 k etcd backup --out "$work/snap.db" >/dev/null 2>"$work/backup.err"
