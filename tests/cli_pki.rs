@@ -351,3 +351,26 @@ fn help_and_completions() {
     let zsh = d.kbin(&["completions", "zsh"]).ok().stdout();
     assert!(zsh.starts_with("#compdef kbin"));
 }
+
+#[test]
+fn endpoint_change_moves_node_kubeconfigs_with_repoint_not_renew() {
+    let no_vip = EXPANSION.replace("vip = \"192.168.0.88\"\n", "").replace("roles = [\"lb\"]", "roles = [\"node\"]");
+    let d = Dir::with_cluster(&no_vip);
+    d.kbin(&["pki", "init"]).ok();
+    d.write_cluster(&no_vip.replace("port = 6443", "vip = \"192.168.0.88\"\nport = 6443"));
+    let init = d.kbin(&["pki", "init"]).ok().stderr();
+    let check = d.kbin(&["pki", "check"]).fails_with(1).stderr();
+    for err in [&init, &check] {
+        // the kubeconfigs the nodes use: moved by the LB and repoint-nodes, never renewed
+        for id in ["bootstrap", "kube-proxy", "flannel"] {
+            assert!(!err.contains(&format!("kbin pki renew kubeconfig/{id}")), "{id}: {err}");
+            let block = err.split(&format!("kubeconfig/{id} (")).nth(1).unwrap_or_else(|| panic!("no kubeconfig/{id} in {err}"));
+            let hint = block.lines().find(|l| l.contains("hint:")).unwrap();
+            assert!(hint.contains("`kbin lb deploy`, then `kbin repoint-nodes --vip` (or `--endpoint HOST`)"), "{id}: {hint}");
+        }
+        // the operator's own kubeconfigs (and the masters', whose server is their own apiserver) are renewed
+        for id in ["admin", "super-admin", "controller-manager", "scheduler"] {
+            assert!(err.contains(&format!("kbin pki renew kubeconfig/{id}")), "{id}: {err}");
+        }
+    }
+}

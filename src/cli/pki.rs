@@ -97,8 +97,7 @@ pub fn exec(global: &Global, cmd: &PkiCommand) -> kbin::Result<()> {
                 p.phase("pki", None, &format!("issued: {}", r.issued.join(", ")));
             }
             for s in &r.stale {
-                let hint = format!("re-issue it on purpose with `kbin pki renew {}`", s.name);
-                p.warn(&format!("{} ({}): {}", s.name, s.file, s.problem), Some(&hint));
+                p.warn(&format!("{} ({}): {}", s.name, s.file, s.problem), Some(&s.hint));
             }
             if *as_json {
                 super::print_json(&r);
