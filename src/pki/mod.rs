@@ -14,6 +14,7 @@ pub mod cacheck;
 pub mod issue;
 pub mod keys;
 pub mod kubeconfig;
+pub mod onhost;
 pub mod plan;
 pub mod profile;
 
