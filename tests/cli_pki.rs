@@ -374,3 +374,27 @@ fn endpoint_change_moves_node_kubeconfigs_with_repoint_not_renew() {
         }
     }
 }
+
+#[test]
+fn check_hosts_reports_unreachable_hosts_with_exit_1_and_one_json_document() {
+    let d = Dir::with_cluster(&format!("{SMALL}[ssh]\nport = 1\nconnect_timeout_secs = 1\n"));
+    d.kbin(&["pki", "init"]).ok();
+    let out = d.kbin(&["pki", "check", "--hosts"]).fails_with(1);
+    assert!(out.stdout().starts_with("HOST") && out.stdout().contains("unreachable"), "{}", out.stdout());
+    assert!(out.stderr().contains("1 certificate problem on 1 host") && out.stderr().contains("m1: unreachable") && out.stderr().contains("hint:"), "{}", out.stderr());
+    let out = d.kbin(&["pki", "check", "--hosts", "--warn-days", "60", "--json"]).fails_with(1);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout()).expect("one JSON document on stdout");
+    assert_eq!((v["ok"].as_bool(), v["warn_days"].as_i64()), (Some(false), Some(60)));
+    assert_eq!(v["hosts"][0]["reachable"], false);
+    assert_eq!(v["problems"][0]["status"], "unreachable");
+    assert_eq!(v["error"]["exit"], 1);
+}
+
+#[test]
+fn check_hosts_needs_the_local_pki() {
+    let d = Dir::with_cluster(&format!("{SMALL}[ssh]\nport = 1\nconnect_timeout_secs = 1\n"));
+    let out = d.kbin(&["pki", "check", "--hosts", "--json"]).fails_with(1);
+    assert!(out.stderr().contains("hint: run `kbin pki init` first"), "{}", out.stderr());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout()).expect("one JSON document on stdout");
+    assert_eq!(v["ok"], false);
+}

@@ -149,52 +149,51 @@ pub fn problems_of(h: &HostCerts) -> Vec<Problem> {
         .collect()
 }
 
-/// What is needed to check any host: the templates (for the file list) and the local CAs.
+/// What is needed to check the hosts, prepared before any SSH: each host's files (a host kbin
+/// cannot render for is an error here) and the local CAs.
 pub struct Prepared {
-    templates: Templates,
+    targets: HashMap<String, Vec<Target>>,
     cas: HashMap<String, Vec<u8>>,
 }
 
 impl Prepared {
     pub fn new(cluster: &Cluster) -> Result<Prepared, Error> {
-        Ok(Prepared { templates: Templates::load(cluster)?, cas: onhost::local_cas(cluster)? })
+        let templates = Templates::load(cluster)?;
+        let mut t = HashMap::new();
+        for h in &cluster.hosts {
+            t.insert(h.name.clone(), targets(cluster, h, &templates)?);
+        }
+        Ok(Prepared { targets: t, cas: onhost::local_cas(cluster)? })
     }
     /// One host: read and judged, or why it could not be.
-    pub fn host(&self, cluster: &Cluster, h: &Host, node: Result<&Node<'_>, &str>, warn_days: i64) -> Result<HostCerts, Error> {
-        let targets = targets(cluster, h, &self.templates)?;
+    pub fn host(&self, h: &Host, node: Result<&Node<'_>, &str>, warn_days: i64) -> HostCerts {
         let mut out = HostCerts { host: h.name.clone(), address: h.address.to_string(), reachable: node.is_ok(), error: None, files: Vec::new() };
+        let targets = self.targets.get(&h.name).map(Vec::as_slice).unwrap_or_default();
         match node {
-            Ok(n) => match on_host(n, &targets, &self.cas, OffsetDateTime::now_utc(), warn_days) {
+            Ok(n) => match on_host(n, targets, &self.cas, OffsetDateTime::now_utc(), warn_days) {
                 Ok(files) => out.files = files,
                 Err(e) => out.error = Some(e.chain()),
             },
             Err(e) => out.error = Some(e.to_string()),
         }
-        Ok(out)
+        out
     }
 }
 
 /// Check every host of `conns` in parallel (`concurrency` at a time). A host that is
-/// unreachable is reported as such; a missing local pki is an error.
-pub fn check(prep: &Prepared, cluster: &Cluster, conns: &[(&Host, Result<Node<'_>, String>)], concurrency: usize, cancel: &Cancel, warn_days: i64) -> Result<Report, Error> {
-    // the file lists first: a host kbin cannot render for is an error before any SSH
-    for (h, _) in conns {
-        targets(cluster, h, &prep.templates)?;
-    }
-    let results = parallel::for_each(conns, |(h, _)| h.name.clone(), "certs", concurrency, cancel, |(h, n)| {
-        Ok(prep.host(cluster, h, n.as_ref().map_err(String::as_str), warn_days))
-    });
+/// unreachable or cannot be read is reported as such.
+pub fn check(prep: &Prepared, conns: &[(&Host, Result<Node<'_>, String>)], concurrency: usize, cancel: &Cancel, warn_days: i64) -> Report {
+    let results = parallel::for_each(conns, |(h, _)| h.name.clone(), "certs", concurrency, cancel, |(h, n)| Ok(prep.host(h, n.as_ref().map_err(String::as_str), warn_days)));
     let mut hosts = Vec::new();
     for (r, (h, _)) in results.into_iter().zip(conns) {
         match r.outcome {
-            Outcome::Done(Ok(c)) => hosts.push(c),
-            Outcome::Done(Err(e)) => return Err(e),
+            Outcome::Done(c) => hosts.push(c),
             Outcome::Failed(e) => hosts.push(HostCerts { host: h.name.clone(), address: h.address.to_string(), reachable: true, error: Some(e.chain()), files: Vec::new() }),
             Outcome::Skipped => hosts.push(HostCerts { host: h.name.clone(), address: h.address.to_string(), reachable: false, error: Some("interrupted".into()), files: Vec::new() }),
         }
     }
     let problems = hosts.iter().flat_map(problems_of).collect();
-    Ok(Report { warn_days, hosts, problems })
+    Report { warn_days, hosts, problems }
 }
 
 /// Connect to every host of the cluster file and [`check`] them.
@@ -203,7 +202,7 @@ pub fn report(run: &crate::engine::Run<'_>, accept_new_host_keys: bool, warn_day
     let prep = Prepared::new(cluster)?;
     let all: Vec<&Host> = cluster.hosts.iter().collect();
     let conns: Vec<(&Host, Result<Node<'_>, String>)> = run.connector(accept_new_host_keys).connect(&all).into_iter().map(|(h, r)| (h, r.map_err(|e| e.chain()))).collect();
-    check(&prep, cluster, &conns, run.concurrency, &run.cancel, warn_days)
+    Ok(check(&prep, &conns, run.concurrency, &run.cancel, warn_days))
 }
 
 /// `N problems on M hosts` as the error the edge reports (exit 1), `Ok` when there is none.
