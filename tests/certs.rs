@@ -261,3 +261,23 @@ fn the_nodes_kubeconfigs_in_the_profile_are_those_the_nodes_get() {
     marked.sort();
     assert_eq!(pushed, marked, "kubeconfigs.toml `nodes = true` must match what render::host_files pushes to a node as it is");
 }
+
+#[test]
+fn status_shows_the_days_left_on_the_hosts_and_what_check_hosts_flags() {
+    let s = setup();
+    let c = &s.cluster;
+    let client = kbin::deploy::api_client(c).unwrap();
+    // n1 and n2 as read over SSH; n3 unreachable: the local pki's days
+    let mut conns: Vec<(&kbin::config::Host, Result<Node<'_>, String>)> =
+        s.fakes[1..].iter().map(|f| (c.host(f.name()).unwrap(), Ok(Node { host: c.host(f.name()).unwrap(), remote: f.clone() as Arc<dyn Remote> }))).collect();
+    conns.push((c.host("n3").unwrap(), Err("n3: connection refused".into())));
+    let hosts = kbin::deploy::status::hosts(c, &conns, &client, 2, &Cancel::new());
+    let n1 = &hosts[0];
+    assert_eq!(n1.cert_days_left.get("kubelet-client-current"), Some(&10), "{:?}", n1.cert_days_left);
+    assert_eq!(n1.cert_days_left.values().min(), Some(&10), "the CERT DAYS column");
+    assert!(n1.cert_problems.iter().any(|p| p.contains("kubelet-client-current.pem: kubelet-client-current expires in 10 days")), "{:?}", n1.cert_problems);
+    assert!(n1.cert_problems.iter().any(|p| p.contains("kubelet.crt: kubelet differs from kbin's copy")), "{:?}", n1.cert_problems);
+    assert!(hosts[1].cert_problems.iter().any(|p| p.contains("is not signed by the ca CA")), "{:?}", hosts[1].cert_problems);
+    let n3 = &hosts[2];
+    assert!(!n3.reachable && n3.cert_days_left.get("kubelet").is_some_and(|d| *d > 300) && n3.cert_problems.is_empty(), "{n3:?}");
+}

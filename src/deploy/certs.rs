@@ -18,6 +18,9 @@ use crate::pki::onhost::{self, FileCheck, Found, Kind, Target};
 use crate::pki::profile::Profile;
 use crate::render::{self, Templates};
 
+/// `--warn-days` of `pki check --hosts`, and what `kbin status` flags.
+pub const WARN_DAYS: i64 = 30;
+
 /// Prints, per `kind:path` argument, `kbin-missing PATH`, or `kbin-begin PATH`, the
 /// certificate part of the file, `kbin-end PATH`. Reads nothing else.
 const SCRIPT: &str = r#"
