@@ -351,3 +351,50 @@ fn help_and_completions() {
     let zsh = d.kbin(&["completions", "zsh"]).ok().stdout();
     assert!(zsh.starts_with("#compdef kbin"));
 }
+
+#[test]
+fn endpoint_change_moves_node_kubeconfigs_with_repoint_not_renew() {
+    let no_vip = EXPANSION.replace("vip = \"192.168.0.88\"\n", "").replace("roles = [\"lb\"]", "roles = [\"node\"]");
+    let d = Dir::with_cluster(&no_vip);
+    d.kbin(&["pki", "init"]).ok();
+    d.write_cluster(&no_vip.replace("port = 6443", "vip = \"192.168.0.88\"\nport = 6443"));
+    let init = d.kbin(&["pki", "init"]).ok().stderr();
+    let check = d.kbin(&["pki", "check"]).fails_with(1).stderr();
+    for err in [&init, &check] {
+        // the kubeconfigs the nodes use: moved by the LB and repoint-nodes, never renewed
+        for id in ["bootstrap", "kube-proxy", "flannel"] {
+            assert!(!err.contains(&format!("kbin pki renew kubeconfig/{id}")), "{id}: {err}");
+            let block = err.split(&format!("kubeconfig/{id} (")).nth(1).unwrap_or_else(|| panic!("no kubeconfig/{id} in {err}"));
+            let hint = block.lines().find(|l| l.contains("hint:")).unwrap();
+            assert!(hint.contains("`kbin lb deploy`, then `kbin repoint-nodes --vip` (or `--endpoint HOST`)"), "{id}: {hint}");
+        }
+        // the operator's own kubeconfigs (and the masters', whose server is their own apiserver) are renewed
+        for id in ["admin", "super-admin", "controller-manager", "scheduler"] {
+            assert!(err.contains(&format!("kbin pki renew kubeconfig/{id}")), "{id}: {err}");
+        }
+    }
+}
+
+#[test]
+fn check_hosts_reports_unreachable_hosts_with_exit_1_and_one_json_document() {
+    let d = Dir::with_cluster(&format!("{SMALL}[ssh]\nport = 1\nconnect_timeout_secs = 1\n"));
+    d.kbin(&["pki", "init"]).ok();
+    let out = d.kbin(&["pki", "check", "--hosts"]).fails_with(1);
+    assert!(out.stdout().starts_with("HOST") && out.stdout().contains("unreachable"), "{}", out.stdout());
+    assert!(out.stderr().contains("1 certificate problem on 1 host") && out.stderr().contains("m1: unreachable") && out.stderr().contains("hint:"), "{}", out.stderr());
+    let out = d.kbin(&["pki", "check", "--hosts", "--warn-days", "60", "--json"]).fails_with(1);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout()).expect("one JSON document on stdout");
+    assert_eq!((v["ok"].as_bool(), v["warn_days"].as_i64()), (Some(false), Some(60)));
+    assert_eq!(v["hosts"][0]["reachable"], false);
+    assert_eq!(v["problems"][0]["status"], "unreachable");
+    assert_eq!(v["error"]["exit"], 1);
+}
+
+#[test]
+fn check_hosts_needs_the_local_pki() {
+    let d = Dir::with_cluster(&format!("{SMALL}[ssh]\nport = 1\nconnect_timeout_secs = 1\n"));
+    let out = d.kbin(&["pki", "check", "--hosts", "--json"]).fails_with(1);
+    assert!(out.stderr().contains("hint: run `kbin pki init` first"), "{}", out.stderr());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout()).expect("one JSON document on stdout");
+    assert_eq!(v["ok"], false);
+}

@@ -37,12 +37,21 @@ pub enum PkiCommand {
     },
     /// Verify chains, key pairs, SANs against the cluster file, and expiry
     ///
-    /// Exits 1 and lists every problem when anything is wrong.
+    /// Exits 1 and lists every problem when anything is wrong. With --hosts, reads the
+    /// certificates as they are on every host over SSH instead (never a private key): each
+    /// certificate and kubeconfig kbin placed, and the kubelet's client certificate on nodes.
     Check {
         /// Report certificates that expire within this many days
         #[arg(long, default_value_t = 30, value_name = "DAYS")]
         warn_days: i64,
-        /// Print the problems as JSON on stdout
+        /// Read the certificates on every host: subject, issuer, days left, same as pki/ or not,
+        /// signed by the cluster's CA or not; exits 1 when a host is unreachable or a file is
+        /// missing, differs, is not signed by the CA or expires within --warn-days
+        #[arg(long)]
+        hosts: bool,
+        #[command(flatten)]
+        ssh: super::SshArgs,
+        /// Print the problems (with --hosts: the report) as JSON on stdout
         #[arg(long)]
         json: bool,
     },
@@ -97,8 +106,7 @@ pub fn exec(global: &Global, cmd: &PkiCommand) -> kbin::Result<()> {
                 p.phase("pki", None, &format!("issued: {}", r.issued.join(", ")));
             }
             for s in &r.stale {
-                let hint = format!("re-issue it on purpose with `kbin pki renew {}`", s.name);
-                p.warn(&format!("{} ({}): {}", s.name, s.file, s.problem), Some(&hint));
+                p.warn(&format!("{} ({}): {}", s.name, s.file, s.problem), Some(&s.hint));
             }
             if *as_json {
                 super::print_json(&r);
@@ -119,7 +127,23 @@ pub fn exec(global: &Global, cmd: &PkiCommand) -> kbin::Result<()> {
                 print_table(&certs);
             }
         }
-        PkiCommand::Check { warn_days, json: as_json } => {
+        PkiCommand::Check { warn_days, hosts: true, ssh, json: as_json } => {
+            let run = super::run(global, &cluster, ssh, std::time::Duration::from_secs(30), false);
+            let report = kbin::deploy::certs::report(&run, ssh.accept_new_host_keys, *warn_days);
+            let report = match report {
+                Ok(r) => r,
+                Err(e) => return super::emit::<()>(*as_json, Err(e)),
+            };
+            if !*as_json {
+                print_hosts_table(&report);
+            }
+            let verdict = kbin::deploy::certs::verdict(&report);
+            if verdict.is_ok() {
+                p.phase("pki", None, &format!("every certificate on {} hosts is kbin's, signed by the cluster's CA and expires in more than {warn_days} days", report.hosts.len()));
+            }
+            return super::emit_with(*as_json, &report, verdict);
+        }
+        PkiCommand::Check { warn_days, json: as_json, .. } => {
             let problems = kbin::pki::check(&cluster, *warn_days)?;
             if *as_json {
                 super::print_json(&problems);
@@ -177,6 +201,35 @@ fn print_table(certs: &[kbin::pki::CertInfo]) {
             }
         }
         out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    print!("{out}");
+}
+
+/// `pki check --hosts`: one row per host and file.
+fn print_hosts_table(r: &kbin::deploy::certs::Report) {
+    let mut rows: Vec<[String; 5]> = vec![["HOST", "FILE", "SUBJECT", "DAYS", "STATUS"].map(String::from)];
+    for h in &r.hosts {
+        if let Some(e) = &h.error {
+            let status = if h.reachable { "unreadable" } else { "unreachable" };
+            rows.push([h.host.clone(), "-".into(), e.lines().next().unwrap_or("").to_string(), "-".into(), status.into()]);
+            continue;
+        }
+        for f in &h.files {
+            let days = f.days_left.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+            rows.push([h.host.clone(), f.path.clone(), f.subject.clone().unwrap_or_else(|| "-".into()), days, f.status.as_str().into()]);
+        }
+    }
+    let mut widths = [0usize; 5];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r.iter().enumerate().map(|(i, c)| if i + 1 == r.len() { c.clone() } else { format!("{:w$}", c, w = widths[i]) }).collect();
+        out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
     print!("{out}");

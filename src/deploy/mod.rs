@@ -4,6 +4,7 @@
 //! then converge per host inside a transaction that undoes itself.
 
 pub mod adopt;
+pub mod certs;
 pub mod etcd;
 pub mod etcd_maint;
 pub mod hosts;

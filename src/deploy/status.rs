@@ -21,8 +21,12 @@ pub struct HostStatus {
     pub units: BTreeMap<String, String>,
     /// First line of `<binary> --version` of each installed release binary.
     pub versions: BTreeMap<String, String>,
-    /// Days left of the host's own certificates in the local pki (apiserver, kubelet, etcd).
+    /// Days left of each certificate as found on the host (`pki check --hosts`), by name
+    /// (`apiserver`, `kubelet-client-current`, ...); when the host cannot be read, of its own
+    /// certificates in the local pki (apiserver, kubelet, etcd-server).
     pub cert_days_left: BTreeMap<String, i64>,
+    /// What `pki check --hosts` flags on this host.
+    pub cert_problems: Vec<String>,
     /// For LB hosts: holds the VIP now.
     pub holds_vip: Option<bool>,
     /// For masters: `/readyz` of its apiserver through the SSH connection.
@@ -63,6 +67,7 @@ fn cert_days(cluster: &Cluster, h: &Host) -> BTreeMap<String, i64> {
 /// Probe every host (in parallel): units, binary versions, VIP, apiserver readiness.
 pub fn hosts<'c>(cluster: &'c Cluster, conns: &[(&'c Host, Result<Node<'c>, String>)], client: &crate::kube::Client, concurrency: usize, cancel: &Cancel) -> Vec<HostStatus> {
     let vip_needle = cluster.apiserver.vip.map(|v| format!(" {v}/"));
+    let certs = super::certs::Prepared::new(cluster).ok();
     let results = parallel::for_each(conns, |(h, _)| h.name.clone(), "status", concurrency, cancel, |(h, n)| {
         let mut s = HostStatus {
             name: h.name.clone(),
@@ -74,6 +79,12 @@ pub fn hosts<'c>(cluster: &'c Cluster, conns: &[(&'c Host, Result<Node<'c>, Stri
             ..Default::default()
         };
         let Ok(n) = n else { return Ok(s) };
+        if let Some(c) = certs.as_ref().map(|p| p.host(h, Ok(n), super::certs::WARN_DAYS)) {
+            if c.error.is_none() {
+                s.cert_days_left = c.days_left();
+            }
+            s.cert_problems = super::certs::problems_of(&c).iter().map(|p| format!("{}{}", p.path.as_ref().map(|x| format!("{x}: ")).unwrap_or_default(), p.message)).collect();
+        }
         let mut seen = std::collections::BTreeSet::new();
         let bins: Vec<String> = crate::render::binaries(cluster, h).into_iter().filter(|b| !["ctr", "containerd-shim-runc-v2", "etcdctl"].contains(&b.name.as_str()) && b.component != "cni-plugins" && b.component != "flannel-cni-plugin").map(|b| b.path).filter(|p| seen.insert(p.clone())).collect();
         let f = crate::engine::facts::gather(n, &Probe::default().ask("unit", &units_of(h)).ask("bin", &bins))?;
@@ -183,6 +194,7 @@ pub fn report(run: &crate::engine::Run<'_>, accept_new_host_keys: bool) -> Resul
                 problems.push(format!("{}: {u} is {s}", h.name));
             }
         }
+        problems.extend(h.cert_problems.iter().map(|p| format!("{}: {p}", h.name)));
         if h.apiserver_ready == Some(false) {
             problems.push(format!("{}: kube-apiserver is not ready", h.name));
         }

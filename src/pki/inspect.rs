@@ -201,8 +201,8 @@ pub fn check(cluster: &Cluster, warn_days: i64) -> Result<Vec<Problem>, PkiError
             None => push(&kc, row.file.clone(), "missing".into(), "run `kbin pki init`".into()),
             Some(existing) => {
                 let expected = super::render_kubeconfig(cluster, &profile, row, &batch, token.as_deref().unwrap_or(""))?;
-                if let Some(p) = kubeconfig_problem(&existing, &expected) {
-                    push(&kc, row.file.clone(), p, format!("rewrite it with `kbin pki renew kubeconfig/{}`", row.id));
+                if let Some((p, moved)) = kubeconfig_problem(&existing, &expected) {
+                    push(&kc, row.file.clone(), p, super::kubeconfig_hint(row, moved));
                 }
             }
         }

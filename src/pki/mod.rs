@@ -14,6 +14,7 @@ pub mod cacheck;
 pub mod issue;
 pub mod keys;
 pub mod kubeconfig;
+pub mod onhost;
 pub mod plan;
 pub mod profile;
 
@@ -118,6 +119,8 @@ pub struct Stale {
     pub name: String,
     pub file: String,
     pub problem: String,
+    /// What to do about it.
+    pub hint: String,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -360,7 +363,7 @@ pub fn init(cluster: &Cluster) -> Result<InitReport, PkiError> {
                 let der = pem_to_der(&pem, &path)?;
                 let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::BadFile { path: path.clone(), message: format!("not an X.509 certificate: {e}") })?;
                 if let Some(problem) = san_problem(&cert_sans(&cert), &inst.sans) {
-                    report.stale.push(Stale { name: inst.name.clone(), file: inst.cert_path(), problem });
+                    report.stale.push(Stale { name: inst.name.clone(), file: inst.cert_path(), problem, hint: format!("re-issue it on purpose with `kbin pki renew {}`", inst.name) });
                 }
             }
             (Some(_), false) => {
@@ -437,8 +440,8 @@ pub fn init(cluster: &Cluster) -> Result<InitReport, PkiError> {
             }
             Some(existing) => {
                 report.kept += 1;
-                if let Some(problem) = kubeconfig_problem(&existing, &expected) {
-                    report.stale.push(Stale { name: format!("kubeconfig/{}", row.id), file: row.file.clone(), problem });
+                if let Some((problem, moved)) = kubeconfig_problem(&existing, &expected) {
+                    report.stale.push(Stale { name: format!("kubeconfig/{}", row.id), file: row.file.clone(), problem, hint: kubeconfig_hint(row, moved) });
                 }
             }
         }
@@ -467,21 +470,36 @@ fn render_kubeconfig(cluster: &Cluster, profile: &Profile, row: &profile::Kubeco
     Ok(kubeconfig::render(&k))
 }
 
-/// How an existing kubeconfig differs from what the cluster file implies, if it does.
-fn kubeconfig_problem(existing: &str, expected: &str) -> Option<String> {
-    let Ok(have) = kubeconfig::parse(existing) else { return Some("is not a valid kubeconfig".into()) };
+/// How an existing kubeconfig differs from what the cluster file implies, if it does, and
+/// whether that is its server (the VIP or `apiserver.endpoint` changed in the cluster file).
+fn kubeconfig_problem(existing: &str, expected: &str) -> Option<(String, bool)> {
+    let Ok(have) = kubeconfig::parse(existing) else { return Some(("is not a valid kubeconfig".into(), false)) };
     let want = kubeconfig::parse(expected).expect("kbin's own kubeconfig parses");
     let (hc, wc) = (have.clusters.first()?, want.clusters.first()?);
     if hc.cluster.server != wc.cluster.server {
-        return Some(format!("server is {}, the cluster file implies {}", hc.cluster.server, wc.cluster.server));
+        return Some((format!("server is {}, the cluster file implies {}", hc.cluster.server, wc.cluster.server), true));
     }
     if hc.cluster.certificate_authority_data != wc.cluster.certificate_authority_data {
-        return Some("embeds a CA certificate other than pki/ca.crt".into());
+        return Some(("embeds a CA certificate other than pki/ca.crt".into(), false));
     }
     if have.users.first().map(|u| &u.user) != want.users.first().map(|u| &u.user) {
-        return Some("embeds credentials other than the current certificate files".into());
+        return Some(("embeds credentials other than the current certificate files".into(), false));
     }
     None
+}
+
+/// What to do about a kubeconfig in pki/ that differs from the cluster file. When its server
+/// moved and the nodes use it, renewing it would point new nodes at an address that may not
+/// answer yet: the nodes move with the LB and `repoint-nodes`, which rewrites it too.
+pub fn kubeconfig_hint(row: &profile::KubeconfigRow, server_moved: bool) -> String {
+    if server_moved && row.nodes {
+        format!(
+            "the nodes use this kubeconfig: do not renew it; move them safely with `kbin lb deploy`, then `kbin repoint-nodes --vip` (or `--endpoint HOST`), which also rewrites {}",
+            row.file
+        )
+    } else {
+        format!("rewrite it with `kbin pki renew kubeconfig/{}`", row.id)
+    }
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -93,6 +93,9 @@ pub struct KubeconfigRow {
     pub cert: Option<String>,
     pub token: Option<String>,
     pub server: String,
+    /// Pushed to every node as it is (its `server:` included): moved by `repoint-nodes`.
+    #[serde(default)]
+    pub nodes: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
