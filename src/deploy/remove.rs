@@ -258,7 +258,11 @@ fn delete_node(run: &Run<'_>, client: &Client, ep: &Endpoint, name: &str, report
 fn without(cluster: &Cluster, host: &Host, roles: &[&str]) -> Result<(String, Cluster, Vec<String>), Error> {
     let text = std::fs::read_to_string(&cluster.file).map_err(|source| crate::config::ConfigError::Read { path: cluster.file.clone(), source })?;
     let (new_text, removed) = crate::config::edit::without_roles(&cluster.file, &text, &host.name, roles)?;
-    let new = crate::config::parse(&cluster.file, &new_text)?;
+    let new = crate::config::parse(&cluster.file, &new_text).map_err(|e| Error::Refused {
+        what: format!("{} without the {} role of {} would not be a valid cluster file; nothing was changed", cluster.file.display(), roles.join(", "), host.name),
+        problems: e.details(),
+        hint: Some("add what the cluster still needs (another host with that role) first".into()),
+    })?;
     Ok((new_text, new, removed))
 }
 
@@ -360,6 +364,9 @@ pub fn master_on(run: &Run<'_>, host: &Host, hosts: MasterHosts<'_>, opts: Optio
     }
     let node = host.has(Role::Node);
     let etcd = host.has(Role::Etcd);
+    if etcd && cluster.hosts_with(Role::Etcd).count() < 2 {
+        return Err(refused(format!("{} holds the last etcd member; removing it would destroy the cluster's data; nothing was changed", host.name), "add another etcd member first (`kbin etcd add HOST`)"));
+    }
     let mut roles = vec!["master"];
     roles.extend(etcd.then_some("etcd"));
     roles.extend(node.then_some("node"));
