@@ -472,7 +472,7 @@ fn master_remove_refuses_the_last_master_and_the_master_the_nodes_use() {
     assert!(e.to_string().contains("m1 is the last master"), "{e}");
     assert!(s.events().is_empty() && s.file() == one);
     // no VIP: the nodes use the first master
-    let novip = CLUSTER.replace("vip = \"10.9.0.100\"", "").replace("[[hosts]]\nname = \"lb1\"\naddress = \"10.9.0.4\"\nroles = [\"lb\"]\n", "");
+    let novip = CLUSTER.replace("roles = [\"master\", \"node\"]", "roles = [\"etcd\", \"master\", \"node\"]").replace("vip = \"10.9.0.100\"", "").replace("[[hosts]]\nname = \"lb1\"\naddress = \"10.9.0.4\"\nroles = [\"lb\"]\n", "");
     let s = setup(&novip);
     let e = s.master_remove("m1", false).unwrap_err();
     assert_eq!(e.exit(), kbin::Exit::Refused);

@@ -335,6 +335,29 @@ pub fn is_endpoint(cluster: &Cluster, host: &Host) -> bool {
     e == host.address.to_string() || e == host.name
 }
 
+/// Why `master remove` of `host` is refused from the cluster file alone (exit 2, nothing
+/// changed): not a master, the last master, the last etcd member, or the master the nodes reach
+/// the apiserver through.
+pub fn master_refusal(cluster: &Cluster, host: &Host) -> Result<(), Error> {
+    if !host.has(Role::Master) {
+        host_with(cluster, &host.name, Role::Master)?;
+    }
+    if cluster.hosts_with(Role::Master).count() < 2 {
+        return Err(refused(format!("{} is the last master; removing it would leave the cluster without an apiserver; nothing was changed", host.name), "add another master first (`kbin master add HOST`)"));
+    }
+    if host.has(Role::Etcd) && cluster.hosts_with(Role::Etcd).count() < 2 {
+        return Err(refused(format!("{} holds the last etcd member; removing it would destroy the cluster's data; nothing was changed", host.name), "add another etcd member first (`kbin etcd add HOST`)"));
+    }
+    if is_endpoint(cluster, host) {
+        let why = if cluster.apiserver.endpoint.is_some() { "apiserver.endpoint names it" } else { "the cluster has no apiserver.endpoint or VIP, so they use the first master" };
+        return Err(refused(
+            format!("the nodes reach the apiserver through {} ({why}); nothing was changed", host.name),
+            "move them first: `kbin repoint-nodes --vip` (or `--endpoint HOST[:PORT]` of another master or an LB), then run this again",
+        ));
+    }
+    Ok(())
+}
+
 /// The hosts `master remove` works with, connected: the master itself, the other masters (the
 /// apiserver is asked through the first ready one), the LB hosts, the other etcd members.
 pub struct MasterHosts<'c> {
@@ -348,25 +371,8 @@ pub struct MasterHosts<'c> {
 pub fn master_on(run: &Run<'_>, host: &Host, hosts: MasterHosts<'_>, opts: Options) -> Result<Report, Error> {
     let cluster = run.cluster;
     let mut report = Report { host: host.name.clone(), dry_run: run.dry_run, ..Default::default() };
-    // read-only: everything that can refuse, before anything changes
-    if !host.has(Role::Master) {
-        host_with(cluster, &host.name, Role::Master)?;
-    }
-    if cluster.hosts_with(Role::Master).count() < 2 {
-        return Err(refused(format!("{} is the last master; removing it would leave the cluster without an apiserver; nothing was changed", host.name), "add another master first (`kbin master add HOST`)"));
-    }
-    if is_endpoint(cluster, host) {
-        let why = if cluster.apiserver.endpoint.is_some() { "apiserver.endpoint names it" } else { "the cluster has no apiserver.endpoint or VIP, so they use the first master" };
-        return Err(refused(
-            format!("the nodes reach the apiserver through {} ({why}); nothing was changed", host.name),
-            "move them first: `kbin repoint-nodes --vip` (or `--endpoint HOST[:PORT]` of another master or an LB), then run this again",
-        ));
-    }
-    let node = host.has(Role::Node);
-    let etcd = host.has(Role::Etcd);
-    if etcd && cluster.hosts_with(Role::Etcd).count() < 2 {
-        return Err(refused(format!("{} holds the last etcd member; removing it would destroy the cluster's data; nothing was changed", host.name), "add another etcd member first (`kbin etcd add HOST`)"));
-    }
+    master_refusal(cluster, host)?;
+    let (node, etcd) = (host.has(Role::Node), host.has(Role::Etcd));
     let mut roles = vec!["master"];
     roles.extend(etcd.then_some("etcd"));
     roles.extend(node.then_some("node"));
@@ -427,6 +433,7 @@ pub fn node(opts: &super::Opts<'_>, cluster: &Cluster, name: &str, o: Options) -
 pub fn master(opts: &super::Opts<'_>, cluster: &Cluster, name: &str, o: Options) -> Result<Report, Error> {
     let run = opts.run(cluster);
     let host = host_with(cluster, name, Role::Master)?;
+    master_refusal(cluster, host)?;
     let c = run.connector(opts.accept_new_host_keys);
     let target = c.connect(&[host]).remove(0).1;
     let others: Vec<&Host> = super::master::hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
