@@ -14,7 +14,7 @@ use kbin::deploy::remove::{self, MasterHosts, Options, Report};
 use kbin::engine::Run;
 use kbin::host::fake::{FakeHost, ok};
 use kbin::host::parallel::Cancel;
-use kbin::host::{HostError, Node, Remote};
+use kbin::host::{HostError, Node, Output, Remote};
 use kbin::output::Printer;
 use serde_json::{Value, json};
 
@@ -72,6 +72,8 @@ struct Api {
     pdb: BTreeMap<String, usize>,
     /// Eviction requests per pod.
     asked: BTreeMap<String, usize>,
+    /// Evicted pods stay, being deleted (no kubelet confirms their end).
+    stuck: bool,
 }
 
 fn pod(ns: &str, name: &str, node: &str, owner: Option<&str>, mirror: bool) -> Value {
@@ -123,7 +125,12 @@ fn respond(api: &Mutex<Api>, events: &Events, method: &str, path: &str, body: &[
                 *n = n.saturating_sub(if *n == usize::MAX { 0 } else { 1 });
                 return (429, json!({"kind": "Status", "code": 429, "reason": "TooManyRequests", "message": "Cannot evict pod as it would violate the pod's disruption budget."}));
             }
-            a.pods.retain(|p| !(p["metadata"]["namespace"] == *ns && p["metadata"]["name"] == *name));
+            if a.stuck {
+                let p = a.pods.iter_mut().find(|p| p["metadata"]["namespace"] == *ns && p["metadata"]["name"] == *name).unwrap();
+                p["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
+            } else {
+                a.pods.retain(|p| !(p["metadata"]["namespace"] == *ns && p["metadata"]["name"] == *name));
+            }
             ev(format!("evict {id}"));
             (201, json!({"kind": "Status", "status": "Success"}))
         }
@@ -199,10 +206,13 @@ fn host(name: &str, root: &Path, facts: &str, events: &Events) -> Arc<FakeHost> 
             ["sh", "-c", _, "kbin-facts", ..] => return Some(ok(&facts)),
             ["systemctl", "is-active", "--", list @ ..] => return Some(ok(&list.iter().map(|u| if units.get(*u) == Some(&true) { "active\n" } else { "inactive\n" }).collect::<String>())),
             ["systemctl", "disable", "--now", "--quiet", u] => drop(units.insert(u.to_string(), false)),
+            ["mv", "-f", from, to] => std::fs::rename(r.join(from.trim_start_matches('/')), r.join(to.trim_start_matches('/'))).unwrap(),
             ["rm", _, "--", paths @ ..] => paths.iter().for_each(|p| {
                 let l = r.join(p.trim_start_matches('/'));
                 let _ = std::fs::remove_dir_all(&l).or_else(|_| std::fs::remove_file(&l));
             }),
+            // a test makes nginx refuse its config with a marker file
+            ["nginx", "-t", ..] if r.join("nginx-refuses").exists() => return Some(Output { status: 1, signal: None, stdout: vec![], stderr: b"nginx: [emerg] refused on purpose".to_vec() }),
             ["nginx", "-t", ..] | ["systemctl", "reload", _] | ["ip", "link", "delete", ..] => {}
             _ => return None,
         }
@@ -404,6 +414,8 @@ fn an_unreachable_node_is_refused_unless_forced_then_only_the_api_side_changes()
     assert_eq!(e.exit(), kbin::Exit::Refused);
     assert!(e.hint().unwrap().contains("--force"));
     assert!(s.events().is_empty() && s.file() == CLUSTER);
+    // no kubelet confirms the evicted pod's end: being deleted is enough, the Node's deletion does the rest
+    s.api.lock().unwrap().stuck = true;
     let r = remove::node_on(&s.run(false, Duration::from_secs(5)), h, down(), s.masters(), Options { force: true }).unwrap();
     assert!(!r.reachable && r.stopped.is_empty() && r.node_deleted);
     assert_eq!(s.events(), ["api: cordon n1", "api: evict app/web-1", "api: delete node n1"]);
@@ -449,6 +461,20 @@ fn master_remove_takes_it_out_of_the_lb_before_its_apiserver_stops() {
     assert!(s.events().iter().all(|e| !e.starts_with("m1: ") && !e.starts_with("n1: ")), "{:#?}", s.events());
     assert_eq!(s.file(), CLUSTER.replace(&block("# second master", "m2"), ""));
     assert!(r.host_entry_removed && r.roles_removed == ["master", "node"]);
+}
+
+#[test]
+fn an_lb_that_refuses_the_new_upstreams_stops_master_remove_before_the_apiserver_stops() {
+    let s = setup(CLUSTER);
+    std::fs::write(s.hosts["lb1"].path("/nginx-refuses"), "").unwrap();
+    let e = s.master_remove("m2", false).unwrap_err();
+    assert_eq!(e.exit(), kbin::Exit::Failure);
+    let text = kbin::error::render(&e);
+    assert!(text.contains("taking m2 out of the LB upstreams failed; its services run on (its Node stays cordoned)") && text.contains("[verify] lb1: nginx -t failed"), "{text}");
+    assert!(text.contains("[rollback] lb1: previous files restored"), "{text}");
+    assert!(std::fs::read_to_string(s.hosts["lb1"].path("/etc/nginx/nginx.conf")).unwrap().contains("10.9.0.2:6443"), "the previous upstreams are back");
+    assert!(!s.events().iter().any(|e| e.starts_with("m2: ") || e.contains("reload")), "{:#?}", s.events());
+    assert_eq!(s.file(), CLUSTER);
 }
 
 #[test]

@@ -182,9 +182,12 @@ fn api_failed(host: &str, phase: &str, error: String, rollback: Rollback, hint: 
 }
 
 /// Cordon Node `name`, evict its pods (not DaemonSet or mirror pods; an eviction a
-/// PodDisruptionBudget refuses is asked again until the timeout) and wait until they are gone.
-/// A drain that does not finish makes the Node schedulable again, if this run cordoned it.
-pub fn drain(run: &Run<'_>, client: &Client, ep: &Endpoint, name: &str, report: &mut Report) -> Result<(), Error> {
+/// PodDisruptionBudget refuses is asked again until the timeout) and wait until they are gone —
+/// or, when the host is gone (`wait_gone` false), until each is being deleted: no kubelet will
+/// confirm their end, their controllers replace them already, and deleting the Node lets the
+/// pod garbage collector remove them. A drain that does not finish makes the Node schedulable
+/// again, if this run cordoned it.
+pub fn drain(run: &Run<'_>, client: &Client, ep: &Endpoint, name: &str, wait_gone: bool, report: &mut Report) -> Result<(), Error> {
     let kube = |e: crate::kube::KubeError| crate::kube::chain(&e);
     let hint = "check that the apiserver answers (`kbin status`), then run the command again";
     let pods = client.pods_on(ep, name).map_err(|e| api_failed(name, "drain", kube(e), Rollback::NotNeeded, hint))?;
@@ -205,7 +208,7 @@ pub fn drain(run: &Run<'_>, client: &Client, ep: &Endpoint, name: &str, report: 
     let mut asked: BTreeSet<String> = BTreeSet::new();
     let mut blocked: BTreeMap<String, String> = BTreeMap::new();
     let result = engine::wait_for(run.timeout, &run.cancel, || {
-        let pods: Vec<_> = client.pods_on(ep, name).map_err(kube)?.into_iter().filter(|p| p.skip.is_none()).collect();
+        let pods: Vec<_> = client.pods_on(ep, name).map_err(kube)?.into_iter().filter(|p| p.skip.is_none() && (wait_gone || !p.terminating)).collect();
         if pods.is_empty() {
             return Ok(());
         }
@@ -317,7 +320,7 @@ pub fn node_on(run: &Run<'_>, host: &Host, target: Result<Node<'_>, HostError>, 
     let ep = crate::kube::masters::ready_master(cluster, &client, masters, &run.printer)?;
     report.reachable = reached.is_some();
 
-    drain(run, &client, &ep, &host.name, &mut report)?;
+    drain(run, &client, &ep, &host.name, reached.is_some(), &mut report)?;
     if let Some((n, f)) = &reached {
         let plan = host_plan(cluster, &NODE_UNITS, true, f);
         stop(run, n, &plan.stop, &mut report)?;
@@ -390,12 +393,20 @@ pub fn master_on(run: &Run<'_>, host: &Host, hosts: MasterHosts<'_>, opts: Optio
     }
 
     if node {
-        drain(run, &client, &ep, &host.name, &mut report)?;
+        drain(run, &client, &ep, &host.name, reached.is_some(), &mut report)?;
     }
     // the LB hosts stop sending to it before its apiserver stops
     let templates = crate::render::Templates::load(&new)?;
     let lb_ctx = Ctx { run: Run { cluster: &new, ..run.clone() }, templates: &templates, bins: &Bins::default() };
-    report.lb = super::lb::update_upstreams(&lb_ctx, &hosts.lbs)?;
+    report.lb = super::lb::update_upstreams(&lb_ctx, &hosts.lbs).map_err(|e| match e {
+        Error::Hosts { hosts, refused, .. } => Error::Hosts {
+            what: format!("taking {} out of the LB upstreams failed; its services run on{}", host.name, if node { " (its Node stays cordoned)" } else { "" }),
+            hosts,
+            hint: Some("fix the LB host (see the lines above; its previous nginx.conf is back) and run the command again".into()),
+            refused,
+        },
+        e => e,
+    })?;
     let plan = reached.as_ref().map(|(_, f)| host_plan(cluster, &units, node, f)).unwrap_or_default();
     if let Some((n, _)) = &reached {
         let control: Vec<String> = plan.stop.iter().filter(|u| MASTER_UNITS.contains(&u.as_str())).cloned().collect();
