@@ -235,3 +235,76 @@ fn apply_through_a_masters_connection_against_the_standin_apiserver() {
     let e = Client::new(&foreign).unwrap().get(&direct, "/api/v1/nodes").unwrap_err();
     assert_eq!(e.status(), Some(401), "{e}");
 }
+
+#[test]
+fn drain_through_the_standin_respects_a_disruption_budget() {
+    use kbin::deploy::remove::{Report, drain};
+    use kbin::kube::drain::Eviction;
+    let d = tempfile::tempdir().unwrap();
+    let cluster = kbin::config::parse(&d.path().join("cluster.toml"), CLUSTER).unwrap();
+    kbin::pki::init(&cluster).unwrap();
+    let (_etcd, _apiserver, port) = start(d.path());
+    let client = Client::from_pki(&cluster.pki_dir(), "super-admin").unwrap();
+    let ep = Endpoint::tcp("127.0.0.1", port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(client.healthz(&ep, "/readyz"), Ok((200, _))) {
+        assert!(Instant::now() < deadline, "the apiserver did not become ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // kbin applies only its own kinds: Nodes, Pods and budgets are made with a plain request
+    let pki = cluster.pki_dir();
+    let r = |f: &str| std::fs::read_to_string(pki.join(f)).unwrap();
+    let config = kbin::tls::client_config(&kbin::tls::Identity { ca_pem: r("ca.crt"), client: Some((r("super-admin.crt"), r("super-admin.key"))) }).unwrap();
+    let send = |method: &str, path: &str, v: &serde_json::Value| {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let resp = kbin::tls::request(s, config.clone(), "127.0.0.1", method, path, if method == "PATCH" { "application/merge-patch+json" } else { "application/json" }, Some(&serde_json::to_vec(v).unwrap())).unwrap();
+        assert!(resp.status < 300, "{method} {path}: {} {}", resp.status, resp.text());
+    };
+    let apply = |v: serde_json::Value| {
+        let (kind, ns) = (v["kind"].as_str().unwrap(), v["metadata"]["namespace"].as_str());
+        let path = match (kind, ns) {
+            ("Node", _) => "/api/v1/nodes".to_string(),
+            ("Pod", Some(ns)) => format!("/api/v1/namespaces/{ns}/pods"),
+            ("PodDisruptionBudget", Some(ns)) => format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"),
+            _ => unreachable!(),
+        };
+        send("POST", &path, &v);
+    };
+    apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}));
+    let web = |name: &str, node: &str| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "labels": {"app": "web"}}, "spec": {"nodeName": node}});
+    apply(web("web-1", "n1"));
+    apply(web("web-2", "n1"));
+    apply(web("web-3", "n2"));
+    apply(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent-n1", "namespace": "kube-system", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "u", "controller": true}]}, "spec": {"nodeName": "n1"}}));
+    apply(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web", "namespace": "default"}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}}));
+
+    let pods = client.pods_on(&ep, "n1").unwrap();
+    let mut ids: Vec<(String, Option<&str>)> = pods.iter().map(|p| (p.id(), p.skip)).collect();
+    ids.sort();
+    assert_eq!(ids, [("default/web-1".into(), None), ("default/web-2".into(), None), ("kube-system/agent-n1".into(), Some("daemonset"))]);
+    assert!(client.cordon(&ep, "n1", true).unwrap() && !client.cordon(&ep, "n1", true).unwrap(), "cordoned once");
+    assert_eq!(client.get(&ep, "/api/v1/nodes/n1").unwrap()["spec"]["unschedulable"], true);
+    assert!(client.cordon(&ep, "n1", false).unwrap());
+
+    // the budget lets one of three go, then holds: the drain times out and uncordons
+    let run = kbin::engine::Run { cluster: &cluster, printer: quiet(), concurrency: 1, cancel: kbin::host::parallel::Cancel::new(), timeout: Duration::from_secs(2), dry_run: false };
+    let mut report = Report::default();
+    let e = drain(&run, &client, &ep, "n1", true, &mut report).unwrap_err();
+    assert_eq!(e.exit(), kbin::Exit::Failure);
+    assert!(kbin::error::render(&e).contains("disruption budget") && e.details().iter().any(|l| l == "[rollback] n1: the Node is schedulable again"), "{}", kbin::error::render(&e));
+    assert_eq!(report.evicted.len(), 1);
+    assert_eq!(client.get(&ep, "/api/v1/nodes/n1").unwrap()["spec"]["unschedulable"], false);
+    let left = client.pods_on(&ep, "n1").unwrap();
+    assert!(matches!(client.evict(&ep, left.iter().find(|p| p.skip.is_none()).unwrap()).unwrap(), Eviction::Blocked(m) if m.contains("disruption budget")));
+
+    // a budget that allows it: drained, the DaemonSet pod left, the Node deleted
+    send("PATCH", "/apis/policy/v1/namespaces/default/poddisruptionbudgets/web", &json!({"spec": {"minAvailable": 1}}));
+    let mut report = Report::default();
+    drain(&run, &client, &ep, "n1", true, &mut report).unwrap();
+    assert_eq!((report.evicted.len(), report.left.as_slice()), (1, &["kube-system/agent-n1 (daemonset)".to_string()][..]));
+    assert_eq!(client.pods_on(&ep, "n1").unwrap().len(), 1);
+    assert_eq!(client.pods_on(&ep, "n2").unwrap().len(), 1, "another node's pods stay");
+    assert!(client.delete_node(&ep, "n1").unwrap() && !client.delete_node(&ep, "n1").unwrap());
+    let gone = kbin::kube::drain::Pod { namespace: "default".into(), name: "nope".into(), skip: None, terminating: false };
+    assert_eq!(client.evict(&ep, &gone).unwrap(), Eviction::Gone);
+}

@@ -1,4 +1,4 @@
-//! `kbin master add`, `node add`, `lb deploy`, `up`, `status`, `repoint-nodes`: arguments, one
+//! `kbin master add|remove`, `node add|remove`, `lb deploy`, `up`, `status`, `repoint-nodes`: arguments, one
 //! library call each (`kbin::deploy`), and the output.
 
 use std::collections::BTreeSet;
@@ -46,6 +46,16 @@ pub enum MasterCommand {
     /// connection before the LB hosts get the new upstream (nginx reload, connections kept).
     /// Running it again on an up-to-date master changes nothing.
     Add(MasterAddArgs),
+    /// Take master HOST out of the cluster: LB upstreams first, then its control plane, its etcd
+    /// member and its Node
+    ///
+    /// Refuses (nothing changed) the last master, and a master the nodes reach the apiserver
+    /// through (run `kbin repoint-nodes` first). If HOST is also a node it is drained first
+    /// (PodDisruptionBudgets respected). The LB hosts get upstreams without it (nginx -t, a
+    /// reload), then kube-apiserver, kube-controller-manager and kube-scheduler are stopped and
+    /// disabled, its etcd member is removed (if it has the etcd role), its node services stop and
+    /// its Node is deleted, and the cluster file loses the host (comments kept).
+    Remove(RemoveArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,6 +78,49 @@ pub enum NodeCommand {
     /// be nodes too), or a new address, which is added to the file with the node role. The
     /// bootstrap token Secret and RBAC are applied first (a no-op when present).
     Add(NodeAddArgs),
+    /// Take node HOST out of the cluster: cordon and drain it, stop its services, clean flannel's
+    /// and CNI's state, delete its Node, take it out of the cluster file
+    ///
+    /// Every pod but DaemonSet and mirror pods is evicted through the API (policy/v1 Eviction, so
+    /// PodDisruptionBudgets are respected; a refused eviction is retried until --timeout) and
+    /// kbin waits until they are gone. Then kubelet, kube-proxy, flanneld and containerd are
+    /// stopped and disabled, the flannel.1 and cni0 interfaces, /run/flannel, /var/lib/cni and
+    /// /etc/cni/net.d/10-flannel.conflist are deleted, the Node object is deleted, and the host
+    /// leaves the cluster file (a host with other roles only loses the node role). Binaries,
+    /// certificates and kubeconfigs stay on the host.
+    Remove(RemoveArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RemoveArgs {
+    /// Host name or address from the cluster file
+    pub host: String,
+    /// Go on when the host does not answer over SSH: only the API side and the cluster file change
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds the drain (and every other wait) may take
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+    /// Show the plan (pods that would be evicted, services that would stop, files that would go);
+    /// change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub ssh: super::SshArgs,
+}
+
+/// Run a remove command and print its report.
+fn remove_cmd(global: &Global, a: &RemoveArgs, f: fn(&deploy::Opts<'_>, &Cluster, &str, deploy::remove::Options) -> kbin::Result<deploy::remove::Report>) -> kbin::Result<()> {
+    let o = opts(global, &a.ssh, a.timeout, a.dry_run, &|_, _| Ok(Bins::default()));
+    let result = global.cluster().and_then(|c| f(&o, &c, &a.host, deploy::remove::Options { force: a.force }));
+    if let Ok(r) = &result {
+        let what = if r.dry_run { "planned; nothing was changed" } else { "removed" };
+        global.printer().phase("remove", Some(&r.host), what);
+    }
+    super::emit(a.json, result)
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,13 +178,17 @@ fn deploy_cmd<T: serde::Serialize>(global: &Global, d: &DeployArgs, f: impl FnOn
 }
 
 pub fn master(global: &Global, cmd: &MasterCommand) -> kbin::Result<()> {
-    let MasterCommand::Add(a) = cmd;
-    deploy_cmd(global, &a.deploy, |o, c| deploy::master::add(o, c, &a.host, a.name.as_deref()))
+    match cmd {
+        MasterCommand::Add(a) => deploy_cmd(global, &a.deploy, |o, c| deploy::master::add(o, c, &a.host, a.name.as_deref())),
+        MasterCommand::Remove(a) => remove_cmd(global, a, deploy::remove::master),
+    }
 }
 
 pub fn node(global: &Global, cmd: &NodeCommand) -> kbin::Result<()> {
-    let NodeCommand::Add(a) = cmd;
-    deploy_cmd(global, &a.deploy, |o, c| deploy::node::add(o, c, &a.hosts, a.name.as_deref()))
+    match cmd {
+        NodeCommand::Add(a) => deploy_cmd(global, &a.deploy, |o, c| deploy::node::add(o, c, &a.hosts, a.name.as_deref())),
+        NodeCommand::Remove(a) => remove_cmd(global, a, deploy::remove::node),
+    }
 }
 
 pub fn lb(global: &Global, cmd: &LbCommand) -> kbin::Result<()> {

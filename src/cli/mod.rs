@@ -59,10 +59,10 @@ pub enum Command {
     /// etcd on the etcd hosts: deploy, status, add, remove, backup
     #[command(subcommand)]
     Etcd(etcd::EtcdCommand),
-    /// Control-plane hosts: add a master (kube-apiserver, controller-manager, scheduler)
+    /// Control-plane hosts: add or remove a master (kube-apiserver, controller-manager, scheduler)
     #[command(subcommand)]
     Master(cluster::MasterCommand),
-    /// Worker nodes: containerd, flannel, kubelet, kube-proxy
+    /// Worker nodes: add or remove (containerd, flannel, kubelet, kube-proxy)
     #[command(subcommand)]
     Node(cluster::NodeCommand),
     /// The LB pair holding the apiserver VIP (nginx + keepalived)

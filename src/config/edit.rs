@@ -46,6 +46,32 @@ pub fn with_endpoint(path: &Path, text: &str, endpoint: &str) -> Result<String, 
     Ok(doc.to_string())
 }
 
+/// The cluster file text with `roles` taken off host `name`'s `roles` list; when no role is
+/// left, its whole `[[hosts]]` entry goes (with the comments above it). Everything else, comments
+/// included, stays as it was. The roles that were actually removed come back with the text.
+pub fn without_roles(path: &Path, text: &str, name: &str, roles: &[&str]) -> Result<(String, Vec<String>), ConfigError> {
+    let mut doc = document(path, text)?;
+    let bad = |m: String| ConfigError::Syntax { path: path.to_path_buf(), line: None, message: m };
+    let hosts = doc.get_mut("hosts").and_then(Item::as_array_of_tables_mut).ok_or_else(|| bad("no [[hosts]] tables".into()))?;
+    let i = hosts.iter().position(|t| t.get("name").and_then(Item::as_str) == Some(name)).ok_or_else(|| bad(format!("no [[hosts]] entry named {name:?}")))?;
+    let t = hosts.get_mut(i).expect("found");
+    let list = t.get_mut("roles").and_then(Item::as_array_mut).ok_or_else(|| bad(format!("host {name:?} has no roles list")))?;
+    let mut removed = Vec::new();
+    list.retain(|v| match v.as_str() {
+        Some(r) if roles.contains(&r) => {
+            removed.push(r.to_string());
+            false
+        }
+        _ => true,
+    });
+    if list.is_empty() {
+        hosts.remove(i);
+    } else {
+        list.fmt();
+    }
+    Ok((doc.to_string(), removed))
+}
+
 /// Validate `new_text` as a cluster file and, if it is valid, replace the file atomically.
 pub fn replace(cluster: &Cluster, new_text: &str) -> Result<Cluster, ConfigError> {
     let c = super::parse(&cluster.file, new_text)?;
@@ -76,5 +102,22 @@ mod tests {
         let text = "[cluster]\nname = \"t\"\n\n[apiserver]\n# the VIP\nvip = \"10.0.0.88\"\n";
         let out = with_endpoint(Path::new("c.toml"), text, "10.0.0.88").unwrap();
         assert!(out.contains("# the VIP\nvip = \"10.0.0.88\"\nendpoint = \"10.0.0.88\""), "{out}");
+    }
+
+    const TWO: &str = "# my cluster\n[cluster]\nname = \"t\"\n\n[[hosts]]\n# first master\nname = \"m1\"\naddress = \"10.0.0.11\"\nroles = [\"master\", \"etcd\", \"node\"]\n\n# the worker\n[[hosts]]\nname = \"n1\"\naddress = \"10.0.0.21\"\nroles = [\"node\"] # only a node\n\n[ssh]\n# who\nuser = \"root\"\n";
+
+    #[test]
+    fn a_host_without_roles_left_goes_with_its_comment_and_nothing_else_changes() {
+        let (out, removed) = without_roles(Path::new("c.toml"), TWO, "n1", &["node"]).unwrap();
+        assert_eq!(removed, ["node"]);
+        assert_eq!(out, TWO.replace("# the worker\n[[hosts]]\nname = \"n1\"\naddress = \"10.0.0.21\"\nroles = [\"node\"] # only a node\n\n", ""), "{out}");
+    }
+
+    #[test]
+    fn a_host_with_other_roles_only_loses_the_role() {
+        let (out, removed) = without_roles(Path::new("c.toml"), TWO, "m1", &["node", "lb"]).unwrap();
+        assert_eq!(removed, ["node"]);
+        assert_eq!(out, TWO.replace("roles = [\"master\", \"etcd\", \"node\"]", "roles = [\"master\", \"etcd\"]"), "{out}");
+        assert!(without_roles(Path::new("c.toml"), TWO, "x9", &["node"]).is_err());
     }
 }

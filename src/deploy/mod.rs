@@ -13,6 +13,7 @@ pub mod lb;
 pub mod manifests;
 pub mod master;
 pub mod node;
+pub mod remove;
 pub mod repoint;
 pub mod status;
 pub mod up;

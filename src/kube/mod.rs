@@ -9,8 +9,10 @@
 //! - [`nodes`]: Node and Lease state read from the API.
 //! - [`manifests`]: the objects kbin applies to every cluster (`manifests/`), rendered and applied.
 //! - [`masters`]: the apiserver endpoints of the masters and the first one that is ready.
+//! - [`drain`]: cordon, the pods on a node, their eviction, and deleting the Node.
 
 pub mod addons;
+pub mod drain;
 pub mod manifests;
 pub mod masters;
 pub mod nodes;

@@ -333,7 +333,12 @@ impl Api {
             && !res.subresources.contains(&s) {
                 return status(404, "NotFound", "the server could not find the requested resource", None);
             }
-        let verb = match (req.method.as_str(), name) {
+        // POST .../pods/NAME/eviction: the create verb on the eviction subresource, as upstream
+        let verb = match (req.method.as_str(), name, sub) {
+            ("POST", Some(_), Some("eviction")) => "create",
+            _ => "",
+        };
+        let verb = if !verb.is_empty() { verb } else { match (req.method.as_str(), name) {
             ("GET", Some(_)) => "get",
             ("GET", None) if req.param("watch").is_some_and(|w| w == "true" || w == "1") => "watch",
             ("GET", None) => "list",
@@ -342,7 +347,7 @@ impl Api {
             ("PATCH", Some(_)) => "patch",
             ("DELETE", Some(_)) => "delete",
             _ => return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", None),
-        };
+        } };
         if verb == "watch" {
             return status(405, "MethodNotAllowed", "watch is not implemented by the kbin stand-in; poll with GET", None);
         }
@@ -376,7 +381,8 @@ impl Api {
         let ns = if res.namespaced { ns } else { None };
         match verb {
             "get" => self.get(res, ns, name.unwrap_or_default()),
-            "list" => self.list(res, ns),
+            "list" => self.list(res, ns, req.param("fieldSelector")),
+            "create" if sub == Some("eviction") => self.evict(res, ns.unwrap_or_default(), name.unwrap_or_default(), &body.unwrap_or_default()),
             "create" => self.create(res, ns, body.unwrap_or_default(), &user),
             "update" => self.update(res, ns, name.unwrap_or_default(), sub, body.unwrap_or_default()),
             "patch" => self.patch(req, res, ns, name.unwrap_or_default(), sub, body.unwrap_or_default()),
@@ -439,7 +445,10 @@ impl Api {
         }
     }
 
-    fn list(&self, res: &Res, ns: Option<&str>) -> Response {
+    /// Every object of `res` (in `ns`), those matching a field selector of `path=value` terms
+    /// (`spec.nodeName=n1`, comma-separated) when one is given.
+    fn list(&self, res: &Res, ns: Option<&str>, fields: Option<&str>) -> Response {
+        let terms: Vec<(String, String)> = fields.unwrap_or("").split(',').filter(|t| !t.is_empty()).filter_map(|t| t.split_once('=')).map(|(k, v)| (format!("/{}", k.replace('.', "/")), v.to_string())).collect();
         match self.etcd.list(&res.prefix(ns)) {
             Ok((kvs, rev)) => {
                 let items: Vec<Value> = kvs
@@ -449,6 +458,7 @@ impl Api {
                         set_meta(&mut v, "resourceVersion", json!(kv.mod_revision.to_string()));
                         Some(v)
                     })
+                    .filter(|v| terms.iter().all(|(k, want)| v.pointer(k).and_then(Value::as_str).unwrap_or("") == want))
                     .collect();
                 Response::json(200, &json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": {"resourceVersion": rev.to_string()}, "items": items}))
             }
@@ -668,6 +678,55 @@ impl Api {
             Ok(true) => Response::json(200, &old),
             Ok(false) => conflict(res, name),
             Err(e) => storage_error(&e),
+        }
+    }
+
+    /// POST .../pods/NAME/eviction (policy/v1 Eviction): the pod is deleted unless a
+    /// PodDisruptionBudget of its namespace selects it and would drop below `minAvailable` (or
+    /// above `maxUnavailable` unavailable, counting the budget's pods as all expected), which
+    /// answers 429 as upstream. Pods count as healthy unless they are being deleted.
+    fn evict(&self, res: &Res, ns: &str, name: &str, eviction: &Value) -> Response {
+        if eviction.get("kind").and_then(Value::as_str) != Some("Eviction") {
+            return status(400, "BadRequest", "the body is not an Eviction", None);
+        }
+        let pod = match self.load(res, Some(ns), name) {
+            Ok(Some((v, _))) => v,
+            Ok(None) => return not_found(res, name),
+            Err(r) => return r,
+        };
+        let labels = |v: &Value| v.pointer("/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
+        let selects = |pdb: &Value, pod: &Value| {
+            let want = pdb.pointer("/spec/selector/matchLabels").and_then(Value::as_object).cloned().unwrap_or_default();
+            let have = labels(pod);
+            want.iter().all(|(k, v)| have.get(k) == Some(v))
+        };
+        let stored = |r: &Res| -> Result<Vec<Value>, Response> {
+            let (kvs, _) = self.etcd.list(&r.prefix(Some(ns))).map_err(|e| storage_error(&e))?;
+            Ok(kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect())
+        };
+        let pdbs = match stored(objects::find("policy", "v1", "poddisruptionbudgets").expect("pdbs")) {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        let pods = match stored(res) {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        for pdb in pdbs.iter().filter(|b| selects(b, &pod)) {
+            let healthy = pods.iter().filter(|p| selects(pdb, p) && p.pointer("/metadata/deletionTimestamp").is_none()).count() as i64;
+            let allowed = match (pdb.pointer("/spec/minAvailable").and_then(Value::as_i64), pdb.pointer("/spec/maxUnavailable").and_then(Value::as_i64)) {
+                (Some(min), _) => healthy - min,
+                (None, Some(max)) => max,
+                _ => 0,
+            };
+            if allowed < 1 {
+                let msg = format!("Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {} healthy pods and has {healthy} currently", meta(pdb, "name").unwrap_or("?"), pdb.pointer("/spec/minAvailable").and_then(Value::as_i64).unwrap_or(healthy));
+                return status(429, "TooManyRequests", &msg, None);
+            }
+        }
+        match self.delete(res, Some(ns), name).status {
+            200 => Response::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})),
+            _ => not_found(res, name),
         }
     }
 

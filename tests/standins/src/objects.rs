@@ -26,6 +26,8 @@ pub const RESOURCES: &[Res] = &[
     Res { group: "", version: "v1", resource: "serviceaccounts", kind: "ServiceAccount", namespaced: true, subresources: &[], etcd: "serviceaccounts" },
     Res { group: "", version: "v1", resource: "services", kind: "Service", namespaced: true, subresources: &["status"], etcd: "services/specs" },
     Res { group: "", version: "v1", resource: "endpoints", kind: "Endpoints", namespaced: true, subresources: &[], etcd: "services/endpoints" },
+    Res { group: "", version: "v1", resource: "pods", kind: "Pod", namespaced: true, subresources: &["status", "eviction"], etcd: "pods" },
+    Res { group: "policy", version: "v1", resource: "poddisruptionbudgets", kind: "PodDisruptionBudget", namespaced: true, subresources: &["status"], etcd: "poddisruptionbudgets" },
     Res { group: "", version: "v1", resource: "events", kind: "Event", namespaced: true, subresources: &[], etcd: "events" },
     Res { group: "coordination.k8s.io", version: "v1", resource: "leases", kind: "Lease", namespaced: true, subresources: &[], etcd: "leases" },
     Res {
