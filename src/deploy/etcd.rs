@@ -61,7 +61,7 @@ pub(super) fn addr(h: &Host) -> String {
     h.address.to_string()
 }
 
-fn peer_url(h: &Host) -> String {
+pub(super) fn peer_url(h: &Host) -> String {
     crate::config::url_for(&addr(h), 2380)
 }
 

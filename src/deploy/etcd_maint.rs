@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::etcd::{Ctx, Node, addr, ask, etcd_hosts, healthy_peer, member_health};
+use super::etcd::{Ctx, Node, addr, ask, etcd_hosts, healthy_peer, member_health, peer_url};
 use crate::config::Cluster;
 use crate::error::Error;
 use crate::host::Cmd;
@@ -121,11 +121,31 @@ pub fn defrag(ctx: &Ctx<'_>, nodes: &[Node<'_>]) -> Result<Vec<Defragged>, Error
     Ok(out)
 }
 
-/// `kbin etcd defrag` over the etcd hosts of the cluster file (all of them must be reachable).
+/// `kbin etcd defrag` over the cluster's members: the etcd hosts of the cluster file that the
+/// member list names (every one must be reachable; a host of the file that is no member, such
+/// as one removed with `etcd remove` and still given the role, is skipped with a warning).
 pub fn defrag_all(opts: &super::Opts<'_>, cluster: &Cluster) -> Result<Vec<Defragged>, Error> {
     let ctx = Ctx::new(opts.run(cluster))?;
-    let nodes = ctx.connector(opts.accept_new_host_keys).connect_all(&etcd_hosts(cluster))?;
-    defrag(&ctx, &nodes)
+    let conns = ctx.connector(opts.accept_new_host_keys).connect(&etcd_hosts(cluster));
+    let reachable: Vec<Node<'_>> = conns.iter().filter_map(|(_, r)| r.as_ref().ok().cloned()).collect();
+    let peer = healthy_peer(&ctx, &reachable).ok_or_else(|| Error::Refused { what: "no healthy etcd member to read the member list from".into(), problems: vec![], hint: Some("run `kbin etcd status`".into()) })?;
+    let list = ask(&ctx, peer, |c, t, a| c.member_list(t, a)).map_err(|e| Error::other(format!("cannot list members through {}: {e}", peer.host.name), None))?;
+    let mut members = Vec::new();
+    let mut problems = Vec::new();
+    for (h, r) in &conns {
+        if !list.iter().any(|m| m.peer_urls.contains(&peer_url(h))) {
+            ctx.printer.warn(&format!("{} has the etcd role but is not a member: skipped", h.name), Some("`kbin etcd add` it, or remove \"etcd\" from its roles"));
+            continue;
+        }
+        match r {
+            Ok(n) => members.push(n.clone()),
+            Err(e) => problems.push(format!("[connect] {}: {}", h.name, e.chain())),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Refused { what: "every etcd member must be reachable before a defragmentation".into(), problems, hint: Some("nothing was changed; run it again once the member answers".into()) });
+    }
+    defrag(&ctx, &members)
 }
 
 #[cfg(test)]
