@@ -136,6 +136,22 @@ for stage in pki download etcd masters manifests nodes; do
   grep -q "^\[up\] $stage" "$work/up1.err" || fail "up prints its $stage stage"
 done
 k status --json >"$work/status1.json" 2>/dev/null
+# --- certificates as they are on the hosts (issue 15) -------------------------------------------------------
+k pki check --hosts --json >"$work/certs1.json" 2>"$work/certs1.err"
+rc=$?
+check "pki check --hosts on the fresh cluster exits 0: every file as in pki/, signed by its CA" bash -c "[ $rc -eq 0 ]"
+check "... every node holds kubelet-client-current from TLS bootstrapping, about a year left, no local copy" python3 -c "
+import json, sys
+d = json.load(open('$work/certs1.json'))
+rows = [(h['host'], f) for h in d['hosts'] for f in h['files']]
+ok = all(any('kubelet-client-current' in f['path'] and (f['days_left'] or 0) > 300 and f['local'] == 'no-local-copy' for n, f in rows if n == node) for node in ('h1', 'h2', 'h3'))
+sys.exit(0 if ok else 1)"
+good=$("$lab" exec h3 -- cat /opt/kubernetes/ssl/kubelet.crt)
+"$lab" exec h2 -- cat /opt/kubernetes/ssl/kubelet.crt | "$lab" exec h3 -- sh -c 'cat >/opt/kubernetes/ssl/kubelet.crt'
+k pki check --hosts --json >"$work/certs2.json" 2>/dev/null
+rc=$?
+check "h2's kubelet.crt copied onto h3: pki check --hosts exits 1 naming h3's file as differing" bash -c "[ $rc -eq 1 ] && python3 -c \"import json,sys; d=json.load(open('$work/certs2.json')); bad=[(h['host'], f['path']) for h in d['hosts'] for f in h['files'] if f['local']=='differs']; sys.exit(0 if bad==[('h3','/opt/kubernetes/ssl/kubelet.crt')] else 1)\""
+printf '%s\n' "$good" | "$lab" exec h3 -- sh -c 'cat >/opt/kubernetes/ssl/kubelet.crt'
 check "status: h1 h2 h3 registered and Ready" pyj "$work/status1.json" "sorted(n['name'] for n in d['nodes'] if n['ready'])==['h1','h2','h3']"
 check "status: every unit active on every host" pyj "$work/status1.json" "all(s=='active' for h in d['hosts'] for s in h['units'].values())"
 check "status: 3 etcd members healthy" pyj "$work/status1.json" "sum(m['healthy'] for m in d['etcd'])==3"
@@ -265,6 +281,17 @@ k status --json >"$work/status4.json" 2>/dev/null
 check "status: kube-proxy on h3 is reported inactive" pyj "$work/status4.json" "[h for h in d['hosts'] if h['name']=='h3'][0]['units']['kube-proxy']!='active'"
 k up --json >"$work/up3.json" 2>/dev/null
 check "up brings the stopped kube-proxy back (and only it)" pyj "$work/up3.json" "d['started']==['h3/kube-proxy'] and d['bytes_sent']==0"
+
+# --- master remove (issue 16): the LB upstreams first, then its control plane, then the file ------------
+k master remove h7 --json >"$work/mremove.json" 2>"$work/mremove.err"
+rc=$?
+check "master remove h7 exits 0" test $rc -eq 0
+check "... nginx on h5 and h6 no longer proxies to h7, the others stay" bash -c "for h in h5 h6; do ! \"$lab\" exec \$h -- grep -q 'server 10.213.0.17:6443' /etc/nginx/nginx.conf && \"$lab\" exec \$h -- grep -q 'server 10.213.0.11:6443' /etc/nginx/nginx.conf || exit 1; done"
+check "... h7's kube-apiserver, controller-manager and scheduler are stopped and disabled" bash -c "for u in kube-apiserver kube-controller-manager kube-scheduler; do [ \"\$(\"$lab\" exec h7 -- systemctl is-enabled \$u 2>/dev/null)\" != enabled ] && ! \"$lab\" exec h7 -- systemctl is-active -q \$u || exit 1; done"
+check "... the cluster file lost h7, its comments kept; kubectl through the VIP still works" bash -c "! grep -q '10.213.0.17' '$work/cluster.toml' && grep -q '^# e2e cluster' '$work/cluster.toml' && [ \"\$(kc https://$vip:6443/healthz)\" = ok ]"
+k master remove h1 >"$work/mremove2.out" 2>&1
+rc=$?
+check "master remove h1 is refused (exit 2): etcd and the nodes still need it" bash -c "[ $rc -eq 2 ] && grep -q '10.213.0.11' '$work/cluster.toml'"
 
 # --- the MASTER LB host loses power: kubectl keeps working through the VIP ------------------------------
 holds() { "$lab" exec "$1" -- ip -o addr show 2>/dev/null | grep -q " $vip/"; }

@@ -233,3 +233,13 @@ rc=$?
 check "a mirror serving a tampered image archive: up fails naming the digest mismatch" bash -c "[ $rc -ne 0 ] && grep -q 'digest mismatch for http://.*/images/busybox-tampered.oci.tar' '$work/tamper.err'"
 check "... before any node was touched, and the tampered bytes were not cached" bash -c "! grep -q '^\[\(node\|push\|master\)\]' '$work/tamper.err' && [ \"\$(\"$lab\" exec h2 -- sha256sum /var/lib/kbin/images/busybox.tar | cut -d' ' -f1)\" = '$before' ] && [ ! -e '$work/cache2/sha256/$sum' ]"
 cp "$work/cluster.good.toml" "$work/cluster.toml"
+
+# --- node remove (issue 16): drained through the API, its services and pod network gone ------------------
+victim_node=$(kc get pods -l app=web -o jsonpath='{.items[0].spec.nodeName}' 2>/dev/null)
+k node remove "$victim_node" --json >"$work/nremove.json" 2>"$work/nremove.err"
+rc=$?
+check "node remove $victim_node (running a web pod) exits 0" test $rc -eq 0
+check "... its Node is deleted and no pod but DaemonSets' is left on it" bash -c "! \"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get node '$victim_node' >/dev/null 2>&1"
+check "... kubelet, kube-proxy, flanneld, containerd stopped and disabled; flannel.1 and cni0 gone" bash -c "for u in kubelet kube-proxy flanneld containerd; do \"$lab\" exec '$victim_node' -- systemctl is-active -q \$u && exit 1; done; ! \"$lab\" exec '$victim_node' -- ip link show flannel.1 >/dev/null 2>&1 && ! \"$lab\" exec '$victim_node' -- ip link show cni0 >/dev/null 2>&1"
+check "... the cluster file lost it" bash -c "! grep -q 'name = \"$victim_node\"' '$work/cluster.toml'"
+check "... web rolled onto the other nodes and still answers" retry 60 bash -c "$(declare -f kc kc_admin rolled_out); lab='$lab' kubectl='$kubectl' work='$work'; rolled_out && \"$lab\" op -- curl -sS --max-time 3 http://$([[ $victim_node == h2 ]] && echo 10.213.0.13 || echo 10.213.0.12):30080/ | grep -q '^hello from web-'"
