@@ -120,8 +120,23 @@ fn health_status_and_members_over_mutual_tls() {
     let err = wrong_ca.health(connect(etcd.port), "127.0.0.1").unwrap_err();
     assert!(err.to_string().contains("TLS"), "{err}");
 
-    // announce a second member (last: the cluster then waits for it and loses quorum)
-    let added = client.member_add(connect(etcd.port), "127.0.0.1", "https://127.0.0.9:2380").unwrap();
+    // defragmentation answers on a live member
+    client.defragment(connect(etcd.port), "127.0.0.1").unwrap();
+    assert!(client.health(connect(etcd.port), "127.0.0.1").unwrap());
+
+    // a learner that never starts: etcd refuses to promote it (it has not caught up), and the
+    // cluster keeps its quorum; removing it leaves the one member it had
+    let learner = client.member_add(connect(etcd.port), "127.0.0.1", "https://127.0.0.8:2380", true).unwrap();
+    let members = client.member_list(connect(etcd.port), "127.0.0.1").unwrap();
+    assert!(members.iter().any(|m| m.id == learner.id && m.is_learner), "{members:?}");
+    let refused = client.member_promote(connect(etcd.port), "127.0.0.1", learner.id).unwrap_err();
+    assert!(refused.to_string().contains("in sync") || refused.to_string().contains("learner"), "{refused}");
+    assert!(client.health(connect(etcd.port), "127.0.0.1").unwrap(), "a learner does not count for the quorum");
+    client.member_remove(connect(etcd.port), "127.0.0.1", learner.id).unwrap();
+    assert_eq!(client.member_list(connect(etcd.port), "127.0.0.1").unwrap().len(), 1);
+
+    // announce a second, voting member (last: the cluster then waits for it and loses quorum)
+    let added = client.member_add(connect(etcd.port), "127.0.0.1", "https://127.0.0.9:2380", false).unwrap();
     assert_eq!((added.name.as_str(), added.peer_urls.as_slice()), ("", &["https://127.0.0.9:2380".to_string()][..]));
     let members = client.member_list(connect(etcd.port), "127.0.0.1").unwrap();
     assert_eq!(members.len(), 2);
