@@ -167,7 +167,12 @@ mod tests {
         let c = kbin::config::parse(std::path::Path::new("/x/cluster.toml"), text).unwrap();
         let t = kbin::render::Templates::load(&c).unwrap();
         let host = if name.starts_with("keepalived") || name.starts_with("nginx") { &c.hosts[1] } else { &c.hosts[0] };
-        let out = t.render(name, &host.name, &kbin::render::context(&c, host, &Default::default())).unwrap();
+        let mut ctx = kbin::render::context(&c, host, &Default::default());
+        if name == "containerd-hosts.toml" {
+            // rendered once per [registries."<host>"], with that registry merged in
+            kbin::render::merge(&mut ctx, serde_json::json!({"registry": {"host": "docker.io", "server": "https://registry-1.docker.io", "mirrors": ["https://m.example:5000"], "ca": "/etc/containerd/certs.d/docker.io/ca.crt", "skip_verify": false}}));
+        }
+        let out = t.render(name, &host.name, &ctx).unwrap();
         assert_eq!(lint(name, builtin(name), &out), Ok(()), "the valid rendering of {name} passes");
         assert!(out.contains(from), "{from:?} not in {name}");
         out.replace(from, to)
