@@ -32,6 +32,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("containerd.service", include_str!("../unit-templates/containerd.service.hbs")),
     ("containerd-config.toml", include_str!("../unit-templates/containerd-config.toml.hbs")),
     ("containerd-hosts.toml", include_str!("../unit-templates/containerd-hosts.toml.hbs")),
+    ("audit-policy.yaml", include_str!("../unit-templates/audit-policy.yaml.hbs")),
     ("nginx.conf", include_str!("../unit-templates/nginx.conf.hbs")),
     ("keepalived.conf", include_str!("../unit-templates/keepalived.conf.hbs")),
     ("check_nginx.sh", include_str!("../unit-templates/check_nginx.sh.hbs")),
@@ -279,7 +280,7 @@ impl Builder<'_> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RenderError::MissingPki { host: self.host.name.clone(), path: local }),
             Err(source) => return Err(RenderError::Read { path: local, source }),
         };
-        let secret = rel.ends_with(".key") || rel.ends_with(".kubeconfig") || rel == pki::TOKEN_CSV;
+        let secret = rel.ends_with(".key") || rel.ends_with(".kubeconfig") || rel == pki::TOKEN_CSV || rel == pki::encryption::ENCRYPTION_CONFIG;
         self.files.push(HostFile { path, mode: if secret { 0o600 } else { 0o644 }, content, secret, component, restarts: restarts.iter().map(|s| s.to_string()).collect(), source: format!("pki/{rel}") });
         Ok(())
     }
@@ -363,6 +364,8 @@ pub fn host_files(cluster: &Cluster, host: &Host, templates: &Templates, opts: &
         if cluster.token_auth_file {
             b.pki(Master, pki::TOKEN_CSV, format!("{}/token.csv", l.k8s_cfg), api)?;
         }
+        b.pki(Master, pki::encryption::ENCRYPTION_CONFIG, format!("{}/encryption-config.yaml", l.k8s_cfg), api)?;
+        b.template(Master, "audit-policy.yaml", format!("{}/audit-policy.yaml", l.k8s_cfg), 0o644, api)?;
         for unit in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
             b.template(Master, &format!("{unit}.service"), format!("{}/{unit}.service", l.units), 0o644, &[unit])?;
         }

@@ -171,7 +171,7 @@ pub fn opts<'a>(global: &'a Global, ssh: &super::SshArgs, timeout: u64, dry_run:
 }
 
 /// Run a deploy command with the release binaries it fetches, and print its report.
-fn deploy_cmd<T: serde::Serialize>(global: &Global, d: &DeployArgs, f: impl FnOnce(&deploy::Opts<'_>, Cluster) -> kbin::Result<T>) -> kbin::Result<()> {
+pub fn deploy_cmd<T: serde::Serialize>(global: &Global, d: &DeployArgs, f: impl FnOnce(&deploy::Opts<'_>, Cluster) -> kbin::Result<T>) -> kbin::Result<()> {
     let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &d.net, parts);
     let o = opts(global, &d.ssh, d.timeout, d.dry_run, &fetch);
     super::emit(d.json, f(&o, global.cluster()?))

@@ -29,6 +29,13 @@ pub enum PkiCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Rotate the key the apiservers encrypt Secrets with in etcd, with no downtime
+    ///
+    /// Three stages, each on every master one at a time (apiserver restarted, verified, rolled
+    /// back if it does not come back) before the next: the new key added for reading; the new
+    /// key made the one that encrypts; every Secret rewritten under it and the old key dropped.
+    /// pki/encryption-config.yaml says where a rotation stands: run it again to resume.
+    RotateEncryptionKey(super::cluster::DeployArgs),
     /// Show every certificate: subject, issuer, SANs, key type, expiry and days left
     Inspect {
         /// Print JSON on stdout instead of a table
@@ -112,6 +119,7 @@ pub fn exec(global: &Global, cmd: &PkiCommand) -> kbin::Result<()> {
                 super::print_json(&r);
             }
         }
+        PkiCommand::RotateEncryptionKey(d) => return super::cluster::deploy_cmd(global, d, |o, c| kbin::deploy::encryption::rotate(o, &c)),
         PkiCommand::Renew { names, json: as_json } => {
             let r = kbin::pki::renew(&cluster, names)?;
             p.phase("pki", None, &format!("renewed: {}", r.renewed.join(", ")));

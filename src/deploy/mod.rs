@@ -6,6 +6,7 @@
 pub mod adopt;
 pub mod certs;
 pub mod etcd;
+pub mod encryption;
 pub mod etcd_maint;
 pub mod hosts;
 pub mod images;

@@ -17,6 +17,7 @@ pub mod manifests;
 pub mod masters;
 pub mod nodes;
 pub mod resources;
+pub mod secrets;
 
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};

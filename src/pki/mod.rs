@@ -11,6 +11,7 @@
 //! token in `bootstrap-token` and `token.csv`. Keys and tokens are 0600.
 
 pub mod cacheck;
+pub mod encryption;
 pub mod issue;
 pub mod keys;
 pub mod kubeconfig;
@@ -316,7 +317,7 @@ pub fn init(cluster: &Cluster) -> Result<InitReport, PkiError> {
     // 0. Every place a file goes is a regular file or nothing (checked before anything is
     //    written), then one kbin at a time, and what a killed run left is removed.
     let mut rels: Vec<String> = instances.iter().flat_map(|i| [i.cert_path(), i.key_path()]).collect();
-    rels.extend([SA_KEY, SA_PUB, BOOTSTRAP_TOKEN, TOKEN_CSV].map(String::from));
+    rels.extend([SA_KEY, SA_PUB, BOOTSTRAP_TOKEN, TOKEN_CSV, encryption::ENCRYPTION_CONFIG].map(String::from));
     rels.extend(profile.kubeconfigs.iter().map(|k| k.file.clone()));
     store.preflight(rels.iter().map(String::as_str))?;
     let _lock = store.lock()?;
@@ -428,6 +429,14 @@ pub fn init(cluster: &Cluster) -> Result<InitReport, PkiError> {
     };
     if !store.exists(TOKEN_CSV) {
         batch.files.push(Pending::key(TOKEN_CSV.into(), token_csv(&token)));
+    }
+
+    // 5b. The key the apiservers encrypt Secrets with in etcd (never replaced: `kbin pki
+    //     rotate-encryption-key` rotates it).
+    if !store.exists(encryption::ENCRYPTION_CONFIG) {
+        let key = encryption::new_key(&crate::fsutil::utc_stamp());
+        batch.files.push(Pending::key(encryption::ENCRYPTION_CONFIG.into(), encryption::render(&[key])));
+        report.issued.push("encryption-key".into());
     }
 
     // 6. Kubeconfigs.

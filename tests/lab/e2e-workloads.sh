@@ -243,3 +243,27 @@ check "... its Node is deleted and no pod but DaemonSets' is left on it" bash -c
 check "... kubelet, kube-proxy, flanneld, containerd stopped and disabled; flannel.1 and cni0 gone" bash -c "for u in kubelet kube-proxy flanneld containerd; do \"$lab\" exec '$victim_node' -- systemctl is-active -q \$u && exit 1; done; ! \"$lab\" exec '$victim_node' -- ip link show flannel.1 >/dev/null 2>&1 && ! \"$lab\" exec '$victim_node' -- ip link show cni0 >/dev/null 2>&1"
 check "... the cluster file lost it" bash -c "! grep -q 'name = \"$victim_node\"' '$work/cluster.toml'"
 check "... web rolled onto the other nodes and still answers" retry 60 bash -c "$(declare -f kc kc_admin rolled_out); lab='$lab' kubectl='$kubectl' work='$work'; rolled_out && \"$lab\" op -- curl -sS --max-time 3 http://$([[ $victim_node == h2 ]] && echo 10.213.0.13 || echo 10.213.0.12):30080/ | grep -q '^hello from web-'"
+
+# --- Secrets encrypted at rest, an audit trail, and a key rotation (issue 15) ------------------------
+etcd_raw() { "$lab" exec h1 -- /opt/etcd/bin/etcdctl --endpoints https://10.213.0.11:2379 --cacert /opt/etcd/ssl/ca.crt --cert /opt/etcd/ssl/server.crt --key /opt/etcd/ssl/server.key get "/registry/secrets/$1" --print-value-only 2>/dev/null; }
+kc create secret generic s1 --from-literal=password=kbin-plain-text-canary >/dev/null 2>&1
+key1=$(sed -n 's/^ *- name: \(key-.*\)$/\1/p' "$work/pki/encryption-config.yaml" | head -n 1)
+stored_under() { [[ $(etcd_raw "$1" | head -c 200 | tr -d '\0') == k8s:enc:aescbc:v1:$2:* ]]; }
+s1_encrypted() { stored_under default/s1 "$key1" && ! etcd_raw default/s1 | grep -aq kbin-plain-text-canary; }
+check "a Secret created after up is stored encrypted in etcd (k8s:enc:aescbc:v1:$key1), not in plain text" s1_encrypted
+check "... and reads back in plain text through the API" bash -c "[ \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get secret s1 -o jsonpath='{.data.password}' | base64 -d)\" = kbin-plain-text-canary ]"
+check "the master's audit log records the create of that Secret, without its data" bash -c "\"$lab\" exec h1 -- grep '\"resource\":\"secrets\"' /opt/kubernetes/logs/kube-apiserver-audit.log | grep '\"verb\":\"create\"' | grep -q '\"name\":\"s1\"' && ! \"$lab\" exec h1 -- grep -q kbin-plain-text-canary /opt/kubernetes/logs/kube-apiserver-audit.log && ! \"$lab\" exec h1 -- grep -q \"\$(printf kbin-plain-text-canary | base64)\" /opt/kubernetes/logs/kube-apiserver-audit.log"
+check "the encryption config on the master is private (0600) and is the one in pki/" bash -c "[ \"\$(\"$lab\" exec h1 -- stat -c %a /opt/kubernetes/cfg/encryption-config.yaml)\" = 600 ] && [ \"\$(\"$lab\" exec h1 -- sha256sum /opt/kubernetes/cfg/encryption-config.yaml | cut -d' ' -f1)\" = \"\$(sha256sum '$work/pki/encryption-config.yaml' | cut -d' ' -f1)\" ]"
+sleep 1 # the new key's name carries the second it was made in
+k pki rotate-encryption-key --json >"$work/rotate.json" 2>"$work/rotate.err"
+rc=$?
+key2=$(sed -n 's/^ *- name: \(key-.*\)$/\1/p' "$work/pki/encryption-config.yaml" | head -n 1)
+check "pki rotate-encryption-key exits 0 through its three stages; one key left, a new one" bash -c "[ $rc -eq 0 ] && [ \"\$(grep -c '^ *- name: key-' '$work/pki/encryption-config.yaml')\" -eq 1 ] && [ '$key2' != '$key1' ] && grep -q '3/3' '$work/rotate.err'"
+all_new() {
+  local k
+  for k in $(kc get secrets -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{" "}{end}' 2>/dev/null); do
+    stored_under "$k" "$key2" || { echo "$k is not under $key2" >&2; return 1; }
+  done
+}
+check "after the rotation every Secret in etcd is stored under the new key" all_new
+check "... and s1 still reads back" bash -c "[ \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get secret s1 -o jsonpath='{.data.password}' | base64 -d)\" = kbin-plain-text-canary ]"
