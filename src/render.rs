@@ -127,6 +127,12 @@ pub struct Options {
     pub etcd_existing: bool,
 }
 
+/// The variables `containerd-hosts.toml` sees besides [`context`]'s: one registry of
+/// `[registries]`, and where its CA file (`ca`, empty for none) is placed.
+pub fn registry_context(r: &crate::config::workloads::Registry, ca: &str) -> Value {
+    json!({"registry": {"host": r.host, "server": r.server(), "mirrors": r.mirrors, "ca": ca, "skip_verify": r.skip_verify}})
+}
+
 /// containerd's registry configuration directory (`hosts.toml` per registry host).
 pub const CERTS_DIR: &str = "/etc/containerd/certs.d";
 
@@ -396,8 +402,7 @@ pub fn host_files(cluster: &Cluster, host: &Host, templates: &Templates, opts: &
                 }
                 None => String::new(),
             };
-            let extra = json!({"registry": {"host": r.host, "server": r.server(), "mirrors": r.mirrors, "ca": ca, "skip_verify": r.skip_verify}});
-            b.template_with(Node, "containerd-hosts.toml", format!("{dir}/hosts.toml"), 0o644, &[], extra)?;
+            b.template_with(Node, "containerd-hosts.toml", format!("{dir}/hosts.toml"), 0o644, &[], registry_context(r, &ca))?;
         }
         b.template(Node, "kbin-k8s-sysctl.conf", "/etc/sysctl.d/99-kubernetes.conf".into(), 0o644, &[])?;
         b.template(Node, "kbin-k8s-modules.conf", "/etc/modules-load.d/kubernetes.conf".into(), 0o644, &[])?;

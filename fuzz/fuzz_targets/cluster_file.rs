@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use kbin::render::{BUILTIN, Options, Templates, context};
+use kbin::render::{BUILTIN, Options, Templates, context, merge, registry_context};
 use kbin_fuzz::lint;
 use libfuzzer_sys::fuzz_target;
 
@@ -19,12 +19,24 @@ fuzz_target!(|data: &[u8]| {
         for existing in [false, true] {
             let ctx = context(&cluster, host, &Options { etcd_existing: existing });
             for (name, source) in BUILTIN {
-                let out = match templates.render(name, &host.name, &ctx) {
-                    Ok(o) => o,
-                    Err(e) => panic!("{name} for {} does not render: {e}", host.name),
+                // containerd-hosts.toml is rendered once per registry, with it merged in
+                let contexts: Vec<serde_json::Value> = if *name == "containerd-hosts.toml" {
+                    cluster.workloads.registries.iter().map(|r| {
+                        let mut c = ctx.clone();
+                        merge(&mut c, registry_context(r, if r.ca_file.is_some() { "/etc/containerd/certs.d/x/ca.crt" } else { "" }));
+                        c
+                    }).collect()
+                } else {
+                    vec![ctx.clone()]
                 };
-                if let Err(e) = lint(name, source, &out) {
-                    panic!("{name} for {}: {e}\n--- rendered:\n{out}", host.name);
+                for ctx in &contexts {
+                    let out = match templates.render(name, &host.name, ctx) {
+                        Ok(o) => o,
+                        Err(e) => panic!("{name} for {} does not render: {e}", host.name),
+                    };
+                    if let Err(e) = lint(name, source, &out) {
+                        panic!("{name} for {}: {e}\n--- rendered:\n{out}", host.name);
+                    }
                 }
             }
         }

@@ -170,7 +170,8 @@ mod tests {
         let mut ctx = kbin::render::context(&c, host, &Default::default());
         if name == "containerd-hosts.toml" {
             // rendered once per [registries."<host>"], with that registry merged in
-            kbin::render::merge(&mut ctx, serde_json::json!({"registry": {"host": "docker.io", "server": "https://registry-1.docker.io", "mirrors": ["https://m.example:5000"], "ca": "/etc/containerd/certs.d/docker.io/ca.crt", "skip_verify": false}}));
+            let r = kbin::config::workloads::Registry { host: "docker.io".into(), mirrors: vec!["https://m.example:5000".into()], ca_file: None, skip_verify: false };
+            kbin::render::merge(&mut ctx, kbin::render::registry_context(&r, "/etc/containerd/certs.d/docker.io/ca.crt"));
         }
         let out = t.render(name, &host.name, &ctx).unwrap();
         assert_eq!(lint(name, builtin(name), &out), Ok(()), "the valid rendering of {name} passes");
