@@ -427,7 +427,12 @@ pub fn host_files(cluster: &Cluster, host: &Host, templates: &Templates, opts: &
 pub struct Binary {
     pub component: &'static str,
     pub name: String,
+    /// Where the units run it from.
     pub path: String,
+    /// Where the file itself lives when `path` is a symlink to it: the Kubernetes binaries of
+    /// each release side by side (`<k8s_releases>/<version>/<name>`), so an upgrade switches by
+    /// a symlink swap and the previous release stays on the host.
+    pub release: Option<String>,
     /// Which part of the cluster installs it.
     pub part: Component,
 }
@@ -437,7 +442,11 @@ pub fn binaries(cluster: &Cluster, host: &Host) -> Vec<Binary> {
     let l = &cluster.layout;
     let arch = cluster.artifacts.arch.as_str();
     let mut out = Vec::new();
-    let mut add = |part: Component, component: &'static str, name: &str, path: String| out.push(Binary { component, name: name.to_string(), path, part });
+    let kv = &cluster.kubernetes_version;
+    let mut add = |part: Component, component: &'static str, name: &str, path: String| {
+        let release = component.starts_with("kube").then(|| format!("{}/{kv}/{name}", l.k8s_releases));
+        out.push(Binary { component, name: name.to_string(), path, release, part })
+    };
     if host.has(Role::Etcd) {
         add(Component::Etcd, "etcd", "etcd", format!("{}/etcd", l.etcd_bin));
         add(Component::Etcd, "etcd", "etcdctl", format!("{}/etcdctl", l.etcd_bin));

@@ -289,7 +289,7 @@ fn drain_through_the_standin_respects_a_disruption_budget() {
     // the budget lets one of three go, then holds: the drain times out and uncordons
     let run = kbin::engine::Run { cluster: &cluster, printer: quiet(), concurrency: 1, cancel: kbin::host::parallel::Cancel::new(), timeout: Duration::from_secs(2), dry_run: false };
     let mut report = Report::default();
-    let e = drain(&run, &client, &ep, "n1", true, &mut report).unwrap_err();
+    let e = drain("removing", &run, &client, &ep, "n1", true, &mut report).unwrap_err();
     assert_eq!(e.exit(), kbin::Exit::Failure);
     assert!(kbin::error::render(&e).contains("disruption budget") && e.details().iter().any(|l| l == "[rollback] n1: the Node is schedulable again"), "{}", kbin::error::render(&e));
     assert_eq!(report.evicted.len(), 1);
@@ -300,7 +300,7 @@ fn drain_through_the_standin_respects_a_disruption_budget() {
     // a budget that allows it: drained, the DaemonSet pod left, the Node deleted
     send("PATCH", "/apis/policy/v1/namespaces/default/poddisruptionbudgets/web", &json!({"spec": {"minAvailable": 1}}));
     let mut report = Report::default();
-    drain(&run, &client, &ep, "n1", true, &mut report).unwrap();
+    drain("removing", &run, &client, &ep, "n1", true, &mut report).unwrap();
     assert_eq!((report.evicted.len(), report.left.as_slice()), (1, &["kube-system/agent-n1 (daemonset)".to_string()][..]));
     assert_eq!(client.pods_on(&ep, "n1").unwrap().len(), 1);
     assert_eq!(client.pods_on(&ep, "n2").unwrap().len(), 1, "another node's pods stay");

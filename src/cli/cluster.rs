@@ -217,6 +217,41 @@ pub fn up(global: &Global, a: &UpArgs) -> kbin::Result<()> {
     super::emit_with(a.deploy.json, &report, result)
 }
 
+/// Move the cluster to the Kubernetes release of the cluster file (kubernetes_version), or back
+///
+/// Refused (exit 2, nothing changed) unless every host answers, etcd is healthy, every node is
+/// Ready and the version skew rules hold (the control plane one minor release at a time, no
+/// kubelet newer than the apiservers). Then an etcd snapshot (backups/ next to the cluster file),
+/// etcd members one at a time if their release changes too, masters one at a time, then the
+/// nodes in batches: cordoned, drained (PodDisruptionBudgets respected), switched, restarted,
+/// verified Ready with the new version, uncordoned. Releases sit side by side on the hosts
+/// (layout.k8s_releases) and are switched by a symlink swap: a host that fails verification is
+/// switched back at once and the upgrade stops. --rollback switches every host back to the
+/// release the last upgrade came from (nodes first) and sets kubernetes_version back.
+#[derive(Debug, clap::Args)]
+pub struct UpgradeArgs {
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    /// Switch every host back to the release the last upgrade came from
+    #[arg(long)]
+    pub rollback: bool,
+    /// Nodes drained and switched at once
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub batch: u16,
+}
+
+pub fn upgrade(global: &Global, a: &UpgradeArgs) -> kbin::Result<()> {
+    let cluster = global.cluster()?;
+    let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &a.deploy.net, parts);
+    let o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
+    let mut report = deploy::upgrade::Report::default();
+    let result = deploy::upgrade::upgrade(&o, &cluster, deploy::upgrade::Options { rollback: a.rollback, batch: usize::from(a.batch) }, &mut report);
+    if result.is_ok() {
+        global.printer().phase("upgrade", None, &report.summary());
+    }
+    super::emit_with(a.deploy.json, &report, result)
+}
+
 /// Per host and component: services, versions, certificate days left, etcd health, the nodes as
 /// the apiserver sees them, and which LB holds the VIP
 ///

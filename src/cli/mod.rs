@@ -72,6 +72,7 @@ pub enum Command {
     #[command(subcommand)]
     Manifests(manifests::ManifestsCommand),
     Up(cluster::UpArgs),
+    Upgrade(cluster::UpgradeArgs),
     Status(cluster::StatusArgs),
     RepointNodes(cluster::RepointArgs),
     /// Print shell completions for kbin
@@ -124,6 +125,7 @@ pub fn main() -> i32 {
         Command::Lb(cmd) => cluster::lb(&cli.global, cmd),
         Command::Manifests(cmd) => manifests::exec(&cli.global, cmd),
         Command::Up(args) => cluster::up(&cli.global, args),
+        Command::Upgrade(args) => cluster::upgrade(&cli.global, args),
         Command::Status(args) => cluster::status(&cli.global, args),
         Command::RepointNodes(args) => cluster::repoint(&cli.global, args),
         Command::Completions(args) => completions::exec(args),

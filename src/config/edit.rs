@@ -72,6 +72,24 @@ pub fn without_roles(path: &Path, text: &str, name: &str, roles: &[&str]) -> Res
     Ok((doc.to_string(), removed))
 }
 
+/// The cluster file text with `cluster.kubernetes_version` set (an upgrade rolled back).
+pub fn with_kubernetes_version(path: &Path, text: &str, version: &str) -> Result<String, ConfigError> {
+    let mut doc = document(path, text)?;
+    let t = doc.get_mut("cluster").and_then(Item::as_table_mut).ok_or_else(|| ConfigError::Syntax { path: path.to_path_buf(), line: None, message: "no [cluster] table".into() })?;
+    match t.get_mut("kubernetes_version").and_then(Item::as_value_mut) {
+        // in place: a comment after the value stays
+        Some(v) => {
+            let decor = v.decor().clone();
+            *v = version.into();
+            *v.decor_mut() = decor;
+        }
+        None => {
+            t.insert("kubernetes_version", value(version));
+        }
+    }
+    Ok(doc.to_string())
+}
+
 /// Validate `new_text` as a cluster file and, if it is valid, replace the file atomically.
 pub fn replace(cluster: &Cluster, new_text: &str) -> Result<Cluster, ConfigError> {
     let c = super::parse(&cluster.file, new_text)?;
@@ -85,6 +103,15 @@ mod tests {
     use super::*;
 
     const FILE: &str = "# my cluster\n[cluster]\nname = \"t\" # the name\n\n[[hosts]]\n# first master\nname = \"m1\"\naddress = \"10.0.0.11\"\nroles = [\"master\", \"etcd\"]\n\n[ssh]\nuser = \"root\"\n";
+
+    #[test]
+    fn the_kubernetes_version_is_set_in_place_keeping_its_comment() {
+        let text = "[cluster]\nname = \"t\"\nkubernetes_version = \"v1.34.3\" # bumped for the upgrade\n\n[[hosts]]\nname = \"m1\"\naddress = \"10.0.0.11\"\nroles = [\"master\", \"etcd\"]\n";
+        let out = with_kubernetes_version(Path::new("c.toml"), text, "v1.34.2").unwrap();
+        assert_eq!(out, text.replace("v1.34.3", "v1.34.2"));
+        let c = super::super::parse(Path::new("c.toml"), &out).unwrap();
+        assert_eq!(c.kubernetes_version, "v1.34.2");
+    }
 
     #[test]
     fn adding_a_host_keeps_comments_and_validates() {

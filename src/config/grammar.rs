@@ -214,6 +214,7 @@ pub(super) fn check(c: &mut Checker<'_>, raw: &RawFile) {
         ("etcd_ssl", &l.etcd_ssl),
         ("etcd_data", &l.etcd_data),
         ("k8s_bin", &l.k8s_bin),
+        ("k8s_releases", &l.k8s_releases),
         ("k8s_cfg", &l.k8s_cfg),
         ("k8s_ssl", &l.k8s_ssl),
         ("k8s_logs", &l.k8s_logs),

@@ -200,6 +200,9 @@ pub struct Layout {
     pub etcd_ssl: String,
     pub etcd_data: String,
     pub k8s_bin: String,
+    /// Each Kubernetes release side by side (`<k8s_releases>/<version>/<binary>`); `k8s_bin` holds
+    /// symlinks into the one in use, switched atomically by an upgrade or a rollback.
+    pub k8s_releases: String,
     pub k8s_cfg: String,
     pub k8s_ssl: String,
     pub k8s_logs: String,
@@ -214,6 +217,7 @@ impl Default for Layout {
             etcd_ssl: "/opt/etcd/ssl".into(),
             etcd_data: "/var/lib/etcd/default.etcd".into(),
             k8s_bin: "/opt/kubernetes/bin".into(),
+            k8s_releases: "/opt/kubernetes/releases".into(),
             k8s_cfg: "/opt/kubernetes/cfg".into(),
             k8s_ssl: "/opt/kubernetes/ssl".into(),
             k8s_logs: "/opt/kubernetes/logs".into(),

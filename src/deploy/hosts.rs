@@ -184,7 +184,7 @@ impl Push {
             let unreadable = |e: std::io::Error| (local.clone(), e.to_string());
             let src = Source::file(local).map_err(unreadable)?;
             let text = if src.len() <= 1 << 20 { String::from_utf8(std::fs::read(local).map_err(unreadable)?).ok() } else { None };
-            Ok(Item { path: remote.clone(), src, mode: self.mode, secret: false, units: Vec::new(), text, significant: None, owner: self.owner.clone(), always_write: true })
+            Ok(Item { path: remote.clone(), src, mode: self.mode, secret: false, units: Vec::new(), text, significant: None, link: None, owner: self.owner.clone(), always_write: true })
         };
         self.files.iter().map(item).collect()
     }

@@ -54,6 +54,15 @@ pub fn apiserver_ready(client: &Client, cluster: &Cluster, node: &Node<'_>) -> R
     Ok(())
 }
 
+/// The apiserver of `node` runs the cluster file's Kubernetes version (`/version`): a switched
+/// release that did not take is a failed verification.
+pub fn apiserver_version(client: &Client, cluster: &Cluster, node: &Node<'_>) -> Result<(), String> {
+    let ep = crate::kube::masters::endpoint(cluster, node);
+    let v = client.get(&ep, "/version").map_err(|e| crate::kube::chain(&e))?;
+    let got = v.get("gitVersion").and_then(serde_json::Value::as_str).unwrap_or("no gitVersion");
+    if got == cluster.kubernetes_version { Ok(()) } else { Err(format!("kube-apiserver reports {got}, not {}", cluster.kubernetes_version)) }
+}
+
 /// What preflight looks at on a master.
 pub fn probe(cluster: &Cluster) -> Probe {
     Probe::default().ask("unit", &UNITS).ports(cluster, Role::Master)
@@ -124,6 +133,7 @@ pub fn rollout(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<
         let spec = Spec { items: &plans[i], units: &UNITS, reload: &[], precheck: None };
         converge(ctx, n, "master", &spec, &|n| {
             engine::wait_for(ctx.timeout, &ctx.cancel, || apiserver_ready(&client, ctx.cluster, n))?;
+            apiserver_version(&client, ctx.cluster, n)?;
             control_plane_settled(ctx.timeout, &ctx.cancel, n)
         })
         .inspect(|o| {

@@ -18,6 +18,7 @@ pub mod remove;
 pub mod repoint;
 pub mod status;
 pub mod up;
+pub mod upgrade;
 
 use std::ops::Deref;
 use std::time::Duration;

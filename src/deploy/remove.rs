@@ -178,7 +178,11 @@ fn host_failed(node: &Node<'_>, phase: &str, e: HostError, hint: &str) -> Error 
 }
 
 fn api_failed(host: &str, phase: &str, error: String, rollback: Rollback, hint: &str) -> Error {
-    engine::failed(format!("removing {host} stopped in the {phase} phase"), vec![HostFailure { rollback, ..HostFailure::new(host, phase, error) }], hint)
+    stopped("removing", host, phase, error, rollback, hint)
+}
+
+fn stopped(op: &str, host: &str, phase: &str, error: String, rollback: Rollback, hint: &str) -> Error {
+    engine::failed(format!("{op} {host} stopped in the {phase} phase"), vec![HostFailure { rollback, ..HostFailure::new(host, phase, error) }], hint)
 }
 
 /// Cordon Node `name`, evict its pods (not DaemonSet or mirror pods; an eviction a
@@ -187,7 +191,9 @@ fn api_failed(host: &str, phase: &str, error: String, rollback: Rollback, hint: 
 /// confirm their end, their controllers replace them already, and deleting the Node lets the
 /// pod garbage collector remove them. A drain that does not finish makes the Node schedulable
 /// again, if this run cordoned it.
-pub fn drain(run: &Run<'_>, client: &Client, ep: &Endpoint, name: &str, wait_gone: bool, report: &mut Report) -> Result<(), Error> {
+/// `op` names the operation in errors ("removing", "upgrading").
+pub fn drain(op: &str, run: &Run<'_>, client: &Client, ep: &Endpoint, name: &str, wait_gone: bool, report: &mut Report) -> Result<(), Error> {
+    let api_failed = |host: &str, phase: &str, error: String, rollback: Rollback, hint: &str| stopped(op, host, phase, error, rollback, hint);
     let kube = |e: crate::kube::KubeError| crate::kube::chain(&e);
     let hint = "check that the apiserver answers (`kbin status`), then run the command again";
     let pods = client.pods_on(ep, name).map_err(|e| api_failed(name, "drain", kube(e), Rollback::NotNeeded, hint))?;
@@ -320,7 +326,7 @@ pub fn node_on(run: &Run<'_>, host: &Host, target: Result<Node<'_>, HostError>, 
     let ep = crate::kube::masters::ready_master(cluster, &client, masters, &run.printer)?;
     report.reachable = reached.is_some();
 
-    drain(run, &client, &ep, &host.name, reached.is_some(), &mut report)?;
+    drain("removing", run, &client, &ep, &host.name, reached.is_some(), &mut report)?;
     if let Some((n, f)) = &reached {
         let plan = host_plan(cluster, &NODE_UNITS, true, f);
         stop(run, n, &plan.stop, &mut report)?;
@@ -393,7 +399,7 @@ pub fn master_on(run: &Run<'_>, host: &Host, hosts: MasterHosts<'_>, opts: Optio
     }
 
     if node {
-        drain(run, &client, &ep, &host.name, reached.is_some(), &mut report)?;
+        drain("removing", run, &client, &ep, &host.name, reached.is_some(), &mut report)?;
     }
     // the LB hosts stop sending to it before its apiserver stops
     let templates = crate::render::Templates::load(&new)?;

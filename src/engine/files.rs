@@ -35,11 +35,17 @@ pub struct Item {
     /// Not hashed first: the write compares the content itself, and fixes a mode or owner that
     /// differs where the content matches (`hosts push`; a dry run still compares hashes only).
     pub always_write: bool,
+    /// `path` is a symlink to this target (`src` is unused): switched atomically when it points
+    /// elsewhere, which restarts `units` (a release switch).
+    pub link: Option<String>,
 }
 
 impl Item {
+    pub fn link(path: &str, target: &str, units: Vec<String>) -> Item {
+        Item { path: path.into(), src: Source::bytes(target.as_bytes().to_vec()), mode: 0o777, secret: false, units, text: None, significant: None, owner: None, always_write: false, link: Some(target.into()) }
+    }
     pub fn bytes(path: &str, text: &str, mode: u32, units: &[&str]) -> Item {
-        Item { path: path.into(), src: Source::bytes(text.as_bytes().to_vec()), mode, secret: false, units: units.iter().map(|u| u.to_string()).collect(), text: Some(text.into()), significant: None, owner: None, always_write: false }
+        Item { path: path.into(), src: Source::bytes(text.as_bytes().to_vec()), mode, secret: false, units: units.iter().map(|u| u.to_string()).collect(), text: Some(text.into()), significant: None, owner: None, always_write: false, link: None }
     }
 }
 
@@ -58,20 +64,32 @@ pub fn items(cluster: &Cluster, templates: &Templates, bins: &Bins, host: &Host,
     let mut out = Vec::new();
     for b in render::binaries(cluster, host).into_iter().filter(|b| b.part == part) {
         let src = bins.get(b.component, &b.name)?;
-        out.push(Item { units: binary_units(b.component, &b.name), path: b.path, src, mode: 0o755, secret: false, text: None, significant: None, owner: None, always_write: false });
+        let units = binary_units(b.component, &b.name);
+        match b.release {
+            // the release's file first, then the switch to it
+            Some(release) => {
+                out.push(Item { units: units.clone(), path: release.clone(), src, mode: 0o755, secret: false, text: None, significant: None, owner: None, always_write: false, link: None });
+                out.push(Item::link(&b.path, &release, units));
+            }
+            None => out.push(Item { units, path: b.path, src, mode: 0o755, secret: false, text: None, significant: None, owner: None, always_write: false, link: None }),
+        }
     }
     if part == Component::Node && host.has(crate::config::Role::Node) {
         // image archives restart nothing: the node imports what containerd lacks
         for i in &bins.images {
             let src = Source::file_with_digest(&i.path, &i.sha256.hex(), i.len);
-            out.push(Item { path: image_path(&i.key), src, mode: 0o644, secret: false, units: Vec::new(), text: None, significant: None, owner: None, always_write: false });
+            out.push(Item { path: image_path(&i.key), src, mode: 0o644, secret: false, units: Vec::new(), text: None, significant: None, owner: None, always_write: false, link: None });
         }
     }
     for f in render::host_files(cluster, host, templates, opts)?.into_iter().filter(|f| f.component == part) {
         let text = (!f.secret).then(|| String::from_utf8_lossy(&f.content).into_owned());
-        out.push(Item { path: f.path, mode: f.mode, secret: f.secret, units: f.restarts, src: Source::bytes(f.content), text, significant: None, owner: None, always_write: false });
+        out.push(Item { path: f.path, mode: f.mode, secret: f.secret, units: f.restarts, src: Source::bytes(f.content), text, significant: None, owner: None, always_write: false, link: None });
     }
     Ok(out)
+}
+
+fn link_paths(items: &[Item]) -> Vec<&str> {
+    items.iter().filter(|i| i.link.is_some()).map(|i| i.path.as_str()).collect()
 }
 
 /// Where a node keeps the archive of image `key` (what containerd imports it from).
@@ -112,10 +130,27 @@ pub fn diff(old: &str, new: &str, path: &str) -> String {
 pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item], tx: &mut Tx, dry_run: bool) -> Result<Pushed, HostError> {
     let mut p = Pushed { host: node.host.name.clone(), ..Default::default() };
     // an item written anyway (to fix its mode and owner too) is compared by the write itself
-    let hashed: Vec<bool> = items.iter().map(|i| dry_run || !i.always_write).collect();
+    let hashed: Vec<bool> = items.iter().map(|i| i.link.is_none() && (dry_run || !i.always_write)).collect();
     let paths: Vec<&str> = items.iter().zip(&hashed).filter(|(_, h)| **h).map(|(i, _)| i.path.as_str()).collect();
     let mut sums = node.remote.sha256_many(&paths)?.into_iter();
+    let mut links = node.remote.read_links(&link_paths(items))?.into_iter();
     for (it, hashed) in items.iter().zip(hashed) {
+        if let Some(target) = &it.link {
+            let now = links.next().flatten();
+            if now.as_deref() == Some(target.as_str()) {
+                continue;
+            }
+            if dry_run {
+                let why = if it.units.is_empty() { String::new() } else { format!(", restarts {}", it.units.join(" ")) };
+                let was = now.map(|n| format!(" (now {n})")).unwrap_or_default();
+                printer.phase("dry-run", Some(&node.host.name), &format!("would switch {} to {target}{was}{why}", it.path));
+            } else {
+                tx.link(&it.path, target)?;
+            }
+            p.changed.push(it.path.clone());
+            p.restart.extend(it.units.iter().cloned());
+            continue;
+        }
         let remote_sum = if hashed { sums.next().flatten() } else { None };
         if remote_sum.as_deref() == Some(it.src.sha256()) {
             continue;
@@ -156,9 +191,14 @@ pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item],
 /// Whether converging `items` and `units` on `node` would do anything: a file that differs or a
 /// service that is not running (read-only, two round trips).
 pub fn needs_change(node: &Node<'_>, items: &[Item], units: &[&str]) -> Result<bool, HostError> {
-    let paths: Vec<&str> = items.iter().map(|i| i.path.as_str()).collect();
+    let files: Vec<&Item> = items.iter().filter(|i| i.link.is_none()).collect();
+    let paths: Vec<&str> = files.iter().map(|i| i.path.as_str()).collect();
     let sums = node.remote.sha256_many(&paths)?;
-    if items.iter().zip(&sums).any(|(i, s)| s.as_deref() != Some(i.src.sha256())) {
+    if files.iter().zip(&sums).any(|(i, s)| s.as_deref() != Some(i.src.sha256())) {
+        return Ok(true);
+    }
+    let targets = node.remote.read_links(&link_paths(items))?;
+    if items.iter().filter_map(|i| i.link.as_deref()).zip(&targets).any(|(want, now)| now.as_deref() != Some(want)) {
         return Ok(true);
     }
     Ok(super::systemd::active_units(node.remote.as_ref(), units)?.values().any(|up| !up))

@@ -104,6 +104,16 @@ impl Tx {
         }
         Ok(w)
     }
+    /// Point the symlink `path` at `target` (atomically), recording what it replaced.
+    pub fn link(&mut self, path: &str, target: &str) -> Result<(), HostError> {
+        let backup = crate::host::ssh::backup_name(path);
+        if self.remote.set_link(path, target, &backup)? {
+            self.record(Change::FileReplaced { path: path.into(), backup });
+        } else {
+            self.record(Change::FileCreated { path: path.into() });
+        }
+        Ok(())
+    }
     pub fn started(&mut self, unit: &str) {
         self.record(Change::UnitStarted { unit: unit.into() });
     }

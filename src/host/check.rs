@@ -136,7 +136,7 @@ pub struct Report {
 /// The remote paths whose filesystems need free space.
 pub fn install_paths(c: &Cluster) -> Vec<String> {
     let l = &c.layout;
-    let mut v = vec![l.etcd_bin.clone(), l.etcd_data.clone(), l.k8s_bin.clone(), l.k8s_logs.clone(), l.units.clone()];
+    let mut v = vec![l.etcd_bin.clone(), l.etcd_data.clone(), l.k8s_bin.clone(), l.k8s_releases.clone(), l.k8s_logs.clone(), l.units.clone()];
     v.dedup();
     v
 }

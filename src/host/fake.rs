@@ -24,6 +24,7 @@ pub enum Logged {
     Sha256(String),
     Write { path: String, mode: u32, owner: Option<String>, changed: bool },
     Tcp(String, u16),
+    Link { path: String, target: String },
 }
 
 pub struct FakeHost {
@@ -146,6 +147,28 @@ impl Remote for FakeHost {
         }
         self.push(Logged::Write { path: path.into(), mode: opts.mode, owner: opts.owner.clone(), changed: out.changed });
         Ok(out)
+    }
+    fn read_links(&self, paths: &[&str]) -> Result<Vec<Option<String>>, HostError> {
+        paths.iter().map(|p| super::ssh::check_path(&self.name, p).map(|_| std::fs::read_link(self.path(p)).ok().map(|t| t.to_string_lossy().into_owned()))).collect()
+    }
+    fn set_link(&self, path: &str, target: &str, backup: &str) -> Result<bool, HostError> {
+        super::ssh::check_path(&self.name, path)?;
+        let werr = |e: std::io::Error| HostError::Write { host: self.name.clone(), path: path.into(), message: e.to_string() };
+        let local = self.path(path);
+        let existed = std::fs::symlink_metadata(&local).is_ok();
+        if existed {
+            let _ = std::fs::remove_file(self.path(backup));
+            std::fs::hard_link(&local, self.path(backup)).map_err(werr)?;
+        }
+        if let Some(dir) = local.parent() {
+            std::fs::create_dir_all(dir).map_err(werr)?;
+        }
+        let tmp = self.path(&format!("{path}.kbin-new"));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(target, &tmp).map_err(werr)?;
+        std::fs::rename(&tmp, &local).map_err(werr)?;
+        self.push(Logged::Link { path: path.into(), target: target.into() });
+        Ok(existed)
     }
     fn open_tcp(&self, addr: &str, port: u16) -> Result<Box<dyn Tunnel>, HostError> {
         self.push(Logged::Tcp(addr.into(), port));

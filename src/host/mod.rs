@@ -293,6 +293,15 @@ impl<T: Read + Write + Send> Tunnel for T {}
 ///
 /// File operations run as root (via `sudo -n` for a non-root login user) unless their options say
 /// otherwise. Paths are absolute remote paths.
+/// Prints the target of each argument that is a symlink (empty for anything else), NUL-terminated.
+const READ_LINKS: &str = r#"for p; do if [ -L "$p" ]; then readlink -n -- "$p"; fi; printf '\0'; done"#;
+/// `$1` becomes a symlink to `$2`; what was at `$1` is hard-linked to `$3` first ("backup").
+const SET_LINK: &str = r#"set -e
+mkdir -p -- "$(dirname -- "$1")"
+if [ -e "$1" ] || [ -L "$1" ]; then ln -P -f -- "$1" "$3"; echo backup; fi
+ln -s -f -n -- "$2" "$1.kbin-new"
+mv -T -f -- "$1.kbin-new" "$1""#;
+
 pub trait Remote: Send + Sync {
     /// The host's name from the cluster file (used in every message).
     fn name(&self) -> &str;
@@ -315,6 +324,26 @@ pub trait Remote: Send + Sync {
     fn write_file(&self, path: &str, src: &Source, opts: &WriteOpts<'_>) -> Result<WriteOutcome, HostError>;
     /// Open a TCP connection to `addr:port` from the host's side.
     fn open_tcp(&self, addr: &str, port: u16) -> Result<Box<dyn Tunnel>, HostError>;
+
+    /// The target of each symlink in `paths` (`None`: not a symlink, or missing), one round trip.
+    fn read_links(&self, paths: &[&str]) -> Result<Vec<Option<String>>, HostError> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut argv = vec!["sh", "-c", READ_LINKS, "kbin-links"];
+        argv.extend(paths);
+        let out = self.check(&Cmd::new(argv).sudo())?;
+        let text = out.stdout_str();
+        let mut lines = text.split('\0');
+        Ok(paths.iter().map(|_| lines.next().filter(|l| !l.is_empty()).map(str::to_string)).collect())
+    }
+    /// Point the symlink `path` at `target` atomically (a new link renamed over the old one, the
+    /// parent directory created). What was at `path` (a link or a file) is kept at `backup`
+    /// (a hard link, nothing copied); returns whether something was there.
+    fn set_link(&self, path: &str, target: &str, backup: &str) -> Result<bool, HostError> {
+        let out = self.check(&Cmd::new(["sh", "-c", SET_LINK, "kbin-link", path, target, backup]).sudo())?;
+        Ok(out.stdout_str().trim() == "backup")
+    }
 
     /// Run a command and fail (with its stderr) unless it exits 0.
     fn check(&self, cmd: &Cmd) -> Result<Output, HostError> {

@@ -9,10 +9,10 @@
 #
 # What is built (the versions kbin's catalog defaults to):
 #   k8s.io/kubernetes v1.34.2      kube-apiserver kube-controller-manager kube-scheduler kubelet
-#                                  kube-proxy kubectl (helper module tests/upstream/kubernetes:
+#   and v1.34.3 (the upgrade       kube-proxy kubectl (helper modules tests/upstream/kubernetes/<v>:
 #                                  upstream's go.mod replaces its staging modules with ./staging,
 #                                  which `go install pkg@version` refuses; the helper replaces each
-#                                  with the published module of the same release, v0.34.2)
+#                                  with the published module of the same release, v0.34.x)
 #   github.com/flannel-io/flannel v0.27.4                 flanneld (cgo, as upstream on amd64)
 #   github.com/containernetworking/plugins v1.8.0         bridge host-local loopback portmap
 #   github.com/containernetworking/plugins v0.9.1         the flannel CNI plugin (plugins/meta/flannel,
@@ -57,8 +57,10 @@ PUBLISH=0
 BUILD_ONLY=0
 ARCH=amd64
 
-K8S=v1.34.2
-K8S_STAGING=v0.34.2
+# every Kubernetes release the lab runs: the first is the one clusters start on, the others are
+# upgrade targets (tests/lab/e2e-upgrade.sh); each has its helper module in kubernetes/<version>
+K8S_VERSIONS=(v1.34.2 v1.34.3)
+K8S=${K8S_VERSIONS[0]}
 FLANNEL=v0.27.4
 FLANNEL_CNI=v1.8.0-flannel1
 FLANNEL_CNI_SOURCE=v0.9.1 # containernetworking/plugins, plugins/meta/flannel
@@ -134,21 +136,22 @@ build() {
 # vendor tree: build from the module's go.sum-checked dependencies instead.
 modflag() { echo -mod=mod; }
 
-k8s_ldflags() {
-    local ld="-s -w" p
+k8s_ldflags() { # VERSION
+    local ld="-s -w" p v=$1
     for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ld+=" -X $p.gitVersion=$K8S -X $p.gitMajor=$(cut -d. -f1 <<<"${K8S#v}") -X $p.gitMinor=$(cut -d. -f2 <<<"$K8S")"
+        ld+=" -X $p.gitVersion=$v -X $p.gitMajor=$(cut -d. -f1 <<<"${v#v}") -X $p.gitMinor=$(cut -d. -f2 <<<"$v")"
         ld+=" -X $p.gitCommit=0000000000000000000000000000000000000000 -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
     done
     echo "$ld"
 }
 K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+KV=$K8S # the version build_kubernetes builds
 build_kubernetes() {
     local pkgs=() c
     for c in "${K8S_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
     # upstream builds every one of these static, without cgo, with these tags
-    (cd "$HERE/kubernetes" && CGO_ENABLED=0 go build -mod=readonly -trimpath -tags=selinux,notest \
-        -ldflags "$(k8s_ldflags)" -o "$1/" "${pkgs[@]}")
+    (cd "$HERE/kubernetes/$KV" && CGO_ENABLED=0 go build -mod=readonly -trimpath -tags=selinux,notest \
+        -ldflags "$(k8s_ldflags "$KV")" -o "$1/" "${pkgs[@]}")
 }
 build_flannel() {
     local src
@@ -193,7 +196,10 @@ build_crictl() {
 }
 
 T0=$(ms)
-build kubernetes "$K8S" "k8s.io/kubernetes@$K8S staging=$K8S_STAGING $(sha256sum <"$HERE/kubernetes/go.sum" | cut -c1-16) ld=$(k8s_ldflags)" build_kubernetes
+for KV in "${K8S_VERSIONS[@]}"; do
+    [[ -f $HERE/kubernetes/$KV/go.sum ]] || die "no helper module for Kubernetes $KV" "add tests/upstream/kubernetes/$KV (see kubernetes/$K8S/go.mod)"
+    build kubernetes "$KV" "k8s.io/kubernetes@$KV staging=v0.${KV#v1.} $(sha256sum <"$HERE/kubernetes/$KV/go.sum" | cut -c1-16) ld=$(k8s_ldflags "$KV")" build_kubernetes
+done
 build flanneld "$FLANNEL" "github.com/flannel-io/flannel@$FLANNEL cgo static" build_flannel
 build flannel-cni-plugin "$FLANNEL_CNI" "github.com/containernetworking/plugins@$FLANNEL_CNI_SOURCE plugins/meta/flannel" build_flannel_cni
 build cni-plugins "$CNI" "github.com/containernetworking/plugins@$CNI bridge host-local loopback portmap" build_cni
@@ -239,15 +245,18 @@ record() { # COMPONENT VERSION FILE(relative to OUT)
 
 # kubernetes-server-linux-<arch>.tar.gz: kubernetes/server/bin/<binary> (upstream's also holds
 # kubeadm, image tarballs and more, which kbin does not take)
-for c in kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl; do
-    stage "$(bin kubernetes "$K8S" "$c")" "server/kubernetes/server/bin/$c"
-done
-f=kubernetes-server/$K8S/kubernetes-server-linux-$ARCH.tar.gz
-tarball "$OUT/$f" "$STAGE/server" kubernetes
-record kubernetes-server "$K8S" "$f"
-for c in kubectl kubelet; do
-    place "$(bin kubernetes "$K8S" "$c")" "$c/$K8S/$c"
-    record "$c" "$K8S" "$c/$K8S/$c"
+for KV in "${K8S_VERSIONS[@]}"; do
+    rm -rf "$STAGE/server"
+    for c in kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl; do
+        stage "$(bin kubernetes "$KV" "$c")" "server/kubernetes/server/bin/$c"
+    done
+    f=kubernetes-server/$KV/kubernetes-server-linux-$ARCH.tar.gz
+    tarball "$OUT/$f" "$STAGE/server" kubernetes
+    record kubernetes-server "$KV" "$f"
+    for c in kubectl kubelet; do
+        place "$(bin kubernetes "$KV" "$c")" "$c/$KV/$c"
+        record "$c" "$KV" "$c/$KV/$c"
+    done
 done
 cp "$(bin kubernetes "$K8S" kubectl)" "$OUT/bin/kubectl"
 
