@@ -276,6 +276,54 @@ fn a_failed_verification_restores_the_previous_files_and_restarts_on_them() {
 }
 
 #[test]
+fn a_release_switch_is_a_symlink_swap_that_restarts_its_unit_and_is_switched_back_when_it_fails() {
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster(d.path(), ONE);
+    let h = host("m1", &d.path().join("root"), &[], "", &[]);
+    let n = h.node(&c, "m1");
+    let release = |v: &str| {
+        let file = format!("/opt/kubernetes/releases/{v}/kubelet");
+        vec![Item::bytes(&file, &format!("kubelet {v}\n"), 0o755, &["kubelet"]), Item::link("/opt/kubernetes/bin/kubelet", &file, vec!["kubelet".into()])]
+    };
+    let link = || std::fs::read_link(h.path("/opt/kubernetes/bin/kubelet")).unwrap().to_string_lossy().into_owned();
+    let (v1, v2) = (release("v1.34.2"), release("v1.34.3"));
+    let spec = |items| Spec { items, units: &["kubelet"], reload: &[], precheck: None };
+    converge(&run(&c, false), &n, "node", &spec(&v1), &|_| Ok(())).unwrap();
+    assert_eq!(link(), "/opt/kubernetes/releases/v1.34.2/kubelet");
+    assert!(!engine::needs_change(&n, &v1, &["kubelet"]).unwrap(), "a link that points where it should is no change");
+    assert!(engine::needs_change(&n, &v2, &["kubelet"]).unwrap());
+
+    // the new release does not verify: the link points back at once, kubelet restarts on it
+    let before = h.systemctl().len();
+    let new_fails = |_: &Node<'_>| if link().contains("v1.34.3") { Err("kubelet does not register".to_string()) } else { Ok(()) };
+    let f = converge(&run(&c, false), &n, "node", &spec(&v2), &new_fails).unwrap_err();
+    assert_eq!(f.error, "kubelet does not register");
+    assert!(f.rollback.is_done(), "{:?}", f.rollback);
+    assert_eq!(link(), "/opt/kubernetes/releases/v1.34.2/kubelet");
+    assert!(!h.path("/opt/kubernetes/releases/v1.34.3/kubelet").exists(), "the release the push created is gone again");
+    assert_eq!(h.systemctl()[before..], ["restart kubelet", "daemon-reload", "restart kubelet"]);
+
+    // a dry run says it would switch and changes nothing
+    let o = converge(&run(&c, true), &n, "node", &spec(&v2), &|_| Ok(())).unwrap();
+    assert!(o.changed.contains(&"/opt/kubernetes/bin/kubelet".to_string()) && o.restarted == ["kubelet"], "{o:?}");
+    assert_eq!(link(), "/opt/kubernetes/releases/v1.34.2/kubelet");
+
+    // it verifies: switched, restarted once, and the previous release stays on the host
+    let before = h.systemctl().len();
+    let o = converge(&run(&c, false), &n, "node", &spec(&v2), &|_| Ok(())).unwrap();
+    assert_eq!(o.restarted, ["kubelet"]);
+    assert_eq!(link(), "/opt/kubernetes/releases/v1.34.3/kubelet");
+    assert_eq!(h.systemctl()[before..], ["restart kubelet"]);
+    assert_eq!(std::fs::read_to_string(h.path("/opt/kubernetes/releases/v1.34.2/kubelet")).unwrap(), "kubelet v1.34.2\n");
+    let left: Vec<_> = std::fs::read_dir(h.path("/opt/kubernetes/bin")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(left, ["kubelet"], "no backup of the old link left behind");
+
+    // switching back to a release still on the host sends no byte
+    let o = converge(&run(&c, false), &n, "node", &spec(&v1), &|_| Ok(())).unwrap();
+    assert_eq!((o.bytes_sent, o.changed.as_slice()), (0, &["/opt/kubernetes/bin/kubelet".to_string()][..]));
+}
+
+#[test]
 fn a_rollback_waits_until_the_restored_version_answers_again() {
     // regression (real apiserver): the rollback said "restarted kube-apiserver on them" while the
     // restored apiserver still needed seconds to answer; it now verifies the previous version
@@ -626,6 +674,29 @@ fn up_refuses_a_node_whose_kubelet_port_is_taken_before_etcd_or_any_master_is_to
     let asked: Vec<String> = m1.fake.commands().into_iter().find(|a| a.get(3).map(String::as_str) == Some("kbin-facts")).unwrap();
     for q in ["unit:etcd", "unit:kube-apiserver", "port:2379", "port:6443", "port:10257"] {
         assert!(asked.iter().any(|a| a == q), "{q}: {asked:?}");
+    }
+}
+
+#[test]
+fn up_refuses_to_move_running_hosts_to_another_release_and_names_upgrade() {
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster_with_pki(d.path());
+    let m1 = host("m1", &d.path().join("m1"), &[], FACTS_OK, &[]);
+    let n1 = host("n1", &d.path().join("n1"), &[], FACTS_OK, &[]);
+    let lb1 = host("lb1", &d.path().join("lb1"), &[], FACTS_OK, &[]);
+    // n1 runs another release than the cluster file's
+    std::fs::create_dir_all(n1.path("/opt/kubernetes/bin")).unwrap();
+    std::os::unix::fs::symlink("/opt/kubernetes/releases/v1.33.4/kubelet", n1.path("/opt/kubernetes/bin/kubelet")).unwrap();
+    let templates = Templates::load(&c).unwrap();
+    let fetch = |_: &Cluster, _: &[kbin::render::Component]| -> kbin::Result<Bins> { panic!("nothing is downloaded on a refusal") };
+    let inputs = kbin::deploy::up::Inputs { run: run(&c, false), templates: &templates, etcd_timeout: Duration::from_secs(1), fetch: &fetch };
+    let nodes = [m1.node(&c, "m1"), n1.node(&c, "n1"), lb1.node(&c, "lb1")];
+    let e = kbin::deploy::up::run_on(&inputs, &nodes, &mut kbin::deploy::up::Report::default()).unwrap_err();
+    assert_eq!(e.exit(), kbin::Exit::Refused);
+    let text = kbin::error::render(&e);
+    assert!(text.contains(&format!("n1: kubelet runs v1.33.4, the cluster file says {}", c.kubernetes_version)) && text.contains("hint: `kbin upgrade` moves them"), "{text}");
+    for h in [&m1, &n1, &lb1] {
+        assert!(h.untouched(), "{:?}", h.fake.log());
     }
 }
 

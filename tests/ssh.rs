@@ -501,3 +501,34 @@ fn one_connection_serves_several_threads_at_once() {
         assert_eq!(std::fs::read(dir.path().join(format!("f{i}"))).unwrap(), vec![i + 20; 2_000_000]);
     }
 }
+
+#[test]
+fn release_links_are_read_and_swapped_atomically_keeping_what_they_replace() {
+    let e = env();
+    let sshd = Sshd::start("127.0.0.1", &[&e.key]);
+    let mut o = e.opts();
+    o.accept_new_host_keys = true;
+    let t = Target { name: "n1".into(), address: "127.0.0.1".into(), port: sshd.port, user: "root".into(), key: Some(e.key.private.clone()) };
+    let h = ssh::connect(&t, None, &o).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let at = |rel: &str| dir.path().join(rel).to_str().unwrap().to_string();
+    // a regular file (a host installed before releases sat side by side), a link, nothing, a name with a space
+    std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+    std::fs::write(dir.path().join("bin/kubelet"), "old kubelet\n").unwrap();
+    std::os::unix::fs::symlink("/opt/r/v1/kube proxy", dir.path().join("bin/kube proxy")).unwrap();
+    let paths = [at("bin/kubelet"), at("bin/kube proxy"), at("bin/missing")];
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    assert_eq!(h.read_links(&refs).unwrap(), [None, Some("/opt/r/v1/kube proxy".to_string()), None]);
+
+    // the regular file becomes a link; the file is kept (hard-linked) at the backup
+    assert!(h.set_link(&at("bin/kubelet"), "/opt/r/v2/kubelet", &at("bin/kubelet.bak")).unwrap());
+    assert_eq!(std::fs::read_link(dir.path().join("bin/kubelet")).unwrap().to_str(), Some("/opt/r/v2/kubelet"));
+    assert_eq!(std::fs::read_to_string(dir.path().join("bin/kubelet.bak")).unwrap(), "old kubelet\n");
+    // a link to a link target: the old link itself is kept, not what it points at
+    assert!(h.set_link(&at("bin/kube proxy"), "/opt/r/v2/kube proxy", &at("bin/kube proxy.bak")).unwrap());
+    assert_eq!(std::fs::read_link(dir.path().join("bin/kube proxy.bak")).unwrap().to_str(), Some("/opt/r/v1/kube proxy"));
+    // a new link in a new directory: nothing to keep
+    assert!(!h.set_link(&at("new/dir/kubectl"), "/opt/r/v2/kubectl", &at("new/dir/kubectl.bak")).unwrap());
+    assert_eq!(h.read_links(&[&at("new/dir/kubectl")]).unwrap(), [Some("/opt/r/v2/kubectl".to_string())]);
+    assert!(!dir.path().join("bin/kubelet.kbin-new").exists() && !dir.path().join("new/dir/kubectl.kbin-new").exists());
+}

@@ -1,4 +1,4 @@
-//! `kbin etcd ...`: deploy, status, add, remove, backup, defrag.
+//! `kbin etcd ...`: deploy, status, add, remove, backup, restore, defrag.
 
 use std::path::PathBuf;
 
@@ -30,6 +30,15 @@ pub enum EtcdCommand {
     Remove(RemoveArgs),
     /// Take a snapshot on a healthy member, bring it here and verify it
     Backup(BackupArgs),
+    /// Disaster recovery: every member restored from SNAPSHOT as a new cluster
+    ///
+    /// The snapshot is verified first, and every etcd host and master must answer (exit 2,
+    /// nothing changed). The control plane is stopped on every master, etcd on every member; each
+    /// member's data is restored beside its data directory, the current data kept aside
+    /// (<data>.kbin-before-restore-<time>) and the restored data moved in; etcd starts on every
+    /// member at once, then the control plane, and kbin waits for the apiservers and the nodes.
+    /// A failure before etcd is healthy puts each member's previous data back.
+    Restore(RestoreArgs),
     /// Defragment every member, one at a time, followers first and the leader last, each
     /// healthy again before the next (all members must be healthy to begin)
     Defrag(DefragArgs),
@@ -101,6 +110,20 @@ pub struct RemoveArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The snapshot (from `kbin etcd backup`, `kbin upgrade` or `etcdctl snapshot save`)
+    pub snapshot: PathBuf,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Say what would be done on each host; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct BackupArgs {
     /// Where to write the snapshot [default: backups/etcd-<cluster>-<UTC time>.db next to the cluster file]
     #[arg(long, value_name = "FILE")]
@@ -122,6 +145,7 @@ pub fn exec(global: &Global, cmd: &EtcdCommand) -> kbin::Result<()> {
         EtcdCommand::Add(a) => (&a.conn, false),
         EtcdCommand::Remove(a) => (&a.conn, a.dry_run),
         EtcdCommand::Backup(a) => (&a.conn, false),
+        EtcdCommand::Restore(a) => (&a.conn, a.dry_run),
         EtcdCommand::Defrag(a) => (&a.conn, a.dry_run),
     };
     let o = super::cluster::opts(global, &conn.ssh, conn.health_timeout, dry_run, &fetch);
@@ -131,6 +155,14 @@ pub fn exec(global: &Global, cmd: &EtcdCommand) -> kbin::Result<()> {
         EtcdCommand::Add(a) => etcd::add_host(&o, &cluster, &a.host).map(|m| print_members(&m)),
         EtcdCommand::Remove(a) => etcd::remove_host(&o, &cluster, &a.host),
         EtcdCommand::Backup(a) => etcd_maint::backup_to(&o, &cluster, a.out.as_deref()).map(|b| println!("{}", b.path)),
+        EtcdCommand::Restore(a) => {
+            let r = kbin::deploy::etcd_restore::restore(&o, &cluster, &a.snapshot);
+            if let Ok(r) = &r {
+                let what = if r.dry_run { "planned; nothing was changed".to_string() } else { format!("{} members restored from {}", r.members.len(), r.snapshot) };
+                o.printer.phase("restore", None, &what);
+            }
+            super::emit(a.json, r)
+        }
         EtcdCommand::Defrag(a) => super::emit(a.json, etcd_maint::defrag_all(&o, &cluster)),
     }
 }

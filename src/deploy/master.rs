@@ -54,13 +54,14 @@ pub fn apiserver_ready(client: &Client, cluster: &Cluster, node: &Node<'_>) -> R
     Ok(())
 }
 
-/// The apiserver of `node` runs the cluster file's Kubernetes version (`/version`): a switched
-/// release that did not take is a failed verification.
+/// The apiserver of `node` runs the release it is switched to (`/version`): a switched release
+/// that did not take is a failed verification.
 pub fn apiserver_version(client: &Client, cluster: &Cluster, node: &Node<'_>) -> Result<(), String> {
+    let Some(want) = super::release_of(cluster, node, "kube-apiserver")? else { return Ok(()) };
     let ep = crate::kube::masters::endpoint(cluster, node);
     let v = client.get(&ep, "/version").map_err(|e| crate::kube::chain(&e))?;
     let got = v.get("gitVersion").and_then(serde_json::Value::as_str).unwrap_or("no gitVersion");
-    if got == cluster.kubernetes_version { Ok(()) } else { Err(format!("kube-apiserver reports {got}, not {}", cluster.kubernetes_version)) }
+    if got == want { Ok(()) } else { Err(format!("kube-apiserver reports {got}, not {want} (the release it is switched to)")) }
 }
 
 /// What preflight looks at on a master.

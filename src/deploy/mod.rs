@@ -8,6 +8,7 @@ pub mod certs;
 pub mod etcd;
 pub mod encryption;
 pub mod etcd_maint;
+pub mod etcd_restore;
 pub mod hosts;
 pub mod images;
 pub mod lb;
@@ -78,6 +79,17 @@ pub fn items(ctx: &Ctx<'_>, host: &Host, part: Component) -> Result<Vec<Item>, E
 /// [`items`] of every node, in the same order.
 pub fn plans(ctx: &Ctx<'_>, nodes: &[crate::host::Node<'_>], part: Component) -> Result<Vec<Vec<Item>>, Error> {
     nodes.iter().map(|n| items(ctx, n.host, part)).collect()
+}
+
+/// The Kubernetes release `binary` on `node` is switched to: what its symlink in
+/// `layout.k8s_bin` points at (`<k8s_releases>/<version>/<binary>`); `None` where it is not a
+/// link into the releases. A verification compares what runs with this, so it holds after a
+/// switch and after the switch back alike.
+pub fn release_of(cluster: &Cluster, node: &crate::host::Node<'_>, binary: &str) -> Result<Option<String>, String> {
+    let link = format!("{}/{binary}", cluster.layout.k8s_bin);
+    let target = node.remote.read_links(&[&link]).map_err(|e| e.chain())?.pop().flatten();
+    let prefix = format!("{}/", cluster.layout.k8s_releases.trim_end_matches('/'));
+    Ok(target.and_then(|t| t.strip_prefix(&prefix).and_then(|r| r.strip_suffix(&format!("/{binary}"))).map(str::to_string)))
 }
 
 /// The client kbin talks to apiservers with: the cluster CA and the super-admin

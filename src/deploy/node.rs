@@ -234,12 +234,13 @@ pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> 
             import(n)?;
             cri_serves(ctx, n)?;
             let s = wait_ready(ctx, &client, &ep, &n.host.name, before.clone())?;
-            // the kubelet that posts status runs the release switched to (nodeInfo follows a restart)
-            let kv = &ctx.cluster.kubernetes_version;
-            engine::wait_for(ctx.timeout.min(std::time::Duration::from_secs(60)), &ctx.cancel, || match seen(&client, &ep, &n.host.name)?.0.and_then(|s| s.kubelet_version) {
-                Some(v) if &v == kv => Ok(()),
-                v => Err(format!("the kubelet reports {}, not {kv}", v.unwrap_or_else(|| "no version".into()))),
-            })?;
+            // the kubelet that posts status runs the release it is switched to (nodeInfo follows a restart)
+            if let Some(kv) = super::release_of(ctx.cluster, n, "kubelet")? {
+                engine::wait_for(ctx.timeout.min(std::time::Duration::from_secs(60)), &ctx.cancel, || match seen(&client, &ep, &n.host.name)?.0.and_then(|s| s.kubelet_version) {
+                    Some(v) if v == kv => Ok(()),
+                    v => Err(format!("the kubelet reports {}, not {kv} (the release it is switched to)", v.unwrap_or_else(|| "no version".into()))),
+                })?;
+            }
             engine::wait_for(ctx.timeout, &ctx.cancel, || match local_http_status(n, 10256, "/healthz")? {
                 200 => Ok(()),
                 st => Err(format!("kube-proxy /healthz answered {st}")),

@@ -109,6 +109,29 @@ pub fn refusal(cluster: &Cluster, host: &Host, f: &Facts) -> Vec<String> {
     all
 }
 
+/// `up` installs the cluster file's release where none runs and keeps it in place; it never moves
+/// running hosts to another release (that restarts nodes without draining them): refused, with
+/// the way that does (`kbin upgrade`).
+fn release_change(cluster: &Cluster, nodes: &[Node<'_>]) -> Result<(), Error> {
+    let mut moved = Vec::new();
+    for n in nodes {
+        for (role, binary) in [(Role::Master, "kube-apiserver"), (Role::Node, "kubelet")] {
+            if !n.host.has(role) {
+                continue;
+            }
+            match super::release_of(cluster, n, binary) {
+                Ok(Some(v)) if v != cluster.kubernetes_version => moved.push(format!("{}: {binary} runs {v}, the cluster file says {}", n.host.name, cluster.kubernetes_version)),
+                Ok(_) => {}
+                Err(e) => moved.push(format!("{}: cannot read which release {binary} runs: {e}", n.host.name)),
+            }
+        }
+    }
+    if moved.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused { what: "up does not change the Kubernetes release of running hosts; nothing was changed".into(), problems: moved, hint: Some("`kbin upgrade` moves them (drained, one at a time, switched back on failure); or set kubernetes_version back".into()) })
+}
+
 /// What `up` needs besides the hosts.
 pub struct Inputs<'a> {
     pub run: Run<'a>,
@@ -150,6 +173,7 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
     report.dry_run = run.dry_run;
     // read-only, every host, every role: a problem anywhere refuses the run before anything changes
     let facts = engine::preflight(run, nodes, "up", &|n| probe(cluster, n.host), &|n, f| refusal(cluster, n.host, f))?;
+    release_change(cluster, nodes)?;
 
     let t0 = Instant::now();
     let parts = [Component::Etcd, Component::Master, Component::Node];

@@ -298,15 +298,20 @@ pub fn upgrade(opts: &super::Opts<'_>, cluster: &Cluster, o: Options, report: &m
 
 /// Nodes of `workers` that are not Ready (or not registered).
 fn not_ready(client: &Client, ep: &Endpoint, workers: &[Node<'_>]) -> Vec<String> {
+    not_ready_names(client, ep, &workers.iter().map(|n| n.host).collect::<Vec<_>>())
+}
+
+/// Which of `hosts` have no Ready Node, each with why.
+pub fn not_ready_names(client: &Client, ep: &Endpoint, hosts: &[&Host]) -> Vec<String> {
     let list = match client.get(ep, "/api/v1/nodes").map_err(|e| crate::kube::chain(&e)).and_then(|l| crate::kube::nodes::node_list(&l)) {
         Ok(l) => l,
         Err(e) => return vec![format!("cannot list the Nodes: {e}")],
     };
-    workers
+    hosts
         .iter()
-        .filter_map(|n| match list.iter().find(|s| s.name == n.host.name) {
-            None => Some(format!("{}: no Node registered", n.host.name)),
-            Some(s) if s.ready != Some(true) => Some(format!("{}: the Node is not Ready ({})", n.host.name, s.ready_reason.clone().unwrap_or_else(|| "no Ready condition".into()))),
+        .filter_map(|h| match list.iter().find(|s| s.name == h.name) {
+            None => Some(format!("{}: no Node registered", h.name)),
+            Some(s) if s.ready != Some(true) => Some(format!("{}: the Node is not Ready ({})", h.name, s.ready_reason.clone().unwrap_or_else(|| "no Ready condition".into()))),
             Some(_) => None,
         })
         .collect()

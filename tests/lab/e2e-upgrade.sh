@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# End-to-end: day two on the real components (issue 16): `kbin upgrade` v1.34.2 -> v1.34.3 (both
+# built from k8s.io/kubernetes by tests/upstream/build.sh), `kbin upgrade --rollback`, the skew
+# refusal, and `kbin etcd restore`.
+#
+# Scenario: `up` of two masters, three nodes (etcd on h1 h2 h3) and an LB host with the VIP; a web
+# Deployment (three busybox httpd replicas, one per node, a PodDisruptionBudget) behind a NodePort
+# Service; a client loop from the operator over the three NodePorts runs during every upgrade ->
+# upgrade --dry-run changes nothing -> a kubelet made to fail on the new release (an ExecStartPre
+# drop-in on h3, the first node) is switched back at once: exit 1 naming h3, h4 and h5 untouched
+# -> the drop-in removed, upgrade completes: every component reports v1.34.3, the v1.34.2 binaries
+# are still on the hosts, >= 99 % of the client's requests succeeded -> upgrade --rollback: every
+# host back on v1.34.2, the cluster file too, >= 99 % again -> an upgrade that skips a minor
+# release is refused (exit 2), nothing changed -> etcd restore of the snapshot the upgrade took
+# before it began: a namespace created after it is gone, every node Ready, status clean.
+# Each check prints "ok - ..." or "FAIL - ..."; the last line counts them; `bench:` lines carry
+# the figures BENCHMARKS.md quotes.
+# usage: tests/lab/e2e-upgrade.sh [path/to/kbin]   (default: target/release/kbin, built if missing)
+set -uo pipefail
+here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+kbin=${1:-$repo/target/release/kbin}
+[[ -x $kbin ]] || (cd "$repo" && cargo build --release --quiet) || exit 1
+
+export KBIN_LAB_DIR=${KBIN_LAB_DIR_E2E_UPGRADE:-/tmp/kbin-lab-e2e-upgrade}
+lab=$here/lab
+work=$(mktemp -d /tmp/kbin-e2e-upgrade.XXXXXX)
+passed=0 failed=0
+ok() { echo "ok - $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+finish() {
+  loop_stop
+  "$lab" down >/dev/null 2>&1 || true
+  [[ -n ${KEEP:-} ]] || rm -rf "$work"
+  echo "e2e-upgrade: $passed passed, $failed failed"
+  [[ $failed -eq 0 && $passed -gt 0 ]]
+}
+trap 'finish; exit $?' EXIT
+
+ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+k() { "$lab" op -- env KBIN_CACHE_DIR="$work/cache" NO_COLOR=1 "$kbin" -c "$work/cluster.toml" "$@"; }
+pyj() { python3 -c "import json,sys; d=json.load(open('$1')); sys.exit(0 if ($2) else 1)"; }
+kc() { kc_admin -- "$@"; }
+retry() { local n=$1 i; shift; for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 1; done; return 1; }
+vip=10.213.0.100
+nodes=(h3 h4 h5)
+
+# The client: GETs from the operator's side, round robin over the three NodePorts, one line per
+# request (200 or the failure) into $work/loop.<name>, until loop_stop.
+loop_pid=""
+loop_start() {
+  : >"$work/loop.$1"
+  "$lab" op -- bash -c 'while [ ! -e "$1.stop" ]; do for ip in 10.213.0.13 10.213.0.14 10.213.0.15; do
+      c=$(curl -s -o /dev/null -w "%{http_code}" --max-time 2 "http://$ip:30080/"); echo "$c $ip" >>"$1"; sleep 0.05; done; done' \
+    loop "$work/loop.$1" &
+  loop_pid=$!
+  loop_name=$1
+}
+loop_stop() {
+  [[ -n $loop_pid ]] || return 0
+  touch "$work/loop.$loop_name.stop"
+  wait "$loop_pid" 2>/dev/null
+  rm -f "$work/loop.$loop_name.stop"
+  loop_pid=""
+}
+# availability NAME: "ok total percent" of the loop's requests
+availability() { awk '{n++; if ($1 == 200) ok++} END {printf "%d %d %.2f\n", ok, n, n ? 100 * ok / n : 0}' "$work/loop.$1"; }
+at_least_99() { awk -v p="$3" -v n="$2" 'BEGIN {exit !(n >= 50 && p >= 99)}'; }
+
+"$lab" down >/dev/null 2>&1 || true
+"$lab" up 6 >/dev/null || { fail "lab up 6"; exit 1; }
+"$lab" mirror >/dev/null 2>&1 || { fail "lab mirror"; exit 1; }
+mirror=$("$lab" mirror url)
+# shellcheck source=tests/lab/upstream.sh
+. "$here/upstream.sh"
+upstream_publish || { fail "upstream components built from their Go modules and published to the lab mirror"; exit 1; }
+check "the mirror serves v1.34.2 and v1.34.3 builds of kubernetes-server and kubelet" bash -c "grep -q 'kubernetes-server/v1.34.3/' '$work/upstream.list' && grep -q 'kubelet/v1.34.3/kubelet' '$work/upstream.list' && grep -q 'kubelet/v1.34.2/kubelet' '$work/upstream.list'"
+
+cat >"$work/cluster.toml" <<TOML
+# e2e upgrade: two masters behind the VIP, three nodes
+[cluster]
+name = "e2e-upgrade"
+kubernetes_version = "v1.34.2" # the release the cluster runs
+etcd_version = "v3.5.1"
+flannel_version = "v0.27.4"
+
+[apiserver]
+vip = "$vip"
+
+[ssh]
+key = "$KBIN_LAB_DIR/ssh/id_ed25519"
+connect_timeout_secs = 3
+
+[lb]
+interface = "eth0"
+virtual_router_id = 53
+
+[artifacts]
+mirror = "$mirror"
+
+[kube_proxy.config]
+conntrack = { maxPerCore = 0 }
+
+# the lab's hosts share one disk (see tests/lab/e2e-workloads.sh)
+[kubelet.config]
+evictionHard = { "nodefs.available" = "1%", "imagefs.available" = "1%", "nodefs.inodesFree" = "1%" }
+
+[[hosts]]
+name = "h1"
+address = "10.213.0.11"
+roles = ["etcd", "master"]
+
+[[hosts]]
+name = "h2"
+address = "10.213.0.12"
+roles = ["etcd", "master"]
+
+[[hosts]]
+name = "h3"
+address = "10.213.0.13"
+roles = ["etcd", "node"]
+
+[[hosts]]
+name = "h4"
+address = "10.213.0.14"
+roles = ["node"]
+
+[[hosts]]
+name = "h5"
+address = "10.213.0.15"
+roles = ["node"]
+
+[[hosts]]
+name = "h6"
+address = "10.213.0.16"
+roles = ["lb"]
+TOML
+cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
+upstream_pin || { fail "kbin pin of every upstream build"; exit 1; }
+upstream_images || { fail "images built from their sources and published to the lab mirror"; exit 1; }
+
+k up >"$work/up.out" 2>&1
+rc=$?
+check "up (2 masters behind the VIP, 3 nodes) on v1.34.2 exits 0" test $rc -eq 0
+[[ $rc -eq 0 ]] || { tail -n 40 "$work/up.out"; exit 1; }
+check "the Kubernetes binaries sit in their release directory, switched by symlinks" bash -c "[ \"\$(\"$lab\" exec h3 -- readlink /opt/kubernetes/bin/kubelet)\" = /opt/kubernetes/releases/v1.34.2/kubelet ] && [ \"\$(\"$lab\" exec h1 -- readlink /opt/kubernetes/bin/kube-apiserver)\" = /opt/kubernetes/releases/v1.34.2/kube-apiserver ]"
+
+cat >"$work/web.yaml" <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {app: web}}}
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: httpd
+        image: docker.io/library/busybox:1.35.0
+        imagePullPolicy: Never
+        command: ["sh", "-c", "echo \"hello from $(hostname)\" >/var/www/index.html; exec httpd -f -p 8080 -h /var/www"]
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: default}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: web}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+YAML
+kc apply -f "$work/web.yaml" >/dev/null 2>"$work/web.err"
+check "web: 3 replicas roll out behind a NodePort and a PodDisruptionBudget" bash -c "\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' rollout status deploy/web --timeout=120s >/dev/null 2>&1"
+np_ok() { for n in 13 14 15; do "$lab" op -- curl -sS --max-time 3 "http://10.213.0.$n:30080/" | grep -q '^hello from web-' || return 1; done; }
+check "the NodePort answers on every node" retry 20 np_ok
+
+kubelet_of() { "$lab" exec "$1" -- /opt/kubernetes/bin/kubelet --version 2>/dev/null | awk '{print $2}'; }
+node_versions() { kc get nodes -o jsonpath='{range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion} {end}' 2>/dev/null; }
+
+# --- the plan ---------------------------------------------------------------------------------
+sed -i 's/^kubernetes_version = "v1.34.2"/kubernetes_version = "v1.34.3"/' "$work/cluster.toml"
+k upgrade --dry-run >"$work/dry.out" 2>&1
+rc=$?
+check "upgrade --dry-run exits 0 and shows the plan per host" bash -c "[ $rc -eq 0 ] && grep -q '^\[plan\] h1: master: v1.34.2 -> v1.34.3' '$work/dry.out' && grep -q '^\[plan\] h5: node: v1.34.2 -> v1.34.3' '$work/dry.out' && grep -q 'would switch /opt/kubernetes/bin/kubelet to /opt/kubernetes/releases/v1.34.3/kubelet' '$work/dry.out' && grep -q 'would cordon' '$work/dry.out'"
+check "... and changes nothing (links, Nodes schedulable)" bash -c "[ \"\$(\"$lab\" exec h3 -- readlink /opt/kubernetes/bin/kubelet)\" = /opt/kubernetes/releases/v1.34.2/kubelet ] && ! \"$lab\" exec h3 -- test -e /opt/kubernetes/releases/v1.34.3 && [ -z \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get nodes -o jsonpath='{.items[*].spec.unschedulable}')\" ]"
+
+# --- a node whose new kubelet fails: switched back at once, the upgrade stops -------------------
+"$lab" exec h3 -- sh -c 'mkdir -p /etc/systemd/system/kubelet.service.d && printf "[Service]\nExecStartPre=/bin/sh -c \"! readlink /opt/kubernetes/bin/kubelet | grep -q v1.34.3\"\n" >/etc/systemd/system/kubelet.service.d/10-e2e-fail.conf && systemctl daemon-reload'
+loop_start fail
+k upgrade --timeout 40 >"$work/up-fail.out" 2>&1
+rc=$?
+loop_stop
+check "upgrade with h3's new kubelet failing exits 1 naming h3" bash -c "[ $rc -eq 1 ] && grep -q 'h3' '$work/up-fail.out' && grep -q '^\[rollback\] h3' '$work/up-fail.out'"
+check "... the masters were upgraded first (one at a time)" bash -c "kb() { \"$lab\" exec \$1 -- /opt/kubernetes/bin/kube-apiserver --version; }; kb h1 | grep -q v1.34.3 && kb h2 | grep -q v1.34.3"
+check "... h3 is back on v1.34.2 (link, kubelet, Node) and schedulable" bash -c "[ \"\$(\"$lab\" exec h3 -- readlink /opt/kubernetes/bin/kubelet)\" = /opt/kubernetes/releases/v1.34.2/kubelet ]" 
+h3_back() { node_versions | grep -q 'h3=v1.34.2' && [[ -z $(kc get node h3 -o jsonpath='{.spec.unschedulable}' 2>/dev/null) ]] && kc get node h3 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True; }
+check "... h3's Node Ready on v1.34.2, uncordoned" retry 30 h3_back
+check "... h4 and h5 untouched (v1.34.2, nothing of v1.34.3 on them)" bash -c "for h in h4 h5; do \"$lab\" exec \$h -- test -e /opt/kubernetes/releases/v1.34.3 && exit 1; done; node_v=\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get nodes -o jsonpath='{range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion} {end}'); echo \"\$node_v\" | grep -q 'h4=v1.34.2' && echo \"\$node_v\" | grep -q 'h5=v1.34.2'"
+read -r ok_n total pct < <(availability fail)
+echo "bench: failed upgrade: $ok_n/$total requests ok ($pct %)"
+
+# --- the upgrade completes --------------------------------------------------------------------
+"$lab" exec h3 -- sh -c 'rm /etc/systemd/system/kubelet.service.d/10-e2e-fail.conf && systemctl daemon-reload'
+loop_start up
+t0=$(ms)
+k upgrade --json >"$work/up.json" 2>"$work/up.err"
+rc=$? t_up=$(($(ms) - t0))
+loop_stop
+check "upgrade to v1.34.3 exits 0 ($t_up ms)" test $rc -eq 0
+[[ $rc -eq 0 ]] || tail -n 30 "$work/up.err"
+check "... took an etcd snapshot next to the cluster file first" bash -c "ls '$work'/backups/etcd-e2e-upgrade-*-before-v1.34.3.db >/dev/null 2>&1"
+check "... drained each node (its web pod evicted), one at a time, and uncordoned it" bash -c "for h in h3 h4 h5; do grep -q \"^\[drain\] \$h: cordoned\" '$work/up.err' && grep -q \"^\[upgrade\] \$h: uncordoned\" '$work/up.err' || exit 1; done"
+read -r ok_n total pct < <(availability up)
+echo "bench: upgrade v1.34.2 -> v1.34.3 (2 masters, 3 nodes): $t_up ms; $ok_n/$total requests ok ($pct %)"
+python3 -c "import json; d=json.load(open('$work/up.json')); [print('bench: node', n['host'], n['millis'], 'ms') for n in d['nodes']]" 2>/dev/null
+check "the client loop saw >= 99 % successful requests during the upgrade ($ok_n/$total)" at_least_99 "$ok_n" "$total" "$pct"
+check "every node's kubelet reports v1.34.3" bash -c "[ \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get nodes -o jsonpath='{range .items[*]}{.status.nodeInfo.kubeletVersion} {end}')\" = 'v1.34.3 v1.34.3 v1.34.3 ' ]"
+check "the apiserver through the VIP reports v1.34.3" bash -c "\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' --server https://$vip:6443 version -o json | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)[\"serverVersion\"][\"gitVersion\"] != \"v1.34.3\")'"
+versions_are() { # V: every component on every host reports V
+  local h c
+  for h in h1 h2; do for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    "$lab" exec $h -- /opt/kubernetes/bin/$c --version 2>/dev/null | grep -q "$1" || { echo "$h $c" >&2; return 1; }; done; done
+  for h in "${nodes[@]}"; do for c in kubelet kube-proxy; do
+    "$lab" exec $h -- /opt/kubernetes/bin/$c --version 2>/dev/null | grep -q "$1" || { echo "$h $c" >&2; return 1; }; done; done
+}
+check "every component on every host reports v1.34.3 (apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy)" versions_are v1.34.3
+check "the v1.34.2 binaries are still on the hosts" bash -c "for h in h1 h2; do \"$lab\" exec \$h -- test -x /opt/kubernetes/releases/v1.34.2/kube-apiserver || exit 1; done; for h in h3 h4 h5; do \"$lab\" exec \$h -- test -x /opt/kubernetes/releases/v1.34.2/kubelet || exit 1; done"
+check "the running kube-apiserver and kubelet processes are the new ones" bash -c "\"$lab\" exec h1 -- sh -c 'readlink /proc/\$(pidof kube-apiserver)/exe' | grep -q v1.34.3 && \"$lab\" exec h4 -- sh -c 'readlink /proc/\$(pidof kubelet)/exe' | grep -q v1.34.3"
+check "the web Deployment is whole again (3/3)" bash -c "\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' rollout status deploy/web --timeout=60s >/dev/null 2>&1"
+t0=$(ms)
+k upgrade >"$work/up-again.out" 2>&1
+rc=$? t_again=$(($(ms) - t0))
+check "an unchanged re-run exits 0, switches and restarts nothing ($t_again ms)" bash -c "[ $rc -eq 0 ] && ! grep -q 'restarted\|cordoned' '$work/up-again.out'"
+
+# --- rollback -----------------------------------------------------------------------------------
+loop_start rollback
+t0=$(ms)
+k upgrade --rollback >"$work/rollback.out" 2>&1
+rc=$? t_rb=$(($(ms) - t0))
+loop_stop
+check "upgrade --rollback exits 0 ($t_rb ms)" test $rc -eq 0
+[[ $rc -eq 0 ]] || tail -n 30 "$work/rollback.out"
+check "... nodes first, then masters" bash -c "n=\$(grep -n '^\[drain\] h3: cordoned' '$work/rollback.out' | head -1 | cut -d: -f1); m=\$(grep -n '^\[master\] h1: ' '$work/rollback.out' | head -1 | cut -d: -f1); [ -n \"\$n\" ] && [ -n \"\$m\" ] && [ \$n -lt \$m ]"
+check "... sent no binary again: the previous release was still there" bash -c "! grep -q 'bytes sent' '$work/rollback.out' || ! grep -E '^\[(master|node)\] h[1-5]: [0-9]+ files changed, [1-9][0-9]{6,} bytes sent' '$work/rollback.out'"
+read -r ok_n total pct < <(availability rollback)
+echo "bench: rollback v1.34.3 -> v1.34.2: $t_rb ms; $ok_n/$total requests ok ($pct %)"
+check "the client loop saw >= 99 % successful requests during the rollback ($ok_n/$total)" at_least_99 "$ok_n" "$total" "$pct"
+check "every component on every host reports v1.34.2 again" versions_are v1.34.2
+check "the cluster file says v1.34.2 again, its comment kept" grep -q '^kubernetes_version = "v1.34.2" # the release the cluster runs' "$work/cluster.toml"
+
+# --- skew ---------------------------------------------------------------------------------------
+sed -i 's/^kubernetes_version = "v1.34.2"/kubernetes_version = "v1.36.0"/' "$work/cluster.toml"
+k upgrade >"$work/skew.out" 2>&1
+rc=$?
+check "an upgrade v1.34 -> v1.36 is refused (exit 2) naming the rule and the versions" bash -c "[ $rc -eq 2 ] && grep -q 'one minor release at a time: h1 runs v1.34.2, and v1.36.0 skips v1.35' '$work/skew.out'"
+check "... nothing changed" bash -c "[ \"\$(\"$lab\" exec h1 -- readlink /opt/kubernetes/bin/kube-apiserver)\" = /opt/kubernetes/releases/v1.34.2/kube-apiserver ] && ! grep -q '^\[\(master\|node\|drain\)\]' '$work/skew.out'"
+sed -i 's/^kubernetes_version = "v1.36.0"/kubernetes_version = "v1.34.2"/' "$work/cluster.toml"
+
+# --- etcd restore -------------------------------------------------------------------------------
+if [[ -n ${E2E_RESTORE:-1} ]] && k etcd restore --help >/dev/null 2>&1; then
+  snap=$(ls "$work"/backups/etcd-e2e-upgrade-*-before-v1.34.3.db 2>/dev/null | head -1)
+  kc create namespace after-snapshot >/dev/null 2>&1
+  check "a namespace created after the snapshot exists" bash -c "\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get ns after-snapshot >/dev/null 2>&1"
+  k etcd restore --dry-run "$snap" >"$work/restore-dry.out" 2>&1
+  rc=$?
+  check "etcd restore --dry-run exits 0 and changes nothing" bash -c "[ $rc -eq 0 ] && \"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get ns after-snapshot >/dev/null 2>&1"
+  t0=$(ms)
+  k etcd restore "$snap" >"$work/restore.out" 2>&1
+  rc=$? t_restore=$(($(ms) - t0))
+  check "etcd restore of the snapshot taken before the upgrade exits 0 ($t_restore ms)" test $rc -eq 0
+  [[ $rc -eq 0 ]] || tail -n 30 "$work/restore.out"
+  check "... the apiservers were stopped before etcd and started after" bash -c "a=\$(grep -n 'stopped kube-apiserver' '$work/restore.out' | head -1 | cut -d: -f1); e=\$(grep -n 'restored the snapshot' '$work/restore.out' | head -1 | cut -d: -f1); s=\$(grep -n 'started kube-apiserver' '$work/restore.out' | tail -1 | cut -d: -f1); [ -n \"\$a\" ] && [ -n \"\$e\" ] && [ -n \"\$s\" ] && [ \$a -lt \$e ] && [ \$e -lt \$s ]"
+  gone() { ! kc get ns after-snapshot >/dev/null 2>&1 && kc get deploy web >/dev/null 2>&1; }
+  check "after the restore the namespace is gone and the cluster's objects are back" retry 30 gone
+  all_ready() { [[ $(kc get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status} {end}' 2>/dev/null) == "True True True " ]]; }
+  check "every node Ready" retry 60 all_ready
+  k status >"$work/status.out" 2>&1
+  rc=$?
+  check "kbin status is clean (exit 0)" test $rc -eq 0
+  [[ $rc -eq 0 ]] || tail -n 20 "$work/status.out"
+  check "three etcd members, all started" bash -c "[ \$(\"$lab\" exec h1 -- env ETCDCTL_API=3 /opt/etcd/bin/etcdctl --endpoints=https://10.213.0.11:2379 --cacert /opt/etcd/ssl/ca.crt --cert /opt/etcd/ssl/server.crt --key /opt/etcd/ssl/server.key member list | grep -c ', started, ') -eq 3 ]"
+fi
