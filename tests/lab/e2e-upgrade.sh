@@ -231,8 +231,9 @@ check "every node's kubelet reports v1.34.3" bash -c "[ \"\$(\"$lab\" op -- \"$k
 check "the apiserver through the VIP reports v1.34.3" bash -c "\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' --server https://$vip:6443 version -o json | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)[\"serverVersion\"][\"gitVersion\"] != \"v1.34.3\")'"
 versions_are() { # V: every component on every host reports V
   local h c
-  for h in h1 h2; do for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    "$lab" exec $h -- /opt/kubernetes/bin/$c --version 2>/dev/null | grep -q "$1" || { echo "$h $c" >&2; return 1; }; done; done
+  for h in h1 h2; do for c in kube-apiserver kube-controller-manager kube-scheduler; do
+    "$lab" exec $h -- /opt/kubernetes/bin/$c --version 2>/dev/null | grep -q "$1" || { echo "$h $c" >&2; return 1; }; done
+    "$lab" exec $h -- /opt/kubernetes/bin/kubectl version --client 2>/dev/null | grep -q "Client Version: $1" || { echo "$h kubectl" >&2; return 1; }; done
   for h in "${nodes[@]}"; do for c in kubelet kube-proxy; do
     "$lab" exec $h -- /opt/kubernetes/bin/$c --version 2>/dev/null | grep -q "$1" || { echo "$h $c" >&2; return 1; }; done; done
 }
