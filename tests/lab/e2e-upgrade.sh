@@ -57,6 +57,15 @@ loop_start() {
   loop_pid=$!
   loop_name=$1
 }
+# The same through the VIP: the apiserver's /readyz with the super-admin certificate.
+vip_loop_start() {
+  : >"$work/loop.$1"
+  "$lab" op -- bash -c 'while [ ! -e "$1.stop" ]; do
+      c=$(curl -s -o /dev/null -w "%{http_code}" --max-time 2 --cacert "$2/ca.crt" --cert "$2/super-admin.crt" --key "$2/super-admin.key" "https://$3:6443/readyz"); echo "$c" >>"$1"; sleep 0.1; done' \
+    loop "$work/loop.$1" "$work/pki" "$vip" &
+  loop_pid=$!
+  loop_name=$1
+}
 loop_stop() {
   [[ -n $loop_pid ]] || return 0
   touch "$work/loop.$loop_name.stop"
@@ -271,26 +280,41 @@ check "... nothing changed" bash -c "[ \"\$(\"$lab\" exec h1 -- readlink /opt/ku
 sed -i 's/^kubernetes_version = "v1.36.0"/kubernetes_version = "v1.34.2"/' "$work/cluster.toml"
 
 # --- etcd restore -------------------------------------------------------------------------------
-if [[ -n ${E2E_RESTORE:-1} ]] && k etcd restore --help >/dev/null 2>&1; then
-  snap=$(ls "$work"/backups/etcd-e2e-upgrade-*-before-v1.34.3.db 2>/dev/null | head -1)
-  kc create namespace after-snapshot >/dev/null 2>&1
-  check "a namespace created after the snapshot exists" bash -c "\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get ns after-snapshot >/dev/null 2>&1"
-  k etcd restore --dry-run "$snap" >"$work/restore-dry.out" 2>&1
-  rc=$?
-  check "etcd restore --dry-run exits 0 and changes nothing" bash -c "[ $rc -eq 0 ] && \"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get ns after-snapshot >/dev/null 2>&1"
-  t0=$(ms)
-  k etcd restore "$snap" >"$work/restore.out" 2>&1
-  rc=$? t_restore=$(($(ms) - t0))
-  check "etcd restore of the snapshot taken before the upgrade exits 0 ($t_restore ms)" test $rc -eq 0
-  [[ $rc -eq 0 ]] || tail -n 30 "$work/restore.out"
-  check "... the apiservers were stopped before etcd and started after" bash -c "a=\$(grep -n 'stopped kube-apiserver' '$work/restore.out' | head -1 | cut -d: -f1); e=\$(grep -n 'restored the snapshot' '$work/restore.out' | head -1 | cut -d: -f1); s=\$(grep -n 'started kube-apiserver' '$work/restore.out' | tail -1 | cut -d: -f1); [ -n \"\$a\" ] && [ -n \"\$e\" ] && [ -n \"\$s\" ] && [ \$a -lt \$e ] && [ \$e -lt \$s ]"
-  gone() { ! kc get ns after-snapshot >/dev/null 2>&1 && kc get deploy web >/dev/null 2>&1; }
-  check "after the restore the namespace is gone and the cluster's objects are back" retry 30 gone
-  all_ready() { [[ $(kc get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status} {end}' 2>/dev/null) == "True True True " ]]; }
-  check "every node Ready" retry 60 all_ready
-  k status >"$work/status.out" 2>&1
-  rc=$?
-  check "kbin status is clean (exit 0)" test $rc -eq 0
-  [[ $rc -eq 0 ]] || tail -n 20 "$work/status.out"
-  check "three etcd members, all started" bash -c "[ \$(\"$lab\" exec h1 -- env ETCDCTL_API=3 /opt/etcd/bin/etcdctl --endpoints=https://10.213.0.11:2379 --cacert /opt/etcd/ssl/ca.crt --cert /opt/etcd/ssl/server.crt --key /opt/etcd/ssl/server.key member list | grep -c ', started, ') -eq 3 ]"
-fi
+snap=$(ls "$work"/backups/etcd-e2e-upgrade-*-before-v1.34.3.db 2>/dev/null | head -1)
+kc create namespace after-snapshot >/dev/null 2>&1
+check "a namespace created after the snapshot exists" bash -c "\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get ns after-snapshot >/dev/null 2>&1"
+k etcd restore --dry-run "$snap" >"$work/restore-dry.out" 2>&1
+rc=$?
+check "etcd restore --dry-run exits 0 and changes nothing" bash -c "[ $rc -eq 0 ] && \"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get ns after-snapshot >/dev/null 2>&1"
+t0=$(ms)
+k etcd restore "$snap" >"$work/restore.out" 2>&1
+rc=$? t_restore=$(($(ms) - t0))
+check "etcd restore of the snapshot taken before the upgrade exits 0 ($t_restore ms)" test $rc -eq 0
+[[ $rc -eq 0 ]] || tail -n 30 "$work/restore.out"
+check "... the apiservers were stopped before etcd and started after" bash -c "a=\$(grep -n 'stopped kube-apiserver' '$work/restore.out' | head -1 | cut -d: -f1); e=\$(grep -n 'restored the snapshot' '$work/restore.out' | head -1 | cut -d: -f1); s=\$(grep -n 'started kube-apiserver' '$work/restore.out' | tail -1 | cut -d: -f1); [ -n \"\$a\" ] && [ -n \"\$e\" ] && [ -n \"\$s\" ] && [ \$a -lt \$e ] && [ \$e -lt \$s ]"
+gone() { ! kc get ns after-snapshot >/dev/null 2>&1 && kc get deploy web >/dev/null 2>&1; }
+check "after the restore the namespace is gone and the cluster's objects are back" retry 30 gone
+all_ready() { [[ $(kc get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status} {end}' 2>/dev/null) == "True True True " ]]; }
+check "every node Ready" retry 60 all_ready
+k status >"$work/status.out" 2>&1
+rc=$?
+check "kbin status is clean (exit 0)" test $rc -eq 0
+[[ $rc -eq 0 ]] || tail -n 20 "$work/status.out"
+check "three etcd members, all started" bash -c "[ \$(\"$lab\" exec h1 -- env ETCDCTL_API=3 /opt/etcd/bin/etcdctl --endpoints=https://10.213.0.11:2379 --cacert /opt/etcd/ssl/ca.crt --cert /opt/etcd/ssl/server.crt --key /opt/etcd/ssl/server.key member list | grep -c ', started, ') -eq 3 ]"
+
+# --- master remove of a running master while the VIP serves ----------------------------------------
+vip_loop_start mremove
+k master remove h2 >"$work/mremove.out" 2>&1
+rc=$?
+loop_stop
+check "master remove h2 (a master and an etcd member) exits 0" test $rc -eq 0
+[[ $rc -eq 0 ]] || tail -n 20 "$work/mremove.out"
+read -r ok_n total pct < <(availability mremove)
+echo "bench: master remove h2: $ok_n/$total requests through the VIP ok ($pct %)"
+check "... the VIP answered every request meanwhile ($ok_n/$total)" bash -c "[ $total -ge 20 ] && [ $ok_n -eq $total ]"
+check "... the LB upstreams no longer name h2, h1 stays" bash -c "! \"$lab\" exec h6 -- grep -q 'server 10.213.0.12:6443' /etc/nginx/nginx.conf && \"$lab\" exec h6 -- grep -q 'server 10.213.0.11:6443' /etc/nginx/nginx.conf"
+check "... its etcd member is gone (two members left, both started)" bash -c "l=\$(\"$lab\" exec h1 -- env ETCDCTL_API=3 /opt/etcd/bin/etcdctl --endpoints=https://10.213.0.11:2379 --cacert /opt/etcd/ssl/ca.crt --cert /opt/etcd/ssl/server.crt --key /opt/etcd/ssl/server.key member list); ! echo \"\$l\" | grep -q h2 && [ \$(echo \"\$l\" | grep -c ', started, ') -eq 2 ]"
+check "... the cluster file no longer lists h2, its comments kept" bash -c "! grep -q '10.213.0.12' '$work/cluster.toml' && grep -q '^# e2e upgrade' '$work/cluster.toml'"
+k master remove h1 >"$work/mremove-last.out" 2>&1
+rc=$?
+check "master remove of the last master is refused (exit 2), the cluster file unchanged" bash -c "[ $rc -eq 2 ] && grep -q 'last master' '$work/mremove-last.out' && grep -q '10.213.0.11' '$work/cluster.toml'"
