@@ -281,3 +281,35 @@ fn status_shows_the_days_left_on_the_hosts_and_what_check_hosts_flags() {
     let n3 = &hosts[2];
     assert!(!n3.reachable && n3.cert_days_left.get("kubelet").is_some_and(|d| *d > 300) && n3.cert_problems.is_empty(), "{n3:?}");
 }
+
+/// A deploy re-issues, keys kept, every kbin leaf with fewer than `pki.renew_before_days` left
+/// (the pki was issued with 20-day leaves, the file now asks for renewal 30 days ahead) and
+/// nothing else: the CAs stay, and a second deploy renews nothing.
+#[test]
+fn a_deploy_renews_the_leaves_that_expire_within_renew_before_days_and_only_them() {
+    let d = tempfile::tempdir().unwrap();
+    let short = CLUSTER.replace("[cluster]", "[pki]\nleaf_validity_days = 20\nrenew_before_days = 10\n\n[cluster]");
+    std::fs::write(d.path().join("cluster.toml"), &short).unwrap();
+    let c = kbin::config::load(&d.path().join("cluster.toml")).unwrap();
+    kbin::pki::init(&c).unwrap();
+    let pki = c.pki_dir();
+    let ca_before = std::fs::read(pki.join("ca.crt")).unwrap();
+    let key_before = std::fs::read(pki.join("hosts/m1/apiserver.key")).unwrap();
+    assert!(kbin::deploy::adopt::renew_expiring(&deploy_run(&c), &c).unwrap().is_empty(), "20 days left, renewal 10 days ahead: nothing due");
+
+    std::fs::write(d.path().join("cluster.toml"), CLUSTER).unwrap();
+    let c = kbin::config::load(&d.path().join("cluster.toml")).unwrap();
+    let due: Vec<String> = kbin::pki::expiring(&c, c.pki.renew_before_days).unwrap().into_iter().map(|i| i.name).collect();
+    assert!(due.iter().any(|n| n == "apiserver/m1") && due.iter().any(|n| n == "kubelet/n1"), "{due:?}");
+    let renewed = kbin::deploy::adopt::renew_expiring(&deploy_run(&c), &c).unwrap();
+    assert_eq!(renewed.len(), due.len(), "{renewed:?}");
+    assert!(kbin::pki::expiring(&c, 30).unwrap().is_empty(), "every leaf has a year again");
+    assert_eq!(std::fs::read(pki.join("ca.crt")).unwrap(), ca_before, "the CA is never touched");
+    assert_eq!(std::fs::read(pki.join("hosts/m1/apiserver.key")).unwrap(), key_before, "keys are kept");
+    assert!(kbin::deploy::adopt::renew_expiring(&deploy_run(&c), &c).unwrap().is_empty(), "a second deploy renews nothing");
+    assert!(kbin::pki::check(&c, 30).unwrap().is_empty(), "the renewed pki checks clean");
+}
+
+fn deploy_run(c: &Cluster) -> kbin::engine::Run<'_> {
+    kbin::engine::Run { cluster: c, printer: kbin::output::Printer { quiet: true, color: false }, concurrency: 2, cancel: Cancel::new(), timeout: std::time::Duration::from_secs(1), dry_run: false }
+}

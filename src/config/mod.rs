@@ -179,6 +179,8 @@ pub struct RawPki {
     pub ca_validity_days: u32,
     #[serde(default = "defaults::leaf_validity_days")]
     pub leaf_validity_days: u32,
+    #[serde(default = "defaults::renew_before_days")]
+    pub renew_before_days: u32,
 }
 
 impl Default for RawPki {
@@ -187,6 +189,7 @@ impl Default for RawPki {
             key_algorithm: defaults::key_algorithm(),
             ca_validity_days: defaults::ca_validity_days(),
             leaf_validity_days: defaults::leaf_validity_days(),
+            renew_before_days: defaults::renew_before_days(),
         }
     }
 }
@@ -296,6 +299,9 @@ pub mod defaults {
     }
     pub fn leaf_validity_days() -> u32 {
         365
+    }
+    pub fn renew_before_days() -> u32 {
+        30
     }
 }
 
@@ -417,6 +423,9 @@ pub struct Pki {
     pub key_algorithm: KeyAlgorithm,
     pub ca_validity_days: u32,
     pub leaf_validity_days: u32,
+    /// A deploy (`up`, `master add`, `node add`) re-issues every kbin-issued leaf with fewer days
+    /// left than this (0: never), and its rollout places them.
+    pub renew_before_days: u32,
 }
 
 /// Validated `[artifacts]` settings (the default is what an absent `[artifacts]` table means).

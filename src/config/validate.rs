@@ -200,6 +200,9 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
             Some("use one of ecdsa-p256 (default), rsa-2048, rsa-3072, rsa-4096"),
         );
     }
+    if raw.pki.renew_before_days > 0 && raw.pki.renew_before_days >= raw.pki.leaf_validity_days {
+        c.error(&[k("pki"), k("renew_before_days")], format!("{} days is not less than leaf_validity_days ({})", raw.pki.renew_before_days, raw.pki.leaf_validity_days), Some("every deploy would re-issue every certificate; keep it well below leaf_validity_days (default 30), or 0 to never renew on a deploy"));
+    }
     if raw.pki.leaf_validity_days > 0 && raw.pki.leaf_validity_days > raw.pki.ca_validity_days {
         c.error(&[k("pki"), k("leaf_validity_days")], format!("{} days is longer than the CA's {} days", raw.pki.leaf_validity_days, raw.pki.ca_validity_days), Some("a certificate cannot outlive its CA; shorten leaf_validity_days"));
     }
@@ -332,7 +335,7 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         apiserver: Apiserver { vip, endpoint: api.endpoint.clone(), lb_names: api.lb_names.clone(), port: api.port, extra_sans: api.extra_sans.clone() },
         bastion,
         ssh: ssh_settings,
-        pki: Pki { key_algorithm: algo, ca_validity_days: raw.pki.ca_validity_days, leaf_validity_days: raw.pki.leaf_validity_days },
+        pki: Pki { key_algorithm: algo, ca_validity_days: raw.pki.ca_validity_days, leaf_validity_days: raw.pki.leaf_validity_days, renew_before_days: raw.pki.renew_before_days },
         layout: raw.layout,
         lb: raw.lb,
         hosts,

@@ -10,11 +10,29 @@ use crate::host::Cmd;
 /// Issue whatever the cluster file needs and the pki lacks (a new host's certificates); never
 /// touches what exists. Warns about files that no longer match.
 pub fn ensure_pki(run: &Run<'_>, cluster: &Cluster) -> Result<crate::pki::InitReport, Error> {
-    let r = crate::pki::init(cluster)?;
+    let mut r = crate::pki::init(cluster)?;
     for s in &r.stale {
         run.printer.warn(&format!("pki/{}: {}", s.file, s.problem), Some(stale_hint(s)));
     }
+    r.issued.extend(renew_expiring(run, cluster)?);
     Ok(r)
+}
+
+/// Re-issue (keys kept) every kbin-issued leaf with fewer than `pki.renew_before_days` left, so
+/// the deploy that follows places them and restarts only what uses them; the names renewed.
+pub fn renew_expiring(run: &Run<'_>, cluster: &Cluster) -> Result<Vec<String>, Error> {
+    if cluster.pki.renew_before_days == 0 {
+        return Ok(Vec::new());
+    }
+    let due = crate::pki::expiring(cluster, cluster.pki.renew_before_days)?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = due.iter().map(|c| c.name.clone()).collect();
+    let r = crate::pki::renew(cluster, &names)?;
+    let soonest = due.iter().map(|c| c.days_left).min().unwrap_or_default();
+    run.printer.phase("pki", None, &format!("renewed {} (fewer than {} days left, the soonest {soonest}): the rollout places them", r.renewed.join(", "), cluster.pki.renew_before_days));
+    Ok(r.renewed.iter().map(|n| format!("{n} (renewed)")).collect())
 }
 
 /// For `master add` and `node add`: [`ensure_pki`] unless this is a dry run, saying what was issued.

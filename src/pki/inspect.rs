@@ -94,6 +94,13 @@ pub fn inspect(cluster: &Cluster) -> Result<Vec<CertInfo>, PkiError> {
     Ok(out)
 }
 
+/// The kbin-issued leaves (not CAs) with fewer than `within_days` days left, by name (what
+/// [`super::renew`] takes). The kubelet client certificates are not among them: the kubelets
+/// renew those themselves.
+pub fn expiring(cluster: &Cluster, within_days: u32) -> Result<Vec<CertInfo>, PkiError> {
+    Ok(inspect(cluster)?.into_iter().filter(|c| !c.is_ca && c.status == "ok" && c.days_left < i64::from(within_days)).collect())
+}
+
 /// One thing `pki check` found wrong.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {

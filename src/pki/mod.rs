@@ -32,7 +32,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 pub use import::{ImportReport, Material, Part as ImportPart, Refused as ImportRefused, check_material, import};
-pub use inspect::{CertInfo, Problem, check, inspect, read_cert_info};
+pub use inspect::{CertInfo, Problem, check, expiring, inspect, read_cert_info};
 use issue::Validity;
 pub use store::Store;
 use store::Pending;
