@@ -655,7 +655,7 @@ fn up_refuses_a_node_whose_kubelet_port_is_taken_before_etcd_or_any_master_is_to
         *fetched.lock().unwrap() = true;
         Ok(bins())
     };
-    let inputs = kbin::deploy::up::Inputs { run: run(&c, false), templates: &templates, etcd_timeout: Duration::from_secs(1), fetch: &fetch };
+    let inputs = kbin::deploy::up::Inputs { run: run(&c, false), templates: &templates, etcd_timeout: Duration::from_secs(1), fetch: &fetch, direct: true };
     let nodes = [m1.node(&c, "m1"), n1.node(&c, "n1"), lb1.node(&c, "lb1")];
     let mut report = kbin::deploy::up::Report::default();
     let e = kbin::deploy::up::run_on(&inputs, &nodes, &mut report).unwrap_err();
@@ -689,7 +689,7 @@ fn up_refuses_to_move_running_hosts_to_another_release_and_names_upgrade() {
     std::os::unix::fs::symlink("/opt/kubernetes/releases/v1.33.4/kubelet", n1.path("/opt/kubernetes/bin/kubelet")).unwrap();
     let templates = Templates::load(&c).unwrap();
     let fetch = |_: &Cluster, _: &[kbin::render::Component]| -> kbin::Result<Bins> { panic!("nothing is downloaded on a refusal") };
-    let inputs = kbin::deploy::up::Inputs { run: run(&c, false), templates: &templates, etcd_timeout: Duration::from_secs(1), fetch: &fetch };
+    let inputs = kbin::deploy::up::Inputs { run: run(&c, false), templates: &templates, etcd_timeout: Duration::from_secs(1), fetch: &fetch, direct: true };
     let nodes = [m1.node(&c, "m1"), n1.node(&c, "n1"), lb1.node(&c, "lb1")];
     let e = kbin::deploy::up::run_on(&inputs, &nodes, &mut kbin::deploy::up::Report::default()).unwrap_err();
     assert_eq!(e.exit(), kbin::Exit::Refused);
@@ -729,7 +729,7 @@ fn push_setup(d: &Path) -> (Cluster, Host, kbin::deploy::hosts::Push) {
     std::fs::write(d.join("b"), "b\n").unwrap();
     // the second file's directory is the first file: it cannot be written
     let files = vec![(d.join("a"), "/etc/app.conf".to_string()), (d.join("b"), "/etc/app.conf/b".to_string())];
-    (c, h, kbin::deploy::hosts::Push { files, mode: 0o644, owner: None, backup: false })
+    (c, h, kbin::deploy::hosts::Push { files, mode: 0o644, owner: None, backup: false, direct: true })
 }
 
 #[test]

@@ -32,6 +32,10 @@ pub struct DeployArgs {
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// Send every file straight from here to each host (by default `up` sends each large file
+    /// into the cluster once and the hosts pass it on to each other)
+    #[arg(long)]
+    pub direct: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +171,7 @@ pub fn opts<'a>(global: &'a Global, ssh: &super::SshArgs, timeout: u64, dry_run:
         dry_run,
         accept_new_host_keys: ssh.accept_new_host_keys,
         fetch,
+        direct: false,
     }
 }
 
@@ -208,7 +213,8 @@ pub struct UpArgs {
 pub fn up(global: &Global, a: &UpArgs) -> kbin::Result<()> {
     let cluster = global.cluster()?;
     let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &a.deploy.net, parts);
-    let o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
+    let mut o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
+    o.direct = a.deploy.direct;
     let mut report = deploy::up::Report::default();
     let result = deploy::up::up(&o, &cluster, Duration::from_secs(a.etcd_timeout), &mut report);
     if result.is_ok() && !report.stages.is_empty() {
@@ -243,7 +249,8 @@ pub struct UpgradeArgs {
 pub fn upgrade(global: &Global, a: &UpgradeArgs) -> kbin::Result<()> {
     let cluster = global.cluster()?;
     let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &a.deploy.net, parts);
-    let o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
+    let mut o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
+    o.direct = a.deploy.direct;
     let mut report = deploy::upgrade::Report::default();
     let result = deploy::upgrade::upgrade(&o, &cluster, deploy::upgrade::Options { rollback: a.rollback, batch: usize::from(a.batch) }, &mut report);
     if result.is_ok() {

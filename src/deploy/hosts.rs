@@ -151,6 +151,9 @@ pub struct Push {
     pub owner: Option<String>,
     /// Keep each replaced file as `<remote>.kbin-backup-<time>`.
     pub backup: bool,
+    /// Every file straight from the operator to each host (else large files are relayed
+    /// between the hosts: [`crate::engine::relay`]).
+    pub direct: bool,
 }
 
 /// One host's push.
@@ -206,6 +209,10 @@ pub fn push(run: &Run<'_>, hosts: &[&Host], accept_new_host_keys: bool, spec: &P
     let names: Vec<String> = spec.files.iter().map(|(l, _)| l.display().to_string()).collect();
     p.phase("push", None, &format!("{} ({total} bytes) to {} host{}", names.join(", "), hosts.len(), plural(hosts.len())));
     let opts = ConnectOptions::for_cluster(c, accept_new_host_keys);
+    if !spec.direct && hosts.len() > 1 && total >= crate::engine::relay::MIN_RELAY_BYTES {
+        let rows = push_relayed(run, hosts, &opts, spec)?;
+        return Ok(verdict(run, rows, started));
+    }
     let bars = (!p.quiet && std::io::stderr().is_terminal()).then(indicatif::MultiProgress::new);
     // the local files are hashed while the connections are being set up
     let items: std::sync::OnceLock<Result<Vec<Item>, (PathBuf, String)>> = std::sync::OnceLock::new();
@@ -236,7 +243,12 @@ pub fn push(run: &Run<'_>, hosts: &[&Host], accept_new_host_keys: bool, spec: &P
             Outcome::Skipped => PushResult::failed(&r.host, run.dry_run, HostFailure::new(&r.host, "push", "not started (interrupted)")),
         })
         .collect();
-    p.phase("push", None, &format!("done in {:.2}s", started.elapsed().as_secs_f64()));
+    Ok(verdict(run, rows, started))
+}
+
+/// The rows and the verdict of a push.
+fn verdict(run: &Run<'_>, rows: Vec<PushResult>, started: Instant) -> (Vec<PushResult>, Result<(), Error>) {
+    run.printer.phase("push", None, &format!("done in {:.2}s", started.elapsed().as_secs_f64()));
     let (done, failed) = (rows.iter().filter(|r| r.ok).count(), rows.iter().filter(|r| !r.ok).count());
     let verdict = if run.cancel.is_cancelled() {
         let skipped = rows.iter().filter(|r| r.failure.as_ref().is_some_and(|f| f.error.starts_with("not started"))).count();
@@ -246,7 +258,57 @@ pub fn push(run: &Run<'_>, hosts: &[&Host], accept_new_host_keys: bool, spec: &P
     } else {
         Ok(())
     };
-    Ok((rows, verdict))
+    (rows, verdict)
+}
+
+/// [`push`] with the relay: every host connected first, the large files staged (each leaves the
+/// operator once), then each host's push copies them from its own store; the stores go after.
+fn push_relayed(run: &Run<'_>, hosts: &[&Host], opts: &ConnectOptions, spec: &Push) -> Result<Vec<PushResult>, Error> {
+    let (c, p) = (run.cluster, run.printer);
+    let items = spec.items().map_err(|(path, e)| Error::Other { message: format!("cannot read {}: {e}", path.display()), hint: Some("check the local file's path".into()), source: None })?;
+    let connected = parallel::for_each(hosts, |h| h.name.clone(), "connect", run.concurrency, &run.cancel, |h| Ok(Node { host: h, remote: Arc::new(connect(&p, c, h, opts)?) as Arc<dyn Remote> }));
+    let mut rows: Vec<Option<PushResult>> = Vec::new();
+    let mut nodes = Vec::new();
+    for r in connected {
+        match r.outcome {
+            Outcome::Done(n) => {
+                nodes.push(n);
+                rows.push(None);
+            }
+            Outcome::Failed(e) => rows.push(Some(PushResult::failed(&r.host, run.dry_run, HostFailure { phase: "connect".into(), ..HostFailure::from(e) }))),
+            Outcome::Skipped => rows.push(Some(PushResult::failed(&r.host, run.dry_run, HostFailure::new(&r.host, "push", "not started (interrupted)")))),
+        }
+    }
+    let plans = vec![items.clone(); nodes.len()];
+    let relay = crate::engine::relay::stage(run, &nodes, &plans, false);
+    let pushed = match relay {
+        Ok(r) => {
+            if r.mode == "relay" {
+                let from_peers = r.routes.iter().filter(|x| x.from != "operator").count();
+                p.phase("relay", None, &format!("{} transfers, {from_peers} between hosts, {} bytes from the operator", r.routes.len(), r.operator_bytes));
+            }
+            parallel::for_each(&nodes, |n| n.host.name.clone(), "push", run.concurrency, &run.cancel, |n| Ok(push_node(run, n, &items, spec.backup, None)))
+        }
+        Err(e) => {
+            crate::engine::relay::cleanup(run, &nodes);
+            return Err(e.into());
+        }
+    };
+    crate::engine::relay::cleanup(run, &nodes);
+    let mut pushed = pushed.into_iter();
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                let x = pushed.next().expect("one per connected host");
+                match x.outcome {
+                    Outcome::Done(row) => row,
+                    Outcome::Failed(e) => PushResult::failed(&x.host, run.dry_run, HostFailure::from(e)),
+                    Outcome::Skipped => PushResult::failed(&x.host, run.dry_run, HostFailure::new(&x.host, "push", "not started (interrupted)")),
+                }
+            })
+        })
+        .collect())
 }
 
 /// One host's push: plan `items` and (unless `run.dry_run`) write them in a [`Tx`], committed

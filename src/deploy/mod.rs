@@ -58,6 +58,9 @@ pub struct Opts<'a> {
     pub dry_run: bool,
     pub accept_new_host_keys: bool,
     pub fetch: Fetch<'a>,
+    /// Every file straight from the operator to each host: no relay between the hosts
+    /// ([`crate::engine::relay`]).
+    pub direct: bool,
 }
 
 impl Opts<'_> {

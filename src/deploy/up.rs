@@ -37,6 +37,8 @@ pub struct Report {
     pub manifests: Vec<ObjectReport>,
     /// How each add-on runs (CoreDNS, metrics-server), once the nodes are Ready.
     pub addons: Vec<crate::kube::addons::AddonStatus>,
+    /// How the large files reached the hosts.
+    pub relay: engine::relay::Report,
 }
 
 impl Report {
@@ -132,6 +134,32 @@ fn release_change(cluster: &Cluster, nodes: &[Node<'_>]) -> Result<(), Error> {
     Err(Error::Refused { what: "up does not change the Kubernetes release of running hosts; nothing was changed".into(), problems: moved, hint: Some("`kbin upgrade` moves them (drained, one at a time, switched back on failure); or set kubernetes_version back".into()) })
 }
 
+/// The files a host gets from every part it has (what the relay considers; it takes the large ones).
+pub fn relay_items(ctx: &Ctx<'_>, host: &Host) -> Result<Vec<engine::Item>, Error> {
+    let mut out = Vec::new();
+    for (role, part) in [(Role::Etcd, Component::Etcd), (Role::Master, Component::Master), (Role::Node, Component::Node)] {
+        if host.has(role) {
+            out.extend(crate::engine::items(ctx.cluster, ctx.templates, ctx.bins, host, part, &crate::render::Options::default())?);
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the hosts' relay stores when dropped.
+pub struct Cleanup<'a, 'c> {
+    pub run: &'a Run<'c>,
+    pub nodes: &'a [Node<'c>],
+    pub used: bool,
+}
+
+impl Drop for Cleanup<'_, '_> {
+    fn drop(&mut self) {
+        if self.used {
+            engine::relay::cleanup(self.run, self.nodes);
+        }
+    }
+}
+
 /// What `up` needs besides the hosts.
 pub struct Inputs<'a> {
     pub run: Run<'a>,
@@ -140,6 +168,8 @@ pub struct Inputs<'a> {
     pub etcd_timeout: Duration,
     /// Fetches (verified) and extracts the release binaries of these parts.
     pub fetch: super::Fetch<'a>,
+    /// No relay between the hosts: every file straight from the operator.
+    pub direct: bool,
 }
 
 /// `kbin up`: pki, connect, then [`run_on`]. The report holds every stage that ran, also when
@@ -162,7 +192,7 @@ pub fn up(opts: &super::Opts<'_>, cluster: &Cluster, etcd_timeout: Duration, rep
     let all: Vec<&Host> = cluster.hosts.iter().collect();
     let nodes = run.connector(opts.accept_new_host_keys).connect_all(&all)?;
     let templates = Templates::load(cluster)?;
-    run_on(&Inputs { run: run.clone(), templates: &templates, etcd_timeout, fetch: opts.fetch }, &nodes, report)
+    run_on(&Inputs { run: run.clone(), templates: &templates, etcd_timeout, fetch: opts.fetch, direct: opts.direct }, &nodes, report)
 }
 
 /// The phases of `up` on connected `nodes` (every host of the cluster file): facts and refusal on
@@ -180,6 +210,21 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
     let bins = (inp.fetch)(cluster, &parts)?;
     report.stage(run, "download", t0, format!("{} components verified", Bins::components(cluster, &parts).len()));
     let ctx = Ctx { run: run.clone(), templates: inp.templates, bins: &bins };
+
+    // each large file into the cluster once, the hosts passing it on (the pushes below then copy
+    // it from the host's own store); the stores go when the run ends, however it ends
+    let t0 = Instant::now();
+    let plans: Vec<Vec<engine::Item>> = nodes.iter().map(|n| relay_items(&ctx, n.host)).collect::<Result<_, _>>()?;
+    let relay = engine::relay::stage(run, nodes, &plans, inp.direct)?;
+    let _stores = Cleanup { run, nodes, used: relay.mode == "relay" };
+    let hosts_fed = relay.routes.iter().map(|r| r.host.as_str()).collect::<BTreeSet<_>>().len();
+    let summary = match relay.mode.as_str() {
+        "relay" => format!("{} transfers to {hosts_fed} hosts, {} bytes from the operator", relay.routes.len(), relay.operator_bytes),
+        m => m.to_string(),
+    };
+    report.bytes_sent += relay.operator_bytes;
+    report.relay = relay;
+    report.stage(run, "relay", t0, summary);
 
     // etcd
     let t0 = Instant::now();

@@ -145,6 +145,8 @@ pub struct Report {
     pub masters: Vec<HostOutcome>,
     pub nodes: Vec<NodeStep>,
     pub millis: u128,
+    /// How the new release reached the hosts.
+    pub relay: engine::relay::Report,
 }
 
 impl Report {
@@ -244,6 +246,11 @@ pub fn upgrade(opts: &super::Opts<'_>, cluster: &Cluster, o: Options, report: &m
     let bins = (opts.fetch)(cluster, &parts)?;
     let templates = Templates::load(cluster)?;
     let ctx = Ctx { run: run.clone(), templates: &templates, bins: &bins };
+    // the new release into the cluster once, passed on between the hosts
+    let plans: Vec<Vec<engine::Item>> = nodes.iter().map(|n| super::up::relay_items(&ctx, n.host)).collect::<Result<_, _>>()?;
+    let relay = engine::relay::stage(&run, &nodes, &plans, opts.direct)?;
+    let _stores = super::up::Cleanup { run: &run, nodes: &nodes, used: relay.mode == "relay" };
+    report.relay = relay;
 
     // the snapshot, and the record of where this upgrade comes from
     if !o.rollback {

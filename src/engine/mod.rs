@@ -20,6 +20,7 @@ pub mod converge;
 pub mod facts;
 pub mod files;
 pub mod phase;
+pub mod relay;
 pub mod systemd;
 pub mod tx;
 

@@ -104,6 +104,13 @@ impl KnownHosts {
         types
     }
 
+    /// The known_hosts lines (`name type base64`) of the keys known for `addr:port`: what a host
+    /// needs to verify a peer the way kbin verified it.
+    pub fn lines_for(&self, addr: &str, port: u16) -> Vec<String> {
+        let name = host_name(addr, port);
+        self.entries().unwrap_or_default().into_iter().filter(|e| e.marker.is_none() && host_matches(&e.patterns, &name)).map(|e| format!("{name} {} {}", e.key_type, STANDARD.encode(&e.blob))).collect()
+    }
+
     /// Record a key for `addr:port` in the state file (rewritten atomically). Recording a key that
     /// is already there is a no-op.
     pub fn record(&self, addr: &str, port: u16, blob: &[u8]) -> io::Result<()> {

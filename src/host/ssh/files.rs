@@ -4,9 +4,11 @@
 use super::*;
 
 /// The remote half of [`Remote::write_file`]. A constant: arguments arrive as `$1`..`$6`, content
-/// on stdin. It answers `same` (nothing to do), `meta` (mode/owner fixed in place) or `send`
-/// (then reads the content into a temp file in the same directory, verifies its digest, sets
-/// owner and mode, fsyncs, keeps a backup if asked and renames over the target).
+/// on stdin. It answers `same` (nothing to do), `meta` (mode/owner fixed in place), `local` (the
+/// content was in the host's relay store, `crate::engine::relay::BLOBS_DIR`, and is copied from
+/// there) or `send` (then reads the content into a temp file in the same directory); either way
+/// it verifies the digest of the temp file, sets owner and mode, fsyncs, keeps a backup if asked
+/// and renames over the target.
 pub(crate) const WRITE_SCRIPT: &str = r#"set -eu
 dest=$1 mode=$2 owner=$3 want=$4 backup=$5 size=$6
 sha() {
@@ -57,9 +59,18 @@ done
 tmp=$(mktemp "$dir/.$base.kbin-$$-XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
-echo send
-cat > "$tmp"
-got=$(sha "$tmp" "$size")
+got=
+blob=/var/lib/kbin/blobs/$want
+if [ -f "$blob" ] && [ "$(stat -c %s -- "$blob")" = "$size" ] && cp -- "$blob" "$tmp" 2>/dev/null; then
+  got=$(sha "$tmp" "$size")
+fi
+if [ "$got" = "$want" ]; then
+  echo local
+else
+  echo send
+  cat > "$tmp"
+  got=$(sha "$tmp" "$size")
+fi
 if [ "$got" != "$want" ]; then
   echo "received $(wc -c < "$tmp") bytes with sha256 $got, expected $want: the upload was cut short or the source changed" >&2
   exit 3

@@ -182,7 +182,7 @@ impl Remote for SshHost {
         match first {
             "same" => Ok(WriteOutcome { changed: false, bytes_sent: 0, backup: None, created: false }),
             "meta" => Ok(WriteOutcome { changed: true, bytes_sent: 0, backup: None, created: false }),
-            "send" if text.lines().any(|l| l == "done") => Ok(WriteOutcome {
+            "send" | "local" if text.lines().any(|l| l == "done") => Ok(WriteOutcome {
                 changed: true,
                 bytes_sent: sent,
                 backup: text.lines().any(|l| l == "backup").then_some(backup),
