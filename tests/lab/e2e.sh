@@ -23,5 +23,6 @@ suite "$here/e2e-cluster.sh" "$repo/target/release/kbin"
 suite "$here/e2e-repoint.sh" "$repo/target/release/kbin"
 suite "$here/e2e-workloads.sh" "$repo/target/release/kbin"
 suite "$here/e2e-upgrade.sh" "$repo/target/release/kbin"
+suite "$here/e2e-relay.sh" "$repo/target/release/kbin"
 echo "e2e: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Benchmark for issue 17 (relay): `kbin up` of one master and N nodes on fresh lab hosts with the
+# real components (tests/upstream/build.sh) and the lab's images, the operator's side of the lab
+# bridge shaped to RATE (default 100mbit: `tc tbf` on br0 in the operator's namespace, so only
+# what the operator sends is shaped; host-to-host traffic is bridged past it). Per N (default
+# "3 10"): a relayed `up`, then the same on fresh hosts with `--direct`. Prints one line per run:
+# nodes, mode, seconds, bytes the operator sent (br0's tx counter) and the up's own relay summary.
+#
+#   sudo bash bench/relay-up.sh            # needs root (the lab); N="3 10" RATE=100mbit
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+kbin=$repo/target/release/kbin
+[[ -x $kbin ]] || (cd "$repo" && cargo build --release --quiet) || exit 1
+lab=$repo/tests/lab/lab
+export KBIN_LAB_DIR=${KBIN_LAB_DIR_BENCH_RELAY:-/tmp/kbin-lab-bench-relay}
+work=$(mktemp -d /tmp/kbin-bench-relay.XXXXXX)
+trap '"$lab" op -- tc qdisc del dev br0 root >/dev/null 2>&1; "$lab" down >/dev/null 2>&1; [[ -n ${KEEP:-} ]] || rm -rf "$work"' EXIT
+rate=${RATE:-100mbit}
+k() { "$lab" op -- env KBIN_CACHE_DIR="$work/cache" NO_COLOR=1 "$kbin" -c "$work/cluster.toml" "$@"; }
+tx() { "$lab" op -- cat /sys/class/net/br0/statistics/tx_bytes; }
+ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+
+"$lab" down >/dev/null 2>&1 || true
+"$lab" up 1 >/dev/null && "$lab" mirror >/dev/null 2>&1 || { echo "lab up failed" >&2; exit 1; }
+mirror=$("$lab" mirror url)
+# shellcheck source=tests/lab/upstream.sh
+. "$repo/tests/lab/upstream.sh"
+upstream_publish || exit 1
+
+cluster() { # N
+  local i
+  cat >"$work/cluster.toml" <<TOML
+[cluster]
+name = "bench-relay"
+kubernetes_version = "v1.34.2"
+etcd_version = "v3.5.1"
+flannel_version = "v0.27.4"
+
+[ssh]
+key = "$KBIN_LAB_DIR/ssh/id_ed25519"
+connect_timeout_secs = 5
+concurrency = 16
+
+[artifacts]
+mirror = "$mirror"
+
+[addons]
+coredns = false
+
+[kube_proxy.config]
+conntrack = { maxPerCore = 0 }
+
+[kubelet.config]
+evictionHard = { "nodefs.available" = "1%", "imagefs.available" = "1%", "nodefs.inodesFree" = "1%" }
+
+[[hosts]]
+name = "h1"
+address = "10.213.0.11"
+roles = ["etcd", "master"]
+TOML
+  for ((i = 2; i <= $1 + 1; i++)); do
+    printf '\n[[hosts]]\nname = "h%d"\naddress = "10.213.0.%d"\nroles = ["node"]\n' "$i" $((10 + i)) >>"$work/cluster.toml"
+  done
+  cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
+}
+
+for n in ${N:-3 10}; do
+  for mode in relay direct; do
+    "$lab" mirror stop >/dev/null 2>&1
+    "$lab" down >/dev/null 2>&1
+    "$lab" up $((n + 1)) >/dev/null && "$lab" mirror >/dev/null 2>&1 || { echo "lab up failed" >&2; exit 1; }
+    cluster "$n"
+    rm -f "$work/kbin.lock"
+    upstream_pin >/dev/null || exit 1
+    upstream_images || exit 1
+    sed -i 's/^metrics_server = true/metrics_server = false/' "$work/cluster.toml"
+    k -q download >/dev/null 2>&1 # the cache warm: the figure is the deploy itself
+    "$lab" op -- tc qdisc add dev br0 root tbf rate "$rate" burst 256kb latency 100ms
+    flag=()
+    [[ $mode == direct ]] && flag=(--direct)
+    b0=$(tx) t0=$(ms)
+    k up "${flag[@]}" >"$work/up-$n-$mode.out" 2>&1
+    rc=$? t=$(($(ms) - t0)) b=$(($(tx) - b0))
+    "$lab" op -- tc qdisc del dev br0 root
+    relay=$(grep '^\[up\] relay:' "$work/up-$n-$mode.out" | head -1)
+    echo "bench: up 1 master + $n nodes at $rate, $mode: exit $rc, $((t / 1000)).$((t % 1000 / 100)) s, $b bytes from the operator; $relay"
+    [[ $rc -eq 0 ]] || tail -n 15 "$work/up-$n-$mode.out"
+  done
+done
+# the release artifacts the cluster uses (the v1.34.2 build and the rest), for the operator-bytes ratio
+total=0
+while IFS=$'\t' read -r _ ver path _; do
+  [[ $ver == v1.34.3 ]] && continue
+  total=$((total + $(stat -c %s "$work/upstream/$path")))
+done <"$work/upstream.list"
+echo "bench: release artifacts of the cluster (bytes, images aside): $total"
