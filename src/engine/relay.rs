@@ -123,79 +123,145 @@ pub fn stage(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], direct: boo
     report.mode = "relay".into();
     let known = KnownHosts::for_state_dir(&run.cluster.state_dir);
 
-    // 2. rounds: seeds from the operator, then every holder serves one host that lacks the file
-    let mut pending: BTreeMap<String, Vec<usize>> = needers;
-    let mut bad_senders: BTreeSet<(String, usize)> = BTreeSet::new();
-    let mut round = 0;
-    while pending.values().any(|l| !l.is_empty()) {
-        round += 1;
-        let mut jobs: Vec<(String, Option<usize>, usize)> = Vec::new(); // (sha, from (None: operator), to)
-        for (sha, list) in pending.iter_mut() {
-            let have: Vec<usize> = holders.get(sha).cloned().unwrap_or_default().into_iter().filter(|h| !bad_senders.contains(&(sha.clone(), *h))).collect();
-            if have.is_empty() {
-                jobs.push((sha.clone(), None, list.remove(0)));
+    // 2. as soon as a host holds a file it serves another that lacks it (no rounds to wait
+    //    for: a fast transfer is not held up by a slow one); the operator seeds a file that no
+    //    good host holds
+    let mut sched = Sched::new(&pending_of(needers), &holders);
+    let workers = if run.dry_run { 1 } else { run.concurrency.max(1).min(sched.jobs_left()) };
+    let state = (Mutex::new(&mut sched), std::sync::Condvar::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| work(run, nodes, &known, &want, &state));
+        }
+    });
+    if let Some(e) = sched.error.take() {
+        return Err(e);
+    }
+    report.operator_bytes = sched.routes.iter().map(|r| r.bytes).sum();
+    report.routes = std::mem::take(&mut sched.routes);
+    Ok(report)
+}
+
+fn pending_of(needers: BTreeMap<String, Vec<usize>>) -> BTreeMap<String, std::collections::VecDeque<usize>> {
+    needers.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect()
+}
+
+/// One transfer: from the operator (`from` None) or from a host.
+struct Job {
+    sha: String,
+    from: Option<usize>,
+    to: usize,
+}
+
+/// Who lacks what, who can serve what, and what happened.
+struct Sched {
+    pending: BTreeMap<String, std::collections::VecDeque<usize>>,
+    /// Holders free to serve, per file.
+    idle: BTreeMap<String, Vec<usize>>,
+    /// Good holders per file (serving or idle); none and no seed on the way: the operator seeds.
+    good: BTreeMap<String, usize>,
+    seeding: BTreeSet<String>,
+    in_flight: usize,
+    routes: Vec<Route>,
+    error: Option<HostError>,
+}
+
+impl Sched {
+    fn new(pending: &BTreeMap<String, std::collections::VecDeque<usize>>, holders: &BTreeMap<String, Vec<usize>>) -> Sched {
+        let idle: BTreeMap<String, Vec<usize>> = pending.keys().map(|k| (k.clone(), holders.get(k).cloned().unwrap_or_default())).collect();
+        let good = idle.iter().map(|(k, v)| (k.clone(), v.len())).collect();
+        Sched { pending: pending.clone(), idle, good, seeding: BTreeSet::new(), in_flight: 0, routes: Vec::new(), error: None }
+    }
+    fn jobs_left(&self) -> usize {
+        self.pending.values().map(|q| q.len()).sum()
+    }
+    fn next(&mut self) -> Option<Job> {
+        for (sha, q) in self.pending.iter_mut() {
+            if q.is_empty() {
                 continue;
             }
-            for from in have {
-                if list.is_empty() {
-                    break;
-                }
-                jobs.push((sha.clone(), Some(from), list.remove(0)));
+            if let Some(from) = self.idle.get_mut(sha).and_then(|v| v.pop()) {
+                return Some(Job { sha: sha.clone(), from: Some(from), to: q.pop_front().expect("not empty") });
+            }
+            if self.good[sha] == 0 && !self.seeding.contains(sha) {
+                self.seeding.insert(sha.clone());
+                return Some(Job { sha: sha.clone(), from: None, to: q.pop_front().expect("not empty") });
             }
         }
-        if run.dry_run {
-            for (sha, from, to) in &jobs {
-                let src = from.map(|f| nodes[f].host.name.clone()).unwrap_or_else(|| "the operator".into());
-                run.printer.phase("dry-run", Some(&nodes[*to].host.name), &format!("would get {} from {src} (round {round})", want[sha].name));
+        None
+    }
+    /// `to` holds the file now; `from` served it (`bad`: it served bad bytes and serves no more).
+    fn done(&mut self, job: &Job, route: Route, bad: bool) {
+        let sha = &job.sha;
+        match (job.from, bad) {
+            (None, _) => {
+                self.seeding.remove(sha);
             }
-        } else {
-            let done = Mutex::new(Vec::new());
-            let results = parallel::for_each(&jobs, |(_, _, to)| nodes[*to].host.name.clone(), "relay", run.concurrency, &run.cancel, |(sha, from, to)| {
-                let b = &want[sha];
-                let (to_n, label) = (&nodes[*to], b.name.as_str());
-                let route = match from {
-                    None => {
-                        let sent = from_operator(to_n, b)?;
-                        run.printer.phase("relay", Some(&to_n.host.name), &format!("{label} from the operator ({sent} bytes)"));
-                        Route { host: to_n.host.name.clone(), sha256: sha.clone(), bytes: sent, from: "operator".into(), fallback: None }
-                    }
-                    Some(f) => match transfer(&known, &nodes[*f], to_n, b) {
-                        Ok(()) => {
-                            run.printer.phase("relay", Some(&to_n.host.name), &format!("{label} from {}", nodes[*f].host.name));
-                            Route { host: to_n.host.name.clone(), sha256: sha.clone(), bytes: 0, from: nodes[*f].host.name.clone(), fallback: None }
-                        }
-                        Err(why) => {
-                            run.printer.warn(&format!("relay: {}: {label} from {}: {why}; refused, from the operator instead", to_n.host.name, nodes[*f].host.name), None);
-                            done.lock().unwrap().push((sha.clone(), *f, true));
-                            let sent = from_operator(to_n, b)?;
-                            Route { host: to_n.host.name.clone(), sha256: sha.clone(), bytes: sent, from: "operator".into(), fallback: Some(why) }
-                        }
-                    },
-                };
-                Ok(route)
-            });
-            for (r, (sha, _, to)) in results.into_iter().zip(&jobs) {
-                match r.outcome {
-                    Outcome::Done(route) => {
-                        report.operator_bytes += route.bytes;
-                        report.routes.push(route);
-                        holders.entry(sha.clone()).or_default().push(*to);
-                    }
-                    Outcome::Failed(e) => return Err(e),
-                    Outcome::Skipped => return Ok(report),
-                }
-            }
-            for (sha, f, _) in done.into_inner().unwrap() {
-                bad_senders.insert((sha, f));
-            }
+            (Some(f), false) => self.idle.get_mut(sha).expect("known file").push(f),
+            (Some(_), true) => *self.good.get_mut(sha).expect("known file") -= 1,
         }
-        if run.dry_run {
-            for (sha, _, to) in jobs {
-                holders.entry(sha).or_default().push(to);
+        self.idle.get_mut(sha).expect("known file").push(job.to);
+        *self.good.get_mut(sha).expect("known file") += 1;
+        self.routes.push(route);
+    }
+}
+
+/// A worker: take the next transfer that can start, run it, record it; until none is left.
+fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<String, Blob>, state: &(Mutex<&mut Sched>, std::sync::Condvar)) {
+    let (lock, cv) = state;
+    let mut s = lock.lock().unwrap();
+    loop {
+        if s.error.is_some() || run.cancel.is_cancelled() {
+            break;
+        }
+        let Some(job) = s.next() else {
+            if s.in_flight == 0 {
+                break; // nothing left, or nothing any transfer in flight could unblock
             }
+            s = cv.wait(s).unwrap();
+            continue;
+        };
+        s.in_flight += 1;
+        drop(s);
+        let r = one(run, nodes, known, &want[&job.sha], &job);
+        s = lock.lock().unwrap();
+        s.in_flight -= 1;
+        match r {
+            Ok((route, bad)) => s.done(&job, route, bad),
+            Err(e) => s.error = Some(e),
+        }
+        cv.notify_all();
+    }
+    cv.notify_all();
+}
+
+/// Run one transfer (a dry run only says it); the route, and whether the sender served bad bytes.
+fn one(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, b: &Blob, job: &Job) -> Result<(Route, bool), HostError> {
+    let to = &nodes[job.to];
+    let label = b.name.as_str();
+    let route = |from: &str, bytes: u64, fallback: Option<String>| Route { host: to.host.name.clone(), sha256: b.sha.clone(), bytes, from: from.into(), fallback };
+    if run.dry_run {
+        let from = job.from.map(|f| nodes[f].host.name.clone()).unwrap_or_else(|| "the operator".into());
+        run.printer.phase("dry-run", Some(&to.host.name), &format!("would get {label} from {from}"));
+        return Ok((route(job.from.map(|f| nodes[f].host.name.as_str()).unwrap_or("operator"), 0, None), false));
+    }
+    let Some(f) = job.from else {
+        let sent = from_operator(to, b)?;
+        run.printer.phase("relay", Some(&to.host.name), &format!("{label} from the operator ({sent} bytes)"));
+        return Ok((route("operator", sent, None), false));
+    };
+    let from = &nodes[f];
+    match transfer(known, from, to, b) {
+        Ok(()) => {
+            run.printer.phase("relay", Some(&to.host.name), &format!("{label} from {}", from.host.name));
+            Ok((route(&from.host.name, 0, None), false))
+        }
+        Err(why) => {
+            run.printer.warn(&format!("relay: {}: {label} from {}: {why}; refused, from the operator instead", to.host.name, from.host.name), None);
+            let sent = from_operator(to, b)?;
+            Ok((route("operator", sent, Some(why)), true))
         }
     }
-    Ok(report)
 }
 
 /// The large files of `items` whose destination on `n` differs, and the blobs `n` holds already.
@@ -386,6 +452,56 @@ mod tests {
         let mut noise = vec![0u8; 2 << 20];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut noise).unwrap();
         assert!(compressed(&Source::bytes(noise)).unwrap().is_none(), "random bytes go as they are");
+    }
+
+    fn route(to: usize) -> Route {
+        Route { host: format!("h{to}"), sha256: "s".into(), bytes: 0, from: String::new(), fallback: None }
+    }
+
+    /// Run the schedule with every started transfer finishing before the next starts, `bad`
+    /// deciding whether a sender served bad bytes; the jobs in order.
+    fn simulate(hosts: usize, held: &[usize], bad: impl Fn(usize) -> bool) -> Vec<(Option<usize>, usize)> {
+        let pending = BTreeMap::from([("s".to_string(), (0..hosts).filter(|h| !held.contains(h)).collect())]);
+        let holders = BTreeMap::from([("s".to_string(), held.to_vec())]);
+        let mut s = Sched::new(&pending, &holders);
+        let mut order = Vec::new();
+        let mut running: Vec<Job> = Vec::new();
+        loop {
+            while let Some(j) = s.next() {
+                running.push(j);
+            }
+            let Some(j) = (!running.is_empty()).then(|| running.remove(0)) else { break };
+            let b = j.from.is_some_and(&bad);
+            order.push((j.from, j.to));
+            s.done(&j, route(j.to), b);
+        }
+        assert_eq!(s.jobs_left(), 0);
+        order
+    }
+
+    #[test]
+    fn a_file_leaves_the_operator_once_and_the_holders_double() {
+        let order = simulate(10, &[], |_| false);
+        assert_eq!(order.len(), 10, "every host gets it once: {order:?}");
+        assert_eq!(order.iter().filter(|(f, _)| f.is_none()).count(), 1, "one copy from the operator: {order:?}");
+        assert_eq!(order[0], (None, 0));
+        let mut got: Vec<usize> = order.iter().map(|(_, t)| *t).collect();
+        got.sort();
+        assert_eq!(got, (0..10).collect::<Vec<_>>());
+        // a host that holds it already seeds the others: nothing from the operator
+        assert!(simulate(5, &[3], |_| false).iter().all(|(f, _)| f.is_some()));
+    }
+
+    #[test]
+    fn a_sender_of_bad_bytes_serves_no_one_else_and_the_operator_seeds_again_if_none_is_left() {
+        // host 0 (the seed) serves bad bytes: its first receiver got the file from the operator
+        // (the fallback inside the transfer), then only good holders serve
+        let order = simulate(6, &[], |f| f == 0);
+        assert_eq!(order.iter().filter(|(f, _)| *f == Some(0)).count(), 1, "{order:?}");
+        assert_eq!(order.len(), 6);
+        // the only holder is bad: the next host is seeded by the operator again
+        let order = simulate(3, &[2], |f| f == 2);
+        assert_eq!(order.iter().filter(|(f, _)| *f == Some(2)).count(), 1, "{order:?}");
     }
 
     #[test]
