@@ -736,7 +736,7 @@ fn push_setup(d: &Path) -> (Cluster, Host, kbin::deploy::hosts::Push) {
 fn a_push_that_fails_on_the_second_file_puts_the_first_back() {
     let d = tempfile::tempdir().unwrap();
     let (c, h, spec) = push_setup(d.path());
-    let r = kbin::deploy::hosts::push_node(&run(&c, false), &h.node(&c, "m1"), &spec.items().unwrap(), false, None);
+    let r = kbin::deploy::hosts::push_node(&run(&c, false), &h.node(&c, "m1"), &spec.items().unwrap(), false, None, false);
     let f = r.failure.expect("the second file fails");
     assert!(!r.ok && f.phase == "push" && f.error.contains("/etc/app.conf/b"), "{f:?}");
     assert_eq!(f.rollback, Rollback::Done { what: "previous files restored".into() });
@@ -751,7 +751,7 @@ fn a_push_dry_run_plans_both_files_and_changes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let (c, h, mut spec) = push_setup(d.path());
     spec.files[1].1 = "/etc/other.conf".into();
-    let r = kbin::deploy::hosts::push_node(&run(&c, true), &h.node(&c, "m1"), &spec.items().unwrap(), false, None);
+    let r = kbin::deploy::hosts::push_node(&run(&c, true), &h.node(&c, "m1"), &spec.items().unwrap(), false, None, false);
     assert!(r.ok && r.changed && r.dry_run && r.bytes_sent == 0, "{r:?}");
     assert_eq!(r.files, ["/etc/app.conf", "/etc/other.conf"]);
     assert!(h.fake.commands().is_empty() && h.writes().is_empty(), "{:?}", h.fake.log());
@@ -766,12 +766,12 @@ fn a_push_with_backup_keeps_the_replaced_file_and_a_second_push_sends_nothing() 
     spec.files.truncate(1);
     spec.backup = true;
     let items = spec.items().unwrap();
-    let r = kbin::deploy::hosts::push_node(&run(&c, false), &h.node(&c, "m1"), &items, true, None);
+    let r = kbin::deploy::hosts::push_node(&run(&c, false), &h.node(&c, "m1"), &items, true, None, false);
     assert!(r.ok && r.changed && r.bytes_sent == 4, "{r:?}");
     assert_eq!(r.backups.len(), 1);
     assert_eq!(std::fs::read_to_string(h.path(&r.backups[0])).unwrap(), "old\n");
     assert_eq!(std::fs::read_to_string(h.path("/etc/app.conf")).unwrap(), "new\n");
-    let again = kbin::deploy::hosts::push_node(&run(&c, false), &h.node(&c, "m1"), &items, true, None);
+    let again = kbin::deploy::hosts::push_node(&run(&c, false), &h.node(&c, "m1"), &items, true, None, false);
     assert!(again.ok && !again.changed && again.bytes_sent == 0, "{again:?}");
 }
 

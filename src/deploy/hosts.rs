@@ -228,7 +228,7 @@ pub fn push(run: &Run<'_>, hosts: &[&Host], accept_new_host_keys: bool, spec: &P
                 b
             });
             let progress = bar.clone().map(|b| Arc::new(move |n: u64| b.set_position(n)) as Arc<dyn Fn(u64) + Send + Sync>);
-            let r = push_node(run, &node, items, spec.backup, progress);
+            let r = push_node(run, &node, items, spec.backup, progress, false);
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
@@ -287,7 +287,7 @@ fn push_relayed(run: &Run<'_>, hosts: &[&Host], opts: &ConnectOptions, spec: &Pu
                 let from_peers = r.routes.iter().filter(|x| x.from != "operator").count();
                 p.phase("relay", None, &format!("{} transfers, {from_peers} between hosts, {} bytes from the operator", r.routes.len(), r.operator_bytes));
             }
-            parallel::for_each(&nodes, |n| n.host.name.clone(), "push", run.concurrency, &run.cancel, |n| Ok(push_node(run, n, &items, spec.backup, None)))
+            parallel::for_each(&nodes, |n| n.host.name.clone(), "push", run.concurrency, &run.cancel, |n| Ok(push_node(run, n, &items, spec.backup, None, r.mode == "relay")))
         }
         Err(e) => {
             crate::engine::relay::cleanup(run, &nodes);
@@ -313,7 +313,7 @@ fn push_relayed(run: &Run<'_>, hosts: &[&Host], opts: &ConnectOptions, spec: &Pu
 
 /// One host's push: plan `items` and (unless `run.dry_run`) write them in a [`Tx`], committed
 /// when all are written (keeping the replaced files with `backup`), rolled back on a failure.
-pub fn push_node(run: &Run<'_>, node: &Node<'_>, items: &[Item], backup: bool, progress: Option<Arc<dyn Fn(u64) + Send + Sync>>) -> PushResult {
+pub fn push_node(run: &Run<'_>, node: &Node<'_>, items: &[Item], backup: bool, progress: Option<Arc<dyn Fn(u64) + Send + Sync>>, relayed: bool) -> PushResult {
     let name = node.host.name.as_str();
     let units = &run.cluster.layout.units;
     let mut tx = Tx::new(node.remote.clone(), units).keep_backups(backup).progress(progress);
@@ -323,6 +323,7 @@ pub fn push_node(run: &Run<'_>, node: &Node<'_>, items: &[Item], backup: bool, p
             let what = match (run.dry_run, done.changed.is_empty(), done.bytes_sent) {
                 (true, true, _) | (false, true, _) => "unchanged".to_string(),
                 (true, false, _) => format!("{} file{} would change", done.changed.len(), plural(done.changed.len())),
+                (false, false, 0) if relayed => "written (from the relay store)".to_string(),
                 (false, false, 0) => "mode/owner fixed".to_string(),
                 (false, false, _) => "written".to_string(),
             };

@@ -115,7 +115,7 @@ pub fn stage(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], direct: boo
         return Ok(report);
     }
     if let Some(why) = preflight(run, nodes, &needers) {
-        run.printer.warn(&format!("relay: {why}; every file goes directly from the operator"), Some("the hosts need ssh, ssh-keygen and flock, and to reach each other's sshd; --direct skips the check"));
+        run.printer.warn(&format!("relay: {why}; every file goes directly from the operator"), Some("the hosts need ssh, ssh-keygen, flock, sha256sum and gzip, and to reach each other's sshd; --direct skips the check"));
         report.mode = "direct".into();
         report.warning = Some(why);
         return Ok(report);
@@ -331,20 +331,25 @@ fn compressed(src: &Source) -> std::io::Result<Option<Vec<u8>>> {
     enc.finish().map(Some)
 }
 
-/// Every host that will receive a file has the OpenSSH client tools and `flock`, and reaches the
-/// sshd of a host that will serve it (the first seed): `None` when the relay can go ahead.
+/// Every host that takes part has the OpenSSH client tools and `flock`, and reaches the sshd
+/// of another (each host the next one, in a ring, so no sshd sees every probe at once: one
+/// connection that stops at authentication): `None` when the relay can go ahead.
 fn preflight(run: &Run<'_>, nodes: &[Node<'_>], needers: &BTreeMap<String, Vec<usize>>) -> Option<String> {
-    let involved: BTreeSet<usize> = needers.values().flatten().copied().collect();
-    let seed = *needers.values().next()?.first()?;
-    let (addr, port) = (nodes[seed].host.address.to_string(), nodes[seed].host.ssh.port);
-    let list: Vec<usize> = involved.into_iter().collect();
+    let list: Vec<usize> = needers.values().flatten().copied().collect::<BTreeSet<_>>().into_iter().collect();
     let results = parallel::for_each(&list, |i| nodes[*i].host.name.clone(), "relay", run.concurrency, &run.cancel, |i| {
-        let n = &nodes[*i];
-        let script = r#"for t in ssh ssh-keygen ssh-keyscan flock; do command -v "$t" >/dev/null 2>&1 || { echo "no $t"; exit 0; }; done
-[ "$3" = self ] && { echo ok; exit 0; }
-ssh-keyscan -T 3 -p "$2" "$1" >/dev/null 2>&1 && echo ok || echo "cannot reach $1:$2""#;
-        let me = if *i == seed { "self" } else { "peer" };
-        let out = n.remote.run(&Cmd::new(["sh", "-c", script, "kbin-relay-check", addr.as_str(), &port.to_string(), me]))?;
+        let me = list.iter().position(|x| x == i).expect("in the list");
+        let peer = nodes[list[(me + 1) % list.len()]].host;
+        let script = r#"for t in ssh ssh-keygen flock sha256sum gzip; do command -v "$t" >/dev/null 2>&1 || { echo "no $t"; exit 0; }; done
+[ "$1" = self ] && { echo ok; exit 0; }
+for try in 1 2 3; do
+  out=$(ssh -o BatchMode=yes -o ConnectTimeout=3 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR -p "$3" "kbin-relay-probe@$2" true 2>&1)
+  case $out in *"ermission denied"*) echo ok; exit 0 ;; esac
+  sleep 1
+done
+echo "cannot reach $2:$3 (${out:-no answer})""#;
+        let who = if list.len() == 1 { "self" } else { "peer" };
+        let out = nodes[*i].remote.run(&Cmd::new(["sh", "-c", script, "kbin-relay-check", who, &peer.address.to_string(), &peer.ssh.port.to_string()]))?;
         Ok(out.stdout_str().trim().to_string())
     });
     let bad: Vec<String> = results
@@ -369,6 +374,7 @@ cat -- "$1/key.pub""#;
 /// `$1` work dir, `$2` user@addr, `$3` port, `$4` sha256, `$5` the store: fetch, verify, move in.
 const FETCH: &str = r#"set -eu
 ssh -i "$1/key" -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
+  -c aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com \
   -o UserKnownHostsFile="$1/known_hosts" -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=5 \
   -o ServerAliveInterval=5 -p "$3" "$2" > "$1/blob"
 got=$(openssl dgst -sha256 -r < "$1/blob" 2>/dev/null) || got=
