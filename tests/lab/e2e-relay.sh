@@ -100,14 +100,20 @@ check "an unchanged re-run exits 0 and sends nothing ($b_again bytes on the wire
 "$lab" op -- tc qdisc del dev br0 root
 
 # --- unshaped: relay is no slower than direct ---------------------------------------------------
-wipe 10
-t0=$(ms)
-k hosts push --direct "$work/big" /var/tmp/big >/dev/null 2>&1
-rc_d=$? t_d=$(($(ms) - t0))
-wipe 10
-t0=$(ms)
-k hosts push "$work/big" /var/tmp/big >/dev/null 2>&1
-rc_r=$? t_r=$(($(ms) - t0))
+# the better of two runs each: the 2-core machine runs every host, so one run is noisy
+best() { # FLAG...: "best-time rc" of two pushes
+  local i t b=999999999 rc_best=0
+  for i in 1 2; do
+    wipe 10
+    t=$(ms)
+    k hosts push "$@" "$work/big" /var/tmp/big >/dev/null 2>&1 || rc_best=1
+    t=$(($(ms) - t))
+    ((t < b)) && b=$t
+  done
+  echo "$b $rc_best"
+}
+read -r t_d rc_d < <(best --direct)
+read -r t_r rc_r < <(best)
 echo "bench: 100 MB to 10 hosts unshaped: direct $t_d ms, relay $t_r ms"
 unshaped_ok() { [[ $rc_d -eq 0 && $rc_r -eq 0 ]] && all_hold 10 && ((t_r * 10 <= t_d * 11)); }
 check "unshaped, relay is no slower than direct (direct $t_d ms, relay $t_r ms; 10 % margin)" unshaped_ok

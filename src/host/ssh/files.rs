@@ -61,11 +61,16 @@ trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 got=
 blob=/var/lib/kbin/blobs/$want
-# the relay's copy, taken (a hard link and the store's name removed: no second copy of the bytes;
-# a copy across file systems), then verified like any upload
+# the relay's copy, taken by a hard link (the store's name removed: no second copy of the bytes)
+# or copied across file systems. The store is root's and holds only what was verified against its
+# name (the digest) on arrival, so a link is not hashed again; a copy is.
 if [ -f "$blob" ] && [ "$(stat -c %s -- "$blob")" = "$size" ]; then
-  if ln -f -- "$blob" "$tmp" 2>/dev/null; then rm -f -- "$blob"; else cp -- "$blob" "$tmp" 2>/dev/null || :; fi
-  got=$(sha "$tmp" "$size")
+  if ln -f -- "$blob" "$tmp" 2>/dev/null; then
+    rm -f -- "$blob"
+    got=$want
+  elif cp -- "$blob" "$tmp" 2>/dev/null; then
+    got=$(sha "$tmp" "$size")
+  fi
 fi
 if [ "$got" = "$want" ]; then
   echo local
