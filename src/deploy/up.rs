@@ -134,11 +134,12 @@ fn release_change(cluster: &Cluster, nodes: &[Node<'_>]) -> Result<(), Error> {
     Err(Error::Refused { what: "up does not change the Kubernetes release of running hosts; nothing was changed".into(), problems: moved, hint: Some("`kbin upgrade` moves them (drained, one at a time, switched back on failure); or set kubernetes_version back".into()) })
 }
 
-/// The files a host gets from every part it has (what the relay considers; it takes the large ones).
-pub fn relay_items(ctx: &Ctx<'_>, host: &Host) -> Result<Vec<engine::Item>, Error> {
+/// The files a host gets from each of `parts` it has (what the relay considers; it takes the
+/// large ones).
+pub fn relay_items(ctx: &Ctx<'_>, host: &Host, parts: &[Component]) -> Result<Vec<engine::Item>, Error> {
     let mut out = Vec::new();
     for (role, part) in [(Role::Etcd, Component::Etcd), (Role::Master, Component::Master), (Role::Node, Component::Node)] {
-        if host.has(role) {
+        if host.has(role) && parts.contains(&part) {
             out.extend(crate::engine::items(ctx.cluster, ctx.templates, ctx.bins, host, part, &crate::render::Options::default())?);
         }
     }
@@ -214,7 +215,7 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
     // each large file into the cluster once, the hosts passing it on (the pushes below then copy
     // it from the host's own store); the stores go when the run ends, however it ends
     let t0 = Instant::now();
-    let plans: Vec<Vec<engine::Item>> = nodes.iter().map(|n| relay_items(&ctx, n.host)).collect::<Result<_, _>>()?;
+    let plans: Vec<Vec<engine::Item>> = nodes.iter().map(|n| relay_items(&ctx, n.host, &parts)).collect::<Result<_, _>>()?;
     let relay = engine::relay::stage(run, nodes, &plans, inp.direct)?;
     let _stores = Cleanup { run, nodes, used: relay.mode == "relay" };
     let hosts_fed = relay.routes.iter().map(|r| r.host.as_str()).collect::<BTreeSet<_>>().len();

@@ -247,7 +247,7 @@ pub fn upgrade(opts: &super::Opts<'_>, cluster: &Cluster, o: Options, report: &m
     let templates = Templates::load(cluster)?;
     let ctx = Ctx { run: run.clone(), templates: &templates, bins: &bins };
     // the new release into the cluster once, passed on between the hosts
-    let plans: Vec<Vec<engine::Item>> = nodes.iter().map(|n| super::up::relay_items(&ctx, n.host)).collect::<Result<_, _>>()?;
+    let plans: Vec<Vec<engine::Item>> = nodes.iter().map(|n| super::up::relay_items(&ctx, n.host, &parts)).collect::<Result<_, _>>()?;
     let relay = engine::relay::stage(&run, &nodes, &plans, opts.direct)?;
     let _stores = super::up::Cleanup { run: &run, nodes: &nodes, used: relay.mode == "relay" };
     report.relay = relay;
