@@ -794,3 +794,22 @@ fn hosts_check_and_the_preflight_agree_on_ports_and_architecture() {
     let facts = engine::facts::gather(&Node { host: m1, remote: Arc::new(fake) }, &kbin::deploy::node::probe(&c)).unwrap();
     assert_eq!(kbin::deploy::node::refusal(&c, &facts), [checks[0].as_str(), "port 10250 is already in use by another program"]);
 }
+
+#[test]
+fn the_relay_plans_only_the_parts_a_run_fetched() {
+    // regression (lab): `upgrade --rollback` fetches the master and node binaries only, and the
+    // relay's plan asked for etcd's too on an etcd host ("the etcd release artifact has no file etcd")
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster_with_pki(d.path());
+    let templates = Templates::load(&c).unwrap();
+    let mut partial = Bins::default();
+    for (comp, name) in [("kube-apiserver", "kube-apiserver"), ("kube-controller-manager", "kube-controller-manager"), ("kube-scheduler", "kube-scheduler"), ("kubectl", "kubectl")] {
+        partial.insert(comp, name, Source::bytes(format!("{name}\n").into_bytes()));
+    }
+    let ctx = Ctx { run: run(&c, false), templates: &templates, bins: &partial };
+    let m1 = c.host("m1").unwrap();
+    use kbin::render::Component::{Etcd, Master};
+    let items = kbin::deploy::up::relay_items(&ctx, m1, &[Master]).unwrap();
+    assert!(items.iter().any(|i| i.path.ends_with("/kube-apiserver")) && !items.iter().any(|i| i.path.contains("etcd/bin")), "{:?}", items.iter().map(|i| &i.path).collect::<Vec<_>>());
+    assert!(kbin::deploy::up::relay_items(&ctx, m1, &[Etcd, Master]).is_err(), "etcd's binaries were not fetched");
+}
