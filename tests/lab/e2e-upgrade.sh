@@ -11,8 +11,9 @@
 # -> the drop-in removed, upgrade completes: every component reports v1.34.3, the v1.34.2 binaries
 # are still on the hosts, >= 99 % of the client's requests succeeded -> upgrade --rollback: every
 # host back on v1.34.2, the cluster file too, >= 99 % again -> an upgrade that skips a minor
-# release is refused (exit 2), nothing changed -> etcd restore of the snapshot the upgrade took
-# before it began: a namespace created after it is gone, every node Ready, status clean.
+# release is refused (exit 2), nothing changed -> pki renew + up (the renewal rollout) -> etcd
+# restore of a snapshot taken with `etcd backup`: a namespace created after it is gone, every node
+# Ready, status clean -> master remove of a master and etcd member behind the VIP.
 # Each check prints "ok - ..." or "FAIL - ..."; the last line counts them; `bench:` lines carry
 # the figures BENCHMARKS.md quotes.
 # usage: tests/lab/e2e-upgrade.sh [path/to/kbin]   (default: target/release/kbin, built if missing)
@@ -299,7 +300,9 @@ renewed_on_hosts() { same_file h1 /opt/kubernetes/ssl/apiserver.crt "$work/pki/h
 check "... the hosts hold the renewed certificates" renewed_on_hosts
 
 # --- etcd restore -------------------------------------------------------------------------------
-snap=$(ls "$work"/backups/etcd-e2e-upgrade-*-before-v1.34.3.db 2>/dev/null | head -1)
+# a snapshot of the cluster as it runs now (`etcd backup` prints its path), then a namespace
+snap=$(k -q etcd backup 2>/dev/null | tail -n 1)
+check "etcd backup wrote a verified snapshot next to the cluster file" bash -c "[ -s '$snap' ] && case '$snap' in '$work'/backups/*) ;; *) exit 1 ;; esac"
 kc create namespace after-snapshot >/dev/null 2>&1
 check "a namespace created after the snapshot exists" bash -c "\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get ns after-snapshot >/dev/null 2>&1"
 k etcd restore --dry-run "$snap" >"$work/restore-dry.out" 2>&1
@@ -308,7 +311,7 @@ check "etcd restore --dry-run exits 0 and changes nothing" bash -c "[ $rc -eq 0 
 t0=$(ms)
 k etcd restore "$snap" >"$work/restore.out" 2>&1
 rc=$? t_restore=$(($(ms) - t0))
-check "etcd restore of the snapshot taken before the upgrade exits 0 ($t_restore ms)" test $rc -eq 0
+check "etcd restore of the snapshot taken before the namespace exits 0 ($t_restore ms)" test $rc -eq 0
 [[ $rc -eq 0 ]] || tail -n 30 "$work/restore.out"
 check "... the apiservers were stopped before etcd and started after" bash -c "a=\$(grep -n 'stopped kube-apiserver' '$work/restore.out' | head -1 | cut -d: -f1); e=\$(grep -n 'restored the snapshot' '$work/restore.out' | head -1 | cut -d: -f1); s=\$(grep -n 'started kube-apiserver' '$work/restore.out' | tail -1 | cut -d: -f1); [ -n \"\$a\" ] && [ -n \"\$e\" ] && [ -n \"\$s\" ] && [ \$a -lt \$e ] && [ \$e -lt \$s ]"
 gone() { ! kc get ns after-snapshot >/dev/null 2>&1 && kc get deploy web >/dev/null 2>&1; }
@@ -317,7 +320,7 @@ all_ready() { [[ $(kc get nodes -o jsonpath='{range .items[*]}{.status.condition
 check "every node Ready" retry 60 all_ready
 # the add-ons' pods come back on their own after the restore (metrics-server's API a little later)
 status_clean() { k status >"$work/status.out" 2>&1; }
-check "kbin status is clean (exit 0)" retry 60 status_clean
+check "kbin status is clean (exit 0)" retry 120 status_clean
 check "three etcd members, all started" bash -c "[ \$(\"$lab\" exec h1 -- env ETCDCTL_API=3 /opt/etcd/bin/etcdctl --endpoints=https://10.213.0.11:2379 --cacert /opt/etcd/ssl/ca.crt --cert /opt/etcd/ssl/server.crt --key /opt/etcd/ssl/server.key member list | grep -c ', started, ') -eq 3 ]"
 
 # --- master remove of a running master while the VIP serves ----------------------------------------
