@@ -25,13 +25,31 @@ fn etcd_bin(dir: &std::path::Path) -> PathBuf {
     dir.join("etcd-v3.5.1-linux-amd64/etcd")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Two distinct free ports: both listeners are held until both are known (a port given back
+/// by the first bind may be handed out again by the second, and etcd then fails to listen).
+fn free_ports() -> (u16, u16) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
 }
 
 struct Etcd {
     child: Child,
     port: u16,
+    log: PathBuf,
+}
+
+impl Etcd {
+    /// Why etcd is not answering: whether it exited, and the end of its log.
+    fn why(&mut self) -> String {
+        let state = match self.child.try_wait() {
+            Ok(Some(st)) => format!("etcd exited ({st})"),
+            _ => "etcd is running but not healthy".to_string(),
+        };
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        format!("{state}; the end of {}:\n{}", self.log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+    }
 }
 
 impl Drop for Etcd {
@@ -43,7 +61,8 @@ impl Drop for Etcd {
 
 fn start_etcd(d: &Dir) -> Etcd {
     let bin = etcd_bin(d.path());
-    let (client, peer) = (free_port(), free_port());
+    let (client, peer) = free_ports();
+    let log = d.path().join("etcd.log");
     let pki = d.pki();
     let p = |f: &str| pki.join(f).to_str().unwrap().to_string();
     let child = Command::new(bin)
@@ -65,10 +84,10 @@ fn start_etcd(d: &Dir) -> Etcd {
             "--peer-client-cert-auth",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    Etcd { child, port: client }
+    Etcd { child, port: client, log }
 }
 
 fn identity(d: &Dir, client: &str) -> Identity {
@@ -86,15 +105,18 @@ fn connect(port: u16) -> TcpStream {
 fn health_status_and_members_over_mutual_tls() {
     let d = Dir::with_cluster(SMALL);
     d.kbin(&["pki", "init"]).ok();
-    let etcd = start_etcd(&d);
+    let mut etcd = start_etcd(&d);
     let client = Client::new(&identity(&d, "etcd/healthcheck-client")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // a cold machine may take a while to create the first WAL file
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let ok = TcpStream::connect(("127.0.0.1", etcd.port)).ok().and_then(|s| client.health(s, "127.0.0.1").ok()) == Some(true);
         if ok {
             break;
         }
-        assert!(Instant::now() < deadline, "etcd did not become healthy");
+        if Instant::now() >= deadline || matches!(etcd.child.try_wait(), Ok(Some(_))) {
+            panic!("etcd did not become healthy: {}", etcd.why());
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     let st = client.status(connect(etcd.port), "127.0.0.1").unwrap();

@@ -39,8 +39,12 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Three distinct free ports: the listeners are held until all are known (a port given back by
+/// one bind may be handed out again by the next).
+fn free_ports() -> (u16, u16, u16) {
+    let l: Vec<_> = (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let p = |i: usize| l[i].local_addr().unwrap().port();
+    (p(0), p(1), p(2))
 }
 
 /// The etcd binary: $KBIN_ETCD_BIN, or extracted from the lab's cached release tarball.
@@ -76,7 +80,7 @@ fn standin_bin() -> PathBuf {
 fn start(dir: &Path) -> (Proc, Proc, u16) {
     let pki = dir.join("pki");
     let p = |f: &str| pki.join(f).to_str().unwrap().to_string();
-    let (client, peer, api) = (free_port(), free_port(), free_port());
+    let (client, peer, api) = free_ports();
     let etcd = Command::new(etcd_bin(dir))
         .args([
             "--name=m1".to_string(),
