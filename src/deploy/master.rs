@@ -132,11 +132,18 @@ pub fn rollout(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<
             n.remote.check(&Cmd::new(["mkdir", "-p", logs.as_str()]).sudo())?;
         }
         let spec = Spec { items: &plans[i], units: &UNITS, reload: &[], precheck: None };
-        converge(ctx, n, "master", &spec, &|n| {
+        // out of the LB upstreams while it restarts (nginx proxies TCP and cannot tell an
+        // apiserver going down): clients through the VIP meet the other masters only
+        let drained = !ctx.dry_run && masters.len() > 1 && !lbs.is_empty() && drain_from_lb(ctx, lbs, n.host);
+        let r = converge(ctx, n, "master", &spec, &|n| {
             engine::wait_for(ctx.timeout, &ctx.cancel, || apiserver_ready(&client, ctx.cluster, n))?;
             apiserver_version(&client, ctx.cluster, n)?;
             control_plane_settled(ctx.timeout, &ctx.cancel, n)
-        })
+        });
+        if drained && let Err(e) = super::lb::update_upstreams(ctx, lbs) {
+            ctx.printer.warn(&format!("{}: back into the LB upstreams failed: {e}", n.host.name), Some("run `kbin lb deploy`"));
+        }
+        r
         .inspect(|o| {
             if !o.dry_run && (!o.started.is_empty() || !o.restarted.is_empty()) {
                 ctx.printer.phase("master", Some(&o.host), "kube-apiserver /healthz and /readyz ok");
@@ -154,6 +161,30 @@ pub fn rollout(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<
     report.masters.extend(ok);
     report.lb = super::lb::update_upstreams(ctx, lbs)?;
     Ok(report)
+}
+
+/// Take `host` out of the upstreams of the LB hosts whose nginx runs (`nginx -t`, a reload that
+/// keeps open connections); whether it was.
+fn drain_from_lb(ctx: &Ctx<'_>, lbs: &[Node<'_>], host: &Host) -> bool {
+    let mut without = ctx.cluster.clone();
+    if let Some(h) = without.hosts.iter_mut().find(|h| h.name == host.name) {
+        h.roles.retain(|r| *r != Role::Master);
+    }
+    let run = engine::Run { cluster: &without, ..ctx.run.clone() };
+    let quiet = engine::Run { printer: crate::output::Printer { quiet: true, ..run.printer }, ..run };
+    match super::lb::update_upstreams(&Ctx { run: quiet, templates: ctx.templates, bins: ctx.bins }, lbs) {
+        Ok(o) => {
+            let changed = o.iter().any(|x| !x.changed.is_empty());
+            if changed {
+                ctx.printer.phase("master", Some(&host.name), "out of the LB upstreams while it restarts");
+            }
+            changed
+        }
+        Err(e) => {
+            ctx.printer.warn(&format!("{}: cannot take it out of the LB upstreams: {e}", host.name), Some("it restarts behind the VIP; clients may see a few errors"));
+            false
+        }
+    }
 }
 
 /// `kbin master add HOST`: adopt HOST into the cluster file if it is a new address, issue its

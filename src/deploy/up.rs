@@ -240,10 +240,11 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
     let summary = if run.dry_run { format!("{} members planned", members.len()) } else { format!("{healthy}/{} members healthy", r.members.len()) };
     report.stage(run, "etcd", t0, summary);
 
-    // masters (the LB upstreams are the LB stage's business)
+    // masters, each out of the running LB hosts' upstreams while it restarts (setting the LB
+    // hosts up is the LB stage's business)
     let t0 = Instant::now();
     let masters = by_role(nodes, Role::Master);
-    let r = super::master::rollout(&ctx, &masters, &[])?;
+    let r = super::master::rollout(&ctx, &masters, &by_role(nodes, Role::Lb))?;
     report.add(&r.masters);
     report.stage(run, "masters", t0, summarize(&r.masters));
 

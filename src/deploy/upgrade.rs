@@ -191,10 +191,10 @@ pub fn upgrade(opts: &super::Opts<'_>, cluster: &Cluster, o: Options, report: &m
     let run = opts.run(cluster);
 
     // read-only: every host, what each runs, the skew rules, etcd and the nodes healthy
-    let hosts: Vec<&Host> = cluster.hosts.iter().filter(|h| h.has(Role::Master) || h.has(Role::Node) || h.has(Role::Etcd)).collect();
+    let hosts: Vec<&Host> = cluster.hosts.iter().filter(|h| h.has(Role::Master) || h.has(Role::Node) || h.has(Role::Etcd) || h.has(Role::Lb)).collect();
     let nodes = run.connector(opts.accept_new_host_keys).connect_all(&hosts)?;
     let with = |r: Role| nodes.iter().filter(|n| n.host.has(r)).cloned().collect::<Vec<_>>();
-    let (masters, workers, members) = (with(Role::Master), with(Role::Node), with(Role::Etcd));
+    let (masters, workers, members, lbs) = (with(Role::Master), with(Role::Node), with(Role::Etcd), with(Role::Lb));
     let mut unreadable = Vec::new();
     let mut read = |list: &[Node<'_>], binary: &str, part: &str| -> Vec<(String, Version)> {
         let mut out = Vec::new();
@@ -279,11 +279,11 @@ pub fn upgrade(opts: &super::Opts<'_>, cluster: &Cluster, o: Options, report: &m
         let facts = super::etcd::preflight(&etcd_ctx, &members)?;
         let r = super::etcd::rollout(&etcd_ctx, &members, &facts, &templates, &bins)?;
         report.etcd = r.restarted.clone();
-        masters_step(&ctx, &masters, report)?;
+        masters_step(&ctx, &masters, &lbs, report)?;
         nodes_step(&ctx, &client, &ep, &workers, &masters, o.batch, report)?;
     } else {
         nodes_step(&ctx, &client, &ep, &workers, &masters, o.batch, report)?;
-        masters_step(&ctx, &masters, report)?;
+        masters_step(&ctx, &masters, &lbs, report)?;
     }
     report.millis = t0.elapsed().as_millis();
     if run.dry_run {
@@ -324,8 +324,8 @@ pub fn not_ready_names(client: &Client, ep: &Endpoint, hosts: &[&Host]) -> Vec<S
         .collect()
 }
 
-fn masters_step(ctx: &Ctx<'_>, masters: &[Node<'_>], report: &mut Report) -> Result<(), Error> {
-    let r = super::master::rollout(ctx, masters, &[])?;
+fn masters_step(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>], report: &mut Report) -> Result<(), Error> {
+    let r = super::master::rollout(ctx, masters, lbs)?;
     report.masters = r.masters;
     Ok(())
 }
