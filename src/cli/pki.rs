@@ -36,6 +36,18 @@ pub enum PkiCommand {
     /// key made the one that encrypts; every Secret rewritten under it and the old key dropped.
     /// pki/encryption-config.yaml says where a rotation stands: run it again to resume.
     RotateEncryptionKey(super::cluster::DeployArgs),
+    /// Rotate a CA (kubernetes, etcd or front-proxy) with no downtime, in resumable stages
+    ///
+    /// 1 trust: a new CA, and old + new placed wherever the CA is trusted (apiservers, kubelets,
+    /// every kubeconfig, etcd peers and clients, the controller-manager's root CA that pods get as
+    /// `kube-root-ca.crt`); 2 reissue: the new CA signs, every certificate it signs is re-issued
+    /// and placed, and (kubernetes CA) each kubelet gets a client certificate of the new CA;
+    /// 3 finish: the old CA leaves every bundle, every host is read back, the old pair moves to
+    /// pki/retired/. Each stage is placed like `kbin up` (etcd members and masters one at a
+    /// time, verified; only services whose files changed restart). Refused (exit 2, nothing
+    /// changed) unless every host answers, etcd is healthy and every node Ready. The files in
+    /// pki/ say where a rotation stands: run the command again to resume.
+    RotateCa(RotateCaArgs),
     /// Show every certificate: subject, issuer, SANs, key type, expiry and days left
     Inspect {
         /// Print JSON on stdout instead of a table
@@ -79,6 +91,28 @@ pub enum PkiCommand {
     },
 }
 
+#[derive(Debug, clap::Args)]
+pub struct RotateCaArgs {
+    /// Which CA to rotate
+    #[arg(value_enum)]
+    pub ca: CaKind,
+    /// Seconds the pods get to see the new CA in `kube-root-ca.crt` before the apiservers
+    /// serve certificates of the new CA (kubernetes CA only)
+    #[arg(long, default_value_t = 90, value_name = "SECONDS")]
+    pub settle: u64,
+    /// Stop once this stage is placed (trusted, reissued); run again without it to go on
+    #[arg(long, value_enum, value_name = "STAGE")]
+    pub until: Option<UntilStage>,
+    #[command(flatten)]
+    pub deploy: super::cluster::DeployArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum UntilStage {
+    Trusted,
+    Reissued,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum CaKind {
     /// The Kubernetes cluster CA (pki/ca.crt)
@@ -119,6 +153,7 @@ pub fn exec(global: &Global, cmd: &PkiCommand) -> kbin::Result<()> {
                 super::print_json(&r);
             }
         }
+        PkiCommand::RotateCa(a) => return rotate_ca(global, a),
         PkiCommand::RotateEncryptionKey(d) => return super::cluster::deploy_cmd(global, d, |o, c| kbin::deploy::encryption::rotate(o, &c)),
         PkiCommand::Renew { names, json: as_json } => {
             let r = kbin::pki::renew(&cluster, names)?;
@@ -171,6 +206,27 @@ pub fn exec(global: &Global, cmd: &PkiCommand) -> kbin::Result<()> {
         }
     }
     Ok(())
+}
+
+fn rotate_ca(global: &Global, a: &RotateCaArgs) -> kbin::Result<()> {
+    use kbin::deploy::rotate_ca;
+    use kbin::pki::rotate::Stage;
+    let cluster = global.cluster()?;
+    let fetch = |c: &kbin::config::Cluster, parts: &[kbin::render::Component]| super::cluster::binaries(global, c, &a.deploy.net, parts);
+    let mut o = super::cluster::opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
+    o.direct = a.deploy.direct;
+    let until = a.until.map(|u| match u {
+        UntilStage::Trusted => Stage::Trusted,
+        UntilStage::Reissued => Stage::Reissued,
+    });
+    let opts = rotate_ca::Options { ca: a.ca.id().to_string(), settle: std::time::Duration::from_secs(a.settle), until };
+    let mut report = rotate_ca::Report::default();
+    let result = rotate_ca::rotate(&o, &cluster, &opts, &mut report);
+    if result.is_ok() && !report.dry_run {
+        let at = report.after.map(|s| s.as_str()).unwrap_or("-");
+        global.printer().phase("rotate-ca", None, &format!("the {} CA: {at} after {} ms; {} certificates re-issued, {} services restarted", report.ca, report.millis, report.renewed.len(), report.restarted.len()));
+    }
+    super::emit_with(a.deploy.json, &report, result)
 }
 
 fn print_table(certs: &[kbin::pki::CertInfo]) {

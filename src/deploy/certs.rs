@@ -81,14 +81,19 @@ pub fn targets(cluster: &Cluster, host: &Host, templates: &Templates) -> Result<
 
 /// Read `targets` on `node` (one round trip) and judge each against `pki/`.
 pub fn on_host(node: &Node<'_>, targets: &[Target], cas: &HashMap<String, Vec<u8>>, now: OffsetDateTime, warn_days: i64) -> Result<Vec<FileCheck>, HostError> {
+    let found = read(node, targets)?;
+    Ok(targets.iter().map(|t| onhost::judge(t, found.get(&t.path).unwrap_or(&Found::Unreadable), cas, now, warn_days)).collect())
+}
+
+/// What `node` holds for each of `targets`, by path (one round trip; certificate parts only).
+pub fn read(node: &Node<'_>, targets: &[Target]) -> Result<HashMap<String, Found>, HostError> {
     let mut argv = vec!["sh".to_string(), "-c".into(), SCRIPT.into(), "kbin-certs".into()];
     argv.extend(targets.iter().map(|t| match t.kind {
         Kind::Certificate => format!("pem:{}", t.path),
         Kind::Kubeconfig => format!("kubeconfig:{}", t.path),
     }));
     let out = node.remote.check(&Cmd::new(argv).sudo())?;
-    let found = parse(&out.stdout_str());
-    Ok(targets.iter().map(|t| onhost::judge(t, found.get(&t.path).unwrap_or(&Found::Unreadable), cas, now, warn_days)).collect())
+    Ok(parse(&out.stdout_str()))
 }
 
 /// One host's certificates.

@@ -17,6 +17,7 @@ pub mod master;
 pub mod node;
 pub mod remove;
 pub mod repoint;
+pub mod rotate_ca;
 pub mod status;
 pub mod up;
 pub mod upgrade;

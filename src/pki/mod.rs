@@ -18,6 +18,7 @@ pub mod kubeconfig;
 pub mod onhost;
 pub mod plan;
 pub mod profile;
+pub mod rotate;
 
 mod import;
 mod inspect;
@@ -98,7 +99,7 @@ impl Reportable for PkiError {
             PkiError::KeyMissing { is_ca: true, .. } => "restore the CA key from a backup; without it nothing new can be signed".into(),
             PkiError::KeyMissing { name, .. } => format!("restore the key, or re-issue the certificate with `kbin pki renew {name}`"),
             PkiError::UnknownName { known, .. } => format!("names are: {}", known.join(", ")),
-            PkiError::RenewCa { .. } => "to rotate a CA, build a new cluster state directory; `kbin pki import` adopts an existing CA".into(),
+            PkiError::RenewCa { .. } => "a CA is rotated, not renewed: `kbin pki rotate-ca kubernetes|etcd|front-proxy` (no downtime, resumable)".into(),
             PkiError::CaExists { .. } => "import into a cluster directory that has no CA of that kind yet".into(),
             PkiError::Import { .. } => "import a root CA that passes the check named above (`openssl x509 -in CERT -noout -text` shows its fields), with its private key (PEM or DER: PKCS#8, PKCS#1 RSA or SEC1 EC)".into(),
             PkiError::NotRegular { path, .. } => format!("move {} away (or replace the link by the file itself) and run the command again; nothing was written", path.display()),

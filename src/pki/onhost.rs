@@ -272,3 +272,21 @@ pub fn local_cas(cluster: &crate::config::Cluster) -> Result<HashMap<String, Vec
     }
     Ok(out)
 }
+
+/// Whether what a host sent for `t` still holds the certificate `der` anywhere: as a certificate
+/// block of a PEM file (a leaf, or one CA of a trust bundle), or in a kubeconfig's
+/// `certificate-authority-data` or `client-certificate-data`, or signed by it.
+pub fn holds(t: &Target, found: &Found, der: &[u8]) -> bool {
+    let Found::Text(text) = found else { return false };
+    let pems: Vec<String> = match t.kind {
+        Kind::Certificate => vec![text.clone()],
+        Kind::Kubeconfig => {
+            let (client, ca) = kubeconfig_lines(text);
+            [client, ca].into_iter().flatten().filter_map(kubeconfig::decode_data).collect()
+        }
+    };
+    pems.iter().flat_map(|p| pem::parse_many(p).unwrap_or_default()).filter(|b| b.tag() == "CERTIFICATE").any(|b| {
+        let c = b.contents();
+        c == der || x509_parser::parse_x509_certificate(c).is_ok_and(|(_, cert)| cert.subject() != cert.issuer() && signed_by(&cert, der))
+    })
+}

@@ -108,7 +108,7 @@ check "no node has a route to a registry (registry.k8s.io, docker.io do not reso
 # --- a bundle with every artifact and image, loaded into an empty cache, the mirror stopped -------
 KBIN_CACHE_DIR=$work/online-cache "$lab" op -- env KBIN_CACHE_DIR="$work/online-cache" NO_COLOR=1 "$kbin" -c "$work/cluster.toml" bundle create "$work/bundle.tar" >/dev/null 2>"$work/bundle.err"
 rc=$?
-check "bundle create exits 0 and carries the four images" bash -c "[ $rc -eq 0 ] && tar -xOf '$work/bundle.tar' kbin.lock | grep -c '^component = \"image:' | grep -qx 4"
+check "bundle create exits 0 and carries the five images" bash -c "[ $rc -eq 0 ] && tar -xOf '$work/bundle.tar' kbin.lock | grep -c '^component = \"image:' | grep -qx 5"
 k bundle load "$work/bundle.tar" >"$work/load.out" 2>"$work/load.err"
 rc=$?
 check "bundle load into an empty cache verifies every file, images included" bash -c "[ $rc -eq 0 ] && grep -q '^image:coredns' '$work/load.out' && grep -q 'image:pause registry.k8s.io/pause:3.10.1 (amd64): sha256' '$work/load.err'"
@@ -120,7 +120,7 @@ rc=$?
 check "up from the bundle with the mirror stopped exits 0" test $rc -eq 0
 [[ $rc -eq 0 ]] || { tail -n 40 "$work/up1.err"; exit 1; }
 check "no download: every artifact and image came from the bundle" bash -c "! grep -q ' from http' '$work/up1.err'"
-check "each node imported the four images into containerd's k8s.io namespace" bash -c "for h in h2 h3 h4; do grep -q \"^\[node\] \$h: imported docker.io/library/busybox:1.35.0 registry.k8s.io/coredns/coredns:v1.12.1 registry.k8s.io/metrics-server/metrics-server:v0.8.0 registry.k8s.io/pause:3.10.1 into containerd\" '$work/up1.err' || exit 1; done"
+check "each node imported the five images into containerd's k8s.io namespace" bash -c "for h in h2 h3 h4; do grep -q \"^\[node\] \$h: imported kbin.test/apiclient:v1 docker.io/library/busybox:1.35.0 registry.k8s.io/coredns/coredns:v1.12.1 registry.k8s.io/metrics-server/metrics-server:v0.8.0 registry.k8s.io/pause:3.10.1 into containerd\" '$work/up1.err' || exit 1; done"
 check "... pinned, so the kubelet's image garbage collection keeps them" bash -c "\"$lab\" exec h3 -- ctr -n k8s.io images ls name==registry.k8s.io/pause:3.10.1 | grep -q 'io.cri-containerd.pinned=pinned'"
 check "containerd's sandbox image and registry mirror come from the cluster file" bash -c "\"$lab\" exec h2 -- grep -q 'sandbox = \"registry.k8s.io/pause:3.10.1\"' /etc/containerd/config.toml && \"$lab\" exec h2 -- grep -q '\[host.\"https://10.213.0.1:5000\"\]' /etc/containerd/certs.d/registry.k8s.io/hosts.toml && \"$lab\" exec h2 -- containerd config dump | grep -q \"config_path = '/etc/containerd/certs.d'\""
 check "up waited for the add-ons: CoreDNS 2/2, metrics-server 1/1 with its API Available" pyj "$work/up1.json" "{a['name']: (a['ready'], a['replicas'], a['api_available']) for a in d['addons']} == {'coredns': (2, 2, None), 'metrics-server': (1, 1, True)}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the container images a kbin cluster pulls (the pod sandbox, cluster DNS, metrics, a test
-# image) as OCI image archives, from sources this project controls: nothing is pulled from a
+# Builds the container images a kbin cluster pulls (the pod sandbox, cluster DNS, metrics, test
+# images) as OCI image archives, from sources this project controls: nothing is pulled from a
 # registry. kbin and `ctr -n k8s.io images import` load the archives under the upstream names.
 #
 #   tests/upstream/images.sh [--out DIR] [--publish] [--build-only]
@@ -20,12 +20,17 @@
 #                   (1.35.0 on bookworm): /bin/busybox from the .deb (`apt-get download`), a symlink
 #                   per applet in /bin, /tmp (1777), /root, /var/www, /etc/{passwd,group} (root,
 #                   nobody); Cmd ["sh"], user root
-# coredns and metrics-server also get /tmp (1777) and /etc/{passwd,group} (root, nobody, nonroot),
-# as in the distroless base upstream uses. Archives are made by tests/upstream/oci-pack.py: an
-# uncompressed tar of an OCI image layout (oci-layout, index.json naming the image by both
-# io.containerd.image.name and org.opencontainers.image.ref.name, blobs/sha256/: config, manifest,
-# one gzip layer), linux/amd64, reproducible (sorted, mtime 0, owner 0, gzip -n, canonical JSON):
-# the same inputs give byte-identical archives.
+#   apiclient       kbin.test/apiclient:v1                  /apiclient from tests/upstream/apiclient
+#                   (Go standard library only; static, no cgo, -trimpath): a pod's API client that
+#                   GETs /api with its service-account token and CA bundle, re-read for each request
+#                   on a new TLS connection, printing one ok/fail line per request and serving the
+#                   counts on :8080 (GET /counts, GET /failures); user 65534
+# coredns, metrics-server and apiclient also get /tmp (1777) and /etc/{passwd,group} (root, nobody,
+# nonroot), as in the distroless base upstream uses. Archives are made by
+# tests/upstream/oci-pack.py: an uncompressed tar of an OCI image layout (oci-layout, index.json
+# naming the image by both io.containerd.image.name and org.opencontainers.image.ref.name,
+# blobs/sha256/: config, manifest, one gzip layer), linux/amd64, reproducible (sorted, mtime 0,
+# owner 0, gzip -n, canonical JSON): the same inputs give byte-identical archives.
 #
 # Caches (outside the repo; KBIN_UPSTREAM_CACHE, default /var/cache/kbin-lab/upstream, with Go's
 # GOMODCACHE and GOCACHE in $KBIN_LAB_CACHE/go/{mod,build} as for build.sh): bin/<name>/<version>/
@@ -33,14 +38,14 @@
 # images/<key>/<version>/<file-name> each archive with a .recipe stamp (binary digest, packer
 # digest, rootfs recipe, pack arguments, python and gzip versions); an unchanged recipe is re-used.
 #
-# Outputs: stdout, one line per image, tab-separated: key, reference, path of the archive, sha256
-# of the archive file, file name (pause-3.10.1-linux-amd64.oci.tar,
+# Outputs: stdout, one line per image, tab-separated: key, reference, path of the archive, sha256 of
+# the archive file, file name (pause-3.10.1-linux-amd64.oci.tar,
 # coredns-v1.12.1-linux-amd64.oci.tar, metrics-server-v0.8.0-linux-amd64.oci.tar,
-# busybox-1.35.0-linux-amd64.oci.tar). The path is the cached archive (do not change it), or with
-# --out DIR a copy in DIR. With --publish each archive also goes to the lab mirror (`tests/lab/lab
-# mirror add FILE images/<file-name>`, served at `$(tests/lab/lab mirror url)/images/<file-name>`;
-# the lab must be up); without it the lab is not touched. --build-only builds (or finds cached)
-# binaries and archives and stops, printing nothing on stdout.
+# busybox-1.35.0-linux-amd64.oci.tar, apiclient-v1-linux-amd64.oci.tar). The path is the cached
+# archive (do not change it), or with --out DIR a copy in DIR. With --publish each archive also goes
+# to the lab mirror (`tests/lab/lab mirror add FILE images/<file-name>`, served at `$(tests/lab/lab
+# mirror url)/images/<file-name>`; the lab must be up); without it the lab is not touched.
+# --build-only builds (or finds cached) binaries and archives and stops, printing nothing on stdout.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -57,8 +62,9 @@ COREDNS=v1.12.1
 COREDNS_COMMIT=707c7c1 # the v1.12.1 tag (the proxy's .info Origin.Hash), as upstream's `git describe`
 METRICS_SERVER=v0.8.0
 BUSYBOX_PACKAGE=busybox-static # Debian's; the image takes its upstream version
+APICLIENT=v1 # tests/upstream/apiclient; the recipe has its sources' digests, so edits rebuild it
 
-usage() { sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
     case $1 in
         --out) OUT=$2; shift 2 ;;
@@ -151,6 +157,9 @@ build_busybox() {
     banner=$("$1/busybox" --help 2>&1 || true)
     [[ $banner == "BusyBox v$BUSYBOX "* ]] || die "the busybox in $BUSYBOX_PACKAGE $BUSYBOX_DEB is not $BUSYBOX"
 }
+build_apiclient() {
+    (cd "$HERE/apiclient" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$1/apiclient" .)
+}
 
 T0=$(ms)
 CCVERSION="$(gcc --version | head -1) libc6-dev=$(dpkg-query -W -f='${Version}' libc6-dev 2>/dev/null || echo unknown)"
@@ -158,6 +167,7 @@ build pause "$PAUSE" "pause.c=$(sha "$HERE/pause/pause.c") gcc -static -Os -s $C
 build coredns "$COREDNS" "github.com/coredns/coredns@$COREDNS commit=$COREDNS_COMMIT nocgo go=$GOVERSION" build_coredns
 build metrics-server "$METRICS_SERVER" "sigs.k8s.io/metrics-server@$METRICS_SERVER ld=$(ms_ldflags) nocgo go=$GOVERSION" build_metrics_server
 build busybox "$BUSYBOX" "debian $BUSYBOX_PACKAGE=$BUSYBOX_DEB sha256=$BUSYBOX_DEB_SHA" build_busybox
+build apiclient "$APICLIENT" "main.go=$(sha "$HERE/apiclient/main.go") go.mod=$(sha "$HERE/apiclient/go.mod") ld=-s -w nocgo go=$GOVERSION" build_apiclient
 
 # --- root filesystems: rootfs_KEY ROOT (ROOT exists, empty) ---------------------------------------
 # Modes are set explicitly: the layer takes them from here (owner 0:0, mtime 0).
@@ -196,6 +206,10 @@ rootfs_busybox() {
     printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >"$1/etc/passwd"
     printf '%s\n' 'root:x:0:' 'nobody:x:65534:' >"$1/etc/group"
     chmod 644 "$1/etc/passwd" "$1/etc/group"
+}
+rootfs_apiclient() {
+    base_rootfs "$1"
+    install -m 755 "$(bin apiclient "$APICLIENT" apiclient)" "$1/apiclient"
 }
 
 # image KEY VERSION REF BINARY PACK-ARGS...: the archive $CACHE/images/KEY/VERSION/FILE (FILE is
@@ -243,6 +257,8 @@ add coredns "$COREDNS" "registry.k8s.io/coredns/coredns:$COREDNS" "$(bin coredns
 add metrics-server "$METRICS_SERVER" "registry.k8s.io/metrics-server/metrics-server:$METRICS_SERVER" \
     "$(bin metrics-server "$METRICS_SERVER" metrics-server)" --entrypoint '["/metrics-server"]' --user 65534
 add busybox "$BUSYBOX" "docker.io/library/busybox:$BUSYBOX" "$(bin busybox "$BUSYBOX" busybox)" --cmd '["sh"]'
+add apiclient "$APICLIENT" "kbin.test/apiclient:$APICLIENT" "$(bin apiclient "$APICLIENT" apiclient)" \
+    --entrypoint '["/apiclient"]' --user 65534
 say "all images ready in $((($(ms) - T0) / 1000)) s"
 [[ $BUILD_ONLY == 1 ]] && exit 0
 

@@ -1,0 +1,306 @@
+//! `kbin pki rotate-ca kubernetes|etcd|front-proxy`: a new CA with no moment at which a client,
+//! a kubelet, an etcd peer or a pod stops trusting what it talks to. The stages (the files in
+//! `pki/` say where it stands, [`crate::pki::rotate`]), each placed on every host by the same
+//! converge as `kbin up` (etcd members and masters one at a time, each verified, masters out of
+//! the LB upstreams while they restart; only the services whose files changed restart):
+//!
+//! 1. **trust**: a new CA is made, and every place that trusts the CA gets old + new (apiserver
+//!    client CA, kubelets, every kubeconfig, etcd peers and clients, the controller-manager's root
+//!    CA, so the `kube-root-ca.crt` ConfigMaps pods read hold both); for the kubernetes CA, kbin
+//!    waits until every namespace's `kube-root-ca.crt` holds the new CA and pods had time to see it;
+//! 2. **reissue**: the new CA signs (the controller-manager's signing pair too); every leaf it
+//!    signs is re-issued and placed; for the kubernetes CA each node's kubelet gets a new client
+//!    certificate (what TLS bootstrapping gave it, signed by the new CA, switched by a link swap);
+//! 3. **finish**: the old CA leaves every bundle; kbin reads every host and fails unless nothing
+//!    there is, trusts or was signed by the old CA; the old pair goes to `pki/retired/`.
+//!
+//! Before anything: every host must answer, every etcd member be healthy and every node Ready,
+//! else the run is refused (exit 2) with nothing changed. A run stopped anywhere is resumed by
+//! running the command again.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{Cluster, Host, Role};
+use crate::engine::{self, Item, Spec, converge};
+use crate::error::Error;
+use crate::host::Node;
+use crate::pki::onhost::Target;
+use crate::pki::rotate::{self, Stage};
+use crate::render::Templates;
+
+/// The CAs `rotate-ca` rotates: the name on the command line and the id in the certificate table.
+pub const CAS: [(&str, &str); 3] = [("kubernetes", "ca"), ("etcd", "etcd-ca"), ("front-proxy", "front-proxy-ca")];
+
+pub struct Options {
+    /// The id of the CA in the certificate table (`ca`, `etcd-ca`, `front-proxy-ca`).
+    pub ca: String,
+    /// How long pods get to see a new `kube-root-ca.crt` before the apiservers serve
+    /// certificates of the new CA (the kubelet refreshes projected volumes about once a minute).
+    pub settle: Duration,
+    /// Stop once this stage is reached and placed (tests and careful operators).
+    pub until: Option<Stage>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub ca: String,
+    pub before: Option<Stage>,
+    pub after: Option<Stage>,
+    /// The steps this run took, in order.
+    pub steps: Vec<String>,
+    pub renewed: Vec<String>,
+    /// `host/unit` of every service restarted.
+    pub restarted: Vec<String>,
+    /// Nodes whose kubelet got a client certificate of the new CA.
+    pub kubelet_clients: Vec<String>,
+    /// Where the old pair went.
+    pub retired: Option<String>,
+    pub millis: u128,
+}
+
+fn say(run: &engine::Run<'_>, report: &mut Report, what: String) {
+    run.printer.phase("rotate-ca", None, &what);
+    report.steps.push(what);
+}
+
+fn refused(what: String, problems: Vec<String>, hint: &str) -> Error {
+    Error::Refused { what, problems, hint: Some(hint.into()) }
+}
+
+/// The command-line name of CA `id`.
+pub fn name_of(id: &str) -> &str {
+    CAS.iter().find(|(_, i)| *i == id).map(|(n, _)| *n).unwrap_or(id)
+}
+
+pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &mut Report) -> Result<(), Error> {
+    let t0 = Instant::now();
+    let id = o.ca.as_str();
+    let name = name_of(id);
+    let run = opts.run(cluster);
+    report.dry_run = run.dry_run;
+    report.ca = name.into();
+    let st = rotate::stage(cluster, id)?;
+    report.before = Some(st);
+
+    // read-only, before anything changes: every host, etcd healthy, every node Ready
+    let all: Vec<&Host> = cluster.hosts.iter().collect();
+    let nodes = run.connector(opts.accept_new_host_keys).connect_all(&all)?;
+    let with = |r: Role| nodes.iter().filter(|n| n.host.has(r)).cloned().collect::<Vec<_>>();
+    let (masters, workers, members) = (with(Role::Master), with(Role::Node), with(Role::Etcd));
+    let etcd_ctx = super::etcd::Ctx::new(run.clone())?;
+    let mut problems = Vec::new();
+    for n in &members {
+        match super::etcd::member_health(&etcd_ctx, n) {
+            Ok(true) => {}
+            Ok(false) => problems.push(format!("{}: the etcd member is not healthy", n.host.name)),
+            Err(e) => problems.push(format!("{}: etcd: {e}", n.host.name)),
+        }
+    }
+    let client = super::api_client(cluster)?;
+    let ep = crate::kube::masters::ready_master(cluster, &client, masters.iter().map(|n| (n.host, Ok(n.clone()))).collect(), &run.printer)?;
+    problems.extend(super::upgrade::not_ready_names(&client, &ep, &workers.iter().map(|n| n.host).collect::<Vec<_>>()));
+    if !problems.is_empty() {
+        return Err(refused(
+            format!("the cluster is not healthy; a CA rotation starts or resumes only on a healthy cluster (it stands at {}), nothing was changed", st.as_str()),
+            problems,
+            "see `kbin status`, fix what it shows, then run `kbin pki rotate-ca` again",
+        ));
+    }
+    run.printer.phase("rotate-ca", None, &format!("the {name} CA: {}", describe(st)));
+    if run.dry_run {
+        let plan = match st {
+            Stage::Settled | Stage::Prepared => "would make a new CA, place old + new wherever the CA is trusted, re-issue every certificate it signs with the new one, then drop the old one from every bundle",
+            Stage::Trusted => "would re-issue every certificate the CA signs with the new one, then drop the old one from every bundle",
+            Stage::Reissued => "would re-issue what the new CA has not signed yet, then drop the old CA from every bundle",
+            Stage::Finishing => "would place the bundles without the old CA, verify every host and retire the old pair",
+        };
+        run.printer.phase("dry-run", None, &format!("{plan}; each stage placed like `kbin up` (etcd members and masters one at a time); `kbin up --dry-run` shows the files"));
+        report.after = Some(st);
+        return Ok(());
+    }
+
+    let templates = Templates::load(cluster)?;
+    let place = |report: &mut Report| -> Result<(), Error> {
+        let mut r = super::up::Report::default();
+        let inp = super::up::Inputs { run: run.clone(), templates: &templates, etcd_timeout: Duration::from_secs(120), fetch: opts.fetch, direct: opts.direct };
+        let res = super::up::run_on(&inp, &nodes, &mut r);
+        report.restarted.extend(r.restarted);
+        res
+    };
+    let mut began = false;
+    loop {
+        let st = rotate::stage(cluster, id)?;
+        report.after = Some(st);
+        match st {
+            Stage::Settled if began => break,
+            Stage::Settled => {
+                rotate::prepare(cluster, id)?;
+                say(&run, report, format!("a new {name} CA made beside the current one"));
+            }
+            Stage::Prepared => {
+                rotate::trust(cluster, id)?;
+                if id == "ca" {
+                    rotate::refresh_kubeconfigs(cluster)?;
+                }
+                say(&run, report, "1/3 trust: old + new CA in pki/; placing them everywhere the CA is trusted".into());
+            }
+            Stage::Trusted => {
+                place(report)?;
+                if id == "ca" {
+                    wait_root_ca(&run, &client, &ep, cluster, o.settle)?;
+                }
+                if o.until == Some(Stage::Trusted) {
+                    say(&run, report, "stopped with old + new trusted everywhere, as asked (--until trusted); run again without it to go on".into());
+                    break;
+                }
+                rotate::switch_signer(cluster, id)?;
+                let names = rotate::unsigned_leaves(cluster, id)?;
+                renew(cluster, id, &names, report)?;
+                say(&run, report, format!("2/3 reissue: the new CA signs; {} certificates re-issued; placing them", names.len()));
+            }
+            Stage::Reissued => {
+                // what a stopped run did not re-issue yet
+                let names = rotate::unsigned_leaves(cluster, id)?;
+                renew(cluster, id, &names, report)?;
+                place(report)?;
+                if id == "ca" {
+                    kubelet_clients(&run, &client, &ep, &workers, report)?;
+                }
+                if o.until == Some(Stage::Reissued) {
+                    say(&run, report, "stopped with every certificate of the new CA placed, both trusted, as asked (--until reissued); run again without it to go on".into());
+                    break;
+                }
+                rotate::drop_old(cluster, id)?;
+                if id == "ca" {
+                    rotate::refresh_kubeconfigs(cluster)?;
+                }
+                say(&run, report, "3/3 finish: the old CA leaves every bundle; placing them".into());
+            }
+            Stage::Finishing => {
+                place(report)?;
+                verify_hosts(&run, cluster, &nodes, id, &templates)?;
+                let dir = rotate::retire(cluster, id)?;
+                say(&run, report, format!("no host holds, trusts or uses a certificate of the old {name} CA; its pair moved to pki/{dir}"));
+                report.retired = Some(dir);
+            }
+        }
+        began = true;
+    }
+    report.millis = t0.elapsed().as_millis();
+    Ok(())
+}
+
+fn describe(st: Stage) -> &'static str {
+    match st {
+        Stage::Settled => "no rotation under way",
+        Stage::Prepared => "a rotation is under way: the new CA is made, not yet trusted anywhere (resuming)",
+        Stage::Trusted => "a rotation is under way: old + new are trusted, the old CA still signs (resuming)",
+        Stage::Reissued => "a rotation is under way: the new CA signs, both are trusted (resuming)",
+        Stage::Finishing => "a rotation is under way: the old CA is dropped from the bundles in pki/ (resuming)",
+    }
+}
+
+fn renew(cluster: &Cluster, id: &str, names: &[String], report: &mut Report) -> Result<(), Error> {
+    if !names.is_empty() {
+        crate::pki::renew(cluster, names)?;
+        report.renewed.extend(names.iter().cloned());
+    }
+    if id == "ca" {
+        rotate::refresh_kubeconfigs(cluster)?;
+    }
+    Ok(())
+}
+
+/// Every namespace's `kube-root-ca.crt` holds the new CA (the controller-manager publishes its
+/// root CA file), then `settle` for the kubelets to refresh the pods' projected volumes.
+fn wait_root_ca(run: &engine::Run<'_>, client: &crate::kube::Client, ep: &crate::kube::Endpoint, cluster: &Cluster, settle: Duration) -> Result<(), Error> {
+    let files = rotate::files("ca")?;
+    let new = std::fs::read_to_string(cluster.pki_dir().join(&files.new_crt)).ok().and_then(|t| rotate::blocks(&t).into_iter().next()).map(|(_, d)| d);
+    let Some(new) = new else { return Ok(()) };
+    engine::wait_for(run.timeout.max(Duration::from_secs(120)), &run.cancel, || {
+        let list = client.get(ep, "/api/v1/configmaps?fieldSelector=metadata.name%3Dkube-root-ca.crt").map_err(|e| crate::kube::chain(&e))?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        let stale: Vec<String> = items
+            .iter()
+            .filter(|cm| !rotate::blocks(cm["data"]["ca.crt"].as_str().unwrap_or("")).iter().any(|(_, d)| *d == new))
+            .map(|cm| cm["metadata"]["namespace"].as_str().unwrap_or("?").to_string())
+            .collect();
+        if items.is_empty() || !stale.is_empty() {
+            return Err(format!("kube-root-ca.crt does not hold the new CA yet in: {}", stale.join(", ")));
+        }
+        Ok(())
+    })
+    .map_err(|e| Error::other(format!("waiting for the controller-manager to publish the new CA: {e}"), Some("check the kube-controller-manager journal; run `kbin pki rotate-ca` again to resume")))?;
+    run.printer.phase("rotate-ca", None, &format!("every namespace's kube-root-ca.crt holds old + new; {} s for the pods to see it", settle.as_secs()));
+    let end = Instant::now() + settle;
+    while Instant::now() < end {
+        if run.cancel.is_cancelled() {
+            return Err(Error::other("interrupted".to_string(), Some("run `kbin pki rotate-ca` again to resume")));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+/// Each node's kubelet gets a client certificate of the new CA (its TLS-bootstrapped one was
+/// signed by the old), written beside the kubelet's own and switched to by swapping the
+/// `kubelet-client-current.pem` link (the kubelet keeps rotating it from there). A node whose
+/// kubelet already has one is left alone.
+fn kubelet_clients(ctx: &engine::Run<'_>, client: &crate::kube::Client, ep: &crate::kube::Endpoint, workers: &[Node<'_>], report: &mut Report) -> Result<(), Error> {
+    let dir = &ctx.cluster.layout.k8s_ssl;
+    let target = Target::kubelet_client(dir);
+    let signer = crate::pki::onhost::local_cas(ctx.cluster)?;
+    let stamp = crate::fsutil::utc_stamp();
+    let (ok, bad) = engine::on_each(ctx, ctx.concurrency, workers, "kubelet-client", |_, n| {
+        let found = super::certs::read(n, std::slice::from_ref(&target))?;
+        let check = crate::pki::onhost::judge(&target, found.get(&target.path).unwrap_or(&crate::pki::onhost::Found::Missing), &signer, time::OffsetDateTime::now_utc(), 0);
+        if check.status != crate::pki::onhost::Status::NotSignedByCa && check.status != crate::pki::onhost::Status::Missing {
+            ctx.printer.phase("rotate-ca", Some(&n.host.name), "the kubelet's client certificate is already the new CA's");
+            return Ok(engine::HostOutcome { host: n.host.name.clone(), part: "kubelet-client".into(), ..Default::default() });
+        }
+        let pem = crate::pki::rotate::kubelet_client(ctx.cluster, &n.host.name).map_err(|e| engine::HostFailure::new(&n.host.name, "kubelet-client", e.to_string()))?;
+        let file = format!("{dir}/kubelet-client-kbin-{stamp}.pem");
+        let items = vec![
+            Item { secret: true, text: None, ..Item::bytes(&file, &pem, 0o600, &[]) },
+            Item::link(&format!("{dir}/{}", crate::pki::onhost::KUBELET_CLIENT), &file, vec!["kubelet".into()]),
+        ];
+        let before = super::node::seen(client, ep, &n.host.name).ok().and_then(|s| s.1);
+        let spec = Spec { items: &items, units: &["kubelet"], reload: &[], precheck: None };
+        converge(ctx, n, "kubelet-client", &spec, &|n| super::node::wait_ready(ctx, client, ep, &n.host.name, before.clone()).map(|_| ()))
+    });
+    if !bad.is_empty() {
+        return Err(engine::failed(format!("{} of {} kubelets did not take a client certificate of the new CA", bad.len(), workers.len()), bad, "each was switched back to its previous certificate; fix the cause and run `kbin pki rotate-ca` again"));
+    }
+    report.kubelet_clients.extend(ok.iter().filter(|o| !o.changed.is_empty()).map(|o| o.host.clone()));
+    Ok(())
+}
+
+/// Every host read back: nothing kbin placed (nor the kubelet's own certificate) is, trusts or
+/// was signed by the old CA.
+fn verify_hosts(run: &engine::Run<'_>, cluster: &Cluster, nodes: &[Node<'_>], id: &str, templates: &Templates) -> Result<(), Error> {
+    let Some(old) = rotate::old_ca(cluster, id)? else { return Ok(()) };
+    let mut left = Vec::new();
+    for n in nodes {
+        let targets: Vec<Target> = super::certs::targets(cluster, n.host, templates)?;
+        let found = super::certs::read(n, &targets).map_err(|e| Error::other(format!("{}: reading its certificates failed: {}", n.host.name, e.chain()), Some("run `kbin pki rotate-ca` again to resume")))?;
+        for t in &targets {
+            if let Some(f) = found.get(&t.path)
+                && crate::pki::onhost::holds(t, f, &old)
+            {
+                left.push(format!("{}: {} still holds or trusts the old {} CA", n.host.name, t.path, name_of(id)));
+            }
+        }
+    }
+    if !left.is_empty() {
+        return Err(Error::Failed {
+            what: format!("{} files on the hosts still refer to the old CA; it is not retired", left.len()),
+            problems: left,
+            hint: Some("run `kbin pki rotate-ca` again (it resumes at the last stage); `kbin pki check --hosts` shows each file".into()),
+        });
+    }
+    run.printer.phase("rotate-ca", None, &format!("{} hosts read back: nothing refers to the old CA", nodes.len()));
+    Ok(())
+}

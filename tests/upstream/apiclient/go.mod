@@ -1,0 +1,3 @@
+module kbin.test/apiclient
+
+go 1.22
