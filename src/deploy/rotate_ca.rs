@@ -150,7 +150,8 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
             Stage::Trusted => {
                 place(report)?;
                 if id == "ca" {
-                    wait_root_ca(&run, &client, &ep, cluster, o.settle)?;
+                    // a client of pki/ as it is now: the apiservers may serve another CA's certificate than at the start
+                    wait_root_ca(&run, &super::api_client(cluster)?, &ep, cluster, o.settle)?;
                 }
                 if o.until == Some(Stage::Trusted) {
                     say(&run, report, "stopped with old + new trusted everywhere, as asked (--until trusted); run again without it to go on".into());
@@ -167,7 +168,7 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
                 renew(cluster, id, &names, report)?;
                 place(report)?;
                 if id == "ca" {
-                    kubelet_clients(&run, &client, &ep, &workers, report)?;
+                    kubelet_clients(&run, &super::api_client(cluster)?, &ep, &workers, report)?;
                 }
                 if o.until == Some(Stage::Reissued) {
                     say(&run, report, "stopped with every certificate of the new CA placed, both trusted, as asked (--until reissued); run again without it to go on".into());

@@ -297,6 +297,151 @@ same_file() { [[ $("$lab" exec "$1" -- sha256sum "$2" | cut -d' ' -f1) == $(sha2
 renewed_on_hosts() { same_file h1 /opt/kubernetes/ssl/apiserver.crt "$work/pki/hosts/h1/apiserver.crt" && same_file h2 /opt/kubernetes/ssl/apiserver.crt "$work/pki/hosts/h2/apiserver.crt" && same_file h4 /opt/kubernetes/ssl/kubelet.crt "$work/pki/hosts/h4/kubelet.crt"; }
 check "... the hosts hold the renewed certificates" renewed_on_hosts
 
+# --- CA rotation (issue 15): kubernetes, etcd and front-proxy CAs with no failed request --------
+cat >"$work/apiclient.yaml" <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: apiclient, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: apiclient}}
+  template:
+    metadata: {labels: {app: apiclient}}
+    spec:
+      containers:
+      - name: apiclient
+        image: kbin.test/apiclient:v1
+        imagePullPolicy: Never
+        env: [{name: APICLIENT_INTERVAL_MS, value: "250"}]
+        ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: apiclient, namespace: default}
+spec:
+  type: NodePort
+  selector: {app: apiclient}
+  ports: [{port: 8080, targetPort: 8080, nodePort: 30081}]
+YAML
+kc apply -f "$work/apiclient.yaml" >/dev/null 2>"$work/apiclient.err"
+# counts: "ok=N fail=M" from the pod (it asks the apiserver with its service-account token)
+counts() { "$lab" op -- curl -sS --max-time 3 "http://10.213.0.13:30081/counts" 2>/dev/null; }
+apiclient_up() { [[ $(counts) =~ ^ok=([0-9]+)\ fail=0 ]] && (( BASH_REMATCH[1] >= 5 )); }
+check "an in-cluster client asks the apiserver with its service-account token, every answer 200" retry 90 apiclient_up
+pki_sum() { (cd "$work/pki" && find . -type f ! -name .kbin-lock -print0 | sort -z | xargs -0 sha256sum | sha256sum); }
+
+# refused with nothing changed: a host that does not answer, a node NotReady
+before=$(pki_sum)
+"$lab" exec h5 -- systemctl stop ssh.socket ssh.service >/dev/null 2>&1
+k pki rotate-ca kubernetes >"$work/rot-unreach.out" 2>&1
+rc=$?
+"$lab" exec h5 -- systemctl start ssh.service >/dev/null 2>&1
+check "rotate-ca with h5 unreachable is refused (exit 2) naming it, pki/ unchanged" bash -c "[ $rc -eq 2 ] && grep -q 'h5' '$work/rot-unreach.out' && [ '$(pki_sum)' = '$before' ]"
+"$lab" exec h5 -- systemctl stop kubelet
+h5_not_ready() { [[ $(kc get node h5 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) != True ]]; }
+retry 120 h5_not_ready
+k pki rotate-ca kubernetes >"$work/rot-notready.out" 2>&1
+rc=$?
+"$lab" exec h5 -- systemctl start kubelet
+check "rotate-ca with h5 NotReady is refused (exit 2) naming it, pki/ unchanged" bash -c "[ $rc -eq 2 ] && grep -q 'h5: the Node is not Ready' '$work/rot-notready.out' && [ '$(pki_sum)' = '$before' ]"
+h5_ready() { ! h5_not_ready; }
+retry 120 h5_ready
+
+# the admin's loop: kubectl through the VIP with pki/kubeconfigs/admin.kubeconfig as kbin keeps it
+kc_loop_pid=""
+kc_loop_start() {
+  : >"$work/kcloop.$1"
+  "$lab" op -- bash -c 'while [ ! -e "$1.stop" ]; do
+      if "$2" --kubeconfig "$3" --request-timeout=5s get --raw /api >/dev/null 2>>"$1.err"; then echo 200 >>"$1"; else echo "fail $(date +%s%3N)" >>"$1"; fi; sleep 0.1; done' \
+    loop "$work/kcloop.$1" "$kubectl" "$work/pki/kubeconfigs/admin.kubeconfig" &
+  kc_loop_pid=$!
+  kc_loop_name=$1
+}
+kc_loop_stop() { touch "$work/kcloop.$kc_loop_name.stop"; wait "$kc_loop_pid" 2>/dev/null; rm -f "$work/kcloop.$kc_loop_name.stop"; }
+kc_avail() { awk '{n++; if ($1 == 200) ok++} END {printf "%d %d\n", ok, n}' "$work/kcloop.$1"; }
+read -r c0_ok c0_fail < <(counts | sed 's/ok=\([0-9]*\) fail=\([0-9]*\)/\1 \2/')
+old_ca=$work/old-kubernetes-ca.crt
+cp "$work/pki/ca.crt" "$old_ca"
+
+# kubernetes CA, killed once the second stage began, then resumed
+kc_loop_start ca
+t0=$(ms)
+k pki rotate-ca kubernetes --settle 30 >"$work/rot-ca1.out" 2>&1 &
+rot_pid=$!
+started_reissue() { grep -q '2/3 reissue' "$work/rot-ca1.out"; }
+retry 600 started_reissue
+sleep 5
+pkill -9 -f -- "-c $work/cluster.toml pki rotate-ca" || true
+wait "$rot_pid" 2>/dev/null
+check "rotate-ca kubernetes killed during its second stage" bash -c "grep -q '2/3 reissue' '$work/rot-ca1.out' && ! grep -q '3/3 finish' '$work/rot-ca1.out'"
+k pki rotate-ca kubernetes --settle 30 --json >"$work/rot-ca2.json" 2>"$work/rot-ca2.err"
+rc=$?
+t_ca=$(( $(ms) - t0 ))
+kc_loop_stop
+check "... run again, it resumes where it stood and completes (exit 0, $t_ca ms in all)" bash -c "[ $rc -eq 0 ] && grep -q 'resuming' '$work/rot-ca2.err' && grep -q 'no host holds, trusts or uses a certificate of the old kubernetes CA' '$work/rot-ca2.err'"
+[[ $rc -eq 0 ]] || tail -n 30 "$work/rot-ca2.err"
+check "... each node's kubelet got a client certificate of the new CA" pyj "$work/rot-ca2.json" "sorted(d['kubelet_clients'])==['h3','h4','h5']"
+read -r ok_n total < <(kc_avail ca)
+echo "bench: kubernetes CA rotation: $ok_n/$total admin requests through the VIP ok"
+check "... the admin's kubectl loop through the VIP saw no failed request ($ok_n/$total)" bash -c "[ $total -ge 50 ] && [ $ok_n -eq $total ]"
+read -r c1_ok c1_fail < <(counts | sed 's/ok=\([0-9]*\) fail=\([0-9]*\)/\1 \2/')
+echo "bench: kubernetes CA rotation: the in-cluster client's requests ok $((c1_ok - c0_ok)), failed $((c1_fail - c0_fail))"
+check "... the in-cluster client (service-account token, ca.crt from kube-root-ca.crt) saw no failed request ($((c1_ok - c0_ok)) ok)" bash -c "[ $((c1_ok - c0_ok)) -ge 100 ] && [ $c1_fail -eq 0 ]"
+# independently of kbin: every certificate on every host, checked with openssl against the old CA
+signed_by_old() {
+  local h f
+  for h in h1 h2 h3 h4 h5; do
+    for f in $("$lab" exec "$h" -- sh -c 'ls /opt/kubernetes/ssl/*.crt /opt/kubernetes/ssl/kubelet-client-current.pem 2>/dev/null'); do
+      "$lab" exec "$h" -- cat "$f" | awk '/BEGIN CERT/,/END CERT/' >"$work/hostcert.pem"
+      if openssl verify -CAfile "$old_ca" "$work/hostcert.pem" >/dev/null 2>&1 || grep -qF "$(sed -n 2p "$old_ca")" "$work/hostcert.pem"; then echo "$h:$f"; fi
+    done
+  done
+}
+left=$(signed_by_old)
+check "afterwards no certificate on any host is, or is signed by, the old kubernetes CA${left:+ (left: $left)}" test -z "$left"
+check "... the old pair is retired in pki/retired/, ca.crt holds one certificate" bash -c "ls -d '$work'/pki/retired/ca-* >/dev/null && [ \$(grep -c 'BEGIN CERT' '$work/pki/ca.crt') -eq 1 ] && ! cmp -s '$work/pki/ca.crt' '$old_ca'"
+check "... pki check --hosts is clean (exit 0)" bash -c "NO_COLOR=1 \"$lab\" op -- env KBIN_CACHE_DIR='$work/cache' '$kbin' -c '$work/cluster.toml' pki check --hosts >'$work/rot-check.out' 2>&1"
+check "... every node Ready, the web Deployment 3/3" bash -c "[ \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get deploy web -o jsonpath='{.status.readyReplicas}')\" = 3 ]"
+
+# etcd CA, with quorum watched on every round (each member's /health with the current pki/ files)
+etcd_loop() {
+  "$lab" op -- bash -c 'while [ ! -e "$1.stop" ]; do n=0; for ip in 10.213.0.11 10.213.0.12 10.213.0.13; do
+      curl -s --max-time 2 --cacert "$2/etcd/ca.crt" --cert "$2/etcd/healthcheck-client.crt" --key "$2/etcd/healthcheck-client.key" "https://$ip:2379/health" | grep -q "\"health\":\"true\"" && n=$((n+1)); done
+      echo "$n" >>"$1"; sleep 0.2; done' loop "$work/etcdloop" "$work/pki" &
+  etcd_pid=$!
+}
+: >"$work/etcdloop"
+etcd_loop
+kc_loop_start etcd
+t0=$(ms)
+k pki rotate-ca etcd --json >"$work/rot-etcd.json" 2>"$work/rot-etcd.err"
+rc=$?
+t_etcd=$(( $(ms) - t0 ))
+kc_loop_stop
+touch "$work/etcdloop.stop"; wait "$etcd_pid" 2>/dev/null
+check "rotate-ca etcd exits 0 ($t_etcd ms)" test $rc -eq 0
+[[ $rc -eq 0 ]] || tail -n 30 "$work/rot-etcd.err"
+rounds=$(wc -l <"$work/etcdloop"); no_quorum=$(awk '$1 < 2' "$work/etcdloop" | wc -l)
+echo "bench: etcd CA rotation: $rounds health rounds, $no_quorum without quorum; members restarted one at a time"
+check "... etcd kept its quorum in every round ($rounds rounds)" bash -c "[ $rounds -ge 20 ] && [ $no_quorum -eq 0 ]"
+read -r ok_n total < <(kc_avail etcd)
+check "... the admin's loop through the VIP saw no failed request ($ok_n/$total)" bash -c "[ $total -ge 20 ] && [ $ok_n -eq $total ]"
+check "... no etcd certificate kbin placed is the old etcd CA's" bash -c "for h in h1 h2 h3; do \"$lab\" exec \$h -- cat /opt/etcd/ssl/ca.crt | grep -c 'BEGIN CERT' | grep -qx 1 || exit 1; done; ls -d '$work'/pki/retired/etcd-ca-* >/dev/null"
+
+# front-proxy CA: the aggregated metrics API (the apiserver's front-proxy client certificate) works after
+kc_loop_start fp
+k pki rotate-ca front-proxy --json >"$work/rot-fp.json" 2>"$work/rot-fp.err"
+rc=$?
+kc_loop_stop
+check "rotate-ca front-proxy exits 0" test $rc -eq 0
+[[ $rc -eq 0 ]] || tail -n 30 "$work/rot-fp.err"
+read -r ok_n total < <(kc_avail fp)
+check "... the admin's loop through the VIP saw no failed request ($ok_n/$total)" bash -c "[ $total -ge 20 ] && [ $ok_n -eq $total ]"
+metrics_api() { kc get --raw /apis/metrics.k8s.io/v1beta1/nodes >/dev/null 2>&1; }
+check "... the aggregated metrics API answers through the new front-proxy client certificate" retry 90 metrics_api
+read -r c2_ok c2_fail < <(counts | sed 's/ok=\([0-9]*\) fail=\([0-9]*\)/\1 \2/')
+check "the in-cluster client saw no failed request through all three rotations ($((c2_ok - c0_ok)) ok)" bash -c "[ $c2_fail -eq 0 ]"
+
 # --- etcd restore -------------------------------------------------------------------------------
 # a snapshot of the cluster as it runs now (`etcd backup` prints its path), then a namespace
 snap=$(k -q etcd backup 2>/dev/null | tail -n 1)
