@@ -189,3 +189,58 @@ fn a_ca_file_in_no_state_a_rotation_knows_is_an_error_naming_it_and_pki_renew_of
 fn x509_subject(d: &Dir, rel: &str) -> String {
     openssl(&d.pki(), &["x509", "-in", rel, "-noout", "-subject"]).1
 }
+
+#[test]
+fn the_service_account_key_rotates_through_the_same_stages_with_sa_pub_accepting_both_in_between() {
+    let d = Dir::with_cluster(CLUSTER);
+    d.kbin(&["pki", "init"]).ok();
+    let c = cluster(&d);
+    let old_pub = read(&d, "sa.pub");
+    assert_eq!(rotate::sa_stage(&c).unwrap(), Stage::Settled);
+    rotate::sa_prepare(&c).unwrap();
+    assert_eq!(rotate::sa_stage(&c).unwrap(), Stage::Prepared);
+    assert_eq!(read(&d, "sa.pub"), old_pub, "nothing accepted yet");
+    rotate::sa_trust(&c).unwrap();
+    assert_eq!(rotate::sa_stage(&c).unwrap(), Stage::Trusted);
+    let keys = rotate::public_keys(&read(&d, "sa.pub"));
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].trim(), old_pub.trim(), "the signing key's public key first");
+    assert_eq!(rotate::sa_old_public(&c).unwrap().unwrap().trim(), old_pub.trim());
+    d.kbin(&["pki", "check"]).ok();
+
+    rotate::sa_switch(&c).unwrap();
+    assert_eq!(rotate::sa_stage(&c).unwrap(), Stage::Reissued);
+    assert!(rotate::sa_switched_at(&c).is_some());
+    // openssl agrees: sa.key's public key is the first of sa.pub, the old one the second
+    let (_, new_pub) = openssl(&d.pki(), &["pkey", "-in", "sa.key", "-pubout"]);
+    let keys = rotate::public_keys(&read(&d, "sa.pub"));
+    assert_eq!(keys[0].trim(), new_pub.trim());
+    assert_eq!(keys[1].trim(), old_pub.trim());
+    d.kbin(&["pki", "check"]).ok();
+
+    rotate::sa_drop_old(&c).unwrap();
+    assert_eq!(rotate::sa_stage(&c).unwrap(), Stage::Finishing);
+    assert_eq!(read(&d, "sa.pub").trim(), new_pub.trim());
+    let dir = rotate::sa_retire(&c).unwrap();
+    assert_eq!(rotate::sa_stage(&c).unwrap(), Stage::Settled);
+    let (_, retired_pub) = openssl(&d.pki(), &["pkey", "-in", &format!("{dir}/sa.key"), "-pubout"]);
+    assert_eq!(retired_pub.trim(), old_pub.trim(), "the old key is kept in pki/retired/");
+    d.kbin(&["pki", "check"]).ok();
+}
+
+/// A port nothing listens on, so every SSH connection is refused at once.
+const UNREACHABLE: &str = "[ssh]\nport = 1\nconnect_timeout_secs = 1\n";
+
+#[test]
+fn a_rotation_with_a_host_that_does_not_answer_is_refused_with_pki_unchanged_and_json_on_stdout() {
+    let d = Dir::with_cluster(&format!("{CLUSTER}{UNREACHABLE}"));
+    d.kbin(&["pki", "init"]).ok();
+    let before = d.snapshot();
+    for args in [&["pki", "rotate-ca", "kubernetes", "--json"][..], &["pki", "rotate-ca", "etcd", "--json"], &["pki", "rotate-sa-key", "--json"]] {
+        let out = d.kbin(args).fails_with(2);
+        assert!(out.stderr().contains("cannot reach 2 of 2 hosts; nothing was changed") && out.stderr().contains("hint:"), "{args:?}: {}", out.stderr());
+        let v: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap_or_else(|e| panic!("{e}: {}", out.stdout()));
+        assert_eq!((v["ok"].as_bool(), v["error"]["exit"].as_i64()), (Some(false), Some(2)), "{v}");
+    }
+    assert_eq!(d.snapshot(), before, "nothing in the state directory changed");
+}

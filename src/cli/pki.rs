@@ -48,6 +48,15 @@ pub enum PkiCommand {
     /// changed) unless every host answers, etcd is healthy and every node Ready. The files in
     /// pki/ say where a rotation stands: run the command again to resume.
     RotateCa(RotateCaArgs),
+    /// Rotate the service-account signing key with no token refused, in resumable stages
+    ///
+    /// 1 trust: a new key pair, both public keys accepted by every apiserver; 2 reissue: the new
+    /// key signs (apiservers, controller-manager); 3 finish, once the new key has signed for
+    /// --drop-after seconds (the kubelets refresh the pods' tokens within 24 hours): the old public
+    /// key is no longer accepted and moves to pki/retired/. Until then a run stops after stage 2
+    /// and says when to run it again. Refused (exit 2) unless every host answers, etcd is healthy
+    /// and every node Ready.
+    RotateSaKey(RotateSaArgs),
     /// Show every certificate: subject, issuer, SANs, key type, expiry and days left
     Inspect {
         /// Print JSON on stdout instead of a table
@@ -107,6 +116,18 @@ pub struct RotateCaArgs {
     pub deploy: super::cluster::DeployArgs,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct RotateSaArgs {
+    /// Seconds the new key must have signed before the old one is dropped
+    #[arg(long, default_value_t = 86_400, value_name = "SECONDS")]
+    pub drop_after: u64,
+    /// Stop once this stage is placed (trusted, reissued); run again without it to go on
+    #[arg(long, value_enum, value_name = "STAGE")]
+    pub until: Option<UntilStage>,
+    #[command(flatten)]
+    pub deploy: super::cluster::DeployArgs,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum UntilStage {
     Trusted,
@@ -153,7 +174,8 @@ pub fn exec(global: &Global, cmd: &PkiCommand) -> kbin::Result<()> {
                 super::print_json(&r);
             }
         }
-        PkiCommand::RotateCa(a) => return rotate_ca(global, a),
+        PkiCommand::RotateCa(a) => return rotate(global, a.ca.id(), a.settle, a.until, 0, &a.deploy),
+        PkiCommand::RotateSaKey(a) => return rotate(global, "sa", 0, a.until, a.drop_after, &a.deploy),
         PkiCommand::RotateEncryptionKey(d) => return super::cluster::deploy_cmd(global, d, |o, c| kbin::deploy::encryption::rotate(o, &c)),
         PkiCommand::Renew { names, json: as_json } => {
             let r = kbin::pki::renew(&cluster, names)?;
@@ -208,25 +230,26 @@ pub fn exec(global: &Global, cmd: &PkiCommand) -> kbin::Result<()> {
     Ok(())
 }
 
-fn rotate_ca(global: &Global, a: &RotateCaArgs) -> kbin::Result<()> {
+fn rotate(global: &Global, id: &str, settle: u64, until: Option<UntilStage>, drop_after: u64, d: &super::cluster::DeployArgs) -> kbin::Result<()> {
     use kbin::deploy::rotate_ca;
     use kbin::pki::rotate::Stage;
     let cluster = global.cluster()?;
-    let fetch = |c: &kbin::config::Cluster, parts: &[kbin::render::Component]| super::cluster::binaries(global, c, &a.deploy.net, parts);
-    let mut o = super::cluster::opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
-    o.direct = a.deploy.direct;
-    let until = a.until.map(|u| match u {
+    let fetch = |c: &kbin::config::Cluster, parts: &[kbin::render::Component]| super::cluster::binaries(global, c, &d.net, parts);
+    let mut o = super::cluster::opts(global, &d.ssh, d.timeout, d.dry_run, &fetch);
+    o.direct = d.direct;
+    let until = until.map(|u| match u {
         UntilStage::Trusted => Stage::Trusted,
         UntilStage::Reissued => Stage::Reissued,
     });
-    let opts = rotate_ca::Options { ca: a.ca.id().to_string(), settle: std::time::Duration::from_secs(a.settle), until };
+    let secs = std::time::Duration::from_secs;
+    let opts = rotate_ca::Options { ca: id.to_string(), settle: secs(settle), until, drop_after: secs(drop_after) };
     let mut report = rotate_ca::Report::default();
     let result = rotate_ca::rotate(&o, &cluster, &opts, &mut report);
     if result.is_ok() && !report.dry_run {
         let at = report.after.map(|s| s.as_str()).unwrap_or("-");
-        global.printer().phase("rotate-ca", None, &format!("the {} CA: {at} after {} ms; {} certificates re-issued, {} services restarted", report.ca, report.millis, report.renewed.len(), report.restarted.len()));
+        global.printer().phase("rotate-ca", None, &format!("{}: {at} after {} ms; {} certificates re-issued, {} services restarted", report.ca, report.millis, report.renewed.len(), report.restarted.len()));
     }
-    super::emit_with(a.deploy.json, &report, result)
+    super::emit_with(d.json, &report, result)
 }
 
 fn print_table(certs: &[kbin::pki::CertInfo]) {

@@ -31,7 +31,7 @@ use crate::pki::rotate::{self, Stage};
 use crate::render::Templates;
 
 /// The CAs `rotate-ca` rotates: the name on the command line and the id in the certificate table.
-pub const CAS: [(&str, &str); 3] = [("kubernetes", "ca"), ("etcd", "etcd-ca"), ("front-proxy", "front-proxy-ca")];
+pub const CAS: [(&str, &str); 4] = [("kubernetes", "ca"), ("etcd", "etcd-ca"), ("front-proxy", "front-proxy-ca"), ("service-account", "sa")];
 
 pub struct Options {
     /// The id of the CA in the certificate table (`ca`, `etcd-ca`, `front-proxy-ca`).
@@ -41,6 +41,9 @@ pub struct Options {
     pub settle: Duration,
     /// Stop once this stage is reached and placed (tests and careful operators).
     pub until: Option<Stage>,
+    /// Service-account key: how long the new key must have signed before the old one is no
+    /// longer accepted (pods' tokens signed by the old one are refreshed by their kubelets).
+    pub drop_after: Duration,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -70,6 +73,11 @@ fn refused(what: String, problems: Vec<String>, hint: &str) -> Error {
     Error::Refused { what, problems, hint: Some(hint.into()) }
 }
 
+/// What is rotated, in words.
+fn what(id: &str) -> String {
+    if id == rotate::SA { "service-account key".into() } else { format!("{} CA", name_of(id)) }
+}
+
 /// The command-line name of CA `id`.
 pub fn name_of(id: &str) -> &str {
     CAS.iter().find(|(_, i)| *i == id).map(|(n, _)| *n).unwrap_or(id)
@@ -82,7 +90,7 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
     let run = opts.run(cluster);
     report.dry_run = run.dry_run;
     report.ca = name.into();
-    let st = rotate::stage(cluster, id)?;
+    let st = stage_of(cluster, id)?;
     report.before = Some(st);
 
     // read-only, before anything changes: every host, etcd healthy, every node Ready
@@ -109,7 +117,7 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
             "see `kbin status`, fix what it shows, then run `kbin pki rotate-ca` again",
         ));
     }
-    run.printer.phase("rotate-ca", None, &format!("the {name} CA: {}", describe(st)));
+    run.printer.phase("rotate-ca", None, &format!("the {}: {}", what(id), describe(st)));
     if run.dry_run {
         let plan = match st {
             Stage::Settled | Stage::Prepared => "would make a new CA, place old + new wherever the CA is trusted, re-issue every certificate it signs with the new one, then drop the old one from every bundle",
@@ -132,20 +140,20 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
     };
     let mut began = false;
     loop {
-        let st = rotate::stage(cluster, id)?;
+        let st = stage_of(cluster, id)?;
         report.after = Some(st);
         match st {
             Stage::Settled if began => break,
             Stage::Settled => {
-                rotate::prepare(cluster, id)?;
-                say(&run, report, format!("a new {name} CA made beside the current one"));
+                prepare(cluster, id)?;
+                say(&run, report, format!("a new {} made beside the current one", what(id)));
             }
             Stage::Prepared => {
-                rotate::trust(cluster, id)?;
+                trust(cluster, id)?;
                 if id == "ca" {
                     rotate::refresh_kubeconfigs(cluster)?;
                 }
-                say(&run, report, "1/3 trust: old + new CA in pki/; placing them everywhere the CA is trusted".into());
+                say(&run, report, format!("1/3 trust: old + new {} in pki/; placing them everywhere it is trusted", what(id)));
             }
             Stage::Trusted => {
                 place(report)?;
@@ -157,14 +165,14 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
                     say(&run, report, "stopped with old + new trusted everywhere, as asked (--until trusted); run again without it to go on".into());
                     break;
                 }
-                rotate::switch_signer(cluster, id)?;
-                let names = rotate::unsigned_leaves(cluster, id)?;
+                switch(cluster, id)?;
+                let names = if id == rotate::SA { vec![] } else { rotate::unsigned_leaves(cluster, id)? };
                 renew(cluster, id, &names, report)?;
-                say(&run, report, format!("2/3 reissue: the new CA signs; {} certificates re-issued; placing them", names.len()));
+                say(&run, report, format!("2/3 reissue: the new {} signs; {} certificates re-issued; placing them", what(id), names.len()));
             }
             Stage::Reissued => {
                 // what a stopped run did not re-issue yet
-                let names = rotate::unsigned_leaves(cluster, id)?;
+                let names = if id == rotate::SA { vec![] } else { rotate::unsigned_leaves(cluster, id)? };
                 renew(cluster, id, &names, report)?;
                 place(report)?;
                 if id == "ca" {
@@ -174,17 +182,34 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
                     say(&run, report, "stopped with every certificate of the new CA placed, both trusted, as asked (--until reissued); run again without it to go on".into());
                     break;
                 }
-                rotate::drop_old(cluster, id)?;
+                if id == rotate::SA
+                    && let Some(at) = rotate::sa_switched_at(cluster)
+                {
+                    let age = at.elapsed().unwrap_or_default();
+                    if age < o.drop_after {
+                        let left = o.drop_after - age;
+                        say(&run, report, format!(
+                            "stopped before dropping the old key: pods may hold tokens it signed until their kubelets refresh them (within 24 h); the new key signs since {} s, --drop-after is {} s: run again in {} s",
+                            age.as_secs(), o.drop_after.as_secs(), left.as_secs()
+                        ));
+                        break;
+                    }
+                }
+                drop_old(cluster, id)?;
                 if id == "ca" {
                     rotate::refresh_kubeconfigs(cluster)?;
                 }
-                say(&run, report, "3/3 finish: the old CA leaves every bundle; placing them".into());
+                say(&run, report, format!("3/3 finish: the old {} leaves every bundle; placing them", what(id)));
             }
             Stage::Finishing => {
                 place(report)?;
-                verify_hosts(&run, cluster, &nodes, id, &templates)?;
-                let dir = rotate::retire(cluster, id)?;
-                say(&run, report, format!("no host holds, trusts or uses a certificate of the old {name} CA; its pair moved to pki/{dir}"));
+                if id == rotate::SA {
+                    verify_sa(&run, cluster, &masters)?;
+                } else {
+                    verify_hosts(&run, cluster, &nodes, id, &templates)?;
+                }
+                let dir = retire(cluster, id)?;
+                say(&run, report, format!("no host holds, trusts or uses the old {}; moved to pki/{dir}", what(id)));
                 report.retired = Some(dir);
             }
         }
@@ -192,6 +217,30 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
     }
     report.millis = t0.elapsed().as_millis();
     Ok(())
+}
+
+/// The pki step of each stage, for a CA or the service-account key ([`rotate::SA`]).
+fn stage_of(cluster: &Cluster, id: &str) -> Result<Stage, Error> {
+    Ok(if id == rotate::SA { rotate::sa_stage(cluster)? } else { rotate::stage(cluster, id)? })
+}
+fn prepare(cluster: &Cluster, id: &str) -> Result<(), Error> {
+    if id == rotate::SA { rotate::sa_prepare(cluster)? } else { rotate::prepare(cluster, id)? };
+    Ok(())
+}
+fn trust(cluster: &Cluster, id: &str) -> Result<(), Error> {
+    if id == rotate::SA { rotate::sa_trust(cluster)? } else { rotate::trust(cluster, id)? };
+    Ok(())
+}
+fn switch(cluster: &Cluster, id: &str) -> Result<(), Error> {
+    if id == rotate::SA { rotate::sa_switch(cluster)? } else { rotate::switch_signer(cluster, id)? };
+    Ok(())
+}
+fn drop_old(cluster: &Cluster, id: &str) -> Result<(), Error> {
+    if id == rotate::SA { rotate::sa_drop_old(cluster)? } else { rotate::drop_old(cluster, id)? };
+    Ok(())
+}
+fn retire(cluster: &Cluster, id: &str) -> Result<String, Error> {
+    Ok(if id == rotate::SA { rotate::sa_retire(cluster)? } else { rotate::retire(cluster, id)? })
 }
 
 fn describe(st: Stage) -> &'static str {
@@ -303,5 +352,24 @@ fn verify_hosts(run: &engine::Run<'_>, cluster: &Cluster, nodes: &[Node<'_>], id
         });
     }
     run.printer.phase("rotate-ca", None, &format!("{} hosts read back: nothing refers to the old CA", nodes.len()));
+    Ok(())
+}
+
+/// Every master's `sa.pub` holds the new public key alone.
+fn verify_sa(run: &engine::Run<'_>, cluster: &Cluster, masters: &[Node<'_>]) -> Result<(), Error> {
+    let Some(old) = rotate::sa_old_public(cluster)? else { return Ok(()) };
+    let path = format!("{}/sa.pub", cluster.layout.k8s_ssl);
+    let mut left = Vec::new();
+    for n in masters {
+        let out = n.remote.check(&crate::host::Cmd::new(["cat", "--", path.as_str()]).sudo()).map_err(|e| Error::other(format!("{}: reading {path} failed: {}", n.host.name, e.chain()), Some("run the command again to resume")))?;
+        let keys = rotate::public_keys(&out.stdout_str());
+        if keys.len() != 1 || keys.contains(&old) {
+            left.push(format!("{}: {path} holds {} key(s){}", n.host.name, keys.len(), if keys.contains(&old) { ", the old one among them" } else { "" }));
+        }
+    }
+    if !left.is_empty() {
+        return Err(Error::Failed { what: "the old service-account key is still accepted".into(), problems: left, hint: Some("run `kbin pki rotate-sa-key` again (it resumes at the last stage)".into()) });
+    }
+    run.printer.phase("rotate-ca", None, &format!("{} masters read back: only the new service-account key is accepted", masters.len()));
     Ok(())
 }

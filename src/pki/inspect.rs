@@ -193,7 +193,8 @@ pub fn check(cluster: &Cluster, warn_days: i64) -> Result<Vec<Problem>, PkiError
     // service-account keys
     match (store.read(super::SA_KEY)?, store.read(super::SA_PUB)?) {
         (Some(k), Some(p)) => match keys::load_pem(&k) {
-            Ok(kp) if kp.public_key_pem().trim() == p.trim() => {}
+            // during a key rotation sa.pub holds two keys, the signing one first
+            Ok(kp) if super::rotate::public_keys(&p).first().map(|f| f.trim()) == super::rotate::public_keys(&kp.public_key_pem()).first().map(|f| f.trim()) => {}
             Ok(_) => push("sa", super::SA_PUB.into(), "does not match sa.key".into(), "restore the pair from a backup".into()),
             Err(e) => push("sa", super::SA_KEY.into(), format!("unusable private key: {e}"), "restore it from a backup".into()),
         },

@@ -295,3 +295,114 @@ pub fn kubelet_client(cluster: &Cluster, host: &str) -> Result<String, PkiError>
     let pem = super::issue::issue_leaf(&inst, &key, &ca.issuer, ca.not_after, v).map_err(|e| PkiError::Sign { name: inst.name.clone(), message: e.to_string() })?;
     Ok(format!("{pem}{}", key.serialize_pem()))
 }
+
+// --- the service-account signing key --------------------------------------------------------------
+//
+// The same stages for `sa.key` / `sa.pub`: `sa.pub` is what the apiservers accept tokens signed by
+// (`--service-account-key-file`, several keys in one file), `sa.key` what they and the
+// controller-manager sign with. prepared: `sa.new.key`; trusted: `sa.pub` = old + new; reissued:
+// `sa.key` = new, `sa.pub` = new + old, `sa.old.key` kept (its time says when new tokens began to be
+// signed by the new key); finishing: `sa.pub` = new.
+
+/// The id `rotate` uses for the service-account key.
+pub const SA: &str = "sa";
+const SA_NEW: &str = "sa.new.key";
+const SA_OLD: &str = "sa.old.key";
+
+/// Each `PUBLIC KEY` block of `text`, as PEM text.
+pub fn public_keys(text: &str) -> Vec<String> {
+    pem::parse_many(text).unwrap_or_default().into_iter().filter(|b| b.tag() == "PUBLIC KEY").map(|b| pem::encode(&b).replace("\r\n", "\n")).collect()
+}
+
+fn pub_of(store: &Store, rel: &str) -> Result<Option<String>, PkiError> {
+    Ok(match store.key(rel)? {
+        Some(k) => Some(public_keys(&k.public_key_pem()).into_iter().next().unwrap_or_default()),
+        None => None,
+    })
+}
+
+/// Where the rotation of the service-account key stands.
+pub fn sa_stage(cluster: &Cluster) -> Result<Stage, PkiError> {
+    let store = Store::new(cluster.pki_dir());
+    let pubs = public_keys(&store.read(super::SA_PUB)?.unwrap_or_default());
+    let (new, old) = (pub_of(&store, SA_NEW)?, pub_of(&store, SA_OLD)?);
+    match (pubs.len(), new, old) {
+        (1, None, None) => Ok(Stage::Settled),
+        (1, Some(n), None) if pubs[0] != n => Ok(Stage::Prepared),
+        (2, Some(n), _) if pubs.contains(&n) => Ok(Stage::Trusted),
+        (2, None, Some(o)) if pubs[1] == o => Ok(Stage::Reissued),
+        (1, None, Some(o)) if pubs[0] != o => Ok(Stage::Finishing),
+        (n, _, _) => Err(bad(&store, super::SA_PUB, format!("holds {n} public key(s) beside {}{}: not a state of a kbin key rotation", if store.exists(SA_NEW) { SA_NEW } else { "" }, if store.exists(SA_OLD) { SA_OLD } else { "" }))),
+    }
+}
+
+/// Settled → prepared: a new key pair beside the current one.
+pub fn sa_prepare(cluster: &Cluster) -> Result<Vec<String>, PkiError> {
+    let store = Store::new(cluster.pki_dir());
+    let _lock = store.lock()?;
+    let key = keys::generate(cluster.pki.key_algorithm).map_err(|e| PkiError::Sign { name: "sa".into(), message: e.to_string() })?;
+    store.write_new_files(&[Pending::key(SA_NEW.into(), key.serialize_pem())])
+}
+
+/// Prepared → trusted: `sa.pub` = old + new.
+pub fn sa_trust(cluster: &Cluster) -> Result<Vec<String>, PkiError> {
+    let store = Store::new(cluster.pki_dir());
+    let _lock = store.lock()?;
+    let old = public_keys(&store.read(super::SA_PUB)?.unwrap_or_default()).into_iter().next().ok_or_else(|| bad(&store, super::SA_PUB, "holds no public key".into()))?;
+    let new = pub_of(&store, SA_NEW)?.ok_or_else(|| bad(&store, SA_NEW, "is missing".into()))?;
+    store.replace_files(&[Pending::public(super::SA_PUB.into(), format!("{old}{new}"))])
+}
+
+/// Trusted → reissued: the new key signs, `sa.pub` = new + old, the old key kept as `sa.old.key`.
+pub fn sa_switch(cluster: &Cluster) -> Result<Vec<String>, PkiError> {
+    let store = Store::new(cluster.pki_dir());
+    let _lock = store.lock()?;
+    let new_key = store.read(SA_NEW)?.ok_or_else(|| bad(&store, SA_NEW, "is missing".into()))?;
+    let new = pub_of(&store, SA_NEW)?.unwrap_or_default();
+    let old = public_keys(&store.read(super::SA_PUB)?.unwrap_or_default()).into_iter().find(|p| *p != new).ok_or_else(|| bad(&store, super::SA_PUB, "holds no key but the new one".into()))?;
+    let mut written = Vec::new();
+    if !store.exists(SA_OLD) {
+        let key = store.read(super::SA_KEY)?.ok_or_else(|| bad(&store, super::SA_KEY, "is missing".into()))?;
+        written.extend(store.write_new_files(&[Pending::key(SA_OLD.into(), key)])?);
+    }
+    written.extend(store.replace_files(&[Pending::public(super::SA_PUB.into(), format!("{new}{old}")), Pending::key(super::SA_KEY.into(), new_key)])?);
+    std::fs::remove_file(store.path(SA_NEW)).map_err(|source| PkiError::Write { path: store.path(SA_NEW), source })?;
+    Ok(written)
+}
+
+/// Since when the new key signs (the time `sa.old.key` was written), when reissued.
+pub fn sa_switched_at(cluster: &Cluster) -> Option<std::time::SystemTime> {
+    std::fs::metadata(cluster.pki_dir().join(SA_OLD)).and_then(|m| m.modified()).ok()
+}
+
+/// Reissued → finishing: only the new public key stays in `sa.pub`.
+pub fn sa_drop_old(cluster: &Cluster) -> Result<Vec<String>, PkiError> {
+    let store = Store::new(cluster.pki_dir());
+    let _lock = store.lock()?;
+    let first = public_keys(&store.read(super::SA_PUB)?.unwrap_or_default()).into_iter().next().ok_or_else(|| bad(&store, super::SA_PUB, "holds no public key".into()))?;
+    store.replace_files(&[Pending::public(super::SA_PUB.into(), first)])
+}
+
+/// Finishing → settled: `sa.old.key` moved to `pki/retired/sa-<stamp>/`.
+pub fn sa_retire(cluster: &Cluster) -> Result<String, PkiError> {
+    let store = Store::new(cluster.pki_dir());
+    let _lock = store.lock()?;
+    let dir = format!("retired/sa-{}", crate::fsutil::utc_stamp());
+    let target = store.path(&dir);
+    crate::fsutil::private_dir(&target).map_err(|source| PkiError::Write { path: target.clone(), source })?;
+    std::fs::rename(store.path(SA_OLD), target.join("sa.key")).map_err(|source| PkiError::Write { path: target.join("sa.key"), source })?;
+    Ok(dir)
+}
+
+/// The old public key (PEM) while a rotation is under way.
+pub fn sa_old_public(cluster: &Cluster) -> Result<Option<String>, PkiError> {
+    let store = Store::new(cluster.pki_dir());
+    Ok(match sa_stage(cluster)? {
+        Stage::Settled => None,
+        Stage::Prepared | Stage::Trusted => {
+            let new = pub_of(&store, SA_NEW)?;
+            public_keys(&store.read(super::SA_PUB)?.unwrap_or_default()).into_iter().find(|p| Some(p) != new.as_ref())
+        }
+        Stage::Reissued | Stage::Finishing => pub_of(&store, SA_OLD)?,
+    })
+}

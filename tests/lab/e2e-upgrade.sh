@@ -378,7 +378,7 @@ k pki rotate-ca kubernetes --settle 30 --json >"$work/rot-ca2.json" 2>"$work/rot
 rc=$?
 t_ca=$(( $(ms) - t0 ))
 kc_loop_stop
-check "... run again, it resumes where it stood and completes (exit 0, $t_ca ms in all)" bash -c "[ $rc -eq 0 ] && grep -q 'resuming' '$work/rot-ca2.err' && grep -q 'no host holds, trusts or uses a certificate of the old kubernetes CA' '$work/rot-ca2.err'"
+check "... run again, it resumes where it stood and completes (exit 0, $t_ca ms in all)" bash -c "[ $rc -eq 0 ] && grep -q 'resuming' '$work/rot-ca2.err' && grep -q 'no host holds, trusts or uses the old kubernetes CA' '$work/rot-ca2.err'"
 [[ $rc -eq 0 ]] || tail -n 30 "$work/rot-ca2.err"
 check "... each node's kubelet got a client certificate of the new CA" pyj "$work/rot-ca2.json" "sorted(d['kubelet_clients'])==['h3','h4','h5']"
 read -r ok_n total < <(kc_avail ca)
@@ -441,6 +441,26 @@ metrics_api() { kc get --raw /apis/metrics.k8s.io/v1beta1/nodes >/dev/null 2>&1;
 check "... the aggregated metrics API answers through the new front-proxy client certificate" retry 90 metrics_api
 read -r c2_ok c2_fail < <(counts | sed 's/ok=\([0-9]*\) fail=\([0-9]*\)/\1 \2/')
 check "the in-cluster client saw no failed request through all three rotations ($((c2_ok - c0_ok)) ok)" bash -c "[ $c2_fail -eq 0 ]"
+
+# service-account key: the first run stops before the old key is dropped (pods hold tokens it
+# signed until their kubelets refresh them); with the pods restarted, --drop-after 0 finishes
+k pki rotate-sa-key --json >"$work/rot-sa1.json" 2>"$work/rot-sa1.err"
+rc=$?
+check "rotate-sa-key exits 0, both keys accepted, the new one signing, and stops before dropping the old one" bash -c "[ $rc -eq 0 ] && grep -q 'stopped before dropping the old key' '$work/rot-sa1.err' && [ \$(\"$lab\" exec h1 -- grep -c 'BEGIN PUBLIC KEY' /opt/kubernetes/ssl/sa.pub) -eq 2 ]"
+[[ $rc -eq 0 ]] || tail -n 30 "$work/rot-sa1.err"
+read -r c3_ok c3_fail < <(counts | sed 's/ok=\([0-9]*\) fail=\([0-9]*\)/\1 \2/')
+check "... the in-cluster client (token signed by the old key) saw no failed request ($((c3_ok - c2_ok)) ok meanwhile)" bash -c "[ $c3_fail -eq 0 ] && [ $((c3_ok - c2_ok)) -ge 20 ]"
+kc -n default rollout restart deploy/apiclient >/dev/null
+kc -n kube-system rollout restart deploy/coredns deploy/metrics-server >/dev/null
+restarted() { kc -n default rollout status deploy/apiclient --timeout=5s >/dev/null 2>&1 && kc -n kube-system rollout status deploy/coredns --timeout=5s >/dev/null 2>&1 && kc -n kube-system rollout status deploy/metrics-server --timeout=5s >/dev/null 2>&1; }
+retry 120 restarted
+k pki rotate-sa-key --drop-after 0 --json >"$work/rot-sa2.json" 2>"$work/rot-sa2.err"
+rc=$?
+check "rotate-sa-key --drop-after 0, once the pods were restarted: exits 0, only the new key accepted on every master" bash -c "[ $rc -eq 0 ] && for h in h1 h2; do [ \$(\"$lab\" exec \$h -- grep -c 'BEGIN PUBLIC KEY' /opt/kubernetes/ssl/sa.pub) -eq 1 ] || exit 1; done && ls '$work'/pki/retired/sa-*/sa.key >/dev/null"
+[[ $rc -eq 0 ]] || tail -n 30 "$work/rot-sa2.err"
+apiclient_fresh() { [[ $(counts) =~ ^ok=([0-9]+)\ fail=0 ]] && (( BASH_REMATCH[1] >= 20 )); }
+check "... the restarted in-cluster client's token (new key) is accepted, no failed request" retry 60 apiclient_fresh
+check "... the metrics API answers (metrics-server's new token)" retry 90 metrics_api
 
 # --- etcd restore -------------------------------------------------------------------------------
 # a snapshot of the cluster as it runs now (`etcd backup` prints its path), then a namespace
