@@ -98,18 +98,7 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
     let nodes = run.connector(opts.accept_new_host_keys).connect_all(&all)?;
     let with = |r: Role| nodes.iter().filter(|n| n.host.has(r)).cloned().collect::<Vec<_>>();
     let (masters, workers, members) = (with(Role::Master), with(Role::Node), with(Role::Etcd));
-    let etcd_ctx = super::etcd::Ctx::new(run.clone())?;
-    let mut problems = Vec::new();
-    for n in &members {
-        match super::etcd::member_health(&etcd_ctx, n) {
-            Ok(true) => {}
-            Ok(false) => problems.push(format!("{}: the etcd member is not healthy", n.host.name)),
-            Err(e) => problems.push(format!("{}: etcd: {e}", n.host.name)),
-        }
-    }
-    let client = super::api_client(cluster)?;
-    let ep = crate::kube::masters::ready_master(cluster, &client, masters.iter().map(|n| (n.host, Ok(n.clone()))).collect(), &run.printer)?;
-    problems.extend(super::upgrade::not_ready_names(&client, &ep, &workers.iter().map(|n| n.host).collect::<Vec<_>>()));
+    let (_, ep, problems) = super::upgrade::unhealthy(&run, &members, &masters, &workers)?;
     if !problems.is_empty() {
         return Err(refused(
             format!("the cluster is not healthy; a CA rotation starts or resumes only on a healthy cluster (it stands at {}), nothing was changed", st.as_str()),

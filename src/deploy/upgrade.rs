@@ -219,18 +219,8 @@ pub fn upgrade(opts: &super::Opts<'_>, cluster: &Cluster, o: Options, report: &m
         return Err(refused(format!("the upgrade to {target} breaks the version skew rules; nothing was changed"), broken, "upgrade one minor release at a time: set kubernetes_version to the next minor release and run `kbin upgrade`"));
     }
     let todo: Vec<&str> = m.iter().chain(&w).filter(|(_, v)| *v != target).map(|(h, _)| h.as_str()).collect();
+    let (client, ep, problems) = unhealthy(&run, &members, &masters, &workers)?;
     let etcd_ctx = super::etcd::Ctx::new(run.clone())?;
-    let mut problems = Vec::new();
-    for n in &members {
-        match super::etcd::member_health(&etcd_ctx, n) {
-            Ok(true) => {}
-            Ok(false) => problems.push(format!("{}: the etcd member is not healthy", n.host.name)),
-            Err(e) => problems.push(format!("{}: etcd: {e}", n.host.name)),
-        }
-    }
-    let client = super::api_client(cluster)?;
-    let ep = crate::kube::masters::ready_master(cluster, &client, masters.iter().map(|n| (n.host, Ok(n.clone()))).collect(), &run.printer)?;
-    problems.extend(not_ready(&client, &ep, &workers));
     if !problems.is_empty() {
         return Err(refused("the cluster is not healthy; an upgrade starts only from a healthy cluster, nothing was changed".into(), problems, "see `kbin status`, fix what it shows, then run `kbin upgrade` again"));
     }
@@ -303,9 +293,23 @@ pub fn upgrade(opts: &super::Opts<'_>, cluster: &Cluster, o: Options, report: &m
     Ok(())
 }
 
-/// Nodes of `workers` that are not Ready (or not registered).
-fn not_ready(client: &Client, ep: &Endpoint, workers: &[Node<'_>]) -> Vec<String> {
-    not_ready_names(client, ep, &workers.iter().map(|n| n.host).collect::<Vec<_>>())
+/// What keeps the cluster from being healthy, for operations that start only from a healthy
+/// cluster: etcd members not healthy, nodes not Ready; with a client and a Ready apiserver.
+pub fn unhealthy(run: &engine::Run<'_>, members: &[Node<'_>], masters: &[Node<'_>], workers: &[Node<'_>]) -> Result<(Client, Endpoint, Vec<String>), Error> {
+    let cluster = run.cluster;
+    let etcd_ctx = super::etcd::Ctx::new(run.clone())?;
+    let mut problems = Vec::new();
+    for n in members {
+        match super::etcd::member_health(&etcd_ctx, n) {
+            Ok(true) => {}
+            Ok(false) => problems.push(format!("{}: the etcd member is not healthy", n.host.name)),
+            Err(e) => problems.push(format!("{}: etcd: {e}", n.host.name)),
+        }
+    }
+    let client = super::api_client(cluster)?;
+    let ep = crate::kube::masters::ready_master(cluster, &client, masters.iter().map(|n| (n.host, Ok(n.clone()))).collect(), &run.printer)?;
+    problems.extend(not_ready_names(&client, &ep, &workers.iter().map(|n| n.host).collect::<Vec<_>>()));
+    Ok((client, ep, problems))
 }
 
 /// Which of `hosts` have no Ready Node, each with why.
