@@ -290,6 +290,18 @@ impl Builder<'_> {
         self.files.push(HostFile { path, mode: if secret { 0o600 } else { 0o644 }, content, secret, component, restarts: restarts.iter().map(|s| s.to_string()).collect(), source: format!("pki/{rel}") });
         Ok(())
     }
+    /// The first certificate of a CA file in the pki: the one that matches the CA's key. During
+    /// a CA rotation `<ca>.crt` holds two (the trust bundle); what signs with the key (the
+    /// controller-manager's `--cluster-signing-cert-file`) must hold exactly the one that matches.
+    fn pki_signer(&mut self, component: Component, rel: &str, path: String, restarts: &[&str]) -> Result<(), RenderError> {
+        self.pki(component, rel, path, restarts)?;
+        let f = self.files.last_mut().expect("just pushed");
+        let text = String::from_utf8_lossy(&f.content).into_owned();
+        let first = pki::rotate::blocks(&text).into_iter().next().map(|(pem, _)| pem).ok_or_else(|| RenderError::Render { name: rel.to_string(), host: self.host.name.clone(), message: "holds no certificate".into() })?;
+        f.content = first.into_bytes();
+        f.source = format!("pki/{rel} (its first certificate)");
+        Ok(())
+    }
     /// A kubeconfig from the pki, with every cluster's `server:` set to `server` (a master's
     /// controller-manager and scheduler talk to the apiserver next to them, so they keep working
     /// whichever other master or LB is down).
@@ -351,6 +363,7 @@ pub fn host_files(cluster: &Cluster, host: &Host, templates: &Templates, opts: &
         let all = &["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
         b.pki(Master, &format!("{}.crt", file_of("ca")), format!("{}/ca.crt", l.k8s_ssl), all)?;
         b.pki(Master, &format!("{}.key", file_of("ca")), format!("{}/ca.key", l.k8s_ssl), cm)?;
+        b.pki_signer(Master, &format!("{}.crt", file_of("ca")), format!("{}/ca-signer.crt", l.k8s_ssl), cm)?;
         b.pki(Master, &format!("{}.crt", file_of("etcd-ca")), format!("{}/etcd-ca.crt", l.k8s_ssl), api)?;
         b.pki(Master, &format!("{}.crt", file_of("front-proxy-ca")), format!("{}/front-proxy-ca.crt", l.k8s_ssl), &["kube-apiserver", "kube-controller-manager"])?;
         for (id, name) in [

@@ -244,3 +244,28 @@ fn a_rotation_with_a_host_that_does_not_answer_is_refused_with_pki_unchanged_and
     }
     assert_eq!(d.snapshot(), before, "nothing in the state directory changed");
 }
+
+/// The real kube-controller-manager refuses a `--cluster-signing-cert-file` with two certificates
+/// ("expected 1 certificate, found 2", found in the lab): masters get the trust bundle as `ca.crt`
+/// and the signing CA alone as `ca-signer.crt`.
+#[test]
+fn during_a_rotation_masters_get_the_bundle_as_ca_crt_and_the_signing_ca_alone_as_ca_signer_crt() {
+    let d = Dir::with_cluster(CLUSTER);
+    d.kbin(&["pki", "init"]).ok();
+    let c = cluster(&d);
+    rotate::prepare(&c, "ca").unwrap();
+    rotate::trust(&c, "ca").unwrap();
+    let templates = kbin::render::Templates::load(&c).unwrap();
+    let m1 = c.hosts.iter().find(|h| h.name == "m1").unwrap();
+    let files = kbin::render::host_files(&c, m1, &templates, &kbin::render::Options::default()).unwrap();
+    let get = |p: &str| String::from_utf8(files.iter().find(|f| f.path == p).unwrap_or_else(|| panic!("{p}")).content.clone()).unwrap();
+    let bundle = get("/opt/kubernetes/ssl/ca.crt");
+    let signer = get("/opt/kubernetes/ssl/ca-signer.crt");
+    assert_eq!(rotate::blocks(&bundle).len(), 2);
+    assert_eq!(rotate::blocks(&signer).len(), 1);
+    assert_eq!(rotate::blocks(&signer)[0].1, rotate::blocks(&bundle)[0].1, "the signer is the bundle's first certificate");
+    let unit = get("/usr/lib/systemd/system/kube-controller-manager.service");
+    assert!(unit.contains("--cluster-signing-cert-file=/opt/kubernetes/ssl/ca-signer.crt") && unit.contains("--root-ca-file=/opt/kubernetes/ssl/ca.crt"), "{unit}");
+    std::fs::write(d.path().join("signer.pem"), &signer).unwrap();
+    assert!(pair(&d, &d.path().join("signer.pem").to_string_lossy(), "ca.key"));
+}
