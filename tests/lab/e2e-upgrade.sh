@@ -386,6 +386,7 @@ echo "bench: kubernetes CA rotation: $ok_n/$total admin requests through the VIP
 check "... the admin's kubectl loop through the VIP saw no failed request ($ok_n/$total)" bash -c "[ $total -ge 50 ] && [ $ok_n -eq $total ]"
 read -r c1_ok c1_fail < <(counts | sed 's/ok=\([0-9]*\) fail=\([0-9]*\)/\1 \2/')
 echo "bench: kubernetes CA rotation: the in-cluster client's requests ok $((c1_ok - c0_ok)), failed $((c1_fail - c0_fail))"
+[[ $c1_fail -eq 0 ]] || "$lab" op -- curl -sS --max-time 3 "http://10.213.0.13:30081/failures" | sed 's/^/apiclient: /'
 check "... the in-cluster client (service-account token, ca.crt from kube-root-ca.crt) saw no failed request ($((c1_ok - c0_ok)) ok)" bash -c "[ $((c1_ok - c0_ok)) -ge 100 ] && [ $c1_fail -eq 0 ]"
 # independently of kbin: every certificate on every host, checked with openssl against the old CA
 signed_by_old() {
