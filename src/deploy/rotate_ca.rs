@@ -147,6 +147,7 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
             Stage::Trusted => {
                 place(report)?;
                 if id == "ca" {
+                    kubelet_kubeconfigs(&run, &super::api_client(cluster)?, &ep, &workers)?;
                     // a client of pki/ as it is now: the apiservers may serve another CA's certificate than at the start
                     wait_root_ca(&run, &super::api_client(cluster)?, &ep, cluster, o.settle)?;
                 }
@@ -165,6 +166,7 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
                 renew(cluster, id, &names, report)?;
                 place(report)?;
                 if id == "ca" {
+                    kubelet_kubeconfigs(&run, &super::api_client(cluster)?, &ep, &workers)?;
                     kubelet_clients(&run, &super::api_client(cluster)?, &ep, &workers, report)?;
                 }
                 if o.until == Some(Stage::Reissued) {
@@ -192,6 +194,9 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
             }
             Stage::Finishing => {
                 place(report)?;
+                if id == "ca" {
+                    kubelet_kubeconfigs(&run, &super::api_client(cluster)?, &ep, &workers)?;
+                }
                 if id == rotate::SA {
                     verify_sa(&run, cluster, &masters)?;
                 } else {
@@ -317,6 +322,50 @@ fn kubelet_clients(ctx: &engine::Run<'_>, client: &crate::kube::Client, ep: &cra
     Ok(())
 }
 
+/// The kubelet's own kubeconfig (TLS bootstrapping wrote it with the CA of the bootstrap
+/// kubeconfig as it was then; kbin does not place it) trusting `pki/ca.crt` as it is now: each
+/// `certificate-authority-data` line rewritten, nothing else; the kubelet restarted and Ready again.
+fn kubelet_kubeconfigs(run: &engine::Run<'_>, client: &crate::kube::Client, ep: &crate::kube::Endpoint, workers: &[Node<'_>]) -> Result<(), Error> {
+    use base64::Engine as _;
+    let ca = std::fs::read_to_string(run.cluster.pki_dir().join("ca.crt")).map_err(|e| Error::other(format!("cannot read pki/ca.crt: {e}"), None))?;
+    let data = base64::engine::general_purpose::STANDARD.encode(&ca);
+    let path = kubelet_kubeconfig(run.cluster);
+    let (_, bad) = engine::on_each(run, run.concurrency, workers, "kubelet-kubeconfig", |_, n| {
+        let Some(bytes) = n.remote.read_file(&path)? else {
+            return Ok(engine::HostOutcome { host: n.host.name.clone(), part: "kubelet-kubeconfig".into(), ..Default::default() });
+        };
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let new = with_ca_data(&text, &data);
+        let items = vec![Item::bytes(&path, &new, 0o600, &["kubelet"])];
+        let before = super::node::seen(client, ep, &n.host.name).ok().and_then(|s| s.1);
+        let spec = Spec { items: &items, units: &["kubelet"], reload: &[], precheck: None };
+        converge(run, n, "kubelet-kubeconfig", &spec, &|n| super::node::wait_ready(run, client, ep, &n.host.name, before.clone()).map(|_| ()))
+    });
+    if !bad.is_empty() {
+        return Err(engine::failed(format!("{} of {} kubelets did not come back trusting pki/ca.crt", bad.len(), workers.len()), bad, "each was switched back to its previous kubeconfig; fix the cause and run the command again"));
+    }
+    Ok(())
+}
+
+/// Where the kubelet keeps the kubeconfig TLS bootstrapping writes (`--kubeconfig`).
+fn kubelet_kubeconfig(cluster: &Cluster) -> String {
+    format!("{}/kubelet.kubeconfig", cluster.layout.k8s_cfg)
+}
+
+/// `text` with the value of every `certificate-authority-data:` line replaced by `data`.
+pub fn with_ca_data(text: &str, data: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        let indent = &body[..body.len() - body.trim_start().len()];
+        match body.trim_start().strip_prefix("certificate-authority-data:") {
+            Some(_) => out.push_str(&format!("{indent}certificate-authority-data: {data}{}", if line.ends_with('\n') { "\n" } else { "" })),
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
 /// Every host read back: nothing kbin placed (nor the kubelet's own certificate) is, trusts or
 /// was signed by the old CA.
 fn verify_hosts(run: &engine::Run<'_>, cluster: &Cluster, nodes: &[Node<'_>], id: &str, templates: &Templates) -> Result<(), Error> {
@@ -361,4 +410,17 @@ fn verify_sa(run: &engine::Run<'_>, cluster: &Cluster, masters: &[Node<'_>]) -> 
     }
     run.printer.phase("rotate-ca", None, &format!("{} masters read back: only the new service-account key is accepted", masters.len()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_ca_data;
+
+    #[test]
+    fn only_the_certificate_authority_data_lines_change() {
+        let text = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: T0xE\n    server: https://10.0.0.1:6443\n  name: default-cluster\nusers:\n- name: default-auth\n  user:\n    client-certificate: /opt/kubernetes/ssl/kubelet-client-current.pem\n";
+        let out = with_ca_data(text, "TkVX");
+        assert_eq!(out, text.replace("T0xE", "TkVX"));
+        assert_eq!(with_ca_data("a: b", "X"), "a: b");
+    }
 }
