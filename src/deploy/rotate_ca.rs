@@ -151,6 +151,9 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
                     // a client of pki/ as it is now: the apiservers may serve another CA's certificate than at the start
                     wait_root_ca(&run, &super::api_client(cluster)?, &ep, cluster, o.settle)?;
                 }
+                if id == "ca" {
+                    restart_addons(&run, &super::api_client(cluster)?, &ep)?;
+                }
                 if o.until == Some(Stage::Trusted) {
                     say(&run, report, "stopped with old + new trusted everywhere, as asked (--until trusted); run again without it to go on".into());
                     break;
@@ -286,6 +289,36 @@ fn wait_root_ca(run: &engine::Run<'_>, client: &crate::kube::Client, ep: &crate:
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    Ok(())
+}
+
+/// kbin's add-ons (CoreDNS, metrics-server) read the CA of their service-account volume once, at
+/// start: restarted once their pods' `kube-root-ca.crt` holds old + new, they trust the new
+/// CA's apiserver and kubelet certificates (metrics-server was found refusing them in the lab).
+/// Each Deployment's pod template gets an annotation (a rollout, as `kubectl rollout restart`
+/// does), then kbin waits until each has rolled out and is ready.
+fn restart_addons(run: &engine::Run<'_>, client: &crate::kube::Client, ep: &crate::kube::Endpoint) -> Result<(), Error> {
+    let addons = crate::kube::addons::Addons::of(run.cluster);
+    let names = addons.enabled();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let stamp = crate::fsutil::utc_stamp();
+    for name in &names {
+        let obj = serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "kube-system"},
+            "spec": {"template": {"metadata": {"annotations": {"kbin.io/ca-trust": stamp}}}},
+        });
+        client.apply(ep, &obj, "kbin-rotate-ca").map_err(|e| Error::other(format!("restarting the {name} add-on failed: {}", crate::kube::chain(&e)), Some("run the command again to resume")))?;
+    }
+    engine::wait_for(run.timeout.max(Duration::from_secs(180)), &run.cancel, || {
+        let st = crate::kube::addons::status(client, ep, &addons)?;
+        let waiting: Vec<String> = st.iter().filter_map(|a| a.problem.as_ref().map(|p| format!("{}: {p}", a.name))).collect();
+        if waiting.is_empty() { Ok(()) } else { Err(waiting.join("; ")) }
+    })
+    .map_err(|e| Error::other(format!("the add-ons did not come back after their restart: {e}"), Some("see `kubectl -n kube-system get pods`; run the command again to resume")))?;
+    run.printer.phase("rotate-ca", None, &format!("{} restarted: they trust old + new", names.join(" and ")));
     Ok(())
 }
 
