@@ -157,6 +157,36 @@ pub(super) fn ask<T, E: std::fmt::Display>(ctx: &Ctx<'_>, node: &Node<'_>, q: Qu
     q(&ctx.client, tunnel(node).map_err(|e| e.chain())?, &addr(node.host)).map_err(|e| e.to_string())
 }
 
+/// When `node`'s member leads, move the leadership to another healthy member and wait until it
+/// took it (best effort: a restart without it still works, after an election).
+fn hand_over_leadership(ctx: &Ctx<'_>, nodes: &[Node<'_>], node: &Node<'_>) {
+    let Ok(s) = ask(ctx, node, |c, t, a| c.status(t, a)) else { return };
+    if s.leader != s.member_id {
+        return;
+    }
+    let Some((to, id)) = nodes
+        .iter()
+        .filter(|m| m.host.name != node.host.name)
+        .find_map(|m| match (member_health(ctx, m), ask(ctx, m, |c, t, a| c.status(t, a))) {
+            (Ok(true), Ok(st)) => Some((m, st.member_id)),
+            _ => None,
+        })
+    else {
+        return;
+    };
+    let moved = tunnel(node).map_err(|e| e.chain()).and_then(|t| ctx.client.move_leader(t, &addr(node.host), id).map_err(|e| e.to_string()));
+    if let Err(e) = moved {
+        ctx.printer.warn(&format!("{}: could not hand the etcd leadership to {}: {e}", node.host.name, to.host.name), Some("the restart goes on; the other members elect a leader"));
+        return;
+    }
+    let _ = crate::engine::wait_for(std::time::Duration::from_secs(10), &ctx.cancel, || match ask(ctx, to, |c, t, a| c.status(t, a)) {
+        Ok(st) if st.leader == id => Ok(()),
+        Ok(_) => Err("not yet".to_string()),
+        Err(e) => Err(e),
+    });
+    ctx.printer.phase("restart", Some(&node.host.name), &format!("etcd leadership handed to {} before the restart", to.host.name));
+}
+
 pub fn member_health(ctx: &Ctx<'_>, node: &Node<'_>) -> Result<bool, String> {
     ask(ctx, node, |c, t, a| c.health(t, a))
 }
@@ -300,11 +330,19 @@ pub fn rollout(ctx: &Ctx<'_>, nodes: &[Node<'_>], facts: &[Facts], templates: &T
     }
     report.started = started;
 
-    // running members whose files changed: one at a time, healthy in between, rollback on failure
-    for i in (0..nodes.len()).filter(|i| facts[*i].active("etcd")) {
+    // running members whose files changed: one at a time, healthy in between, rollback on
+    // failure; followers first, and the leader hands its leadership to another member before
+    // its restart, so the cluster never waits for an election
+    let mut order: Vec<usize> = (0..nodes.len()).filter(|i| facts[*i].active("etcd")).collect();
+    let statuses: Vec<Option<crate::etcd::api::Status>> = nodes.iter().map(|n| ask(ctx, n, |c, t, a| c.status(t, a)).ok()).collect();
+    order.sort_by_key(|i| statuses[*i].as_ref().is_some_and(|s| s.leader == s.member_id));
+    for i in order {
         let (n, p) = (&nodes[i], &pushed[i]);
         if p.changed.is_empty() {
             continue;
+        }
+        if p.restart.contains("etcd") && nodes.len() > 1 {
+            hand_over_leadership(ctx, nodes, n);
         }
         if p.unit_files {
             engine::systemctl(n, &["daemon-reload"])?;

@@ -142,6 +142,12 @@ impl Client {
         Ok(())
     }
 
+    /// Hand the leadership to member `target` (sent to the leader; etcd refuses elsewhere).
+    pub fn move_leader<S: Read + Write>(&self, stream: S, server: &str, target: u64) -> Result<(), ApiError> {
+        self.call(stream, server, "/v3/maintenance/transfer-leadership", json!({ "targetID": target.to_string() }))?;
+        Ok(())
+    }
+
     pub fn member_remove<S: Read + Write>(&self, stream: S, server: &str, id: u64) -> Result<(), ApiError> {
         self.call(stream, server, "/v3/cluster/member/remove", json!({ "ID": id.to_string() }))?;
         Ok(())
