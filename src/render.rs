@@ -28,7 +28,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("kube-proxy-config.yaml", include_str!("../unit-templates/kube-proxy-config.yaml.hbs")),
     ("flanneld.service", include_str!("../unit-templates/flanneld.service.hbs")),
     ("flannel-net-conf.json", include_str!("../unit-templates/flannel-net-conf.json.hbs")),
-    ("pod-egress.rules", include_str!("../unit-templates/pod-egress.rules.hbs")),
+    ("flanneld-pre.sh", include_str!("../unit-templates/flanneld-pre.sh.hbs")),
     ("10-flannel.conflist", include_str!("../unit-templates/10-flannel.conflist.hbs")),
     ("containerd.service", include_str!("../unit-templates/containerd.service.hbs")),
     ("containerd-config.toml", include_str!("../unit-templates/containerd-config.toml.hbs")),
@@ -153,8 +153,6 @@ pub fn context(cluster: &Cluster, host: &Host, opts: &Options) -> Value {
             "name": cluster.name,
             "service_cidr": cluster.service_cidr.to_string(),
             "pod_cidr": cluster.pod_cidr.to_string(),
-            // the iptables family of the pod network: `iptables` or `ip6tables`
-            "iptables": if cluster.pod_cidr.addr().is_ipv6() { "ip6tables" } else { "iptables" },
             "cluster_dns": cluster.cluster_dns.to_string(),
             "domain": cluster.cluster_domain,
             "service_ip": cluster.service_ip().to_string(),
@@ -405,7 +403,7 @@ pub fn host_files(cluster: &Cluster, host: &Host, templates: &Templates, opts: &
         b.yaml_with(Node, "kubelet-config.yaml", format!("{}/kubelet-config.yaml", l.k8s_cfg), kubelet, &cluster.kubelet.config)?;
         b.yaml_with(Node, "kube-proxy-config.yaml", format!("{}/kube-proxy-config.yaml", l.k8s_cfg), proxy, &cluster.kube_proxy.config)?;
         b.template(Node, "flannel-net-conf.json", format!("{}/flannel-net-conf.json", l.k8s_cfg), 0o644, flannel)?;
-        b.template(Node, "pod-egress.rules", format!("{}/pod-egress.rules", l.k8s_cfg), 0o644, flannel)?;
+        b.template(Node, "flanneld-pre.sh", format!("{}/flanneld-pre.sh", l.k8s_cfg), 0o755, flannel)?;
         b.template(Node, "10-flannel.conflist", "/etc/cni/net.d/10-flannel.conflist".into(), 0o644, &[])?;
         b.merged(Node, "containerd-config.toml", "/etc/containerd/config.toml".into(), &["containerd"], &cluster.containerd.config, true)?;
         // containerd reads hosts.toml at each pull: a change needs no restart
