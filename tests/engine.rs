@@ -379,6 +379,25 @@ fn a_controller_manager_restarting_after_losing_its_lease_is_waited_for() {
     assert!(e.contains("keep restarting"), "a crash loop is not running: {e}");
     let e = settled(restarting_master(d.path(), usize::MAX, 0)).unwrap_err();
     assert!(e.contains("kube-controller-manager and kube-scheduler not running") && e.contains("waited"), "{e}");
+    // regression (real components): after an apiserver-only restart, the controller-manager lost
+    // its lease and exited once a few seconds after the apiserver was back, inside the quiet
+    // window; `pki rotate-encryption-key` then rolled the master back. One restart is waited for.
+    let once = |root: &Path| {
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        Arc::new(FakeHost::new("m1", root).respond(move |c| {
+            let a: Vec<&str> = c.argv.iter().map(String::as_str).collect();
+            match a.as_slice() {
+                ["systemctl", "is-active", "--", units @ ..] => Some(ok(&"active\n".repeat(units.len()))),
+                ["systemctl", "show", "-p", "NRestarts", "--value", "--", units @ ..] => {
+                    let n = usize::from(reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0);
+                    Some(ok(&format!("{n}\n").repeat(units.len())))
+                }
+                _ => None,
+            }
+        }))
+    };
+    let long = Duration::from_secs(10);
+    assert_eq!(kbin::deploy::master::control_plane_settled(long, &cancel, &node(once(d.path()))), Ok(()));
 }
 
 #[test]

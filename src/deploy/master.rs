@@ -22,19 +22,24 @@ pub const UNITS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube
 /// active for an instant between restarts).
 pub fn control_plane_settled(timeout: std::time::Duration, cancel: &crate::host::parallel::Cancel, n: &Node<'_>) -> Result<(), String> {
     let units = &UNITS[1..];
-    engine::wait_for(timeout, cancel, || engine::all_running(n.remote.as_ref(), units))?;
     let restarts = || -> Result<String, String> {
         let mut argv = vec!["systemctl", "show", "-p", "NRestarts", "--value", "--"];
         argv.extend_from_slice(units);
         n.remote.run(&Cmd::new(argv)).map(|o| o.stdout_str().trim().to_string()).map_err(|e| e.chain())
     };
-    let before = restarts()?;
-    std::thread::sleep(SETTLE);
-    engine::all_running(n.remote.as_ref(), units).map_err(|e| format!("{e} (it keeps restarting)"))?;
-    if restarts()? != before {
-        return Err(format!("{} keep restarting", units.join(" or ")));
-    }
-    Ok(())
+    // running, and not restarted for SETTLE: a controller-manager that lost its lease while its
+    // apiserver restarted exits once, maybe a few seconds after the apiserver is back, and is
+    // waited for; one that keeps restarting never gets a quiet SETTLE within `timeout`
+    engine::wait_for(timeout, cancel, || {
+        engine::all_running(n.remote.as_ref(), units)?;
+        let before = restarts()?;
+        std::thread::sleep(SETTLE);
+        engine::all_running(n.remote.as_ref(), units).map_err(|e| format!("{e} (it keeps restarting)"))?;
+        if restarts()? != before {
+            return Err(format!("{} keep restarting", units.join(" or ")));
+        }
+        Ok(())
+    })
 }
 
 /// How long the controller-manager and scheduler must stay up to count as running.
