@@ -311,5 +311,5 @@ fn a_deploy_renews_the_leaves_that_expire_within_renew_before_days_and_only_them
 }
 
 fn deploy_run(c: &Cluster) -> kbin::engine::Run<'_> {
-    kbin::engine::Run { cluster: c, printer: kbin::output::Printer { quiet: true, color: false }, concurrency: 2, cancel: Cancel::new(), timeout: std::time::Duration::from_secs(1), dry_run: false }
+    kbin::engine::Run { cluster: c, printer: kbin::output::Printer { quiet: true, color: false }, concurrency: 2, cancel: Cancel::new(), timeout: std::time::Duration::from_secs(1), dry_run: false, known: Default::default() }
 }

@@ -95,7 +95,7 @@ fn cluster(dir: &Path, text: &str) -> Cluster {
 const ONE: &str = "[cluster]\nname = \"t\"\n[[hosts]]\nname = \"m1\"\naddress = \"10.9.0.1\"\nroles = [\"etcd\", \"master\", \"node\"]\n";
 
 fn run(cluster: &Cluster, dry_run: bool) -> Run<'_> {
-    Run { cluster, printer: Printer { quiet: true, color: false }, concurrency: 2, cancel: Cancel::new(), timeout: Duration::from_millis(600), dry_run }
+    Run { cluster, printer: Printer { quiet: true, color: false }, concurrency: 2, cancel: Cancel::new(), timeout: Duration::from_millis(600), dry_run, known: Default::default() }
 }
 
 fn item(path: &str, text: &str, unit: &str) -> Item {
@@ -200,6 +200,41 @@ fn a_committed_transaction_keeps_its_changes_and_drops_the_backups() {
     assert!(h.systemctl().is_empty(), "nothing undone");
     let left: Vec<_> = std::fs::read_dir(h.path("/etc")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(left, ["a.conf"], "the backup is gone");
+}
+
+#[test]
+fn a_push_takes_the_runs_word_once_for_a_file_found_in_place_and_reads_it_otherwise() {
+    // the relay's check read the large files already; the push after it does not read them again
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster(d.path(), ONE);
+    let h = host("m1", &d.path().join("root"), &["b"], "", &[]);
+    std::fs::create_dir_all(h.path("/etc")).unwrap();
+    std::fs::write(h.path("/etc/b.conf"), "b=1\n").unwrap();
+    let node = h.node(&c, "m1");
+    let printer = Printer { quiet: true, color: false };
+    let items = [item("/etc/b.conf", "b=1\n", "b")];
+    let known = engine::Known::default();
+    let push = |known: &engine::Known| {
+        let mut tx = Tx::new(h.fake.clone(), UNITS_DIR);
+        let p = engine::push_known(&printer, &node, UNITS_DIR, &items, &mut tx, false, known).unwrap();
+        tx.commit();
+        p
+    };
+    let reads = || h.fake.log().iter().filter(|l| matches!(l, Logged::Sha256(p) if p == "/etc/b.conf")).count();
+
+    known.note("m1", "/etc/b.conf", items[0].src.sha256());
+    let p = push(&known);
+    assert!(p.changed.is_empty() && p.restart.is_empty());
+    assert_eq!(reads(), 0, "taken on the run's word: {:?}", h.fake.log());
+    // the word is used once: the next push reads the file itself
+    assert!(push(&known).changed.is_empty());
+    assert_eq!(reads(), 1);
+    // a word about another host, or another content, is not taken: the file is read and replaced
+    std::fs::write(h.path("/etc/b.conf"), "b=0\n").unwrap();
+    known.note("m2", "/etc/b.conf", items[0].src.sha256());
+    known.note("m1", "/etc/b.conf", "0".repeat(64).as_str());
+    assert_eq!(push(&known).changed, ["/etc/b.conf"]);
+    assert_eq!(std::fs::read_to_string(h.path("/etc/b.conf")).unwrap(), "b=1\n");
 }
 
 #[test]

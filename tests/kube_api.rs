@@ -291,7 +291,7 @@ fn drain_through_the_standin_respects_a_disruption_budget() {
     assert!(client.cordon(&ep, "n1", false).unwrap());
 
     // the budget lets one of three go, then holds: the drain times out and uncordons
-    let run = kbin::engine::Run { cluster: &cluster, printer: quiet(), concurrency: 1, cancel: kbin::host::parallel::Cancel::new(), timeout: Duration::from_secs(2), dry_run: false };
+    let run = kbin::engine::Run { cluster: &cluster, printer: quiet(), concurrency: 1, cancel: kbin::host::parallel::Cancel::new(), timeout: Duration::from_secs(2), dry_run: false, known: Default::default() };
     let mut report = Report::default();
     let e = drain("removing", &run, &client, &ep, "n1", true, &mut report).unwrap_err();
     assert_eq!(e.exit(), kbin::Exit::Failure);

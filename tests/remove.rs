@@ -272,7 +272,7 @@ fn setup(text: &str) -> Setup {
 
 impl Setup {
     fn run(&self, dry_run: bool, timeout: Duration) -> Run<'_> {
-        Run { cluster: &self.cluster, printer: Printer { quiet: true, color: false }, concurrency: 4, cancel: Cancel::new(), timeout, dry_run }
+        Run { cluster: &self.cluster, printer: Printer { quiet: true, color: false }, concurrency: 4, cancel: Cancel::new(), timeout, dry_run, known: Default::default() }
     }
     fn node(&self, name: &str) -> Node<'_> {
         Node { host: self.cluster.host(name).unwrap(), remote: self.hosts[name].clone() as Arc<dyn Remote> }

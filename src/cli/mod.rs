@@ -148,6 +148,7 @@ pub fn run<'c>(global: &Global, cluster: &'c kbin::config::Cluster, ssh: &SshArg
         cancel: kbin::host::parallel::Cancel::on_ctrl_c(),
         timeout,
         dry_run,
+        known: Default::default(),
     }
 }
 

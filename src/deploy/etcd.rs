@@ -283,7 +283,7 @@ pub fn rollout(ctx: &Ctx<'_>, nodes: &[Node<'_>], facts: &[Facts], templates: &T
         let (n, active) = (&nodes[*i], facts[*i].active("etcd"));
         let mut tx = Tx::new(n.remote.clone(), &units_dir);
         let (first, later): (Vec<Item>, Vec<Item>) = plan[*i].iter().cloned().partition(|it| !it.units.is_empty() || active);
-        let mut p = engine::push(&ctx.printer, n, &units_dir, &first, &mut tx, dry_run)?;
+        let mut p = engine::push_known(&ctx.printer, n, &units_dir, &first, &mut tx, dry_run, &ctx.known)?;
         let start = !dry_run && !active;
         if start {
             // one round trip; a member that ran before must pick up changed files: restart
@@ -291,7 +291,7 @@ pub fn rollout(ctx: &Ctx<'_>, nodes: &[Node<'_>], facts: &[Facts], templates: &T
             n.remote.check(&Cmd::new(["sh", "-c", START_SCRIPT]).sudo())?;
             ctx.printer.phase("start", Some(&n.host.name), "etcd starting");
         }
-        p.extend(engine::push(&ctx.printer, n, &units_dir, &later, &mut tx, dry_run)?);
+        p.extend(engine::push_known(&ctx.printer, n, &units_dir, &later, &mut tx, dry_run, &ctx.known)?);
         if !dry_run {
             let msg = if p.changed.is_empty() { "up to date, nothing sent".to_string() } else { format!("{} files changed, {} bytes sent", p.changed.len(), p.bytes_sent) };
             ctx.printer.phase("push", Some(&n.host.name), &msg);

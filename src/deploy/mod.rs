@@ -66,7 +66,7 @@ pub struct Opts<'a> {
 
 impl Opts<'_> {
     pub fn run<'c>(&self, cluster: &'c Cluster) -> Run<'c> {
-        Run { cluster, printer: self.printer, concurrency: self.concurrency.unwrap_or(cluster.ssh.concurrency), cancel: self.cancel.clone(), timeout: self.timeout, dry_run: self.dry_run }
+        Run { cluster, printer: self.printer, concurrency: self.concurrency.unwrap_or(cluster.ssh.concurrency), cancel: self.cancel.clone(), timeout: self.timeout, dry_run: self.dry_run, known: Default::default() }
     }
 }
 

@@ -191,7 +191,9 @@ pub fn up(opts: &super::Opts<'_>, cluster: &Cluster, etcd_timeout: Duration, rep
     };
     report.stage(run, "pki", t0, summary);
     let all: Vec<&Host> = cluster.hosts.iter().collect();
+    let t0 = Instant::now();
     let nodes = run.connector(opts.accept_new_host_keys).connect_all(&all)?;
+    report.stage(run, "connect", t0, format!("{} hosts", nodes.len()));
     let templates = Templates::load(cluster)?;
     run_on(&Inputs { run: run.clone(), templates: &templates, etcd_timeout, fetch: opts.fetch, direct: opts.direct }, &nodes, report)
 }
@@ -203,8 +205,10 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
     let cluster = run.cluster;
     report.dry_run = run.dry_run;
     // read-only, every host, every role: a problem anywhere refuses the run before anything changes
+    let t0 = Instant::now();
     let facts = engine::preflight(run, nodes, "up", &|n| probe(cluster, n.host), &|n, f| refusal(cluster, n.host, f))?;
     release_change(cluster, nodes)?;
+    report.stage(run, "facts", t0, format!("{} hosts, nothing refused", nodes.len()));
 
     let t0 = Instant::now();
     let parts = [Component::Etcd, Component::Master, Component::Node];

@@ -1,7 +1,7 @@
 //! Converge the services of one host: push the files that differ, start what is not running,
 //! restart (or reload) what runs on changed files, verify; undo everything if verification fails.
 
-use super::files::{Item, push};
+use super::files::{Item, push_known};
 use super::phase::{HostFailure, HostOutcome};
 use super::systemd::{active_units, journal_tail};
 use super::{Rollback, Run, Tx};
@@ -31,7 +31,7 @@ pub fn converge(run: &Run<'_>, node: &Node<'_>, part: &str, spec: &Spec<'_>, ver
     let mut out = HostOutcome { host: name.clone(), part: part.to_string(), dry_run: run.dry_run, ..Default::default() };
     let active = active_units(node.remote.as_ref(), units)?;
     let mut tx = Tx::new(node.remote.clone(), &run.cluster.layout.units);
-    let pushed = push(&run.printer, node, &run.cluster.layout.units, items, &mut tx, run.dry_run)?;
+    let pushed = push_known(&run.printer, node, &run.cluster.layout.units, items, &mut tx, run.dry_run, &run.known)?;
     out.changed = pushed.changed.clone();
     out.bytes_sent = pushed.bytes_sent;
     let to_start: Vec<&str> = units.iter().copied().filter(|u| !active[*u]).collect();

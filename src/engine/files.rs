@@ -128,13 +128,22 @@ pub fn diff(old: &str, new: &str, path: &str) -> String {
 /// would change, with diffs of text files; secrets are named, never shown). Plan and apply are
 /// the same path: the dry run stops where the write would be.
 pub fn push(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item], tx: &mut Tx, dry_run: bool) -> Result<Pushed, HostError> {
+    push_known(printer, node, units_dir, items, tx, dry_run, &super::Known::default())
+}
+
+/// [`push`], taking `known`'s word for the files this run already found as wanted on the host.
+pub fn push_known(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[Item], tx: &mut Tx, dry_run: bool, known: &super::Known) -> Result<Pushed, HostError> {
     let mut p = Pushed { host: node.host.name.clone(), ..Default::default() };
+    let up_to_date: Vec<bool> = items.iter().map(|i| i.link.is_none() && !i.always_write && known.take(&node.host.name, &i.path, i.src.sha256())).collect();
     // an item written anyway (to fix its mode and owner too) is compared by the write itself
-    let hashed: Vec<bool> = items.iter().map(|i| i.link.is_none() && (dry_run || !i.always_write)).collect();
+    let hashed: Vec<bool> = items.iter().zip(&up_to_date).map(|(i, known)| i.link.is_none() && !known && (dry_run || !i.always_write)).collect();
     let paths: Vec<&str> = items.iter().zip(&hashed).filter(|(_, h)| **h).map(|(i, _)| i.path.as_str()).collect();
     let mut sums = node.remote.sha256_many(&paths)?.into_iter();
     let mut links = node.remote.read_links(&link_paths(items))?.into_iter();
-    for (it, hashed) in items.iter().zip(hashed) {
+    for ((it, hashed), up_to_date) in items.iter().zip(hashed).zip(up_to_date) {
+        if up_to_date {
+            continue;
+        }
         if let Some(target) = &it.link {
             let now = links.next().flatten();
             if now.as_deref() == Some(target.as_str()) {

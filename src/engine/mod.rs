@@ -29,7 +29,7 @@ use std::time::Duration;
 pub use bins::Bins;
 pub use converge::{Spec, converge};
 pub use facts::{Facts, Probe};
-pub use files::{Item, Pushed, diff, items, needs_change, push};
+pub use files::{Item, Pushed, diff, items, needs_change, push, push_known};
 pub use phase::{HostFailure, HostOutcome, failed, on_each, preflight};
 pub use systemd::{active_units, all_running, journal_tail, systemctl, wait_for};
 pub use tx::{Change, Rollback, Tx};
@@ -89,4 +89,24 @@ pub struct Run<'c> {
     pub cancel: Cancel,
     pub timeout: Duration,
     pub dry_run: bool,
+    /// Files this run already read on a host and found as wanted (shared by its clones).
+    pub known: Known,
+}
+
+/// Digests this run read on the hosts and found equal to what kbin wants there: the relay's
+/// check reads every large file once, and the push that follows takes its word instead of
+/// reading hundreds of megabytes again. Each entry is used at most once, so a file a later step
+/// writes or rolls back is read again.
+#[derive(Clone, Debug, Default)]
+pub struct Known(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<(String, String), String>>>);
+
+impl Known {
+    /// `path` on `host` holds the content with this sha256.
+    pub fn note(&self, host: &str, path: &str, sha256: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert((host.to_string(), path.to_string()), sha256.to_string());
+    }
+    /// Whether `path` on `host` was found holding `sha256`; forgets it either way.
+    pub fn take(&self, host: &str, path: &str, sha256: &str) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&(host.to_string(), path.to_string())).is_some_and(|s| s == sha256)
+    }
 }

@@ -82,7 +82,7 @@ pub fn stage(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], direct: boo
     // 1. what each host lacks (its destination differs) and what it holds in its store already
     let needs = parallel::for_each(nodes, |n| n.host.name.clone(), "relay", run.concurrency, &run.cancel, |n| {
         let i = nodes.iter().position(|m| m.host.name == n.host.name).expect("one of them");
-        lacks(n, &plans[i])
+        lacks(n, &plans[i], &run.known)
     });
     let mut want: BTreeMap<String, Blob> = BTreeMap::new();
     let mut needers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -265,7 +265,7 @@ fn one(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, b: &Blob, job: &Jo
 }
 
 /// The large files of `items` whose destination on `n` differs, and the blobs `n` holds already.
-fn lacks(n: &Node<'_>, items: &[Item]) -> Result<(Vec<Blob>, Vec<String>), HostError> {
+fn lacks(n: &Node<'_>, items: &[Item], known: &super::Known) -> Result<(Vec<Blob>, Vec<String>), HostError> {
     let big: Vec<&Item> = items.iter().filter(|i| i.link.is_none() && !i.secret && i.src.len() >= MIN_RELAY_BYTES).collect();
     let mut paths: Vec<String> = big.iter().map(|i| i.path.clone()).collect();
     paths.extend(big.iter().map(|i| blob_path(i.src.sha256())));
@@ -276,6 +276,10 @@ fn lacks(n: &Node<'_>, items: &[Item]) -> Result<(Vec<Blob>, Vec<String>), HostE
     let mut held = Vec::new();
     for ((it, d), s) in big.iter().zip(dest).zip(store) {
         let sha = it.src.sha256().to_string();
+        if d.as_deref() == Some(sha.as_str()) {
+            // in place already: the push that follows need not read it again
+            known.note(&n.host.name, &it.path, &sha);
+        }
         if s.as_deref() == Some(sha.as_str()) {
             held.push(sha);
         } else if d.as_deref() != Some(sha.as_str()) {

@@ -193,6 +193,8 @@ t0=$(ms)
 k up --json >"$work/up2.json" 2>"$work/up2.err"
 rc=$? t_rerun=$(($(ms) - t0))
 check "unchanged re-run exits 0 in $t_rerun ms (target <= 3000)" test $rc -eq 0 -a $t_rerun -le 3000
+# where the re-run's time went, stage by stage (what a slow machine's figure is made of)
+python3 -c "import json; d=json.load(open('$work/up2.json')); print('bench: unchanged re-run stages: ' + ', '.join('%s %d ms' % (s['name'], s['millis']) for s in d['stages']))" 2>/dev/null || true
 check "unchanged re-run sends nothing and (re)starts nothing" pyj "$work/up2.json" "d['bytes_sent']==0 and not d['started'] and not d['restarted']"
 check "unchanged re-run: every manifest unchanged" pyj "$work/up2.json" "d['manifests'] and all(o['outcome']=='unchanged' for o in d['manifests'])"
 k up --dry-run >"$work/dry.out" 2>"$work/dry.err"

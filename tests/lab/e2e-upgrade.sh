@@ -53,7 +53,7 @@ loop_pid=""
 loop_start() {
   : >"$work/loop.$1"
   "$lab" op -- bash -c 'while [ ! -e "$1.stop" ]; do for ip in 10.213.0.13 10.213.0.14 10.213.0.15; do
-      c=$(curl -s -o /dev/null -w "%{http_code}" --max-time 2 "http://$ip:30080/"); echo "$c $ip" >>"$1"; sleep 0.05; done; done' \
+      c=$(curl -s -o /dev/null -w "%{http_code}" --max-time 2 "http://$ip:30080/"); echo "$c $ip $(date +%s.%N)" >>"$1"; sleep 0.05; done; done' \
     loop "$work/loop.$1" &
   loop_pid=$!
   loop_name=$1
@@ -76,6 +76,14 @@ loop_stop() {
 }
 # availability NAME: "ok total percent" of the loop's requests
 availability() { awk '{n++; if ($1 == 200) ok++} END {printf "%d %d %.2f\n", ok, n, n ? 100 * ok / n : 0}' "$work/loop.$1"; }
+# failed NAME T0_MS: each failed request of the NodePort loop, seconds after T0 (for the log)
+failed_at() { awk -v t0="$2" '$1 != 200 {printf "bench: %s: %s from %s at +%.1f s\n", n, $1, $2, $3 - t0 / 1000}' n="$1" "$work/loop.$1"; }
+# the workload whole before a measured loop starts: 3/3 ready and every NodePort answering 3 times
+# in a row (the tail of an earlier step is not counted against the next one)
+whole() {
+  kc rollout status deploy/web --timeout=90s >/dev/null 2>&1 || return 1
+  local i; for i in 1 2 3; do retry 30 np_ok || return 1; done
+}
 at_least_99() { awk -v p="$3" -v n="$2" 'BEGIN {exit !(n >= 50 && p >= 99)}'; }
 
 "$lab" down >/dev/null 2>&1 || true
@@ -209,7 +217,9 @@ check "... and changes nothing (links, Nodes schedulable)" bash -c "[ \"\$(\"$la
 
 # --- a node whose new kubelet fails: switched back at once, the upgrade stops -------------------
 "$lab" exec h3 -- sh -c 'mkdir -p /etc/systemd/system/kubelet.service.d && printf "[Service]\nExecStartPre=/bin/sh -c \"! readlink /opt/kubernetes/bin/kubelet | grep -q v1.34.3\"\n" >/etc/systemd/system/kubelet.service.d/10-e2e-fail.conf && systemctl daemon-reload'
+whole || echo "e2e: the web workload is not whole before the fail loop"
 loop_start fail
+t0=$(ms)
 k upgrade --timeout 40 >"$work/up-fail.out" 2>&1
 rc=$?
 loop_stop
@@ -220,10 +230,12 @@ h3_back() { node_versions | grep -q 'h3=v1.34.2' && [[ -z $(kc get node h3 -o js
 check "... h3's Node Ready on v1.34.2, uncordoned" retry 30 h3_back
 check "... h4 and h5 untouched (v1.34.2, nothing of v1.34.3 on them)" bash -c "for h in h4 h5; do \"$lab\" exec \$h -- test -e /opt/kubernetes/releases/v1.34.3 && exit 1; done; node_v=\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get nodes -o jsonpath='{range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion} {end}'); echo \"\$node_v\" | grep -q 'h4=v1.34.2' && echo \"\$node_v\" | grep -q 'h5=v1.34.2'"
 read -r ok_n total pct < <(availability fail)
+failed_at fail "$t0"
 echo "bench: failed upgrade: $ok_n/$total requests ok ($pct %)"
 
 # --- the upgrade completes --------------------------------------------------------------------
 "$lab" exec h3 -- sh -c 'rm /etc/systemd/system/kubelet.service.d/10-e2e-fail.conf && systemctl daemon-reload'
+whole || echo "e2e: the web workload is not whole before the up loop"
 loop_start up
 t0=$(ms)
 k upgrade --json >"$work/up.json" 2>"$work/up.err"
@@ -234,6 +246,7 @@ check "upgrade to v1.34.3 exits 0 ($t_up ms)" test $rc -eq 0
 check "... took an etcd snapshot next to the cluster file first" bash -c "ls '$work'/backups/etcd-e2e-upgrade-*-before-v1.34.3.db >/dev/null 2>&1"
 check "... drained each node (its web pod evicted), one at a time, and uncordoned it" bash -c "for h in h3 h4 h5; do grep -q \"^\[drain\] \$h: cordoned\" '$work/up.err' && grep -q \"^\[upgrade\] \$h: uncordoned\" '$work/up.err' || exit 1; done"
 read -r ok_n total pct < <(availability up)
+failed_at up "$t0"
 echo "bench: upgrade v1.34.2 -> v1.34.3 (2 masters, 3 nodes): $t_up ms; $ok_n/$total requests ok ($pct %)"
 python3 -c "import json; d=json.load(open('$work/up.json')); [print('bench: node', n['host'], n['millis'], 'ms') for n in d['nodes']]" 2>/dev/null
 check "the client loop saw >= 99 % successful requests during the upgrade ($ok_n/$total)" at_least_99 "$ok_n" "$total" "$pct"
@@ -257,6 +270,7 @@ rc=$? t_again=$(($(ms) - t0))
 check "an unchanged re-run exits 0, switches and restarts nothing ($t_again ms)" bash -c "[ $rc -eq 0 ] && ! grep -q 'restarted\|cordoned' '$work/up-again.out'"
 
 # --- rollback -----------------------------------------------------------------------------------
+whole || echo "e2e: the web workload is not whole before the rollback loop"
 loop_start rollback
 t0=$(ms)
 k upgrade --rollback >"$work/rollback.out" 2>&1
@@ -267,6 +281,7 @@ check "upgrade --rollback exits 0 ($t_rb ms)" test $rc -eq 0
 check "... nodes first, then masters" bash -c "n=\$(grep -n '^\[drain\] h3: cordoned' '$work/rollback.out' | head -1 | cut -d: -f1); m=\$(grep -n '^\[master\] h1: ' '$work/rollback.out' | head -1 | cut -d: -f1); [ -n \"\$n\" ] && [ -n \"\$m\" ] && [ \$n -lt \$m ]"
 check "... sent no binary again: the previous release was still there" bash -c "! grep -q 'bytes sent' '$work/rollback.out' || ! grep -E '^\[(master|node)\] h[1-5]: [0-9]+ files changed, [1-9][0-9]{6,} bytes sent' '$work/rollback.out'"
 read -r ok_n total pct < <(availability rollback)
+failed_at rollback "$t0"
 echo "bench: rollback v1.34.3 -> v1.34.2: $t_rb ms; $ok_n/$total requests ok ($pct %)"
 check "the client loop saw >= 99 % successful requests during the rollback ($ok_n/$total)" at_least_99 "$ok_n" "$total" "$pct"
 check "every component on every host reports v1.34.2 again" versions_are v1.34.2
