@@ -45,9 +45,6 @@ concurrency = 16
 [artifacts]
 mirror = "$mirror"
 
-[addons]
-coredns = false
-
 [kube_proxy.config]
 conntrack = { maxPerCore = 0 }
 
@@ -72,9 +69,9 @@ for n in ${N:-3 10}; do
     "$lab" up $((n + 1)) >/dev/null && "$lab" mirror >/dev/null 2>&1 || { echo "lab up failed" >&2; exit 1; }
     cluster "$n"
     rm -f "$work/kbin.lock"
+    upstream_publish || exit 1 # the mirror goes with the lab
     upstream_pin >/dev/null || exit 1
     upstream_images || exit 1
-    sed -i 's/^metrics_server = true/metrics_server = false/' "$work/cluster.toml"
     k -q download >/dev/null 2>&1 # the cache warm: the figure is the deploy itself
     "$lab" op -- tc qdisc add dev br0 root tbf rate "$rate" burst 256kb latency 100ms
     flag=()

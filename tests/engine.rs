@@ -709,7 +709,7 @@ fn up_refuses_a_node_whose_kubelet_port_is_taken_before_etcd_or_any_master_is_to
         *fetched.lock().unwrap() = true;
         Ok(bins())
     };
-    let inputs = kbin::deploy::up::Inputs { run: run(&c, false), templates: &templates, etcd_timeout: Duration::from_secs(1), fetch: &fetch, direct: true };
+    let inputs = kbin::deploy::up::Inputs { run: run(&c, false), templates: &templates, etcd_timeout: Duration::from_secs(1), fetch: &fetch, relay: kbin::engine::relay::Mode::Direct };
     let nodes = [m1.node(&c, "m1"), n1.node(&c, "n1"), lb1.node(&c, "lb1")];
     let mut report = kbin::deploy::up::Report::default();
     let e = kbin::deploy::up::run_on(&inputs, &nodes, &mut report).unwrap_err();
@@ -743,7 +743,7 @@ fn up_refuses_to_move_running_hosts_to_another_release_and_names_upgrade() {
     std::os::unix::fs::symlink("/opt/kubernetes/releases/v1.33.4/kubelet", n1.path("/opt/kubernetes/bin/kubelet")).unwrap();
     let templates = Templates::load(&c).unwrap();
     let fetch = |_: &Cluster, _: &[kbin::render::Component]| -> kbin::Result<Bins> { panic!("nothing is downloaded on a refusal") };
-    let inputs = kbin::deploy::up::Inputs { run: run(&c, false), templates: &templates, etcd_timeout: Duration::from_secs(1), fetch: &fetch, direct: true };
+    let inputs = kbin::deploy::up::Inputs { run: run(&c, false), templates: &templates, etcd_timeout: Duration::from_secs(1), fetch: &fetch, relay: kbin::engine::relay::Mode::Direct };
     let nodes = [m1.node(&c, "m1"), n1.node(&c, "n1"), lb1.node(&c, "lb1")];
     let e = kbin::deploy::up::run_on(&inputs, &nodes, &mut kbin::deploy::up::Report::default()).unwrap_err();
     assert_eq!(e.exit(), kbin::Exit::Refused);
@@ -783,7 +783,7 @@ fn push_setup(d: &Path) -> (Cluster, Host, kbin::deploy::hosts::Push) {
     std::fs::write(d.join("b"), "b\n").unwrap();
     // the second file's directory is the first file: it cannot be written
     let files = vec![(d.join("a"), "/etc/app.conf".to_string()), (d.join("b"), "/etc/app.conf/b".to_string())];
-    (c, h, kbin::deploy::hosts::Push { files, mode: 0o644, owner: None, backup: false, direct: true })
+    (c, h, kbin::deploy::hosts::Push { files, mode: 0o644, owner: None, backup: false, relay: kbin::engine::relay::Mode::Direct })
 }
 
 #[test]
@@ -866,4 +866,28 @@ fn the_relay_plans_only_the_parts_a_run_fetched() {
     let items = kbin::deploy::up::relay_items(&ctx, m1, &[Master]).unwrap();
     assert!(items.iter().any(|i| i.path.ends_with("/kube-apiserver")) && !items.iter().any(|i| i.path.contains("etcd/bin")), "{:?}", items.iter().map(|i| &i.path).collect::<Vec<_>>());
     assert!(kbin::deploy::up::relay_items(&ctx, m1, &[Etcd, Master]).is_err(), "etcd's binaries were not fetched");
+}
+
+#[test]
+fn the_relay_measures_the_operators_link_and_sends_directly_over_a_fast_one() {
+    // two hosts lack the same 2 MiB file: worth relaying over a slow link; the fake hosts' link is
+    // memory, so the default measures it and sends directly; --direct does not even measure
+    use kbin::engine::relay::{self, Mode};
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster(d.path(), "[cluster]\nname = \"t\"\n[[hosts]]\nname = \"a\"\naddress = \"10.9.0.1\"\nroles = [\"etcd\", \"master\", \"node\"]\n[[hosts]]\nname = \"b\"\naddress = \"10.9.0.2\"\nroles = [\"node\"]\n");
+    let (a, b) = (host("a", &d.path().join("a"), &[], "", &[]), host("b", &d.path().join("b"), &[], "", &[]));
+    let nodes = [a.node(&c, "a"), b.node(&c, "b")];
+    let big = Item::bytes("/opt/bin/big", &"x".repeat(2 << 20), 0o755, &[]);
+    let plans = vec![vec![big.clone()], vec![big]];
+    let probes = |h: &Host| h.fake.commands().iter().filter(|a| a.join(" ") == "sh -c cat >/dev/null").count();
+
+    let r = relay::stage(&run(&c, false), &nodes, &plans, Mode::Direct).unwrap();
+    assert_eq!((r.mode.as_str(), r.link_bytes_per_sec, probes(&a) + probes(&b)), ("direct", None, 0));
+
+    let r = relay::stage(&run(&c, false), &nodes, &plans, Mode::Auto).unwrap();
+    assert_eq!(r.mode, "direct");
+    assert!(r.link_bytes_per_sec.unwrap() >= relay::FAST_LINK && !r.compress, "{r:?}");
+    assert_eq!(probes(&a) + probes(&b), 1, "one host measured, once");
+    assert!(r.routes.is_empty() && r.operator_bytes == 0);
+    assert!(r.summary().starts_with("direct (operator link "), "{}", r.summary());
 }

@@ -32,10 +32,20 @@ pub struct DeployArgs {
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
-    /// Send every file straight from here to each host (by default `up` sends each large file
-    /// into the cluster once and the hosts pass it on to each other)
-    #[arg(long)]
+    /// Send every file straight from here to each host (by default, when the link from here is
+    /// slower than 400 Mbit/s, each large file goes into the cluster once, compressed, and the
+    /// hosts pass it on to each other)
+    #[arg(long, conflicts_with = "relay")]
     pub direct: bool,
+    /// Relay large files between the hosts whatever the link from here
+    #[arg(long)]
+    pub relay: bool,
+}
+
+impl DeployArgs {
+    pub fn relay_mode(&self) -> kbin::engine::relay::Mode {
+        super::relay_mode(self.direct, self.relay)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,7 +181,7 @@ pub fn opts<'a>(global: &'a Global, ssh: &super::SshArgs, timeout: u64, dry_run:
         dry_run,
         accept_new_host_keys: ssh.accept_new_host_keys,
         fetch,
-        direct: false,
+        relay: Default::default(),
     }
 }
 
@@ -214,7 +224,7 @@ pub fn up(global: &Global, a: &UpArgs) -> kbin::Result<()> {
     let cluster = global.cluster()?;
     let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &a.deploy.net, parts);
     let mut o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
-    o.direct = a.deploy.direct;
+    o.relay = a.deploy.relay_mode();
     let mut report = deploy::up::Report::default();
     let result = deploy::up::up(&o, &cluster, Duration::from_secs(a.etcd_timeout), &mut report);
     if result.is_ok() && !report.stages.is_empty() {
@@ -250,7 +260,7 @@ pub fn upgrade(global: &Global, a: &UpgradeArgs) -> kbin::Result<()> {
     let cluster = global.cluster()?;
     let fetch = |c: &Cluster, parts: &[Component]| binaries(global, c, &a.deploy.net, parts);
     let mut o = opts(global, &a.deploy.ssh, a.deploy.timeout, a.deploy.dry_run, &fetch);
-    o.direct = a.deploy.direct;
+    o.relay = a.deploy.relay_mode();
     let mut report = deploy::upgrade::Report::default();
     let result = deploy::upgrade::upgrade(&o, &cluster, deploy::upgrade::Options { rollback: a.rollback, batch: usize::from(a.batch) }, &mut report);
     if result.is_ok() {

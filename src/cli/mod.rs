@@ -139,6 +139,18 @@ pub fn main() -> i32 {
     }
 }
 
+/// `--direct`, `--relay` or neither (the link decides).
+pub fn relay_mode(direct: bool, relay: bool) -> kbin::engine::relay::Mode {
+    use kbin::engine::relay::Mode;
+    if direct {
+        Mode::Direct
+    } else if relay {
+        Mode::Relay
+    } else {
+        Mode::Auto
+    }
+}
+
 /// The run of a command that connects to hosts: its output, concurrency, Ctrl-C, timeout.
 pub fn run<'c>(global: &Global, cluster: &'c kbin::config::Cluster, ssh: &SshArgs, timeout: std::time::Duration, dry_run: bool) -> kbin::engine::Run<'c> {
     kbin::engine::Run {

@@ -236,7 +236,7 @@ fn rotate(global: &Global, id: &str, settle: u64, until: Option<UntilStage>, dro
     let cluster = global.cluster()?;
     let fetch = |c: &kbin::config::Cluster, parts: &[kbin::render::Component]| super::cluster::binaries(global, c, &d.net, parts);
     let mut o = super::cluster::opts(global, &d.ssh, d.timeout, d.dry_run, &fetch);
-    o.direct = d.direct;
+    o.relay = d.relay_mode();
     let until = until.map(|u| match u {
         UntilStage::Trusted => Stage::Trusted,
         UntilStage::Reissued => Stage::Reissued,

@@ -151,9 +151,8 @@ pub struct Push {
     pub owner: Option<String>,
     /// Keep each replaced file as `<remote>.kbin-backup-<time>`.
     pub backup: bool,
-    /// Every file straight from the operator to each host (else large files are relayed
-    /// between the hosts: [`crate::engine::relay`]).
-    pub direct: bool,
+    /// How large files reach the hosts ([`crate::engine::relay`]).
+    pub relay: crate::engine::relay::Mode,
 }
 
 /// One host's push.
@@ -209,7 +208,7 @@ pub fn push(run: &Run<'_>, hosts: &[&Host], accept_new_host_keys: bool, spec: &P
     let names: Vec<String> = spec.files.iter().map(|(l, _)| l.display().to_string()).collect();
     p.phase("push", None, &format!("{} ({total} bytes) to {} host{}", names.join(", "), hosts.len(), plural(hosts.len())));
     let opts = ConnectOptions::for_cluster(c, accept_new_host_keys);
-    if !spec.direct && hosts.len() > 1 && total >= crate::engine::relay::MIN_RELAY_BYTES {
+    if spec.relay != crate::engine::relay::Mode::Direct && hosts.len() > 1 && total >= crate::engine::relay::MIN_RELAY_BYTES {
         let rows = push_relayed(run, hosts, &opts, spec)?;
         return Ok(verdict(run, rows, started));
     }
@@ -280,12 +279,11 @@ fn push_relayed(run: &Run<'_>, hosts: &[&Host], opts: &ConnectOptions, spec: &Pu
         }
     }
     let plans = vec![items.clone(); nodes.len()];
-    let relay = crate::engine::relay::stage(run, &nodes, &plans, false);
+    let relay = crate::engine::relay::stage(run, &nodes, &plans, spec.relay);
     let pushed = match relay {
         Ok(r) => {
-            if r.mode == "relay" {
-                let from_peers = r.routes.iter().filter(|x| x.from != "operator").count();
-                p.phase("relay", None, &format!("{} transfers, {from_peers} between hosts, {} bytes from the operator", r.routes.len(), r.operator_bytes));
+            if r.mode != "none" {
+                p.phase("relay", None, &r.summary());
             }
             parallel::for_each(&nodes, |n| n.host.name.clone(), "push", run.concurrency, &run.cancel, |n| Ok(push_node(run, n, &items, spec.backup, None, r.mode == "relay")))
         }

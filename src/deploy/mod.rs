@@ -59,9 +59,8 @@ pub struct Opts<'a> {
     pub dry_run: bool,
     pub accept_new_host_keys: bool,
     pub fetch: Fetch<'a>,
-    /// Every file straight from the operator to each host: no relay between the hosts
-    /// ([`crate::engine::relay`]).
-    pub direct: bool,
+    /// How large files reach the hosts ([`crate::engine::relay`]).
+    pub relay: crate::engine::relay::Mode,
 }
 
 impl Opts<'_> {

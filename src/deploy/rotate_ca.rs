@@ -122,7 +122,7 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
     let templates = Templates::load(cluster)?;
     let place = |report: &mut Report| -> Result<(), Error> {
         let mut r = super::up::Report::default();
-        let inp = super::up::Inputs { run: run.clone(), templates: &templates, etcd_timeout: Duration::from_secs(120), fetch: opts.fetch, direct: opts.direct };
+        let inp = super::up::Inputs { run: run.clone(), templates: &templates, etcd_timeout: Duration::from_secs(120), fetch: opts.fetch, relay: opts.relay };
         let res = super::up::run_on(&inp, &nodes, &mut r);
         report.restarted.extend(r.restarted);
         res

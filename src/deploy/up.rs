@@ -169,8 +169,8 @@ pub struct Inputs<'a> {
     pub etcd_timeout: Duration,
     /// Fetches (verified) and extracts the release binaries of these parts.
     pub fetch: super::Fetch<'a>,
-    /// No relay between the hosts: every file straight from the operator.
-    pub direct: bool,
+    /// How large files reach the hosts.
+    pub relay: engine::relay::Mode,
 }
 
 /// `kbin up`: pki, connect, then [`run_on`]. The report holds every stage that ran, also when
@@ -195,7 +195,7 @@ pub fn up(opts: &super::Opts<'_>, cluster: &Cluster, etcd_timeout: Duration, rep
     let nodes = run.connector(opts.accept_new_host_keys).connect_all(&all)?;
     report.stage(run, "connect", t0, format!("{} hosts", nodes.len()));
     let templates = Templates::load(cluster)?;
-    run_on(&Inputs { run: run.clone(), templates: &templates, etcd_timeout, fetch: opts.fetch, direct: opts.direct }, &nodes, report)
+    run_on(&Inputs { run: run.clone(), templates: &templates, etcd_timeout, fetch: opts.fetch, relay: opts.relay }, &nodes, report)
 }
 
 /// The phases of `up` on connected `nodes` (every host of the cluster file): facts and refusal on
@@ -220,13 +220,9 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
     // it from the host's own store); the stores go when the run ends, however it ends
     let t0 = Instant::now();
     let plans: Vec<Vec<engine::Item>> = nodes.iter().map(|n| relay_items(&ctx, n.host, &parts)).collect::<Result<_, _>>()?;
-    let relay = engine::relay::stage(run, nodes, &plans, inp.direct)?;
+    let relay = engine::relay::stage(run, nodes, &plans, inp.relay)?;
     let _stores = Cleanup { run, nodes, used: relay.mode == "relay" };
-    let hosts_fed = relay.routes.iter().map(|r| r.host.as_str()).collect::<BTreeSet<_>>().len();
-    let summary = match relay.mode.as_str() {
-        "relay" => format!("{} transfers to {hosts_fed} hosts, {} bytes from the operator", relay.routes.len(), relay.operator_bytes),
-        m => m.to_string(),
-    };
+    let summary = relay.summary();
     report.bytes_sent += relay.operator_bytes;
     report.relay = relay;
     report.stage(run, "relay", t0, summary);

@@ -238,7 +238,7 @@ pub fn upgrade(opts: &super::Opts<'_>, cluster: &Cluster, o: Options, report: &m
     let ctx = Ctx { run: run.clone(), templates: &templates, bins: &bins };
     // the new release into the cluster once, passed on between the hosts
     let plans: Vec<Vec<engine::Item>> = nodes.iter().map(|n| super::up::relay_items(&ctx, n.host, &parts)).collect::<Result<_, _>>()?;
-    let relay = engine::relay::stage(&run, &nodes, &plans, opts.direct)?;
+    let relay = engine::relay::stage(&run, &nodes, &plans, opts.relay)?;
     let _stores = super::up::Cleanup { run: &run, nodes: &nodes, used: relay.mode == "relay" };
     report.relay = relay;
 

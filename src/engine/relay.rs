@@ -18,9 +18,12 @@
 //!    forwards a byte, and moves it into its store;
 //! 4. the authorization and the key are removed, whatever happened.
 //!
-//! The operator's copy travels gzip-compressed (fast level) when a sample of it shrinks by 15 %
-//! or more — the release binaries do, archives and images do not — and is unpacked and verified
-//! on arrival.
+//! The relay pays where the operator's link is the bottleneck. So by default ([`Mode::Auto`])
+//! kbin first measures that link (a few MiB of incompressible bytes to one host that needs a
+//! file): at [`FAST_LINK`] or more every file goes directly, as copies over a fast link cost less
+//! than compressing and relaying them; below it the relay runs and the operator's copy travels
+//! gzip-compressed (fast level) when a sample of it shrinks by 15 % or more — the release
+//! binaries do, archives and images do not — unpacked and verified on arrival.
 //!
 //! A transfer that fails or brings bad bytes is refused and the receiver gets the file from the
 //! operator instead (a sender that served bad bytes serves no one else). A preflight checks that
@@ -42,6 +45,24 @@ use crate::host::{Cmd, HostError, Node, Source, WriteOpts};
 pub const BLOBS_DIR: &str = "/var/lib/kbin/blobs";
 /// Files smaller than this go directly: a relay costs a few round trips.
 pub const MIN_RELAY_BYTES: u64 = 1 << 20;
+/// An operator link at least this fast (bytes per second, 400 Mbit/s) sends every file directly.
+pub const FAST_LINK: u64 = 50_000_000;
+/// What the link measurement sends.
+const PROBE_BYTES: usize = 4 << 20;
+
+/// How the large files reach the hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Measure the operator's link: relayed (and compressed) when it is slower than
+    /// [`FAST_LINK`], directly when it is not.
+    #[default]
+    Auto,
+    /// Relayed whatever the link (compressed only when it is slow).
+    Relay,
+    /// Every file straight from the operator to each host.
+    Direct,
+}
 
 /// How one host got one file.
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +85,29 @@ pub struct Report {
     pub operator_bytes: u64,
     /// Why the run went direct, when it was not asked to.
     pub warning: Option<String>,
+    /// The operator's link as measured (bytes per second), when it was.
+    pub link_bytes_per_sec: Option<u64>,
+    /// Whether the operator's copies travel compressed (where that shrinks them): the link is slow.
+    pub compress: bool,
+}
+
+impl Report {
+    /// One line: the mode, and the link that decided it.
+    pub fn summary(&self) -> String {
+        let link = self.link_bytes_per_sec.map(|r| format!(" (operator link {})", rate(r))).unwrap_or_default();
+        match self.mode.as_str() {
+            "relay" => {
+                let hosts = self.routes.iter().map(|r| r.host.as_str()).collect::<BTreeSet<_>>().len();
+                let gz = if self.compress { ", compressed where that pays" } else { "" };
+                format!("{} transfers to {hosts} hosts, {} bytes from the operator{gz}{link}", self.routes.len(), self.operator_bytes)
+            }
+            m => format!("{m}{link}"),
+        }
+    }
+}
+
+fn rate(bytes_per_sec: u64) -> String {
+    format!("{:.1} MB/s", bytes_per_sec as f64 / 1e6)
 }
 
 /// One file some host needs.
@@ -75,9 +119,9 @@ struct Blob {
 }
 
 /// Stage the large files of `plans` (one per node, the items the push will write) that each
-/// host lacks, relaying them between the hosts. `direct`: only say which files will go directly.
-/// Dry runs print the route each host would get each file by and change nothing.
-pub fn stage(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], direct: bool) -> Result<Report, HostError> {
+/// host lacks, relaying them between the hosts ([`Mode`]: when the files rather go directly, only
+/// say so). Dry runs print the route each host would get each file by and change nothing.
+pub fn stage(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], mode: Mode) -> Result<Report, HostError> {
     let mut report = Report { mode: "none".into(), ..Default::default() };
     // 1. what each host lacks (its destination differs) and what it holds in its store already
     let needs = parallel::for_each(nodes, |n| n.host.name.clone(), "relay", run.concurrency, &run.cancel, |n| {
@@ -109,11 +153,20 @@ pub fn stage(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], direct: boo
     if needers.is_empty() {
         return Ok(report);
     }
-    // worth it only when some file goes to two hosts or more
-    if direct || needers.values().all(|l| l.len() < 2) {
+    // worth it only when some file goes to two hosts or more, over a link slow enough
+    if mode == Mode::Direct || needers.values().all(|l| l.len() < 2) {
         report.mode = "direct".into();
         return Ok(report);
     }
+    let first = &nodes[*needers.values().flatten().next().expect("a host needs a file")];
+    let link = link_rate(first)?;
+    report.link_bytes_per_sec = Some(link);
+    if mode == Mode::Auto && link >= FAST_LINK {
+        run.printer.phase("relay", None, &format!("the link to {} carries {}: every file goes directly, faster than relaying", first.host.name, rate(link)));
+        report.mode = "direct".into();
+        return Ok(report);
+    }
+    report.compress = link < FAST_LINK;
     if let Some(why) = preflight(run, nodes, &needers) {
         run.printer.warn(&format!("relay: {why}; every file goes directly from the operator"), Some("the hosts need ssh, ssh-keygen, flock, sha256sum and gzip, and to reach each other's sshd; --direct skips the check"));
         report.mode = "direct".into();
@@ -131,7 +184,7 @@ pub fn stage(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], direct: boo
     let state = (Mutex::new(&mut sched), std::sync::Condvar::new());
     std::thread::scope(|s| {
         for _ in 0..workers {
-            s.spawn(|| work(run, nodes, &known, &want, &state));
+            s.spawn(|| work(run, nodes, &known, &want, &state, report.compress));
         }
     });
     if let Some(e) = sched.error.take() {
@@ -207,7 +260,7 @@ impl Sched {
 }
 
 /// A worker: take the next transfer that can start, run it, record it; until none is left.
-fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<String, Blob>, state: &(Mutex<&mut Sched>, std::sync::Condvar)) {
+fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<String, Blob>, state: &(Mutex<&mut Sched>, std::sync::Condvar), compress: bool) {
     let (lock, cv) = state;
     let mut s = lock.lock().unwrap();
     loop {
@@ -223,7 +276,7 @@ fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<S
         };
         s.in_flight += 1;
         drop(s);
-        let r = one(run, nodes, known, &want[&job.sha], &job);
+        let r = one(run, nodes, known, &want[&job.sha], &job, compress);
         s = lock.lock().unwrap();
         s.in_flight -= 1;
         match r {
@@ -236,7 +289,7 @@ fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<S
 }
 
 /// Run one transfer (a dry run only says it); the route, and whether the sender served bad bytes.
-fn one(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, b: &Blob, job: &Job) -> Result<(Route, bool), HostError> {
+fn one(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, b: &Blob, job: &Job, compress: bool) -> Result<(Route, bool), HostError> {
     let to = &nodes[job.to];
     let label = b.name.as_str();
     let route = |from: &str, bytes: u64, fallback: Option<String>| Route { host: to.host.name.clone(), sha256: b.sha.clone(), bytes, from: from.into(), fallback };
@@ -246,7 +299,7 @@ fn one(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, b: &Blob, job: &Jo
         return Ok((route(job.from.map(|f| nodes[f].host.name.as_str()).unwrap_or("operator"), 0, None), false));
     }
     let Some(f) = job.from else {
-        let sent = from_operator(to, b)?;
+        let sent = from_operator(to, b, compress)?;
         run.printer.phase("relay", Some(&to.host.name), &format!("{label} from the operator ({sent} bytes)"));
         return Ok((route("operator", sent, None), false));
     };
@@ -258,7 +311,7 @@ fn one(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, b: &Blob, job: &Jo
         }
         Err(why) => {
             run.printer.warn(&format!("relay: {}: {label} from {}: {why}; refused, from the operator instead", to.host.name, from.host.name), None);
-            let sent = from_operator(to, b)?;
+            let sent = from_operator(to, b, compress)?;
             Ok((route("operator", sent, Some(why)), true))
         }
     }
@@ -296,9 +349,9 @@ pub fn blob_path(sha: &str) -> String {
 
 /// The operator's copy into `to`'s store: gzip-compressed on the way when that pays (the
 /// binaries), as it is otherwise (compressed archives, images); verified on arrival either way.
-fn from_operator(to: &Node<'_>, b: &Blob) -> Result<u64, HostError> {
+fn from_operator(to: &Node<'_>, b: &Blob, compress: bool) -> Result<u64, HostError> {
     let local = |e: std::io::Error| HostError::Local { host: to.host.name.clone(), path: b.src.local_path().map(|p| p.to_path_buf()).unwrap_or_default(), source: e };
-    if let Some(gz) = compressed(&b.src).map_err(local)? {
+    if let Some(gz) = if compress { compressed(&b.src).map_err(local)? } else { None } {
         let sent = gz.len() as u64;
         let cmd = Cmd::new(["sh", "-c", UNZIP, "kbin-relay-seed", BLOBS_DIR, b.sha.as_str()]).sudo().stdin(gz).timeout(std::time::Duration::from_secs(3600));
         to.remote.check(&cmd)?;
@@ -319,6 +372,28 @@ if [ "$got" != "$2" ]; then echo "unpacked bytes with sha256 $got, not $2" >&2; 
 chmod 644 "$t"
 mv -f -- "$t" "$1/$2"
 trap - EXIT"#;
+
+/// The operator's rate to `n` in bytes per second: [`PROBE_BYTES`] of incompressible bytes
+/// into `cat >/dev/null` on the host (nothing written), less the time of an empty command.
+fn link_rate(n: &Node<'_>) -> Result<u64, HostError> {
+    let t = std::time::Instant::now();
+    n.remote.check(&Cmd::new(["true"]))?;
+    let base = t.elapsed();
+    // xorshift: bytes no link compresses
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let noise: Vec<u8> = (0..PROBE_BYTES / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    n.remote.check(&Cmd::new(["sh", "-c", "cat >/dev/null"]).stdin(noise))?;
+    let secs = t.elapsed().saturating_sub(base).as_secs_f64().max(1e-4);
+    Ok((PROBE_BYTES as f64 / secs) as u64)
+}
 
 /// The file gzip-compressed (fast level) when its first 4 MiB shrink by 15 % or more.
 fn compressed(src: &Source) -> std::io::Result<Option<Vec<u8>>> {
