@@ -19,8 +19,8 @@
 //! 4. the authorization and the key are removed, whatever happened.
 //!
 //! The relay pays where the operator's link is the bottleneck. So by default ([`Mode::Auto`])
-//! kbin first measures that link (a few MiB of incompressible bytes to one host that needs a
-//! file): at [`FAST_LINK`] or more every file goes directly, as copies over a fast link cost less
+//! kbin first measures that link (a few MiB of incompressible bytes to each of up to four hosts
+//! that need a file, at once: one SSH stream alone is bound by its window and a core): at [`FAST_LINK`] or more every file goes directly, as copies over a fast link cost less
 //! than compressing and relaying them; below it the relay runs and the operator's copy travels
 //! gzip-compressed (fast level) when a sample of it shrinks by 15 % or more — the release
 //! binaries do, archives and images do not — unpacked and verified on arrival.
@@ -47,8 +47,9 @@ pub const BLOBS_DIR: &str = "/var/lib/kbin/blobs";
 pub const MIN_RELAY_BYTES: u64 = 1 << 20;
 /// An operator link at least this fast (bytes per second, 400 Mbit/s) sends every file directly.
 pub const FAST_LINK: u64 = 50_000_000;
-/// What the link measurement sends.
+/// What the link measurement sends to each host it measures, and to how many at once.
 const PROBE_BYTES: usize = 4 << 20;
+const PROBE_HOSTS: usize = 4;
 
 /// How the large files reach the hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -158,11 +159,13 @@ pub fn stage(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], mode: Mode)
         report.mode = "direct".into();
         return Ok(report);
     }
-    let first = &nodes[*needers.values().flatten().next().expect("a host needs a file")];
-    let link = link_rate(first)?;
+    // what the operator's link carries to several hosts at once, as the direct pushes would use it
+    // (one SSH stream alone is bound by its window and a core, not by the link)
+    let probed: Vec<&Node<'_>> = needers.values().flatten().copied().collect::<BTreeSet<_>>().into_iter().take(PROBE_HOSTS).map(|i| &nodes[i]).collect();
+    let link = link_rate(&probed)?;
     report.link_bytes_per_sec = Some(link);
     if mode == Mode::Auto && link >= FAST_LINK {
-        run.printer.phase("relay", None, &format!("the link to {} carries {}: every file goes directly, faster than relaying", first.host.name, rate(link)));
+        run.printer.phase("relay", None, &format!("the link from here carries {} to {} hosts at once: every file goes directly, faster than relaying", rate(link), probed.len()));
         report.mode = "direct".into();
         return Ok(report);
     }
@@ -373,12 +376,10 @@ chmod 644 "$t"
 mv -f -- "$t" "$1/$2"
 trap - EXIT"#;
 
-/// The operator's rate to `n` in bytes per second: [`PROBE_BYTES`] of incompressible bytes
-/// into `cat >/dev/null` on the host (nothing written), less the time of an empty command.
-fn link_rate(n: &Node<'_>) -> Result<u64, HostError> {
-    let t = std::time::Instant::now();
-    n.remote.check(&Cmd::new(["true"]))?;
-    let base = t.elapsed();
+/// The operator's rate to `hosts` together in bytes per second: [`PROBE_BYTES`] of
+/// incompressible bytes into `cat >/dev/null` on each at once (nothing written), each less the
+/// time of an empty command there, over the slowest.
+fn link_rate(hosts: &[&Node<'_>]) -> Result<u64, HostError> {
     // xorshift: bytes no link compresses
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let noise: Vec<u8> = (0..PROBE_BYTES / 8)
@@ -389,10 +390,25 @@ fn link_rate(n: &Node<'_>) -> Result<u64, HostError> {
             x.to_le_bytes()
         })
         .collect();
-    let t = std::time::Instant::now();
-    n.remote.check(&Cmd::new(["sh", "-c", "cat >/dev/null"]).stdin(noise))?;
-    let secs = t.elapsed().saturating_sub(base).as_secs_f64().max(1e-4);
-    Ok((PROBE_BYTES as f64 / secs) as u64)
+    let took = std::thread::scope(|s| {
+        let probes: Vec<_> = hosts
+            .iter()
+            .map(|n| {
+                let noise = noise.clone();
+                s.spawn(move || -> Result<std::time::Duration, HostError> {
+                    let t = std::time::Instant::now();
+                    n.remote.check(&Cmd::new(["true"]))?;
+                    let base = t.elapsed();
+                    let t = std::time::Instant::now();
+                    n.remote.check(&Cmd::new(["sh", "-c", "cat >/dev/null"]).stdin(noise))?;
+                    Ok(t.elapsed().saturating_sub(base))
+                })
+            })
+            .collect();
+        probes.into_iter().map(|p| p.join().expect("a link probe does not panic")).collect::<Result<Vec<_>, _>>()
+    })?;
+    let slowest = took.into_iter().max().unwrap_or_default().as_secs_f64().max(1e-4);
+    Ok(((PROBE_BYTES * hosts.len()) as f64 / slowest) as u64)
 }
 
 /// The file gzip-compressed (fast level) when its first 4 MiB shrink by 15 % or more.
