@@ -202,14 +202,20 @@ fn a_committed_transaction_keeps_its_changes_and_drops_the_backups() {
     assert_eq!(left, ["a.conf"], "the backup is gone");
 }
 
+/// A cluster of one host, m1, holding `/etc/b.conf` (`b=1`) for a unit `b` that runs.
+fn b_conf_host(d: &Path) -> (Cluster, Host) {
+    let c = cluster(d, ONE);
+    let h = host("m1", &d.join("root"), &["b"], "", &[]);
+    std::fs::create_dir_all(h.path("/etc")).unwrap();
+    std::fs::write(h.path("/etc/b.conf"), "b=1\n").unwrap();
+    (c, h)
+}
+
 #[test]
 fn a_push_takes_the_runs_word_once_for_a_file_found_in_place_and_reads_it_otherwise() {
     // the relay's check read the large files already; the push after it does not read them again
     let d = tempfile::tempdir().unwrap();
-    let c = cluster(d.path(), ONE);
-    let h = host("m1", &d.path().join("root"), &["b"], "", &[]);
-    std::fs::create_dir_all(h.path("/etc")).unwrap();
-    std::fs::write(h.path("/etc/b.conf"), "b=1\n").unwrap();
+    let (c, h) = b_conf_host(d.path());
     let node = h.node(&c, "m1");
     let printer = Printer { quiet: true, color: false };
     let items = [item("/etc/b.conf", "b=1\n", "b")];
@@ -240,10 +246,7 @@ fn a_push_takes_the_runs_word_once_for_a_file_found_in_place_and_reads_it_otherw
 #[test]
 fn a_dry_run_plans_on_the_same_path_and_changes_nothing() {
     let d = tempfile::tempdir().unwrap();
-    let c = cluster(d.path(), ONE);
-    let h = host("m1", &d.path().join("root"), &["b"], "", &[]);
-    std::fs::create_dir_all(h.path("/etc")).unwrap();
-    std::fs::write(h.path("/etc/b.conf"), "b=1\n").unwrap();
+    let (c, h) = b_conf_host(d.path());
     let node = h.node(&c, "m1");
     let items = [item("/etc/b.conf", "b=2\n", "b"), item("/etc/new.conf", "n\n", "b")];
     let mut tx = Tx::new(h.fake.clone(), UNITS_DIR);
