@@ -33,7 +33,7 @@ pub struct DeployArgs {
     #[arg(long)]
     pub json: bool,
     /// Send every file straight from here to each host (by default, when the link from here is
-    /// slower than 400 Mbit/s, each large file goes into the cluster once, compressed, and the
+    /// slower than 200 Mbit/s, each large file goes into the cluster once, compressed, and the
     /// hosts pass it on to each other)
     #[arg(long, conflicts_with = "relay")]
     pub direct: bool,

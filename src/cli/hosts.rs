@@ -83,7 +83,7 @@ pub struct PushArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Send the file straight from here to each host (by default, when the link from here is
-    /// slower than 400 Mbit/s, a file of 1 MiB or more leaves here once and the hosts pass it on)
+    /// slower than 200 Mbit/s, a file of 1 MiB or more leaves here once and the hosts pass it on)
     #[arg(long, conflicts_with = "relay")]
     pub direct: bool,
     /// Relay the file between the hosts whatever the link from here

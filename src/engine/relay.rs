@@ -45,10 +45,11 @@ use crate::host::{Cmd, HostError, Node, Source, WriteOpts};
 pub const BLOBS_DIR: &str = "/var/lib/kbin/blobs";
 /// Files smaller than this go directly: a relay costs a few round trips.
 pub const MIN_RELAY_BYTES: u64 = 1 << 20;
-/// An operator link at least this fast (bytes per second, 400 Mbit/s) sends every file directly.
-pub const FAST_LINK: u64 = 50_000_000;
+/// An operator link at least this fast (bytes per second, 200 Mbit/s: a LAN, not a VPN or a WAN)
+/// sends every file directly.
+pub const FAST_LINK: u64 = 25_000_000;
 /// What the link measurement sends to each host it measures, and to how many at once.
-const PROBE_BYTES: usize = 4 << 20;
+const PROBE_BYTES: usize = 3 << 20;
 const PROBE_HOSTS: usize = 4;
 
 /// How the large files reach the hosts.
