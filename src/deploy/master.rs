@@ -106,7 +106,7 @@ pub fn rollout(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<
     let logs = ctx.cluster.layout.k8s_logs.clone();
     // read-only first, every master at once: which ones have anything to do
     let idx: Vec<usize> = (0..masters.len()).collect();
-    let results = parallel::for_each(&idx, |i| masters[*i].host.name.clone(), "master", ctx.concurrency, &ctx.cancel, |i| engine::needs_change(&masters[*i], &plans[*i], &UNITS));
+    let results = parallel::for_each(&idx, |i| masters[*i].host.name.clone(), "master", ctx.concurrency, &ctx.cancel, |i| engine::needs_change(&masters[*i], &plans[*i], &UNITS, &ctx.known));
     let mut report = Report::default();
     let mut todo = Vec::new();
     let mut unreadable = Vec::new();

@@ -205,7 +205,7 @@ pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> 
         if ctx.dry_run && !missing.is_empty() {
             ctx.printer.phase("dry-run", Some(&n.host.name), &format!("would import {}", missing.join(" ")));
         }
-        if !swap && !fstab_swap && missing.is_empty() && !engine::needs_change(n, &items, &UNITS)? {
+        if !swap && !fstab_swap && missing.is_empty() && !engine::needs_change(n, &items, &UNITS, &ctx.known)? {
             ctx.printer.phase("node", Some(&n.host.name), "up to date, nothing sent");
             return Ok(HostOutcome { host: n.host.name.clone(), part: "node".into(), dry_run: ctx.dry_run, ..Default::default() });
         }

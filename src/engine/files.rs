@@ -198,9 +198,10 @@ pub fn push_known(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[
 }
 
 /// Whether converging `items` and `units` on `node` would do anything: a file that differs or a
-/// service that is not running (read-only, two round trips).
-pub fn needs_change(node: &Node<'_>, items: &[Item], units: &[&str]) -> Result<bool, HostError> {
-    let files: Vec<&Item> = items.iter().filter(|i| i.link.is_none()).collect();
+/// service that is not running (read-only, two round trips). Files `known` found in place this
+/// run are not read again (and stay known for the push that may follow).
+pub fn needs_change(node: &Node<'_>, items: &[Item], units: &[&str], known: &super::Known) -> Result<bool, HostError> {
+    let files: Vec<&Item> = items.iter().filter(|i| i.link.is_none() && !known.holds(&node.host.name, &i.path, i.src.sha256())).collect();
     let paths: Vec<&str> = files.iter().map(|i| i.path.as_str()).collect();
     let sums = node.remote.sha256_many(&paths)?;
     if files.iter().zip(&sums).any(|(i, s)| s.as_deref() != Some(i.src.sha256())) {

@@ -105,6 +105,10 @@ impl Known {
     pub fn note(&self, host: &str, path: &str, sha256: &str) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert((host.to_string(), path.to_string()), sha256.to_string());
     }
+    /// Whether `path` on `host` was found holding `sha256` (remembered).
+    pub fn holds(&self, host: &str, path: &str, sha256: &str) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&(host.to_string(), path.to_string())).is_some_and(|s| s == sha256)
+    }
     /// Whether `path` on `host` was found holding `sha256`; forgets it either way.
     pub fn take(&self, host: &str, path: &str, sha256: &str) -> bool {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&(host.to_string(), path.to_string())).is_some_and(|s| s == sha256)
