@@ -105,9 +105,10 @@ pub struct RotateCaArgs {
     /// Which CA to rotate
     #[arg(value_enum)]
     pub ca: CaKind,
-    /// Seconds the pods get to see the new CA in `kube-root-ca.crt` before the apiservers
-    /// serve certificates of the new CA (kubernetes CA only)
-    #[arg(long, default_value_t = 90, value_name = "SECONDS")]
+    /// The longest to wait, in seconds, until every running pod's service-account volume holds
+    /// the new CA (read on the nodes) before the apiservers serve certificates of the new CA
+    /// (kubernetes CA only; the kubelets refresh those volumes on their own sync)
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub settle: u64,
     /// Stop once this stage is placed (trusted, reissued); run again without it to go on
     #[arg(long, value_enum, value_name = "STAGE")]

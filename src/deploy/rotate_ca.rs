@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::config::{Cluster, Host, Role};
 use crate::engine::{self, Item, Spec, converge};
 use crate::error::Error;
-use crate::host::Node;
+use crate::host::{Cmd, Node};
 use crate::pki::onhost::Target;
 use crate::pki::rotate::{self, Stage};
 use crate::render::Templates;
@@ -149,7 +149,7 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
                 if id == "ca" {
                     kubelet_kubeconfigs(&run, &super::api_client(cluster)?, &ep, &workers)?;
                     // a client of pki/ as it is now: the apiservers may serve another CA's certificate than at the start
-                    wait_root_ca(&run, &super::api_client(cluster)?, &ep, cluster, o.settle)?;
+                    wait_root_ca(&run, &super::api_client(cluster)?, &ep, cluster, &workers, o.settle)?;
                 }
                 if id == "ca" {
                     restart_addons(&run, &super::api_client(cluster)?, &ep)?;
@@ -262,11 +262,13 @@ fn renew(cluster: &Cluster, id: &str, names: &[String], report: &mut Report) -> 
 }
 
 /// Every namespace's `kube-root-ca.crt` holds the new CA (the controller-manager publishes its
-/// root CA file), then `settle` for the kubelets to refresh the pods' projected volumes.
-fn wait_root_ca(run: &engine::Run<'_>, client: &crate::kube::Client, ep: &crate::kube::Endpoint, cluster: &Cluster, settle: Duration) -> Result<(), Error> {
+/// root CA file), then every running pod's service-account volume on every node does (the
+/// kubelet refreshes projected volumes on its own sync, a minute or more later), read on the
+/// nodes themselves; `settle` is the longest kbin waits for the pods.
+fn wait_root_ca(run: &engine::Run<'_>, client: &crate::kube::Client, ep: &crate::kube::Endpoint, cluster: &Cluster, workers: &[Node<'_>], settle: Duration) -> Result<(), Error> {
     let files = rotate::files("ca")?;
-    let new = std::fs::read_to_string(cluster.pki_dir().join(&files.new_crt)).ok().and_then(|t| rotate::blocks(&t).into_iter().next()).map(|(_, d)| d);
-    let Some(new) = new else { return Ok(()) };
+    let new = std::fs::read_to_string(cluster.pki_dir().join(&files.new_crt)).ok().and_then(|t| rotate::blocks(&t).into_iter().next());
+    let Some((new_pem, new)) = new else { return Ok(()) };
     engine::wait_for(run.timeout.max(Duration::from_secs(120)), &run.cancel, || {
         let list = client.get(ep, "/api/v1/configmaps?fieldSelector=metadata.name%3Dkube-root-ca.crt").map_err(|e| crate::kube::chain(&e))?;
         let items = list["items"].as_array().cloned().unwrap_or_default();
@@ -281,15 +283,49 @@ fn wait_root_ca(run: &engine::Run<'_>, client: &crate::kube::Client, ep: &crate:
         Ok(())
     })
     .map_err(|e| Error::other(format!("waiting for the controller-manager to publish the new CA: {e}"), Some("check the kube-controller-manager journal; run `kbin pki rotate-ca` again to resume")))?;
-    run.printer.phase("rotate-ca", None, &format!("every namespace's kube-root-ca.crt holds old + new; {} s for the pods to see it", settle.as_secs()));
-    let end = Instant::now() + settle;
-    while Instant::now() < end {
-        if run.cancel.is_cancelled() {
-            return Err(Error::other("interrupted".to_string(), Some("run `kbin pki rotate-ca` again to resume")));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    run.printer.phase("rotate-ca", None, &format!("every namespace's kube-root-ca.crt holds old + new; waiting (up to {} s) until every pod's volume does", settle.as_secs()));
+    // the PEM's last full line holds signature bytes: no other certificate has it
+    let needle = new_pem.lines().filter(|l| l.len() == 64).last().unwrap_or_default().to_string();
+    let t0 = Instant::now();
+    engine::wait_for(settle, &run.cancel, || pods_behind(client, ep, workers, &needle).and_then(|stale| if stale.is_empty() { Ok(()) } else { Err(format!("{} pods do not see it yet: {}", stale.len(), stale.join(", "))) }))
+        .map_err(|e| Error::other(format!("the pods' kube-root-ca.crt volumes: {e}"), Some("the kubelets refresh them on their own sync (a minute or two); run `kbin pki rotate-ca` again to resume, with a longer --settle")))?;
+    run.printer.phase("rotate-ca", None, &format!("every pod's kube-root-ca.crt holds old + new ({} ms)", t0.elapsed().as_millis()));
     Ok(())
+}
+
+/// The running pods on `workers` whose service-account volume's `ca.crt` (what in-cluster
+/// clients trust) lacks the line `needle`, as `namespace/name`, read on each node.
+fn pods_behind(client: &crate::kube::Client, ep: &crate::kube::Endpoint, workers: &[Node<'_>], needle: &str) -> Result<Vec<String>, String> {
+    const SCRIPT: &str = r#"needle=$1; shift
+for u in "$@"; do
+  for f in /var/lib/kubelet/pods/"$u"/volumes/kubernetes.io~projected/kube-api-access-*/ca.crt; do
+    [ -e "$f" ] || continue
+    grep -qxF -- "$needle" "$f" || echo "$u"
+  done
+done"#;
+    let pods = client.get(ep, "/api/v1/pods?fieldSelector=status.phase%3DRunning").map_err(|e| crate::kube::chain(&e))?;
+    let mut stale = Vec::new();
+    for n in workers {
+        let mine: Vec<(&str, String)> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["spec"]["nodeName"].as_str() == Some(n.host.name.as_str()))
+            .filter_map(|p| Some((p["metadata"]["uid"].as_str()?, format!("{}/{}", p["metadata"]["namespace"].as_str()?, p["metadata"]["name"].as_str()?))))
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let mut argv = vec!["sh", "-c", SCRIPT, "kbin-pod-ca", needle];
+        argv.extend(mine.iter().map(|(u, _)| *u));
+        let out = n.remote.check(&Cmd::new(argv).sudo()).map_err(|e| e.chain())?;
+        for u in out.stdout_str().lines() {
+            if let Some((_, name)) = mine.iter().find(|(x, _)| *x == u) {
+                stale.push(format!("{name} on {}", n.host.name));
+            }
+        }
+    }
+    Ok(stale)
 }
 
 /// kbin's add-ons (CoreDNS, metrics-server) read the CA of their service-account volume once, at

@@ -382,7 +382,7 @@ cp "$work/pki/ca.crt" "$old_ca"
 # kubernetes CA, killed once the second stage began, then resumed
 kc_loop_start ca
 t0=$(ms)
-k pki rotate-ca kubernetes --settle 30 >"$work/rot-ca1.out" 2>&1 &
+k pki rotate-ca kubernetes >"$work/rot-ca1.out" 2>&1 &
 rot_pid=$!
 started_reissue() { grep -q '2/3 reissue' "$work/rot-ca1.out"; }
 retry 600 started_reissue
@@ -390,7 +390,7 @@ sleep 5
 pkill -9 -f -- "-c $work/cluster.toml pki rotate-ca" || true
 wait "$rot_pid" 2>/dev/null
 check "rotate-ca kubernetes killed during its second stage" bash -c "grep -q '2/3 reissue' '$work/rot-ca1.out' && ! grep -q '3/3 finish' '$work/rot-ca1.out'"
-k pki rotate-ca kubernetes --settle 30 --json >"$work/rot-ca2.json" 2>"$work/rot-ca2.err"
+k pki rotate-ca kubernetes --json >"$work/rot-ca2.json" 2>"$work/rot-ca2.err"
 rc=$?
 t_ca=$(( $(ms) - t0 ))
 kc_loop_stop
