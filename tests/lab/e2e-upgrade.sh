@@ -254,12 +254,15 @@ check "the client loop saw >= 99 % successful requests during the upgrade ($ok_n
 check "every node's kubelet reports v1.34.3" bash -c "[ \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get nodes -o jsonpath='{range .items[*]}{.status.nodeInfo.kubeletVersion} {end}')\" = 'v1.34.3 v1.34.3 v1.34.3 ' ]"
 check "the apiserver through the VIP reports v1.34.3" bash -c "\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' --server https://$vip:6443 version -o json | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)[\"serverVersion\"][\"gitVersion\"] != \"v1.34.3\")'"
 versions_are() { # V: every component on every host reports V
-  local h c
-  for h in h1 h2; do for c in kube-apiserver kube-controller-manager kube-scheduler; do
-    "$lab" exec $h -- /opt/kubernetes/bin/$c --version 2>/dev/null | grep -q "$1" || { echo "$h $c" >&2; return 1; }; done
-    "$lab" exec $h -- /opt/kubernetes/bin/kubectl version --client 2>/dev/null | grep -q "Client Version: $1" || { echo "$h kubectl" >&2; return 1; }; done
-  for h in "${nodes[@]}"; do for c in kubelet kube-proxy; do
-    "$lab" exec $h -- /opt/kubernetes/bin/$c --version 2>/dev/null | grep -q "$1" || { echo "$h $c" >&2; return 1; }; done; done
+  # the output is read whole before it is matched: `cmd | grep -q` under pipefail fails when grep
+  # exits on the first line while cmd (kubectl prints two) is still writing (SIGPIPE)
+  local h c out
+  says() { out=$("$lab" exec "$1" -- "${@:3}" 2>&1); [[ $out == *"$2"* ]] || { echo "$1 ${3##*/}: ${out:-no output}" >&2; return 1; }; }
+  for h in h1 h2; do
+    for c in kube-apiserver kube-controller-manager kube-scheduler; do says $h "$1" /opt/kubernetes/bin/$c --version || return 1; done
+    says $h "Client Version: $1" /opt/kubernetes/bin/kubectl version --client || return 1
+  done
+  for h in "${nodes[@]}"; do for c in kubelet kube-proxy; do says $h "$1" /opt/kubernetes/bin/$c --version || return 1; done; done
 }
 check "every component on every host reports v1.34.3 (apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy)" versions_are v1.34.3
 check "the v1.34.2 binaries are still on the hosts" bash -c "for h in h1 h2; do \"$lab\" exec \$h -- test -x /opt/kubernetes/releases/v1.34.2/kube-apiserver || exit 1; done; for h in h3 h4 h5; do \"$lab\" exec \$h -- test -x /opt/kubernetes/releases/v1.34.2/kubelet || exit 1; done"
