@@ -6,7 +6,7 @@
 # "3 10"): a relayed `up`, then the same on fresh hosts with `--direct`. Prints one line per run:
 # nodes, mode, seconds, bytes the operator sent (br0's tx counter) and the up's own relay summary.
 #
-#   sudo bash bench/relay-up.sh            # needs root (the lab); N="3 10" RATE=100mbit
+#   sudo bash bench/relay-up.sh            # needs root (the lab); N="3 10" RATE=100mbit MODES="relay direct"
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -63,7 +63,7 @@ TOML
 }
 
 for n in ${N:-3 10}; do
-  for mode in relay direct; do
+  for mode in ${MODES:-relay direct}; do
     "$lab" mirror stop >/dev/null 2>&1
     "$lab" down >/dev/null 2>&1
     "$lab" up $((n + 1)) >/dev/null && "$lab" mirror >/dev/null 2>&1 || { echo "lab up failed" >&2; exit 1; }
@@ -83,6 +83,7 @@ for n in ${N:-3 10}; do
     relay=$(grep '^\[up\] relay:' "$work/up-$n-$mode.out" | head -1)
     echo "bench: up 1 master + $n nodes at $rate, $mode: exit $rc, $((t / 1000)).$((t % 1000 / 100)) s, $b bytes from the operator; $relay"
     [[ $rc -eq 0 ]] || tail -n 15 "$work/up-$n-$mode.out"
+    grep '^\[up\] ' "$work/up-$n-$mode.out" | sed 's/^/bench:   /' # the stages
   done
 done
 # the release artifacts the cluster uses (the v1.34.2 build and the rest), for the operator-bytes ratio

@@ -183,7 +183,8 @@ pub fn stage(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], mode: Mode)
     // 2. as soon as a host holds a file it serves another that lacks it (no rounds to wait
     //    for: a fast transfer is not held up by a slow one); the operator seeds a file that no
     //    good host holds
-    let mut sched = Sched::new(&pending_of(needers), &holders);
+    let sizes = want.iter().map(|(k, b)| (k.clone(), b.src.len())).collect();
+    let mut sched = Sched::new(&pending_of(needers), &holders, &sizes);
     let workers = if run.dry_run { 1 } else { run.concurrency.max(1).min(sched.jobs_left()) };
     let state = (Mutex::new(&mut sched), std::sync::Condvar::new());
     std::thread::scope(|s| {
@@ -218,34 +219,50 @@ struct Sched {
     /// Good holders per file (serving or idle); none and no seed on the way: the operator seeds.
     good: BTreeMap<String, usize>,
     seeding: BTreeSet<String>,
+    /// The order the operator seeds files in: the most wanted first, then the largest.
+    seed_order: Vec<String>,
     in_flight: usize,
     routes: Vec<Route>,
     error: Option<HostError>,
 }
 
+/// How many files the operator sends into the cluster at once. The operator's link is the
+/// bottleneck the relay exists for: files sent one after the other each arrive early and fan out
+/// between the hosts while the next crosses the link, where sixteen at once would all arrive at
+/// the end, with every worker busy seeding and none passing a file on. Two keep the link busy
+/// through each transfer's start and end.
+const SEEDS_AT_ONCE: usize = 2;
+
 impl Sched {
-    fn new(pending: &BTreeMap<String, std::collections::VecDeque<usize>>, holders: &BTreeMap<String, Vec<usize>>) -> Sched {
+    /// `sizes`: each file's size, to seed the larger of two equally wanted files first.
+    fn new(pending: &BTreeMap<String, std::collections::VecDeque<usize>>, holders: &BTreeMap<String, Vec<usize>>, sizes: &BTreeMap<String, u64>) -> Sched {
         let idle: BTreeMap<String, Vec<usize>> = pending.keys().map(|k| (k.clone(), holders.get(k).cloned().unwrap_or_default())).collect();
         let good = idle.iter().map(|(k, v)| (k.clone(), v.len())).collect();
-        Sched { pending: pending.clone(), idle, good, seeding: BTreeSet::new(), in_flight: 0, routes: Vec::new(), error: None }
+        let mut seed_order: Vec<String> = pending.keys().cloned().collect();
+        seed_order.sort_by_key(|k| (std::cmp::Reverse(pending[k].len()), std::cmp::Reverse(sizes.get(k).copied().unwrap_or(0))));
+        Sched { pending: pending.clone(), idle, good, seeding: BTreeSet::new(), seed_order, in_flight: 0, routes: Vec::new(), error: None }
     }
     fn jobs_left(&self) -> usize {
         self.pending.values().map(|q| q.len()).sum()
     }
+    /// The next transfer that can start: a holder passing a file on first (it costs the
+    /// operator's link nothing), else the operator seeding the most wanted file no good host
+    /// holds, [`SEEDS_AT_ONCE`] at most.
     fn next(&mut self) -> Option<Job> {
-        for (sha, q) in self.pending.iter_mut() {
-            if q.is_empty() {
-                continue;
-            }
-            if let Some(from) = self.idle.get_mut(sha).and_then(|v| v.pop()) {
-                return Some(Job { sha: sha.clone(), from: Some(from), to: q.pop_front().expect("not empty") });
-            }
-            if self.good[sha] == 0 && !self.seeding.contains(sha) {
-                self.seeding.insert(sha.clone());
-                return Some(Job { sha: sha.clone(), from: None, to: q.pop_front().expect("not empty") });
-            }
+        // the file with the most hosts still waiting for it, among those a holder is free to serve
+        let pass = self.pending.iter().filter(|(sha, q)| !q.is_empty() && self.idle.get(*sha).is_some_and(|v| !v.is_empty())).max_by_key(|(_, q)| q.len()).map(|(sha, _)| sha.clone());
+        if let Some(sha) = pass {
+            let from = self.idle.get_mut(&sha).and_then(|v| v.pop()).expect("a free holder");
+            let to = self.pending.get_mut(&sha).and_then(|q| q.pop_front()).expect("not empty");
+            return Some(Job { sha, from: Some(from), to });
         }
-        None
+        if self.seeding.len() >= SEEDS_AT_ONCE {
+            return None;
+        }
+        let sha = self.seed_order.iter().find(|sha| self.good[*sha] == 0 && !self.seeding.contains(*sha) && !self.pending[*sha].is_empty())?.clone();
+        self.seeding.insert(sha.clone());
+        let to = self.pending.get_mut(&sha).and_then(|q| q.pop_front()).expect("not empty");
+        Some(Job { sha, from: None, to })
     }
     /// `to` holds the file now; `from` served it (`bad`: it served bad bytes and serves no more).
     fn done(&mut self, job: &Job, route: Route, bad: bool) {
@@ -565,7 +582,7 @@ mod tests {
     fn simulate(hosts: usize, held: &[usize], bad: impl Fn(usize) -> bool) -> Vec<(Option<usize>, usize)> {
         let pending = BTreeMap::from([("s".to_string(), (0..hosts).filter(|h| !held.contains(h)).collect())]);
         let holders = BTreeMap::from([("s".to_string(), held.to_vec())]);
-        let mut s = Sched::new(&pending, &holders);
+        let mut s = Sched::new(&pending, &holders, &BTreeMap::new());
         let mut order = Vec::new();
         let mut running: Vec<Job> = Vec::new();
         loop {
@@ -604,6 +621,25 @@ mod tests {
         // the only holder is bad: the next host is seeded by the operator again
         let order = simulate(3, &[2], |f| f == 2);
         assert_eq!(order.iter().filter(|(f, _)| *f == Some(2)).count(), 1, "{order:?}");
+    }
+
+    #[test]
+    fn the_operator_seeds_two_files_at_once_the_most_wanted_first_and_holders_pass_files_on_meanwhile() {
+        // five hosts; "big" and "wide" wanted by all, "one" by host 0 only, "mid" by three
+        let want = |hosts: &[usize]| hosts.iter().copied().collect::<std::collections::VecDeque<_>>();
+        let pending = BTreeMap::from([("one".to_string(), want(&[0])), ("mid".to_string(), want(&[0, 1, 2])), ("wide".to_string(), want(&[0, 1, 2, 3, 4])), ("big".to_string(), want(&[0, 1, 2, 3, 4]))]);
+        let sizes = BTreeMap::from([("one".to_string(), 90), ("mid".to_string(), 50), ("wide".to_string(), 10), ("big".to_string(), 100)]);
+        let mut s = Sched::new(&pending, &BTreeMap::new(), &sizes);
+        // every worker free: only two transfers can start, both from the operator, in order
+        let first: Vec<Job> = std::iter::from_fn(|| s.next()).collect();
+        assert_eq!(first.iter().map(|j| (j.sha.as_str(), j.from)).collect::<Vec<_>>(), [("big", None), ("wide", None)]);
+        // "big" arrives: its holder passes it on before the operator seeds anything else
+        s.done(&first[0], route(first[0].to), false);
+        let j = s.next().expect("a transfer");
+        assert_eq!((j.sha.as_str(), j.from), ("big", Some(first[0].to)));
+        let j = s.next().expect("the link is free again");
+        assert_eq!((j.sha.as_str(), j.from), ("mid", None), "the most wanted file no host holds");
+        assert!(s.next().is_none(), "two seeds on the way: the third waits");
     }
 
     #[test]
