@@ -120,6 +120,62 @@ struct Blob {
     name: String,
 }
 
+/// Files that travel together in one host-to-host transfer: the same hosts lack them and the
+/// same hosts hold them already. A node's dozen binaries are one or a few units rather than a
+/// dozen transfers, each with its own key, authorization and SSH handshake.
+#[derive(Clone)]
+struct Unit {
+    blobs: Vec<Blob>,
+}
+
+impl Unit {
+    fn bytes(&self) -> u64 {
+        self.blobs.iter().map(|b| b.src.len()).sum()
+    }
+    fn label(&self) -> String {
+        self.blobs.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// How many bytes (uncompressed) one unit carries at most: large enough that a node's files are
+/// a few transfers, small enough that the first of them crosses the operator's link early and
+/// fans out while the next crosses it. A larger file is a unit of its own.
+const UNIT_BYTES: u64 = 128 << 20;
+
+/// Group the files each host lacks into [`Unit`]s: files with the same hosts lacking them and
+/// the same hosts holding them, the largest first, packed up to [`UNIT_BYTES`]. Each unit's key
+/// is its first file's digest; returns the units, who lacks each and who holds each.
+#[allow(clippy::type_complexity)]
+fn units(want: &BTreeMap<String, Blob>, needers: &BTreeMap<String, Vec<usize>>, holders: &BTreeMap<String, Vec<usize>>) -> (BTreeMap<String, Unit>, BTreeMap<String, Vec<usize>>, BTreeMap<String, Vec<usize>>) {
+    let mut groups: BTreeMap<(Vec<usize>, Vec<usize>), Vec<&Blob>> = BTreeMap::new();
+    for (sha, need) in needers {
+        let held = holders.get(sha).cloned().unwrap_or_default();
+        groups.entry((need.clone(), held)).or_default().push(&want[sha]);
+    }
+    let (mut out, mut need_of, mut held_of) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    for ((need, held), mut blobs) in groups {
+        blobs.sort_by_key(|b| (std::cmp::Reverse(b.src.len()), b.sha.clone()));
+        let mut cur: Vec<Blob> = Vec::new();
+        let mut flush = |cur: &mut Vec<Blob>| {
+            if let Some(first) = cur.first() {
+                let key = first.sha.clone();
+                need_of.insert(key.clone(), need.clone());
+                held_of.insert(key.clone(), held.clone());
+                out.insert(key, Unit { blobs: std::mem::take(cur) });
+            }
+        };
+        for b in blobs {
+            let size: u64 = cur.iter().map(|b| b.src.len()).sum();
+            if !cur.is_empty() && size + b.src.len() > UNIT_BYTES {
+                flush(&mut cur);
+            }
+            cur.push(b.clone());
+        }
+        flush(&mut cur);
+    }
+    (out, need_of, held_of)
+}
+
 /// Stage the large files of `plans` (one per node, the items the push will write) that each
 /// host lacks, relaying them between the hosts ([`Mode`]: when the files rather go directly, only
 /// say so). Dry runs print the route each host would get each file by and change nothing.
@@ -179,11 +235,12 @@ pub fn stage(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], mode: Mode)
     }
     report.mode = "relay".into();
     let known = KnownHosts::for_state_dir(&run.cluster.state_dir);
+    let (want, needers, holders) = units(&want, &needers, &holders);
 
     // 2. as soon as a host holds a file it serves another that lacks it (no rounds to wait
     //    for: a fast transfer is not held up by a slow one); the operator seeds a file that no
     //    good host holds
-    let sizes = want.iter().map(|(k, b)| (k.clone(), b.src.len())).collect();
+    let sizes = want.iter().map(|(k, u)| (k.clone(), u.bytes())).collect();
     let mut sched = Sched::new(&pending_of(needers), &holders, &sizes);
     let workers = if run.dry_run { 1 } else { run.concurrency.max(1).min(sched.jobs_left()) };
     let state = (Mutex::new(&mut sched), std::sync::Condvar::new());
@@ -265,7 +322,7 @@ impl Sched {
         Some(Job { sha, from: None, to })
     }
     /// `to` holds the file now; `from` served it (`bad`: it served bad bytes and serves no more).
-    fn done(&mut self, job: &Job, route: Route, bad: bool) {
+    fn done(&mut self, job: &Job, routes: Vec<Route>, bad: bool) {
         let sha = &job.sha;
         match (job.from, bad) {
             (None, _) => {
@@ -276,12 +333,12 @@ impl Sched {
         }
         self.idle.get_mut(sha).expect("known file").push(job.to);
         *self.good.get_mut(sha).expect("known file") += 1;
-        self.routes.push(route);
+        self.routes.extend(routes);
     }
 }
 
 /// A worker: take the next transfer that can start, run it, record it; until none is left.
-fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<String, Blob>, state: &(Mutex<&mut Sched>, std::sync::Condvar), compress: bool) {
+fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<String, Unit>, state: &(Mutex<&mut Sched>, std::sync::Condvar), compress: bool) {
     let (lock, cv) = state;
     let mut s = lock.lock().unwrap();
     loop {
@@ -301,7 +358,7 @@ fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<S
         s = lock.lock().unwrap();
         s.in_flight -= 1;
         match r {
-            Ok((route, bad)) => s.done(&job, route, bad),
+            Ok((routes, bad)) => s.done(&job, routes, bad),
             Err(e) => s.error = Some(e),
         }
         cv.notify_all();
@@ -309,31 +366,40 @@ fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<S
     cv.notify_all();
 }
 
-/// Run one transfer (a dry run only says it); the route, and whether the sender served bad bytes.
-fn one(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, b: &Blob, job: &Job, compress: bool) -> Result<(Route, bool), HostError> {
+/// Run one transfer (a dry run only says it); a route per file, and whether the sender served
+/// bad bytes.
+fn one(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, u: &Unit, job: &Job, compress: bool) -> Result<(Vec<Route>, bool), HostError> {
     let to = &nodes[job.to];
-    let label = b.name.as_str();
-    let route = |from: &str, bytes: u64, fallback: Option<String>| Route { host: to.host.name.clone(), sha256: b.sha.clone(), bytes, from: from.into(), fallback };
+    let routes = |from: &str, sent: &[u64], fallback: Option<String>| -> Vec<Route> {
+        u.blobs.iter().enumerate().map(|(i, b)| Route { host: to.host.name.clone(), sha256: b.sha.clone(), bytes: sent.get(i).copied().unwrap_or(0), from: from.into(), fallback: fallback.clone() }).collect()
+    };
     if run.dry_run {
         let from = job.from.map(|f| nodes[f].host.name.clone()).unwrap_or_else(|| "the operator".into());
-        run.printer.phase("dry-run", Some(&to.host.name), &format!("would get {label} from {from}"));
-        return Ok((route(job.from.map(|f| nodes[f].host.name.as_str()).unwrap_or("operator"), 0, None), false));
+        run.printer.phase("dry-run", Some(&to.host.name), &format!("would get {} from {from}", u.label()));
+        return Ok((routes(job.from.map(|f| nodes[f].host.name.as_str()).unwrap_or("operator"), &[], None), false));
     }
+    // from the operator, one file after the other
+    let seed = |fallback: Option<String>| -> Result<Vec<Route>, HostError> {
+        let mut sent = Vec::new();
+        for b in &u.blobs {
+            let n = from_operator(to, b, compress)?;
+            run.printer.phase("relay", Some(&to.host.name), &format!("{} from the operator ({n} bytes)", b.name));
+            sent.push(n);
+        }
+        Ok(routes("operator", &sent, fallback))
+    };
     let Some(f) = job.from else {
-        let sent = from_operator(to, b, compress)?;
-        run.printer.phase("relay", Some(&to.host.name), &format!("{label} from the operator ({sent} bytes)"));
-        return Ok((route("operator", sent, None), false));
+        return Ok((seed(None)?, false));
     };
     let from = &nodes[f];
-    match transfer(known, from, to, b) {
+    match transfer(known, from, to, u) {
         Ok(()) => {
-            run.printer.phase("relay", Some(&to.host.name), &format!("{label} from {}", from.host.name));
-            Ok((route(&from.host.name, 0, None), false))
+            run.printer.phase("relay", Some(&to.host.name), &format!("{} from {}", u.label(), from.host.name));
+            Ok((routes(&from.host.name, &[], None), false))
         }
         Err(why) => {
-            run.printer.warn(&format!("relay: {}: {label} from {}: {why}; refused, from the operator instead", to.host.name, from.host.name), None);
-            let sent = from_operator(to, b, compress)?;
-            Ok((route("operator", sent, Some(why)), true))
+            run.printer.warn(&format!("relay: {}: {} from {}: {why}; refused, from the operator instead", to.host.name, u.label(), from.host.name), None);
+            Ok((seed(Some(why))?, true))
         }
     }
 }
@@ -484,22 +550,36 @@ mkdir -p -- "$1"
 rm -f -- "$1/key" "$1/key.pub"
 ssh-keygen -q -t ed25519 -N '' -C "$2" -f "$1/key"
 cat -- "$1/key.pub""#;
-/// `$1` work dir, `$2` user@addr, `$3` port, `$4` sha256, `$5` the store: fetch, verify, move in.
+/// `$1` work dir, `$2` user@addr, `$3` port, `$4` the store, then `sha256:size` per file: fetch
+/// the files (the sender's `cat` of them, one after the other: `head -c` reads no byte past its
+/// count), verify each, and only if every one is right move them in.
 const FETCH: &str = r#"set -eu
-ssh -i "$1/key" -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
+d=$1 target=$2 port=$3 store=$4
+shift 4
+ssh -i "$d/key" -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
   -c aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com \
-  -o UserKnownHostsFile="$1/known_hosts" -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=5 \
-  -o ServerAliveInterval=5 -p "$3" "$2" > "$1/blob"
-got=$(openssl dgst -sha256 -r < "$1/blob" 2>/dev/null) || got=
-got=${got%% *}
-case "$got" in
-  ????????????????????????????????????????????????????????????????) ;;
-  *) got=$(sha256sum < "$1/blob"); got=${got%% *} ;;
-esac
-if [ "$got" != "$4" ]; then echo "received $(wc -c < "$1/blob") bytes with sha256 $got, not $4" >&2; exit 3; fi
-mkdir -p -- "$5"
-chmod 644 "$1/blob"
-mv -f -- "$1/blob" "$5/$4""#;
+  -o UserKnownHostsFile="$d/known_hosts" -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=5 \
+  -o ServerAliveInterval=5 -o LogLevel=ERROR -p "$port" "$target" 2>"$d/ssh.err" | {
+  for f in "$@"; do head -c "${f#*:}" > "$d/${f%%:*}.part"; done
+  cat > /dev/null
+}
+for f in "$@"; do
+  sha=${f%%:*}
+  got=$(openssl dgst -sha256 -r < "$d/$sha.part" 2>/dev/null) || got=
+  got=${got%% *}
+  case "$got" in
+    ????????????????????????????????????????????????????????????????) ;;
+    *) got=$(sha256sum < "$d/$sha.part"); got=${got%% *} ;;
+  esac
+  if [ "$got" != "$sha" ] && [ -s "$d/ssh.err" ]; then echo "ssh: $(tail -n 1 "$d/ssh.err")" >&2; exit 3; fi
+  if [ "$got" != "$sha" ]; then echo "received $(wc -c < "$d/$sha.part") bytes with sha256 $got, not $sha" >&2; exit 3; fi
+done
+mkdir -p -- "$store"
+for f in "$@"; do
+  sha=${f%%:*}
+  chmod 644 "$d/$sha.part"
+  mv -f -- "$d/$sha.part" "$store/$sha"
+done"#;
 /// The sender's half, as the login user: `$1` add|remove, `$2` the authorized_keys line, `$3` its tag.
 const AUTHORIZE: &str = r#"set -eu
 umask 077
@@ -513,9 +593,10 @@ case $1 in
   remove) t=$(mktemp "$f.kbin-XXXXXX"); grep -vF -- "$3" "$f" > "$t" || true; cat "$t" > "$f"; rm -f "$t" ;;
 esac"#;
 
-/// One host-to-host transfer of `b` from `from` to `to`; `Err` says why it did not happen.
-fn transfer(known: &KnownHosts, from: &Node<'_>, to: &Node<'_>, b: &Blob) -> Result<(), String> {
-    let tag = format!("kbin-relay-{}-{}", &b.sha[..12], nonce());
+/// One host-to-host transfer of the files of `u` from `from` to `to`; `Err` says why it did not
+/// happen (nothing of it is kept then).
+fn transfer(known: &KnownHosts, from: &Node<'_>, to: &Node<'_>, u: &Unit) -> Result<(), String> {
+    let tag = format!("kbin-relay-{}-{}", &u.blobs[0].sha[..12], nonce());
     let dir = format!("/var/lib/kbin/relay/{tag}");
     let port = from.host.ssh.port;
     let addr = from.host.address.to_string();
@@ -531,10 +612,14 @@ fn transfer(known: &KnownHosts, from: &Node<'_>, to: &Node<'_>, b: &Blob) -> Res
         let pubkey = to.remote.check(&Cmd::new(["sh", "-c", KEYGEN, "kbin-relay-key", dir.as_str(), tag.as_str()]).sudo()).map_err(|e| e.chain())?.stdout_str().trim().to_string();
         let known_text = lines.join("\n") + "\n";
         to.remote.write_file(&format!("{dir}/known_hosts"), &Source::bytes(known_text.into_bytes()), &WriteOpts::mode(0o600)).map_err(|e| e.chain())?;
-        let line = format!("restrict,from=\"{}\",command=\"exec cat -- {}\" {pubkey}", to.host.address, blob_path(&b.sha));
+        // the digests are hex and the store a fixed path: nothing in the command needs quoting
+        let paths: Vec<String> = u.blobs.iter().map(|b| blob_path(&b.sha)).collect();
+        let line = format!("restrict,from=\"{}\",command=\"exec cat -- {}\" {pubkey}", to.host.address, paths.join(" "));
         from.remote.check(&Cmd::new(["sh", "-c", AUTHORIZE, "kbin-relay-auth", "add", line.as_str(), tag.as_str()])).map_err(|e| e.chain())?;
         let target = format!("{}@{addr}", from.remote.user());
-        let out = to.remote.run(&Cmd::new(["sh", "-c", FETCH, "kbin-relay-fetch", dir.as_str(), target.as_str(), &port.to_string(), b.sha.as_str(), BLOBS_DIR]).sudo()).map_err(|e| e.chain())?;
+        let mut argv: Vec<String> = ["sh", "-c", FETCH, "kbin-relay-fetch", dir.as_str(), target.as_str(), &port.to_string(), BLOBS_DIR].iter().map(|s| s.to_string()).collect();
+        argv.extend(u.blobs.iter().map(|b| format!("{}:{}", b.sha, b.src.len())));
+        let out = to.remote.run(&Cmd::new(argv).sudo()).map_err(|e| e.chain())?;
         if out.success() { Ok(()) } else { Err(out.stderr_str().trim().lines().last().unwrap_or("the fetch failed").to_string()) }
     })();
     cleanup();
@@ -592,7 +677,7 @@ mod tests {
             let Some(j) = (!running.is_empty()).then(|| running.remove(0)) else { break };
             let b = j.from.is_some_and(&bad);
             order.push((j.from, j.to));
-            s.done(&j, route(j.to), b);
+            s.done(&j, vec![route(j.to)], b);
         }
         assert_eq!(s.jobs_left(), 0);
         order
@@ -634,12 +719,29 @@ mod tests {
         let first: Vec<Job> = std::iter::from_fn(|| s.next()).collect();
         assert_eq!(first.iter().map(|j| (j.sha.as_str(), j.from)).collect::<Vec<_>>(), [("big", None), ("wide", None)]);
         // "big" arrives: its holder passes it on before the operator seeds anything else
-        s.done(&first[0], route(first[0].to), false);
+        s.done(&first[0], vec![route(first[0].to)], false);
         let j = s.next().expect("a transfer");
         assert_eq!((j.sha.as_str(), j.from), ("big", Some(first[0].to)));
         let j = s.next().expect("the link is free again");
         assert_eq!((j.sha.as_str(), j.from), ("mid", None), "the most wanted file no host holds");
         assert!(s.next().is_none(), "two seeds on the way: the third waits");
+    }
+
+    #[test]
+    fn files_the_same_hosts_lack_and_hold_travel_together_up_to_the_unit_size() {
+        let blob = |sha: &str, len: usize| (sha.to_string(), Blob { sha: sha.into(), src: Source::bytes(vec![0; len]), name: sha.into() });
+        let mib = 1 << 20;
+        // a, b, c: every node lacks them; d: only node 1; e: the nodes lack it but node 3 holds it
+        let want = BTreeMap::from([blob("a", 100 * mib), blob("b", 20 * mib), blob("c", 20 * mib), blob("d", 5 * mib), blob("e", 5 * mib)]);
+        let nodes = vec![1, 2];
+        let needers = BTreeMap::from([("a".into(), nodes.clone()), ("b".into(), nodes.clone()), ("c".into(), nodes.clone()), ("d".into(), vec![1]), ("e".into(), nodes.clone())]);
+        let holders = BTreeMap::from([("e".to_string(), vec![3])]);
+        let (units, need, held) = units(&want, &needers, &holders);
+        let mut got: Vec<(String, Vec<usize>, Vec<usize>)> = units.iter().map(|(k, u)| (u.label(), need[k].clone(), held[k].clone())).collect();
+        got.sort();
+        // a and b fill a unit (120 MiB), c is the next; d and e differ in who lacks or holds them
+        assert_eq!(got, [("a, b".to_string(), nodes.clone(), vec![]), ("c".into(), nodes.clone(), vec![]), ("d".into(), vec![1], vec![]), ("e".into(), nodes.clone(), vec![3])]);
+        assert_eq!(units["a"].bytes(), 120 * mib as u64);
     }
 
     #[test]
