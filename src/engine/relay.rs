@@ -5,17 +5,19 @@
 //! Before a push, [`stage`] puts every large file a host lacks into its blob store
 //! ([`BLOBS_DIR`]`/<sha256>`), and the push's atomic write ([`crate::host::Remote::write_file`])
 //! then copies from there instead of receiving the bytes (the digest is checked again on the
-//! copy). Per file, in rounds: the operator sends it to one host that needs it (the seed);
-//! every host that holds it then serves one host that does not, so the holders double each
-//! round (a binary tree). A transfer is plain OpenSSH between the two hosts — nothing to install
-//! beyond what a host running sshd has:
+//! copy). Files that the same hosts lack travel together as a unit (a node's dozen binaries are
+//! a few units, [`UNIT_BYTES`] each at most). Per unit: the operator sends it to one host that
+//! needs it (the seed; two units at a time, the most wanted first, so each arrives early and
+//! fans out while the next crosses the operator's link); as soon as a host holds it, it serves
+//! one host that does not, so the holders double (a binary tree). A transfer is plain OpenSSH
+//! between the two hosts — nothing to install beyond what a host running sshd has:
 //! 1. the receiver makes a one-time ed25519 key (`ssh-keygen`, private key never leaves it, never
 //!    in argv) and gets the sender's host key from kbin's verified known_hosts;
-//! 2. the sender authorizes that key for one command only — `cat` of that one blob — from the
-//!    receiver's address only (`restrict,from=,command=` in the login user's authorized_keys,
+//! 2. the sender authorizes that key for one command only — `cat` of that unit's blobs — from
+//!    the receiver's address only (`restrict,from=,command=` in the login user's authorized_keys,
 //!    under `flock`);
-//! 3. the receiver fetches into a temporary file, checks the SHA-256 before anything uses or
-//!    forwards a byte, and moves it into its store;
+//! 3. the receiver fetches into temporary files (split by the sizes it expects), checks each
+//!    one's SHA-256 before anything uses or forwards a byte, and moves them into its store;
 //! 4. the authorization and the key are removed, whatever happened.
 //!
 //! The relay pays where the operator's link is the bottleneck. So by default ([`Mode::Auto`])
@@ -556,13 +558,20 @@ cat -- "$1/key.pub""#;
 const FETCH: &str = r#"set -eu
 d=$1 target=$2 port=$3 store=$4
 shift 4
-ssh -i "$d/key" -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
-  -c aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com \
-  -o UserKnownHostsFile="$d/known_hosts" -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=5 \
-  -o ServerAliveInterval=5 -o LogLevel=ERROR -p "$port" "$target" 2>"$d/ssh.err" | {
-  for f in "$@"; do head -c "${f#*:}" > "$d/${f%%:*}.part"; done
-  cat > /dev/null
+fetch() {
+  ssh -i "$d/key" -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
+    -c aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com \
+    -o UserKnownHostsFile="$d/known_hosts" -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=5 \
+    -o ServerAliveInterval=5 -o LogLevel=ERROR -p "$port" "$target" 2>"$d/ssh.err" || true
 }
+if [ $# -eq 1 ]; then
+  fetch > "$d/${1%%:*}.part"
+else
+  fetch | {
+    for f in "$@"; do head -c "${f#*:}" > "$d/${f%%:*}.part"; done
+    cat > /dev/null
+  }
+fi
 for f in "$@"; do
   sha=${f%%:*}
   got=$(openssl dgst -sha256 -r < "$d/$sha.part" 2>/dev/null) || got=
