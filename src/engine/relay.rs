@@ -599,7 +599,12 @@ exec 9>"$HOME/.ssh/.kbin-relay.lock"
 flock 9
 case $1 in
   add) printf '%s\n' "$2" >> "$f" ;;
-  remove) t=$(mktemp "$f.kbin-XXXXXX"); grep -vF -- "$3" "$f" > "$t" || true; cat "$t" > "$f"; rm -f "$t" ;;
+  remove)
+    t=$(mktemp "$f.kbin-XXXXXX")
+    grep -vF -- "$3" "$f" > "$t" || true
+    # renamed into place: sshd checking another transfer's key meanwhile reads the old file or
+    # the new one, never a truncated one (a symlinked file is rewritten where it points)
+    if [ -L "$f" ]; then cat "$t" > "$f"; rm -f "$t"; else mv -f "$t" "$f"; fi ;;
 esac"#;
 
 /// One host-to-host transfer of the files of `u` from `from` to `to`; `Err` says why it did not
@@ -751,6 +756,27 @@ mod tests {
         // a and b fill a unit (120 MiB), c is the next; d and e differ in who lacks or holds them
         assert_eq!(got, [("a, b".to_string(), nodes.clone(), vec![]), ("c".into(), nodes.clone(), vec![]), ("d".into(), vec![1], vec![]), ("e".into(), nodes.clone(), vec![3])]);
         assert_eq!(units["a"].bytes(), 120 * mib as u64);
+    }
+
+    #[test]
+    fn an_authorization_is_removed_by_renaming_a_new_file_into_place_the_others_kept() {
+        use std::os::unix::fs::MetadataExt;
+        let home = tempfile::tempdir().unwrap();
+        let auth = |args: &[&str]| {
+            let ok = std::process::Command::new("sh").arg("-c").arg(AUTHORIZE).arg("kbin-relay-auth").args(args).env("HOME", home.path()).status().unwrap().success();
+            assert!(ok, "{args:?}");
+        };
+        let f = home.path().join(".ssh/authorized_keys");
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, "ssh-ed25519 AAAA operator\n").unwrap();
+        auth(&["add", "restrict ssh-ed25519 BBBB kbin-relay-one", "kbin-relay-one"]);
+        auth(&["add", "restrict ssh-ed25519 CCCC kbin-relay-two", "kbin-relay-two"]);
+        let before = std::fs::metadata(&f).unwrap().ino();
+        auth(&["remove", "", "kbin-relay-one"]);
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "ssh-ed25519 AAAA operator\nrestrict ssh-ed25519 CCCC kbin-relay-two\n");
+        // sshd reading it meanwhile saw the whole old file: the new one was renamed over it
+        assert_ne!(std::fs::metadata(&f).unwrap().ino(), before);
+        assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, 0o600);
     }
 
     #[test]
