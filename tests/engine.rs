@@ -259,7 +259,7 @@ fn a_dry_run_plans_on_the_same_path_and_changes_nothing() {
     assert!(plan.restart.contains("b") && plan.bytes_sent == 0);
     assert!(tx.changes().is_empty());
     drop(tx);
-    let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None };
+    let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None, after_start: None };
     let o = converge(&run(&c, true), &node, "test", &spec, &|_| panic!("a dry run verifies nothing")).unwrap();
     assert_eq!((o.changed.len(), o.restarted.as_slice(), o.dry_run), (2, &["b".to_string()][..], true));
     assert!(h.untouched(), "{:?}", h.fake.log());
@@ -276,12 +276,42 @@ fn a_fresh_host_gets_its_files_and_its_services_started_in_order() {
     let c = cluster(d.path(), ONE);
     let h = host("m1", &d.path().join("root"), &[], "", &[]);
     let items = [item("/usr/lib/systemd/system/a.service", "[Service]\n", "a"), item("/etc/b.conf", "b=1\n", "b")];
-    let spec = Spec { items: &items, units: &["a", "b"], reload: &[], precheck: None };
+    let spec = Spec { items: &items, units: &["a", "b"], reload: &[], precheck: None, after_start: None };
     let o = converge(&run(&c, false), &h.node(&c, "m1"), "test", &spec, &|_| Ok(())).unwrap();
     assert_eq!(o.started, ["a", "b"]);
     assert_eq!(o.changed.len(), 2);
     assert_eq!(h.systemctl(), ["daemon-reload", "enable --quiet a b", "restart a", "restart b"]);
     assert_eq!(std::fs::read_to_string(h.path("/etc/b.conf")).unwrap(), "b=1\n");
+}
+
+#[test]
+fn the_after_start_hook_runs_once_its_unit_started_and_before_the_units_after_it() {
+    // a node's images go into containerd before the kubelet starts (no pod finds one missing)
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster(d.path(), ONE);
+    let h = host("m1", &d.path().join("root"), &[], "", &[]);
+    let items = [item("/usr/lib/systemd/system/a.service", "[Service]\n", "a"), item("/etc/b.conf", "b=1\n", "b")];
+    let seen = Mutex::new(Vec::new());
+    let hook = |_: &kbin::host::Node<'_>| -> Result<(), String> {
+        seen.lock().unwrap().push(h.systemctl());
+        Ok(())
+    };
+    let spec = Spec { items: &items, units: &["a", "b"], reload: &[], precheck: None, after_start: Some(("a", &hook)) };
+    let o = converge(&run(&c, false), &h.node(&c, "m1"), "test", &spec, &|_| Ok(())).unwrap();
+    assert_eq!(o.started, ["a", "b"]);
+    assert_eq!(*seen.lock().unwrap(), [["daemon-reload", "enable --quiet a b", "restart a"]], "once, right after a");
+    assert_eq!(h.systemctl().last().unwrap(), "restart b");
+
+    // a hook that fails stops the start there and rolls back like a failed verification
+    let d = tempfile::tempdir().unwrap();
+    let h = host("m1", &d.path().join("root"), &[], "", &[]);
+    let failing = |_: &kbin::host::Node<'_>| -> Result<(), String> { Err("image import: no space left".into()) };
+    let spec = Spec { items: &items, units: &["a", "b"], reload: &[], precheck: None, after_start: Some(("a", &failing)) };
+    let f = converge(&run(&c, false), &h.node(&c, "m1"), "test", &spec, &|_| panic!("nothing is verified after a failed start")).unwrap_err();
+    assert_eq!(f.error, "image import: no space left");
+    assert!(!h.systemctl().contains(&"restart b".to_string()), "b never started: {:?}", h.systemctl());
+    assert!(f.rollback.is_done(), "{:?}", f.rollback);
+    assert!(!h.path("/etc/b.conf").exists(), "the files the push created are gone");
 }
 
 #[test]
@@ -292,7 +322,7 @@ fn an_up_to_date_host_is_sent_nothing_and_nothing_restarts() {
     std::fs::create_dir_all(h.path("/etc")).unwrap();
     std::fs::write(h.path("/etc/b.conf"), "b=1\n").unwrap();
     let items = [item("/etc/b.conf", "b=1\n", "b")];
-    let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None };
+    let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None, after_start: None };
     let o = converge(&run(&c, false), &h.node(&c, "m1"), "test", &spec, &|_| panic!("nothing changed: nothing to verify")).unwrap();
     assert!(o.changed.is_empty() && o.started.is_empty() && o.restarted.is_empty());
     assert!(h.untouched());
@@ -306,7 +336,7 @@ fn a_failed_verification_restores_the_previous_files_and_restarts_on_them() {
     std::fs::create_dir_all(h.path("/etc")).unwrap();
     std::fs::write(h.path("/etc/b.conf"), "b=1\n").unwrap();
     let items = [item("/etc/b.conf", "b=2\n", "b"), item("/etc/new.conf", "n\n", "b")];
-    let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None };
+    let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None, after_start: None };
     let f = converge(&run(&c, false), &h.node(&c, "m1"), "test", &spec, &|_| Err("b does not answer".into())).unwrap_err();
     assert_eq!((f.phase.as_str(), f.error.as_str()), ("verify", "b does not answer"));
     assert!(f.rollback.line().unwrap().contains("previous files restored"));
@@ -329,7 +359,7 @@ fn a_release_switch_is_a_symlink_swap_that_restarts_its_unit_and_is_switched_bac
     };
     let link = || std::fs::read_link(h.path("/opt/kubernetes/bin/kubelet")).unwrap().to_string_lossy().into_owned();
     let (v1, v2) = (release("v1.34.2"), release("v1.34.3"));
-    let spec = |items| Spec { items, units: &["kubelet"], reload: &[], precheck: None };
+    let spec = |items| Spec { items, units: &["kubelet"], reload: &[], precheck: None, after_start: None };
     converge(&run(&c, false), &n, "node", &spec(&v1), &|_| Ok(())).unwrap();
     assert_eq!(link(), "/opt/kubernetes/releases/v1.34.2/kubelet");
     assert!(!engine::needs_change(&n, &v1, &["kubelet"], &engine::Known::default()).unwrap(), "a link that points where it should is no change");
@@ -375,7 +405,7 @@ fn a_rollback_waits_until_the_restored_version_answers_again() {
     std::fs::create_dir_all(h.path("/etc")).unwrap();
     std::fs::write(h.path("/etc/b.conf"), "b=1\n").unwrap();
     let items = [item("/etc/b.conf", "b=2\n", "b")];
-    let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None };
+    let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None, after_start: None };
     // the new file never answers; the old one does, once it is back
     let verify = |_: &Node<'_>| if std::fs::read_to_string(h.path("/etc/b.conf")).unwrap() == "b=1\n" { Ok(()) } else { Err("b does not answer".to_string()) };
     let f = converge(&run(&c, false), &h.node(&c, "m1"), "test", &spec, &verify).unwrap_err();
@@ -448,7 +478,7 @@ fn a_refused_precheck_changes_no_service_and_puts_the_files_back() {
     let c = cluster(d.path(), ONE);
     let h = host("m1", &d.path().join("root"), &[], "", &[("nginx", "-t")]);
     let items = [item("/etc/nginx/nginx.conf", "bad\n", "nginx")];
-    let spec = Spec { items: &items, units: &["nginx"], reload: &["nginx"], precheck: Some(("nginx -t", kbin::host::Cmd::new(["nginx", "-t"]))) };
+    let spec = Spec { items: &items, units: &["nginx"], reload: &["nginx"], precheck: Some(("nginx -t", kbin::host::Cmd::new(["nginx", "-t"]))), after_start: None };
     let f = converge(&run(&c, false), &h.node(&c, "m1"), "lb", &spec, &|_| Ok(())).unwrap_err();
     assert!(f.error.starts_with("nginx -t failed: nginx -t failed on purpose"), "{}", f.error);
     assert!(!h.systemctl().iter().any(|c| c.starts_with("restart") || c.starts_with("reload") || c.starts_with("enable")), "{:?}", h.systemctl());
@@ -541,7 +571,7 @@ fn a_node_is_prepared_before_its_services_start_and_rolled_back_when_it_does_not
     let node = n1.node(&c, "n1");
     let e = with_ctx(&c, false, |ctx| {
         let items = kbin::deploy::items(ctx, node.host, kbin::render::Component::Node).unwrap();
-        let spec = Spec { items: &items, units: &kbin::deploy::node::UNITS, reload: &[], precheck: Some(("node preparation", kbin::host::Cmd::new(["kbin-prepare"]))) };
+        let spec = Spec { items: &items, units: &kbin::deploy::node::UNITS, reload: &[], precheck: Some(("node preparation", kbin::host::Cmd::new(["kbin-prepare"]))), after_start: None };
         converge(ctx, &node, "node", &spec, &|_| Err("node n1 has not registered with the apiserver".into())).unwrap_err()
     });
     let cmds: Vec<String> = n1.fake.commands().into_iter().map(|a| a.join(" ")).collect();

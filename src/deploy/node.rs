@@ -190,6 +190,12 @@ pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> Result
 
 /// The node components on `nodes`, in parallel, each waited for. Preflight has run.
 pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> Result<Vec<HostOutcome>, Error> {
+    converge_each(ctx, nodes, masters, &|_| Ok(()))
+}
+
+/// [`converge_all`], each node once `ready` says it may start (its files are in: `up` runs the
+/// nodes alongside the relay, each as soon as its own files have arrived).
+pub fn converge_each(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>], ready: &(dyn Fn(&Node<'_>) -> Result<(), String> + Sync)) -> Result<Vec<HostOutcome>, Error> {
     let client = super::api_client(ctx.cluster)?;
     let ep = match (ctx.dry_run, masters.first()) {
         (true, Some(m)) => crate::kube::masters::endpoint(ctx.cluster, m),
@@ -197,6 +203,7 @@ pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> 
     };
     let plans = super::plans(ctx, nodes, Component::Node)?;
     let (ok, bad) = engine::on_each(ctx, ctx.concurrency, nodes, "node", |i, n| {
+        ready(n).map_err(|e| engine::HostFailure::new(&n.host.name, "relay", e))?;
         let (swap, fstab_swap) = swap_facts(n)?;
         let mut items = plans[i].clone();
         items.extend(if fstab_swap { fstab_item(n)? } else { None });
@@ -221,7 +228,6 @@ pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> 
             n.remote.check(&Cmd::new(["mkdir", "-p", ctx.cluster.layout.k8s_logs.as_str(), "/var/lib/kubelet", "/opt/cni/bin", "/etc/cni/net.d"]).sudo())?;
         }
         let before = if ctx.dry_run { None } else { seen(&client, &ep, &n.host.name).ok().and_then(|s| s.1) };
-        let spec = Spec { items: &items, units: &UNITS, reload: &[], precheck: Some(("node preparation (kernel modules, sysctls)", prepare_cmd(ctx.cluster))) };
         let import = |n: &Node<'_>| -> Result<(), String> {
             let done = super::images::import(n, images)?;
             if !done.is_empty() {
@@ -229,9 +235,15 @@ pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> 
             }
             Ok(())
         };
+        // the images go in as soon as containerd runs and before the kubelet starts: the node
+        // registers with every image in place, so no pod scheduled on it finds one missing
+        let after_start: Option<engine::converge::AfterStart<'_>> = if missing.is_empty() { None } else { Some(("containerd", &import)) };
+        let spec = Spec { items: &items, units: &UNITS, reload: &[], precheck: Some(("node preparation (kernel modules, sysctls)", prepare_cmd(ctx.cluster))), after_start };
         let mut o = converge(ctx, n, "node", &spec, &|n| {
-            // before the node turns Ready, so no pod scheduled on it finds an image missing
-            import(n)?;
+            // containerd ran on already (not restarted): what it lacks goes in now
+            if !missing.is_empty() {
+                import(n)?;
+            }
             cri_serves(ctx, n)?;
             let s = wait_ready(ctx, &client, &ep, &n.host.name, before.clone())?;
             // the kubelet that posts status runs the release it is switched to (nodeInfo follows a restart)

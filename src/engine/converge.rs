@@ -18,7 +18,14 @@ pub struct Spec<'a> {
     /// A command that must succeed on the new files before anything is (re)started (`nginx -t`,
     /// the node preparation), with the short name errors use for it.
     pub precheck: Option<(&'a str, Cmd)>,
+    /// Work that must be done once a unit is (re)started and before the units after it start,
+    /// failing like verify (the node's images into containerd before the kubelet runs, so no pod
+    /// scheduled there finds one missing): the unit's name and the hook.
+    pub after_start: Option<AfterStart<'a>>,
 }
+
+/// A unit's name and the work to do once it is (re)started ([`Spec::after_start`]).
+pub type AfterStart<'a> = (&'a str, &'a dyn Fn(&Node<'_>) -> Result<(), String>);
 
 /// Push the spec's items to `node`, then start the units that are not running and restart (or
 /// reload) the running ones whose files changed, in the order given, then `verify`. Every change
@@ -76,6 +83,10 @@ pub fn converge(run: &Run<'_>, node: &Node<'_>, part: &str, spec: &Spec<'_>, ver
             let verb = if to_restart.contains(u) && spec.reload.contains(u) { "reload" } else { "restart" };
             if to_start.contains(u) { tx.started(u) } else { tx.restarted(u, verb) }
             sys(&[verb, u]).map_err(|e| format!("{u}: {e}"))?;
+            match spec.after_start {
+                Some((after, hook)) if after == *u => hook(node)?,
+                _ => {}
+            }
         }
         Ok(())
     };
