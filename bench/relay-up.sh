@@ -20,6 +20,8 @@ rate=${RATE:-100mbit}
 k() { "$lab" op -- env KBIN_CACHE_DIR="$work/cache" NO_COLOR=1 "$kbin" -c "$work/cluster.toml" "$@"; }
 tx() { "$lab" op -- cat /sys/class/net/br0/statistics/tx_bytes; }
 ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+# each line of stdin prefixed with the seconds since $1 (ms), for the timeline of a run
+stamp() { local l now; while IFS= read -r l; do now=${EPOCHREALTIME/./}; printf '%7.1f %s\n' "$(((now / 1000 - $1) / 100))e-1" "$l"; done; }
 
 "$lab" down >/dev/null 2>&1 || true
 "$lab" up 1 >/dev/null && "$lab" mirror >/dev/null 2>&1 || { echo "lab up failed" >&2; exit 1; }
@@ -77,13 +79,14 @@ for n in ${N:-3 10}; do
     flag=()
     [[ $mode == direct ]] && flag=(--direct)
     b0=$(tx) t0=$(ms)
-    k up "${flag[@]}" >"$work/up-$n-$mode.out" 2>&1
-    rc=$? t=$(($(ms) - t0)) b=$(($(tx) - b0))
+    k up "${flag[@]}" 2>&1 | stamp "$t0" >"$work/up-$n-$mode.out"
+    rc=${PIPESTATUS[0]} t=$(($(ms) - t0)) b=$(($(tx) - b0))
+    # (with KEEP=1, $work/up-N-MODE.out keeps the whole output, each line with its time since the start)
     "$lab" op -- tc qdisc del dev br0 root
-    relay=$(grep '^\[up\] relay:' "$work/up-$n-$mode.out" | head -1)
+    relay=$(grep -o '\[up\] relay:.*' "$work/up-$n-$mode.out" | head -1)
     echo "bench: up 1 master + $n nodes at $rate, $mode: exit $rc, $((t / 1000)).$((t % 1000 / 100)) s, $b bytes from the operator; $relay"
     [[ $rc -eq 0 ]] || tail -n 15 "$work/up-$n-$mode.out"
-    grep '^\[up\] ' "$work/up-$n-$mode.out" | sed 's/^/bench:   /' # the stages
+    grep ' \[up\] ' "$work/up-$n-$mode.out" | sed 's/^ */bench:   /' # the stages, each with when it ended
   done
 done
 # the release artifacts the cluster uses (the v1.34.2 build and the rest), for the operator-bytes ratio

@@ -43,11 +43,19 @@ pub struct AddonsReport {
     pub addons: Vec<AddonStatus>,
 }
 
-/// The add-ons (CoreDNS, metrics-server; `[addons]`) applied through the first ready master
-/// once the nodes are Ready, so the scheduler spreads their replicas over them; then waited for
-/// until every replica is ready (and an aggregated API Available). `None` when every add-on is
-/// turned off.
-pub fn apply_addons(run: &Run<'_>, masters: &[Node<'_>]) -> Result<Option<AddonsReport>, Error> {
+/// The add-ons applied and not yet waited for: [`Applied::wait`] once the nodes are up.
+pub struct Applied {
+    client: Client,
+    ep: crate::kube::Endpoint,
+    objects: Vec<crate::kube::manifests::ObjectReport>,
+}
+
+/// The add-ons (CoreDNS, metrics-server; `[addons]`) applied through the first ready master,
+/// before the nodes are: their pods then start on the first nodes Ready rather than after the
+/// last (the CoreDNS replicas still land on two nodes: its spread counts the nodes the cluster
+/// file names, `minDomains`). `None` when every add-on is turned off, or in a dry run with no
+/// apiserver yet.
+pub fn apply_addons(run: &Run<'_>, masters: &[Node<'_>]) -> Result<Option<Applied>, Error> {
     let cluster = run.cluster;
     let objects = render(cluster, Set::Addons)?;
     if objects.is_empty() {
@@ -65,27 +73,36 @@ pub fn apply_addons(run: &Run<'_>, masters: &[Node<'_>]) -> Result<Option<Addons
     let report = apply_all(&client, &ep, &objects, &run.printer, run.dry_run)?;
     run.printer.phase("addons", None, &report.headline());
     report.check()?;
-    let mut out = AddonsReport { objects: report.objects, addons: Vec::new() };
-    if run.dry_run {
-        return Ok(Some(out));
-    }
-    let addons = Addons::of(cluster);
-    let waited = crate::engine::wait_for(run.timeout, &run.cancel, || {
-        let st = status(&client, &ep, &addons)?;
-        let waiting: Vec<String> = st.iter().filter_map(|a| a.problem.as_ref().map(|p| format!("{}: {p}", a.name))).collect();
-        out.addons = st;
-        if waiting.is_empty() { Ok(()) } else { Err(waiting.join("; ")) }
-    });
-    if let Err(e) = waited {
-        return Err(Error::Failed {
-            what: "the add-ons did not become ready".into(),
-            problems: vec![e],
-            hint: Some("see the pods: kubectl -n kube-system get pods -o wide, kubectl -n kube-system describe pod <name>; an image the nodes lack is named in [images] of the cluster file".into()),
+    Ok(Some(Applied { client, ep, objects: report.objects }))
+}
+
+impl Applied {
+    /// Wait until every add-on's replicas are ready (and an aggregated API Available); a dry
+    /// run waits for nothing.
+    pub fn wait(self, run: &Run<'_>) -> Result<AddonsReport, Error> {
+        let Applied { client, ep, objects } = self;
+        let mut out = AddonsReport { objects, addons: Vec::new() };
+        if run.dry_run {
+            return Ok(out);
+        }
+        let addons = Addons::of(run.cluster);
+        let waited = crate::engine::wait_for(run.timeout, &run.cancel, || {
+            let st = status(&client, &ep, &addons)?;
+            let waiting: Vec<String> = st.iter().filter_map(|a| a.problem.as_ref().map(|p| format!("{}: {p}", a.name))).collect();
+            out.addons = st;
+            if waiting.is_empty() { Ok(()) } else { Err(waiting.join("; ")) }
         });
+        if let Err(e) = waited {
+            return Err(Error::Failed {
+                what: "the add-ons did not become ready".into(),
+                problems: vec![e],
+                hint: Some("see the pods: kubectl -n kube-system get pods -o wide, kubectl -n kube-system describe pod <name>; an image the nodes lack is named in [images] of the cluster file".into()),
+            });
+        }
+        for a in &out.addons {
+            let api = if a.api_available == Some(true) { ", its API Available" } else { "" };
+            run.printer.phase("addons", None, &format!("{}: {}/{} ready on {}{api}", a.name, a.ready, a.replicas, a.nodes.join(", ")));
+        }
+        Ok(out)
     }
-    for a in &out.addons {
-        let api = if a.api_available == Some(true) { ", its API Available" } else { "" };
-        run.printer.phase("addons", None, &format!("{}: {}/{} ready on {}{api}", a.name, a.ready, a.replicas, a.nodes.join(", ")));
-    }
-    Ok(Some(out))
 }

@@ -39,6 +39,9 @@ pub struct Report {
     pub addons: Vec<crate::kube::addons::AddonStatus>,
     /// How the large files reached the hosts.
     pub relay: engine::relay::Report,
+    /// When the first stage began (stages overlap: the relay runs alongside etcd and the masters).
+    #[serde(skip)]
+    began: Option<Instant>,
 }
 
 impl Report {
@@ -50,12 +53,25 @@ impl Report {
         }
     }
     fn stage(&mut self, run: &Run<'_>, name: &str, t0: Instant, summary: String) {
+        self.began = Some(self.began.map_or(t0, |b| b.min(t0)));
         run.printer.phase("up", None, &format!("{name}: {summary} ({} ms)", t0.elapsed().as_millis()));
         self.stages.push(Stage { name: name.into(), millis: t0.elapsed().as_millis(), summary });
     }
-    /// The closing line.
+    /// What `other` (stages run on another thread's report) did, added to this.
+    fn merge(&mut self, other: Report) {
+        self.began = match (self.began, other.began) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.stages.extend(other.stages);
+        self.bytes_sent += other.bytes_sent;
+        self.started.extend(other.started);
+        self.restarted.extend(other.restarted);
+        self.manifests.extend(other.manifests);
+    }
+    /// The closing line: the time since the first stage began.
     pub fn summary(&self) -> String {
-        let total: u128 = self.stages.iter().map(|s| s.millis).sum();
+        let total = self.began.map_or(0, |b| b.elapsed().as_millis());
         if self.dry_run {
             format!("planned in {total} ms: {} services would start, {} would restart; nothing was changed", self.started.len(), self.restarted.len())
         } else {
@@ -217,75 +233,92 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
     let ctx = Ctx { run: run.clone(), templates: inp.templates, bins: &bins };
 
     // each large file into the cluster once, the hosts passing it on (the pushes below then copy
-    // it from the host's own store); the stores go when the run ends, however it ends
+    // it from the host's own store); the stores go when the run ends, however it ends. The
+    // deploy goes on meanwhile, each host once its own files are in: the control plane's files
+    // cross the link first and it starts while the nodes' files follow and fan out; each node
+    // starts as soon as it holds its own
     let t0 = Instant::now();
     let plans: Vec<Vec<engine::Item>> = nodes.iter().map(|n| relay_items(&ctx, n.host, &parts)).collect::<Result<_, _>>()?;
-    let relay = engine::relay::stage(run, nodes, &plans, inp.relay)?;
-    let _stores = Cleanup { run, nodes, used: relay.mode == "relay" };
+    let plan = engine::relay::plan(run, nodes, &plans, inp.relay)?;
+    let _stores = Cleanup { run, nodes, used: plan.relays() };
+    let names = |role: Role| -> Vec<&str> { nodes.iter().filter(|n| n.host.has(role)).map(|n| n.host.name.as_str()).collect() };
+    let control: Vec<&str> = nodes.iter().filter(|n| [Role::Etcd, Role::Master, Role::Lb].iter().any(|r| n.host.has(*r))).map(|n| n.host.name.as_str()).collect();
+    let mut done = Report::default();
+    let (relay, addons) = engine::relay::alongside(run, nodes, plan, &control, |staged| -> Result<Option<super::manifests::Applied>, Error> {
+        let report = &mut done;
+        // etcd
+        staged.wait(&names(Role::Etcd))?;
+        let t0 = Instant::now();
+        let members = by_role(nodes, Role::Etcd);
+        let member_facts: Vec<Facts> = nodes.iter().zip(&facts).filter(|(n, _)| n.host.has(Role::Etcd)).map(|(_, f)| f.clone()).collect();
+        let etcd_ctx = etcd::Ctx::new(Run { timeout: inp.etcd_timeout, ..run.clone() })?;
+        let r = etcd::rollout(&etcd_ctx, &members, &member_facts, inp.templates, &bins)?;
+        report.bytes_sent += r.bytes_sent;
+        report.started.extend(r.started.iter().map(|h| format!("{h}/etcd")));
+        report.restarted.extend(r.restarted.iter().map(|h| format!("{h}/etcd")));
+        let healthy = r.members.iter().filter(|m| m.healthy).count();
+        let summary = if run.dry_run { format!("{} members planned", members.len()) } else { format!("{healthy}/{} members healthy", r.members.len()) };
+        report.stage(run, "etcd", t0, summary);
+
+        // masters, each out of the running LB hosts' upstreams while it restarts (setting the LB
+        // hosts up is the LB stage's business)
+        staged.wait(&names(Role::Master))?;
+        let t0 = Instant::now();
+        let masters = by_role(nodes, Role::Master);
+        let r = super::master::rollout(&ctx, &masters, &by_role(nodes, Role::Lb))?;
+        report.add(&r.masters);
+        report.stage(run, "masters", t0, summarize(&r.masters));
+
+        // LB pair
+        let lbs = by_role(nodes, Role::Lb);
+        if !lbs.is_empty() {
+            staged.wait(&names(Role::Lb))?;
+            let t0 = Instant::now();
+            let r = super::lb::converge_all(&ctx, &lbs)?;
+            report.add(&r.hosts);
+            let holder = r.holder.map(|h| format!(", VIP held by {h}")).unwrap_or_default();
+            report.stage(run, "lb", t0, format!("{}{holder}", summarize(&r.hosts)));
+        }
+
+        // manifests (bootstrap token, RBAC) before any kubelet asks for a certificate
+        let t0 = Instant::now();
+        match super::manifests::apply_to_masters(cluster, &masters, &run.printer, run.dry_run) {
+            Ok(r) => {
+                let s = r.summary();
+                report.manifests = r.objects;
+                report.stage(run, "manifests", t0, s);
+            }
+            Err(Error::Refused { what, .. }) if run.dry_run => report.stage(run, "manifests", t0, format!("would be applied once an apiserver runs ({what})")),
+            Err(e) => return Err(e),
+        }
+
+        // nodes, each as soon as its own files are in; the add-ons applied first, so their pods
+        // start on the first nodes Ready, and waited for once every node is
+        let workers = by_role(nodes, Role::Node);
+        if workers.is_empty() {
+            return Ok(None);
+        }
+        let addons = super::manifests::apply_addons(run, &masters)?;
+        let t0 = Instant::now();
+        let r = super::node::converge_each(&ctx, &workers, &masters, &|n| staged.wait(&[n.host.name.as_str()]).map_err(|e| e.chain()))?;
+        report.add(&r);
+        report.stage(run, "nodes", t0, summarize(&r));
+        Ok(addons)
+    })
+    .inspect_err(|_| report.merge(std::mem::take(&mut done)))?;
     let summary = relay.summary();
     report.bytes_sent += relay.operator_bytes;
     report.relay = relay;
     report.stage(run, "relay", t0, summary);
+    report.merge(done);
 
-    // etcd
-    let t0 = Instant::now();
-    let members = by_role(nodes, Role::Etcd);
-    let member_facts: Vec<Facts> = nodes.iter().zip(&facts).filter(|(n, _)| n.host.has(Role::Etcd)).map(|(_, f)| f.clone()).collect();
-    let etcd_ctx = etcd::Ctx::new(Run { timeout: inp.etcd_timeout, ..run.clone() })?;
-    let r = etcd::rollout(&etcd_ctx, &members, &member_facts, inp.templates, &bins)?;
-    report.bytes_sent += r.bytes_sent;
-    report.started.extend(r.started.iter().map(|h| format!("{h}/etcd")));
-    report.restarted.extend(r.restarted.iter().map(|h| format!("{h}/etcd")));
-    let healthy = r.members.iter().filter(|m| m.healthy).count();
-    let summary = if run.dry_run { format!("{} members planned", members.len()) } else { format!("{healthy}/{} members healthy", r.members.len()) };
-    report.stage(run, "etcd", t0, summary);
-
-    // masters, each out of the running LB hosts' upstreams while it restarts (setting the LB
-    // hosts up is the LB stage's business)
-    let t0 = Instant::now();
-    let masters = by_role(nodes, Role::Master);
-    let r = super::master::rollout(&ctx, &masters, &by_role(nodes, Role::Lb))?;
-    report.add(&r.masters);
-    report.stage(run, "masters", t0, summarize(&r.masters));
-
-    // LB pair
-    let lbs = by_role(nodes, Role::Lb);
-    if !lbs.is_empty() {
+    if let Some(applied) = addons {
         let t0 = Instant::now();
-        let r = super::lb::converge_all(&ctx, &lbs)?;
-        report.add(&r.hosts);
-        let holder = r.holder.map(|h| format!(", VIP held by {h}")).unwrap_or_default();
-        report.stage(run, "lb", t0, format!("{}{holder}", summarize(&r.hosts)));
-    }
-
-    // manifests (bootstrap token, RBAC) before any kubelet asks for a certificate
-    let t0 = Instant::now();
-    match super::manifests::apply_to_masters(cluster, &masters, &run.printer, run.dry_run) {
-        Ok(r) => {
-            let s = r.summary();
-            report.manifests = r.objects;
-            report.stage(run, "manifests", t0, s);
-        }
-        Err(Error::Refused { what, .. }) if run.dry_run => report.stage(run, "manifests", t0, format!("would be applied once an apiserver runs ({what})")),
-        Err(e) => return Err(e),
-    }
-
-    // nodes
-    let workers = by_role(nodes, Role::Node);
-    if !workers.is_empty() {
-        let t0 = Instant::now();
-        let r = super::node::converge_all(&ctx, &workers, &masters)?;
-        report.add(&r);
-        report.stage(run, "nodes", t0, summarize(&r));
-
-        // add-ons once nodes are Ready, so their replicas spread over them
-        let t0 = Instant::now();
-        if let Some(r) = super::manifests::apply_addons(run, &masters)? {
-            let s = r.addons.iter().map(|a| format!("{} {}/{}", a.name, a.ready, a.replicas)).collect::<Vec<_>>().join(", ");
-            report.manifests.extend(r.objects);
-            report.addons = r.addons;
-            report.stage(run, "addons", t0, if run.dry_run { "planned".into() } else { format!("{s} ready") });
-        }
+        let r = applied.wait(run)?;
+        let s = r.addons.iter().map(|a| format!("{} {}/{}", a.name, a.ready, a.replicas)).collect::<Vec<_>>().join(", ");
+        report.manifests.extend(r.objects);
+        report.addons = r.addons;
+        report.stage(run, "addons", t0, if run.dry_run { "planned".into() } else { format!("{s} ready") });
     }
     Ok(())
 }

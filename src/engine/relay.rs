@@ -122,6 +122,34 @@ fn rate(bytes_per_sec: u64) -> String {
 /// host lacks, relaying them between the hosts ([`Mode`]: when the files rather go directly, only
 /// say so). Dry runs print the route each host would get each file by and change nothing.
 pub fn stage(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], mode: Mode) -> Result<Report, HostError> {
+    let p = plan(run, nodes, plans, mode)?;
+    alongside(run, nodes, p, &[], |_| Ok::<_, HostError>(())).map(|(r, ())| r)
+}
+
+/// What [`plan`] decided: the report so far and, when the files are relayed, the units and who
+/// lacks and holds each.
+pub struct Plan {
+    report: Report,
+    relay: Option<Units>,
+}
+
+struct Units {
+    known: KnownHosts,
+    want: BTreeMap<String, Unit>,
+    needers: BTreeMap<String, Vec<usize>>,
+    holders: BTreeMap<String, Vec<usize>>,
+}
+
+impl Plan {
+    /// Whether the files go host to host (rather than directly, or not at all).
+    pub fn relays(&self) -> bool {
+        self.relay.is_some()
+    }
+}
+
+/// The read-only half of [`stage`]: what each host lacks and holds, the operator's link, the
+/// hosts' tools; nothing is sent but the link's probe.
+pub fn plan(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], mode: Mode) -> Result<Plan, HostError> {
     let mut report = Report { mode: "none".into(), ..Default::default() };
     // 1. what each host lacks (its destination differs) and what it holds in its store already
     let needs = parallel::for_each(nodes, |n| n.host.name.clone(), "relay", run.concurrency, &run.cancel, |n| {
@@ -143,20 +171,23 @@ pub fn stage(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], mode: Mode)
                 }
             }
             Outcome::Failed(e) => return Err(e),
-            Outcome::Skipped => return Ok(report),
+            Outcome::Skipped => return Ok(Plan { report, relay: None }),
         }
     }
     needers.retain(|sha, list| {
         list.retain(|i| !holders.get(sha).is_some_and(|h| h.contains(i)));
         !list.is_empty()
     });
+    let direct = |mut report: Report| {
+        report.mode = "direct".into();
+        Ok(Plan { report, relay: None })
+    };
     if needers.is_empty() {
-        return Ok(report);
+        return Ok(Plan { report, relay: None });
     }
     // worth it only when some file goes to two hosts or more, over a link slow enough
     if mode == Mode::Direct || needers.values().all(|l| l.len() < 2) {
-        report.mode = "direct".into();
-        return Ok(report);
+        return direct(report);
     }
     // what the operator's link carries to several hosts at once, as the direct pushes would use it
     // (one SSH stream alone is bound by its window and a core, not by the link)
@@ -165,38 +196,95 @@ pub fn stage(run: &Run<'_>, nodes: &[Node<'_>], plans: &[Vec<Item>], mode: Mode)
     report.link_bytes_per_sec = Some(link);
     if mode == Mode::Auto && link >= FAST_LINK {
         run.printer.phase("relay", None, &format!("the link from here carries {} to {} hosts at once: every file goes directly, faster than relaying", rate(link), probed.len()));
-        report.mode = "direct".into();
-        return Ok(report);
+        return direct(report);
     }
     report.compress = link < FAST_LINK;
     if let Some(why) = preflight(run, nodes, &needers) {
         run.printer.warn(&format!("relay: {why}; every file goes directly from the operator"), Some("the hosts need ssh, ssh-keygen, flock, sha256sum and gzip, and to reach each other's sshd; --direct skips the check"));
-        report.mode = "direct".into();
         report.warning = Some(why);
-        return Ok(report);
+        return direct(report);
     }
     report.mode = "relay".into();
     let known = KnownHosts::for_state_dir(&run.cluster.state_dir);
     let (want, needers, holders) = units(&want, &needers, &holders);
+    Ok(Plan { report, relay: Some(Units { known, want, needers, holders }) })
+}
 
+/// The relay's progress, for work that runs alongside it ([`alongside`]).
+pub struct Staged<'a> {
+    state: Option<&'a (Mutex<&'a mut Sched>, std::sync::Condvar)>,
+    nodes: &'a [Node<'a>],
+    cancel: &'a crate::host::parallel::Cancel,
+}
+
+impl Staged<'_> {
+    /// Block until every file the hosts named `hosts` lacked is in their stores (at once when
+    /// nothing is relayed); the relay's error if it failed.
+    pub fn wait(&self, hosts: &[&str]) -> Result<(), HostError> {
+        let Some((lock, cv)) = self.state else { return Ok(()) };
+        let idx: Vec<usize> = self.nodes.iter().enumerate().filter(|(_, n)| hosts.contains(&n.host.name.as_str())).map(|(i, _)| i).collect();
+        let mut s = lock.lock().unwrap();
+        loop {
+            if let Some(e) = &s.error {
+                return Err(HostError::Invalid { host: e.host().to_string(), message: format!("the relay failed: {}", crate::exit::chain(e)) });
+            }
+            if s.staged(&idx) {
+                return Ok(());
+            }
+            let host = self.nodes[idx[0]].host.name.clone();
+            if self.cancel.is_cancelled() {
+                return Err(HostError::Interrupted { host });
+            }
+            if s.workers == 0 {
+                return Err(HostError::Invalid { host, message: "the relay ended before this host's files arrived".into() });
+            }
+            s = cv.wait_timeout(s, std::time::Duration::from_millis(250)).unwrap().0;
+        }
+    }
+}
+
+/// Run the plan's transfers and, on this thread meanwhile, `body` (a deploy's first phases,
+/// waiting with [`Staged::wait`] for the hosts it changes): the operator seeds the files of the
+/// hosts named `first` before the others, so the masters start while the nodes' files still
+/// cross the link and fan out. Returns once both are done; when `body` fails, no new transfer
+/// starts and its error is returned. A dry run says the routes first, then runs `body`.
+pub fn alongside<T, E: From<HostError>>(run: &Run<'_>, nodes: &[Node<'_>], plan: Plan, first: &[&str], body: impl FnOnce(&Staged<'_>) -> Result<T, E>) -> Result<(Report, T), E> {
+    let Plan { mut report, relay } = plan;
+    let Some(Units { known, want, needers, holders }) = relay else {
+        return Ok((report, body(&Staged { state: None, nodes, cancel: &run.cancel })?));
+    };
     // 2. as soon as a host holds a file it serves another that lacks it (no rounds to wait
     //    for: a fast transfer is not held up by a slow one); the operator seeds a file that no
     //    good host holds
     let sizes = want.iter().map(|(k, u)| (k.clone(), u.bytes())).collect();
-    let mut sched = Sched::new(&pending_of(needers), &holders, &sizes);
+    let first: BTreeSet<usize> = nodes.iter().enumerate().filter(|(_, n)| first.contains(&n.host.name.as_str())).map(|(i, _)| i).collect();
+    let mut sched = Sched::new(&pending_of(needers), &holders, &sizes, &first);
     let workers = if run.dry_run { 1 } else { run.concurrency.max(1).min(sched.jobs_left()) };
+    sched.workers = workers;
     let state = (Mutex::new(&mut sched), std::sync::Condvar::new());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| work(run, nodes, &known, &want, &state, report.compress));
+    let compress = report.compress;
+    let out = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers).map(|_| s.spawn(|| work(run, nodes, &known, &want, &state, compress))).collect();
+        if run.dry_run {
+            for h in handles {
+                let _ = h.join();
+            }
         }
+        let out = body(&Staged { state: Some(&state), nodes, cancel: &run.cancel });
+        if out.is_err() {
+            state.0.lock().unwrap().stop = true;
+            state.1.notify_all();
+        }
+        out
     });
+    // the relay's own error first: a body that waited for it failed because of it
     if let Some(e) = sched.error.take() {
-        return Err(e);
+        return Err(e.into());
     }
+    let out = out?;
     report.operator_bytes = sched.routes.iter().map(|r| r.bytes).sum();
     report.routes = std::mem::take(&mut sched.routes);
-    Ok(report)
+    Ok((report, out))
 }
 
 
@@ -205,7 +293,7 @@ fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<S
     let (lock, cv) = state;
     let mut s = lock.lock().unwrap();
     loop {
-        if s.error.is_some() || run.cancel.is_cancelled() {
+        if s.error.is_some() || s.stop || run.cancel.is_cancelled() {
             break;
         }
         let Some(job) = s.next() else {
@@ -226,6 +314,7 @@ fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<S
         }
         cv.notify_all();
     }
+    s.workers -= 1;
     cv.notify_all();
 }
 
@@ -241,15 +330,26 @@ fn one(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, u: &Unit, job: &Jo
         run.printer.phase("dry-run", Some(&to.host.name), &format!("would get {} from {from}", u.label()));
         return Ok((routes(job.from.map(|f| nodes[f].host.name.as_str()).unwrap_or("operator"), &[], None), false));
     }
-    // from the operator, one file after the other
+    // from the operator, one file after the other, the next compressed while one crosses the
+    // link (compressing first and sending after left the link idle a third of the time)
     let seed = |fallback: Option<String>| -> Result<Vec<Route>, HostError> {
-        let mut sent = Vec::new();
-        for b in &u.blobs {
-            let n = from_operator(to, b, compress)?;
-            run.printer.phase("relay", Some(&to.host.name), &format!("{} from the operator ({n} bytes)", b.name));
-            sent.push(n);
-        }
-        Ok(routes("operator", &sent, fallback))
+        std::thread::scope(|s| {
+            let (ready, packed) = std::sync::mpsc::sync_channel(1);
+            s.spawn(move || {
+                for b in &u.blobs {
+                    if ready.send(pack(to, b, compress)).is_err() {
+                        break; // the sender gave up
+                    }
+                }
+            });
+            let mut sent = Vec::new();
+            for (b, gz) in u.blobs.iter().zip(packed) {
+                let n = from_operator(to, b, gz?)?;
+                run.printer.phase("relay", Some(&to.host.name), &format!("{} from the operator ({n} bytes)", b.name));
+                sent.push(n);
+            }
+            Ok(routes("operator", &sent, fallback))
+        })
     };
     let Some(f) = job.from else {
         return Ok((seed(None)?, false));
@@ -297,11 +397,19 @@ pub fn blob_path(sha: &str) -> String {
     format!("{BLOBS_DIR}/{sha}")
 }
 
-/// The operator's copy into `to`'s store: gzip-compressed on the way when that pays (the
-/// binaries), as it is otherwise (compressed archives, images); verified on arrival either way.
-fn from_operator(to: &Node<'_>, b: &Blob, compress: bool) -> Result<u64, HostError> {
-    let local = |e: std::io::Error| HostError::Local { host: to.host.name.clone(), path: b.src.local_path().map(|p| p.to_path_buf()).unwrap_or_default(), source: e };
-    if let Some(gz) = if compress { compressed(&b.src).map_err(local)? } else { None } {
+/// `b` gzip-compressed for the way to `to` when `compress` and that pays (the binaries), `None`
+/// when it goes as it is (compressed archives, images).
+fn pack(to: &Node<'_>, b: &Blob, compress: bool) -> Result<Option<Vec<u8>>, HostError> {
+    if !compress {
+        return Ok(None);
+    }
+    compressed(&b.src).map_err(|e| HostError::Local { host: to.host.name.clone(), path: b.src.local_path().map(|p| p.to_path_buf()).unwrap_or_default(), source: e })
+}
+
+/// The operator's copy into `to`'s store: the [`pack`]ed bytes, unpacked there, or the file as
+/// it is; verified on arrival either way. The bytes sent.
+fn from_operator(to: &Node<'_>, b: &Blob, gz: Option<Vec<u8>>) -> Result<u64, HostError> {
+    if let Some(gz) = gz {
         let sent = gz.len() as u64;
         let cmd = Cmd::new(["sh", "-c", UNZIP, "kbin-relay-seed", BLOBS_DIR, b.sha.as_str()]).sudo().stdin(gz).timeout(std::time::Duration::from_secs(3600));
         to.remote.check(&cmd)?;

@@ -21,6 +21,10 @@ pub struct CoreDns {
     pub domain: String,
     pub image: String,
     pub replicas: u32,
+    /// How many nodes its spread waits for (`minDomains`): the replicas, or fewer when the
+    /// cluster file names fewer nodes. The add-ons are applied before the nodes come up, so
+    /// without it the scheduler would put both replicas on the first node Ready.
+    pub min_domains: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -33,8 +37,10 @@ pub struct MetricsServer {
 impl Addons {
     pub fn of(cluster: &Cluster) -> Addons {
         let w = &cluster.workloads;
+        let replicas = 2;
+        let nodes = cluster.hosts.iter().filter(|h| h.has(crate::config::Role::Node)).count() as u32;
         Addons {
-            coredns: w.addons.coredns.then(|| CoreDns { ip: cluster.cluster_dns.to_string(), domain: cluster.cluster_domain.clone(), image: w.coredns_image(), replicas: 2 }),
+            coredns: w.addons.coredns.then(|| CoreDns { ip: cluster.cluster_dns.to_string(), domain: cluster.cluster_domain.clone(), image: w.coredns_image(), replicas, min_domains: replicas.min(nodes).max(1) }),
             metrics_server: w.addons.metrics_server.then(|| MetricsServer { image: w.metrics_server_image(), port: METRICS_SERVER_PORT }),
         }
     }
@@ -139,4 +145,18 @@ pub fn status(client: &Client, ep: &Endpoint, addons: &Addons) -> Result<Vec<Add
         out.push(AddonStatus { name: name.to_string(), deployment: format!("{ns}/{deploy}"), replicas, ready, nodes, api_available, problem });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coredns_spread_waits_for_as_many_nodes_as_it_has_replicas_or_the_cluster_has() {
+        let one = "[cluster]\nname = \"a\"\n\n[[hosts]]\nname = \"m1\"\naddress = \"10.0.0.1\"\nroles = [\"master\", \"etcd\", \"node\"]\n";
+        let three = format!("{one}\n[[hosts]]\nname = \"n1\"\naddress = \"10.0.0.2\"\nroles = [\"node\"]\n\n[[hosts]]\nname = \"n2\"\naddress = \"10.0.0.3\"\nroles = [\"node\"]\n");
+        let dns = |text: &str| Addons::of(&crate::config::parse(std::path::Path::new("/tmp/cluster.toml"), text).unwrap()).coredns.unwrap();
+        assert_eq!((dns(one).replicas, dns(one).min_domains), (2, 1), "one node: both replicas on it");
+        assert_eq!((dns(&three).replicas, dns(&three).min_domains), (2, 2));
+    }
 }

@@ -477,7 +477,7 @@ mod tests {
 
     fn vars() -> Vars {
         let addons = Addons {
-            coredns: Some(CoreDns { ip: "10.96.0.10".into(), domain: "cluster.local".into(), image: "registry.k8s.io/coredns/coredns:v1.12.1".into(), replicas: 2 }),
+            coredns: Some(CoreDns { ip: "10.96.0.10".into(), domain: "cluster.local".into(), image: "registry.k8s.io/coredns/coredns:v1.12.1".into(), replicas: 2, min_domains: 2 }),
             metrics_server: Some(MetricsServer { image: "registry.k8s.io/metrics-server/metrics-server:v0.8.0".into(), port: METRICS_SERVER_PORT }),
         };
         Vars { cluster_name: "t".into(), token: BootstrapToken::parse("abcdef.0123456789abcdef").unwrap(), addons }
@@ -522,6 +522,8 @@ mod tests {
         assert_eq!(d["spec"]["replicas"], 2);
         assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "registry.k8s.io/coredns/coredns:v1.12.1");
         assert_eq!(d["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["whenUnsatisfiable"], "DoNotSchedule");
+        // applied before the nodes are up: the second replica waits for a second node
+        assert_eq!(d["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["minDomains"], 2);
         let corefile = find(&ms, "ConfigMap", "coredns").object()["data"]["Corefile"].as_str().unwrap().to_string();
         assert!(corefile.contains("kubernetes cluster.local in-addr.arpa ip6.arpa"), "{corefile}");
         let api = find(&ms, "APIService", "v1beta1.metrics.k8s.io").object();

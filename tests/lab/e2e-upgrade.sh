@@ -158,10 +158,13 @@ cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
 upstream_pin || { fail "kbin pin of every upstream build"; exit 1; }
 upstream_images || { fail "images built from their sources and published to the lab mirror"; exit 1; }
 
-k up >"$work/up.out" 2>&1
+# relayed (the lab's link is fast, so --relay forces it): etcd, the masters and the LB start as
+# soon as their own files are in, alongside the nodes' files fanning out
+k up --relay >"$work/up.out" 2>&1
 rc=$?
-check "up (2 masters behind the VIP, 3 nodes) on v1.34.2 exits 0" test $rc -eq 0
+check "up --relay (2 masters behind the VIP, 3 nodes) on v1.34.2 exits 0" test $rc -eq 0
 [[ $rc -eq 0 ]] || { tail -n 40 "$work/up.out"; exit 1; }
+check "... relayed: its files went host to host" bash -c "grep -q '^\[up\] relay: [0-9]* transfers to [0-9]* hosts' '$work/up.out' && grep -q '^\[relay\] h[0-9]*: .* from h[0-9]*$' '$work/up.out'"
 check "the Kubernetes binaries sit in their release directory, switched by symlinks" bash -c "[ \"\$(\"$lab\" exec h3 -- readlink /opt/kubernetes/bin/kubelet)\" = /opt/kubernetes/releases/v1.34.2/kubelet ] && [ \"\$(\"$lab\" exec h1 -- readlink /opt/kubernetes/bin/kube-apiserver)\" = /opt/kubernetes/releases/v1.34.2/kube-apiserver ]"
 
 cat >"$work/web.yaml" <<'YAML'

@@ -92,9 +92,15 @@ pub(super) struct Sched {
     seeding: BTreeSet<String>,
     /// The order the operator seeds files in: the most wanted first, then the largest.
     seed_order: Vec<String>,
+    /// Units each host still waits for (on the way or not started), by host index.
+    left: BTreeMap<usize, usize>,
     pub(super) in_flight: usize,
     pub(super) routes: Vec<Route>,
     pub(super) error: Option<HostError>,
+    /// Start nothing more (the work alongside the relay failed).
+    pub(super) stop: bool,
+    /// Workers still taking transfers.
+    pub(super) workers: usize,
 }
 
 /// How many files the operator sends into the cluster at once. The operator's link is the
@@ -105,13 +111,23 @@ pub(super) struct Sched {
 const SEEDS_AT_ONCE: usize = 2;
 
 impl Sched {
-    /// `sizes`: each file's size, to seed the larger of two equally wanted files first.
-    pub(super) fn new(pending: &BTreeMap<String, std::collections::VecDeque<usize>>, holders: &BTreeMap<String, Vec<usize>>, sizes: &BTreeMap<String, u64>) -> Sched {
+    /// `sizes`: each file's size, to seed the larger of two equally wanted files first;
+    /// `first`: hosts whose files the operator seeds before any other (the work waiting for
+    /// them starts earlier: a control plane the nodes need).
+    pub(super) fn new(pending: &BTreeMap<String, std::collections::VecDeque<usize>>, holders: &BTreeMap<String, Vec<usize>>, sizes: &BTreeMap<String, u64>, first: &BTreeSet<usize>) -> Sched {
         let idle: BTreeMap<String, Vec<usize>> = pending.keys().map(|k| (k.clone(), holders.get(k).cloned().unwrap_or_default())).collect();
         let good = idle.iter().map(|(k, v)| (k.clone(), v.len())).collect();
         let mut seed_order: Vec<String> = pending.keys().cloned().collect();
-        seed_order.sort_by_key(|k| (std::cmp::Reverse(pending[k].len()), std::cmp::Reverse(sizes.get(k).copied().unwrap_or(0))));
-        Sched { pending: pending.clone(), idle, good, seeding: BTreeSet::new(), seed_order, in_flight: 0, routes: Vec::new(), error: None }
+        seed_order.sort_by_key(|k| (!pending[k].iter().any(|h| first.contains(h)), std::cmp::Reverse(pending[k].len()), std::cmp::Reverse(sizes.get(k).copied().unwrap_or(0))));
+        let mut left = BTreeMap::new();
+        for i in pending.values().flatten() {
+            *left.entry(*i).or_insert(0) += 1;
+        }
+        Sched { pending: pending.clone(), idle, good, seeding: BTreeSet::new(), seed_order, left, in_flight: 0, routes: Vec::new(), error: None, stop: false, workers: 0 }
+    }
+    /// Whether every unit `hosts` lacked is in their stores now.
+    pub(super) fn staged(&self, hosts: &[usize]) -> bool {
+        hosts.iter().all(|h| self.left.get(h).is_none_or(|n| *n == 0))
     }
     pub(super) fn jobs_left(&self) -> usize {
         self.pending.values().map(|q| q.len()).sum()
@@ -147,6 +163,9 @@ impl Sched {
         }
         self.idle.get_mut(sha).expect("known file").push(job.to);
         *self.good.get_mut(sha).expect("known file") += 1;
+        if let Some(n) = self.left.get_mut(&job.to) {
+            *n -= 1;
+        }
         self.routes.extend(routes);
     }
 }
@@ -164,7 +183,7 @@ mod tests {
     fn simulate(hosts: usize, held: &[usize], bad: impl Fn(usize) -> bool) -> Vec<(Option<usize>, usize)> {
         let pending = BTreeMap::from([("s".to_string(), (0..hosts).filter(|h| !held.contains(h)).collect())]);
         let holders = BTreeMap::from([("s".to_string(), held.to_vec())]);
-        let mut s = Sched::new(&pending, &holders, &BTreeMap::new());
+        let mut s = Sched::new(&pending, &holders, &BTreeMap::new(), &BTreeSet::new());
         let mut order = Vec::new();
         let mut running: Vec<Job> = Vec::new();
         loop {
@@ -211,7 +230,7 @@ mod tests {
         let want = |hosts: &[usize]| hosts.iter().copied().collect::<std::collections::VecDeque<_>>();
         let pending = BTreeMap::from([("one".to_string(), want(&[0])), ("mid".to_string(), want(&[0, 1, 2])), ("wide".to_string(), want(&[0, 1, 2, 3, 4])), ("big".to_string(), want(&[0, 1, 2, 3, 4]))]);
         let sizes = BTreeMap::from([("one".to_string(), 90), ("mid".to_string(), 50), ("wide".to_string(), 10), ("big".to_string(), 100)]);
-        let mut s = Sched::new(&pending, &BTreeMap::new(), &sizes);
+        let mut s = Sched::new(&pending, &BTreeMap::new(), &sizes, &BTreeSet::new());
         // every worker free: only two transfers can start, both from the operator, in order
         let first: Vec<Job> = std::iter::from_fn(|| s.next()).collect();
         assert_eq!(first.iter().map(|j| (j.sha.as_str(), j.from)).collect::<Vec<_>>(), [("big", None), ("wide", None)]);
@@ -222,6 +241,38 @@ mod tests {
         let j = s.next().expect("the link is free again");
         assert_eq!((j.sha.as_str(), j.from), ("mid", None), "the most wanted file no host holds");
         assert!(s.next().is_none(), "two seeds on the way: the third waits");
+    }
+
+    #[test]
+    fn the_files_of_the_hosts_named_first_are_seeded_before_more_wanted_ones() {
+        // host 0 is a master: its file goes first although the nodes' files are wanted by more
+        let want = |hosts: &[usize]| hosts.iter().copied().collect::<std::collections::VecDeque<_>>();
+        let pending = BTreeMap::from([("master".to_string(), want(&[0])), ("node".to_string(), want(&[1, 2, 3])), ("wide".to_string(), want(&[1, 2, 3, 4]))]);
+        let order = |first: &[usize]| {
+            let mut s = Sched::new(&pending, &BTreeMap::new(), &BTreeMap::new(), &first.iter().copied().collect());
+            std::iter::from_fn(|| s.next()).map(|j| j.sha).collect::<Vec<_>>()
+        };
+        assert_eq!(order(&[0]), ["master", "wide"]);
+        assert_eq!(order(&[]), ["wide", "node"], "no host first: the most wanted first");
+    }
+
+    #[test]
+    fn a_host_is_staged_once_every_unit_it_lacked_arrived() {
+        // what waits for a host's files (the masters' start, alongside the relay) waits for all
+        let want = |hosts: &[usize]| hosts.iter().copied().collect::<std::collections::VecDeque<_>>();
+        let pending = BTreeMap::from([("a".to_string(), want(&[0, 1])), ("b".to_string(), want(&[1]))]);
+        let mut s = Sched::new(&pending, &BTreeMap::from([("a".to_string(), vec![2])]), &BTreeMap::new(), &BTreeSet::new());
+        assert!(!s.staged(&[0]) && !s.staged(&[1]) && s.staged(&[2]) && s.staged(&[]), "host 2 lacks nothing");
+        let mut jobs: Vec<Job> = std::iter::from_fn(|| s.next()).collect();
+        while let Some(j) = jobs.pop() {
+            let to = j.to;
+            s.done(&j, vec![route(to)], false);
+            jobs.extend(std::iter::from_fn(|| s.next()));
+            if to == 1 && !s.staged(&[1]) {
+                assert!(s.jobs_left() + jobs.len() > 0, "one of host 1's units is still to come");
+            }
+        }
+        assert!(s.staged(&[0, 1, 2]));
     }
 
     #[test]

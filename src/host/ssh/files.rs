@@ -61,12 +61,12 @@ trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 got=
 blob=/var/lib/kbin/blobs/$want
-# the relay's copy, taken by a hard link (the store's name removed: no second copy of the bytes)
-# or copied across file systems. The store is root's and holds only what was verified against its
+# the relay's copy, taken by a hard link (no second copy of the bytes; the store keeps its name, as
+# the host may still be passing the file on, and goes when the run ends) or copied across file
+# systems. The store is root's and holds only what was verified against its
 # name (the digest) on arrival, so a link is not hashed again; a copy is.
 if [ -f "$blob" ] && [ "$(stat -c %s -- "$blob")" = "$size" ]; then
   if ln -f -- "$blob" "$tmp" 2>/dev/null; then
-    rm -f -- "$blob"
     got=$want
   elif cp -- "$blob" "$tmp" 2>/dev/null; then
     got=$(sha "$tmp" "$size")
