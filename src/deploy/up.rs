@@ -53,9 +53,14 @@ impl Report {
         }
     }
     fn stage(&mut self, run: &Run<'_>, name: &str, t0: Instant, summary: String) {
+        self.stage_took(run, name, t0, t0.elapsed(), summary);
+    }
+    /// A stage that began at `t0` and took `took` (it ended before now: the relay's transfers,
+    /// reported once the deploy alongside them is done).
+    fn stage_took(&mut self, run: &Run<'_>, name: &str, t0: Instant, took: std::time::Duration, summary: String) {
         self.began = Some(self.began.map_or(t0, |b| b.min(t0)));
-        run.printer.phase("up", None, &format!("{name}: {summary} ({} ms)", t0.elapsed().as_millis()));
-        self.stages.push(Stage { name: name.into(), millis: t0.elapsed().as_millis(), summary });
+        run.printer.phase("up", None, &format!("{name}: {summary} ({} ms)", took.as_millis()));
+        self.stages.push(Stage { name: name.into(), millis: took.as_millis(), summary });
     }
     /// What `other` (stages run on another thread's report) did, added to this.
     fn merge(&mut self, other: Report) {
@@ -240,7 +245,11 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
     let t0 = Instant::now();
     let plans: Vec<Vec<engine::Item>> = nodes.iter().map(|n| relay_items(&ctx, n.host, &parts)).collect::<Result<_, _>>()?;
     let plan = engine::relay::plan(run, nodes, &plans, inp.relay)?;
+    let planned = t0.elapsed();
     let _stores = Cleanup { run, nodes, used: plan.relays() };
+    if !plan.relays() {
+        report.stage(run, "relay", t0, plan.report().summary());
+    }
     let names = |role: Role| -> Vec<&str> { nodes.iter().filter(|n| n.host.has(role)).map(|n| n.host.name.as_str()).collect() };
     let control: Vec<&str> = nodes.iter().filter(|n| [Role::Etcd, Role::Master, Role::Lb].iter().any(|r| n.host.has(*r))).map(|n| n.host.name.as_str()).collect();
     let mut done = Report::default();
@@ -306,10 +315,11 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
         Ok(addons)
     })
     .inspect_err(|_| report.merge(std::mem::take(&mut done)))?;
-    let summary = relay.summary();
+    if relay.mode == "relay" {
+        report.stage_took(run, "relay", t0, planned + std::time::Duration::from_millis(relay.millis), format!("{}, alongside the deploy", relay.summary()));
+    }
     report.bytes_sent += relay.operator_bytes;
     report.relay = relay;
-    report.stage(run, "relay", t0, summary);
     report.merge(done);
 
     if let Some(applied) = addons {

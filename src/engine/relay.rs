@@ -96,6 +96,8 @@ pub struct Report {
     pub link_bytes_per_sec: Option<u64>,
     /// Whether the operator's copies travel compressed (where that shrinks them): the link is slow.
     pub compress: bool,
+    /// How long the transfers took, from the first to the end of the last (milliseconds).
+    pub millis: u64,
 }
 
 impl Report {
@@ -144,6 +146,10 @@ impl Plan {
     /// Whether the files go host to host (rather than directly, or not at all).
     pub fn relays(&self) -> bool {
         self.relay.is_some()
+    }
+    /// The report so far: the mode and the link.
+    pub fn report(&self) -> &Report {
+        &self.report
     }
 }
 
@@ -261,6 +267,7 @@ pub fn alongside<T, E: From<HostError>>(run: &Run<'_>, nodes: &[Node<'_>], plan:
     let mut sched = Sched::new(&pending_of(needers), &holders, &sizes, &first);
     let workers = if run.dry_run { 1 } else { run.concurrency.max(1).min(sched.jobs_left()) };
     sched.workers = workers;
+    let began = std::time::Instant::now();
     let state = (Mutex::new(&mut sched), std::sync::Condvar::new());
     let compress = report.compress;
     let out = std::thread::scope(|s| {
@@ -284,6 +291,7 @@ pub fn alongside<T, E: From<HostError>>(run: &Run<'_>, nodes: &[Node<'_>], plan:
     let out = out?;
     report.operator_bytes = sched.routes.iter().map(|r| r.bytes).sum();
     report.routes = std::mem::take(&mut sched.routes);
+    report.millis = sched.ended.unwrap_or_else(std::time::Instant::now).duration_since(began).as_millis() as u64;
     Ok((report, out))
 }
 
@@ -315,6 +323,9 @@ fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<S
         cv.notify_all();
     }
     s.workers -= 1;
+    if s.workers == 0 {
+        s.ended = Some(std::time::Instant::now());
+    }
     cv.notify_all();
 }
 

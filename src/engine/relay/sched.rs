@@ -101,6 +101,8 @@ pub(super) struct Sched {
     pub(super) stop: bool,
     /// Workers still taking transfers.
     pub(super) workers: usize,
+    /// When the last worker stopped.
+    pub(super) ended: Option<std::time::Instant>,
 }
 
 /// How many files the operator sends into the cluster at once. The operator's link is the
@@ -123,7 +125,7 @@ impl Sched {
         for i in pending.values().flatten() {
             *left.entry(*i).or_insert(0) += 1;
         }
-        Sched { pending: pending.clone(), idle, good, seeding: BTreeSet::new(), seed_order, left, in_flight: 0, routes: Vec::new(), error: None, stop: false, workers: 0 }
+        Sched { pending: pending.clone(), idle, good, seeding: BTreeSet::new(), seed_order, left, in_flight: 0, routes: Vec::new(), error: None, stop: false, workers: 0, ended: None }
     }
     /// Whether every unit `hosts` lacked is in their stores now.
     pub(super) fn staged(&self, hosts: &[usize]) -> bool {
@@ -258,23 +260,26 @@ mod tests {
 
     #[test]
     fn a_host_is_staged_once_every_unit_it_lacked_arrived() {
-        // what waits for a host's files (the masters' start, alongside the relay) waits for all
+        // what waits for a host's files (a master's or a node's start, alongside the relay)
+        // waits for all of them, and for no more
         let want = |hosts: &[usize]| hosts.iter().copied().collect::<std::collections::VecDeque<_>>();
-        let pending = BTreeMap::from([("a".to_string(), want(&[0, 1])), ("b".to_string(), want(&[1]))]);
+        let pending = BTreeMap::from([("a".to_string(), want(&[0, 1, 3])), ("b".to_string(), want(&[1, 3])), ("c".to_string(), want(&[3]))]);
+        let lacked = |h: usize| pending.values().filter(|q| q.contains(&h)).count();
         let mut s = Sched::new(&pending, &BTreeMap::from([("a".to_string(), vec![2])]), &BTreeMap::new(), &BTreeSet::new());
-        assert!(!s.staged(&[0]) && !s.staged(&[1]) && s.staged(&[2]) && s.staged(&[]), "host 2 lacks nothing");
+        assert!(s.staged(&[2]) && s.staged(&[]), "host 2 lacks nothing");
+        let mut got = BTreeMap::<usize, usize>::new();
         let mut jobs: Vec<Job> = std::iter::from_fn(|| s.next()).collect();
         while let Some(j) = jobs.pop() {
             let to = j.to;
             s.done(&j, vec![route(to)], false);
-            jobs.extend(std::iter::from_fn(|| s.next()));
-            if to == 1 && !s.staged(&[1]) {
-                assert!(s.jobs_left() + jobs.len() > 0, "one of host 1's units is still to come");
+            *got.entry(to).or_default() += 1;
+            for h in [0, 1, 3] {
+                assert_eq!(s.staged(&[h]), got.get(&h).copied().unwrap_or(0) == lacked(h), "host {h} after {got:?}");
             }
+            jobs.extend(std::iter::from_fn(|| s.next()));
         }
-        assert!(s.staged(&[0, 1, 2]));
+        assert!(s.staged(&[0, 1, 2, 3]));
     }
-
     #[test]
     fn files_the_same_hosts_lack_and_hold_travel_together_up_to_the_unit_size() {
         let blob = |sha: &str, len: usize| (sha.to_string(), Blob { sha: sha.into(), src: Source::bytes(vec![0; len]), name: sha.into() });
