@@ -259,7 +259,7 @@ fn a_dry_run_plans_on_the_same_path_and_changes_nothing() {
     assert!(plan.restart.contains("b") && plan.bytes_sent == 0);
     assert!(tx.changes().is_empty());
     drop(tx);
-    let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None, after_start: None };
+    let spec = Spec { items: &items, units: &["b"], ..Default::default() };
     let o = converge(&run(&c, true), &node, "test", &spec, &|_| panic!("a dry run verifies nothing")).unwrap();
     assert_eq!((o.changed.len(), o.restarted.as_slice(), o.dry_run), (2, &["b".to_string()][..], true));
     assert!(h.untouched(), "{:?}", h.fake.log());
@@ -276,7 +276,7 @@ fn a_fresh_host_gets_its_files_and_its_services_started_in_order() {
     let c = cluster(d.path(), ONE);
     let h = host("m1", &d.path().join("root"), &[], "", &[]);
     let items = [item("/usr/lib/systemd/system/a.service", "[Service]\n", "a"), item("/etc/b.conf", "b=1\n", "b")];
-    let spec = Spec { items: &items, units: &["a", "b"], reload: &[], precheck: None, after_start: None };
+    let spec = Spec { items: &items, units: &["a", "b"], ..Default::default() };
     let o = converge(&run(&c, false), &h.node(&c, "m1"), "test", &spec, &|_| Ok(())).unwrap();
     assert_eq!(o.started, ["a", "b"]);
     assert_eq!(o.changed.len(), 2);
@@ -296,7 +296,7 @@ fn the_after_start_hook_runs_once_its_unit_started_and_before_the_units_after_it
         seen.lock().unwrap().push(h.systemctl());
         Ok(())
     };
-    let spec = Spec { items: &items, units: &["a", "b"], reload: &[], precheck: None, after_start: Some(("a", &hook)) };
+    let spec = Spec { items: &items, units: &["a", "b"], after_start: Some(("a", &hook)), ..Default::default() };
     let o = converge(&run(&c, false), &h.node(&c, "m1"), "test", &spec, &|_| Ok(())).unwrap();
     assert_eq!(o.started, ["a", "b"]);
     assert_eq!(*seen.lock().unwrap(), [["daemon-reload", "enable --quiet a b", "restart a"]], "once, right after a");
@@ -306,10 +306,58 @@ fn the_after_start_hook_runs_once_its_unit_started_and_before_the_units_after_it
     let d = tempfile::tempdir().unwrap();
     let h = host("m1", &d.path().join("root"), &[], "", &[]);
     let failing = |_: &kbin::host::Node<'_>| -> Result<(), String> { Err("image import: no space left".into()) };
-    let spec = Spec { items: &items, units: &["a", "b"], reload: &[], precheck: None, after_start: Some(("a", &failing)) };
+    let spec = Spec { items: &items, units: &["a", "b"], after_start: Some(("a", &failing)), ..Default::default() };
     let f = converge(&run(&c, false), &h.node(&c, "m1"), "test", &spec, &|_| panic!("nothing is verified after a failed start")).unwrap_err();
     assert_eq!(f.error, "image import: no space left");
     assert!(!h.systemctl().contains(&"restart b".to_string()), "b never started: {:?}", h.systemctl());
+    assert!(f.rollback.is_done(), "{:?}", f.rollback);
+    assert!(!h.path("/etc/b.conf").exists(), "the files the push created are gone");
+}
+
+#[test]
+fn the_before_start_hook_runs_once_before_its_unit_or_the_first_after_it_and_not_when_none_starts() {
+    // a node waits for its control plane before flanneld and the kubelet, not before containerd
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster(d.path(), ONE);
+    let items = [item("/etc/a.conf", "a=1\n", "a"), item("/etc/b.conf", "b=1\n", "b"), item("/etc/c.conf", "c=1\n", "c")];
+    let converge_with = |h: &Host, items: &[kbin::engine::Item], hook: &dyn Fn(&kbin::host::Node<'_>) -> Result<(), String>| {
+        let spec = Spec { items, units: &["a", "b", "c"], before_start: Some(("b", hook)), ..Default::default() };
+        converge(&run(&c, false), &h.node(&c, "m1"), "test", &spec, &|_| Ok(()))
+    };
+    let seen = Mutex::new(Vec::new());
+    let h = host("m1", &d.path().join("fresh"), &[], "", &[]);
+    let hook = |_: &kbin::host::Node<'_>| -> Result<(), String> {
+        seen.lock().unwrap().push(h.systemctl());
+        Ok(())
+    };
+    converge_with(&h, &items, &hook).unwrap();
+    assert_eq!(*seen.lock().unwrap(), [["daemon-reload", "enable --quiet a b c", "restart a"]], "once, after a and right before b");
+
+    // only c restarts (a and b run on unchanged files): the hook still runs before it
+    let h = host("m1", &d.path().join("c-only"), &["a", "b", "c"], "", &[]);
+    for (f, t) in [("a", "a=1\n"), ("b", "b=1\n"), ("c", "c=0\n")] {
+        std::fs::create_dir_all(h.path("/etc")).unwrap();
+        std::fs::write(h.path(&format!("/etc/{f}.conf")), t).unwrap();
+    }
+    let calls = Mutex::new(0);
+    let count = |_: &kbin::host::Node<'_>| -> Result<(), String> {
+        *calls.lock().unwrap() += 1;
+        Ok(())
+    };
+    let o = converge_with(&h, &items, &count).unwrap();
+    assert_eq!((o.restarted.as_slice(), *calls.lock().unwrap()), (&["c".to_string()][..], 1));
+
+    // only a restarts: the units the hook guards do not start, so it does not run
+    std::fs::write(h.path("/etc/a.conf"), "a=0\n").unwrap();
+    let o = converge_with(&h, &items, &count).unwrap();
+    assert_eq!((o.restarted.as_slice(), *calls.lock().unwrap()), (&["a".to_string()][..], 1));
+
+    // a hook that fails stops the start there and rolls back: b and c never start
+    let h = host("m1", &d.path().join("failing"), &[], "", &[]);
+    let failing = |_: &kbin::host::Node<'_>| -> Result<(), String> { Err("the control plane did not come up".into()) };
+    let f = converge_with(&h, &items, &failing).unwrap_err();
+    assert_eq!(f.error, "the control plane did not come up");
+    assert!(!h.systemctl().iter().any(|c| c == "restart b" || c == "restart c"), "{:?}", h.systemctl());
     assert!(f.rollback.is_done(), "{:?}", f.rollback);
     assert!(!h.path("/etc/b.conf").exists(), "the files the push created are gone");
 }
@@ -322,7 +370,7 @@ fn an_up_to_date_host_is_sent_nothing_and_nothing_restarts() {
     std::fs::create_dir_all(h.path("/etc")).unwrap();
     std::fs::write(h.path("/etc/b.conf"), "b=1\n").unwrap();
     let items = [item("/etc/b.conf", "b=1\n", "b")];
-    let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None, after_start: None };
+    let spec = Spec { items: &items, units: &["b"], ..Default::default() };
     let o = converge(&run(&c, false), &h.node(&c, "m1"), "test", &spec, &|_| panic!("nothing changed: nothing to verify")).unwrap();
     assert!(o.changed.is_empty() && o.started.is_empty() && o.restarted.is_empty());
     assert!(h.untouched());
@@ -336,7 +384,7 @@ fn a_failed_verification_restores_the_previous_files_and_restarts_on_them() {
     std::fs::create_dir_all(h.path("/etc")).unwrap();
     std::fs::write(h.path("/etc/b.conf"), "b=1\n").unwrap();
     let items = [item("/etc/b.conf", "b=2\n", "b"), item("/etc/new.conf", "n\n", "b")];
-    let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None, after_start: None };
+    let spec = Spec { items: &items, units: &["b"], ..Default::default() };
     let f = converge(&run(&c, false), &h.node(&c, "m1"), "test", &spec, &|_| Err("b does not answer".into())).unwrap_err();
     assert_eq!((f.phase.as_str(), f.error.as_str()), ("verify", "b does not answer"));
     assert!(f.rollback.line().unwrap().contains("previous files restored"));
@@ -359,7 +407,7 @@ fn a_release_switch_is_a_symlink_swap_that_restarts_its_unit_and_is_switched_bac
     };
     let link = || std::fs::read_link(h.path("/opt/kubernetes/bin/kubelet")).unwrap().to_string_lossy().into_owned();
     let (v1, v2) = (release("v1.34.2"), release("v1.34.3"));
-    let spec = |items| Spec { items, units: &["kubelet"], reload: &[], precheck: None, after_start: None };
+    let spec = |items| Spec { items, units: &["kubelet"], ..Default::default() };
     converge(&run(&c, false), &n, "node", &spec(&v1), &|_| Ok(())).unwrap();
     assert_eq!(link(), "/opt/kubernetes/releases/v1.34.2/kubelet");
     assert!(!engine::needs_change(&n, &v1, &["kubelet"], &engine::Known::default()).unwrap(), "a link that points where it should is no change");
@@ -405,7 +453,7 @@ fn a_rollback_waits_until_the_restored_version_answers_again() {
     std::fs::create_dir_all(h.path("/etc")).unwrap();
     std::fs::write(h.path("/etc/b.conf"), "b=1\n").unwrap();
     let items = [item("/etc/b.conf", "b=2\n", "b")];
-    let spec = Spec { items: &items, units: &["b"], reload: &[], precheck: None, after_start: None };
+    let spec = Spec { items: &items, units: &["b"], ..Default::default() };
     // the new file never answers; the old one does, once it is back
     let verify = |_: &Node<'_>| if std::fs::read_to_string(h.path("/etc/b.conf")).unwrap() == "b=1\n" { Ok(()) } else { Err("b does not answer".to_string()) };
     let f = converge(&run(&c, false), &h.node(&c, "m1"), "test", &spec, &verify).unwrap_err();
@@ -478,7 +526,7 @@ fn a_refused_precheck_changes_no_service_and_puts_the_files_back() {
     let c = cluster(d.path(), ONE);
     let h = host("m1", &d.path().join("root"), &[], "", &[("nginx", "-t")]);
     let items = [item("/etc/nginx/nginx.conf", "bad\n", "nginx")];
-    let spec = Spec { items: &items, units: &["nginx"], reload: &["nginx"], precheck: Some(("nginx -t", kbin::host::Cmd::new(["nginx", "-t"]))), after_start: None };
+    let spec = Spec { items: &items, units: &["nginx"], reload: &["nginx"], precheck: Some(("nginx -t", kbin::host::Cmd::new(["nginx", "-t"]))), ..Default::default() };
     let f = converge(&run(&c, false), &h.node(&c, "m1"), "lb", &spec, &|_| Ok(())).unwrap_err();
     assert!(f.error.starts_with("nginx -t failed: nginx -t failed on purpose"), "{}", f.error);
     assert!(!h.systemctl().iter().any(|c| c.starts_with("restart") || c.starts_with("reload") || c.starts_with("enable")), "{:?}", h.systemctl());
@@ -571,7 +619,7 @@ fn a_node_is_prepared_before_its_services_start_and_rolled_back_when_it_does_not
     let node = n1.node(&c, "n1");
     let e = with_ctx(&c, false, |ctx| {
         let items = kbin::deploy::items(ctx, node.host, kbin::render::Component::Node).unwrap();
-        let spec = Spec { items: &items, units: &kbin::deploy::node::UNITS, reload: &[], precheck: Some(("node preparation", kbin::host::Cmd::new(["kbin-prepare"]))), after_start: None };
+        let spec = Spec { items: &items, units: &kbin::deploy::node::UNITS, reload: &[], precheck: Some(("node preparation", kbin::host::Cmd::new(["kbin-prepare"]))), ..Default::default() };
         converge(ctx, &node, "node", &spec, &|_| Err("node n1 has not registered with the apiserver".into())).unwrap_err()
     });
     let cmds: Vec<String> = n1.fake.commands().into_iter().map(|a| a.join(" ")).collect();
@@ -580,6 +628,39 @@ fn a_node_is_prepared_before_its_services_start_and_rolled_back_when_it_does_not
     assert!(prepare < first_start);
     assert_eq!(n1.systemctl()[2..6], ["restart containerd", "restart flanneld", "restart kubelet", "restart kube-proxy"]);
     assert!(e.rollback.is_done() && n1.state("kubelet") == "inactive", "{:?}", e.rollback);
+}
+
+#[test]
+fn a_node_alongside_the_control_plane_starts_containerd_first_and_is_rolled_back_when_the_control_plane_fails() {
+    // `up` converges the nodes while etcd and the masters start: files, containerd and images
+    // need no apiserver; flanneld and the kubelet wait for it, and a control plane that does not
+    // come up takes the node back to how it was
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster_with_pki(d.path());
+    let n1 = host("n1", &d.path().join("n1"), &[], FACTS_OK, &[]);
+    let control = engine::Latch::default();
+    let e = with_ctx(&c, false, |ctx| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let t = std::time::Instant::now();
+                while n1.state("containerd") != "active" {
+                    assert!(t.elapsed() < Duration::from_secs(10), "containerd never started: {:?}", n1.systemctl());
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                assert_eq!(n1.state("flanneld"), "inactive", "flanneld waits for the control plane");
+                assert_eq!(n1.state("kubelet"), "inactive", "the kubelet waits for the control plane");
+                control.set(Err("etcd on m1 did not become healthy".into()));
+            });
+            kbin::deploy::node::converge_each(ctx, &[n1.node(&c, "n1")], &kbin::deploy::node::ControlPlane::Later(&control), &|_| Ok(())).unwrap_err()
+        })
+    });
+    let text = kbin::error::render(&e);
+    assert!(text.contains("n1: the control plane did not come up: etcd on m1 did not become healthy"), "{text}");
+    let started: Vec<String> = n1.systemctl().into_iter().filter(|c| c.starts_with("restart ")).collect();
+    assert_eq!(started, ["restart containerd"], "nothing after containerd started");
+    assert_eq!(n1.state("containerd"), "inactive", "containerd stopped again: {:?}", n1.systemctl());
+    assert!(!n1.path("/opt/kubernetes/bin/kubelet").exists(), "the files it got are gone");
 }
 
 #[test]

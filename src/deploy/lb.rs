@@ -93,7 +93,7 @@ pub fn deploy(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
 pub fn converge_all(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Report, Error> {
     let plans = super::plans(ctx, lbs, Component::Lb)?;
     let (ok, bad) = engine::on_each(ctx, ctx.concurrency, lbs, "lb", |i, n| {
-        let spec = Spec { items: &plans[i], units: &UNITS, reload: &["nginx"], precheck: Some(("nginx -t", nginx_test())), after_start: None };
+        let spec = Spec { items: &plans[i], units: &UNITS, reload: &["nginx"], precheck: Some(("nginx -t", nginx_test())), ..Default::default() };
         converge(ctx, n, "lb", &spec, &|n| engine::wait_for(ctx.timeout, &ctx.cancel, || engine::all_running(n.remote.as_ref(), &UNITS)))
     });
     if !bad.is_empty() {
@@ -155,7 +155,7 @@ pub fn update_upstreams(ctx: &Ctx<'_>, lbs: &[Node<'_>]) -> Result<Vec<HostOutco
             ctx.printer.phase("lb", Some(&n.host.name), "nginx is not running here yet; `kbin lb deploy` sets it up");
             return Ok(HostOutcome { host: n.host.name.clone(), part: "lb".into(), ..Default::default() });
         }
-        let spec = Spec { items: &plans[i], units: &["nginx"], reload: &["nginx"], precheck: Some(("nginx -t", nginx_test())), after_start: None };
+        let spec = Spec { items: &plans[i], units: &["nginx"], reload: &["nginx"], precheck: Some(("nginx -t", nginx_test())), ..Default::default() };
         converge(ctx, n, "lb", &spec, &|n| engine::all_running(n.remote.as_ref(), &["nginx"]).map_err(|_| "nginx stopped after the reload".into()))
     });
     if !bad.is_empty() {

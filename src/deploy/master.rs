@@ -136,7 +136,7 @@ pub fn rollout(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>]) -> Result<
         if !ctx.dry_run {
             n.remote.check(&Cmd::new(["mkdir", "-p", logs.as_str()]).sudo())?;
         }
-        let spec = Spec { items: &plans[i], units: &UNITS, reload: &[], precheck: None, after_start: None };
+        let spec = Spec { items: &plans[i], units: &UNITS, ..Default::default() };
         // out of the LB upstreams while it restarts (nginx proxies TCP and cannot tell an
         // apiserver going down): clients through the VIP meet the other masters only
         let drained = !ctx.dry_run && masters.len() > 1 && !lbs.is_empty() && drain_from_lb(ctx, lbs, n.host);

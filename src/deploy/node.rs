@@ -1,6 +1,7 @@
 //! Nodes: host preparation, containerd, flanneld, kubelet (TLS bootstrap) and kube-proxy.
 
 use std::io::{Read, Write};
+use std::sync::Mutex;
 
 use super::Ctx;
 use crate::config::{Cluster, Host, Role};
@@ -164,7 +165,8 @@ pub fn seen(client: &Client, ep: &Endpoint, name: &str) -> Result<(Option<NodeSt
 /// a kubelet that just restarted has posted a heartbeat of its own.
 pub fn wait_ready(ctx: &engine::Run<'_>, client: &Client, ep: &Endpoint, name: &str, before: Option<String>) -> Result<NodeStatus, String> {
     let mut last = None;
-    engine::wait_for(ctx.timeout, &ctx.cancel, || {
+    // once a second: two requests, each a TLS handshake through the master's SSH connection
+    engine::wait_every(ctx.timeout, std::time::Duration::from_secs(1), &ctx.cancel, || {
         let (node, renew) = seen(client, ep, name)?;
         let node = node.ok_or_else(|| format!("node {name} has not registered with the apiserver"))?;
         if node.ready != Some(true) {
@@ -190,17 +192,54 @@ pub fn deploy(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> Result
 
 /// The node components on `nodes`, in parallel, each waited for. Preflight has run.
 pub fn converge_all(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>]) -> Result<Vec<HostOutcome>, Error> {
-    converge_each(ctx, nodes, masters, &|_| Ok(()))
+    let ep = endpoint(ctx, masters)?;
+    converge_each(ctx, nodes, &ControlPlane::Ready(&ep), &|_| Ok(()))
+}
+
+/// The apiserver the nodes are checked through: the first of `masters` that is ready (in a dry
+/// run, the first).
+pub fn endpoint(ctx: &engine::Run<'_>, masters: &[Node<'_>]) -> Result<Endpoint, Error> {
+    if let (true, Some(m)) = (ctx.dry_run, masters.first()) {
+        return Ok(crate::kube::masters::endpoint(ctx.cluster, m));
+    }
+    let client = super::api_client(ctx.cluster)?;
+    Ok(crate::kube::masters::ready_master(ctx.cluster, &client, masters.iter().map(|n| (n.host, Ok(n.clone()))).collect(), &ctx.printer)?)
+}
+
+/// The apiserver the nodes register with: running already (`node add`, upgrades), or the one
+/// `up` is bringing up alongside the nodes. A node needs it only from flanneld on: its files,
+/// containerd and its images go in before, while the control plane still starts.
+pub enum ControlPlane<'a> {
+    Ready(&'a Endpoint),
+    /// Set once the control plane is up (or with why it did not come up).
+    Later(&'a engine::Latch<Result<Endpoint, String>>),
+}
+
+impl ControlPlane<'_> {
+    fn now(&self) -> Option<&Endpoint> {
+        match self {
+            ControlPlane::Ready(ep) => Some(ep),
+            ControlPlane::Later(l) => l.get().and_then(|r| r.as_ref().ok()),
+        }
+    }
+    /// The endpoint once the control plane is up; why not, if it did not come up.
+    pub fn wait(&self, cancel: &crate::host::parallel::Cancel) -> Result<&Endpoint, String> {
+        match self {
+            ControlPlane::Ready(ep) => Ok(ep),
+            ControlPlane::Later(l) => match l.wait(cancel) {
+                Some(Ok(ep)) => Ok(ep),
+                Some(Err(e)) => Err(format!("the control plane did not come up: {e}")),
+                None => Err("interrupted while waiting for the control plane".into()),
+            },
+        }
+    }
 }
 
 /// [`converge_all`], each node once `ready` says it may start (its files are in: `up` runs the
-/// nodes alongside the relay, each as soon as its own files have arrived).
-pub fn converge_each(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>], ready: &(dyn Fn(&Node<'_>) -> Result<(), String> + Sync)) -> Result<Vec<HostOutcome>, Error> {
+/// nodes alongside the relay, each as soon as its own files have arrived) and, from flanneld on,
+/// once `control` is up.
+pub fn converge_each(ctx: &Ctx<'_>, nodes: &[Node<'_>], control: &ControlPlane<'_>, ready: &(dyn Fn(&Node<'_>) -> Result<(), String> + Sync)) -> Result<Vec<HostOutcome>, Error> {
     let client = super::api_client(ctx.cluster)?;
-    let ep = match (ctx.dry_run, masters.first()) {
-        (true, Some(m)) => crate::kube::masters::endpoint(ctx.cluster, m),
-        _ => crate::kube::masters::ready_master(ctx.cluster, &client, masters.iter().map(|n| (n.host, Ok(n.clone()))).collect(), &ctx.printer)?,
-    };
     let plans = super::plans(ctx, nodes, Component::Node)?;
     let (ok, bad) = engine::on_each(ctx, ctx.concurrency, nodes, "node", |i, n| {
         ready(n).map_err(|e| engine::HostFailure::new(&n.host.name, "relay", e))?;
@@ -227,7 +266,20 @@ pub fn converge_each(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>], re
         if !ctx.dry_run {
             n.remote.check(&Cmd::new(["mkdir", "-p", ctx.cluster.layout.k8s_logs.as_str(), "/var/lib/kubelet", "/opt/cni/bin", "/etc/cni/net.d"]).sudo())?;
         }
-        let before = if ctx.dry_run { None } else { seen(&client, &ep, &n.host.name).ok().and_then(|s| s.1) };
+        // the Lease's renewTime before the kubelet (re)starts: read now when the apiserver runs,
+        // else once it does, right before flanneld and the kubelet start
+        let before: Mutex<Option<Option<String>>> = Mutex::new(None);
+        let read_before = |ep: &Endpoint| *before.lock().unwrap() = Some(if ctx.dry_run { None } else { seen(&client, ep, &n.host.name).ok().and_then(|s| s.1) });
+        if let Some(ep) = control.now() {
+            read_before(ep);
+        }
+        let await_control = |_: &Node<'_>| -> Result<(), String> {
+            let ep = control.wait(&ctx.cancel)?;
+            if before.lock().unwrap().is_none() {
+                read_before(ep);
+            }
+            Ok(())
+        };
         let import = |n: &Node<'_>| -> Result<(), String> {
             let done = super::images::import(n, images)?;
             if !done.is_empty() {
@@ -237,18 +289,21 @@ pub fn converge_each(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>], re
         };
         // the images go in as soon as containerd runs and before the kubelet starts: the node
         // registers with every image in place, so no pod scheduled on it finds one missing
-        let after_start: Option<engine::converge::AfterStart<'_>> = if missing.is_empty() { None } else { Some(("containerd", &import)) };
-        let spec = Spec { items: &items, units: &UNITS, reload: &[], precheck: Some(("node preparation (kernel modules, sysctls)", prepare_cmd(ctx.cluster))), after_start };
+        let after_start: Option<engine::converge::Hook<'_>> = if missing.is_empty() { None } else { Some(("containerd", &import)) };
+        let precheck = Some(("node preparation (kernel modules, sysctls)", prepare_cmd(ctx.cluster)));
+        let spec = Spec { items: &items, units: &UNITS, precheck, after_start, before_start: Some(("flanneld", &await_control)), ..Default::default() };
         let mut o = converge(ctx, n, "node", &spec, &|n| {
+            let ep = control.wait(&ctx.cancel)?;
+            let before = before.lock().unwrap().clone().flatten();
             // containerd ran on already (not restarted): what it lacks goes in now
             if !missing.is_empty() {
                 import(n)?;
             }
             cri_serves(ctx, n)?;
-            let s = wait_ready(ctx, &client, &ep, &n.host.name, before.clone())?;
+            let s = wait_ready(ctx, &client, ep, &n.host.name, before.clone())?;
             // the kubelet that posts status runs the release it is switched to (nodeInfo follows a restart)
             if let Some(kv) = super::release_of(ctx.cluster, n, "kubelet")? {
-                engine::wait_for(ctx.timeout.min(std::time::Duration::from_secs(60)), &ctx.cancel, || match seen(&client, &ep, &n.host.name)?.0.and_then(|s| s.kubelet_version) {
+                engine::wait_for(ctx.timeout.min(std::time::Duration::from_secs(60)), &ctx.cancel, || match seen(&client, ep, &n.host.name)?.0.and_then(|s| s.kubelet_version) {
                     Some(v) if v == kv => Ok(()),
                     v => Err(format!("the kubelet reports {}, not {kv} (the release it is switched to)", v.unwrap_or_else(|| "no version".into()))),
                 })?;
@@ -263,7 +318,7 @@ pub fn converge_each(ctx: &Ctx<'_>, nodes: &[Node<'_>], masters: &[Node<'_>], re
                 Ok(_) => Err("flanneld has not written /run/flannel/subnet.env (no pod CIDR for the node yet?)".into()),
                 Err(e) => Err(e.chain()),
             })?;
-            let cidr = seen(&client, &ep, &n.host.name).ok().and_then(|(s, _)| s).and_then(|s| s.pod_cidr).or(s.pod_cidr).unwrap_or_else(|| "-".into());
+            let cidr = seen(&client, ep, &n.host.name).ok().and_then(|(s, _)| s).and_then(|s| s.pod_cidr).or(s.pod_cidr).unwrap_or_else(|| "-".into());
             ctx.printer.phase("node", Some(&n.host.name), &format!("Ready, heartbeat fresh, kube-proxy healthy, flannel subnet {cidr}"));
             Ok(())
         })?;

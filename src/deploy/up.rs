@@ -239,9 +239,7 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
 
     // each large file into the cluster once, the hosts passing it on (the pushes below then copy
     // it from the host's own store); the stores go when the run ends, however it ends. The
-    // deploy goes on meanwhile, each host once its own files are in: the control plane's files
-    // cross the link first and it starts while the nodes' files follow and fan out; each node
-    // starts as soon as it holds its own
+    // deploy goes on meanwhile, each host once its own files are in
     let t0 = Instant::now();
     let plans: Vec<Vec<engine::Item>> = nodes.iter().map(|n| relay_items(&ctx, n.host, &parts)).collect::<Result<_, _>>()?;
     let plan = engine::relay::plan(run, nodes, &plans, inp.relay)?;
@@ -250,69 +248,57 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
     if !plan.relays() {
         report.stage(run, "relay", t0, plan.report().summary());
     }
-    let names = |role: Role| -> Vec<&str> { nodes.iter().filter(|n| n.host.has(role)).map(|n| n.host.name.as_str()).collect() };
-    let control: Vec<&str> = nodes.iter().filter(|n| [Role::Etcd, Role::Master, Role::Lb].iter().any(|r| n.host.has(*r))).map(|n| n.host.name.as_str()).collect();
+    // the control plane's files cross the link first, and it starts while the nodes' files follow
+    // and fan out; each node starts as soon as it holds its own files (containerd and its images
+    // need no apiserver; from flanneld on it waits for the control plane, if that is not up yet)
+    let workers = by_role(nodes, Role::Node);
+    let first: Vec<&str> = nodes.iter().filter(|n| [Role::Etcd, Role::Master, Role::Lb].iter().any(|r| n.host.has(*r))).map(|n| n.host.name.as_str()).collect();
     let mut done = Report::default();
-    let (relay, addons) = engine::relay::alongside(run, nodes, plan, &control, |staged| -> Result<Option<super::manifests::Applied>, Error> {
-        let report = &mut done;
-        // etcd
-        staged.wait(&names(Role::Etcd))?;
-        let t0 = Instant::now();
-        let members = by_role(nodes, Role::Etcd);
-        let member_facts: Vec<Facts> = nodes.iter().zip(&facts).filter(|(n, _)| n.host.has(Role::Etcd)).map(|(_, f)| f.clone()).collect();
-        let etcd_ctx = etcd::Ctx::new(Run { timeout: inp.etcd_timeout, ..run.clone() })?;
-        let r = etcd::rollout(&etcd_ctx, &members, &member_facts, inp.templates, &bins)?;
-        report.bytes_sent += r.bytes_sent;
-        report.started.extend(r.started.iter().map(|h| format!("{h}/etcd")));
-        report.restarted.extend(r.restarted.iter().map(|h| format!("{h}/etcd")));
-        let healthy = r.members.iter().filter(|m| m.healthy).count();
-        let summary = if run.dry_run { format!("{} members planned", members.len()) } else { format!("{healthy}/{} members healthy", r.members.len()) };
-        report.stage(run, "etcd", t0, summary);
-
-        // masters, each out of the running LB hosts' upstreams while it restarts (setting the LB
-        // hosts up is the LB stage's business)
-        staged.wait(&names(Role::Master))?;
-        let t0 = Instant::now();
-        let masters = by_role(nodes, Role::Master);
-        let r = super::master::rollout(&ctx, &masters, &by_role(nodes, Role::Lb))?;
-        report.add(&r.masters);
-        report.stage(run, "masters", t0, summarize(&r.masters));
-
-        // LB pair
-        let lbs = by_role(nodes, Role::Lb);
-        if !lbs.is_empty() {
-            staged.wait(&names(Role::Lb))?;
+    let (relay, addons) = engine::relay::alongside(run, nodes, plan, &first, |staged| -> Result<Option<super::manifests::Applied>, Error> {
+        let control = engine::Latch::default();
+        let converge_nodes = || {
             let t0 = Instant::now();
-            let r = super::lb::converge_all(&ctx, &lbs)?;
-            report.add(&r.hosts);
-            let holder = r.holder.map(|h| format!(", VIP held by {h}")).unwrap_or_default();
-            report.stage(run, "lb", t0, format!("{}{holder}", summarize(&r.hosts)));
-        }
-
-        // manifests (bootstrap token, RBAC) before any kubelet asks for a certificate
-        let t0 = Instant::now();
-        match super::manifests::apply_to_masters(cluster, &masters, &run.printer, run.dry_run) {
-            Ok(r) => {
-                let s = r.summary();
-                report.manifests = r.objects;
-                report.stage(run, "manifests", t0, s);
+            let plane = super::node::ControlPlane::Later(&control);
+            let r = super::node::converge_each(&ctx, &workers, &plane, &|n| {
+                staged.wait(&[n.host.name.as_str()]).map_err(|e| e.chain())?;
+                // a host of the control plane too: its node part once that is up
+                if [Role::Etcd, Role::Master, Role::Lb].iter().any(|r| n.host.has(*r)) {
+                    plane.wait(&run.cancel)?;
+                }
+                Ok(())
+            });
+            (t0, r)
+        };
+        std::thread::scope(|s| {
+            // however the control plane's deploy ends (a panic included), no node waits on
+            let _unblock = Unblock(&control);
+            // a dry run says the control plane's plan first, then the nodes'
+            let converging = (!workers.is_empty() && !run.dry_run).then(|| s.spawn(converge_nodes));
+            let masters = by_role(nodes, Role::Master);
+            let up = control_plane(inp, &ctx, nodes, &facts, staged, &mut done)
+                .and_then(|addons| Ok((addons, if workers.is_empty() { None } else { Some(super::node::endpoint(&ctx, &masters)?) })));
+            let up = match up {
+                Ok((addons, ep)) => {
+                    control.set(ep.ok_or_else(|| "no master".to_string()));
+                    Ok(addons)
+                }
+                Err(e) => {
+                    control.set(Err(crate::exit::chain(&e)));
+                    Err(e)
+                }
+            };
+            let nodes_done = match converging {
+                Some(h) => Some(h.join().expect("the nodes' converge does not panic")),
+                None => (!workers.is_empty() && up.is_ok()).then(converge_nodes),
+            };
+            let addons = up?;
+            if let Some((t0, r)) = nodes_done {
+                let r = r?;
+                done.add(&r);
+                done.stage(run, "nodes", t0, summarize(&r));
             }
-            Err(Error::Refused { what, .. }) if run.dry_run => report.stage(run, "manifests", t0, format!("would be applied once an apiserver runs ({what})")),
-            Err(e) => return Err(e),
-        }
-
-        // nodes, each as soon as its own files are in; the add-ons applied first, so their pods
-        // start on the first nodes Ready, and waited for once every node is
-        let workers = by_role(nodes, Role::Node);
-        if workers.is_empty() {
-            return Ok(None);
-        }
-        let addons = super::manifests::apply_addons(run, &masters)?;
-        let t0 = Instant::now();
-        let r = super::node::converge_each(&ctx, &workers, &masters, &|n| staged.wait(&[n.host.name.as_str()]).map_err(|e| e.chain()))?;
-        report.add(&r);
-        report.stage(run, "nodes", t0, summarize(&r));
-        Ok(addons)
+            Ok(addons)
+        })
     })
     .inspect_err(|_| report.merge(std::mem::take(&mut done)))?;
     if relay.mode == "relay" {
@@ -331,4 +317,70 @@ pub fn run_on(inp: &Inputs<'_>, nodes: &[Node<'_>], report: &mut Report) -> Resu
         report.stage(run, "addons", t0, if run.dry_run { "planned".into() } else { format!("{s} ready") });
     }
     Ok(())
+}
+
+/// etcd, the masters, the LB pair, the manifests and the add-ons (applied, not waited for), each
+/// once its hosts' files are in.
+fn control_plane(inp: &Inputs<'_>, ctx: &Ctx<'_>, nodes: &[Node<'_>], facts: &[Facts], staged: &engine::relay::Staged<'_>, report: &mut Report) -> Result<Option<super::manifests::Applied>, Error> {
+    let run = &inp.run;
+    let names = |role: Role| -> Vec<&str> { nodes.iter().filter(|n| n.host.has(role)).map(|n| n.host.name.as_str()).collect() };
+    // etcd
+    staged.wait(&names(Role::Etcd))?;
+    let t0 = Instant::now();
+    let members = by_role(nodes, Role::Etcd);
+    let member_facts: Vec<Facts> = nodes.iter().zip(facts).filter(|(n, _)| n.host.has(Role::Etcd)).map(|(_, f)| f.clone()).collect();
+    let etcd_ctx = etcd::Ctx::new(Run { timeout: inp.etcd_timeout, ..run.clone() })?;
+    let r = etcd::rollout(&etcd_ctx, &members, &member_facts, inp.templates, ctx.bins)?;
+    report.bytes_sent += r.bytes_sent;
+    report.started.extend(r.started.iter().map(|h| format!("{h}/etcd")));
+    report.restarted.extend(r.restarted.iter().map(|h| format!("{h}/etcd")));
+    let healthy = r.members.iter().filter(|m| m.healthy).count();
+    let summary = if run.dry_run { format!("{} members planned", members.len()) } else { format!("{healthy}/{} members healthy", r.members.len()) };
+    report.stage(run, "etcd", t0, summary);
+
+    // masters, each out of the running LB hosts' upstreams while it restarts (setting the LB
+    // hosts up is the LB stage's business)
+    staged.wait(&names(Role::Master))?;
+    let t0 = Instant::now();
+    let masters = by_role(nodes, Role::Master);
+    let r = super::master::rollout(ctx, &masters, &by_role(nodes, Role::Lb))?;
+    report.add(&r.masters);
+    report.stage(run, "masters", t0, summarize(&r.masters));
+
+    // LB pair
+    let lbs = by_role(nodes, Role::Lb);
+    if !lbs.is_empty() {
+        staged.wait(&names(Role::Lb))?;
+        let t0 = Instant::now();
+        let r = super::lb::converge_all(ctx, &lbs)?;
+        report.add(&r.hosts);
+        let holder = r.holder.map(|h| format!(", VIP held by {h}")).unwrap_or_default();
+        report.stage(run, "lb", t0, format!("{}{holder}", summarize(&r.hosts)));
+    }
+
+    // manifests (bootstrap token, RBAC) before any kubelet asks for a certificate
+    let t0 = Instant::now();
+    match super::manifests::apply_to_masters(run.cluster, &masters, &run.printer, run.dry_run) {
+        Ok(r) => {
+            let s = r.summary();
+            report.manifests = r.objects;
+            report.stage(run, "manifests", t0, s);
+        }
+        Err(Error::Refused { what, .. }) if run.dry_run => report.stage(run, "manifests", t0, format!("would be applied once an apiserver runs ({what})")),
+        Err(e) => return Err(e),
+    }
+    // the add-ons before any kubelet starts, so their pods start on the first nodes Ready
+    if by_role(nodes, Role::Node).is_empty() {
+        return Ok(None);
+    }
+    super::manifests::apply_addons(run, &masters)
+}
+
+/// Sets the nodes' control-plane latch, if nothing did, when dropped.
+struct Unblock<'a>(&'a engine::Latch<Result<crate::kube::Endpoint, String>>);
+
+impl Drop for Unblock<'_> {
+    fn drop(&mut self) {
+        self.0.set(Err("the control plane's deploy stopped".into()));
+    }
 }

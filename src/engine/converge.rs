@@ -7,7 +7,8 @@ use super::systemd::{active_units, journal_tail};
 use super::{Rollback, Run, Tx};
 use crate::host::{Cmd, Node};
 
-/// What to converge on one host.
+/// What to converge on one host (`..Default::default()` for the hooks and checks not used).
+#[derive(Default)]
 pub struct Spec<'a> {
     pub items: &'a [Item],
     /// The services, in start order.
@@ -21,11 +22,16 @@ pub struct Spec<'a> {
     /// Work that must be done once a unit is (re)started and before the units after it start,
     /// failing like verify (the node's images into containerd before the kubelet runs, so no pod
     /// scheduled there finds one missing): the unit's name and the hook.
-    pub after_start: Option<AfterStart<'a>>,
+    pub after_start: Option<Hook<'a>>,
+    /// Work that must be done once, right before the named unit or the first unit after it in
+    /// start order is (re)started, failing like verify (a node waits there for its control
+    /// plane: containerd and the images need none, flanneld and the kubelet do). Not run when
+    /// none of those units (re)starts.
+    pub before_start: Option<Hook<'a>>,
 }
 
-/// A unit's name and the work to do once it is (re)started ([`Spec::after_start`]).
-pub type AfterStart<'a> = (&'a str, &'a dyn Fn(&Node<'_>) -> Result<(), String>);
+/// A unit's name and work tied to its start ([`Spec::after_start`], [`Spec::before_start`]).
+pub type Hook<'a> = (&'a str, &'a dyn Fn(&Node<'_>) -> Result<(), String>);
 
 /// Push the spec's items to `node`, then start the units that are not running and restart (or
 /// reload) the running ones whose files changed, in the order given, then `verify`. Every change
@@ -79,7 +85,11 @@ pub fn converge(run: &Run<'_>, node: &Node<'_>, part: &str, spec: &Spec<'_>, ver
             sys(&a)?;
         }
         // one unit after the other, in dependency order (containerd before kubelet)
-        for u in units.iter().filter(|u| to_start.contains(u) || to_restart.contains(u)) {
+        let mut before = spec.before_start.and_then(|(from, hook)| units.iter().position(|u| *u == from).map(|i| (i, hook)));
+        for (i, u) in units.iter().enumerate().filter(|(_, u)| to_start.contains(u) || to_restart.contains(u)) {
+            if let Some((_, hook)) = before.take_if(|(from, _)| i >= *from) {
+                hook(node)?;
+            }
             let verb = if to_restart.contains(u) && spec.reload.contains(u) { "reload" } else { "restart" };
             if to_start.contains(u) { tx.started(u) } else { tx.restarted(u, verb) }
             sys(&[verb, u]).map_err(|e| format!("{u}: {e}"))?;

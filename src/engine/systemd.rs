@@ -39,8 +39,14 @@ pub fn journal_tail(node: &Node<'_>, unit: &str, lines: usize) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Poll `check` until it returns `Ok`, or return its last error after `timeout`.
-pub fn wait_for(timeout: Duration, cancel: &Cancel, mut check: impl FnMut() -> Result<(), String>) -> Result<(), String> {
+/// Poll `check` (every 250 ms) until it returns `Ok`, or return its last error after `timeout`.
+pub fn wait_for(timeout: Duration, cancel: &Cancel, check: impl FnMut() -> Result<(), String>) -> Result<(), String> {
+    wait_every(timeout, Duration::from_millis(250), cancel, check)
+}
+
+/// [`wait_for`], polling every `every` (a check that costs the cluster something: each of ten
+/// nodes asking the apiserver four times a second is forty TLS handshakes a second).
+pub fn wait_every(timeout: Duration, every: Duration, cancel: &Cancel, mut check: impl FnMut() -> Result<(), String>) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
         let last = match check() {
@@ -53,6 +59,6 @@ pub fn wait_for(timeout: Duration, cancel: &Cancel, mut check: impl FnMut() -> R
         if cancel.is_cancelled() {
             return Err(format!("{last} (interrupted)"));
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(every);
     }
 }
