@@ -7,10 +7,13 @@
 //! then copies from there instead of receiving the bytes (the digest is checked again on the
 //! copy). Files that the same hosts lack travel together as a unit (a node's dozen binaries are
 //! a few units, `sched::UNIT_BYTES` each at most). Per unit: the operator sends it to one host that
-//! needs it (the seed; two units at a time, the most wanted first, so each arrives early and
-//! fans out while the next crosses the operator's link); as soon as a host holds it, it serves
-//! one host that does not, so the holders double (a binary tree). A transfer is plain OpenSSH
-//! between the two hosts — nothing to install beyond what a host running sshd has:
+//! needs it (the seed; two units at a time, each into another host, the most wanted first, so
+//! each arrives early and fans out while the next crosses the operator's link); as soon as a host
+//! holds it, it serves one host that does not, so the holders double (a binary tree). A host
+//! receives one unit at a time and serves none while it receives: kbin runs one command at a time
+//! on its connection. A transfer is plain OpenSSH between the two hosts, run by the receiver at
+//! the lowest CPU priority (a background copy yields to the services and to the operator's own
+//! transfers) — nothing to install beyond what a host running sshd has:
 //! 1. the receiver makes a one-time ed25519 key (`ssh-keygen`, private key never leaves it, never
 //!    in argv) and gets the sender's host key from kbin's verified known_hosts;
 //! 2. the sender authorizes that key for one command only — `cat` of that unit's blobs — from
@@ -42,7 +45,9 @@ use super::files::Item;
 use crate::host::known_hosts::KnownHosts;
 
 mod sched;
+mod transfer;
 use sched::{Blob, Job, Sched, Unit, pending_of, units};
+use transfer::{Revoke, transfer};
 use crate::host::parallel::{self, Outcome};
 use crate::host::{Cmd, HostError, Node, Source, WriteOpts};
 
@@ -297,7 +302,7 @@ pub fn alongside<T, E: From<HostError>>(run: &Run<'_>, nodes: &[Node<'_>], plan:
 
 
 /// A worker: take the next transfer that can start, run it, record it; until none is left.
-fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<String, Unit>, state: &(Mutex<&mut Sched>, std::sync::Condvar), compress: bool) {
+fn work<'a>(run: &Run<'_>, nodes: &'a [Node<'a>], known: &KnownHosts, want: &BTreeMap<String, Unit>, state: &(Mutex<&mut Sched>, std::sync::Condvar), compress: bool) {
     let (lock, cv) = state;
     let mut s = lock.lock().unwrap();
     loop {
@@ -313,13 +318,20 @@ fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<S
         };
         s.in_flight += 1;
         drop(s);
-        let r = one(run, nodes, known, &want[&job.sha], &job, compress);
+        let (r, revoke) = one(run, nodes, known, &want[&job.sha], &job, compress);
         s = lock.lock().unwrap();
-        s.in_flight -= 1;
         match r {
             Ok((routes, bad)) => s.done(&job, routes, bad),
             Err(e) => s.error = Some(e),
         }
+        cv.notify_all();
+        // the sender's authorization goes once the receiver may pass the unit on
+        if let Some(revoke) = revoke {
+            drop(s);
+            revoke.run();
+            s = lock.lock().unwrap();
+        }
+        s.in_flight -= 1;
         cv.notify_all();
     }
     s.workers -= 1;
@@ -331,7 +343,7 @@ fn work(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, want: &BTreeMap<S
 
 /// Run one transfer (a dry run only says it); a route per file, and whether the sender served
 /// bad bytes.
-fn one(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, u: &Unit, job: &Job, compress: bool) -> Result<(Vec<Route>, bool), HostError> {
+fn one<'a>(run: &Run<'_>, nodes: &'a [Node<'a>], known: &KnownHosts, u: &Unit, job: &Job, compress: bool) -> (Result<(Vec<Route>, bool), HostError>, Option<Revoke<'a>>) {
     let to = &nodes[job.to];
     let routes = |from: &str, sent: &[u64], fallback: Option<String>| -> Vec<Route> {
         u.blobs.iter().enumerate().map(|(i, b)| Route { host: to.host.name.clone(), sha256: b.sha.clone(), bytes: sent.get(i).copied().unwrap_or(0), from: from.into(), fallback: fallback.clone() }).collect()
@@ -339,7 +351,7 @@ fn one(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, u: &Unit, job: &Jo
     if run.dry_run {
         let from = job.from.map(|f| nodes[f].host.name.clone()).unwrap_or_else(|| "the operator".into());
         run.printer.phase("dry-run", Some(&to.host.name), &format!("would get {} from {from}", u.label()));
-        return Ok((routes(job.from.map(|f| nodes[f].host.name.as_str()).unwrap_or("operator"), &[], None), false));
+        return (Ok((routes(job.from.map(|f| nodes[f].host.name.as_str()).unwrap_or("operator"), &[], None), false)), None);
     }
     // from the operator, one file after the other, the next compressed while one crosses the
     // link (compressing first and sending after left the link idle a third of the time)
@@ -363,19 +375,21 @@ fn one(run: &Run<'_>, nodes: &[Node<'_>], known: &KnownHosts, u: &Unit, job: &Jo
         })
     };
     let Some(f) = job.from else {
-        return Ok((seed(None)?, false));
+        return (seed(None).map(|r| (r, false)), None);
     };
     let from = &nodes[f];
-    match transfer(known, from, to, u) {
+    let (r, revoke) = transfer(known, from, to, u);
+    let r = match r {
         Ok(()) => {
             run.printer.phase("relay", Some(&to.host.name), &format!("{} from {}", u.label(), from.host.name));
             Ok((routes(&from.host.name, &[], None), false))
         }
         Err(why) => {
             run.printer.warn(&format!("relay: {}: {} from {}: {why}; refused, from the operator instead", to.host.name, u.label(), from.host.name), None);
-            Ok((seed(Some(why))?, true))
+            seed(Some(why)).map(|r| (r, true))
         }
-    }
+    };
+    (r, revoke)
 }
 
 /// The large files of `items` whose destination on `n` differs, and the blobs `n` holds already.
@@ -436,7 +450,13 @@ mkdir -p -- "$1"
 t=$(mktemp "$1/.in-XXXXXX")
 trap 'rm -f -- "$t"' EXIT
 gzip -dc > "$t"
-got=$(sha256sum < "$t"); got=${got%% *}
+# openssl uses the CPU's SHA instructions (several times faster than sha256sum)
+got=$(openssl dgst -sha256 -r < "$t" 2>/dev/null) || got=
+got=${got%% *}
+case "$got" in
+  ????????????????????????????????????????????????????????????????) ;;
+  *) got=$(sha256sum < "$t"); got=${got%% *} ;;
+esac
 if [ "$got" != "$2" ]; then echo "unpacked bytes with sha256 $got, not $2" >&2; exit 3; fi
 chmod 644 "$t"
 mv -f -- "$t" "$1/$2"
@@ -525,107 +545,6 @@ echo "cannot reach $2:$3 (${out:-no answer})""#;
     (!bad.is_empty()).then(|| bad.join("; "))
 }
 
-/// The receiver's half: a one-time key, then (after the sender authorized it) the fetch.
-const KEYGEN: &str = r#"set -eu
-umask 077
-mkdir -p -- "$1"
-rm -f -- "$1/key" "$1/key.pub"
-ssh-keygen -q -t ed25519 -N '' -C "$2" -f "$1/key"
-cat -- "$1/key.pub""#;
-/// `$1` work dir, `$2` user@addr, `$3` port, `$4` the store, then `sha256:size` per file: fetch
-/// the files (the sender's `cat` of them, one after the other: `head -c` reads no byte past its
-/// count), verify each, and only if every one is right move them in.
-const FETCH: &str = r#"set -eu
-d=$1 target=$2 port=$3 store=$4
-shift 4
-fetch() {
-  ssh -i "$d/key" -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
-    -c aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com \
-    -o UserKnownHostsFile="$d/known_hosts" -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=5 \
-    -o ServerAliveInterval=5 -o LogLevel=ERROR -p "$port" "$target" 2>"$d/ssh.err" || true
-}
-if [ $# -eq 1 ]; then
-  fetch > "$d/${1%%:*}.part"
-else
-  fetch | {
-    for f in "$@"; do head -c "${f#*:}" > "$d/${f%%:*}.part"; done
-    cat > /dev/null
-  }
-fi
-for f in "$@"; do
-  sha=${f%%:*}
-  got=$(openssl dgst -sha256 -r < "$d/$sha.part" 2>/dev/null) || got=
-  got=${got%% *}
-  case "$got" in
-    ????????????????????????????????????????????????????????????????) ;;
-    *) got=$(sha256sum < "$d/$sha.part"); got=${got%% *} ;;
-  esac
-  if [ "$got" != "$sha" ] && [ -s "$d/ssh.err" ]; then echo "ssh: $(tail -n 1 "$d/ssh.err")" >&2; exit 3; fi
-  if [ "$got" != "$sha" ]; then echo "received $(wc -c < "$d/$sha.part") bytes with sha256 $got, not $sha" >&2; exit 3; fi
-done
-mkdir -p -- "$store"
-for f in "$@"; do
-  sha=${f%%:*}
-  chmod 644 "$d/$sha.part"
-  mv -f -- "$d/$sha.part" "$store/$sha"
-done"#;
-/// The sender's half, as the login user: `$1` add|remove, `$2` the authorized_keys line, `$3` its tag.
-const AUTHORIZE: &str = r#"set -eu
-umask 077
-mkdir -p "$HOME/.ssh"
-f="$HOME/.ssh/authorized_keys"
-touch "$f"
-exec 9>"$HOME/.ssh/.kbin-relay.lock"
-flock 9
-case $1 in
-  add) printf '%s\n' "$2" >> "$f" ;;
-  remove)
-    t=$(mktemp "$f.kbin-XXXXXX")
-    grep -vF -- "$3" "$f" > "$t" || true
-    # renamed into place: sshd checking another transfer's key meanwhile reads the old file or
-    # the new one, never a truncated one (a symlinked file is rewritten where it points)
-    if [ -L "$f" ]; then cat "$t" > "$f"; rm -f "$t"; else mv -f "$t" "$f"; fi ;;
-esac"#;
-
-/// One host-to-host transfer of the files of `u` from `from` to `to`; `Err` says why it did not
-/// happen (nothing of it is kept then).
-fn transfer(known: &KnownHosts, from: &Node<'_>, to: &Node<'_>, u: &Unit) -> Result<(), String> {
-    let tag = format!("kbin-relay-{}-{}", &u.blobs[0].sha[..12], nonce());
-    let dir = format!("/var/lib/kbin/relay/{tag}");
-    let port = from.host.ssh.port;
-    let addr = from.host.address.to_string();
-    let lines = known.lines_for(&addr, port);
-    if lines.is_empty() {
-        return Err(format!("no verified host key of {} in known_hosts", from.host.name));
-    }
-    let cleanup = || {
-        let _ = to.remote.run(&Cmd::new(["rm", "-rf", "--", dir.as_str()]).sudo());
-        let _ = from.remote.run(&Cmd::new(["sh", "-c", AUTHORIZE, "kbin-relay-auth", "remove", "", tag.as_str()]));
-    };
-    let r = (|| -> Result<(), String> {
-        let pubkey = to.remote.check(&Cmd::new(["sh", "-c", KEYGEN, "kbin-relay-key", dir.as_str(), tag.as_str()]).sudo()).map_err(|e| e.chain())?.stdout_str().trim().to_string();
-        let known_text = lines.join("\n") + "\n";
-        to.remote.write_file(&format!("{dir}/known_hosts"), &Source::bytes(known_text.into_bytes()), &WriteOpts::mode(0o600)).map_err(|e| e.chain())?;
-        // the digests are hex and the store a fixed path: nothing in the command needs quoting
-        let paths: Vec<String> = u.blobs.iter().map(|b| blob_path(&b.sha)).collect();
-        let line = format!("restrict,from=\"{}\",command=\"exec cat -- {}\" {pubkey}", to.host.address, paths.join(" "));
-        from.remote.check(&Cmd::new(["sh", "-c", AUTHORIZE, "kbin-relay-auth", "add", line.as_str(), tag.as_str()])).map_err(|e| e.chain())?;
-        let target = format!("{}@{addr}", from.remote.user());
-        let mut argv: Vec<String> = ["sh", "-c", FETCH, "kbin-relay-fetch", dir.as_str(), target.as_str(), &port.to_string(), BLOBS_DIR].iter().map(|s| s.to_string()).collect();
-        argv.extend(u.blobs.iter().map(|b| format!("{}:{}", b.sha, b.src.len())));
-        let out = to.remote.run(&Cmd::new(argv).sudo()).map_err(|e| e.chain())?;
-        if out.success() { Ok(()) } else { Err(out.stderr_str().trim().lines().last().unwrap_or("the fetch failed").to_string()) }
-    })();
-    cleanup();
-    r
-}
-
-fn nonce() -> String {
-    let mut b = [0u8; 6];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("the system's random source");
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// Remove the blob store of every host (after the push that used it).
 pub fn cleanup(run: &Run<'_>, nodes: &[Node<'_>]) {
     if run.dry_run {
@@ -653,32 +572,4 @@ mod tests {
     }
 
 
-    #[test]
-    fn an_authorization_is_removed_by_renaming_a_new_file_into_place_the_others_kept() {
-        use std::os::unix::fs::MetadataExt;
-        let home = tempfile::tempdir().unwrap();
-        let auth = |args: &[&str]| {
-            let ok = std::process::Command::new("sh").arg("-c").arg(AUTHORIZE).arg("kbin-relay-auth").args(args).env("HOME", home.path()).status().unwrap().success();
-            assert!(ok, "{args:?}");
-        };
-        let f = home.path().join(".ssh/authorized_keys");
-        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-        std::fs::write(&f, "ssh-ed25519 AAAA operator\n").unwrap();
-        auth(&["add", "restrict ssh-ed25519 BBBB kbin-relay-one", "kbin-relay-one"]);
-        auth(&["add", "restrict ssh-ed25519 CCCC kbin-relay-two", "kbin-relay-two"]);
-        let before = std::fs::metadata(&f).unwrap().ino();
-        auth(&["remove", "", "kbin-relay-one"]);
-        assert_eq!(std::fs::read_to_string(&f).unwrap(), "ssh-ed25519 AAAA operator\nrestrict ssh-ed25519 CCCC kbin-relay-two\n");
-        // sshd reading it meanwhile saw the whole old file: the new one was renamed over it
-        assert_ne!(std::fs::metadata(&f).unwrap().ino(), before);
-        assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, 0o600);
-    }
-
-    #[test]
-    fn transfer_tags_are_unique_and_name_the_blob() {
-        let a = nonce();
-        assert_eq!(a.len(), 12);
-        assert_ne!(a, nonce());
-        assert_eq!(blob_path("ab12"), "/var/lib/kbin/blobs/ab12");
-    }
 }

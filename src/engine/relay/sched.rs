@@ -92,8 +92,16 @@ pub(super) struct Sched {
     seeding: BTreeSet<String>,
     /// The order the operator seeds files in: the most wanted first, then the largest.
     seed_order: Vec<String>,
+
     /// Units each host still waits for (on the way or not started), by host index.
     left: BTreeMap<usize, usize>,
+    /// Hosts receiving a unit now. kbin runs one command at a time on a host's connection, so a
+    /// host receiving one unit would hold up a second transfer to it, and its authorization of
+    /// a transfer from it: it gets and serves nothing else meanwhile.
+    receiving: BTreeSet<usize>,
+    /// Units each host holds or is receiving: the operator seeds the least loaded host, so each
+    /// unit fans out from a host of its own.
+    load: BTreeMap<usize, usize>,
     pub(super) in_flight: usize,
     pub(super) routes: Vec<Route>,
     pub(super) error: Option<HostError>,
@@ -125,7 +133,7 @@ impl Sched {
         for i in pending.values().flatten() {
             *left.entry(*i).or_insert(0) += 1;
         }
-        Sched { pending: pending.clone(), idle, good, seeding: BTreeSet::new(), seed_order, left, in_flight: 0, routes: Vec::new(), error: None, stop: false, workers: 0, ended: None }
+        Sched { pending: pending.clone(), idle, good, seeding: BTreeSet::new(), seed_order, left, receiving: BTreeSet::new(), load: BTreeMap::new(), in_flight: 0, routes: Vec::new(), error: None, stop: false, workers: 0, ended: None }
     }
     /// Whether every unit `hosts` lacked is in their stores now.
     pub(super) fn staged(&self, hosts: &[usize]) -> bool {
@@ -135,23 +143,39 @@ impl Sched {
         self.pending.values().map(|q| q.len()).sum()
     }
     /// The next transfer that can start: a holder passing a file on first (it costs the
-    /// operator's link nothing), else the operator seeding the most wanted file no good host
-    /// holds, [`SEEDS_AT_ONCE`] at most.
+    /// operator's link nothing), the most wanted file first, between two hosts that receive
+    /// nothing else; else the operator seeding the most wanted file no good host holds into the
+    /// least loaded host that receives nothing else, [`SEEDS_AT_ONCE`] at most.
     pub(super) fn next(&mut self) -> Option<Job> {
-        // the file with the most hosts still waiting for it, among those a holder is free to serve
-        let pass = self.pending.iter().filter(|(sha, q)| !q.is_empty() && self.idle.get(*sha).is_some_and(|v| !v.is_empty())).max_by_key(|(_, q)| q.len()).map(|(sha, _)| sha.clone());
-        if let Some(sha) = pass {
-            let from = self.idle.get_mut(&sha).and_then(|v| v.pop()).expect("a free holder");
-            let to = self.pending.get_mut(&sha).and_then(|q| q.pop_front()).expect("not empty");
-            return Some(Job { sha, from: Some(from), to });
+        let free = |h: &usize| !self.receiving.contains(h);
+        let mut files: Vec<(&String, usize)> = self.pending.iter().filter(|(sha, q)| !q.is_empty() && self.idle.get(*sha).is_some_and(|v| !v.is_empty())).map(|(sha, q)| (sha, q.len())).collect();
+        files.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        let pass = files.into_iter().find_map(|(sha, _)| {
+            let from = self.idle[sha].iter().rposition(free)?;
+            let to = self.pending[sha].iter().position(free)?;
+            Some((sha.clone(), from, to))
+        });
+        if let Some((sha, from, to)) = pass {
+            let from = self.idle.get_mut(&sha).expect("a free holder").remove(from);
+            let to = self.pending.get_mut(&sha).and_then(|q| q.remove(to)).expect("a waiting host");
+            return Some(self.start(Job { sha, from: Some(from), to }));
         }
         if self.seeding.len() >= SEEDS_AT_ONCE {
             return None;
         }
-        let sha = self.seed_order.iter().find(|sha| self.good[*sha] == 0 && !self.seeding.contains(*sha) && !self.pending[*sha].is_empty())?.clone();
+        let (sha, to) = self.seed_order.iter().filter(|sha| self.good[*sha] == 0 && !self.seeding.contains(*sha)).find_map(|sha| {
+            let q = &self.pending[sha];
+            let least = q.iter().enumerate().filter(|(_, h)| free(h)).min_by_key(|(i, h)| (self.load.get(h).copied().unwrap_or(0), *i))?;
+            Some((sha.clone(), least.0))
+        })?;
         self.seeding.insert(sha.clone());
-        let to = self.pending.get_mut(&sha).and_then(|q| q.pop_front()).expect("not empty");
-        Some(Job { sha, from: None, to })
+        let to = self.pending.get_mut(&sha).and_then(|q| q.remove(to)).expect("a waiting host");
+        Some(self.start(Job { sha, from: None, to }))
+    }
+    fn start(&mut self, job: Job) -> Job {
+        self.receiving.insert(job.to);
+        *self.load.entry(job.to).or_default() += 1;
+        job
     }
     /// `to` holds the file now; `from` served it (`bad`: it served bad bytes and serves no more).
     pub(super) fn done(&mut self, job: &Job, routes: Vec<Route>, bad: bool) {
@@ -163,6 +187,7 @@ impl Sched {
             (Some(f), false) => self.idle.get_mut(sha).expect("known file").push(f),
             (Some(_), true) => *self.good.get_mut(sha).expect("known file") -= 1,
         }
+        self.receiving.remove(&job.to);
         self.idle.get_mut(sha).expect("known file").push(job.to);
         *self.good.get_mut(sha).expect("known file") += 1;
         if let Some(n) = self.left.get_mut(&job.to) {
@@ -256,6 +281,42 @@ mod tests {
         };
         assert_eq!(order(&[0]), ["master", "wide"]);
         assert_eq!(order(&[]), ["wide", "node"], "no host first: the most wanted first");
+        // two files for host 0: its one connection takes one at a time, so the second slot on
+        // the link goes to the nodes' file meanwhile, into another host
+        let pending = BTreeMap::from([("m1".to_string(), want(&[0])), ("m2".to_string(), want(&[0])), ("node".to_string(), want(&[1, 2, 3]))]);
+        let mut s = Sched::new(&pending, &BTreeMap::new(), &BTreeMap::new(), &BTreeSet::from([0]));
+        let seeds: Vec<(String, usize)> = std::iter::from_fn(|| s.next()).map(|j| (j.sha, j.to)).collect();
+        assert_eq!(seeds.len(), 2, "{seeds:?}");
+        assert!(seeds[0].0.starts_with('m') && seeds[0].1 == 0 && seeds[1] == ("node".to_string(), 1), "{seeds:?}");
+    }
+
+    #[test]
+    fn a_host_receiving_a_unit_gets_and_serves_nothing_else_and_seeds_go_to_different_hosts() {
+        // regression (lab, ten nodes): both seeds went to the first node, one after the other on
+        // its one connection, and the transfers it was to serve waited for a gap between them
+        let want = |hosts: &[usize]| hosts.iter().copied().collect::<std::collections::VecDeque<_>>();
+        let pending = BTreeMap::from([("a".to_string(), want(&[0, 1, 2, 3])), ("b".to_string(), want(&[0, 1, 2, 3])), ("c".to_string(), want(&[0, 1, 2, 3]))]);
+        let mut s = Sched::new(&pending, &BTreeMap::new(), &BTreeMap::new(), &BTreeSet::new());
+        let seeds: Vec<Job> = std::iter::from_fn(|| s.next()).collect();
+        assert_eq!(seeds.iter().map(|j| (j.from, j.to)).collect::<Vec<_>>(), [(None, 0), (None, 1)], "one seed per host");
+        // "a" arrives on host 0, "b" is still on its way to host 1: host 0 passes "a" to host 2,
+        // not to host 1 (busy receiving); the operator seeds "c" to host 3, the one left free
+        s.done(&seeds[0], vec![route(0)], false);
+        let next: Vec<Job> = std::iter::from_fn(|| s.next()).collect();
+        assert_eq!(next.iter().map(|j| (j.sha.as_str(), j.from, j.to)).collect::<Vec<_>>(), [("a", Some(0), 2), ("c", None, 3)]);
+        // to the end: every host receives at most one unit at a time, and a holder that is
+        // receiving is not picked to serve
+        let mut running: Vec<Job> = next.into_iter().chain([seeds.into_iter().nth(1).unwrap()]).collect();
+        while !running.is_empty() {
+            let j = running.remove(0);
+            s.done(&j, vec![route(j.to)], false);
+            while let Some(n) = s.next() {
+                assert!(running.iter().all(|r| r.to != n.to), "a second transfer to host {}", n.to);
+                assert!(n.from.is_none_or(|f| running.iter().all(|r| r.to != f)), "host {:?} serves while it receives", n.from);
+                running.push(n);
+            }
+        }
+        assert_eq!(s.jobs_left(), 0);
     }
 
     #[test]
