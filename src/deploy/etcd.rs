@@ -179,11 +179,22 @@ fn hand_over_leadership(ctx: &Ctx<'_>, nodes: &[Node<'_>], node: &Node<'_>) {
         ctx.printer.warn(&format!("{}: could not hand the etcd leadership to {}: {e}", node.host.name, to.host.name), Some("the restart goes on; the other members elect a leader"));
         return;
     }
-    let _ = crate::engine::wait_for(std::time::Duration::from_secs(10), &ctx.cancel, || match ask(ctx, to, |c, t, a| c.status(t, a)) {
-        Ok(st) if st.leader == id => Ok(()),
-        Ok(_) => Err("not yet".to_string()),
+    // the restart waits until the new leader leads and the members that stay answer healthy
+    // again: every member is without a leader for the moment of the election, and one taken
+    // down then would leave the others short of a quorum until it is back
+    let others: Vec<&Node<'_>> = nodes.iter().filter(|m| m.host.name != node.host.name).collect();
+    let settled = crate::engine::wait_for(std::time::Duration::from_secs(10), &ctx.cancel, || match ask(ctx, to, |c, t, a| c.status(t, a)) {
+        Ok(st) if st.leader == id => match others.iter().find(|m| member_health(ctx, m) != Ok(true)) {
+            Some(m) => Err(format!("{} is not healthy yet", m.host.name)),
+            None => Ok(()),
+        },
+        Ok(_) => Err("the new leader has not taken over yet".to_string()),
         Err(e) => Err(e),
     });
+    if let Err(e) = settled {
+        ctx.printer.warn(&format!("{}: after handing the etcd leadership to {}: {e}", node.host.name, to.host.name), Some("the restart goes on; the members elect a leader"));
+        return;
+    }
     ctx.printer.phase("restart", Some(&node.host.name), &format!("etcd leadership handed to {} before the restart", to.host.name));
 }
 

@@ -428,10 +428,11 @@ check "... every node Ready, the web Deployment 3/3" bash -c "[ \"\$(\"$lab\" op
 
 # etcd CA, with quorum watched on every round: each member's /health with the current pki/
 # files, one letter per member: T healthy, N up but between leaders ("RAFT NO LEADER", or a
-# read cut by "leader changed"), X no answer or any other error. A round has quorum when two members are healthy. The leadership handover before the
-# leader's restart leaves the members without a leader for the moment the new one is elected
-# (etcd's /health says false then): fewer than two healthy in one round is an election, not a
-# lost quorum, only if two members still answered and the next round has quorum again.
+# read cut by "leader changed"), X no answer or any other error. A round has quorum when two
+# members are healthy. The leadership handover before the leader's restart leaves the members
+# without a leader for the moment the new one is elected (etcd's /health says false then):
+# fewer than two healthy in one round is an election, not a lost quorum, only if two members
+# still answered and the next round has quorum again.
 etcd_loop() {
   "$lab" op -- bash -c 'while [ ! -e "$1.stop" ]; do line="$(date +%s%3N)"; for ip in 10.213.0.11 10.213.0.12 10.213.0.13; do
       body=$(curl -s --max-time 2 --cacert "$2/etcd/ca.crt" --cert "$2/etcd/healthcheck-client.crt" --key "$2/etcd/healthcheck-client.key" "https://$ip:2379/health")
@@ -462,6 +463,7 @@ quorum() {
 read -r rounds no_quorum elections < <(quorum "$work/etcdloop")
 echo "bench: etcd CA rotation: $rounds health rounds, $no_quorum without quorum, $elections one-round elections (the leadership handovers); members restarted one at a time"
 check "... etcd kept its quorum in every round ($rounds rounds)" bash -c "[ $rounds -ge 20 ] && [ $no_quorum -eq 0 ]"
+check "... the leader handed its leadership to another member before each of its restarts" bash -c "[ \$(grep -c 'etcd leadership handed to' '$work/rot-etcd.err') -ge 2 ] && ! grep -q 'could not hand the etcd leadership\|after handing the etcd leadership' '$work/rot-etcd.err'"
 read -r ok_n total < <(kc_avail etcd)
 check "... the admin's loop through the VIP saw no failed request ($ok_n/$total)" bash -c "[ $total -ge 20 ] && [ $ok_n -eq $total ]"
 check "... no etcd certificate kbin placed is the old etcd CA's" bash -c "for h in h1 h2 h3; do \"$lab\" exec \$h -- cat /opt/etcd/ssl/ca.crt | grep -c 'BEGIN CERT' | grep -qx 1 || exit 1; done; ls -d '$work'/pki/retired/etcd-ca-* >/dev/null"
