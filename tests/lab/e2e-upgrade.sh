@@ -427,16 +427,23 @@ check "... pki check --hosts is clean (exit 0)" bash -c "NO_COLOR=1 \"$lab\" op 
 check "... every node Ready, the web Deployment 3/3" bash -c "[ \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get deploy web -o jsonpath='{.status.readyReplicas}')\" = 3 ]"
 
 # etcd CA, with quorum watched on every round: each member's /health with the current pki/
-# files, one letter per member: T healthy, N up but between leaders ("RAFT NO LEADER", or a
-# read cut by "leader changed"), X no answer or any other error. A round has quorum when two
-# members are healthy. The leadership handover before the leader's restart leaves the members
-# without a leader for the moment the new one is elected (etcd's /health says false then):
-# fewer than two healthy in one round is an election, not a lost quorum, only if two members
-# still answered and the next round has quorum again.
+# files, one token per member. etcd v3.5 answers /health true only after a linearizable Range
+# succeeded (server/etcdserver/api/etcdhttp/metrics.go, checkV3Health): the leader confirmed its
+# leadership with a majority, so one T in a round proves the cluster had its quorum then.
+#   T healthy                 N up, between leaders ("RAFT NO LEADER", or a read cut by "leader changed")
+#   F up, /health false for another reason      S up, no answer within 2 s (curl exit 28)
+#   D down: connection refused (curl exit 7)    Xn any other error, n is curl's exit code
+# A round with quorum has a T. A round without one is the election after a leadership handover
+# (etcd's /health says false while the members have no leader) when at most one member is down
+# and the next round has a T again; anything else is a lost quorum. Apart from quorum: at most
+# one member is down in any round (members restart one at a time).
 etcd_loop() {
   "$lab" op -- bash -c 'while [ ! -e "$1.stop" ]; do line="$(date +%s%3N)"; for ip in 10.213.0.11 10.213.0.12 10.213.0.13; do
-      body=$(curl -s --max-time 2 --cacert "$2/etcd/ca.crt" --cert "$2/etcd/healthcheck-client.crt" --key "$2/etcd/healthcheck-client.key" "https://$ip:2379/health")
-      case $body in *"\"health\":\"true\""*) s=T ;; *"RAFT NO LEADER"*|*"leader changed"*) s=N ;; *) s=X ;; esac
+      body=$(curl -s --max-time 2 --cacert "$2/etcd/ca.crt" --cert "$2/etcd/healthcheck-client.crt" --key "$2/etcd/healthcheck-client.key" "https://$ip:2379/health"); rc=$?
+      case $rc:$body in
+        0:*"\"health\":\"true\""*) s=T ;; *"RAFT NO LEADER"*|*"leader changed"*) s=N ;; 0:*"\"health\":\"false\""*) s=F ;;
+        7:*) s=D ;; 28:*) s=S ;; *) s=X$rc ;;
+      esac
       line="$line $s"; done
       echo "$line" >>"$1"; sleep 0.2; done' loop "$work/etcdloop" "$work/pki" &
   etcd_pid=$!
@@ -452,17 +459,21 @@ kc_loop_stop
 touch "$work/etcdloop.stop"; wait "$etcd_pid" 2>/dev/null
 check "rotate-ca etcd exits 0 ($t_etcd ms)" test $rc -eq 0
 [[ $rc -eq 0 ]] || tail -n 30 "$work/rot-etcd.err"
-# prints "rounds lost elections", and each round without quorum on stderr
+# prints "rounds lost elections two_down slow", and each round without quorum or with two
+# members down on stderr
 quorum() {
-  awk '{ t = 0; up = 0; for (i = 2; i <= NF; i++) { if ($i == "T") t++; if ($i != "X") up++ } T[NR] = t; U[NR] = up; L[NR] = $0 }
-    END { lost = 0; el = 0
-      for (r = 1; r <= NR; r++) if (T[r] < 2) {
-        if (U[r] >= 2 && r < NR && T[r + 1] >= 2) el++; else { lost++; print "etcd round without quorum: " L[r] > "/dev/stderr" } }
-      print NR, lost, el }' "$1"
+  awk '{ t = 0; down = 0; for (i = 2; i <= NF; i++) { if ($i == "T") t++; if ($i == "D" || $i ~ /^X/) down++; if ($i == "S") slow++ }
+         T[NR] = t; DN[NR] = down; L[NR] = $0 }
+    END { lost = 0; el = 0; two = 0
+      for (r = 1; r <= NR; r++) {
+        if (DN[r] >= 2) { two++; print "etcd round with two members down: " L[r] > "/dev/stderr" }
+        if (T[r] == 0) { if (DN[r] <= 1 && r < NR && T[r + 1] >= 1) el++; else { lost++; print "etcd round without quorum: " L[r] > "/dev/stderr" } } }
+      print NR, lost, el, two, slow + 0 }' "$1"
 }
-read -r rounds no_quorum elections < <(quorum "$work/etcdloop")
-echo "bench: etcd CA rotation: $rounds health rounds, $no_quorum without quorum, $elections one-round elections (the leadership handovers); members restarted one at a time"
+read -r rounds no_quorum elections two_down slow < <(quorum "$work/etcdloop")
+echo "bench: etcd CA rotation: $rounds health rounds, $no_quorum without quorum, $elections one-round elections (the leadership handovers), $two_down with two members down, $slow slow answers (> 2 s); members restarted one at a time"
 check "... etcd kept its quorum in every round ($rounds rounds)" bash -c "[ $rounds -ge 20 ] && [ $no_quorum -eq 0 ]"
+check "... at most one etcd member was down at any moment" test "$two_down" -eq 0
 check "... the leader handed its leadership to another member before each of its restarts" bash -c "[ \$(grep -c 'etcd leadership handed to' '$work/rot-etcd.err') -ge 2 ] && ! grep -q 'could not hand the etcd leadership\|after handing the etcd leadership' '$work/rot-etcd.err'"
 read -r ok_n total < <(kc_avail etcd)
 check "... the admin's loop through the VIP saw no failed request ($ok_n/$total)" bash -c "[ $total -ge 20 ] && [ $ok_n -eq $total ]"
