@@ -80,21 +80,35 @@ fn role_ports(cluster: &Cluster, role: Role) -> Vec<u16> {
     crate::config::grammar::role_ports(cluster.apiserver.port, role).into_iter().map(|p| p.0).collect()
 }
 
-/// Answers one `key=value` line per fact; the questions arrive as `kind:value` arguments.
+/// Answers one `key=value` line per fact; the questions arrive as `kind:value` arguments. The
+/// units are asked in one `systemctl is-active` (a line per unit, in order; each call is a D-Bus
+/// round trip) and the ports in one read of the kernel's listening TCP sockets (`ss` lists the
+/// same), not one process per question.
 const SCRIPT: &str = r#"
+set -f
 echo "arch=$(uname -m)"
 command -v systemctl >/dev/null 2>&1 && echo "systemd=1"
+units= ports=
 for a in "$@"; do
   v=${a#*:}
   case $a in
-    unit:*) echo "unit $v=$(systemctl is-active "$v" 2>/dev/null || true)" ;;
-    port:*) if ss -Hltn "sport = :$v" 2>/dev/null | grep -q .; then echo "busy=$v"; fi ;;
+    unit:*) units="$units $v" ;;
+    port:*) ports="$ports $v" ;;
     path:*) [ -e "$v" ] && echo "found=$a" ;;
     cmd:*) { command -v "$v" || command -v "/usr/sbin/$v"; } >/dev/null 2>&1 && echo "found=$a" ;;
     iface:*) ip link show dev "$v" >/dev/null 2>&1 && echo "found=$a" ;;
     bin:*) [ -x "$v" ] && echo "version ${v##*/}=$("$v" --version 2>/dev/null | head -n 1)" ;;
   esac
 done
+if [ -n "$units" ]; then
+  systemctl is-active $units 2>/dev/null | { for u in $units; do read -r s || s=; echo "unit $u=$s"; done; cat >/dev/null; }
+fi
+if [ -n "$ports" ]; then
+  listen=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4 == "0A" { split($2, a, ":"); print a[2] }')
+  for p in $ports; do
+    printf '%s\n' "$listen" | grep -qx "$(printf '%04X' "$p")" && echo "busy=$p"
+  done
+fi
 true
 "#;
 
@@ -103,8 +117,19 @@ pub fn gather(node: &Node<'_>, probe: &Probe) -> Result<Facts, HostError> {
     let mut argv = vec!["sh".to_string(), "-c".into(), SCRIPT.into(), "kbin-facts".into()];
     argv.extend(probe.ask.iter().cloned());
     let out = node.remote.check(&Cmd::new(argv).sudo())?;
+    let mut f = parse(&out.stdout_str());
+    for path in &probe.read {
+        if let Some(bytes) = node.remote.read_file(path)? {
+            f.files.insert(path.clone(), bytes);
+        }
+    }
+    Ok(f)
+}
+
+/// The facts in the script's answer.
+fn parse(answer: &str) -> Facts {
     let mut f = Facts::default();
-    for line in out.stdout_str().lines() {
+    for line in answer.lines() {
         let Some((k, v)) = line.split_once('=') else { continue };
         let v = v.trim().to_string();
         match k {
@@ -119,10 +144,38 @@ pub fn gather(node: &Node<'_>, probe: &Probe) -> Result<Facts, HostError> {
             },
         }
     }
-    for path in &probe.read {
-        if let Some(bytes) = node.remote.read_file(path)? {
-            f.files.insert(path.clone(), bytes);
-        }
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The script as a host runs it, here with the local `sh`.
+    fn run(ask: &[String]) -> Facts {
+        let out = std::process::Command::new("sh").arg("-c").arg(SCRIPT).arg("kbin-facts").args(ask).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        parse(&String::from_utf8_lossy(&out.stdout))
     }
-    Ok(f)
+
+    #[test]
+    fn the_script_finds_a_listening_port_and_not_a_closed_one_and_answers_every_unit() {
+        let l4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = l4.local_addr().unwrap().port();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let l6 = std::net::TcpListener::bind("[::1]:0").ok();
+        let mut ask = vec![format!("port:{taken}"), format!("port:{closed}"), "unit:kbin-no-such-unit".into(), "unit:kbin-other-unit".into(), "path:/".into()];
+        let taken6 = l6.as_ref().map(|l| l.local_addr().unwrap().port());
+        ask.extend(taken6.map(|p| format!("port:{p}")));
+        let f = run(&ask);
+        assert!(!f.arch.is_empty());
+        assert!(f.busy.contains(&taken), "{f:?}");
+        assert!(!f.busy.contains(&closed), "{f:?}");
+        if let Some(p) = taken6 {
+            assert!(f.busy.contains(&p), "an IPv6 listener: {f:?}");
+        }
+        assert_eq!(f.units.keys().collect::<Vec<_>>(), ["kbin-no-such-unit", "kbin-other-unit"], "a line per unit asked");
+        assert!(!f.active("kbin-no-such-unit"));
+        assert!(f.has("path", "/"));
+    }
 }
