@@ -133,7 +133,7 @@ impl Remote for SshHost {
         for p in paths {
             check_path(&self.name, p)?;
         }
-        let mut argv = vec!["sh", "-c", SHA_MANY_SCRIPT, "kbin-sha256"];
+        let mut argv = vec!["sh", "-c", SHA_MANY_SCRIPT, "kbin-sha256", files::DIGEST_CACHE];
         argv.extend_from_slice(paths);
         let cmd = Cmd::new(argv).sudo();
         let (out, _) = self.run_line(&cmd, Feed::None, Deadline::Idle(self.opts.io_timeout), None)?;
