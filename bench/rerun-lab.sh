@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Benchmark: the unchanged `kbin up` re-run on fresh lab hosts with the real components, with and
+# without each host's digest cache (`/var/lib/kbin/sha256.cache`): one master and N nodes
+# (default 2), unshaped. After the `up`, ROUNDS times (default 3): a re-run with the cache as the
+# previous run left it, then the cache removed on every host and a re-run that must read every
+# file again (and records them anew). Prints each re-run's time and its stages.
+#
+#   sudo bash bench/rerun-lab.sh            # needs root (the lab); N=2 ROUNDS=3
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+kbin=$repo/target/release/kbin
+[[ -x $kbin ]] || (cd "$repo" && cargo build --release --quiet) || exit 1
+lab=$repo/tests/lab/lab
+export KBIN_LAB_DIR=${KBIN_LAB_DIR_BENCH_RERUN:-/tmp/kbin-lab-bench-rerun}
+work=$(mktemp -d /tmp/kbin-bench-rerun.XXXXXX)
+trap '"$lab" down >/dev/null 2>&1; [[ -n ${KEEP:-} ]] || rm -rf "$work"' EXIT
+n=${N:-2}
+k() { "$lab" op -- env KBIN_CACHE_DIR="$work/cache" NO_COLOR=1 "$kbin" -c "$work/cluster.toml" "$@"; }
+ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+
+"$lab" down >/dev/null 2>&1 || true
+"$lab" up $((n + 1)) >/dev/null && "$lab" mirror >/dev/null 2>&1 || { echo "lab up failed" >&2; exit 1; }
+mirror=$("$lab" mirror url)
+# shellcheck source=tests/lab/upstream.sh
+. "$repo/tests/lab/upstream.sh"
+cat >"$work/cluster.toml" <<TOML
+[cluster]
+name = "bench-rerun"
+kubernetes_version = "v1.34.2"
+etcd_version = "v3.5.1"
+flannel_version = "v0.27.4"
+
+[ssh]
+key = "$KBIN_LAB_DIR/ssh/id_ed25519"
+connect_timeout_secs = 5
+
+[artifacts]
+mirror = "$mirror"
+
+[kube_proxy.config]
+conntrack = { maxPerCore = 0 }
+
+[kubelet.config]
+evictionHard = { "nodefs.available" = "1%", "imagefs.available" = "1%", "nodefs.inodesFree" = "1%" }
+
+[[hosts]]
+name = "h1"
+address = "10.213.0.11"
+roles = ["etcd", "master"]
+TOML
+for ((i = 2; i <= n + 1; i++)); do
+  printf '\n[[hosts]]\nname = "h%d"\naddress = "10.213.0.%d"\nroles = ["node"]\n' "$i" $((10 + i)) >>"$work/cluster.toml"
+done
+cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
+upstream_publish || exit 1
+upstream_pin >/dev/null || exit 1
+upstream_images || exit 1
+k -q download >/dev/null 2>&1
+t0=$(ms)
+k -q up >"$work/up.out" 2>&1 || { tail -n 20 "$work/up.out"; exit 1; }
+echo "bench: up 1 master + $n nodes: $(($(ms) - t0)) ms"
+rerun() { # LABEL
+  local t0 t
+  t0=$(ms)
+  k up --json >"$work/rerun.json" 2>"$work/rerun.err" || { echo "re-run failed" >&2; tail -n 20 "$work/rerun.err"; exit 1; }
+  t=$(($(ms) - t0))
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['bytes_sent']==0 and not d['restarted'], 'not unchanged'; print('bench: re-run, %s: %d ms; ' % (sys.argv[2], int(sys.argv[3])) + ', '.join('%s %d' % (s['name'], s['millis']) for s in d['stages']))" "$work/rerun.json" "$1" "$t" || exit 1
+}
+sleep 3 # the files' change times older than the 2 s the cache waits for
+rerun "cache empty (the up left none: its files were new)"
+for ((r = 1; r <= ${ROUNDS:-3}; r++)); do
+  rerun "with the cache"
+  for ((i = 1; i <= n + 1; i++)); do "$lab" exec "h$i" -- rm -f /var/lib/kbin/sha256.cache; done
+  rerun "cache removed on every host"
+done
