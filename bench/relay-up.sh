@@ -30,39 +30,9 @@ mirror=$("$lab" mirror url)
 . "$repo/tests/lab/upstream.sh"
 upstream_publish || exit 1
 
-cluster() { # N
-  local i
-  cat >"$work/cluster.toml" <<TOML
-[cluster]
-name = "bench-relay"
-kubernetes_version = "v1.34.2"
-etcd_version = "v3.5.1"
-flannel_version = "v0.27.4"
-
-[ssh]
-key = "$KBIN_LAB_DIR/ssh/id_ed25519"
-connect_timeout_secs = 5
-concurrency = 16
-
-[artifacts]
-mirror = "$mirror"
-
-[kube_proxy.config]
-conntrack = { maxPerCore = 0 }
-
-[kubelet.config]
-evictionHard = { "nodefs.available" = "1%", "imagefs.available" = "1%", "nodefs.inodesFree" = "1%" }
-
-[[hosts]]
-name = "h1"
-address = "10.213.0.11"
-roles = ["etcd", "master"]
-TOML
-  for ((i = 2; i <= $1 + 1; i++)); do
-    printf '\n[[hosts]]\nname = "h%d"\naddress = "10.213.0.%d"\nroles = ["node"]\n' "$i" $((10 + i)) >>"$work/cluster.toml"
-  done
-  cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
-}
+# shellcheck source=bench/lab-cluster.sh
+. "$here/lab-cluster.sh"
+cluster() { bench_cluster bench-relay "$1" "$work" "concurrency = 16"; }
 
 for n in ${N:-3 10}; do
   for mode in ${MODES:-relay direct}; do

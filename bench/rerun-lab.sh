@@ -24,35 +24,9 @@ ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
 mirror=$("$lab" mirror url)
 # shellcheck source=tests/lab/upstream.sh
 . "$repo/tests/lab/upstream.sh"
-cat >"$work/cluster.toml" <<TOML
-[cluster]
-name = "bench-rerun"
-kubernetes_version = "v1.34.2"
-etcd_version = "v3.5.1"
-flannel_version = "v0.27.4"
-
-[ssh]
-key = "$KBIN_LAB_DIR/ssh/id_ed25519"
-connect_timeout_secs = 5
-
-[artifacts]
-mirror = "$mirror"
-
-[kube_proxy.config]
-conntrack = { maxPerCore = 0 }
-
-[kubelet.config]
-evictionHard = { "nodefs.available" = "1%", "imagefs.available" = "1%", "nodefs.inodesFree" = "1%" }
-
-[[hosts]]
-name = "h1"
-address = "10.213.0.11"
-roles = ["etcd", "master"]
-TOML
-for ((i = 2; i <= n + 1; i++)); do
-  printf '\n[[hosts]]\nname = "h%d"\naddress = "10.213.0.%d"\nroles = ["node"]\n' "$i" $((10 + i)) >>"$work/cluster.toml"
-done
-cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
+# shellcheck source=bench/lab-cluster.sh
+. "$here/lab-cluster.sh"
+bench_cluster bench-rerun "$n" "$work"
 upstream_publish || exit 1
 upstream_pin >/dev/null || exit 1
 upstream_images || exit 1

@@ -1,0 +1,37 @@
+# Sourced by the lab benchmarks: the cluster file for one master (h1, also the etcd member) and N
+# nodes (h2..) on the lab's hosts, with the lab's settings, and the lab's known_hosts beside it.
+# Needs KBIN_LAB_DIR and $mirror (the lab's mirror URL).
+#   bench_cluster NAME N DIR [EXTRA_SSH_LINE]
+bench_cluster() {
+  local name=$1 n=$2 dir=$3 extra=${4:-} i
+  cat >"$dir/cluster.toml" <<TOML
+[cluster]
+name = "$name"
+kubernetes_version = "v1.34.2"
+etcd_version = "v3.5.1"
+flannel_version = "v0.27.4"
+
+[ssh]
+key = "$KBIN_LAB_DIR/ssh/id_ed25519"
+connect_timeout_secs = 5
+$extra
+
+[artifacts]
+mirror = "$mirror"
+
+[kube_proxy.config]
+conntrack = { maxPerCore = 0 }
+
+[kubelet.config]
+evictionHard = { "nodefs.available" = "1%", "imagefs.available" = "1%", "nodefs.inodesFree" = "1%" }
+
+[[hosts]]
+name = "h1"
+address = "10.213.0.11"
+roles = ["etcd", "master"]
+TOML
+  for ((i = 2; i <= n + 1; i++)); do
+    printf '\n[[hosts]]\nname = "h%d"\naddress = "10.213.0.%d"\nroles = ["node"]\n' "$i" $((10 + i)) >>"$dir/cluster.toml"
+  done
+  cp "$KBIN_LAB_DIR/ssh/known_hosts" "$dir/known_hosts"
+}
