@@ -1,6 +1,18 @@
-# Sourced by the lab benchmarks: the cluster file for one master (h1, also the etcd member) and N
-# nodes (h2..) on the lab's hosts, with the lab's settings, and the lab's known_hosts beside it.
-# Needs KBIN_LAB_DIR and $mirror (the lab's mirror URL).
+# Sourced by the lab benchmarks (after setting $repo, the checkout).
+
+# bench_setup NAME: $kbin (built when missing), $lab, the lab's directory KBIN_LAB_DIR
+# ($KBIN_LAB_DIR_BENCH, default /tmp/kbin-lab-bench-NAME) and a scratch directory $work.
+bench_setup() {
+  kbin=$repo/target/release/kbin
+  [[ -x $kbin ]] || (cd "$repo" && cargo build --release --quiet) || exit 1
+  lab=$repo/tests/lab/lab
+  export KBIN_LAB_DIR=${KBIN_LAB_DIR_BENCH:-/tmp/kbin-lab-bench-$1}
+  work=$(mktemp -d "/tmp/kbin-bench-$1.XXXXXX")
+}
+
+# The cluster file for one master (h1, also the etcd member) and N nodes (h2..) on the lab's
+# hosts, with the lab's settings, and the lab's known_hosts beside it. Needs $mirror (the lab's
+# mirror URL).
 #   bench_cluster NAME N DIR [EXTRA_SSH_LINE]
 bench_cluster() {
   local name=$1 n=$2 dir=$3 extra=${4:-} i

@@ -10,11 +10,9 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-kbin=$repo/target/release/kbin
-[[ -x $kbin ]] || (cd "$repo" && cargo build --release --quiet) || exit 1
-lab=$repo/tests/lab/lab
-export KBIN_LAB_DIR=${KBIN_LAB_DIR_BENCH_RELAY:-/tmp/kbin-lab-bench-relay}
-work=$(mktemp -d /tmp/kbin-bench-relay.XXXXXX)
+# shellcheck source=bench/lab-cluster.sh
+. "$here/lab-cluster.sh"
+bench_setup relay
 trap '"$lab" op -- tc qdisc del dev br0 root >/dev/null 2>&1; "$lab" down >/dev/null 2>&1; [[ -n ${KEEP:-} ]] || rm -rf "$work"' EXIT
 rate=${RATE:-100mbit}
 k() { "$lab" op -- env KBIN_CACHE_DIR="$work/cache" NO_COLOR=1 "$kbin" -c "$work/cluster.toml" "$@"; }
@@ -30,8 +28,6 @@ mirror=$("$lab" mirror url)
 . "$repo/tests/lab/upstream.sh"
 upstream_publish || exit 1
 
-# shellcheck source=bench/lab-cluster.sh
-. "$here/lab-cluster.sh"
 cluster() { bench_cluster bench-relay "$1" "$work" "concurrency = 16"; }
 
 for n in ${N:-3 10}; do

@@ -9,11 +9,9 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-kbin=$repo/target/release/kbin
-[[ -x $kbin ]] || (cd "$repo" && cargo build --release --quiet) || exit 1
-lab=$repo/tests/lab/lab
-export KBIN_LAB_DIR=${KBIN_LAB_DIR_BENCH_RERUN:-/tmp/kbin-lab-bench-rerun}
-work=$(mktemp -d /tmp/kbin-bench-rerun.XXXXXX)
+# shellcheck source=bench/lab-cluster.sh
+. "$here/lab-cluster.sh"
+bench_setup rerun
 trap '"$lab" down >/dev/null 2>&1; [[ -n ${KEEP:-} ]] || rm -rf "$work"' EXIT
 n=${N:-2}
 k() { "$lab" op -- env KBIN_CACHE_DIR="$work/cache" NO_COLOR=1 "$kbin" -c "$work/cluster.toml" "$@"; }
@@ -24,8 +22,6 @@ ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
 mirror=$("$lab" mirror url)
 # shellcheck source=tests/lab/upstream.sh
 . "$repo/tests/lab/upstream.sh"
-# shellcheck source=bench/lab-cluster.sh
-. "$here/lab-cluster.sh"
 bench_cluster bench-rerun "$n" "$work"
 upstream_publish || exit 1
 upstream_pin >/dev/null || exit 1
