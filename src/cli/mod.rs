@@ -71,6 +71,8 @@ pub enum Command {
     /// The Kubernetes objects kbin applies (bootstrap token, RBAC): render, apply
     #[command(subcommand)]
     Manifests(manifests::ManifestsCommand),
+    /// The whole cluster from the cluster file: pki, every host's preflight, download, etcd,
+    /// masters, LB, manifests, nodes, add-ons; a re-run changes only what differs
     Up(cluster::UpArgs),
     Upgrade(cluster::UpgradeArgs),
     Status(cluster::StatusArgs),
@@ -200,4 +202,31 @@ pub fn emit_with<T: serde::Serialize>(json: bool, report: &T, result: kbin::Resu
         print_json(&v);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command, at every level, says what it does in its help: its own words, not the doc
+    /// of an options struct it flattens (`kbin up` once read "Options of every command that
+    /// deploys").
+    #[test]
+    fn every_command_says_what_it_does() {
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut Vec<(String, String)>) {
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let name = format!("{path} {}", sub.get_name());
+                let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+                assert!(!about.trim().is_empty(), "`{name}` has no help line");
+                assert!(!about.starts_with("Options "), "`{name}` shows an options struct's doc: {about:?}");
+                seen.push((name.clone(), about));
+                walk(sub, &name, seen);
+            }
+        }
+        let mut seen = Vec::new();
+        walk(&super::Cli::command(), "kbin", &mut seen);
+        assert!(seen.len() > 30, "{seen:?}");
+        let up = &seen.iter().find(|(n, _)| n == "kbin up").unwrap().1;
+        assert!(up.contains("whole cluster"), "{up}");
+    }
 }
