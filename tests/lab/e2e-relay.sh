@@ -142,6 +142,8 @@ check "... no host installed corrupted bytes: every host holds the right file" a
 check "... h1 served no one twice" bash -c "[ \$(grep -c 'from h1:' '$work/bad.out') -eq 1 ]"
 
 # --- scale: 10, 25, 50 hosts (RELAY_SCALE=1) ----------------------------------------------------
+# the machine's CPU time in use (user, nice, system, irq, softirq; 1/100 s), all hosts together
+busy() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
 if [[ -n ${RELAY_SCALE:-} ]]; then
   for n in 10 25 50; do
     "$lab" down >/dev/null 2>&1
@@ -150,10 +152,11 @@ if [[ -n ${RELAY_SCALE:-} ]]; then
     t0=$(ms)
     k hosts check >/dev/null 2>&1
     t_check=$(($(ms) - t0))
-    b0=$(tx) t0=$(ms)
-    k hosts push --relay "$work/big" /var/tmp/big >"$work/scale-$n.out" 2>&1
-    rc=$? t_push=$(($(ms) - t0)) b_push=$(($(tx) - b0))
-    echo "bench: scale $n hosts: hosts check $t_check ms; hosts push 100 MB (relay) $t_push ms, $b_push bytes from the operator"
+    b0=$(tx) c0=$(busy) t0=$(ms)
+    # (the subshell's `times`: the CPU its children used, kbin's own included)
+    op_cpu=$( (k hosts push --relay "$work/big" /var/tmp/big >"$work/scale-$n.out" 2>&1; echo "rc=$?" >"$work/scale-$n.rc"; times) | tail -n 1)
+    rc=$(sed 's/rc=//' "$work/scale-$n.rc") t_push=$(($(ms) - t0)) c_push=$(($(busy) - c0)) b_push=$(($(tx) - b0))
+    echo "bench: scale $n hosts: hosts check $t_check ms; hosts push 100 MB (relay) $t_push ms, $b_push bytes from the operator; CPU busy on this machine $((c_push / 100)).$((c_push % 100 / 10)) s (every host and the operator), the operator's own (user, system): $op_cpu"
     check "relayed push to $n hosts exits 0 and every host holds the file" bash -c "[ $rc -eq 0 ] && $(declare -f all_hold); lab='$lab' work='$work' all_hold $n"
   done
 fi
