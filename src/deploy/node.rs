@@ -161,9 +161,40 @@ pub fn seen(client: &Client, ep: &Endpoint, name: &str) -> Result<(Option<NodeSt
     Ok((status, renew))
 }
 
-/// Ready, with a Lease renewed after `before` (the renewTime seen when the wait began, if any):
-/// a kubelet that just restarted has posted a heartbeat of its own.
-pub fn wait_ready(ctx: &engine::Run<'_>, client: &Client, ep: &Endpoint, name: &str, before: Option<String>) -> Result<NodeStatus, String> {
+/// A node's heartbeat when a wait for it began: what a heartbeat of the kubelet (re)started
+/// after it must differ from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The node was not registered: once it is, its Ready comes from a kubelet started since.
+    Unregistered,
+    /// Registered, its Lease renewed at this time (None: no Lease, or the apiserver did not say).
+    Lease(Option<String>),
+}
+
+impl Heartbeat {
+    /// What the apiserver says of node `name` now; a question it does not answer counts as a
+    /// registered node without a Lease (a Lease must then appear).
+    pub fn now(client: &Client, ep: &Endpoint, name: &str) -> Heartbeat {
+        match seen(client, ep, name) {
+            Ok((None, _)) => Heartbeat::Unregistered,
+            Ok((Some(_), renew)) => Heartbeat::Lease(renew),
+            Err(_) => Heartbeat::Lease(None),
+        }
+    }
+    /// Whether a registered node whose Lease reads `renew` has posted a heartbeat since. A node
+    /// that registered since needs no Lease: its kubelet creates the Lease in a loop that, when
+    /// it first runs before the Node exists, tries again only at its next renewal, 10 s later.
+    pub fn renewed(&self, renew: Option<&str>) -> bool {
+        match self {
+            Heartbeat::Unregistered => true,
+            Heartbeat::Lease(before) => renew.is_some() && renew != before.as_deref(),
+        }
+    }
+}
+
+/// Ready, with a heartbeat since `before` (see [`Heartbeat`]): a kubelet that just (re)started
+/// has posted a status of its own.
+pub fn wait_ready(ctx: &engine::Run<'_>, client: &Client, ep: &Endpoint, name: &str, before: Heartbeat) -> Result<NodeStatus, String> {
     let mut last = None;
     // once a second: two requests, each a TLS handshake through the master's SSH connection
     engine::wait_every(ctx.timeout, std::time::Duration::from_secs(1), &ctx.cancel, || {
@@ -172,7 +203,7 @@ pub fn wait_ready(ctx: &engine::Run<'_>, client: &Client, ep: &Endpoint, name: &
         if node.ready != Some(true) {
             return Err(format!("node {name} is not Ready ({})", node.ready_reason.clone().unwrap_or_else(|| "no Ready condition yet".into())));
         }
-        if renew.is_none() || renew == before {
+        if !before.renewed(renew.as_deref()) {
             return Err(format!("node {name}'s Lease has not been renewed since the kubelet started"));
         }
         last = Some(node);
@@ -268,8 +299,8 @@ pub fn converge_each(ctx: &Ctx<'_>, nodes: &[Node<'_>], control: &ControlPlane<'
         }
         // the Lease's renewTime before the kubelet (re)starts: read now when the apiserver runs,
         // else once it does, right before flanneld and the kubelet start
-        let before: Mutex<Option<Option<String>>> = Mutex::new(None);
-        let read_before = |ep: &Endpoint| *before.lock().unwrap() = Some(if ctx.dry_run { None } else { seen(&client, ep, &n.host.name).ok().and_then(|s| s.1) });
+        let before: Mutex<Option<Heartbeat>> = Mutex::new(None);
+        let read_before = |ep: &Endpoint| *before.lock().unwrap() = Some(if ctx.dry_run { Heartbeat::Lease(None) } else { Heartbeat::now(&client, ep, &n.host.name) });
         if let Some(ep) = control.now() {
             read_before(ep);
         }
@@ -294,7 +325,7 @@ pub fn converge_each(ctx: &Ctx<'_>, nodes: &[Node<'_>], control: &ControlPlane<'
         let spec = Spec { items: &items, units: &UNITS, precheck, after_start, before_start: Some(("flanneld", &await_control)), ..Default::default() };
         let mut o = converge(ctx, n, "node", &spec, &|n| {
             let ep = control.wait(&ctx.cancel)?;
-            let before = before.lock().unwrap().clone().flatten();
+            let before = before.lock().unwrap().clone().unwrap_or(Heartbeat::Lease(None));
             // containerd ran on already (not restarted): what it lacks goes in now
             if !missing.is_empty() {
                 import(n)?;
@@ -357,4 +388,25 @@ pub fn add(opts: &super::Opts<'_>, mut cluster: Cluster, specs: &[String], name:
 
 pub fn hosts(cluster: &Cluster) -> Vec<&Host> {
     cluster.hosts_with(Role::Node).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Heartbeat;
+
+    #[test]
+    fn a_heartbeat_is_fresh_once_the_lease_moves_or_the_node_registered_since() {
+        // a kubelet restarted on a registered node: its own renewal, not the one seen before
+        let seen = Heartbeat::Lease(Some("2026-12-07T05:02:40.123456Z".into()));
+        assert!(!seen.renewed(Some("2026-12-07T05:02:40.123456Z")));
+        assert!(!seen.renewed(None));
+        assert!(seen.renewed(Some("2026-12-07T05:02:50.200000Z")));
+        // registered without a Lease (or the apiserver did not answer): a Lease must appear
+        let none = Heartbeat::Lease(None);
+        assert!(!none.renewed(None));
+        assert!(none.renewed(Some("2026-12-07T05:02:50.200000Z")));
+        // not registered when the wait began: its Ready is the new kubelet's, with or without a Lease yet
+        assert!(Heartbeat::Unregistered.renewed(None));
+        assert!(Heartbeat::Unregistered.renewed(Some("2026-12-07T05:02:50.200000Z")));
+    }
 }

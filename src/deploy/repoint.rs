@@ -242,7 +242,7 @@ pub fn preflight(ctx: &Run<'_>, client: &Client, target: &Target, nodes: &[Node<
 /// the kubeconfigs back and restarts the services on them, and the node must be Ready again.
 fn move_node(ctx: &Run<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, plan: &NodePlan) -> Result<HostOutcome, HostFailure> {
     let name = node.host.name.clone();
-    let before = client.lease_renew_time(api, &name).ok().flatten();
+    let before = super::node::Heartbeat::Lease(client.lease_renew_time(api, &name).ok().flatten());
     let mut tx = Tx::new(node.remote.clone(), &ctx.cluster.layout.units);
     let mut sent = 0;
     for f in plan.files.iter().filter(|f| !f.changes.is_empty()) {
@@ -250,7 +250,7 @@ fn move_node(ctx: &Run<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, pl
         sent += tx.write(&f.path, &Source::bytes(text.clone().into_bytes()), WriteOpts::mode(f.mode))?.bytes_sent;
     }
     let units = plan.units();
-    let verify = |before: Option<String>| -> Result<(), String> {
+    let verify = |before: super::node::Heartbeat| -> Result<(), String> {
         super::node::wait_ready(ctx, client, api, &name, before)?;
         if units.iter().any(|u| u == "kube-proxy") {
             engine::wait_for(ctx.timeout, &ctx.cancel, || match super::node::local_http_status(node, 10256, "/healthz")? {
@@ -278,7 +278,7 @@ fn move_node(ctx: &Run<'_>, client: &Client, api: &Endpoint, node: &Node<'_>, pl
         Err(error) => {
             let journal: Vec<String> = units.iter().flat_map(|u| engine::journal_tail(node, u, 6)).collect();
             ctx.printer.phase("rollback", Some(&name), "did not come back through the target: restoring its kubeconfigs");
-            let before = client.lease_renew_time(api, &name).ok().flatten();
+            let before = super::node::Heartbeat::Lease(client.lease_renew_time(api, &name).ok().flatten());
             let rollback = match tx.rollback() {
                 Rollback::Done { .. } => match verify(before) {
                     Ok(()) => Rollback::Done { what: "previous kubeconfigs restored; Ready again on the old endpoint".into() },

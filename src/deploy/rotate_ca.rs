@@ -380,7 +380,7 @@ fn kubelet_clients(ctx: &engine::Run<'_>, client: &crate::kube::Client, ep: &cra
             Item { secret: true, text: None, ..Item::bytes(&file, &pem, 0o600, &[]) },
             Item::link(&format!("{dir}/{}", crate::pki::onhost::KUBELET_CLIENT), &file, vec!["kubelet".into()]),
         ];
-        let before = super::node::seen(client, ep, &n.host.name).ok().and_then(|s| s.1);
+        let before = super::node::Heartbeat::now(client, ep, &n.host.name);
         let spec = Spec { items: &items, units: &["kubelet"], ..Default::default() };
         converge(ctx, n, "kubelet-client", &spec, &|n| super::node::wait_ready(ctx, client, ep, &n.host.name, before.clone()).map(|_| ()))
     });
@@ -406,7 +406,7 @@ fn kubelet_kubeconfigs(run: &engine::Run<'_>, client: &crate::kube::Client, ep: 
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let new = with_ca_data(&text, &data);
         let items = vec![Item::bytes(&path, &new, 0o600, &["kubelet"])];
-        let before = super::node::seen(client, ep, &n.host.name).ok().and_then(|s| s.1);
+        let before = super::node::Heartbeat::now(client, ep, &n.host.name);
         let spec = Spec { items: &items, units: &["kubelet"], ..Default::default() };
         converge(run, n, "kubelet-kubeconfig", &spec, &|n| super::node::wait_ready(run, client, ep, &n.host.name, before.clone()).map(|_| ()))
     });
