@@ -919,6 +919,23 @@ fn a_push_that_fails_on_the_second_file_puts_the_first_back() {
 }
 
 #[test]
+fn rendered_files_written_together_are_undone_together_when_one_of_them_fails() {
+    let d = tempfile::tempdir().unwrap();
+    let (c, h, _) = push_setup(d.path());
+    let node = h.node(&c, "m1");
+    // in-memory files (what kbin renders) go to the host in one write_files call
+    let items = [item("/etc/app.conf", "new\n", "app"), item("/etc/new.conf", "n\n", "app"), item("/etc/app.conf/b", "b\n", "app"), item("/etc/after.conf", "a\n", "app")];
+    let mut tx = Tx::new(node.remote.clone(), "/etc/systemd/system");
+    let e = engine::push(&Printer { quiet: true, color: false }, &node, "/etc/systemd/system", &items, &mut tx, false).unwrap_err();
+    assert!(e.to_string().contains("/etc/app.conf/b"), "{e}");
+    let kinds: Vec<String> = tx.changes().iter().map(|c| serde_json::to_value(c).unwrap()["kind"].as_str().unwrap().to_string()).collect();
+    assert_eq!(kinds, ["file-replaced", "file-created"], "the two files written before the failure are recorded");
+    assert_eq!(tx.rollback(), Rollback::Done { what: "previous files restored".into() });
+    assert_eq!(std::fs::read_to_string(h.path("/etc/app.conf")).unwrap(), "old\n");
+    assert!(!h.path("/etc/new.conf").exists() && !h.path("/etc/after.conf").exists());
+}
+
+#[test]
 fn a_push_dry_run_plans_both_files_and_changes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let (c, h, mut spec) = push_setup(d.path());

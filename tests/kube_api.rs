@@ -100,7 +100,7 @@ fn start(dir: &Path) -> (Proc, Proc, u16) {
             "--peer-client-cert-auth".to_string(),
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("etcd.log")).unwrap())
         .spawn()
         .unwrap();
     let etcd = Proc(etcd);
@@ -128,6 +128,19 @@ fn start(dir: &Path) -> (Proc, Proc, u16) {
     (etcd, Proc(apiserver), api)
 }
 
+/// Wait until the stand-in apiserver started by [`start`] in `dir` is ready: it must reach etcd.
+/// Generous, as the whole test suite shares two cores with them; a timeout shows both logs.
+fn wait_ready(dir: &Path, client: &Client, ep: &Endpoint) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !matches!(client.healthz(ep, "/readyz"), Ok((200, _))) {
+        if Instant::now() >= deadline {
+            let log = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+            panic!("the apiserver did not become ready; its log:\n{}\netcd's log:\n{}", log("kube-apiserver.log"), log("etcd.log"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn quiet() -> Printer {
     Printer { quiet: true, color: false }
 }
@@ -142,12 +155,7 @@ fn apply_through_a_masters_connection_against_the_standin_apiserver() {
 
     // wait for the apiserver to reach etcd (directly over TCP: its cert has 127.0.0.1)
     let direct = Endpoint::tcp("127.0.0.1", port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(client.healthz(&direct, "/readyz"), Ok((200, _))) {
-        let log = std::fs::read_to_string(d.path().join("kube-apiserver.log")).unwrap_or_default();
-        assert!(Instant::now() < deadline, "the apiserver did not become ready; its log:\n{log}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_ready(d.path(), &client, &direct);
 
     // m1's apiserver cannot be reached, m2's can (through the fake host's forward)
     let m1 = Arc::new(FakeHost::new("m1", &d.path().join("m1")));
@@ -250,11 +258,7 @@ fn drain_through_the_standin_respects_a_disruption_budget() {
     let (_etcd, _apiserver, port) = start(d.path());
     let client = Client::from_pki(&cluster.pki_dir(), "super-admin").unwrap();
     let ep = Endpoint::tcp("127.0.0.1", port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(client.healthz(&ep, "/readyz"), Ok((200, _))) {
-        assert!(Instant::now() < deadline, "the apiserver did not become ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_ready(d.path(), &client, &ep);
     // kbin applies only its own kinds: Nodes, Pods and budgets are made with a plain request
     let pki = cluster.pki_dir();
     let r = |f: &str| std::fs::read_to_string(pki.join(f)).unwrap();

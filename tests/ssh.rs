@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kbin::error::Reportable;
 use kbin::host::ssh::{self, ConnectOptions, Target};
-use kbin::host::{Cmd, HostError, KnownHosts, Remote, Source, WriteOpts};
+use kbin::host::{Cmd, FileWrite, HostError, KnownHosts, Remote, Source, WriteOpts};
 use support::*;
 
 struct Env {
@@ -196,6 +196,50 @@ fn sudo_user_runs_privileged_commands_and_writes_root_owned_files() {
     // without sudo the user cannot read it: proves the reads above went through sudo
     let plain = h.run(&Cmd::new(["cat", p])).unwrap();
     assert_ne!(plain.status, 0);
+}
+
+#[test]
+fn small_files_go_in_one_run_and_a_failure_names_the_file_after_those_written() {
+    let e = env();
+    let user = User::create("w", "ALL=(ALL) NOPASSWD: ALL");
+    let sshd = Sshd::start("127.0.0.1", &[&e.key]);
+    e.trust(&sshd);
+    let h = ssh::connect(&e.target("n1", &sshd, &user.name), None, &e.opts()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    std::fs::write(p("old.conf"), "v1\n").unwrap();
+    let local = e.dir.path().join("tool");
+    std::fs::write(&local, vec![9u8; 100_000]).unwrap();
+    let (key, conf, tool, unit) = (Source::bytes(b"KEY\n".to_vec()), Source::bytes(b"v2\n".to_vec()), Source::file(&local).unwrap(), Source::bytes(b"[Unit]\n".to_vec()));
+    let paths = [p("pki/a.key"), p("old.conf"), p("bin/tool"), p("u.service")];
+    let files = [
+        FileWrite { path: &paths[0], src: &key, opts: WriteOpts::mode(0o600).owner("root:root") },
+        FileWrite { path: &paths[1], src: &conf, opts: WriteOpts::mode(0o644).backup() },
+        // a local file between them is streamed on its own
+        FileWrite { path: &paths[2], src: &tool, opts: WriteOpts::mode(0o755) },
+        FileWrite { path: &paths[3], src: &unit, opts: WriteOpts::mode(0o644).backup() },
+    ];
+    let mut got = Vec::new();
+    h.write_files(&files, &mut |i, w| got.push((i, w))).unwrap();
+    assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    assert!(got.iter().all(|(_, w)| w.changed));
+    assert_eq!(got.iter().map(|(_, w)| w.bytes_sent).collect::<Vec<_>>(), [4, 3, 100_000, 7]);
+    let backup = got[1].1.backup.clone().expect("the replaced file's backup");
+    assert_eq!((std::fs::read_to_string(&paths[1]).unwrap(), std::fs::read_to_string(&backup).unwrap()), ("v2\n".into(), "v1\n".into()));
+    assert!(got[3].1.created && got[3].1.backup.is_none());
+    let md = std::fs::metadata(&paths[0]).unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o7777, std::fs::read(&paths[0]).unwrap()), (0, 0o600, b"KEY\n".to_vec()), "written as root through sudo");
+    assert_eq!(std::fs::read(&paths[2]).unwrap(), vec![9u8; 100_000]);
+
+    // a file that cannot be written stops the run: those before it are reported (to be undone)
+    std::fs::write(p("blocked"), "a file, not a directory").unwrap();
+    let paths = [p("next.conf"), p("blocked/x.conf"), p("after.conf")];
+    let files: Vec<FileWrite> = paths.iter().map(|path| FileWrite { path, src: &conf, opts: WriteOpts::mode(0o644) }).collect();
+    let mut written = Vec::new();
+    let err = h.write_files(&files, &mut |i, _| written.push(i)).unwrap_err();
+    assert_eq!(written, [0]);
+    assert!(matches!(&err, HostError::Write { path, .. } if *path == paths[1]), "{err}");
+    assert!(std::fs::read_to_string(&paths[0]).is_ok() && !std::path::Path::new(&paths[2]).exists());
 }
 
 #[test]

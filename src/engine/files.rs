@@ -9,7 +9,7 @@ use super::Tx;
 use super::bins::Bins;
 use crate::config::{Cluster, Host};
 use super::EngineError as Error;
-use crate::host::{HostError, Node, Source, WriteOpts};
+use crate::host::{FileWrite, HostError, Node, Source, WriteOpts};
 use crate::output::Printer;
 use crate::render::{self, Component, Templates};
 
@@ -111,6 +111,12 @@ pub struct Pushed {
 }
 
 impl Pushed {
+    /// `it` changed (or would): its units restart; a unit file needs a daemon-reload.
+    fn note(&mut self, it: &Item, units: Vec<String>, units_dir: &str) {
+        self.changed.push(it.path.clone());
+        self.restart.extend(units);
+        self.unit_files |= it.path.starts_with(units_dir) && it.path.ends_with(".service");
+    }
     pub fn extend(&mut self, o: Pushed) {
         self.changed.extend(o.changed);
         self.bytes_sent += o.bytes_sent;
@@ -140,6 +146,7 @@ pub fn push_known(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[
     let paths: Vec<&str> = items.iter().zip(&hashed).filter(|(_, h)| **h).map(|(i, _)| i.path.as_str()).collect();
     let mut sums = node.remote.sha256_many(&paths)?.into_iter();
     let mut links = node.remote.read_links(&link_paths(items))?.into_iter();
+    let mut small: Vec<(&Item, Vec<String>)> = Vec::new();
     for ((it, hashed), up_to_date) in items.iter().zip(hashed).zip(up_to_date) {
         if up_to_date {
             continue;
@@ -156,8 +163,7 @@ pub fn push_known(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[
             } else {
                 tx.link(&it.path, target)?;
             }
-            p.changed.push(it.path.clone());
-            p.restart.extend(it.units.iter().cloned());
+            p.note(it, it.units.clone(), units_dir);
             continue;
         }
         let remote_sum = if hashed { sums.next().flatten() } else { None };
@@ -183,18 +189,34 @@ pub fn push_known(printer: &Printer, node: &Node<'_>, units_dir: &str, items: &[
                     printer.phase("dry-run", Some(&node.host.name), line);
                 }
             }
+        } else if it.src.local_path().is_none() {
+            // rendered files, certificates, keys: written together once the loop is done
+            small.push((it, units));
+            continue;
         } else {
-            let w = tx.write(&it.path, &it.src, WriteOpts { owner: it.owner.clone(), ..WriteOpts::mode(it.mode) })?;
+            let w = tx.write(&it.path, &it.src, write_opts(it))?;
             if !w.changed {
                 continue;
             }
             p.bytes_sent += w.bytes_sent;
         }
-        p.changed.push(it.path.clone());
-        p.restart.extend(units);
-        p.unit_files |= it.path.starts_with(units_dir) && it.path.ends_with(".service");
+        p.note(it, units, units_dir);
+    }
+    if !small.is_empty() {
+        let files = small.iter().map(|(it, _)| FileWrite { path: &it.path, src: &it.src, opts: write_opts(it) }).collect();
+        let outcomes = tx.write_files(files)?;
+        for ((it, units), w) in small.into_iter().zip(outcomes) {
+            if w.changed {
+                p.bytes_sent += w.bytes_sent;
+                p.note(it, units, units_dir);
+            }
+        }
     }
     Ok(p)
+}
+
+fn write_opts(it: &Item) -> WriteOpts<'static> {
+    WriteOpts { owner: it.owner.clone(), ..WriteOpts::mode(it.mode) }
 }
 
 /// Whether converging `items` and `units` on `node` would do anything: a file that differs or a

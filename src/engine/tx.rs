@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::host::{Cmd, HostError, Remote, Source, WriteOpts, WriteOutcome};
+use crate::host::{Cmd, FileWrite, HostError, Remote, Source, WriteOpts, WriteOutcome};
 
 /// One change made on a host, with what undoing it needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -97,12 +97,30 @@ impl Tx {
         let progress = self.progress.clone();
         let opts = WriteOpts { backup: true, progress: opts.progress.or(progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync))), ..opts };
         let w = self.remote.write_file(path, src, &opts)?;
+        self.recorded(path, &w);
+        Ok(w)
+    }
+    /// [`Tx::write`] of several files in as few round trips as the host allows
+    /// ([`Remote::write_files`]): the outcomes in order. Every file written is recorded, also
+    /// those written before one that failed.
+    pub fn write_files(&mut self, mut files: Vec<FileWrite<'_>>) -> Result<Vec<WriteOutcome>, HostError> {
+        for f in &mut files {
+            f.opts.backup = true;
+        }
+        let remote = self.remote.clone();
+        let mut outcomes = Vec::with_capacity(files.len());
+        let r = remote.write_files(&files, &mut |i, w| {
+            self.recorded(files[i].path, &w);
+            outcomes.push(w);
+        });
+        r.map(|()| outcomes)
+    }
+    fn recorded(&mut self, path: &str, w: &WriteOutcome) {
         match &w.backup {
             Some(b) => self.record(Change::FileReplaced { path: path.into(), backup: b.clone() }),
             None if w.created => self.record(Change::FileCreated { path: path.into() }),
             None => {} // same content, or only mode/owner fixed in place
         }
-        Ok(w)
     }
     /// Point the symlink `path` at `target` (atomically), recording what it replaced.
     pub fn link(&mut self, path: &str, target: &str) -> Result<(), HostError> {

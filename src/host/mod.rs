@@ -259,12 +259,20 @@ impl<'a> WriteOpts<'a> {
     }
 }
 
+/// One file of [`Remote::write_files`].
+pub struct FileWrite<'a> {
+    pub path: &'a str,
+    pub src: &'a Source,
+    pub opts: WriteOpts<'a>,
+}
+
 /// What a write did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WriteOutcome {
     /// Content, mode or owner changed (a service reading the file may need a restart).
     pub changed: bool,
-    /// Content bytes sent over the connection (0 when the remote file already matched).
+    /// Content bytes sent over the connection (0 when the remote file already matched and
+    /// nothing was sent).
     pub bytes_sent: u64,
     /// Where the replaced file was kept, when `backup` was asked and there was one.
     pub backup: Option<String>,
@@ -322,6 +330,16 @@ pub trait Remote: Send + Sync {
     /// rename). Nothing is sent when the remote content already matches; a mode or owner that
     /// differs is still fixed. Parent directories are created.
     fn write_file(&self, path: &str, src: &Source, opts: &WriteOpts<'_>) -> Result<WriteOutcome, HostError>;
+    /// [`Remote::write_file`] of several files, in order, in as few round trips as the transport
+    /// allows (the ssh implementation writes small in-memory files in one run). `done` is told each
+    /// file's outcome as it is known, also the files written before one that failed, so that a
+    /// caller can record and undo them.
+    fn write_files(&self, files: &[FileWrite<'_>], done: &mut dyn FnMut(usize, WriteOutcome)) -> Result<(), HostError> {
+        for (i, f) in files.iter().enumerate() {
+            done(i, self.write_file(f.path, f.src, &f.opts)?);
+        }
+        Ok(())
+    }
     /// Open a TCP connection to `addr:port` from the host's side.
     fn open_tcp(&self, addr: &str, port: u16) -> Result<Box<dyn Tunnel>, HostError>;
 

@@ -3,14 +3,15 @@
 
 use super::*;
 
-/// The remote half of [`Remote::write_file`]. A constant: arguments arrive as `$1`..`$6`, content
-/// on stdin. It answers `same` (nothing to do), `meta` (mode/owner fixed in place), `local` (the
-/// content was in the host's relay store, `crate::engine::relay::BLOBS_DIR`, and is copied from
-/// there) or `send` (then reads the content into a temp file in the same directory); either way
-/// it verifies the digest of the temp file, sets owner and mode, fsyncs, keeps a backup if asked
-/// and renames over the target.
-pub(crate) const WRITE_SCRIPT: &str = r#"set -eu
-dest=$1 mode=$2 owner=$3 want=$4 backup=$5 size=$6
+/// What both write scripts share: `sha` (the digest of `$1`, `$2` bytes long), `in_place` (says
+/// `same` when `$dest` already holds the content, mode and owner asked, or fixes the mode and
+/// owner and says `meta` when only those differ), `sweep` (removes the temp files of pushes whose
+/// shell was killed) and `install` (owner, mode, fsync, the backup if asked, the rename; sets
+/// `kept` when it kept a backup). Each file's parameters are the variables `dest mode owner want
+/// backup size`.
+macro_rules! write_prelude {
+    () => {
+        r#"set -eu
 sha() {
   # openssl uses the CPU's SHA instructions (several times faster than sha256sum on big files);
   # sha256sum starts faster, so small files use it
@@ -23,39 +24,69 @@ sha() {
   esac
   echo "$h"
 }
-if [ -f "$dest" ]; then
+in_place() {
+  [ -f "$dest" ] || return 0
   cur=$(stat -c '%s %a %U:%G' -- "$dest")
   cursize=${cur%% *} cur=${cur#* }
   curmode=${cur%% *} curown=${cur#* }
-  if [ "$cursize" = "$size" ] && [ "$(sha "$dest" "$size")" = "$want" ]; then
-    fix=
-    [ "$curmode" = "$mode" ] || fix=1
-    case "$owner" in
-      "") ;;
-      *:*) [ "$curown" = "$owner" ] || fix=1 ;;
-      *) [ "${curown%%:*}" = "$owner" ] || fix=1 ;;
-    esac
-    if [ -z "$fix" ]; then echo same; exit 0; fi
-    [ -z "$owner" ] || chown -- "$owner" "$dest"
-    chmod -- "$mode" "$dest"
-    echo meta
-    exit 0
-  fi
-fi
-dir=$(dirname -- "$dest") base=$(basename -- "$dest")
-mkdir -p -- "$dir"
+  [ "$cursize" = "$size" ] && [ "$(sha "$dest" "$size")" = "$want" ] || return 0
+  fix=
+  [ "$curmode" = "$mode" ] || fix=1
+  case "$owner" in
+    "") ;;
+    *:*) [ "$curown" = "$owner" ] || fix=1 ;;
+    *) [ "${curown%%:*}" = "$owner" ] || fix=1 ;;
+  esac
+  if [ -z "$fix" ]; then echo same; return 0; fi
+  [ -z "$owner" ] || chown -- "$owner" "$dest"
+  chmod -- "$mode" "$dest"
+  echo meta
+}
 # temp files of pushes whose shell was killed (its pid is in the name and gone); older kbins
 # named them without a pid
-for old in "$dir/.$base".kbin-*; do
-  [ -f "$old" ] || continue
-  rest=${old##*.kbin-}
-  case $rest in
-    *-*) pid=${rest%%-*}; case $pid in ''|*[!0-9]*) continue ;; esac; [ -d "/proc/$pid" ] && continue ;;
-    ??????) ;;
-    *) continue ;;
-  esac
-  rm -f -- "$old"
-done
+sweep() {
+  for old in "$dir/.$base".kbin-*; do
+    [ -f "$old" ] || continue
+    rest=${old##*.kbin-}
+    case $rest in
+      *-*) pid=${rest%%-*}; case $pid in ''|*[!0-9]*) continue ;; esac; [ -d "/proc/$pid" ] && continue ;;
+      ??????) ;;
+      *) continue ;;
+    esac
+    rm -f -- "$old"
+  done
+}
+install() {
+  [ -z "$owner" ] || chown -- "$owner" "$tmp"
+  chmod -- "$mode" "$tmp"
+  sync -- "$tmp"
+  kept=
+  if [ -n "$backup" ] && [ -f "$dest" ]; then
+    ln -f -- "$dest" "$backup" 2>/dev/null || cp -p -- "$dest" "$backup"
+    kept=1
+  fi
+  mv -f -- "$tmp" "$dest"
+  trap - EXIT HUP INT TERM PIPE
+  sync -- "$dir" 2>/dev/null || true
+}
+"#
+    };
+}
+
+/// The remote half of [`Remote::write_file`]. A constant: arguments arrive as `$1`..`$6`, content
+/// on stdin. It answers `same` (nothing to do), `meta` (mode/owner fixed in place), `local` (the
+/// content was in the host's relay store, `crate::engine::relay::BLOBS_DIR`, and is copied from
+/// there) or `send` (then reads the content into a temp file in the same directory); either way
+/// it verifies the digest of the temp file, sets owner and mode, fsyncs, keeps a backup if asked
+/// and renames over the target.
+pub(crate) const WRITE_SCRIPT: &str = concat!(
+    write_prelude!(),
+    r#"dest=$1 mode=$2 owner=$3 want=$4 backup=$5 size=$6
+st=$(in_place)
+if [ -n "$st" ]; then echo "$st"; exit 0; fi
+dir=$(dirname -- "$dest") base=$(basename -- "$dest")
+mkdir -p -- "$dir"
+sweep
 tmp=$(mktemp "$dir/.$base.kbin-$$-XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
@@ -83,18 +114,146 @@ if [ "$got" != "$want" ]; then
   echo "received $(wc -c < "$tmp") bytes with sha256 $got, expected $want: the upload was cut short or the source changed" >&2
   exit 3
 fi
-[ -z "$owner" ] || chown -- "$owner" "$tmp"
-chmod -- "$mode" "$tmp"
-sync -- "$tmp"
-if [ -n "$backup" ] && [ -f "$dest" ]; then
-  ln -f -- "$dest" "$backup" 2>/dev/null || cp -p -- "$dest" "$backup"
-  echo backup
-fi
-mv -f -- "$tmp" "$dest"
-trap - EXIT HUP INT TERM PIPE
-sync -- "$dir" 2>/dev/null || true
+install
+[ -z "$kept" ] || echo backup
 echo done
-"#;
+"#
+);
+
+/// The remote half of [`Remote::write_files`] for small files: one run writes them all, each as
+/// [`WRITE_SCRIPT`] does (a temp file in its directory, digest checked, owner, mode, fsync, the
+/// backup, the rename), in order. Arguments: six per file (`dest mode owner want backup size`);
+/// stdin: the contents one after the other, each exactly `size` bytes. A line per file written:
+/// `N same|meta|new|backup|replaced` (`N` counts from 0); the first file that fails stops the run
+/// (exit 3, the cause on stderr), and the files before it stay written.
+pub(crate) const WRITE_MANY_SCRIPT: &str = concat!(
+    write_prelude!(),
+    r#"n=0
+while [ $# -ge 6 ]; do
+  dest=$1 mode=$2 owner=$3 want=$4 backup=$5 size=$6
+  shift 6
+  dir=$(dirname -- "$dest") base=$(basename -- "$dest")
+  mkdir -p -- "$dir"
+  sweep
+  tmp=$(mktemp "$dir/.$base.kbin-$$-XXXXXX")
+  trap 'rm -f -- "$tmp"' EXIT
+  trap 'exit 1' HUP INT TERM PIPE
+  # exactly this file's bytes: dd asks for no more than it lacks (head may read ahead)
+  [ "$size" = 0 ] || dd bs="$size" count=1 iflag=fullblock of="$tmp" 2>/dev/null || true
+  got=$(sha "$tmp" "$size")
+  if [ "$got" != "$want" ]; then
+    echo "received $(wc -c < "$tmp") bytes with sha256 $got, expected $want: the upload was cut short or the source changed" >&2
+    exit 3
+  fi
+  st=$(in_place)
+  if [ -n "$st" ]; then
+    rm -f -- "$tmp"
+    trap - EXIT HUP INT TERM PIPE
+  else
+    st=replaced
+    [ -e "$dest" ] || st=new
+    install
+    [ -z "$kept" ] || st=backup
+  fi
+  echo "$n $st"
+  n=$((n + 1))
+done
+[ $# -eq 0 ] || { echo "$# arguments left over: six are needed per file" >&2; exit 2; }
+"#
+);
+
+/// At most this many content bytes go in one run of [`WRITE_MANY_SCRIPT`] (well inside an SSH
+/// channel's window: the remote side may stop reading at a bad file).
+const SMALL_RUN_BYTES: u64 = 1 << 20;
+
+/// How many of `files`, from the first, go in one run of [`WRITE_MANY_SCRIPT`]: in-memory contents
+/// (no local file to stream, no progress to show) with the same sudo, [`SMALL_RUN_BYTES`] in all.
+/// 0: the first file is written on its own.
+pub(super) fn small_run(files: &[FileWrite<'_>]) -> usize {
+    let mut total = 0;
+    files
+        .iter()
+        .take_while(|f| {
+            total += f.src.len();
+            f.src.local_path().is_none() && f.opts.progress.is_none() && f.opts.sudo == files[0].opts.sudo && total <= SMALL_RUN_BYTES
+        })
+        .count()
+}
+
+impl SshHost {
+    /// Write `files` (a [`small_run`]) in one run of [`WRITE_MANY_SCRIPT`].
+    pub(super) fn write_small(&self, files: &[FileWrite<'_>], done: &mut dyn FnMut(usize, WriteOutcome)) -> Result<(), HostError> {
+        let mut argv = vec!["sh".to_string(), "-c".into(), WRITE_MANY_SCRIPT.into(), "kbin-write".into()];
+        let mut body = Vec::new();
+        let mut backups = Vec::new();
+        for f in files {
+            check_path(&self.name, f.path)?;
+            let backup = if f.opts.backup { backup_name(f.path) } else { String::new() };
+            argv.extend([f.path.to_string(), format!("{:o}", f.opts.mode), f.opts.owner.clone().unwrap_or_default(), f.src.sha256().into(), backup.clone(), f.src.len().to_string()]);
+            backups.push(backup);
+            f.src.open().and_then(|mut r| r.read_to_end(&mut body)).map_err(|e| HostError::Local { host: self.name.clone(), path: Default::default(), source: e })?;
+        }
+        let mut cmd = Cmd::new(argv);
+        cmd.sudo = files[0].opts.sudo;
+        let what = if let [f] = files { format!("write {}", f.path) } else { format!("write {} files", files.len()) };
+        let (out, _) = self.run_as(&cmd, &what, Feed::Now(Box::new(io::Cursor::new(body))), Deadline::Idle(self.opts.io_timeout), None)?;
+        let (answers, odd) = answers(&out.stdout_str(), files.len());
+        let written = answers.len();
+        for (k, a) in answers.into_iter().enumerate() {
+            let sent = files[k].src.len();
+            let (changed, backup, created) = match a {
+                Answer::Same => (false, None, false),
+                Answer::Meta => (true, None, false),
+                Answer::New => (true, None, true),
+                Answer::Backup => (true, Some(backups[k].clone()), false),
+                Answer::Replaced => (true, None, false),
+            };
+            done(k, WriteOutcome { changed, bytes_sent: sent, backup, created });
+        }
+        if !out.success() || written < files.len() || odd.is_some() {
+            let path = files.get(written).unwrap_or(&files[0]).path;
+            let stderr = out.stderr_str().trim().to_string();
+            let message = odd.or((!stderr.is_empty()).then_some(stderr)).unwrap_or_else(|| format!("the write stopped (exit {})", out.status));
+            return Err(HostError::Write { host: self.name.clone(), path: path.into(), message });
+        }
+        Ok(())
+    }
+}
+
+/// What [`WRITE_MANY_SCRIPT`] said of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Answer {
+    Same,
+    Meta,
+    New,
+    Backup,
+    Replaced,
+}
+
+/// The answers of a run of [`WRITE_MANY_SCRIPT`] over `n` files, in order: one line per file
+/// written, numbered from 0 (fewer than `n` when a file failed). A line that is not such an
+/// answer ends the list, and is returned as what went wrong.
+pub(super) fn answers(stdout: &str, n: usize) -> (Vec<Answer>, Option<String>) {
+    let mut out = Vec::new();
+    for line in stdout.lines() {
+        let a = match line.split_once(' ') {
+            Some((k, word)) if k.parse() == Ok(out.len()) && out.len() < n => match word {
+                "same" => Some(Answer::Same),
+                "meta" => Some(Answer::Meta),
+                "new" => Some(Answer::New),
+                "backup" => Some(Answer::Backup),
+                "replaced" => Some(Answer::Replaced),
+                _ => None,
+            },
+            _ => None,
+        };
+        match a {
+            Some(a) => out.push(a),
+            None => return (out, Some(format!("unexpected answer {line:?}"))),
+        }
+    }
+    (out, None)
+}
 
 /// `sh -c` helpers: small constant scripts, arguments as positional parameters.
 pub(super) const READ_SCRIPT: &str = r#"[ -e "$1" ] || exit 3; exec cat -- "$1""#;
@@ -263,6 +422,105 @@ mod tests {
         std::fs::write(bin.join("find"), "#!/bin/sh\necho 'find: unrecognized: -printf' >&2\nexit 1\n").unwrap();
         std::fs::set_permissions(bin.join("find"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         assert_eq!(sums_with(&p("cache"), &[&p("other"), &p("missing"), &p("small")], Some(&bin)), [o.clone(), "-".into(), sha256_hex(b"small\n")]);
+    }
+
+    /// [`WRITE_MANY_SCRIPT`] as a host runs it, with the local `sh`: (status, stdout, stderr).
+    fn write_many(files: &[(&std::path::Path, &str, &[u8], &[u8], &str)]) -> (i32, String, String) {
+        use std::io::Write;
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", WRITE_MANY_SCRIPT, "kbin-write"]);
+        let mut body = Vec::new();
+        for (path, mode, content, sent, backup) in files {
+            cmd.args([path.to_str().unwrap(), mode, "", &sha256_hex(content), backup, &content.len().to_string()]);
+            body.extend_from_slice(sent);
+        }
+        let mut child = cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let _ = child.stdin.take().unwrap().write_all(&body);
+        let out = child.wait_with_output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+
+    fn mode_of(p: &std::path::Path) -> u32 {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o7777
+    }
+
+    #[test]
+    fn many_files_are_written_in_one_run_each_answered_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n);
+        std::fs::write(p("old.conf"), b"v1\n").unwrap();
+        std::fs::write(p("same.conf"), b"same\n").unwrap();
+        std::fs::set_permissions(p("same.conf"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        std::fs::write(p("mode.conf"), b"mode\n").unwrap();
+        std::fs::set_permissions(p("mode.conf"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        std::fs::write(p("nobackup.conf"), b"x\n").unwrap();
+        let backup = p("old.conf.bak");
+        let (status, out, err) = write_many(&[
+            (&p("new/dir/key.pem"), "600", b"KEY\n", b"KEY\n", ""),
+            (&p("old.conf"), "644", b"v2\n", b"v2\n", backup.to_str().unwrap()),
+            (&p("same.conf"), "644", b"same\n", b"same\n", ""),
+            (&p("mode.conf"), "600", b"mode\n", b"mode\n", ""),
+            (&p("empty"), "644", b"", b"", ""),
+            (&p("nobackup.conf"), "644", b"y\n", b"y\n", ""),
+        ]);
+        assert_eq!((status, err.as_str()), (0, ""));
+        assert_eq!(out, "0 new\n1 backup\n2 same\n3 meta\n4 new\n5 replaced\n");
+        assert_eq!(answers(&out, 6), (vec![Answer::New, Answer::Backup, Answer::Same, Answer::Meta, Answer::New, Answer::Replaced], None));
+        assert_eq!(std::fs::read(p("new/dir/key.pem")).unwrap(), b"KEY\n");
+        assert_eq!(mode_of(&p("new/dir/key.pem")), 0o600);
+        assert_eq!((std::fs::read(p("old.conf")).unwrap(), std::fs::read(&backup).unwrap()), (b"v2\n".to_vec(), b"v1\n".to_vec()));
+        assert_eq!(mode_of(&p("mode.conf")), 0o600);
+        assert_eq!(std::fs::read(p("empty")).unwrap(), b"");
+        assert_eq!(std::fs::read(p("nobackup.conf")).unwrap(), b"y\n");
+        let temps: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".kbin-")).collect();
+        assert!(temps.is_empty(), "no temp file is left: {temps:?}");
+    }
+
+    #[test]
+    fn a_file_whose_bytes_do_not_match_stops_the_run_and_keeps_the_files_before_it() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n);
+        std::fs::write(p("b.conf"), b"old b\n").unwrap();
+        // b's bytes are not what its digest says (a source changed, a stream cut short)
+        let (status, out, err) = write_many(&[(&p("a.conf"), "644", b"a\n", b"a\n", ""), (&p("b.conf"), "644", b"new b\n", b"NEW B\n", ""), (&p("c.conf"), "644", b"c\n", b"c\n", "")]);
+        assert_eq!((status, out.as_str()), (3, "0 new\n"));
+        assert!(err.contains("received 6 bytes with sha256") && err.contains("the upload was cut short or the source changed"), "{err}");
+        assert_eq!(answers(&out, 3), (vec![Answer::New], None));
+        assert_eq!(std::fs::read(p("a.conf")).unwrap(), b"a\n");
+        assert_eq!(std::fs::read(p("b.conf")).unwrap(), b"old b\n", "the file that failed is untouched");
+        assert!(!p("c.conf").exists(), "nothing after it is written");
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".kbin-")).collect();
+        assert!(left.is_empty(), "the failed file's temp file is removed: {left:?}");
+        // too few bytes on stdin: the first file lacking them fails the same way
+        let (status, out, _) = write_many(&[(&p("d.conf"), "644", b"dddd\n", b"dd", "")]);
+        assert_eq!((status, out.as_str()), (3, ""));
+        assert!(!p("d.conf").exists());
+    }
+
+    #[test]
+    fn an_answer_out_of_order_or_unknown_ends_the_list_and_says_so() {
+        assert_eq!(answers("0 new\n2 same\n", 3), (vec![Answer::New], Some("unexpected answer \"2 same\"".into())));
+        assert_eq!(answers("0 new\n1 gone\n", 3).1, Some("unexpected answer \"1 gone\"".into()));
+        assert_eq!(answers("0 new\n1 new\n", 1).0, vec![Answer::New], "no more answers than files");
+        assert_eq!(answers("", 2), (vec![], None));
+    }
+
+    #[test]
+    fn small_in_memory_files_with_the_same_sudo_share_a_run() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("bin"), b"binary").unwrap();
+        let (small, big) = (Source::bytes(b"conf".to_vec()), Source::bytes(vec![0u8; SMALL_RUN_BYTES as usize]));
+        let file = Source::file(&d.path().join("bin")).unwrap();
+        fn w(src: &Source, sudo: bool) -> FileWrite<'_> {
+            FileWrite { path: "/etc/x", src, opts: WriteOpts { sudo, ..WriteOpts::default() } }
+        }
+        assert_eq!(small_run(&[w(&small, true), w(&small, true), w(&file, true), w(&small, true)]), 2, "a local file is streamed on its own");
+        assert_eq!(small_run(&[w(&file, true), w(&small, true)]), 0);
+        assert_eq!(small_run(&[w(&small, true), w(&small, false)]), 1, "sudo is one per run");
+        assert_eq!(small_run(&[w(&big, true)]), 1, "one file of the whole budget still fits");
+        assert_eq!(small_run(&[w(&small, true), w(&big, true)]), 1, "the budget is for the whole run");
+        let progress = |_: u64| {};
+        assert_eq!(small_run(&[FileWrite { path: "/etc/x", src: &small, opts: WriteOpts::default().progress(&progress) }]), 0, "a file with a progress bar is streamed on its own");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use ssh2::{BlockDirections, Channel, ErrorCode, MethodType, Session};
 
 use super::known_hosts::{self, KnownHosts, Verdict};
-use super::{Cmd, HostError, Output, Remote, Source, Tunnel, WriteOpts, WriteOutcome, quote};
+use super::{Cmd, FileWrite, HostError, Output, Remote, Source, Tunnel, WriteOpts, WriteOutcome, quote};
 
 mod bastion;
 mod connect;
@@ -190,6 +190,21 @@ impl Remote for SshHost {
             }),
             _ => Err(HostError::Write { host: self.name.clone(), path: path.into(), message: format!("unexpected answer {text:?}") }),
         }
+    }
+
+    fn write_files(&self, files: &[FileWrite<'_>], done: &mut dyn FnMut(usize, WriteOutcome)) -> Result<(), HostError> {
+        let mut i = 0;
+        while i < files.len() {
+            let n = files::small_run(&files[i..]);
+            if n == 0 {
+                done(i, self.write_file(files[i].path, files[i].src, &files[i].opts)?);
+                i += 1;
+            } else {
+                self.write_small(&files[i..i + n], &mut |k, w| done(i + k, w))?;
+                i += n;
+            }
+        }
+        Ok(())
     }
 
     fn open_tcp(&self, addr: &str, port: u16) -> Result<Box<dyn Tunnel>, HostError> {
