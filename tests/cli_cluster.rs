@@ -72,3 +72,20 @@ fn a_failing_up_with_json_prints_the_report_on_stdout_and_downloads_nothing() {
     let out = d.kbin(&["up"]).fails_with(2);
     assert!(out.stdout().is_empty());
 }
+
+#[test]
+fn etcd_add_remove_and_backup_report_a_failure_as_json_on_stdout() {
+    let d = Dir::with_cluster(&format!("{SMALL}{UNREACHABLE}[[hosts]]\nname = \"e2\"\naddress = \"127.0.0.7\"\nroles = [\"etcd\"]\n"));
+    d.kbin(&["pki", "init"]).ok();
+    for (args, code) in [(&["etcd", "add", "e2", "--dry-run", "--json"][..], 2), (&["etcd", "remove", "e2", "--json"], 2), (&["etcd", "backup", "--json"], 2)] {
+        let out = d.kbin(args).fails_with(code);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", out.stdout()));
+        assert_eq!(v["ok"], false, "{args:?}: {v}");
+        assert!(!v["error"]["message"].as_str().unwrap_or_default().is_empty() && v["error"]["exit"] == code, "{args:?}: {v}");
+        // the same failure without --json: nothing on stdout, the error on stderr
+        let plain: Vec<&str> = args.iter().copied().filter(|a| *a != "--json").collect();
+        let out = d.kbin(&plain).fails_with(code);
+        assert!(out.stdout().is_empty() && out.stderr().contains("error:"), "{plain:?}: {}", out.stderr());
+    }
+    assert!(!d.path().join("backups").read_dir().map(|mut r| r.next().is_some()).unwrap_or(false), "no snapshot was written");
+}

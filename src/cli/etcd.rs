@@ -96,6 +96,13 @@ pub struct AddArgs {
     pub conn: ConnArgs,
     #[command(flatten)]
     pub net: NetArgs,
+    /// Say what would be done (the member to announce, the files that would change, with diffs);
+    /// change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the members as JSON on stdout (an error report on failure)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,6 +114,9 @@ pub struct RemoveArgs {
     /// Say what would be done; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Print the result as JSON on stdout (an error report on failure)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,6 +140,10 @@ pub struct BackupArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub conn: ConnArgs,
+    /// Print the snapshot's path, size, digest and source member as JSON on stdout (an error
+    /// report on failure)
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn exec(global: &Global, cmd: &EtcdCommand) -> kbin::Result<()> {
@@ -142,7 +156,7 @@ pub fn exec(global: &Global, cmd: &EtcdCommand) -> kbin::Result<()> {
     let (conn, dry_run) = match cmd {
         EtcdCommand::Deploy(a) => (&a.conn, a.dry_run),
         EtcdCommand::Status(a) => (&a.conn, false),
-        EtcdCommand::Add(a) => (&a.conn, false),
+        EtcdCommand::Add(a) => (&a.conn, a.dry_run),
         EtcdCommand::Remove(a) => (&a.conn, a.dry_run),
         EtcdCommand::Backup(a) => (&a.conn, false),
         EtcdCommand::Restore(a) => (&a.conn, a.dry_run),
@@ -152,9 +166,21 @@ pub fn exec(global: &Global, cmd: &EtcdCommand) -> kbin::Result<()> {
     match cmd {
         EtcdCommand::Deploy(a) => deploy(&o, &cluster, a),
         EtcdCommand::Status(a) => status(&o, &cluster, a),
-        EtcdCommand::Add(a) => etcd::add_host(&o, &cluster, &a.host).map(|m| print_members(&m)),
-        EtcdCommand::Remove(a) => etcd::remove_host(&o, &cluster, &a.host),
-        EtcdCommand::Backup(a) => etcd_maint::backup_to(&o, &cluster, a.out.as_deref()).map(|b| println!("{}", b.path)),
+        EtcdCommand::Add(a) => {
+            let members = etcd::add_host(&o, &cluster, &a.host);
+            if let (Ok(m), false) = (&members, a.json) {
+                print_members(m);
+            }
+            super::emit(a.json, members.map(|m| serde_json::json!({ "dry_run": a.dry_run, "members": m })))
+        }
+        EtcdCommand::Remove(a) => super::emit(a.json, etcd::remove_host(&o, &cluster, &a.host)),
+        EtcdCommand::Backup(a) => {
+            let b = etcd_maint::backup_to(&o, &cluster, a.out.as_deref());
+            if let (Ok(b), false) = (&b, a.json) {
+                println!("{}", b.path);
+            }
+            super::emit(a.json, b)
+        }
         EtcdCommand::Restore(a) => {
             let r = kbin::deploy::etcd_restore::restore(&o, &cluster, &a.snapshot);
             if let Ok(r) = &r {

@@ -461,6 +461,22 @@ pub fn add(ctx: &Ctx<'_>, new: &Node<'_>, others: &[Node<'_>], templates: &Templ
     let list = ask(ctx, peer, |c, t, a| c.member_list(t, a)).map_err(|e| Error::other(format!("cannot list members through {}: {e}", peer.host.name), None))?;
     let url = peer_url(new.host);
     let found = list.iter().find(|m| m.peer_urls.contains(&url));
+    let mut all: Vec<(&Host, Result<Node<'_>, String>)> = others.iter().map(|n| (n.host, Ok(n.clone()))).collect();
+    all.push((new.host, Ok(new.clone())));
+    if ctx.dry_run {
+        let what = match found {
+            Some(m) if !m.name.is_empty() && !m.is_learner && facts[0].active("etcd") => "already a member: would only bring its files up to date".to_string(),
+            Some(m) if m.is_learner => format!("already announced as learner {:x}: would start it and promote it once it has caught up", m.id),
+            Some(_) => "already announced: would start it".to_string(),
+            None => format!("would announce {url} as a learner through {}, start it and promote it once it has caught up", peer.host.name),
+        };
+        ctx.printer.phase("dry-run", Some(&new.host.name), &what);
+        let its = items(ctx.cluster, new.host, templates, bins, &render::Options { etcd_existing: true })?;
+        let mut tx = Tx::new(new.remote.clone(), &ctx.cluster.layout.units);
+        let p = engine::push(&ctx.printer, new, &ctx.cluster.layout.units, &its, &mut tx, true)?;
+        ctx.printer.phase("dry-run", Some(&new.host.name), &format!("{} files would change", p.changed.len()));
+        return Ok(status(ctx, all));
+    }
     // a new member joins as a learner: it replicates without voting until it has caught up, so a
     // member that never starts cannot cost the cluster its quorum
     let learner = match found {
@@ -512,8 +528,6 @@ pub fn add(ctx: &Ctx<'_>, new: &Node<'_>, others: &[Node<'_>], templates: &Templ
         });
     }
     joined?;
-    let mut all: Vec<(&Host, Result<Node<'_>, String>)> = others.iter().map(|n| (n.host, Ok(n.clone()))).collect();
-    all.push((new.host, Ok(new.clone())));
     Ok(status(ctx, all))
 }
 
@@ -543,8 +557,21 @@ fn join(ctx: &Ctx<'_>, new: &Node<'_>, peer: &Node<'_>, learner: Option<u64>, ru
     wait_healthy(ctx, &[new]).map_err(fail)
 }
 
+/// What `kbin etcd remove` did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Removed {
+    pub host: String,
+    /// The member's ID (hex), if HOST was a member.
+    pub member: Option<String>,
+    /// The member was removed from the cluster.
+    pub removed: bool,
+    /// etcd stopped on the host and its data, config, unit and certificates deleted.
+    pub cleaned_up: bool,
+    pub dry_run: bool,
+}
+
 /// `kbin etcd remove HOST`: remove the member, then stop and clean up its host (when reachable).
-pub fn remove(ctx: &Ctx<'_>, host: &Host, node: Option<&Node<'_>>, others: &[Node<'_>]) -> Result<(), Error> {
+pub fn remove(ctx: &Ctx<'_>, host: &Host, node: Option<&Node<'_>>, others: &[Node<'_>]) -> Result<Removed, Error> {
     let peer = healthy_peer(ctx, others).ok_or_else(|| Error::Refused {
         what: "no other healthy etcd member to remove the member through".into(),
         problems: others.iter().map(|n| format!("[preflight] {}: not healthy", n.host.name)).collect(),
@@ -556,17 +583,19 @@ pub fn remove(ctx: &Ctx<'_>, host: &Host, node: Option<&Node<'_>>, others: &[Nod
     if list.len() <= 1 && member.is_some() {
         return Err(Error::Refused { what: format!("{} is the last member; removing it would destroy the cluster", host.name), problems: vec![], hint: None });
     }
+    let mut done = Removed { host: host.name.clone(), member: member.map(|m| format!("{:x}", m.id)), dry_run: ctx.dry_run, ..Default::default() };
     if ctx.dry_run {
         match member {
             Some(m) => ctx.printer.phase("dry-run", Some(&host.name), &format!("would remove member {:x}, stop etcd and delete {}", m.id, ctx.cluster.layout.etcd_data)),
             None => ctx.printer.phase("dry-run", Some(&host.name), "not a member; would only clean up the host"),
         }
-        return Ok(());
+        return Ok(done);
     }
     if let Some(m) = member {
         let t = tunnel(peer)?;
         ctx.client.member_remove(t, &addr(peer.host), m.id).map_err(|e| Error::other(format!("member remove through {} failed: {e}", peer.host.name), None))?;
         ctx.printer.phase("remove", Some(&host.name), &format!("member {:x} removed", m.id));
+        done.removed = true;
     } else {
         ctx.printer.phase("remove", Some(&host.name), "not a member of the cluster");
     }
@@ -589,10 +618,11 @@ pub fn remove(ctx: &Ctx<'_>, host: &Host, node: Option<&Node<'_>>, others: &[Nod
             n.remote.check(&Cmd::new(argv).sudo())?;
             engine::systemctl(n, &["daemon-reload"])?;
             ctx.printer.phase("remove", Some(&host.name), "etcd stopped, data, config, unit and certificates deleted");
+            done.cleaned_up = true;
         }
         None => ctx.printer.warn(&format!("{} is unreachable: its etcd files were not cleaned up", host.name), Some("clean it up by hand or reinstall it before reuse")),
     }
-    Ok(())
+    Ok(done)
 }
 
 /// The etcd hosts of the cluster, in file order.
@@ -636,17 +666,17 @@ pub fn add_host(opts: &super::Opts<'_>, cluster: &Cluster, name: &str) -> Result
 }
 
 /// `kbin etcd remove HOST`: [`remove`] through the reachable members (HOST itself may be down).
-pub fn remove_host(opts: &super::Opts<'_>, cluster: &Cluster, name: &str) -> Result<(), Error> {
+pub fn remove_host(opts: &super::Opts<'_>, cluster: &Cluster, name: &str) -> Result<Removed, Error> {
     let ctx = Ctx::new(opts.run(cluster))?;
     let host = super::host_named(cluster, name)?;
     let others: Vec<&Host> = etcd_hosts(cluster).into_iter().filter(|h| h.name != host.name).collect();
     let c = ctx.connector(opts.accept_new_host_keys);
     let target = c.connect(&[host]).remove(0).1.ok();
-    remove(&ctx, host, target.as_ref(), &c.reachable(&others))?;
+    let done = remove(&ctx, host, target.as_ref(), &c.reachable(&others))?;
     if !ctx.dry_run && host.has(Role::Etcd) {
         ctx.printer.warn(&format!("{} still has the etcd role in {}", host.name, cluster.file.display()), Some("remove \"etcd\" from its roles, or the next `kbin etcd deploy` adds it back as a new member"));
     }
-    Ok(())
+    Ok(done)
 }
 
 #[cfg(test)]

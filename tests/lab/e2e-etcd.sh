@@ -139,6 +139,14 @@ check "etcd add of an unreachable-peer h4 fails (exit 1) and says the learner wa
 members() { etcdctl "${with_kbin_cert[@]}" member list -w simple 2>/dev/null; }
 three_voting_h4_stopped() { [[ $(members | wc -l) -eq 3 ]] && ! members | grep -q ', true$' && [[ $("$lab" exec h4 -- systemctl is-active etcd) == inactive ]]; }
 check "... the cluster has its 3 members, none a learner, and etcd is stopped on h4" three_voting_h4_stopped
+h4_files() { "$lab" exec h4 -- sh -c 'sha256sum /opt/etcd/cfg/etcd.yml 2>&1; systemctl is-active etcd'; }
+h4_before=$(h4_files)
+k etcd add h4 --dry-run --json >"$work/add-dry.json" 2>"$work/add-dry.err"
+rc=$?
+check "etcd add h4 --dry-run --json exits 0 and says what it would do" bash -c "[ $rc -eq 0 ] && grep -q 'would announce https://10.213.0.14:2380 as a learner' '$work/add-dry.err' && grep -q 'files would change' '$work/add-dry.err'"
+check "... its JSON: a dry run, the 3 members and h4" python3 -c "import json,sys; d=json.load(open('$work/add-dry.json')); sys.exit(0 if d['dry_run'] and len(d['members'])==4 and sum(m['healthy'] for m in d['members'])==3 else 1)"
+dry_add_changed_nothing() { three_voting_h4_stopped && [[ $(h4_files) == "$h4_before" ]]; }
+check "... and changes nothing: 3 members, none a learner, h4's files and etcd as they were" dry_add_changed_nothing
 k etcd add h4 >"$work/add.out" 2>&1
 check "etcd add h4 exits 0" test $? -eq 0
 check "... as a learner, promoted once it caught up with the leader" bash -c "grep -q 'announced as learner' '$work/add.out' && grep -q 'promoted .* to a voting member' '$work/add.out'"
@@ -147,8 +155,8 @@ check "4 members, all started, all voting" four_voting
 k etcd status --json >"$work/status4.json" 2>/dev/null
 check "status: 4 of 4 healthy" python3 -c "import json,sys; sys.exit(0 if json.load(open('$work/status4.json'))['healthy']==4 else 1)"
 check "h4 reads data written before it joined" test "$(etcdctl --endpoints=https://10.213.0.14:2379 --cacert "$pki/etcd/ca.crt" --cert "$pki/etcd/healthcheck-client.crt" --key "$pki/etcd/healthcheck-client.key" get /e2e/after-kill --print-value-only 2>/dev/null)" = yes
-k etcd remove h4 >"$work/remove.out" 2>&1
-check "etcd remove h4 exits 0" test $? -eq 0
+k etcd remove h4 --json >"$work/remove.json" 2>"$work/remove.out"
+check "etcd remove h4 --json exits 0: removed and cleaned up" python3 -c "import json,sys; d=json.load(open('$work/remove.json')); sys.exit(0 if d['host']=='h4' and d['member'] and d['removed'] and d['cleaned_up'] and not d['dry_run'] else 1)"
 check "3 members again" test "$(etcdctl "${with_kbin_cert[@]}" member list -w simple 2>/dev/null | grep -c ', started, ')" -eq 3
 check "h4 cleaned up: etcd stopped, data deleted" test "$("$lab" exec h4 -- sh -c 'systemctl is-active etcd; test -e /var/lib/etcd/default.etcd && echo data')" = inactive
 
@@ -158,8 +166,9 @@ rc=$?
 check "etcd defrag exits 0: every member, followers first, the leader last, each healthy again" bash -c "[ $rc -eq 0 ] && python3 -c \"import json,sys; d=json.load(open('$work/defrag.json')); sys.exit(0 if len(d)==3 and d[-1]['leader'] and not any(m['leader'] for m in d[:-1]) else 1)\" && [ \"\$(grep -c 'healthy again' '$work/defrag.err')\" -eq 3 ]"
 
 # --- backup ---------------------------------------------------------------------------------------------------
-k etcd backup --out "$work/snap.db" >/dev/null 2>"$work/backup.err"
+k etcd backup --out "$work/snap.db" --json >"$work/backup.json" 2>"$work/backup.err"
 check "backup exits 0 and verifies" grep -q 'snapshot verified' "$work/backup.err"
+check "... its JSON names the file and its digest" python3 -c "import json,sys,hashlib; d=json.load(open('$work/backup.json')); sys.exit(0 if d['path']=='$work/snap.db' and d['sha256']==hashlib.sha256(open('$work/snap.db','rb').read()).hexdigest() else 1)"
 check "the snapshot is valid for etcdctl" "$work/bin/etcd/etcdctl" snapshot status "$work/snap.db"
 check "the snapshot is private (0600)" test "$(stat -c %a "$work/snap.db")" = 600
 

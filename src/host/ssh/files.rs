@@ -6,7 +6,8 @@ use super::*;
 /// What both write scripts share: `sha` (the digest of `$1`, `$2` bytes long), `in_place` (says
 /// `same` when `$dest` already holds the content, mode and owner asked, or fixes the mode and
 /// owner and says `meta` when only those differ), `sweep` (removes the temp files of pushes whose
-/// shell was killed) and `install` (owner, mode, fsync, the backup if asked, the rename; sets
+/// shell was killed), `temp_for_dest` (the temp file beside `$dest`, removed on exit until
+/// renamed) and `install` (owner, mode, fsync, the backup if asked, the rename; sets
 /// `kept` when it kept a backup). Each file's parameters are the variables `dest mode owner want
 /// backup size`.
 macro_rules! write_prelude {
@@ -56,6 +57,15 @@ sweep() {
     rm -f -- "$old"
   done
 }
+# a temp file beside $dest (its directory made), removed if the run ends before its rename
+temp_for_dest() {
+  dir=$(dirname -- "$dest") base=$(basename -- "$dest")
+  mkdir -p -- "$dir"
+  sweep
+  tmp=$(mktemp "$dir/.$base.kbin-$$-XXXXXX")
+  trap 'rm -f -- "$tmp"' EXIT
+  trap 'exit 1' HUP INT TERM PIPE
+}
 install() {
   [ -z "$owner" ] || chown -- "$owner" "$tmp"
   chmod -- "$mode" "$tmp"
@@ -84,12 +94,7 @@ pub(crate) const WRITE_SCRIPT: &str = concat!(
     r#"dest=$1 mode=$2 owner=$3 want=$4 backup=$5 size=$6
 st=$(in_place)
 if [ -n "$st" ]; then echo "$st"; exit 0; fi
-dir=$(dirname -- "$dest") base=$(basename -- "$dest")
-mkdir -p -- "$dir"
-sweep
-tmp=$(mktemp "$dir/.$base.kbin-$$-XXXXXX")
-trap 'rm -f -- "$tmp"' EXIT
-trap 'exit 1' HUP INT TERM PIPE
+temp_for_dest
 got=
 blob=/var/lib/kbin/blobs/$want
 # the relay's copy, taken by a hard link (no second copy of the bytes; the store keeps its name, as
@@ -132,12 +137,7 @@ pub(crate) const WRITE_MANY_SCRIPT: &str = concat!(
 while [ $# -ge 6 ]; do
   dest=$1 mode=$2 owner=$3 want=$4 backup=$5 size=$6
   shift 6
-  dir=$(dirname -- "$dest") base=$(basename -- "$dest")
-  mkdir -p -- "$dir"
-  sweep
-  tmp=$(mktemp "$dir/.$base.kbin-$$-XXXXXX")
-  trap 'rm -f -- "$tmp"' EXIT
-  trap 'exit 1' HUP INT TERM PIPE
+  temp_for_dest
   # exactly this file's bytes: dd asks for no more than it lacks (head may read ahead)
   [ "$size" = 0 ] || dd bs="$size" count=1 iflag=fullblock of="$tmp" 2>/dev/null || true
   got=$(sha "$tmp" "$size")
