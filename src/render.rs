@@ -506,7 +506,3 @@ pub fn write_tree(out: &Path, files: &[HostFile]) -> Result<(), RenderError> {
     Ok(())
 }
 
-/// `https://host:port` of a host's own apiserver.
-pub fn apiserver_url(cluster: &Cluster, host: &Host) -> String {
-    url_for(&host.address.to_string(), cluster.apiserver.port)
-}

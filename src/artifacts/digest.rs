@@ -6,61 +6,75 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::Sha256;
 
-/// A SHA-512 digest.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Sha512(pub [u8; 64]);
+/// A digest type: `$name(pub [u8; $len])`, parsed from hex (with an optional `$prefix:`),
+/// shown and serialized as lowercase hex.
+macro_rules! digest_type {
+    ($(#[$doc:meta])* $name:ident, $len:literal, $prefix:literal, $ring:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub [u8; $len]);
 
-impl Sha512 {
-    /// Parse 128 hex digits (an optional `sha512:` prefix is accepted).
-    pub fn parse(s: &str) -> Option<Sha512> {
-        let s = s.trim();
-        let s = s.strip_prefix("sha512:").unwrap_or(s);
-        if s.len() != 128 {
-            return None;
+        impl $name {
+            #[doc = concat!("Parse ", stringify!($len), " bytes of hex digits (an optional `", $prefix, ":` prefix is accepted).")]
+            pub fn parse(s: &str) -> Option<$name> {
+                let s = s.trim();
+                let s = s.strip_prefix(concat!($prefix, ":")).unwrap_or(s);
+                if s.len() != 2 * $len {
+                    return None;
+                }
+                let mut out = [0u8; $len];
+                hex::decode_to_slice(s.to_ascii_lowercase(), &mut out).ok()?;
+                Some($name(out))
+            }
+            pub fn hex(&self) -> String {
+                hex::encode(self.0)
+            }
+            pub fn of(bytes: &[u8]) -> $name {
+                $name::from_ring(ring::digest::digest(&ring::digest::$ring, bytes))
+            }
+            pub(crate) fn from_ring(d: ring::digest::Digest) -> $name {
+                let mut out = [0u8; $len];
+                out.copy_from_slice(d.as_ref());
+                $name(out)
+            }
         }
-        let mut out = [0u8; 64];
-        hex::decode_to_slice(s.to_ascii_lowercase(), &mut out).ok()?;
-        Some(Sha512(out))
-    }
-    pub fn hex(&self) -> String {
-        hex::encode(self.0)
-    }
-    pub fn of(bytes: &[u8]) -> Sha512 {
-        Sha512::from_ring(ring::digest::digest(&ring::digest::SHA512, bytes))
-    }
-    fn from_ring(d: ring::digest::Digest) -> Sha512 {
-        let mut out = [0u8; 64];
-        out.copy_from_slice(d.as_ref());
-        Sha512(out)
-    }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.hex())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.hex())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.hex())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $name::parse(&s).ok_or_else(|| serde::de::Error::custom(format!(concat!("{:?} is not a ", $what, " digest ({} hex digits)"), s, 2 * $len)))
+            }
+        }
+    };
 }
 
-impl fmt::Display for Sha512 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.hex())
-    }
-}
-
-impl fmt::Debug for Sha512 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sha512({})", self.hex())
-    }
-}
-
-impl Serialize for Sha512 {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.hex())
-    }
-}
-
-impl<'de> Deserialize<'de> for Sha512 {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Sha512::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a SHA-512 digest (128 hex digits)")))
-    }
-}
+digest_type!(
+    /// A SHA-256 digest.
+    Sha256, 32, "sha256", SHA256, "SHA-256"
+);
+digest_type!(
+    /// A SHA-512 digest.
+    Sha512, 64, "sha512", SHA512, "SHA-512"
+);
 
 /// A digest kbin trusts for a file, in the algorithm it was published with.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use catalog::{Catalog, Component, Kind};
-pub use digest::{Digest, Hasher, Hashes, Sha512};
+pub use digest::{Digest, Hasher, Hashes, Sha256, Sha512};
 pub use lock::Lock;
 
 /// The CPU architectures kbin installs for.
@@ -53,60 +53,6 @@ impl Arch {
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// A SHA-256 digest.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Sha256(pub [u8; 32]);
-
-impl Sha256 {
-    /// Parse 64 hex digits (an optional `sha256:` prefix is accepted).
-    pub fn parse(s: &str) -> Option<Sha256> {
-        let s = s.trim();
-        let s = s.strip_prefix("sha256:").unwrap_or(s);
-        if s.len() != 64 {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s.to_ascii_lowercase(), &mut out).ok()?;
-        Some(Sha256(out))
-    }
-    pub fn hex(&self) -> String {
-        hex::encode(self.0)
-    }
-    pub fn of(bytes: &[u8]) -> Sha256 {
-        Sha256::from_ring(ring::digest::digest(&ring::digest::SHA256, bytes))
-    }
-    pub(crate) fn from_ring(d: ring::digest::Digest) -> Sha256 {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(d.as_ref());
-        Sha256(out)
-    }
-}
-
-impl fmt::Display for Sha256 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.hex())
-    }
-}
-
-impl fmt::Debug for Sha256 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sha256({})", self.hex())
-    }
-}
-
-impl Serialize for Sha256 {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.hex())
-    }
-}
-
-impl<'de> Deserialize<'de> for Sha256 {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Sha256::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a SHA-256 digest (64 hex digits)")))
     }
 }
 

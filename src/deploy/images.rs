@@ -124,7 +124,7 @@ esac
         // the check's listing; then the import's: one listing, two imports, one listing
         assert_eq!(calls.lines().filter(|l| l.contains("images ls")).count(), 3, "{calls}");
         assert_eq!(calls.lines().filter(|l| l.contains("images import")).count(), 2, "{calls}");
-        assert!(calls.contains("--label io.kbin.archive=aaa1"), "{calls}");
+        assert!(calls.contains(&format!("--label {ARCHIVE_LABEL}=aaa1")), "{calls}");
 
         // in place, from these very archives: nothing to do
         let (ok, out, _) = run(d.path(), &with("check"));
