@@ -91,10 +91,10 @@ pub enum PkiCommand {
         /// Which CA to import
         #[arg(long, value_enum)]
         ca: CaKind,
-        /// The CA certificate (PEM)
+        /// The CA certificate (PEM or DER)
         #[arg(long, value_name = "FILE")]
         cert: PathBuf,
-        /// The CA private key (PEM)
+        /// The CA private key (PEM or DER: PKCS#8, PKCS#1 or SEC1)
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
     },
