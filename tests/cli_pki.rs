@@ -252,8 +252,10 @@ fn inspect_lists_every_certificate() {
     let out = d.kbin(&["pki", "inspect", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
     let certs = v.as_array().unwrap();
-    // 3 CAs, 3 apiservers, 3x2 etcd, 3 kubelets, 10 clients
-    assert_eq!(certs.len(), 25);
+    // 3 CAs, 3 apiservers, 3x2 etcd, 3 kubelets, 10 clients, metrics-server's serving certificate
+    assert_eq!(certs.len(), 26);
+    let ms = certs.iter().find(|c| c["name"] == "metrics-server").unwrap();
+    assert_eq!((ms["issuer"].as_str(), ms["sans"].clone()), (Some("CN=kubernetes-ca"), serde_json::json!(["metrics-server.kube-system.svc", "metrics-server.kube-system.svc.cluster.local"])));
     let api = certs.iter().find(|c| c["name"] == "apiserver/cp2").unwrap();
     assert_eq!(api["issuer"], "CN=kubernetes-ca");
     assert_eq!(api["key"], "ECDSA P-256");

@@ -152,7 +152,7 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
                     wait_root_ca(&run, &super::api_client(cluster)?, &ep, cluster, &workers, o.settle)?;
                 }
                 if id == "ca" {
-                    restart_addons(&run, &super::api_client(cluster)?, &ep)?;
+                    restart_addons(&run, &super::api_client(cluster)?, &ep, None, "they trust old + new")?;
                 }
                 if o.until == Some(Stage::Trusted) {
                     say(&run, report, "stopped with old + new trusted everywhere, as asked (--until trusted); run again without it to go on".into());
@@ -171,6 +171,7 @@ pub fn rotate(opts: &super::Opts<'_>, cluster: &Cluster, o: &Options, report: &m
                 if id == "ca" {
                     kubelet_kubeconfigs(&run, &super::api_client(cluster)?, &ep, &workers)?;
                     kubelet_clients(&run, &super::api_client(cluster)?, &ep, &workers, report)?;
+                    restart_addons(&run, &super::api_client(cluster)?, &ep, Some("metrics-server"), "it serves its certificate of the new CA")?;
                 }
                 if o.until == Some(Stage::Reissued) {
                     say(&run, report, "stopped with every certificate of the new CA placed, both trusted, as asked (--until reissued); run again without it to go on".into());
@@ -331,11 +332,14 @@ done"#;
 /// kbin's add-ons (CoreDNS, metrics-server) read the CA of their service-account volume once, at
 /// start: restarted once their pods' `kube-root-ca.crt` holds old + new, they trust the new
 /// CA's apiserver and kubelet certificates (metrics-server was found refusing them in the lab).
+/// metrics-server is restarted once more when its serving certificate was re-issued, so that it
+/// serves the new CA's before the old CA leaves the APIService's caBundle (the Secret reaches a
+/// running pod only at the kubelet's next sync of it). `only`: just that add-on, if it is on.
 /// Each Deployment's pod template gets an annotation (a rollout, as `kubectl rollout restart`
 /// does), then kbin waits until each has rolled out and is ready.
-fn restart_addons(run: &engine::Run<'_>, client: &crate::kube::Client, ep: &crate::kube::Endpoint) -> Result<(), Error> {
+fn restart_addons(run: &engine::Run<'_>, client: &crate::kube::Client, ep: &crate::kube::Endpoint, only: Option<&str>, why: &str) -> Result<(), Error> {
     let addons = crate::kube::addons::Addons::of(run.cluster);
-    let names = addons.enabled();
+    let names: Vec<&str> = addons.enabled().into_iter().filter(|n| only.is_none_or(|o| o == *n)).collect();
     if names.is_empty() {
         return Ok(());
     }
@@ -354,7 +358,7 @@ fn restart_addons(run: &engine::Run<'_>, client: &crate::kube::Client, ep: &crat
         if waiting.is_empty() { Ok(()) } else { Err(waiting.join("; ")) }
     })
     .map_err(|e| Error::other(format!("the add-ons did not come back after their restart: {e}"), Some("see `kubectl -n kube-system get pods`; run the command again to resume")))?;
-    run.printer.phase("rotate-ca", None, &format!("{} restarted: they trust old + new", names.join(" and ")));
+    run.printer.phase("rotate-ca", None, &format!("{} restarted: {why}", names.join(" and ")));
     Ok(())
 }
 

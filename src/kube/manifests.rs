@@ -14,21 +14,22 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use handlebars::{Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::resources::{self, ObjectRef};
-use super::addons::Addons;
 use super::{Client, Endpoint, KubeError};
 use crate::config::Cluster;
 use crate::exit::Reportable;
 use crate::output::Printer;
-use crate::pki::{self, profile::Profile};
+
+mod vars;
+pub use vars::{BootstrapToken, ServingTls, Vars};
 
 /// The built-in manifests: (file name under `manifests/`, template text).
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -80,6 +81,12 @@ pub enum ManifestError {
     },
     #[error("{} is not a bootstrap token: {message}", path.display())]
     TokenBad { path: PathBuf, message: String },
+    #[error("cannot read {}, which the metrics-server add-on needs", path.display())]
+    PkiRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("manifest template manifests/{name} is invalid: {message}")]
     Template { name: String, message: String },
     #[error("rendering manifests/{name} failed: {message}")]
@@ -110,6 +117,7 @@ impl Reportable for ManifestError {
             ManifestError::TokenRead { .. } | ManifestError::TokenBad { .. } => {
                 "run `kbin pki init`: it writes pki/bootstrap-token (`<6 chars>.<16 chars>`, lowercase letters and digits) if it is missing".into()
             }
+            ManifestError::PkiRead { .. } => "run `kbin pki init`: it issues metrics-server's serving certificate if it is missing (`kbin up` does so too)".into(),
             ManifestError::Template { .. } | ManifestError::Render { .. } | ManifestError::Yaml { .. } | ManifestError::Duplicate { .. } => {
                 "this is a bug in kbin's built-in manifests; please report it".into()
             }
@@ -119,73 +127,6 @@ impl Reportable for ManifestError {
     }
 }
 
-
-// ---------------------------------------------------------------------------------------------
-// Variables
-// ---------------------------------------------------------------------------------------------
-
-/// The kubelet bootstrap token, `<id>.<secret>`. `Debug` never shows the secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BootstrapToken {
-    pub id: String,
-    secret: String,
-}
-
-impl fmt::Debug for BootstrapToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BootstrapToken {{ id: {:?}, secret: <redacted> }}", self.id)
-    }
-}
-
-impl BootstrapToken {
-    /// Parse `[a-z0-9]{6}.[a-z0-9]{16}` (the format the bootstrap token authenticator accepts).
-    /// The message never repeats the text.
-    pub fn parse(text: &str) -> Result<BootstrapToken, String> {
-        let ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        match text.trim().split_once('.') {
-            Some((id, secret)) if ok(id, 6) && ok(secret, 16) => Ok(BootstrapToken { id: id.into(), secret: secret.into() }),
-            _ => Err("expected `<6 chars>.<16 chars>` of lowercase letters and digits".into()),
-        }
-    }
-
-    /// `pki/bootstrap-token` of a PKI directory.
-    pub fn read(pki_dir: &Path) -> Result<BootstrapToken, ManifestError> {
-        let path = pki_dir.join(pki::BOOTSTRAP_TOKEN);
-        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::TokenRead { path: path.clone(), source })?;
-        BootstrapToken::parse(&text).map_err(|message| ManifestError::TokenBad { path, message })
-    }
-}
-
-/// Everything the templates see.
-#[derive(Debug, Clone)]
-pub struct Vars {
-    pub cluster_name: String,
-    pub token: BootstrapToken,
-    pub addons: Addons,
-}
-
-
-impl Vars {
-    /// The cluster's variables: its name and the token in its PKI directory.
-    pub fn for_cluster(cluster: &Cluster) -> Result<Vars, ManifestError> {
-        Ok(Vars { cluster_name: cluster.name.clone(), token: BootstrapToken::read(&cluster.pki_dir())?, addons: Addons::of(cluster) })
-    }
-
-    /// The template context. Subject names come from the certificate table, so the RBAC always
-    /// names who the certificates say.
-    fn context(&self) -> Value {
-        let profile = Profile::builtin();
-        let cn = |id: &str| profile.cert(id).map(|c| c.cn.clone()).expect("the certificate table has this row (tested)");
-        let admin_group = profile.cert("admin").and_then(|c| c.o.first().cloned()).expect("the admin certificate has an organisation (tested)");
-        json!({
-            "cluster": { "name": self.cluster_name },
-            "token": { "id": self.token.id, "secret": self.token.secret },
-            "users": { "apiserver_kubelet_client": cn("apiserver-kubelet-client"), "flannel": cn("flannel") },
-            "groups": { "cluster_admins": admin_group },
-            "addons": self.addons,
-        })
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Rendering and parsing
@@ -473,14 +414,17 @@ pub fn apply_all(client: &Client, ep: &Endpoint, manifests: &[Manifest], printer
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube::addons::{CoreDns, METRICS_SERVER_PORT, MetricsServer};
+    use crate::kube::addons::{Addons, CoreDns, METRICS_SERVER_PORT, MetricsServer};
+    use crate::pki::profile::Profile;
+    use serde_json::json;
 
     fn vars() -> Vars {
         let addons = Addons {
             coredns: Some(CoreDns { ip: "10.96.0.10".into(), domain: "cluster.local".into(), image: "registry.k8s.io/coredns/coredns:v1.12.1".into(), replicas: 2, min_domains: 2 }),
             metrics_server: Some(MetricsServer { image: "registry.k8s.io/metrics-server/metrics-server:v0.8.0".into(), port: METRICS_SERVER_PORT }),
         };
-        Vars { cluster_name: "t".into(), token: BootstrapToken::parse("abcdef.0123456789abcdef").unwrap(), addons }
+        let metrics_tls = Some(ServingTls { cert: "CERT\n".into(), key: "KEY\n".into(), ca_bundle: "CA1\nCA2\n".into() });
+        Vars { cluster_name: "t".into(), token: BootstrapToken::parse("abcdef.0123456789abcdef").unwrap(), addons, metrics_tls }
     }
 
     fn find<'m>(ms: &'m [Manifest], kind: &str, name: &str) -> &'m Manifest {
@@ -531,6 +475,18 @@ mod tests {
         let ms_args = find(&ms, "Deployment", "metrics-server").object()["spec"]["template"]["spec"]["containers"][0]["args"].clone();
         assert!(ms_args.as_array().unwrap().iter().any(|a| a == "--secure-port=4443"), "{ms_args}");
         assert!(!ms_args.as_array().unwrap().iter().any(|a| a.as_str().unwrap().contains("insecure")), "kubelets are verified: {ms_args}");
+        // metrics-server serves kbin's certificate, and the apiservers check it against the CA bundle
+        let b64 = |s: &str| serde_json::Value::String(B64.encode(s));
+        assert!(api["spec"].get("insecureSkipTLSVerify").is_none(), "{api}");
+        assert_eq!(api["spec"]["caBundle"], b64("CA1\nCA2\n"));
+        let service = format!("{}.{}", api["spec"]["service"]["name"].as_str().unwrap(), api["spec"]["service"]["namespace"].as_str().unwrap());
+        assert_eq!(service, crate::pki::plan::METRICS_SERVER_SERVICE, "the name its certificate is issued for");
+        let tls = find(&ms, "Secret", "metrics-server-tls").object();
+        assert_eq!((tls["type"].as_str(), &tls["data"]["tls.crt"], &tls["data"]["tls.key"]), (Some("kubernetes.io/tls"), &b64("CERT\n"), &b64("KEY\n")));
+        assert!(ms_args.as_array().unwrap().iter().any(|a| a == "--tls-cert-file=/etc/metrics-server/tls/tls.crt") && ms_args.as_array().unwrap().iter().any(|a| a == "--tls-private-key-file=/etc/metrics-server/tls/tls.key"), "{ms_args}");
+        let pod = &find(&ms, "Deployment", "metrics-server").object()["spec"]["template"]["spec"];
+        assert_eq!(pod["volumes"][1]["secret"], json!({"secretName": "metrics-server-tls", "defaultMode": 0o440}));
+        assert!(!to_yaml(&ms, false).contains(B64.encode("KEY\n").as_str()), "the key is redacted");
         // turned off: nothing at all, and kbin's own objects never include the add-ons
         v.addons = Addons::default();
         assert!(render_with(&v, Set::Addons).unwrap().is_empty());
@@ -564,7 +520,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let cluster = crate::config::parse(
             &d.path().join("cluster.toml"),
-            "[cluster]\nname = \"tok\"\n[[hosts]]\nname = \"m1\"\naddress = \"10.9.0.1\"\nroles = [\"etcd\", \"master\", \"node\"]\n",
+            "[cluster]\nname = \"tok\"\n[addons]\nmetrics_server = true\n[[hosts]]\nname = \"m1\"\naddress = \"10.9.0.1\"\nroles = [\"etcd\", \"master\", \"node\"]\n",
         )
         .unwrap();
         crate::pki::init(&cluster).unwrap();
@@ -582,11 +538,21 @@ mod tests {
         assert_eq!(data("description"), "kubelet bootstrap token of cluster tok, managed by kbin");
         assert!(o.get("stringData").is_none() && o["data"].get("expiration").is_none());
 
-        // the secret half appears nowhere it could be printed or logged
+        // metrics-server's serving pair and the CA bundle, as in pki/
+        let addons = render(&cluster, Set::Addons).unwrap();
+        let tls = find(&addons, "Secret", "metrics-server-tls").object();
+        let pki = |f: &str| std::fs::read_to_string(d.path().join("pki").join(f)).unwrap();
+        assert_eq!((tls["data"]["tls.crt"].as_str().unwrap(), tls["data"]["tls.key"].as_str().unwrap()), (B64.encode(pki("metrics-server.crt")).as_str(), B64.encode(pki("metrics-server.key")).as_str()));
+        assert_eq!(find(&addons, "APIService", "v1beta1.metrics.k8s.io").object()["spec"]["caBundle"].as_str().unwrap(), B64.encode(pki("ca.crt")));
+
+        // the secret half and the serving key appear nowhere they could be printed or logged
         let b64 = B64.encode(secret);
-        let shown = [to_yaml(&ms, false), format!("{ms:?}"), format!("{:?}", Vars::for_cluster(&cluster).unwrap())];
+        let key = pki("metrics-server.key");
+        let key_line = key.lines().nth(1).unwrap().to_string();
+        let shown = [to_yaml(&ms, false), format!("{ms:?}"), format!("{:?}", Vars::for_cluster(&cluster).unwrap()), to_yaml(&addons, false), format!("{addons:?}")];
         for text in &shown {
             assert!(!text.contains(secret) && !text.contains(&b64), "secret leaked into: {text}");
+            assert!(!text.contains(&key_line) && !text.contains(&B64.encode(&key)), "the serving key leaked into: {text}");
         }
         assert!(shown[0].contains(&format!("token-secret: {REDACTED}")));
         // --show-secrets prints it as is, for kubectl apply -f -

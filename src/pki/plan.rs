@@ -9,6 +9,10 @@ use serde::Serialize;
 use super::profile::{CaRow, CertRow, Per, Profile, SanSource};
 use crate::config::Cluster;
 
+/// `<name>.<namespace>` of the metrics-server add-on's Service: its serving certificate names
+/// `<this>.svc`, what the aggregation layer checks (manifests/metrics-server.yaml.hbs).
+pub const METRICS_SERVER_SERVICE: &str = "metrics-server.kube-system";
+
 /// A subject alternative name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(untagged)]
@@ -111,6 +115,10 @@ fn expected_sans(cluster: &Cluster, row: &CertRow, host: Option<&crate::config::
                     set.insert(San::Dns(n.into()));
                 }
                 set.insert(San::Dns(format!("kubernetes.default.svc.{}", cluster.cluster_domain)));
+            }
+            SanSource::MetricsServerService => {
+                set.insert(San::Dns(format!("{METRICS_SERVER_SERVICE}.svc")));
+                set.insert(San::Dns(format!("{METRICS_SERVER_SERVICE}.svc.{}", cluster.cluster_domain)));
             }
             SanSource::Extra => {
                 for s in &cluster.apiserver.extra_sans {

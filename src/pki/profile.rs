@@ -44,6 +44,7 @@ pub enum SanSource {
     Localhost,
     ServiceIp,
     KubernetesService,
+    MetricsServerService,
     Extra,
 }
 

@@ -424,6 +424,12 @@ left=$(signed_by_old)
 check "afterwards no certificate on any host is, or is signed by, the old kubernetes CA${left:+ (left: $left)}" test -z "$left"
 check "... the old pair is retired in pki/retired/, ca.crt holds one certificate" bash -c "ls -d '$work'/pki/retired/ca-* >/dev/null && [ \$(grep -c 'BEGIN CERT' '$work/pki/ca.crt') -eq 1 ] && ! cmp -s '$work/pki/ca.crt' '$old_ca'"
 check "... pki check --hosts is clean (exit 0)" bash -c "NO_COLOR=1 \"$lab\" op -- env KBIN_CACHE_DIR='$work/cache' '$kbin' -c '$work/cluster.toml' pki check --hosts >'$work/rot-check.out' 2>&1"
+ms_new_ca() {
+  kc get --raw /apis/metrics.k8s.io/v1beta1/nodes >/dev/null 2>&1 &&
+    [[ $(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.spec.caBundle}' | base64 -d) == "$(cat "$work/pki/ca.crt")" ]] &&
+    ! openssl verify -CAfile "$old_ca" "$work/pki/metrics-server.crt" >/dev/null 2>&1
+}
+check "... the metrics API answers, its APIService trusting only the new CA, metrics-server's certificate the new CA's" retry 90 ms_new_ca
 check "... every node Ready, the web Deployment 3/3" bash -c "[ \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get deploy web -o jsonpath='{.status.readyReplicas}')\" = 3 ]"
 
 # etcd CA, with quorum watched on every round: each member's /health with the current pki/

@@ -195,6 +195,22 @@ check "kubectl logs shows the web server's output (apiserver->kubelet, verified 
 check "kubectl exec runs in the pod" exec_ok
 top_ok() { kc top nodes --no-headers 2>/dev/null | awk '{print $1}' | sort | tr '\n' ' ' | grep -qx 'h2 h3 h4 '; }
 check "kubectl top nodes lists every node (metrics-server through the aggregation layer)" retry 60 top_ok
+# the apiservers check metrics-server's certificate (kbin's, for metrics-server.kube-system.svc)
+# against the kubernetes CA instead of trusting whatever answers on its endpoint
+ms_verified() {
+  [[ -z $(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.spec.insecureSkipTLSVerify}') ]] &&
+    [[ $(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.spec.caBundle}' | base64 -d) == "$(cat "$work/pki/ca.crt")" ]] &&
+    [[ $(kc -n kube-system get secret metrics-server-tls -o jsonpath='{.data.tls\.crt}' | base64 -d) == "$(cat "$work/pki/metrics-server.crt")" ]]
+}
+check "... metrics-server serves kbin's certificate, checked against the CA (caBundle, no insecureSkipTLSVerify)" ms_verified
+# the check is real: with another CA in the caBundle the apiservers refuse what metrics-server serves
+ca_bundle() { kc patch apiservice v1beta1.metrics.k8s.io --type merge -p "{\"spec\":{\"caBundle\":\"$(base64 -w0 "$1")\"}}" >/dev/null; }
+metrics_api() { kc get --raw /apis/metrics.k8s.io/v1beta1/nodes >/dev/null 2>&1; }
+metrics_refused() { ! metrics_api; }
+ca_bundle "$work/pki/front-proxy-ca.crt"
+check "... with another CA in the APIService's caBundle, the apiservers refuse metrics-server" retry 60 metrics_refused
+ca_bundle "$work/pki/ca.crt"
+check "... and with the cluster CA back, the metrics API answers again" retry 90 metrics_api
 
 # --- a backend pod deleted: replaced, and the Service keeps answering ------------------------------
 victim=$(kc get pods -l app=web -o jsonpath='{.items[0].metadata.name}' 2>/dev/null)
