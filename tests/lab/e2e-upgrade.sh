@@ -62,7 +62,7 @@ loop_start() {
 vip_loop_start() {
   : >"$work/loop.$1"
   "$lab" op -- bash -c 'while [ ! -e "$1.stop" ]; do
-      c=$(curl -s -o /dev/null -w "%{http_code}" --max-time 2 --cacert "$2/ca.crt" --cert "$2/super-admin.crt" --key "$2/super-admin.key" "https://$3:6443/readyz"); echo "$c" >>"$1"; sleep 0.1; done' \
+      c=$(curl -s -o /dev/null -w "%{http_code}" --max-time 2 --cacert "$2/ca.crt" --cert "$2/super-admin.crt" --key "$2/super-admin.key" "https://$3:6443/readyz"); echo "$c $(date +%s%3N)" >>"$1"; sleep 0.1; done' \
     loop "$work/loop.$1" "$work/pki" "$vip" &
   loop_pid=$!
   loop_name=$1
@@ -305,6 +305,7 @@ sed -i 's/^kubernetes_version = "v1.36.0"/kubernetes_version = "v1.34.2"/' "$wor
 # --- renewal rollout (issue 15): renewed leaves placed, only the services that use them restarted ----
 k -q pki renew apiserver kubelet/h4 >/dev/null 2>"$work/renew.err"
 vip_loop_start renew
+t_renew=$(ms)
 k up --json >"$work/renew-up.json" 2>"$work/renew-up.err"
 rc=$?
 loop_stop
@@ -315,6 +316,8 @@ echo "bench: renewal rollout (2 apiservers, 1 kubelet): $ok_n/$total requests th
 # each master is out of the LB upstreams while it restarts: the VIP answers every request
 check "... each master left the LB upstreams while it restarted" bash -c "[ \$(grep -c 'out of the LB upstreams while it restarts' '$work/renew-up.err') -eq 2 ]"
 check "... the VIP answered every request meanwhile ($ok_n/$total)" bash -c "[ $total -ge 20 ] && [ $ok_n -eq $total ]"
+# a failed request with its curl answer (000: no answer within 2 s) and when, for the log
+awk -v t0="$t_renew" '$1 != 200 {printf "bench: renewal: a request through the VIP answered %s at +%.1f s of the up\n", $1, ($2 - t0) / 1000}' "$work/loop.renew"
 same_file() { [[ $("$lab" exec "$1" -- sha256sum "$2" | cut -d' ' -f1) == $(sha256sum "$3" | cut -d' ' -f1) ]]; }
 renewed_on_hosts() { same_file h1 /opt/kubernetes/ssl/apiserver.crt "$work/pki/hosts/h1/apiserver.crt" && same_file h2 /opt/kubernetes/ssl/apiserver.crt "$work/pki/hosts/h2/apiserver.crt" && same_file h4 /opt/kubernetes/ssl/kubelet.crt "$work/pki/hosts/h4/kubelet.crt"; }
 check "... the hosts hold the renewed certificates" renewed_on_hosts
