@@ -42,6 +42,14 @@ impl Env {
         text.push_str(&sshd.known_hosts_line());
         std::fs::write(f, text).unwrap();
     }
+    /// A user with this sudoers rule, an sshd that knows our key, and a connection as that user.
+    fn login_as(&self, user: &str, sudoers: &str) -> (User, Sshd, kbin::host::SshHost) {
+        let user = User::create(user, sudoers);
+        let sshd = Sshd::start("127.0.0.1", &[&self.key]);
+        self.trust(&sshd);
+        let h = ssh::connect(&self.target("n1", &sshd, &user.name), None, &self.opts()).expect("login as the user");
+        (user, sshd, h)
+    }
     fn target(&self, name: &str, sshd: &Sshd, user: &str) -> Target {
         Target { name: name.into(), address: sshd.addr.clone(), port: sshd.port, user: user.into(), key: Some(self.key.private.clone()) }
     }
@@ -174,10 +182,7 @@ fn hashed_entries_written_by_openssh_are_understood() {
 #[test]
 fn sudo_user_runs_privileged_commands_and_writes_root_owned_files() {
     let e = env();
-    let user = User::create("s", "ALL=(ALL) NOPASSWD: ALL");
-    let sshd = Sshd::start("127.0.0.1", &[&e.key]);
-    e.trust(&sshd);
-    let h = ssh::connect(&e.target("n1", &sshd, &user.name), None, &e.opts()).expect("login as the sudo user");
+    let (user, _sshd, h) = e.login_as("s", "ALL=(ALL) NOPASSWD: ALL");
     assert_eq!(h.check(&Cmd::new(["id", "-u"])).unwrap().stdout_str().trim(), std::process::Command::new("id").args(["-u", &user.name]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap());
     assert_eq!(h.check(&Cmd::new(["id", "-u"]).sudo()).unwrap().stdout_str(), "0\n");
     let dir = tempfile::tempdir().unwrap();
@@ -201,10 +206,7 @@ fn sudo_user_runs_privileged_commands_and_writes_root_owned_files() {
 #[test]
 fn small_files_go_in_one_run_and_a_failure_names_the_file_after_those_written() {
     let e = env();
-    let user = User::create("w", "ALL=(ALL) NOPASSWD: ALL");
-    let sshd = Sshd::start("127.0.0.1", &[&e.key]);
-    e.trust(&sshd);
-    let h = ssh::connect(&e.target("n1", &sshd, &user.name), None, &e.opts()).unwrap();
+    let (_user, _sshd, h) = e.login_as("w", "ALL=(ALL) NOPASSWD: ALL");
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
     std::fs::write(p("old.conf"), "v1\n").unwrap();
@@ -245,10 +247,7 @@ fn small_files_go_in_one_run_and_a_failure_names_the_file_after_those_written() 
 #[test]
 fn sudo_that_wants_a_password_fails_fast_with_a_hint() {
     let e = env();
-    let user = User::create("p", "ALL=(ALL) ALL");
-    let sshd = Sshd::start("127.0.0.1", &[&e.key]);
-    e.trust(&sshd);
-    let h = ssh::connect(&e.target("n1", &sshd, &user.name), None, &e.opts()).unwrap();
+    let (_user, _sshd, h) = e.login_as("p", "ALL=(ALL) ALL");
     let t = Instant::now();
     let err = h.run(&Cmd::new(["true"]).sudo()).unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(5), "no hang waiting for a password");
