@@ -26,16 +26,15 @@ total=$((nodes + 3)) # the nodes, master2, two LB hosts
 "$lab" up "$total" >/dev/null
 "$lab" mirror >/dev/null 2>&1
 mirror=$("$lab" mirror url)
-"$lab" etcd-tarball >/dev/null
-LAB=$lab "$repo/tests/upstream/build.sh" --out "$work/upstream" --etcd-tarball /var/cache/kbin-lab/dist/etcd-v3.5.1-linux-amd64.tar.gz --publish >"$work/upstream.list"
+LAB=$lab "$repo/tests/upstream/build.sh" --out "$work/upstream" --publish >"$work/upstream.list"
 addr() { echo "10.213.0.$((10 + $1))"; }
 {
   cat <<TOML
 [cluster]
 name = "bench"
-kubernetes_version = "v1.34.2"
-etcd_version = "v3.5.1"
-flannel_version = "v0.27.4"
+kubernetes_version = "v1.37.2"
+etcd_version = "v3.6.17"
+flannel_version = "v0.28.11"
 [apiserver]
 vip = "10.213.0.100"
 endpoint = "10.213.0.11"
@@ -51,6 +50,9 @@ mirror = "$mirror"
 # lab hosts are containers: kube-proxy leaves the kernel-wide conntrack limit alone
 [kube_proxy.config]
 conntrack = { maxPerCore = 0 }
+[kubelet.config]
+# the lab runs cgroup v1: the kubelet of 1.35 and later starts there only with this
+failCgroupV1 = false
 TOML
   for i in 1 2 3; do printf '[[hosts]]\nname = "h%d"\naddress = "%s"\nroles = [%s]\n' "$i" "$(addr $i)" "$([[ $i == 1 ]] && echo '"etcd", "master", "node"' || echo '"etcd", "node"')"; done
 } >"$work/cluster.toml"

@@ -19,7 +19,7 @@ read -r sha _ < <("$lab" mirror 2>/dev/null)
 cat >"$work/cluster.toml" <<TOML
 [cluster]
 name = "bench"
-etcd_version = "v3.5.1"
+etcd_version = "v3.6.17"
 [ssh]
 key = "$KBIN_LAB_DIR/ssh/id_ed25519"
 [artifacts]
@@ -38,7 +38,7 @@ address = "10.213.0.13"
 roles = ["etcd"]
 TOML
 k() { "$lab" op -- env KBIN_CACHE_DIR="$work/cache" "$kbin" -q -c "$work/cluster.toml" "$@"; }
-k pin etcd v3.5.1 "$sha" 2>/dev/null
+k pin etcd v3.6.17 "$sha" 2>/dev/null
 k etcd status >/dev/null 2>&1 || true
 ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
 fresh_hosts() { "$lab" rm h1 h2 h3 >/dev/null; "$lab" up 3 >/dev/null; cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"; }

@@ -55,10 +55,10 @@ for n in ${N:-3 10}; do
     grep ' \[up\] ' "$work/up-$n-$mode.out" | sed 's/^ */bench:   /' # the stages, each with when it ended
   done
 done
-# the release artifacts the cluster uses (the v1.34.2 build and the rest), for the operator-bytes ratio
+# the release artifacts the cluster uses (the v1.37.2 build and the rest), for the operator-bytes ratio
 total=0
 while IFS=$'\t' read -r _ ver path _; do
-  [[ $ver == v1.34.3 ]] && continue
+  [[ $ver == v1.36.3 || $ver == v3.5.36 ]] && continue # the upgrades' starting points
   total=$((total + $(stat -c %s "$work/upstream/$path")))
 done <"$work/upstream.list"
 echo "bench: release artifacts of the cluster (bytes, images aside): $total"

@@ -4,7 +4,7 @@
 mod common;
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,17 +12,19 @@ use common::*;
 use kbin::etcd::api::Client;
 use kbin::tls::Identity;
 
-/// The etcd binary: $KBIN_ETCD_BIN, or extracted from the lab's cached release tarball.
+/// The etcd binary: $KBIN_ETCD_BIN, or taken out of the lab's default etcd release tarball.
 fn etcd_bin(dir: &std::path::Path) -> PathBuf {
     if let Some(p) = std::env::var_os("KBIN_ETCD_BIN") {
         return PathBuf::from(p);
     }
-    let cache = std::env::var("KBIN_LAB_CACHE").unwrap_or_else(|_| "/var/cache/kbin-lab".into());
-    let tarball = PathBuf::from(cache).join("dist/etcd-v3.5.1-linux-amd64.tar.gz");
-    assert!(tarball.exists(), "{} is missing: run `tests/lab/lab mirror` once (it repacks etcd v3.5.1 from PyPI), or set KBIN_ETCD_BIN", tarball.display());
-    let st = Command::new("tar").args(["-xzf", tarball.to_str().unwrap(), "-C", dir.to_str().unwrap()]).status().unwrap();
+    // the lab's default etcd release, built once from etcd's Go modules (tests/run.sh does this)
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(repo.join("tests/lab/lab")).arg("etcd-tarball").output().unwrap();
+    assert!(out.status.success(), "`tests/lab/lab etcd-tarball` failed (set KBIN_ETCD_BIN to an etcd binary instead): {}", String::from_utf8_lossy(&out.stderr));
+    let tarball = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let st = Command::new("tar").args(["-xzf", &tarball, "--strip-components=1", "-C", dir.to_str().unwrap()]).status().unwrap();
     assert!(st.success());
-    dir.join("etcd-v3.5.1-linux-amd64/etcd")
+    dir.join("etcd")
 }
 
 /// Two distinct free ports: both listeners are held until both are known (a port given back
@@ -120,7 +122,10 @@ fn health_status_and_members_over_mutual_tls() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let st = client.status(connect(etcd.port), "127.0.0.1").unwrap();
-    assert_eq!(st.version, "3.5.1");
+    // the release the binary itself says it is (`etcd Version: 3.6.17`)
+    let out = Command::new(etcd_bin(d.path())).arg("--version").output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("etcd Version: ").map(str::to_string)).expect("etcd --version names its release");
+    assert_eq!(st.version, said);
     assert_eq!(st.leader, st.member_id, "a one-member cluster leads itself");
     assert!(st.db_size > 0);
     let members = client.member_list(connect(etcd.port), "127.0.0.1").unwrap();

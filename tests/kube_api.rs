@@ -47,17 +47,19 @@ fn free_ports() -> (u16, u16, u16) {
     (p(0), p(1), p(2))
 }
 
-/// The etcd binary: $KBIN_ETCD_BIN, or extracted from the lab's cached release tarball.
+/// The etcd binary: $KBIN_ETCD_BIN, or taken out of the lab's default etcd release tarball.
 fn etcd_bin(dir: &Path) -> PathBuf {
     if let Some(p) = std::env::var_os("KBIN_ETCD_BIN") {
         return PathBuf::from(p);
     }
-    let cache = std::env::var("KBIN_LAB_CACHE").unwrap_or_else(|_| "/var/cache/kbin-lab".into());
-    let tarball = PathBuf::from(cache).join("dist/etcd-v3.5.1-linux-amd64.tar.gz");
-    assert!(tarball.exists(), "{} is missing: run `tests/lab/lab etcd-tarball` once, or set KBIN_ETCD_BIN", tarball.display());
-    let st = Command::new("tar").args(["-xzf", tarball.to_str().unwrap(), "-C", dir.to_str().unwrap()]).status().unwrap();
+    // the lab's default etcd release, built once from etcd's Go modules (tests/run.sh does this)
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(repo.join("tests/lab/lab")).arg("etcd-tarball").output().unwrap();
+    assert!(out.status.success(), "`tests/lab/lab etcd-tarball` failed (set KBIN_ETCD_BIN to an etcd binary instead): {}", String::from_utf8_lossy(&out.stderr));
+    let tarball = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let st = Command::new("tar").args(["-xzf", &tarball, "--strip-components=1", "-C", dir.to_str().unwrap()]).status().unwrap();
     assert!(st.success());
-    dir.join("etcd-v3.5.1-linux-amd64/etcd")
+    dir.join("etcd")
 }
 
 /// The stand-in binary: $KBIN_STANDIN, else tests/standins built in release mode (as

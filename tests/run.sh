@@ -6,9 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# the etcd API tests run a real etcd v3.5.1 (repacked once from PyPI, cached outside the repo)
+# the etcd API tests run a real etcd: the lab's default release (built once from etcd's Go modules
+# by tests/upstream/build.sh, cached outside the repo), unpacked here and handed to them
 if [ -z "${KBIN_ETCD_BIN:-}" ]; then
-  tests/lab/lab etcd-tarball >/dev/null
+  etcd_tarball=$(tests/lab/lab etcd-tarball)
+  etcd_dir=$(mktemp -d)
+  trap 'rm -rf "$etcd_dir"' EXIT
+  tar -xzf "$etcd_tarball" -C "$etcd_dir" --strip-components=1
+  export KBIN_ETCD_BIN=$etcd_dir/etcd
 fi
 
 echo "== cargo test"

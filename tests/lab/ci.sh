@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What CI runs for the lab: the machine packages, the host image, then the smoke test.
 # Needs root on Debian bookworm (systemd need not be running as init) with the Debian mirror and
-# PyPI reachable. The image and the etcd tarball are cached in $KBIN_LAB_CACHE
-# (/var/cache/kbin-lab); keep that directory between CI runs to skip the image build.
+# the Go module proxy reachable, and Go (/usr/local/go/bin) for the etcd build. The image and the
+# etcd tarballs are cached in $KBIN_LAB_CACHE (/var/cache/kbin-lab); keep that directory between
+# CI runs to skip the image and etcd builds.
 set -euo pipefail
 
 here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)

@@ -82,7 +82,8 @@ t0=$(secs)
 line=$("$lab" mirror)
 mirror_time=$(elapsed "$t0")
 read -r etcd_sha etcd_url <<<"$line"
-[[ $etcd_sha =~ ^[0-9a-f]{64}$ && $etcd_url == "$KBIN_LAB_MIRROR_URL"/*/etcd-v3.5.1-linux-amd64.tar.gz ]] ||
+# the first line is the default etcd release's tarball
+[[ $etcd_sha =~ ^[0-9a-f]{64}$ && $etcd_url == "$KBIN_LAB_MIRROR_URL"/*/etcd-v*-linux-amd64.tar.gz ]] ||
     fail "lab mirror printed '$line', not 'SHA256  URL'"
 [[ $(inv "inv['mirror']['files']['${etcd_url#"$KBIN_LAB_MIRROR_URL"/}']") == "$etcd_sha" ]] ||
     fail "the inventory does not list the etcd tarball with its sha256"
@@ -150,7 +151,7 @@ step "etcd as a Type=notify unit in h1"
 ssh_to root "${addr[h1]}" "set -e
     curl -fsS -o /tmp/etcd.tar.gz '$etcd_url'
     tar -C /tmp -xzf /tmp/etcd.tar.gz
-    install -m 755 /tmp/etcd-v3.5.1-linux-amd64/etcd /tmp/etcd-v3.5.1-linux-amd64/etcdctl /usr/local/bin/
+    install -m 755 /tmp/etcd-v*-linux-amd64/etcd /tmp/etcd-v*-linux-amd64/etcdctl /usr/local/bin/
     timeout 60 systemd-run --unit=etcd-smoke --property=Type=notify --property=TimeoutStartSec=50 \
         /usr/local/bin/etcd --name h1 --data-dir /var/lib/etcd-smoke \
         --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379" ||

@@ -7,8 +7,7 @@
 
 # Builds (or finds cached) and publishes every artifact; writes $work/upstream/.
 upstream_publish() {
-  LAB=$lab "$repo/tests/upstream/build.sh" --out "$work/upstream" \
-    --etcd-tarball "${KBIN_LAB_CACHE:-/var/cache/kbin-lab}/dist/etcd-v3.5.1-linux-amd64.tar.gz" --publish \
+  LAB=$lab "$repo/tests/upstream/build.sh" --out "$work/upstream" --publish \
     >"$work/upstream.list" 2>"$work/upstream.err" || { tail -n 30 "$work/upstream.err" >&2; return 1; }
   kubectl=$work/upstream/bin/kubectl
 }

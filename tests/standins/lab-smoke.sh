@@ -19,13 +19,17 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 export KBIN_LAB_DIR=${KBIN_LAB_DIR:-/tmp/kbin-lab-standins}
 LAB=$REPO/tests/lab/lab
-ETCD_TARBALL=${ETCD_TARBALL:-${KBIN_LAB_CACHE:-/var/cache/kbin-lab}/dist/etcd-v3.5.1-linux-amd64.tar.gz}
+# the real etcd: the lab's default release, built from etcd's Go modules (cached after the first time)
+ETCD_TARBALL=${ETCD_TARBALL:-$("$LAB" etcd-tarball)}
+ETCD_BASE=$(basename "$ETCD_TARBALL" .tar.gz) # etcd-v3.6.17-linux-amd64
+ETCD_VERSION=${ETCD_BASE#etcd-}
+ETCD_VERSION=${ETCD_VERSION%-linux-*}
 
 say() { printf 'lab-smoke: %s\n' "$*" >&2; }
 die() { printf 'lab-smoke: FAIL: %s\n' "$*" >&2; exit 1; }
 
 [[ $(id -u) == 0 ]] || die "run as root"
-[[ -f $ETCD_TARBALL ]] || die "no etcd tarball at $ETCD_TARBALL (tests/lab/lab mirror makes it)"
+[[ -f $ETCD_TARBALL ]] || die "no etcd tarball at $ETCD_TARBALL (tests/lab/lab etcd-tarball makes it)"
 if [[ -z "${KBIN:-}" ]]; then
     cargo build -q --manifest-path "$REPO/Cargo.toml"
     KBIN=$(cargo metadata -q --format-version 1 --manifest-path "$REPO/Cargo.toml" --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/kbin
@@ -59,7 +63,7 @@ cat >"$W/cluster.toml" <<EOF
 [cluster]
 name = "labsmoke"
 kubernetes_version = "v1.34.2"
-etcd_version = "v3.5.1"
+etcd_version = "$ETCD_VERSION"
 flannel_version = "v0.27.4"
 service_cidr = "10.0.0.0/24"
 pod_cidr = "10.244.0.0/16"
@@ -108,7 +112,7 @@ for h in "${MASTERS[@]}"; do
         kubernetes/server/bin/kube-apiserver kubernetes/server/bin/kube-controller-manager kubernetes/server/bin/kube-scheduler
 done
 for h in "${HOSTS[@]}"; do
-    untar "$h" etcd/v3.5.1/etcd-v3.5.1-linux-amd64.tar.gz /opt/etcd/bin --strip-components=1
+    untar "$h" "etcd/$ETCD_VERSION/$ETCD_BASE.tar.gz" /opt/etcd/bin --strip-components=1
 done
 for h in "${HOSTS[@]}"; do
     fetch "$h" kubelet/v1.34.2/kubelet "$P/kubelet"

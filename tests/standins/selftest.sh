@@ -16,7 +16,11 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-ETCD_TARBALL=${ETCD_TARBALL:-/var/cache/kbin-lab/dist/etcd-v3.5.1-linux-amd64.tar.gz}
+# the real etcd: the lab's default release, built from etcd's Go modules (cached after the first time)
+ETCD_TARBALL=${ETCD_TARBALL:-$("$REPO/tests/lab/lab" etcd-tarball)}
+ETCD_BASE=$(basename "$ETCD_TARBALL" .tar.gz) # etcd-v3.6.17-linux-amd64
+ETCD_VERSION=${ETCD_BASE#etcd-}
+ETCD_VERSION=${ETCD_VERSION%-linux-*}
 ADDR=10.213.0.11
 
 say() { printf 'selftest: %s\n' "$*" >&2; }
@@ -24,7 +28,7 @@ die() { printf 'selftest: FAIL: %s\n' "$*" >&2; exit 1; }
 
 if [[ "${SELFTEST_IN_NETNS:-}" != 1 ]]; then
     [[ $(id -u) == 0 ]] || die "run as root (it needs a private network namespace)"
-    [[ -f "$ETCD_TARBALL" ]] || die "no etcd tarball at $ETCD_TARBALL (tests/lab/lab mirror makes it; or set ETCD_TARBALL)"
+    [[ -f "$ETCD_TARBALL" ]] || die "no etcd tarball at $ETCD_TARBALL (tests/lab/lab etcd-tarball makes it; or set ETCD_TARBALL)"
     if [[ -z "${KBIN:-}" ]]; then
         say "building kbin ($REPO)"
         cargo build -q --manifest-path "$REPO/Cargo.toml"
@@ -69,7 +73,7 @@ cat >"$W/cluster.toml" <<EOF
 [cluster]
 name = "selftest"
 kubernetes_version = "v1.34.2"
-etcd_version = "v3.5.1"
+etcd_version = "$ETCD_VERSION"
 flannel_version = "v0.27.4"
 service_cidr = "10.0.0.0/24"
 pod_cidr = "10.244.0.0/16"
@@ -98,7 +102,7 @@ for f in opt/etcd/cfg/etcd.yml opt/kubernetes/cfg/kubelet-config.yaml opt/kubern
 done
 mkdir -p "$R/run/flannel" "$R/var/lib/etcd" "$R/opt/kubernetes/logs"
 
-tar -xzf "$ETCD_TARBALL" -C "$W/bin" --strip-components=1 etcd-v3.5.1-linux-amd64/etcd
+tar -xzf "$ETCD_TARBALL" -C "$W/bin" --strip-components=1 "$ETCD_BASE/etcd"
 for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy flanneld containerd; do
     ln -s "$STANDIN" "$W/bin/$c"
 done

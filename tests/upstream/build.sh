@@ -5,46 +5,59 @@
 # release files: single binaries where upstream ships binaries, archives with upstream's member
 # paths where upstream ships archives.
 #
-#   tests/upstream/build.sh [--out DIR] [--etcd-tarball FILE] [--publish] [--build-only]
+#   tests/upstream/build.sh [--out DIR] [--publish] [--build-only | --etcd-only]
 #
-# What is built (the versions kbin's catalog defaults to):
-#   k8s.io/kubernetes v1.34.2      kube-apiserver kube-controller-manager kube-scheduler kubelet
-#   and v1.34.3 (the upgrade       kube-proxy kubectl (helper modules tests/upstream/kubernetes/<v>:
-#                                  upstream's go.mod replaces its staging modules with ./staging,
-#                                  which `go install pkg@version` refuses; the helper replaces each
-#                                  with the published module of the same release, v0.34.x)
-#   github.com/flannel-io/flannel v0.27.4                 flanneld (cgo, as upstream on amd64)
-#   github.com/containernetworking/plugins v1.8.0         bridge host-local loopback portmap
+# What is built (the versions the lab's clusters run):
+#   k8s.io/kubernetes v1.37.2      kube-apiserver kube-controller-manager kube-scheduler kubelet
+#   (K8S, the default: clusters    kube-proxy kubectl (helper modules tests/upstream/kubernetes/<v>:
+#   are made with it, the          upstream's go.mod replaces its staging modules with ./staging,
+#   operator's kubectl) and        which `go install pkg@version` refuses; the helper replaces each
+#   v1.36.3 (K8S_UPGRADE_FROM:     with the published module of the same release, v0.37.2, v0.36.3)
+#   tests/lab/e2e-upgrade.sh starts there and upgrades to K8S)
+#   go.etcd.io/etcd/{server,etcdctl,etcdutl}/v3 v3.6.17 (ETCD, the default) and v3.5.36
+#                                  (ETCD_UPGRADE_FROM)  etcd etcdctl etcdutl (static, no cgo,
+#                                  upstream's GitSHA ldflag; helper modules tests/upstream/etcd/<v>:
+#                                  each module's go.mod replaces the other etcd modules with ../api
+#                                  and so on, which `go install pkg@version` refuses)
+#   github.com/flannel-io/flannel v0.28.11                flanneld (cgo, as upstream on amd64; without
+#                                  the TencentCloud VPC backend, whose SDK module the proxy lacks)
+#   github.com/containernetworking/plugins v1.10.0        bridge host-local loopback portmap
 #   github.com/containernetworking/plugins v0.9.1         the flannel CNI plugin (plugins/meta/flannel,
 #                                  its home before flannel-io/cni-plugin; the Go module proxy does not
 #                                  serve github.com/flannel-io/cni-plugin), packed as upstream packs
-#                                  cni-plugin v1.8.0-flannel1
-#   github.com/containerd/containerd/v2 v2.1.5            containerd containerd-shim-runc-v2 ctr
-#   github.com/opencontainers/runc v1.3.3                 runc (cgo + libseccomp, tags seccomp; with
-#                                  go-selinux v1.13.0 for the vendored patch a module zip lacks)
-#   sigs.k8s.io/cri-tools v1.34.0                         crictl
+#                                  cni-plugin v1.9.1-flannel1
+#   github.com/containerd/containerd/v2 v2.3.7            containerd containerd-shim-runc-v2 ctr
+#   github.com/opencontainers/runc v1.5.3                 runc (cgo + libseccomp, tags seccomp)
+#   sigs.k8s.io/cri-tools v1.37.0                         crictl
 #
 # Caches (outside the repo, re-used across runs; KBIN_UPSTREAM_CACHE, default
 # /var/cache/kbin-lab/upstream): go/{mod,build} are GOMODCACHE and GOCACHE; bin/<component>/<version>/
 # holds the binaries with a .recipe stamp: a build is re-used when its recipe (module, version, flags,
-# Go version) is unchanged. No built binary ever lands in the repo.
+# Go version) is unchanged. bin/etcd/<version>/ also holds the release tarball
+# etcd-<version>-linux-amd64.tar.gz, packed when the binaries are built (what `tests/lab/lab
+# etcd-tarball` prints and `tests/lab/lab mirror` serves). No built binary ever lands in the repo.
 #
 # Mirror layout (kbin's default `<mirror>/<component>/<version>/<file>`):
-#   DIR/kubernetes-server/v1.34.2/kubernetes-server-linux-amd64.tar.gz   kubernetes/server/bin/*
-#   DIR/kubelet/v1.34.2/kubelet, DIR/kubectl/v1.34.2/kubectl              dl.k8s.io single binaries
-#   DIR/flanneld/v0.27.4/flanneld-amd64                                    GitHub single binary
-#   DIR/flannel-cni-plugin/v1.8.0-flannel1/cni-plugin-flannel-linux-amd64-v1.8.0.tgz   flannel-amd64
-#   DIR/cni-plugins/v1.8.0/cni-plugins-linux-amd64-v1.8.0.tgz            ./bridge ./host-local ...
-#   DIR/containerd/v2.1.5/containerd-2.1.5-linux-amd64.tar.gz             bin/containerd ...
-#   DIR/runc/v1.3.3/runc.amd64                                             single binary
-#   DIR/crictl/v1.34.0/crictl-v1.34.0-linux-amd64.tar.gz                   crictl
-# Archives are reproducible (sorted, mtime 0, owner 0, gzip -n), so their digests are stable for
-# one build; they are not upstream's digests, so a cluster pins them with `kbin pin`.
+#   DIR/kubernetes-server/v1.37.2/kubernetes-server-linux-amd64.tar.gz   kubernetes/server/bin/*
+#   DIR/kubelet/v1.37.2/kubelet, DIR/kubectl/v1.37.2/kubectl              dl.k8s.io single binaries
+#   DIR/etcd/v3.6.17/etcd-v3.6.17-linux-amd64.tar.gz                      etcd-v3.6.17-linux-amd64/
+#                                                                          {etcd,etcdctl,etcdutl}
+#   DIR/flanneld/v0.28.11/flanneld-amd64                                   GitHub single binary
+#   DIR/flannel-cni-plugin/v1.9.1-flannel1/cni-plugin-flannel-linux-amd64-v1.9.1.tgz   flannel-amd64
+#   DIR/cni-plugins/v1.10.0/cni-plugins-linux-amd64-v1.10.0.tgz          ./bridge ./host-local ...
+#   DIR/containerd/v2.3.7/containerd-2.3.7-linux-amd64.tar.gz             bin/containerd ...
+#   DIR/runc/v1.5.3/runc.amd64                                             single binary
+#   DIR/crictl/v1.37.0/crictl-v1.37.0-linux-amd64.tar.gz                   crictl
+# (and the same for v1.36.3 and etcd v3.5.36). Archives are reproducible (sorted, mtime 0, owner 0,
+# gzip -n), so their digests are stable for one build; they are not upstream's digests, so a
+# cluster pins them with `kbin pin`.
 #
 # Outputs besides the files: stdout, one line per artifact (component, version, path, sha256,
 # tab-separated); DIR/pin.sh (`"$KBIN" $KBIN_ARGS pin C V SHA256` lines); DIR/SHA256SUMS;
 # DIR/bin/ (kubectl for the operator). With --publish every file also goes to the lab mirror
 # (`tests/lab/lab mirror add`). --build-only builds (or finds cached) binaries and stops.
+# --etcd-only builds (or finds cached) only etcd and prints one line per etcd release, the default
+# first: etcd, version, the cached tarball's absolute path, sha256 (tab-separated); DIR is untouched.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,40 +65,55 @@ REPO=$(cd "$HERE/../.." && pwd)
 LABCACHE=${KBIN_LAB_CACHE:-/var/cache/kbin-lab}
 CACHE=${KBIN_UPSTREAM_CACHE:-$LABCACHE/upstream}
 OUT=$HERE/out
-ETCD_TARBALL=""
 PUBLISH=0
 BUILD_ONLY=0
+ETCD_ONLY=0
 ARCH=amd64
 
-# every Kubernetes release the lab runs: the first is the one clusters start on, the others are
-# upgrade targets (tests/lab/e2e-upgrade.sh); each has its helper module in kubernetes/<version>
-K8S_VERSIONS=(v1.34.2 v1.34.3)
-K8S=${K8S_VERSIONS[0]}
-FLANNEL=v0.27.4
-FLANNEL_CNI=v1.8.0-flannel1
+# Kubernetes: K8S is the default release, the one clusters are made with (and the operator's
+# kubectl); K8S_UPGRADE_FROM is where tests/lab/e2e-upgrade.sh starts before upgrading to K8S.
+# K8S_VERSIONS is every release built, each with its helper module in kubernetes/<version>.
+K8S=v1.37.2
+K8S_UPGRADE_FROM=v1.36.3
+K8S_VERSIONS=("$K8S" "$K8S_UPGRADE_FROM")
+# etcd, the same way: ETCD is the default, ETCD_UPGRADE_FROM the release an upgrade starts on
+# (>= 3.5.26, which an upgrade to 3.6 needs); each has its helper module in etcd/<version>.
+ETCD=v3.6.17
+ETCD_UPGRADE_FROM=v3.5.36
+ETCD_VERSIONS=("$ETCD" "$ETCD_UPGRADE_FROM")
+# what upstream's build puts in go.etcd.io/etcd/api/v3/version.GitSHA without a git checkout
+# (scripts/build_lib.sh: `git rev-parse --short HEAD || echo GitNotFound`): a module zip has none
+ETCD_GIT_SHA=GitNotFound
+FLANNEL=v0.28.11
+# flannel backends left out of flanneld (see build_flannel); the lab's clusters use vxlan
+FLANNEL_WITHOUT=(tencentvpc)
+FLANNEL_CNI=v1.9.1-flannel1 # the label flannel v0.28.3 and later pair with; built from the plugin's old home
 FLANNEL_CNI_SOURCE=v0.9.1 # containernetworking/plugins, plugins/meta/flannel
-CNI=v1.8.0
-CONTAINERD=v2.1.5
-RUNC=v1.3.3
-RUNC_SELINUX=v1.13.0 # github.com/opencontainers/selinux, see build_runc
-CRICTL=v1.34.0
+CNI=v1.10.0
+CONTAINERD=v2.3.7
+RUNC=v1.5.3
+CRICTL=v1.37.0
 
-usage() { sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,60p' "$0" | sed 's/^# \{0,1\}//'; }
+say() { echo "build.sh: $*" >&2; }
+die() { say "$1"; [[ -n ${2:-} ]] && echo "hint: $2" >&2; exit 1; }
 while [[ $# -gt 0 ]]; do
     case $1 in
         --out) OUT=$2; shift 2 ;;
-        --etcd-tarball) ETCD_TARBALL=$2; shift 2 ;;
         --publish) PUBLISH=1; shift ;;
         --build-only) BUILD_ONLY=1; shift ;;
+        --etcd-only) ETCD_ONLY=1; shift ;;
+        --etcd-tarball) die "--etcd-tarball is gone: build.sh builds etcd ${ETCD_VERSIONS[*]} itself" \
+            "drop the option; the etcd tarballs are in DIR/etcd/<version>/ and in the output lines" ;;
         -h | --help) usage; exit 0 ;;
         *) echo "build.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
     esac
 done
+[[ $BUILD_ONLY == 1 && $ETCD_ONLY == 1 ]] && die "--build-only and --etcd-only do not go together" "use one of them"
 
-say() { echo "build.sh: $*" >&2; }
-die() { say "$1"; [[ -n ${2:-} ]] && echo "hint: $2" >&2; exit 1; }
-
-command -v go >/dev/null || die "go is not on PATH" "install Go 1.24 or newer (/usr/local/go/bin)"
+# Go from its default place when it is not on PATH (root shells, `tests/lab/lab etcd-tarball`)
+command -v go >/dev/null || [[ ! -x /usr/local/go/bin/go ]] || PATH=$PATH:/usr/local/go/bin
+command -v go >/dev/null || die "go is not on PATH" "install Go 1.26 or newer (/usr/local/go/bin)"
 export GOMODCACHE=$LABCACHE/go/mod GOCACHE=$LABCACHE/go/build GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 export GOPROXY=${GOPROXY:-https://proxy.golang.org}
 mkdir -p "$GOMODCACHE" "$GOCACHE" "$CACHE/bin"
@@ -132,6 +160,13 @@ build() {
     say "$comp $ver: built in $((($(ms) - t0) / 1000)) s"
 }
 
+# A reproducible .tar.gz of DIR's contents, members named as given.
+tarball() { # OUT DIR MEMBERS...
+    local out=$1 dir=$2; shift 2
+    mkdir -p "$(dirname "$out")"
+    tar -C "$dir" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - "$@" | gzip -n -6 >"$out"
+}
+
 # Module zips keep only vendor/modules.txt of a vendored module, which would make go use an empty
 # vendor tree: build from the module's go.sum-checked dependencies instead.
 modflag() { echo -mod=mod; }
@@ -153,9 +188,39 @@ build_kubernetes() {
     (cd "$HERE/kubernetes/$KV" && CGO_ENABLED=0 go build -mod=readonly -trimpath -tags=selinux,notest \
         -ldflags "$(k8s_ldflags "$KV")" -o "$1/" "${pkgs[@]}")
 }
+etcd_ldflags() { echo "-X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_GIT_SHA"; }
+EV=$ETCD # the version build_etcd builds
+# etcd, etcdctl and etcdutl (each its module's root package; upstream builds them static, without
+# cgo) in DEST/etcd-<v>-linux-<arch>/, and upstream's release tarball of them next to it
+build_etcd() {
+    local base=etcd-$EV-linux-$ARCH c mod
+    mkdir -p "$1/$base"
+    for c in etcd:server etcdctl:etcdctl etcdutl:etcdutl; do
+        mod=go.etcd.io/etcd/${c#*:}/v3
+        (cd "$HERE/etcd/$EV" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "$(etcd_ldflags)" \
+            -o "$1/$base/${c%%:*}" "$mod") || return 1
+    done
+    local got
+    got=$("$1/$base/etcd" --version | sed -n 's/^etcd Version: //p')
+    [[ $got == "${EV#v}" ]] || { say "the etcd built from the $EV modules says it is version '$got'"; return 1; }
+    got=$("$1/$base/etcdctl" version | sed -n 's/^etcdctl version: //p')
+    [[ $got == "${EV#v}" ]] || { say "the etcdctl built from the $EV modules says it is version '$got'"; return 1; }
+    got=$("$1/$base/etcdutl" version | sed -n 's/^etcdutl version: //p')
+    [[ $got == "${EV#v}" ]] || { say "the etcdutl built from the $EV modules says it is version '$got'"; return 1; }
+    chmod 755 "$1/$base"
+    tarball "$1/$base.tar.gz" "$1" "$base"
+}
+etcd_tarball_of() { echo "$CACHE/bin/etcd/$1/etcd-$1-linux-$ARCH.tar.gz"; } # VERSION
 build_flannel() {
-    local src
+    local src b
     src=$(module_src github.com/flannel-io/flannel "$FLANNEL")
+    # main.go imports every backend for its init(). The Go module proxy serves no zip of
+    # github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc v1.3.208 (403; only its .mod),
+    # which only the TencentCloud VPC backend needs: flanneld is built without that backend.
+    for b in "${FLANNEL_WITHOUT[@]}"; do
+        sed -i "\|^\t_ \"github.com/flannel-io/flannel/pkg/backend/$b\"\$|d" "$src/main.go"
+        ! grep -q "pkg/backend/$b\"" "$src/main.go" || { say "flanneld: cannot drop the $b backend from main.go"; return 1; }
+    done
     (cd "$src" && CGO_ENABLED=1 go build -trimpath -o "$1/flanneld" \
         -ldflags "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=$FLANNEL -extldflags -static" .)
 }
@@ -181,10 +246,6 @@ build_runc() {
     local src
     src=$(module_src github.com/opencontainers/runc "$RUNC")
     pkg-config --exists libseccomp || die "runc needs libseccomp-dev" "apt-get install libseccomp-dev pkg-config"
-    # runc's go.mod replaces go-selinux with ./internal/third_party/selinux (its CVE-2025-52881
-    # patch, made under embargo); a nested module is not part of a module zip, so take the
-    # upstream release that carries that fix instead
-    (cd "$src" && go mod edit -dropreplace github.com/opencontainers/selinux -require "github.com/opencontainers/selinux@$RUNC_SELINUX")
     (cd "$src" && CGO_ENABLED=1 go build $(modflag) -trimpath -tags "seccomp urfave_cli_no_docs" \
         -ldflags "-s -w -X main.version=${RUNC#v} -extldflags -static" -o "$1/runc" .)
 }
@@ -195,16 +256,32 @@ build_crictl() {
         -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL" -o "$1/crictl" ./cmd/crictl)
 }
 
+build_all_etcd() {
+    for EV in "${ETCD_VERSIONS[@]}"; do
+        [[ -f $HERE/etcd/$EV/go.sum ]] || die "no helper module for etcd $EV" "add tests/upstream/etcd/$EV (see etcd/$ETCD/go.mod)"
+        build etcd "$EV" "go.etcd.io/etcd/{server,etcdctl,etcdutl}/v3@$EV $(sha256sum <"$HERE/etcd/$EV/go.sum" | cut -c1-16) nocgo ld=$(etcd_ldflags) tarball" build_etcd
+    done
+}
 T0=$(ms)
+if [[ $ETCD_ONLY == 1 ]]; then
+    build_all_etcd
+    for EV in "${ETCD_VERSIONS[@]}"; do
+        f=$(etcd_tarball_of "$EV")
+        [[ -s $f ]] || die "$f is missing" "delete $CACHE/bin/etcd/$EV and run again"
+        printf 'etcd\t%s\t%s\t%s\n' "$EV" "$f" "$(sha256sum "$f" | cut -d' ' -f1)"
+    done
+    exit 0
+fi
 for KV in "${K8S_VERSIONS[@]}"; do
     [[ -f $HERE/kubernetes/$KV/go.sum ]] || die "no helper module for Kubernetes $KV" "add tests/upstream/kubernetes/$KV (see kubernetes/$K8S/go.mod)"
     build kubernetes "$KV" "k8s.io/kubernetes@$KV staging=v0.${KV#v1.} $(sha256sum <"$HERE/kubernetes/$KV/go.sum" | cut -c1-16) ld=$(k8s_ldflags "$KV")" build_kubernetes
 done
-build flanneld "$FLANNEL" "github.com/flannel-io/flannel@$FLANNEL cgo static" build_flannel
+build_all_etcd
+build flanneld "$FLANNEL" "github.com/flannel-io/flannel@$FLANNEL cgo static without=${FLANNEL_WITHOUT[*]}" build_flannel
 build flannel-cni-plugin "$FLANNEL_CNI" "github.com/containernetworking/plugins@$FLANNEL_CNI_SOURCE plugins/meta/flannel" build_flannel_cni
 build cni-plugins "$CNI" "github.com/containernetworking/plugins@$CNI bridge host-local loopback portmap" build_cni
 build containerd "$CONTAINERD" "github.com/containerd/containerd/v2@$CONTAINERD no_btrfs" build_containerd
-build runc "$RUNC" "github.com/opencontainers/runc@$RUNC selinux@$RUNC_SELINUX seccomp static" build_runc
+build runc "$RUNC" "github.com/opencontainers/runc@$RUNC seccomp static" build_runc
 build crictl "$CRICTL" "sigs.k8s.io/cri-tools@$CRICTL" build_crictl
 say "all components ready in $((($(ms) - T0) / 1000)) s ($(du -sh "$CACHE" | cut -f1) in $CACHE)"
 [[ $BUILD_ONLY == 1 ]] && exit 0
@@ -218,12 +295,6 @@ trap 'rm -rf "$STAGE"' EXIT
 : >"$OUT/SHA256SUMS"
 printf '# pins for the upstream builds; run with KBIN=path/to/kbin and KBIN_ARGS="-c cluster.toml"\n' >"$OUT/pin.sh"
 
-# A reproducible .tar.gz of DIR's contents, members named as given.
-tarball() { # OUT DIR MEMBERS...
-    local out=$1 dir=$2; shift 2
-    mkdir -p "$(dirname "$out")"
-    tar -C "$dir" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - "$@" | gzip -n -6 >"$out"
-}
 place() { # SRC DEST(relative to OUT)
     mkdir -p "$(dirname "$OUT/$2")"
     cp "$1" "$OUT/$2"
@@ -260,6 +331,14 @@ for KV in "${K8S_VERSIONS[@]}"; do
 done
 cp "$(bin kubernetes "$K8S" kubectl)" "$OUT/bin/kubectl"
 
+# etcd-<v>-linux-<arch>.tar.gz: etcd-<v>-linux-<arch>/{etcd,etcdctl,etcdutl}, packed with the build
+for EV in "${ETCD_VERSIONS[@]}"; do
+    f=etcd/$EV/etcd-$EV-linux-$ARCH.tar.gz
+    mkdir -p "$OUT/etcd/$EV"
+    cp "$(etcd_tarball_of "$EV")" "$OUT/$f"
+    record etcd "$EV" "$f"
+done
+
 place "$(bin flanneld "$FLANNEL" flanneld)" "flanneld/$FLANNEL/flanneld-$ARCH"
 record flanneld "$FLANNEL" "flanneld/$FLANNEL/flanneld-$ARCH"
 
@@ -286,15 +365,6 @@ stage "$(bin crictl "$CRICTL" crictl)" "crictl/crictl"
 f=crictl/$CRICTL/crictl-$CRICTL-linux-$ARCH.tar.gz
 tarball "$OUT/$f" "$STAGE/crictl" crictl
 record crictl "$CRICTL" "$f"
-
-if [[ -n $ETCD_TARBALL ]]; then
-    name=$(basename "$ETCD_TARBALL")
-    v=${name#etcd-}
-    v=${v%%-linux-*}
-    mkdir -p "$OUT/etcd/$v"
-    cp "$ETCD_TARBALL" "$OUT/etcd/$v/$name"
-    record etcd "$v" "etcd/$v/$name"
-fi
 
 if [[ $PUBLISH == 1 ]]; then
     LAB=${LAB:-$REPO/tests/lab/lab}

@@ -9,8 +9,9 @@
 #   pause           registry.k8s.io/pause:3.10.1            /pause from tests/upstream/pause/pause.c
 #                   (gcc -static -Os; sleeps, reaps orphans as PID 1, exits 0 on SIGTERM/SIGINT);
 #                   user 65535:65535 like upstream's
-#   coredns         registry.k8s.io/coredns/coredns:v1.12.1  /coredns from github.com/coredns/coredns
-#                   v1.12.1 (static, no cgo, -trimpath, upstream's GitCommit ldflag); user
+#   coredns         registry.k8s.io/coredns/coredns:v1.14.7  /coredns from github.com/coredns/coredns
+#                   v1.14.7 (static, no cgo, -trimpath, upstream's GitCommit ldflag when the commit
+#                   is known, see COREDNS_COMMIT); user
 #                   65532:65532 with the file capability cap_net_bind_service=+ep, as upstream's
 #                   (nonroot + setcap) image, so it binds :53 without root
 #   metrics-server  registry.k8s.io/metrics-server/metrics-server:v0.8.0  /metrics-server from
@@ -40,7 +41,7 @@
 #
 # Outputs: stdout, one line per image, tab-separated: key, reference, path of the archive, sha256 of
 # the archive file, file name (pause-3.10.1-linux-amd64.oci.tar,
-# coredns-v1.12.1-linux-amd64.oci.tar, metrics-server-v0.8.0-linux-amd64.oci.tar,
+# coredns-v1.14.7-linux-amd64.oci.tar, metrics-server-v0.8.0-linux-amd64.oci.tar,
 # busybox-1.35.0-linux-amd64.oci.tar, apiclient-v1-linux-amd64.oci.tar). The path is the cached
 # archive (do not change it), or with --out DIR a copy in DIR. With --publish each archive also goes
 # to the lab mirror (`tests/lab/lab mirror add FILE images/<file-name>`, served at `$(tests/lab/lab
@@ -58,8 +59,11 @@ BUILD_ONLY=0
 ARCH=amd64
 
 PAUSE=3.10.1
-COREDNS=v1.12.1
-COREDNS_COMMIT=707c7c1 # the v1.12.1 tag (the proxy's .info Origin.Hash), as upstream's `git describe`
+COREDNS=v1.14.7
+# The tag's commit (the proxy's .info Origin.Hash, first 7 digits), as upstream's `git describe`
+# puts in coremain.GitCommit; empty when the proxy does not say: its .info for v1.14.7 has no
+# Origin, so GitCommit stays unset (`coredns -version` then ends in ", ").
+COREDNS_COMMIT=
 METRICS_SERVER=v0.8.0
 BUSYBOX_PACKAGE=busybox-static # Debian's; the image takes its upstream version
 APICLIENT=v1 # tests/upstream/apiclient; the recipe has its sources' digests, so edits rebuild it
@@ -78,7 +82,9 @@ done
 say() { echo "images.sh: $*" >&2; }
 die() { say "$1"; [[ -n ${2:-} ]] && echo "hint: $2" >&2; exit 1; }
 
-command -v go >/dev/null || die "go is not on PATH" "install Go 1.24 or newer (/usr/local/go/bin)"
+# Go from its default place when it is not on PATH (root shells)
+command -v go >/dev/null || [[ ! -x /usr/local/go/bin/go ]] || PATH=$PATH:/usr/local/go/bin
+command -v go >/dev/null || die "go is not on PATH" "install Go 1.25 or newer (/usr/local/go/bin)"
 command -v gcc >/dev/null || die "gcc is not on PATH" "apt-get install gcc libc6-dev"
 export GOMODCACHE=$LABCACHE/go/mod GOCACHE=$LABCACHE/go/build GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 export GOPROXY=${GOPROXY:-https://proxy.golang.org}
@@ -126,11 +132,10 @@ bin() { echo "$CACHE/bin/$1/$2/$3"; }
 build_pause() {
     gcc -static -Os -s -Wall -Wextra -Werror -DVERSION="\"$PAUSE\"" -o "$1/pause" "$HERE/pause/pause.c"
 }
+coredns_ldflags() { echo "-s -w${COREDNS_COMMIT:+ -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_COMMIT}"; }
 build_coredns() {
     # coredns' go.mod has no replace lines: `go install module@version` builds it as released
-    GOBIN=$1 CGO_ENABLED=0 go install -trimpath \
-        -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_COMMIT" \
-        "github.com/coredns/coredns@$COREDNS"
+    GOBIN=$1 CGO_ENABLED=0 go install -trimpath -ldflags "$(coredns_ldflags)" "github.com/coredns/coredns@$COREDNS"
 }
 ms_ldflags() {
     local p=k8s.io/client-go/pkg/version
@@ -164,7 +169,7 @@ build_apiclient() {
 T0=$(ms)
 CCVERSION="$(gcc --version | head -1) libc6-dev=$(dpkg-query -W -f='${Version}' libc6-dev 2>/dev/null || echo unknown)"
 build pause "$PAUSE" "pause.c=$(sha "$HERE/pause/pause.c") gcc -static -Os -s $CCVERSION" build_pause
-build coredns "$COREDNS" "github.com/coredns/coredns@$COREDNS commit=$COREDNS_COMMIT nocgo go=$GOVERSION" build_coredns
+build coredns "$COREDNS" "github.com/coredns/coredns@$COREDNS ld=$(coredns_ldflags) nocgo go=$GOVERSION" build_coredns
 build metrics-server "$METRICS_SERVER" "sigs.k8s.io/metrics-server@$METRICS_SERVER ld=$(ms_ldflags) nocgo go=$GOVERSION" build_metrics_server
 build busybox "$BUSYBOX" "debian $BUSYBOX_PACKAGE=$BUSYBOX_DEB sha256=$BUSYBOX_DEB_SHA" build_busybox
 build apiclient "$APICLIENT" "main.go=$(sha "$HERE/apiclient/main.go") go.mod=$(sha "$HERE/apiclient/go.mod") ld=-s -w nocgo go=$GOVERSION" build_apiclient
