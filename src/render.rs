@@ -156,8 +156,9 @@ pub fn context(cluster: &Cluster, host: &Host, opts: &Options) -> Value {
             "cluster_dns": cluster.cluster_dns.to_string(),
             "domain": cluster.cluster_domain,
             "service_ip": cluster.service_ip().to_string(),
-            "proxy_mode": cluster.proxy_mode,
-            "ipvs": cluster.proxy_mode == "ipvs",
+            "proxy_mode": cluster.proxy_mode.as_str(),
+            "ipvs": cluster.proxy_mode == crate::config::ProxyMode::Ipvs,
+            "nftables": cluster.proxy_mode == crate::config::ProxyMode::Nftables,
             "apiserver_port": cluster.apiserver.port,
             "endpoint_url": cluster.endpoint_url(),
             "token_auth_file": cluster.token_auth_file,
@@ -465,6 +466,8 @@ pub fn binaries(cluster: &Cluster, host: &Host) -> Vec<Binary> {
     if host.has(Role::Etcd) {
         add(Component::Etcd, "etcd", "etcd", format!("{}/etcd", l.etcd_bin));
         add(Component::Etcd, "etcd", "etcdctl", format!("{}/etcdctl", l.etcd_bin));
+        // the offline tool: `snapshot restore` (etcd 3.6 removed it from etcdctl) and `check v2store`
+        add(Component::Etcd, "etcd", "etcdutl", format!("{}/etcdutl", l.etcd_bin));
     }
     if host.has(Role::Master) {
         for n in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"] {

@@ -106,7 +106,7 @@ fn item(path: &str, text: &str, unit: &str) -> Item {
 fn bins() -> Bins {
     let mut b = Bins::default();
     for (c, names) in [
-        ("etcd", &["etcd", "etcdctl"][..]),
+        ("etcd", &["etcd", "etcdctl", "etcdutl"][..]),
         ("kube-apiserver", &["kube-apiserver"]),
         ("kube-controller-manager", &["kube-controller-manager"]),
         ("kube-scheduler", &["kube-scheduler"]),
@@ -847,6 +847,37 @@ fn up_refuses_a_node_whose_kubelet_port_is_taken_before_etcd_or_any_master_is_to
     for q in ["unit:etcd", "unit:kube-apiserver", "port:2379", "port:6443", "port:10257"] {
         assert!(asked.iter().any(|a| a == q), "{q}: {asked:?}");
     }
+}
+
+#[test]
+fn up_refuses_a_cgroup_v1_node_before_etcd_or_any_master_is_touched() {
+    // the kubelet of 1.35 and later exits on cgroup v1 unless failCgroupV1 = false: found by the
+    // preflight, not by a crash loop in the middle of `up`
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster_with_pki(d.path());
+    assert!(c.kubernetes_version.as_str() >= "v1.35", "the default release refuses cgroup v1: {}", c.kubernetes_version);
+    let m1 = host("m1", &d.path().join("m1"), &[], &format!("{FACTS_OK}cgroup=tmpfs\n"), &[]);
+    let n1 = host("n1", &d.path().join("n1"), &[], &format!("{FACTS_OK}cgroup=tmpfs\n"), &[]);
+    let lb1 = host("lb1", &d.path().join("lb1"), &[], FACTS_OK, &[]);
+    let templates = Templates::load(&c).unwrap();
+    let fetch = |_: &Cluster, _: &[kbin::render::Component]| -> kbin::Result<Bins> { panic!("nothing is downloaded on a refusal") };
+    let inputs = kbin::deploy::up::Inputs { run: run(&c, false), templates: &templates, etcd_timeout: Duration::from_secs(1), fetch: &fetch, relay: kbin::engine::relay::Mode::Direct };
+    let nodes = [m1.node(&c, "m1"), n1.node(&c, "n1"), lb1.node(&c, "lb1")];
+    let mut report = kbin::deploy::up::Report::default();
+    let e = kbin::deploy::up::run_on(&inputs, &nodes, &mut report).unwrap_err();
+    assert_eq!(e.exit(), kbin::Exit::Refused);
+    let text = kbin::error::render(&e);
+    assert!(text.starts_with("error: preflight refused the up run on 1 of 3 hosts; nothing was changed\n"), "only the node is refused (m1 is no node): {text}");
+    assert!(text.contains("[preflight] n1: the host runs cgroup v1, and the kubelet of Kubernetes v1.37.2 refuses to start on it") && text.contains("systemd.unified_cgroup_hierarchy=1") && text.contains("failCgroupV1 = false"), "{text}");
+    assert!(report.stages.is_empty());
+    for h in [&m1, &n1, &lb1] {
+        assert!(h.untouched(), "{:?}", h.fake.log());
+    }
+    // with failCgroupV1 = false, said knowingly, the same hosts pass the preflight
+    let allowed = cluster(d.path(), &format!("{CLUSTER}[kubelet.config]\nfailCgroupV1 = false\n"));
+    let facts = kbin::host::check::parse_facts("arch=x86_64\ncgroup_fs=tmpfs\nend=1\n").unwrap();
+    assert_eq!(facts.cgroup, Some(kbin::host::check::Cgroup::V1));
+    assert_eq!(kbin::host::check::cgroup_refusal(&allowed, facts.cgroup, &allowed.kubernetes_version), None);
 }
 
 #[test]

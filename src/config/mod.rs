@@ -8,6 +8,7 @@ pub mod edit;
 pub mod grammar;
 mod checker;
 mod locate;
+pub mod release;
 mod validate;
 pub mod workloads;
 
@@ -32,6 +33,8 @@ pub struct RawFile {
     pub cluster: RawCluster,
     #[serde(default)]
     pub apiserver: RawApiserver,
+    #[serde(default)]
+    pub network: RawNetwork,
     #[serde(default)]
     pub ssh: RawSsh,
     #[serde(default)]
@@ -109,7 +112,7 @@ pub struct RawCluster {
     pub cluster_dns: Option<String>,
     #[serde(default = "defaults::cluster_domain")]
     pub cluster_domain: String,
-    /// kube-proxy mode: `iptables` (default) or `ipvs`.
+    /// kube-proxy mode: `iptables` (default), `nftables`, or `ipvs` (deprecated upstream).
     #[serde(default = "defaults::proxy_mode")]
     pub proxy_mode: String,
     /// Also give kube-apiserver the static `token.csv` (`--token-auth-file`), for clusters that
@@ -119,6 +122,21 @@ pub struct RawCluster {
     /// A directory (relative to the cluster file) whose `<name>.hbs` files override kbin's
     /// built-in templates.
     pub templates_dir: Option<String>,
+}
+
+/// `[network]`: the pod network.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RawNetwork {
+    /// `flannel` (default: kbin installs flanneld and its CNI config) or `none` (bring your own
+    /// CNI: the nodes stay NotReady until one is applied).
+    #[serde(default = "defaults::network_plugin")]
+    pub plugin: String,
+}
+
+impl Default for RawNetwork {
+    fn default() -> Self {
+        RawNetwork { plugin: defaults::network_plugin() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -268,13 +286,16 @@ pub struct RawHost {
 /// Default versions and settings (public so the artifact catalog's tests can check them).
 pub mod defaults {
     pub fn kubernetes_version() -> String {
-        "v1.34.2".into()
+        "v1.37.2".into()
     }
     pub fn etcd_version() -> String {
-        "v3.5.21".into()
+        "v3.6.17".into()
     }
     pub fn flannel_version() -> String {
-        "v0.27.4".into()
+        "v0.28.11".into()
+    }
+    pub fn network_plugin() -> String {
+        "flannel".into()
     }
     pub fn service_cidr() -> String {
         "10.96.0.0/12".into()
@@ -438,6 +459,52 @@ pub struct Artifacts {
     pub versions: std::collections::BTreeMap<String, String>,
 }
 
+/// kube-proxy's mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    Iptables,
+    /// GA since Kubernetes 1.33; flannel is told to write nftables rules too.
+    Nftables,
+    /// Deprecated upstream (1.37 says it is off by default from 1.40); accepted with a warning.
+    Ipvs,
+}
+
+impl ProxyMode {
+    pub const ALL: [ProxyMode; 3] = [ProxyMode::Iptables, ProxyMode::Nftables, ProxyMode::Ipvs];
+    pub fn parse(s: &str) -> Option<ProxyMode> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+    /// As KubeProxyConfiguration's `mode` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyMode::Iptables => "iptables",
+            ProxyMode::Nftables => "nftables",
+            ProxyMode::Ipvs => "ipvs",
+        }
+    }
+}
+
+/// `[network] plugin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkPlugin {
+    /// flanneld (vxlan) and its CNI config on every node.
+    Flannel,
+    /// No CNI from kbin: the user applies one; nodes stay NotReady until then.
+    None,
+}
+
+impl NetworkPlugin {
+    pub fn parse(s: &str) -> Option<NetworkPlugin> {
+        match s {
+            "flannel" => Some(NetworkPlugin::Flannel),
+            "none" => Some(NetworkPlugin::None),
+            _ => None,
+        }
+    }
+}
+
 /// A validated cluster file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cluster {
@@ -453,7 +520,9 @@ pub struct Cluster {
     pub pod_cidr: IpNet,
     pub cluster_dns: IpAddr,
     pub cluster_domain: String,
-    pub proxy_mode: String,
+    pub proxy_mode: ProxyMode,
+    /// The pod network kbin installs, if any.
+    pub network: NetworkPlugin,
     pub token_auth_file: bool,
     pub templates_dir: Option<PathBuf>,
     pub apiserver: Apiserver,

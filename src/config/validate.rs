@@ -138,8 +138,19 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
     if !is_dns_name(&cl.cluster_domain) {
         c.error(&[k("cluster"), k("cluster_domain")], format!("{:?} is not a DNS domain", cl.cluster_domain), Some("the usual value is \"cluster.local\""));
     }
-    if cl.proxy_mode != "iptables" && cl.proxy_mode != "ipvs" {
-        c.error(&[k("cluster"), k("proxy_mode")], format!("unknown kube-proxy mode {:?}", cl.proxy_mode), Some("use \"iptables\" or \"ipvs\""));
+    let proxy_mode = super::ProxyMode::parse(&cl.proxy_mode);
+    match proxy_mode {
+        None => c.error(&[k("cluster"), k("proxy_mode")], format!("unknown kube-proxy mode {:?}", cl.proxy_mode), Some("use \"iptables\", \"nftables\" or \"ipvs\"")),
+        Some(super::ProxyMode::Ipvs) => c.warn(
+            &[k("cluster"), k("proxy_mode")],
+            "kube-proxy's ipvs mode is deprecated upstream (Kubernetes 1.37 says it is off by default from 1.40)".into(),
+            Some("move to \"nftables\" (GA, the successor upstream names) or \"iptables\""),
+        ),
+        Some(_) => {}
+    }
+    let network = super::NetworkPlugin::parse(&raw.network.plugin);
+    if network.is_none() {
+        c.error(&[k("network"), k("plugin")], format!("unknown pod network plugin {:?}", raw.network.plugin), Some("use \"flannel\" (kbin installs it) or \"none\" (you apply your own CNI)"));
     }
 
     // apiserver endpoint
@@ -315,7 +326,7 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
     let artifacts = super::artifacts::check(c, &raw.artifacts, &state_dir_for(path));
     let workloads = super::workloads::check(c, &raw.images, &raw.addons, &raw.registries, &state_dir_for(path));
 
-    let (Some(svc), Some(pod), Some(dns), Some(algo), Some(artifacts)) = (svc, pod, dns, algo, artifacts) else { return None };
+    let (Some(svc), Some(pod), Some(dns), Some(algo), Some(artifacts), Some(proxy_mode), Some(network)) = (svc, pod, dns, algo, artifacts, proxy_mode, network) else { return None };
     let file = path.to_path_buf();
     let state_dir = state_dir_for(path);
     Some(Cluster {
@@ -329,7 +340,8 @@ fn check(c: &mut Checker<'_>, path: &Path, raw: RawFile) -> Option<Cluster> {
         pod_cidr: pod,
         cluster_dns: dns,
         cluster_domain: cl.cluster_domain.clone(),
-        proxy_mode: cl.proxy_mode.clone(),
+        proxy_mode,
+        network,
         token_auth_file: cl.token_auth_file,
         templates_dir: cl.templates_dir.as_ref().map(|d| state_dir_for(path).join(d)),
         apiserver: Apiserver { vip, endpoint: api.endpoint.clone(), lb_names: api.lb_names.clone(), port: api.port, extra_sans: api.extra_sans.clone() },

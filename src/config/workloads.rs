@@ -14,7 +14,7 @@ use crate::artifacts::Sha256;
 /// The pod sandbox image containerd uses when the cluster file names none (Kubernetes 1.34's).
 pub const DEFAULT_SANDBOX: &str = "registry.k8s.io/pause:3.10.1";
 /// The CoreDNS image when `[images.coredns]` names none (Kubernetes 1.34's).
-pub const DEFAULT_COREDNS: &str = "registry.k8s.io/coredns/coredns:v1.12.1";
+pub const DEFAULT_COREDNS: &str = "registry.k8s.io/coredns/coredns:v1.14.7";
 /// The metrics-server image when `[images.metrics-server]` names none.
 pub const DEFAULT_METRICS_SERVER: &str = "registry.k8s.io/metrics-server/metrics-server:v0.8.0";
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::etcd::api::Client;
+use crate::config::release::Version;
 use crate::config::{Cluster, Host, Role};
 use crate::engine::{self, Bins, Facts, HostFailure, Item, Probe, Pushed, Rollback, Run, Tx};
 use crate::error::Error;
@@ -79,7 +80,8 @@ fn data_member(cluster: &Cluster) -> String {
 
 /// What preflight looks at on an etcd host.
 pub fn probe(cluster: &Cluster) -> Probe {
-    Probe::default().ask("unit", &["etcd"]).ports(cluster, Role::Etcd).ask("path", &[data_member(cluster)]).read(&[&config_path(cluster)])
+    let etcd = format!("{}/etcd", cluster.layout.etcd_bin);
+    Probe::default().ask("unit", &["etcd"]).ports(cluster, Role::Etcd).ask("path", &[data_member(cluster)]).ask("bin", &[etcd]).read(&[&config_path(cluster)])
 }
 
 /// `initial-cluster-token` of an etcd.yml kbin wrote earlier, if any.
@@ -105,6 +107,11 @@ pub fn refusal(cluster: &Cluster, f: &Facts) -> Vec<String> {
     }
     if !(ours && f.active("etcd")) {
         out.extend(f.busy_ports(cluster, Role::Etcd));
+    }
+    // the release installed here may move to the cluster file's only by etcd's rules
+    let installed = f.versions.get("etcd").and_then(|t| Version::of_etcd_output(t));
+    if let (Some(running), Some(target), true) = (installed, Version::parse(&cluster.etcd_version), ours) {
+        out.extend(crate::config::release::etcd_step("this member", running, target));
     }
     out
 }

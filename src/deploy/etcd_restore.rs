@@ -6,7 +6,7 @@
 //! the SHA-256 `etcdctl snapshot save` appends), every etcd host and master answers, every etcd
 //! host passes the etcd preflight. Then: the control plane stopped on every master; etcd stopped
 //! on every member; on each member the snapshot restored into a new directory next to the data
-//! directory (`etcdctl snapshot restore`, which checks the hash again), the current data moved
+//! directory (`etcdutl snapshot restore`, which checks the hash again), the current data moved
 //! aside (`<data>.kbin-before-restore-<time>`, kept) and the restored one moved in; etcd started
 //! on every member at once (a new cluster needs its quorum) and waited for; the control plane
 //! started again, each apiserver ready; every node Ready again. A failure before etcd is healthy
@@ -61,14 +61,13 @@ fn systemctl(n: &Node<'_>, verb: &str, units: &[&str]) -> Result<(), HostError> 
     n.remote.check(&Cmd::new(argv).sudo()).map(|_| ())
 }
 
-/// The `etcdctl snapshot restore` of `host`'s member into `dir`.
-fn restore_cmd(cluster: &Cluster, members: &[&Host], host: &Host, snapshot: &str, dir: &str) -> Cmd {
+/// The `etcdutl snapshot restore` of `host`'s member into `dir` (etcd 3.6 removed the restore
+/// from etcdctl; etcdutl has it since 3.5, with the same flags).
+pub fn restore_cmd(cluster: &Cluster, members: &[&Host], host: &Host, snapshot: &str, dir: &str) -> Cmd {
     let initial = members.iter().map(|h| format!("{}={}", h.name, peer_url(h))).collect::<Vec<_>>().join(",");
-    let etcdctl = format!("{}/etcdctl", cluster.layout.etcd_bin);
+    let etcdutl = format!("{}/etcdutl", cluster.layout.etcd_bin);
     Cmd::new([
-        "env".to_string(),
-        "ETCDCTL_API=3".into(),
-        etcdctl,
+        etcdutl,
         "snapshot".into(),
         "restore".into(),
         snapshot.into(),

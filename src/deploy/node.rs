@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::sync::Mutex;
 
 use super::Ctx;
-use crate::config::{Cluster, Host, Role};
+use crate::config::{Cluster, Host, ProxyMode, Role};
 use crate::engine::{self, Facts, HostOutcome, Item, Probe, Spec, converge};
 use crate::error::Error;
 use crate::host::{Cmd, HostError, Node};
@@ -18,15 +18,15 @@ pub const UNITS: [&str; 4] = ["containerd", "flanneld", "kubelet", "kube-proxy"]
 /// Kernel modules a node needs loaded now (and at boot, through modules-load.d).
 pub fn modules(cluster: &Cluster) -> Vec<&'static str> {
     let mut m = vec!["overlay", "br_netfilter"];
-    if cluster.proxy_mode == "ipvs" {
+    if cluster.proxy_mode == ProxyMode::Ipvs {
         m.extend(["ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"]);
     }
     m
 }
 
 /// Loads the modules given as arguments (built-in ones count as loaded), installs what kube-proxy
-/// and flanneld run (iptables, conntrack; with `$KBIN_IPVS` 1 also ipvsadm and ipset) when
-/// missing, and applies the sysctl file `$KBIN_SYSCTL` (a value the
+/// and flanneld run (iptables, conntrack; with `$KBIN_PROXY` ipvs also ipvsadm and ipset, with
+/// nftables also nft) when missing, and applies the sysctl file `$KBIN_SYSCTL` (a value the
 /// kernel does not let this host change counts only if it already has the wanted value).
 const PREPARE: &str = r#"
 fail=""
@@ -41,10 +41,14 @@ for m in "$@"; do
 done
 [ -z "$fail" ] || { echo "cannot load kernel modules:$fail" >&2; exit 1; }
 need="iptables conntrack"
-[ "$KBIN_IPVS" = 1 ] && need="$need ipvsadm ipset"
+case $KBIN_PROXY in
+  ipvs) need="$need ipvsadm ipset" ;;
+  nftables) need="$need nft" ;;
+esac
 missing=""
-for t in $need; do command -v "$t" >/dev/null 2>&1 || missing="$missing $t"; done
+for t in $need; do command -v "$t" >/dev/null 2>&1 || command -v "/usr/sbin/$t" >/dev/null 2>&1 || missing="$missing $t"; done
 if [ -n "$missing" ]; then
+  missing=$(echo "$missing" | sed 's/ nft/ nftables/')
   rpms=$(echo "$missing" | sed 's/conntrack/conntrack-tools/')
   if command -v apt-get >/dev/null 2>&1; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null
   elif command -v dnf >/dev/null 2>&1; then dnf install -y -q $rpms >/dev/null
@@ -65,8 +69,7 @@ fi
 const SYSCTL_FILE: &str = "/etc/sysctl.d/99-kubernetes.conf";
 
 fn prepare_cmd(cluster: &Cluster) -> Cmd {
-    let ipvs = if cluster.proxy_mode == "ipvs" { "1" } else { "0" };
-    let mut argv = vec!["env".to_string(), format!("KBIN_IPVS={ipvs}"), format!("KBIN_SYSCTL={SYSCTL_FILE}"), "sh".into(), "-c".into(), PREPARE.into(), "kbin-prepare".into()];
+    let mut argv = vec!["env".to_string(), format!("KBIN_PROXY={}", cluster.proxy_mode.as_str()), format!("KBIN_SYSCTL={SYSCTL_FILE}"), "sh".into(), "-c".into(), PREPARE.into(), "kbin-prepare".into()];
     argv.extend(modules(cluster).iter().map(|m| m.to_string()));
     Cmd::new(argv).sudo()
 }
@@ -121,6 +124,7 @@ pub fn refusal(cluster: &Cluster, f: &Facts) -> Vec<String> {
     if !f.systemd {
         problems.push("systemd is not the init system".into());
     }
+    problems.extend(f.cgroup_refusal(cluster, &cluster.kubernetes_version));
     problems
 }
 

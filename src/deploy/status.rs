@@ -27,6 +27,10 @@ pub struct HostStatus {
     pub cert_days_left: BTreeMap<String, i64>,
     /// What `pki check --hosts` flags on this host.
     pub cert_problems: Vec<String>,
+    /// The cgroup hierarchy the host runs (`v1`, `v2`), as the kubelet will see it.
+    pub cgroup: Option<crate::host::check::Cgroup>,
+    /// Why the kubelet of the cluster's release will not start here (cgroup v1 from 1.35 on).
+    pub cgroup_problem: Option<String>,
     /// For LB hosts: holds the VIP now.
     pub holds_vip: Option<bool>,
     /// For masters: `/readyz` of its apiserver through the SSH connection.
@@ -88,6 +92,10 @@ pub fn hosts<'c>(cluster: &'c Cluster, conns: &[(&'c Host, Result<Node<'c>, Stri
         let mut seen = std::collections::BTreeSet::new();
         let bins: Vec<String> = crate::render::binaries(cluster, h).into_iter().filter(|b| !["ctr", "containerd-shim-runc-v2", "etcdctl"].contains(&b.name.as_str()) && b.component != "cni-plugins" && b.component != "flannel-cni-plugin").map(|b| b.path).filter(|p| seen.insert(p.clone())).collect();
         let f = crate::engine::facts::gather(n, &Probe::default().ask("unit", &units_of(h)).ask("bin", &bins))?;
+        s.cgroup = f.cgroup;
+        if h.has(Role::Node) {
+            s.cgroup_problem = f.cgroup_refusal(cluster, &cluster.kubernetes_version);
+        }
         (s.units, s.versions) = (f.units, f.versions);
         if h.has(Role::Lb) {
             if let Some(needle) = &vip_needle {
@@ -195,6 +203,7 @@ pub fn report(run: &crate::engine::Run<'_>, accept_new_host_keys: bool) -> Resul
             }
         }
         problems.extend(h.cert_problems.iter().map(|p| format!("{}: {p}", h.name)));
+        problems.extend(h.cgroup_problem.iter().map(|p| format!("{}: {p}", h.name)));
         if h.apiserver_ready == Some(false) {
             problems.push(format!("{}: kube-apiserver is not ready", h.name));
         }

@@ -33,24 +33,7 @@ use crate::host::{Cmd, Node};
 use crate::kube::{Client, Endpoint};
 use crate::render::{Component, Templates};
 
-/// `major.minor.patch` of a Kubernetes release (`v1.34.2`; a pre-release suffix is ignored).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(pub u32, pub u32, pub u32);
-
-impl Version {
-    pub fn parse(s: &str) -> Option<Version> {
-        let core = s.trim().strip_prefix('v')?.split(['-', '+']).next()?;
-        let mut it = core.split('.').map(|p| p.parse::<u32>().ok());
-        let v = Version(it.next()??, it.next()??, it.next()??);
-        it.next().is_none().then_some(v)
-    }
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "v{}.{}.{}", self.0, self.1, self.2)
-    }
-}
+pub use crate::config::release::Version;
 
 /// What one host runs now.
 #[derive(Debug, Clone, Serialize)]
@@ -186,13 +169,24 @@ pub fn upgrade(opts: &super::Opts<'_>, cluster: &Cluster, o: Options, report: &m
         target_cluster.kubernetes_version = r.from;
     }
     let cluster = &target_cluster;
+    let hosts: Vec<&Host> = cluster.hosts.iter().filter(|h| h.has(Role::Master) || h.has(Role::Node) || h.has(Role::Etcd) || h.has(Role::Lb)).collect();
+    let nodes = opts.run(cluster).connector(opts.accept_new_host_keys).connect_all(&hosts)?;
+    upgrade_on(opts, cluster, &nodes, previous, o, report)?;
+    report.millis = t0.elapsed().as_millis();
+    Ok(())
+}
+
+/// [`upgrade`] on connected hosts; `cluster` names the release to go to (for a rollback, the
+/// one `previous` came from).
+pub fn upgrade_on(opts: &super::Opts<'_>, cluster: &Cluster, nodes: &[Node<'_>], previous: Option<Record>, o: Options, report: &mut Report) -> Result<(), Error> {
+    report.dry_run = opts.dry_run;
+    report.rollback = o.rollback;
     report.to = cluster.kubernetes_version.clone();
     let target = Version::parse(&cluster.kubernetes_version).ok_or_else(|| Error::other(format!("kubernetes_version {:?} is not a release version", cluster.kubernetes_version), Some("write a release tag such as \"v1.34.3\"")))?;
     let run = opts.run(cluster);
 
-    // read-only: every host, what each runs, the skew rules, etcd and the nodes healthy
-    let hosts: Vec<&Host> = cluster.hosts.iter().filter(|h| h.has(Role::Master) || h.has(Role::Node) || h.has(Role::Etcd) || h.has(Role::Lb)).collect();
-    let nodes = run.connector(opts.accept_new_host_keys).connect_all(&hosts)?;
+    // read-only: what each host runs, the skew rules, the cgroup version, etcd's rules, etcd
+    // and the nodes healthy
     let with = |r: Role| nodes.iter().filter(|n| n.host.has(r)).cloned().collect::<Vec<_>>();
     let (masters, workers, members, lbs) = (with(Role::Master), with(Role::Node), with(Role::Etcd), with(Role::Lb));
     let mut unreadable = Vec::new();
@@ -218,9 +212,28 @@ pub fn upgrade(opts: &super::Opts<'_>, cluster: &Cluster, o: Options, report: &m
     if !broken.is_empty() {
         return Err(refused(format!("the upgrade to {target} breaks the version skew rules; nothing was changed"), broken, "upgrade one minor release at a time: set kubernetes_version to the next minor release and run `kbin upgrade`"));
     }
-    let todo: Vec<&str> = m.iter().chain(&w).filter(|(_, v)| *v != target).map(|(h, _)| h.as_str()).collect();
-    let (client, ep, problems) = unhealthy(&run, &members, &masters, &workers)?;
+    // the target kubelet on each node's cgroup version (from 1.35 on it exits on cgroup v1)
+    let mut cgroup = Vec::new();
+    for n in &workers {
+        let f = engine::facts::gather(n, &engine::Probe::default()).map_err(|e| refused(format!("cannot read the facts of {}; nothing was changed", n.host.name), vec![e.chain()], "check the host and run `kbin upgrade` again"))?;
+        cgroup.extend(f.cgroup_refusal(cluster, &target.to_string()).map(|p| format!("{}: {p}", n.host.name)));
+    }
+    if !cgroup.is_empty() {
+        return Err(refused(format!("the kubelet of {target} would not start on some nodes; nothing was changed"), cgroup, "move those hosts to cgroup v2 first, or set failCgroupV1 = false under [kubelet.config] knowingly"));
+    }
     let etcd_ctx = super::etcd::Ctx::new(run.clone())?;
+    // etcd's rules (one minor at a time, 3.6 only from a valid 3.5 patch, never back a minor)
+    // are the etcd preflight's: read-only, before the snapshot and any change. A rollback
+    // leaves etcd as it is.
+    let etcd_facts = if o.rollback { None } else { Some(super::etcd::preflight(&etcd_ctx, &members)?) };
+    let todo: Vec<&str> = m.iter().chain(&w).filter(|(_, v)| *v != target).map(|(h, _)| h.as_str()).collect();
+    // the etcd members whose release moves, and to which
+    let etcd_target = Version::parse(&cluster.etcd_version);
+    let etcd_from: Vec<(&Node<'_>, Version)> = match &etcd_facts {
+        Some(facts) => members.iter().zip(facts).filter_map(|(n, f)| f.versions.get("etcd").and_then(|t| Version::of_etcd_output(t)).map(|v| (n, v))).filter(|(_, v)| Some(*v) != etcd_target).collect(),
+        None => Vec::new(),
+    };
+    let (client, ep, problems) = unhealthy(&run, &members, &masters, &workers)?;
     if !problems.is_empty() {
         return Err(refused("the cluster is not healthy; an upgrade starts only from a healthy cluster, nothing was changed".into(), problems, "see `kbin status`, fix what it shows, then run `kbin upgrade` again"));
     }
@@ -251,12 +264,22 @@ pub fn upgrade(opts: &super::Opts<'_>, cluster: &Cluster, o: Options, report: &m
             (None, Some(p)) if p.to == report.to => Some(p.from.clone()),
             (None, _) => None,
         };
+        for (n, v) in &etcd_from {
+            run.printer.phase("plan", Some(&n.host.name), &format!("etcd: {v} -> {}", cluster.etcd_version));
+        }
+        // 3.6 drops the v2store: a member whose v2store holds more than membership data must be
+        // cleaned first (etcd's upgrade guide); checked with the etcdutl of the running release
+        for (n, _) in etcd_from.iter().filter(|(_, v)| (v.0, v.1) == (3, 5) && etcd_target.is_some_and(|t| t.1 == 6)) {
+            v2store_check(&run, n)?;
+        }
+        let moves = !todo.is_empty() || !etcd_from.is_empty();
         if run.dry_run {
             run.printer.phase("dry-run", None, "would take an etcd snapshot to backups/ next to the cluster file");
-        } else if !todo.is_empty() {
+        } else if moves {
             let dir = cluster.state_dir.join("backups");
             crate::fsutil::private_dir(&dir).map_err(|e| Error::other(format!("cannot create {}: {e}", dir.display()), None))?;
-            let out = dir.join(format!("etcd-{}-{}-before-{}.db", cluster.name, crate::fsutil::utc_stamp(), report.to));
+            let before = if todo.is_empty() { format!("etcd-{}", cluster.etcd_version) } else { report.to.clone() };
+            let out = dir.join(format!("etcd-{}-{}-before-{before}.db", cluster.name, crate::fsutil::utc_stamp()));
             let b = super::etcd_maint::backup(&etcd_ctx, &members, &out)?;
             run.printer.phase("upgrade", Some(&b.from), &format!("etcd snapshot verified: {}", b.path));
             report.snapshot = Some(b.path);
@@ -266,7 +289,7 @@ pub fn upgrade(opts: &super::Opts<'_>, cluster: &Cluster, o: Options, report: &m
             write_record(cluster, &Record { from, to: report.to.clone(), snapshot, finished: false })?;
         }
         // etcd first, one member at a time (a no-op when its release is unchanged)
-        let facts = super::etcd::preflight(&etcd_ctx, &members)?;
+        let facts = etcd_facts.unwrap_or_default();
         let r = super::etcd::rollout(&etcd_ctx, &members, &facts, &templates, &bins)?;
         report.etcd = r.restarted.clone();
         masters_step(&ctx, &masters, &lbs, report)?;
@@ -274,8 +297,10 @@ pub fn upgrade(opts: &super::Opts<'_>, cluster: &Cluster, o: Options, report: &m
     } else {
         nodes_step(&ctx, &client, &ep, &workers, &masters, o.batch, report)?;
         masters_step(&ctx, &masters, &lbs, report)?;
+        // a member refuses data a newer etcd wrote: going back there is a restore, never a swap
+        let snapshot = previous.as_ref().and_then(|p| p.snapshot.clone()).unwrap_or_else(|| "the snapshot taken before the upgrade".into());
+        run.printer.phase("upgrade", None, &format!("etcd is not rolled back (it never goes back a minor release): to undo an etcd change, `kbin etcd restore {snapshot}`"));
     }
-    report.millis = t0.elapsed().as_millis();
     if run.dry_run {
         return Ok(());
     }
@@ -326,6 +351,30 @@ pub fn not_ready_names(client: &Client, ep: &Endpoint, hosts: &[&Host]) -> Vec<S
             Some(_) => None,
         })
         .collect()
+}
+
+/// `etcdutl check v2store` of `n`'s member (read-only; it reads the snapshot and WAL files, which
+/// etcd writes by appending): refused when the v2store holds custom content, which 3.6 cannot
+/// read. A host without etcdutl (installed by an older kbin) cannot be checked: said, not refused,
+/// since kbin never enables the v2 API.
+fn v2store_check(run: &engine::Run<'_>, n: &Node<'_>) -> Result<(), Error> {
+    let cluster = run.cluster;
+    let etcdutl = format!("{}/etcdutl", cluster.layout.etcd_bin);
+    let out = n.remote.run(&Cmd::new([etcdutl.as_str(), "check", "v2store", "--data-dir", cluster.layout.etcd_data.as_str()]).sudo()).map_err(|e| refused(format!("{}: cannot run etcdutl check v2store; nothing was changed", n.host.name), vec![e.chain()], "check the host and run `kbin upgrade` again"))?;
+    let text = format!("{}{}", out.stdout_str(), out.stderr_str());
+    if out.success() {
+        run.printer.phase("upgrade", Some(&n.host.name), "v2store: no custom content (etcdutl check v2store)");
+        return Ok(());
+    }
+    if out.status == 127 || text.contains("No such file") || text.contains("not found") {
+        run.printer.warn(&format!("{}: no {etcdutl} to check the v2store with before etcd 3.6", n.host.name), Some("kbin never enables etcd's v2 API, so its v2store holds membership data only; `kbin etcd deploy` installs etcdutl"));
+        return Ok(());
+    }
+    Err(refused(
+        format!("{}: the etcd v2store holds data etcd 3.6 cannot read; nothing was changed", n.host.name),
+        vec![text.trim().lines().last().unwrap_or("etcdutl check v2store failed").to_string()],
+        "follow etcd's v3.5 -> v3.6 upgrade guide (v2store section: --snapshot-count=1 and a restart clean it), then run `kbin upgrade` again",
+    ))
 }
 
 fn masters_step(ctx: &Ctx<'_>, masters: &[Node<'_>], lbs: &[Node<'_>], report: &mut Report) -> Result<(), Error> {
@@ -391,16 +440,6 @@ mod tests {
     }
     fn hosts(list: &[(&str, &str)]) -> Vec<(String, Version)> {
         list.iter().map(|(h, s)| (h.to_string(), v(s))).collect()
-    }
-
-    #[test]
-    fn versions_parse_and_order() {
-        assert_eq!(Version::parse("v1.34.2"), Some(Version(1, 34, 2)));
-        assert_eq!(Version::parse("v1.35.0-rc.1"), Some(Version(1, 35, 0)));
-        assert_eq!(Version::parse("1.34.2"), None);
-        assert_eq!(Version::parse("v1.34"), None);
-        assert!(v("v1.34.10") > v("v1.34.9"));
-        assert_eq!(v("v1.34.2").to_string(), "v1.34.2");
     }
 
     #[test]

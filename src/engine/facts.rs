@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::config::{Cluster, Role};
+use crate::host::check::Cgroup;
 use crate::host::{Cmd, HostError, Node};
 
 /// What to look at on a host: questions `kind:value` for the facts script (`unit`, `port`,
@@ -43,6 +44,8 @@ impl Probe {
 pub struct Facts {
     /// `uname -m`.
     pub arch: String,
+    /// The cgroup hierarchy (`stat -fc %T /sys/fs/cgroup`).
+    pub cgroup: Option<Cgroup>,
     pub systemd: bool,
     /// `systemctl is-active` of each probed unit.
     pub units: BTreeMap<String, String>,
@@ -70,6 +73,10 @@ impl Facts {
     pub fn wrong_arch(&self, cluster: &Cluster) -> Option<String> {
         crate::host::check::wrong_arch(cluster, &self.arch)
     }
+    /// The refusal of a kubelet of release `version` to start on this host's cgroup version.
+    pub fn cgroup_refusal(&self, cluster: &Cluster, version: &str) -> Option<String> {
+        crate::host::check::cgroup_refusal(cluster, self.cgroup, version)
+    }
     /// `port N is already in use by another program` for each port of `role` that is busy.
     pub fn busy_ports(&self, cluster: &Cluster, role: Role) -> Vec<String> {
         role_ports(cluster, role).iter().filter(|p| self.busy.contains(p)).map(|p| format!("port {p} is already in use by another program")).collect()
@@ -87,6 +94,7 @@ fn role_ports(cluster: &Cluster, role: Role) -> Vec<u16> {
 const SCRIPT: &str = r#"
 set -f
 echo "arch=$(uname -m)"
+echo "cgroup=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 command -v systemctl >/dev/null 2>&1 && echo "systemd=1"
 units= ports=
 for a in "$@"; do
@@ -134,6 +142,7 @@ fn parse(answer: &str) -> Facts {
         let v = v.trim().to_string();
         match k {
             "arch" => f.arch = v,
+            "cgroup" => f.cgroup = Cgroup::from_fs_type(&v),
             "systemd" => f.systemd = true,
             "busy" => f.busy.extend(v.parse::<u16>().ok()),
             "found" => drop(f.found.insert(v)),
@@ -169,6 +178,9 @@ mod tests {
         ask.extend(taken6.map(|p| format!("port:{p}")));
         let f = run(&ask);
         assert!(!f.arch.is_empty());
+        let here = std::process::Command::new("stat").args(["-fc", "%T", "/sys/fs/cgroup"]).output().unwrap();
+        assert_eq!(f.cgroup, Cgroup::from_fs_type(&String::from_utf8_lossy(&here.stdout)), "the cgroup version, as stat tells it");
+        assert!(f.cgroup.is_some(), "this machine has a cgroup hierarchy: {f:?}");
         assert!(f.busy.contains(&taken), "{f:?}");
         assert!(!f.busy.contains(&closed), "{f:?}");
         if let Some(p) = taken6 {

@@ -24,6 +24,7 @@ if [ -r /etc/os-release ]; then
 fi
 kv arch "$(uname -m)"
 kv kernel "$(uname -r)"
+kv cgroup_fs "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 if command -v systemctl >/dev/null 2>&1; then kv systemd "$(systemctl --version | awk 'NR==1 {print $2}')"; fi
 kv swap_kb "$(awk '$1 == "SwapTotal:" {print $2}' /proc/meminfo)"
 kv swap_devices "$(awk 'NR > 1' /proc/swaps | wc -l)"
@@ -79,6 +80,8 @@ pub struct Facts {
     pub kernel: String,
     /// systemd's version number; `None` when there is no systemctl.
     pub systemd: Option<u32>,
+    /// The cgroup hierarchy `/sys/fs/cgroup` holds; `None` when it cannot be told.
+    pub cgroup: Option<Cgroup>,
     /// Remote clock minus the operator's, in milliseconds (midpoint of the round trip).
     pub clock_skew_ms: i64,
     /// Half the round trip: how exact `clock_skew_ms` is.
@@ -204,6 +207,7 @@ pub fn parse_facts(text: &str) -> Result<Facts, String> {
         arch: one("arch"),
         kernel: one("kernel"),
         systemd: one("systemd").parse().ok(),
+        cgroup: Cgroup::from_fs_type(&one("cgroup_fs")),
         swap_kb: one("swap_kb").parse().unwrap_or(0),
         swap_devices: one("swap_devices").trim().parse().unwrap_or(0),
         ip_forward: match one("ip_forward").as_str() {
@@ -242,6 +246,62 @@ pub fn wrong_arch(c: &Cluster, arch: &str) -> Option<String> {
         crate::artifacts::Arch::Arm64 => "aarch64",
     };
     (arch != want).then(|| format!("architecture is {arch}, but the cluster installs {} binaries (artifacts.arch)", c.artifacts.arch.as_str()))
+}
+
+/// Which cgroup hierarchy a host runs, from the filesystem type of `/sys/fs/cgroup`
+/// (`stat -fc %T`): `cgroup2fs` is the unified hierarchy (v2); `tmpfs` holds the v1 controllers
+/// (the legacy and the hybrid layouts alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cgroup {
+    V1,
+    V2,
+}
+
+impl Cgroup {
+    pub fn from_fs_type(t: &str) -> Option<Cgroup> {
+        match t.trim() {
+            "cgroup2fs" => Some(Cgroup::V2),
+            "tmpfs" => Some(Cgroup::V1),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cgroup::V1 => "v1",
+            Cgroup::V2 => "v2",
+        }
+    }
+}
+
+/// The first Kubernetes minor release whose kubelet refuses to start on cgroup v1 unless its
+/// configuration sets `failCgroupV1: false`.
+pub const CGROUP_V1_REFUSED_FROM: (u32, u32) = (1, 35);
+
+/// `(major, minor)` of a release tag (`v1.37.2` -> `(1, 37)`).
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut it = version.strip_prefix('v')?.split(['.', '-', '+']);
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// Whether the cluster file's `[kubelet.config]` says `failCgroupV1 = false` (the operator's
+/// knowing choice to run on cgroup v1).
+pub fn allows_cgroup_v1(c: &Cluster) -> bool {
+    matches!(c.kubelet.config.get("failCgroupV1"), Some(toml::Value::Boolean(false)))
+}
+
+/// Why a kubelet of release `version` will not start on a host with `cgroup`: from 1.35 on the
+/// kubelet exits on cgroup v1 unless `failCgroupV1 = false` is set. `None` when it will start (or
+/// the hierarchy could not be told: the kubelet then says itself).
+pub fn cgroup_refusal(c: &Cluster, cgroup: Option<Cgroup>, version: &str) -> Option<String> {
+    let refused = major_minor(version).is_some_and(|v| v >= CGROUP_V1_REFUSED_FROM);
+    (cgroup == Some(Cgroup::V1) && refused && !allows_cgroup_v1(c)).then(|| {
+        format!(
+            "the host runs cgroup v1, and the kubelet of Kubernetes {version} refuses to start on it (from v1.35 on) \
+             (hint: boot the host with the unified hierarchy, systemd.unified_cgroup_hierarchy=1 on the kernel command line, \
+             or set `failCgroupV1 = false` under [kubelet.config] knowingly: cgroup v1 support is deprecated upstream)"
+        )
+    })
 }
 
 /// The TCP ports a host's roles need free, with what uses them and the unit kbin installs for it.
@@ -286,6 +346,11 @@ pub fn evaluate_host(c: &Cluster, h: &Host, f: &Facts) -> Vec<Problem> {
         p.push(problem(n, "swap", Error, format!("swap is on ({} MiB)", f.swap_kb / 1024), "turn swap off (swapoff -a, and remove it from /etc/fstab); the kubelet refuses to start with swap"));
     }
     if node {
+        if let Some(m) = cgroup_refusal(c, f.cgroup, &c.kubernetes_version) {
+            p.push(problem(n, "cgroup", Error, m, "boot it with systemd.unified_cgroup_hierarchy=1, or set failCgroupV1 = false under [kubelet.config]"));
+        } else if f.cgroup.is_none() {
+            p.push(problem(n, "cgroup", Warning, "cannot tell the cgroup version (/sys/fs/cgroup is neither cgroup2fs nor tmpfs)".into(), "the kubelet needs a cgroup hierarchy mounted at /sys/fs/cgroup; cgroup v2 is what current releases want"));
+        }
         for (m, s) in &f.modules {
             if s == "missing" {
                 p.push(problem(n, "kernel-module", Error, format!("kernel module {m} is neither loaded nor loadable"), "install the kernel's extra modules package (e.g. linux-modules-extra-$(uname -r)) or load it on the host machine of a container"));
@@ -371,7 +436,7 @@ mod tests {
     use super::*;
     use crate::host::fake::{FakeHost, ok};
 
-    const SAMPLE: &str = "time_ns=1700000000000000000\nuid=0\nhostname=n1\nos_id=debian\nos_version=12\nos_name=Debian GNU/Linux 12 (bookworm)\narch=x86_64\nkernel=6.1.0-13-amd64\nsystemd=252\nswap_kb=0\nswap_devices=0\nmodule.br_netfilter=loadable\nmodule.overlay=loaded\nip_forward=1\nproduct_uuid=ABCD-1\nmachine_id=m1\nmac=52:54:00:aa:bb:cc eth0\ndisk_kb=10485760 /opt/etcd/bin\nlisten_hex=0016\nlisten_hex=0016\nlisten_hex=2382\nend=1\n";
+    const SAMPLE: &str = "time_ns=1700000000000000000\nuid=0\nhostname=n1\nos_id=debian\nos_version=12\nos_name=Debian GNU/Linux 12 (bookworm)\narch=x86_64\nkernel=6.1.0-13-amd64\ncgroup_fs=cgroup2fs\nsystemd=252\nswap_kb=0\nswap_devices=0\nmodule.br_netfilter=loadable\nmodule.overlay=loaded\nip_forward=1\nproduct_uuid=ABCD-1\nmachine_id=m1\nmac=52:54:00:aa:bb:cc eth0\ndisk_kb=10485760 /opt/etcd/bin\nlisten_hex=0016\nlisten_hex=0016\nlisten_hex=2382\nend=1\n";
 
     fn cluster() -> Cluster {
         let text = r#"
@@ -413,6 +478,32 @@ roles = ["node"]
         let cmds = h.commands();
         assert_eq!(cmds.len(), 1, "one round trip");
         assert_eq!(cmds[0].last().map(String::as_str), Some("/opt/etcd/bin"));
+    }
+
+    #[test]
+    fn a_cgroup_v1_node_is_refused_from_kubernetes_1_35_unless_fail_cgroup_v1_is_off() {
+        let c = cluster();
+        let node = c.hosts.iter().find(|h| h.has(Role::Node)).expect("a node");
+        let mut f = parse_facts(SAMPLE).unwrap();
+        f.sudo = "root".into();
+        assert_eq!(f.cgroup, Some(Cgroup::V2));
+        assert!(!evaluate_host(&c, node, &f).iter().any(|p| p.check == "cgroup"));
+        let v1 = parse_facts(&SAMPLE.replace("cgroup_fs=cgroup2fs", "cgroup_fs=tmpfs")).unwrap();
+        assert_eq!(v1.cgroup, Some(Cgroup::V1));
+        let p: Vec<Problem> = evaluate_host(&c, node, &v1).into_iter().filter(|p| p.check == "cgroup").collect();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].severity == Severity::Error && p[0].message.contains("cgroup v1") && p[0].hint.contains("systemd.unified_cgroup_hierarchy=1") && p[0].hint.contains("failCgroupV1"), "{p:?}");
+        // the releases before 1.35 still start on v1; a knowing `failCgroupV1 = false` too
+        assert_eq!(cgroup_refusal(&c, Some(Cgroup::V1), "v1.34.2"), None);
+        assert!(cgroup_refusal(&c, Some(Cgroup::V1), "v1.35.0").is_some());
+        assert!(cgroup_refusal(&c, Some(Cgroup::V2), "v1.37.2").is_none());
+        assert!(cgroup_refusal(&c, None, "v1.37.2").is_none(), "unknown: the kubelet says itself");
+        let mut allowed = c.clone();
+        allowed.kubelet.config.insert("failCgroupV1".into(), toml::Value::Boolean(false));
+        assert!(cgroup_refusal(&allowed, Some(Cgroup::V1), "v1.37.2").is_none());
+        allowed.kubelet.config.insert("failCgroupV1".into(), toml::Value::Boolean(true));
+        assert!(cgroup_refusal(&allowed, Some(Cgroup::V1), "v1.37.2").is_some(), "true is the default: refused");
+        assert_eq!(Cgroup::from_fs_type("ext4"), None);
     }
 
     #[test]
