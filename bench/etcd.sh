@@ -15,7 +15,8 @@ work=$(mktemp -d)
 trap '"$lab" down >/dev/null 2>&1; rm -rf "$work"' EXIT
 "$lab" down >/dev/null 2>&1 || true
 "$lab" up 3 >/dev/null
-read -r sha _ < <("$lab" mirror 2>/dev/null)
+mirror_out=$("$lab" mirror 2>/dev/null) # read whole: the first line is the default etcd release
+read -r sha _ <<<"$mirror_out"
 cat >"$work/cluster.toml" <<TOML
 [cluster]
 name = "bench"

@@ -400,12 +400,17 @@ pub fn host_files(cluster: &Cluster, host: &Host, templates: &Templates, opts: &
         b.pki(Node, &format!("{}.key", file_of("kubelet")), format!("{}/kubelet.key", l.k8s_ssl), kubelet)?;
         b.pki(Node, &kubeconfig_of("bootstrap"), format!("{}/bootstrap.kubeconfig", l.k8s_cfg), kubelet)?;
         b.pki(Node, &kubeconfig_of("kube-proxy"), format!("{}/kube-proxy.kubeconfig", l.k8s_cfg), proxy)?;
-        b.pki(Node, &kubeconfig_of("flannel"), format!("{}/flannel.kubeconfig", l.k8s_cfg), flannel)?;
+        let flannel_net = cluster.network == crate::config::NetworkPlugin::Flannel;
+        if flannel_net {
+            b.pki(Node, &kubeconfig_of("flannel"), format!("{}/flannel.kubeconfig", l.k8s_cfg), flannel)?;
+        }
         b.yaml_with(Node, "kubelet-config.yaml", format!("{}/kubelet-config.yaml", l.k8s_cfg), kubelet, &cluster.kubelet.config)?;
         b.yaml_with(Node, "kube-proxy-config.yaml", format!("{}/kube-proxy-config.yaml", l.k8s_cfg), proxy, &cluster.kube_proxy.config)?;
-        b.template(Node, "flannel-net-conf.json", format!("{}/flannel-net-conf.json", l.k8s_cfg), 0o644, flannel)?;
-        b.template(Node, "flanneld-pre.sh", format!("{}/flanneld-pre.sh", l.k8s_cfg), 0o755, flannel)?;
-        b.template(Node, "10-flannel.conflist", "/etc/cni/net.d/10-flannel.conflist".into(), 0o644, &[])?;
+        if flannel_net {
+            b.template(Node, "flannel-net-conf.json", format!("{}/flannel-net-conf.json", l.k8s_cfg), 0o644, flannel)?;
+            b.template(Node, "flanneld-pre.sh", format!("{}/flanneld-pre.sh", l.k8s_cfg), 0o755, flannel)?;
+            b.template(Node, "10-flannel.conflist", "/etc/cni/net.d/10-flannel.conflist".into(), 0o644, &[])?;
+        }
         b.merged(Node, "containerd-config.toml", "/etc/containerd/config.toml".into(), &["containerd"], &cluster.containerd.config, true)?;
         // containerd reads hosts.toml at each pull: a change needs no restart
         for r in &cluster.workloads.registries {
@@ -422,7 +427,7 @@ pub fn host_files(cluster: &Cluster, host: &Host, templates: &Templates, opts: &
         }
         b.template(Node, "kbin-k8s-sysctl.conf", "/etc/sysctl.d/99-kubernetes.conf".into(), 0o644, &[])?;
         b.template(Node, "kbin-k8s-modules.conf", "/etc/modules-load.d/kubernetes.conf".into(), 0o644, &[])?;
-        for unit in ["containerd", "flanneld", "kubelet", "kube-proxy"] {
+        for unit in crate::config::node_units(cluster) {
             b.template(Node, &format!("{unit}.service"), format!("{}/{unit}.service", l.units), 0o644, &[unit])?;
         }
     }
@@ -477,7 +482,10 @@ pub fn binaries(cluster: &Cluster, host: &Host) -> Vec<Binary> {
     if host.has(Role::Node) {
         add(Component::Node, "kubelet", "kubelet", format!("{}/kubelet", l.k8s_bin));
         add(Component::Node, "kube-proxy", "kube-proxy", format!("{}/kube-proxy", l.k8s_bin));
-        add(Component::Node, "flanneld", "flanneld", format!("{}/flanneld", l.k8s_bin));
+        let flannel = cluster.network == crate::config::NetworkPlugin::Flannel;
+        if flannel {
+            add(Component::Node, "flanneld", "flanneld", format!("{}/flanneld", l.k8s_bin));
+        }
         for n in ["containerd", "containerd-shim-runc-v2", "ctr"] {
             add(Component::Node, "containerd", n, format!("/usr/local/bin/{n}"));
         }
@@ -486,7 +494,9 @@ pub fn binaries(cluster: &Cluster, host: &Host) -> Vec<Binary> {
         for n in ["bridge", "host-local", "loopback", "portmap"] {
             add(Component::Node, "cni-plugins", n, format!("/opt/cni/bin/{n}"));
         }
-        add(Component::Node, "flannel-cni-plugin", &format!("flannel-{arch}"), "/opt/cni/bin/flannel".into());
+        if flannel {
+            add(Component::Node, "flannel-cni-plugin", &format!("flannel-{arch}"), "/opt/cni/bin/flannel".into());
+        }
     }
     out
 }

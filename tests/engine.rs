@@ -619,7 +619,7 @@ fn a_node_is_prepared_before_its_services_start_and_rolled_back_when_it_does_not
     let node = n1.node(&c, "n1");
     let e = with_ctx(&c, false, |ctx| {
         let items = kbin::deploy::items(ctx, node.host, kbin::render::Component::Node).unwrap();
-        let spec = Spec { items: &items, units: &kbin::deploy::node::UNITS, reload: &[], precheck: Some(("node preparation", kbin::host::Cmd::new(["kbin-prepare"]))), ..Default::default() };
+        let spec = Spec { items: &items, units: &kbin::config::node_units(&c), reload: &[], precheck: Some(("node preparation", kbin::host::Cmd::new(["kbin-prepare"]))), ..Default::default() };
         converge(ctx, &node, "node", &spec, &|_| Err("node n1 has not registered with the apiserver".into())).unwrap_err()
     });
     let cmds: Vec<String> = n1.fake.commands().into_iter().map(|a| a.join(" ")).collect();

@@ -149,6 +149,56 @@ fn ipvs_mode_loads_ipvs_modules() {
 }
 
 #[test]
+fn nftables_mode_is_rendered_for_kube_proxy_and_flannel() {
+    let d = Dir::with_cluster(&SMALL.replace("pod_cidr = \"10.244.0.0/16\"", "pod_cidr = \"10.244.0.0/16\"\nproxy_mode = \"nftables\""));
+    d.kbin(&["pki", "init"]).ok();
+    let out = d.path().join("o");
+    render(&d, "m1", &out);
+    assert!(read(&out, "/opt/kubernetes/cfg/kube-proxy-config.yaml").contains("mode: nftables"));
+    let net: serde_json::Value = serde_json::from_str(&read(&out, "/opt/kubernetes/cfg/flannel-net-conf.json")).unwrap();
+    assert_eq!(net["EnableNFTables"], true, "flannel writes nftables rules beside kube-proxy's");
+    assert!(!read(&out, "/etc/modules-load.d/kubernetes.conf").contains("ip_vs"));
+    // iptables mode keeps flannel on iptables
+    let d = Dir::with_cluster(SMALL);
+    d.kbin(&["pki", "init"]).ok();
+    render(&d, "m1", &d.path().join("o"));
+    let net: serde_json::Value = serde_json::from_str(&read(&d.path().join("o"), "/opt/kubernetes/cfg/flannel-net-conf.json")).unwrap();
+    assert_eq!(net["EnableNFTables"], false);
+}
+
+#[test]
+fn ipvs_mode_is_accepted_with_a_deprecation_warning_and_an_unknown_mode_is_refused() {
+    let d = Dir::with_cluster(&SMALL.replace("pod_cidr = \"10.244.0.0/16\"", "pod_cidr = \"10.244.0.0/16\"\nproxy_mode = \"ipvs\""));
+    let o = d.kbin(&["pki", "init"]).ok();
+    assert!(o.stderr().contains("ipvs mode is deprecated upstream") && o.stderr().contains("nftables"), "{}", o.stderr());
+    let d = Dir::with_cluster(&SMALL.replace("pod_cidr = \"10.244.0.0/16\"", "pod_cidr = \"10.244.0.0/16\"\nproxy_mode = \"userspace\""));
+    let o = d.kbin(&["pki", "init"]).fails_with(3);
+    assert!(o.stderr().contains("unknown kube-proxy mode \"userspace\"") && o.stderr().contains("\"nftables\""), "{}", o.stderr());
+}
+
+#[test]
+fn without_kbins_pod_network_a_node_gets_no_flannel_file_binary_or_unit() {
+    let d = Dir::with_cluster(&format!("{SMALL}\n[network]\nplugin = \"none\"\n"));
+    d.kbin(&["pki", "init"]).ok();
+    let out = d.path().join("o");
+    let list = render(&d, "m1", &out).to_string();
+    for gone in ["flannel", "10-flannel.conflist", "flanneld.service"] {
+        assert!(!list.contains(gone), "{gone} in {list}");
+    }
+    assert!(!out.join("etc/cni/net.d/10-flannel.conflist").exists());
+    assert!(out.join("usr/lib/systemd/system/kubelet.service").exists() && out.join("usr/lib/systemd/system/kube-proxy.service").exists());
+    let c = kbin::config::load(&d.path().join("cluster.toml")).unwrap();
+    assert_eq!(kbin::config::node_units(&c), ["containerd", "kubelet", "kube-proxy"]);
+    let bins: Vec<String> = kbin::render::binaries(&c, c.host("m1").unwrap()).into_iter().map(|b| b.component.to_string()).collect();
+    assert!(!bins.iter().any(|b| b.starts_with("flannel")), "{bins:?}");
+    assert!(bins.iter().any(|b| b == "cni-plugins"), "the standard plugins stay for the user's CNI: {bins:?}");
+    // a misspelled plugin is refused naming the field
+    let bad = Dir::with_cluster(&format!("{SMALL}\n[network]\nplugin = \"calico\"\n"));
+    let o = bad.kbin(&["pki", "init"]).fails_with(3);
+    assert!(o.stderr().contains("network.plugin") && o.stderr().contains("unknown pod network plugin \"calico\""), "{}", o.stderr());
+}
+
+#[test]
 fn flannel_conflist_speaks_a_cni_version_every_flannel_plugin_accepts() {
     // regression: "1.0.0" is refused by the flannel CNI plugin releases before v1.0 (they speak
     // 0.1.0-0.4.0: "incompatible CNI versions"); flannel's own kube-flannel.yml says 0.3.1, which

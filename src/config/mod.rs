@@ -505,6 +505,15 @@ impl NetworkPlugin {
     }
 }
 
+/// The services a node runs, in start order: the runtime before the kubelet; flanneld only when
+/// kbin installs the pod network.
+pub fn node_units(cluster: &Cluster) -> Vec<&'static str> {
+    match cluster.network {
+        NetworkPlugin::Flannel => vec!["containerd", "flanneld", "kubelet", "kube-proxy"],
+        NetworkPlugin::None => vec!["containerd", "kubelet", "kube-proxy"],
+    }
+}
+
 /// A validated cluster file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cluster {

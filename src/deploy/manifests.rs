@@ -85,6 +85,11 @@ impl Applied {
         if run.dry_run {
             return Ok(out);
         }
+        if run.cluster.network == crate::config::NetworkPlugin::None {
+            // no pod starts before the user's CNI runs: applied, reported pending, not waited for
+            run.printer.phase("addons", None, "applied; their pods start once a CNI is applied ([network] plugin = \"none\")");
+            return Ok(out);
+        }
         let addons = Addons::of(run.cluster);
         let waited = crate::engine::wait_for(run.timeout, &run.cancel, || {
             let st = status(&client, &ep, &addons)?;

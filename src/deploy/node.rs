@@ -12,8 +12,6 @@ use crate::kube::nodes::NodeStatus;
 use crate::kube::{Client, Endpoint};
 use crate::render::Component;
 
-/// In start order: the runtime before the kubelet.
-pub const UNITS: [&str; 4] = ["containerd", "flanneld", "kubelet", "kube-proxy"];
 
 /// Kernel modules a node needs loaded now (and at boot, through modules-load.d).
 pub fn modules(cluster: &Cluster) -> Vec<&'static str> {
@@ -216,6 +214,16 @@ pub fn wait_ready(ctx: &engine::Run<'_>, client: &Client, ep: &Endpoint, name: &
     Ok(last.expect("set on success"))
 }
 
+/// Wait until node `name` has registered with the apiserver (its Node object exists).
+fn wait_registered(ctx: &engine::Run<'_>, client: &Client, ep: &Endpoint, name: &str) -> Result<NodeStatus, String> {
+    let mut last = None;
+    engine::wait_every(ctx.timeout, std::time::Duration::from_secs(1), &ctx.cancel, || {
+        last = Some(seen(client, ep, name)?.0.ok_or_else(|| format!("node {name} has not registered with the apiserver"))?);
+        Ok(())
+    })?;
+    Ok(last.expect("set on success"))
+}
+
 /// Install or update the node components on `nodes` (in parallel) and wait until each is Ready
 /// with a fresh heartbeat and kube-proxy is healthy. `masters` are used to ask the apiserver; the
 /// first whose apiserver answers is used.
@@ -286,7 +294,9 @@ pub fn converge_each(ctx: &Ctx<'_>, nodes: &[Node<'_>], control: &ControlPlane<'
         if ctx.dry_run && !missing.is_empty() {
             ctx.printer.phase("dry-run", Some(&n.host.name), &format!("would import {}", missing.join(" ")));
         }
-        if !swap && !fstab_swap && missing.is_empty() && !engine::needs_change(n, &items, &UNITS, &ctx.known)? {
+        let units = crate::config::node_units(ctx.cluster);
+        let cni = ctx.cluster.network == crate::config::NetworkPlugin::Flannel;
+        if !swap && !fstab_swap && missing.is_empty() && !engine::needs_change(n, &items, &units, &ctx.known)? {
             ctx.printer.phase("node", Some(&n.host.name), "up to date, nothing sent");
             return Ok(HostOutcome { host: n.host.name.clone(), part: "node".into(), dry_run: ctx.dry_run, ..Default::default() });
         }
@@ -326,7 +336,9 @@ pub fn converge_each(ctx: &Ctx<'_>, nodes: &[Node<'_>], control: &ControlPlane<'
         // registers with every image in place, so no pod scheduled on it finds one missing
         let after_start: Option<engine::converge::Hook<'_>> = if missing.is_empty() { None } else { Some(("containerd", &import)) };
         let precheck = Some(("node preparation (kernel modules, sysctls)", prepare_cmd(ctx.cluster)));
-        let spec = Spec { items: &items, units: &UNITS, precheck, after_start, before_start: Some(("flanneld", &await_control)), ..Default::default() };
+        // the first unit that needs the apiserver: flanneld, or the kubelet without kbin's CNI
+        let first_api = if cni { "flanneld" } else { "kubelet" };
+        let spec = Spec { items: &items, units: &units, precheck, after_start, before_start: Some((first_api, &await_control)), ..Default::default() };
         let mut o = converge(ctx, n, "node", &spec, &|n| {
             let ep = control.wait(&ctx.cancel)?;
             let before = before.lock().unwrap().clone().unwrap_or(Heartbeat::Lease(None));
@@ -335,6 +347,12 @@ pub fn converge_each(ctx: &Ctx<'_>, nodes: &[Node<'_>], control: &ControlPlane<'
                 import(n)?;
             }
             cri_serves(ctx, n)?;
+            if !cni {
+                // no pod network from kbin: the node registers and stays NotReady until one is applied
+                let s = wait_registered(ctx, &client, ep, &n.host.name)?;
+                ctx.printer.phase("node", Some(&n.host.name), &format!("registered ({}): NotReady until a CNI is applied ([network] plugin = \"none\")", s.ready_reason.unwrap_or_else(|| "no Ready condition yet".into())));
+                return Ok(());
+            }
             let s = wait_ready(ctx, &client, ep, &n.host.name, before.clone())?;
             // the kubelet that posts status runs the release it is switched to (nodeInfo follows a restart)
             if let Some(kv) = super::release_of(ctx.cluster, n, "kubelet")? {

@@ -38,7 +38,7 @@ pub struct HostStatus {
 }
 
 /// The services a host's roles run, in start order.
-pub fn units_of(h: &Host) -> Vec<&'static str> {
+pub fn units_of(cluster: &Cluster, h: &Host) -> Vec<&'static str> {
     let mut u = Vec::new();
     if h.has(Role::Etcd) {
         u.push("etcd");
@@ -47,7 +47,7 @@ pub fn units_of(h: &Host) -> Vec<&'static str> {
         u.extend(super::master::UNITS);
     }
     if h.has(Role::Node) {
-        u.extend(super::node::UNITS);
+        u.extend(crate::config::node_units(cluster));
     }
     if h.has(Role::Lb) {
         u.extend(super::lb::UNITS);
@@ -91,7 +91,7 @@ pub fn hosts<'c>(cluster: &'c Cluster, conns: &[(&'c Host, Result<Node<'c>, Stri
         }
         let mut seen = std::collections::BTreeSet::new();
         let bins: Vec<String> = crate::render::binaries(cluster, h).into_iter().filter(|b| !["ctr", "containerd-shim-runc-v2", "etcdctl"].contains(&b.name.as_str()) && b.component != "cni-plugins" && b.component != "flannel-cni-plugin").map(|b| b.path).filter(|p| seen.insert(p.clone())).collect();
-        let f = crate::engine::facts::gather(n, &Probe::default().ask("unit", &units_of(h)).ask("bin", &bins))?;
+        let f = crate::engine::facts::gather(n, &Probe::default().ask("unit", &units_of(cluster, h)).ask("bin", &bins))?;
         s.cgroup = f.cgroup;
         if h.has(Role::Node) {
             s.cgroup_problem = f.cgroup_refusal(cluster, &cluster.kubernetes_version);

@@ -390,7 +390,7 @@ fn nodes_step(ctx: &Ctx<'_>, client: &Client, ep: &Endpoint, workers: &[Node<'_>
     let plans = super::plans(ctx, workers, Component::Node)?;
     let mut todo = Vec::new();
     for (n, items) in workers.iter().zip(&plans) {
-        if engine::needs_change(n, items, &super::node::UNITS, &ctx.known)? {
+        if engine::needs_change(n, items, &crate::config::node_units(ctx.cluster), &ctx.known)? {
             todo.push(n.clone());
         } else {
             ctx.printer.phase("node", Some(&n.host.name), "up to date, nothing sent");

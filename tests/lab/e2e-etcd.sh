@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end: kbin etcd on real lab hosts (systemd, sshd, the upstream etcd v3.5.1 build served
+# End-to-end: kbin etcd on real lab hosts (systemd, sshd, etcd v3.6.17 built from its Go modules served
 # from the lab mirror). Each check prints "ok - ..." or "FAIL - ..."; the last line counts them.
 # usage: tests/lab/e2e-etcd.sh [path/to/kbin]   (default: target/release/kbin, built if missing)
 set -uo pipefail
@@ -29,13 +29,14 @@ k() { "$lab" op -- env KBIN_CACHE_DIR="$work/cache" NO_COLOR=1 "$kbin" -c "$work
 
 "$lab" down >/dev/null 2>&1 || true
 "$lab" up 4 >/dev/null || { fail "lab up 4"; exit 1; }
-read -r etcd_sha _ < <("$lab" mirror 2>/dev/null)
+mirror_out=$("$lab" mirror 2>/dev/null) # read whole: the first line is the default etcd release
+read -r etcd_sha _ <<<"$mirror_out"
 mirror=$("$lab" mirror url)
 
 cat >"$work/cluster.toml" <<TOML
 [cluster]
 name = "e2e"
-etcd_version = "v3.5.1"
+etcd_version = "v3.6.17"
 
 [ssh]
 key = "$KBIN_LAB_DIR/ssh/id_ed25519"
@@ -62,7 +63,7 @@ TOML
 cp "$KBIN_LAB_DIR/ssh/known_hosts" "$work/known_hosts"
 
 # --- fresh hosts to a healthy cluster -------------------------------------------------------------
-k pin etcd v3.5.1 "$etcd_sha" 2>/dev/null
+k pin etcd v3.6.17 "$etcd_sha" 2>/dev/null
 k download etcd >/dev/null 2>&1 # warm the cache: the benchmark below measures the deploy itself
 t0=$(ms)
 k -q pki init && k etcd deploy --json >"$work/deploy1.json" 2>"$work/deploy1.err"
