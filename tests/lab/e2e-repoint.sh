@@ -83,9 +83,9 @@ cat >"$work/cluster.toml" <<TOML
 # grown from one master
 [cluster]
 name = "grown"
-kubernetes_version = "v1.34.2"
-etcd_version = "v3.5.1"
-flannel_version = "v0.27.4"
+kubernetes_version = "v1.37.2"
+etcd_version = "v3.6.17"
+flannel_version = "v0.28.11"
 
 [apiserver]
 port = 6443
@@ -111,6 +111,9 @@ conntrack = { maxPerCore = 0 }
 # eviction thresholds (imagefs 15 %, nodefs 10 % free) would taint every node with disk-pressure
 # whenever the machine's disk is busy. Kept low, as kind does; a VM keeps the defaults.
 [kubelet.config]
+# the lab's hosts run cgroup v1 (the machine's memory controller is held by v1 hierarchies, see
+# tests/lab/README.md): the kubelet of 1.35 and later starts there only with this, said knowingly
+failCgroupV1 = false
 evictionHard = { "nodefs.available" = "1%", "imagefs.available" = "1%", "nodefs.inodesFree" = "1%" }
 
 # this scenario is about moving nodes; the add-ons (and their images) are e2e-workloads.sh's
@@ -147,15 +150,15 @@ token=$(cat "$work/pki/bootstrap-token")
 
 set -e
 cd /tmp
-curl -fsS "$MIRROR/kubernetes-server/v1.34.2/kubernetes-server-linux-amd64.tar.gz" | tar -xz kubernetes/server/bin/kube-proxy
-curl -fsS -o kubelet "$MIRROR/kubelet/v1.34.2/kubelet"
+curl -fsS "$MIRROR/kubernetes-server/v1.37.2/kubernetes-server-linux-amd64.tar.gz" | tar -xz kubernetes/server/bin/kube-proxy
+curl -fsS -o kubelet "$MIRROR/kubelet/v1.37.2/kubelet"
 install -m 755 kubelet kubernetes/server/bin/kube-proxy /opt/kubernetes/bin/
 # the container runtime and the CNI plugins, the way the install guides do it
-curl -fsS "$MIRROR/containerd/v2.1.5/containerd-2.1.5-linux-amd64.tar.gz" | tar -xz -C /usr/local
-curl -fsS -o /usr/local/sbin/runc "$MIRROR/runc/v1.3.3/runc.amd64" && chmod 755 /usr/local/sbin/runc
+curl -fsS "$MIRROR/containerd/v2.3.7/containerd-2.3.7-linux-amd64.tar.gz" | tar -xz -C /usr/local
+curl -fsS -o /usr/local/sbin/runc "$MIRROR/runc/v1.5.3/runc.amd64" && chmod 755 /usr/local/sbin/runc
 mkdir -p /opt/cni/bin /etc/cni/net.d /etc/containerd
-curl -fsS "$MIRROR/cni-plugins/v1.8.0/cni-plugins-linux-amd64-v1.8.0.tgz" | tar -xz -C /opt/cni/bin
-curl -fsS "$MIRROR/flannel-cni-plugin/v1.8.0-flannel1/cni-plugin-flannel-linux-amd64-v1.8.0.tgz" | tar -xz -C /opt/cni/bin
+curl -fsS "$MIRROR/cni-plugins/v1.10.0/cni-plugins-linux-amd64-v1.10.0.tgz" | tar -xz -C /opt/cni/bin
+curl -fsS "$MIRROR/flannel-cni-plugin/v1.9.1-flannel1/cni-plugin-flannel-linux-amd64-v1.9.1.tgz" | tar -xz -C /opt/cni/bin
 mv /opt/cni/bin/flannel-amd64 /opt/cni/bin/flannel
 cat >/etc/cni/net.d/10-flannel.conflist <<EOF
 {"name": "cbr0", "cniVersion": "0.3.1", "plugins": [{"type": "flannel", "delegate": {"hairpinMode": true, "isDefaultGateway": true}}, {"type": "portmap", "capabilities": {"portMappings": true}}]}
@@ -237,6 +240,7 @@ authentication:
     clientCAFile: /opt/kubernetes/ssl/ca.pem
 authorization:
   mode: Webhook
+failCgroupV1: false
 EOF
 cat >/opt/kubernetes/cfg/kube-proxy-config.yml <<EOF
 kind: KubeProxyConfiguration
