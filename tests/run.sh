@@ -23,7 +23,14 @@ cargo test --locked --all-targets --no-fail-fast
 echo "== fuzzing (${KBIN_FUZZ_SECONDS:-30} s per target)"
 FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-/var/cache/kbin-fuzz/target} fuzz/run.sh "${KBIN_FUZZ_SECONDS:-30}"
 
-if [ -x tests/lab/e2e.sh ]; then
-  echo "== end-to-end tests in the lab"
-  tests/lab/e2e.sh
-fi
+# the lab suites' harness first: a suite that stops halfway must fail, not pass on what it counted
+echo "== lab harness self-test"
+bash tests/lab/harness-test.sh
+
+# the lab is part of the suite: a checkout whose lab scripts lost their executable bit fails here
+# instead of skipping the end-to-end tests
+for s in tests/lab/e2e.sh tests/lab/lab tests/lab/smoke.sh tests/lab/e2e-*.sh tests/upstream/build.sh tests/upstream/images.sh; do
+  [ -x "$s" ] || { echo "run.sh: $s is not executable: the end-to-end tests cannot run" >&2; echo "hint: git checkout -- $s (its mode is 755 in the repository)" >&2; exit 1; }
+done
+echo "== end-to-end tests in the lab"
+tests/lab/e2e.sh

@@ -11,15 +11,12 @@ kbin=${1:-$repo/target/release/kbin}
 export KBIN_LAB_DIR=${KBIN_LAB_DIR_E2E:-/tmp/kbin-lab-e2e-etcd}
 lab=$here/lab
 work=$(mktemp -d /tmp/kbin-e2e-etcd.XXXXXX)
-passed=0 failed=0
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+# shellcheck source=tests/lab/harness.sh
+. "$here/harness.sh"
 finish() {
   "$lab" down >/dev/null 2>&1 || true
   [[ -n ${KEEP:-} ]] || rm -rf "$work"
-  echo "e2e-etcd: $passed passed, $failed failed"
-  [[ $failed -eq 0 && $passed -gt 0 ]]
+  suite_verdict e2e-etcd
 }
 trap 'finish; exit $?' EXIT
 
@@ -83,10 +80,16 @@ check "etcdctl with kbin's client cert reads it back" test "$(etcdctl "${with_kb
 mkdir -p "$work/other" && sed 's/name = "e2e"/name = "other"/' "$work/cluster.toml" >"$work/other/cluster.toml"
 "$kbin" -q -c "$work/other/cluster.toml" pki init
 foreign=(--endpoints=https://10.213.0.11:2379 --cacert "$pki/etcd/ca.crt" --cert "$work/other/pki/etcd/healthcheck-client.crt" --key "$work/other/pki/etcd/healthcheck-client.key")
-! etcdctl "${foreign[@]}" get /e2e/hello >/dev/null 2>&1
-check "a client cert from another CA is refused" test $? -eq 0
-! etcdctl --endpoints=https://10.213.0.11:2379 --cacert "$pki/etcd/ca.crt" get /e2e/hello >/dev/null 2>&1
-check "a client without a cert is refused" test $? -eq 0
+# each refusal must be the TLS handshake's (the files exist, the server is up: the same etcdctl
+# with kbin's certificate reads above), not any error at all
+refused_tls() { # OUT-FILE, then etcdctl arguments
+  local out=$1; shift
+  etcdctl "$@" get /e2e/hello >"$out" 2>&1 && { echo "etcdctl succeeded" >&2; return 1; }
+  grep -qE 'certificate|tls: |x509|handshake' "$out" || { echo "not a TLS refusal: $(head -c 400 "$out")" >&2; return 1; }
+}
+check "the other CA's client certificate and key exist (so a refusal is the server's)" test -s "$work/other/pki/etcd/healthcheck-client.crt" -a -s "$work/other/pki/etcd/healthcheck-client.key"
+check "a client cert from another CA is refused in the TLS handshake" refused_tls "$work/foreign.out" "${foreign[@]}"
+check "a client without a cert is refused in the TLS handshake" refused_tls "$work/nocert.out" --endpoints=https://10.213.0.11:2379 --cacert "$pki/etcd/ca.crt"
 
 # --- an unchanged re-run changes nothing ------------------------------------------------------------
 since=$("$lab" exec h2 -- systemctl show etcd -p ActiveEnterTimestampMonotonic --value)
@@ -97,11 +100,12 @@ check "re-run sends 0 bytes and restarts nothing ($t_rerun ms)" python3 -c "impo
 check "re-run did not restart etcd on h2" test "$("$lab" exec h2 -- systemctl show etcd -p ActiveEnterTimestampMonotonic --value)" = "$since"
 
 # --- a changed cert restarts only the member it touches ---------------------------------------------
+h2_cert_before=$("$lab" exec h2 -- sha256sum /opt/etcd/ssl/server.crt | cut -d' ' -f1)
 "$kbin" -q -c "$work/cluster.toml" pki renew etcd-server/h2
 k etcd deploy --dry-run >"$work/dry.out" 2>&1
 grep -q '\[dry-run\] h2: would replace /opt/etcd/ssl/server.crt' "$work/dry.out" && grep -q '\[dry-run\] h2: 1 files would change; would restart etcd' "$work/dry.out" && grep -q '\[dry-run\] h1: 0 files would change; no restart' "$work/dry.out"
 check "--dry-run names the file and the restart, on h2 only" test $? -eq 0
-check "--dry-run changed nothing on h2" test "$("$lab" exec h2 -- sha256sum /opt/etcd/ssl/server.crt | cut -d' ' -f1)" != "$(sha256sum "$pki/hosts/h2/etcd-server.crt" | cut -d' ' -f1)"
+check "--dry-run changed nothing on h2 (its server.crt as before the dry run)" bash -c "[ -n '$h2_cert_before' ] && [ \"\$(\"$lab\" exec h2 -- sha256sum /opt/etcd/ssl/server.crt | cut -d' ' -f1)\" = '$h2_cert_before' ]"
 h1_since=$("$lab" exec h1 -- systemctl show etcd -p ActiveEnterTimestampMonotonic --value)
 k etcd deploy --json >"$work/deploy3.json" 2>/dev/null
 check "a renewed cert restarts only h2" python3 -c "import json,sys; r=json.load(open('$work/deploy3.json')); sys.exit(0 if r['restarted']==['h2'] and all(m['healthy'] for m in r['members']) else 1)"
@@ -123,8 +127,10 @@ check "deploy with h3 unreachable is refused (exit 2)" test $rc -eq 2
 check "the refusal names h3" grep -q '\[connect\] h3:' "$work/refused.out"
 check "nothing changed on h1" test "$("$lab" exec h1 -- sha256sum /opt/etcd/ssl/server.crt)" = "$before"
 "$lab" up h3 >/dev/null
-k etcd deploy >/dev/null 2>&1
-check "h3 back: deploy converges again" k etcd status
+k etcd deploy >"$work/back.out" 2>&1
+rc=$?
+k etcd status --json >"$work/back.json" 2>/dev/null
+check "h3 back: deploy converges again (exit 0, 3 of 3 healthy, h3 a member)" bash -c "[ $rc -eq 0 ] && python3 -c \"import json,sys; s=json.load(open('$work/back.json')); m={x['name']:x for x in s['members']}; sys.exit(0 if s['healthy']==3 and len(m)==3 and m['h3']['healthy'] and m['h3'].get('id') else 1)\""
 
 # --- grow and shrink --------------------------------------------------------------------------------------
 printf '\n[[hosts]]\nname = "h4"\naddress = "10.213.0.14"\nroles = ["etcd"]\n' >>"$work/cluster.toml"
@@ -168,10 +174,12 @@ check "etcd defrag exits 0: every member, followers first, the leader last, each
 
 # --- backup ---------------------------------------------------------------------------------------------------
 k etcd backup --out "$work/snap.db" --json >"$work/backup.json" 2>"$work/backup.err"
-check "backup exits 0 and verifies" grep -q 'snapshot verified' "$work/backup.err"
+rc=$?
+check "backup exits 0 and says the snapshot verified" bash -c "[ $rc -eq 0 ] && grep -q 'snapshot verified' '$work/backup.err'"
 check "... its JSON names the file and its digest" python3 -c "import json,sys,hashlib; d=json.load(open('$work/backup.json')); sys.exit(0 if d['path']=='$work/snap.db' and d['sha256']==hashlib.sha256(open('$work/snap.db','rb').read()).hexdigest() else 1)"
-check "the snapshot is valid for etcdctl" "$work/bin/etcd/etcdctl" snapshot status "$work/snap.db"
+check "the snapshot is valid for etcdutl (snapshot status: etcd 3.6 took it out of etcdctl)" "$work/bin/etcd/etcdutl" snapshot status "$work/snap.db"
 check "the snapshot is private (0600)" test "$(stat -c %a "$work/snap.db")" = 600
 
 echo "timings: fresh=${t_fresh}ms rerun=${t_rerun}ms" >&2
 echo "$t_fresh $t_rerun" >"${KBIN_E2E_TIMINGS:-/dev/null}"
+suite_end

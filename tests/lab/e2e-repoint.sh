@@ -20,15 +20,12 @@ kbin=${1:-$repo/target/release/kbin}
 export KBIN_LAB_DIR=${KBIN_LAB_DIR_E2E_REPOINT:-/tmp/kbin-lab-e2e-repoint}
 lab=$here/lab
 work=$(mktemp -d /tmp/kbin-e2e-repoint.XXXXXX)
-passed=0 failed=0
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+# shellcheck source=tests/lab/harness.sh
+. "$here/harness.sh"
 finish() {
   "$lab" down >/dev/null 2>&1 || true
   [[ -n ${KEEP:-} ]] || rm -rf "$work"
-  echo "e2e-repoint: $passed passed, $failed failed"
-  [[ $failed -eq 0 && $passed -gt 0 ]]
+  suite_verdict e2e-repoint
 }
 trap 'finish; exit $?' EXIT
 
@@ -374,3 +371,4 @@ check "nodes stay Ready and heartbeating through the VIP (now on h7)" ready_beat
 "$lab" exec h1 -- systemctl stop kube-apiserver
 check "master1's apiserver stopped: nodes stay Ready and heartbeating through master2" ready_beating https://10.213.0.14:6443 3
 echo "bench: repoint of the last 2 nodes (batch 1): ${t_rest} ms"
+suite_end
