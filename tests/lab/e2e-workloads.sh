@@ -23,15 +23,12 @@ kbin=${1:-$repo/target/release/kbin}
 export KBIN_LAB_DIR=${KBIN_LAB_DIR_E2E_WORKLOADS:-/tmp/kbin-lab-e2e-workloads}
 lab=$here/lab
 work=$(mktemp -d /tmp/kbin-e2e-workloads.XXXXXX)
-passed=0 failed=0
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+# shellcheck source=tests/lab/harness.sh
+. "$here/harness.sh"
 finish() {
   "$lab" down >/dev/null 2>&1 || true
   [[ -n ${KEEP:-} ]] || rm -rf "$work"
-  echo "e2e-workloads: $passed passed, $failed failed"
-  [[ $failed -eq 0 && $passed -gt 0 ]]
+  suite_verdict e2e-workloads
 }
 trap 'finish; exit $?' EXIT
 
@@ -221,20 +218,31 @@ check "... metrics-server serves kbin's certificate, checked against the CA (caB
 # the check is real: with another CA in the caBundle the apiservers refuse what metrics-server serves
 ca_bundle() { kc patch apiservice v1beta1.metrics.k8s.io --type merge -p "{\"spec\":{\"caBundle\":\"$(base64 -w0 "$1")\"}}" >/dev/null; }
 metrics_api() { kc get --raw /apis/metrics.k8s.io/v1beta1/nodes >/dev/null 2>&1; }
-metrics_refused() { ! metrics_api; }
+# refused: the APIService is Available=False and says why is the certificate (x509 / unknown
+# authority), not a timeout or metrics-server being down; held 5 polls in a row (1 s apart)
+metrics_refused_x509() {
+  local st msg
+  st=$(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null)
+  msg=$(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].message}' 2>/dev/null)
+  [[ $st == False && $msg =~ x509|unknown\ authority|certificate\ signed\ by ]] || return 1
+  ! metrics_api
+}
+held() { local i; for i in 1 2 3 4 5; do "$@" || return 1; sleep 1; done; }
+refused_and_held() { retry 60 metrics_refused_x509 && held metrics_refused_x509; }
 ca_bundle "$work/pki/front-proxy-ca.crt"
-check "... with another CA in the APIService's caBundle, the apiservers refuse metrics-server" retry 60 metrics_refused
+check "... the patch took: the APIService's caBundle is the front-proxy CA" bash -c "[ \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.spec.caBundle}' | base64 -d)\" = \"\$(cat '$work/pki/front-proxy-ca.crt')\" ]"
+check "... with another CA in the APIService's caBundle, the apiservers refuse metrics-server: Available=False for an x509 reason, held 5 polls" refused_and_held
 ca_bundle "$work/pki/ca.crt"
 check "... and with the cluster CA back, the metrics API answers again" retry 90 metrics_api
 
 # --- a backend pod deleted: replaced, and the Service keeps answering ------------------------------
 victim=$(kc get pods -l app=web -o jsonpath='{.items[0].metadata.name}' 2>/dev/null)
-kc exec client -- sh -c 'ok=0; bad=0; for i in $(seq 40); do if timeout 3 wget -q -O /tmp/p http://web/ || timeout 3 wget -q -O /tmp/p http://web/; then ok=$((ok+1)); else bad=$((bad+1)); fi; sleep 0.25; done; echo "$ok $bad"' >"$work/loop.out" 2>&1 &
+kc exec client -- sh -c 'ok=0; bad=0; for i in $(seq 40); do if timeout 3 wget -q -O /tmp/p http://web/; then ok=$((ok+1)); else bad=$((bad+1)); fi; sleep 0.25; done; echo "$ok $bad"' >"$work/loop.out" 2>&1 &
 loop=$!
 sleep 2
 kc delete pod "$victim" --wait=false >/dev/null 2>&1
 wait $loop
-check "backend $victim deleted: the Service kept answering (40 requests: $(cat "$work/loop.out"))" bash -c "[ \"\$(cat '$work/loop.out')\" = '40 0' ]"
+check "backend $victim deleted: the Service answered every one of 40 requests at the first attempt ($(cat "$work/loop.out"))" bash -c "[ \"\$(cat '$work/loop.out')\" = '40 0' ]"
 replaced() { rolled_out && ! kc get pod "$victim" >/dev/null 2>&1; }
 check "... and the Deployment replaced it (2 ready again)" retry 30 replaced
 kc get pods -A -o json >"$work/pods.json" 2>/dev/null
@@ -270,8 +278,14 @@ victim_node=$(kc get pods -l app=web -o jsonpath='{.items[0].spec.nodeName}' 2>/
 k node remove "$victim_node" --json >"$work/nremove.json" 2>"$work/nremove.err"
 rc=$?
 check "node remove $victim_node (running a web pod) exits 0" test $rc -eq 0
-check "... its Node is deleted and no pod but DaemonSets' is left on it" bash -c "! \"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get node '$victim_node' >/dev/null 2>&1"
-check "... kubelet, kube-proxy, flanneld, containerd stopped and disabled; flannel.1 and cni0 gone" bash -c "for u in kubelet kube-proxy flanneld containerd; do \"$lab\" exec '$victim_node' -- systemctl is-active -q \$u && exit 1; done; ! \"$lab\" exec '$victim_node' -- ip link show flannel.1 >/dev/null 2>&1 && ! \"$lab\" exec '$victim_node' -- ip link show cni0 >/dev/null 2>&1"
+no_pods_left() { # the API binds no pod to the node any more
+  local bound
+  bound=$(kc get pods -A --field-selector "spec.nodeName=$victim_node" -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name} {end}' 2>&1) || { echo "cannot list pods: $bound" >&2; return 1; }
+  [[ -z $bound ]] || { echo "pods still bound to $victim_node: $bound" >&2; return 1; }
+}
+check "... its Node is deleted" bash -c "! \"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get node '$victim_node' >/dev/null 2>&1"
+check "... the API binds no pod to it any more (its web pod was evicted and replaced)" retry 30 no_pods_left
+check "... kubelet, kube-proxy, flanneld, containerd stopped and disabled; flannel.1 and cni0 gone" bash -c "for u in kubelet kube-proxy flanneld containerd; do \"$lab\" exec '$victim_node' -- systemctl is-active -q \$u && exit 1; [ \"\$(\"$lab\" exec '$victim_node' -- systemctl is-enabled \$u 2>/dev/null)\" = enabled ] && exit 1; done; ! \"$lab\" exec '$victim_node' -- ip link show flannel.1 >/dev/null 2>&1 && ! \"$lab\" exec '$victim_node' -- ip link show cni0 >/dev/null 2>&1"
 check "... the cluster file lost it" bash -c "! grep -q 'name = \"$victim_node\"' '$work/cluster.toml'"
 check "... web rolled onto the other nodes and still answers" retry 60 bash -c "$(declare -f kc kc_admin rolled_out); lab='$lab' kubectl='$kubectl' work='$work'; rolled_out && \"$lab\" op -- curl -sS --max-time 3 http://$([[ $victim_node == h2 ]] && echo 10.213.0.13 || echo 10.213.0.12):30080/ | grep -q '^hello from web-'"
 
@@ -292,10 +306,14 @@ key2=$(sed -n 's/^ *- name: \(key-.*\)$/\1/p' "$work/pki/encryption-config.yaml"
 check "pki rotate-encryption-key exits 0 through its three stages; one key left, a new one" bash -c "[ $rc -eq 0 ] && [ \"\$(grep -c '^ *- name: key-' '$work/pki/encryption-config.yaml')\" -eq 1 ] && [ '$key2' != '$key1' ] && grep -q '3/3' '$work/rotate.err'"
 [[ $rc -eq 0 ]] || tail -n 30 "$work/rotate.err"
 all_new() {
-  local k
-  for k in $(kc get secrets -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{" "}{end}' 2>/dev/null); do
+  local k list
+  list=$(kc get secrets -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{" "}{end}' 2>/dev/null)
+  # the list is what it should be: s1 and the bootstrap token's Secret at least
+  [[ " $list " == *" default/s1 "* && " $list " == *" kube-system/bootstrap-token-"* ]] || { echo "the Secret list is not the cluster's: '$list'" >&2; return 1; }
+  for k in $list; do
     stored_under "$k" "$key2" || { echo "$k is not under $key2" >&2; return 1; }
   done
 }
-check "after the rotation every Secret in etcd is stored under the new key" all_new
+check "after the rotation every Secret in etcd (s1 and the bootstrap token's among them) is stored under the new key" all_new
 check "... and s1 still reads back" bash -c "[ \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get secret s1 -o jsonpath='{.data.password}' | base64 -d)\" = kbin-plain-text-canary ]"
+suite_end
