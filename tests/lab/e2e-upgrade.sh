@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# End-to-end: day two on the real components (issue 16): `kbin upgrade` v1.34.2 -> v1.34.3 (both
-# built from k8s.io/kubernetes by tests/upstream/build.sh), `kbin upgrade --rollback`, the skew
-# refusal, and `kbin etcd restore`.
+# End-to-end: day two on the real components (issues 16, 27): `kbin upgrade` of etcd v3.5.36 ->
+# v3.6.17, then of Kubernetes v1.36.3 -> v1.37.2 (all built from their Go modules by
+# tests/upstream/build.sh), `kbin upgrade --rollback`, the skew refusal, and `kbin etcd restore`.
 #
-# Scenario: `up` of two masters, three nodes (etcd on h1 h2 h3) and an LB host with the VIP; a web
-# Deployment (three busybox httpd replicas, one per node, a PodDisruptionBudget) behind a NodePort
-# Service; a client loop from the operator over the three NodePorts runs during every upgrade ->
-# upgrade --dry-run changes nothing -> a kubelet made to fail on the new release (an ExecStartPre
-# drop-in on h3, the first node) is switched back at once: exit 1 naming h3, h4 and h5 untouched
-# -> the drop-in removed, upgrade completes: every component reports v1.34.3, the v1.34.2 binaries
-# are still on the hosts, >= 99 % of the client's requests succeeded -> upgrade --rollback: every
-# host back on v1.34.2, the cluster file too, >= 99 % again -> an upgrade that skips a minor
-# release is refused (exit 2), nothing changed -> pki renew + up (the renewal rollout) -> etcd
-# restore of a snapshot taken with `etcd backup`: a namespace created after it is gone, every node
+# Scenario: `up` of two masters, three nodes (etcd on h1 h2 h3) and an LB host with the VIP, on
+# v1.36.3 and etcd v3.5.36; a web Deployment (three busybox httpd replicas, one per node, a
+# PodDisruptionBudget) behind a NodePort Service; an in-cluster API client on every node (a
+# DaemonSet); during each upgrade step a loop over the NodePorts and a loop through the VIP run ->
+# etcd to v3.6.17 (a snapshot, each member's v2store checked, one member at a time): every request
+# through the VIP and of the in-cluster client succeeds -> upgrade --dry-run changes nothing -> a
+# kubelet made to fail on the new release (an ExecStartPre drop-in on h3, the first node) is
+# switched back at once: exit 1 naming h3, h4 and h5 untouched -> the drop-in removed, upgrade
+# completes: every component reports v1.37.2, the v1.36.3 binaries are still on the hosts, every
+# request through the VIP and of the in-cluster client succeeded, >= 99 % of the NodePort loop's
+# -> upgrade --rollback: every host back on v1.36.3, the cluster file too, etcd left on v3.6.17,
+# the same client checks -> an upgrade that skips a minor release is refused (exit 2), nothing
+# changed -> pki renew + up (the renewal rollout) -> the CA rotations -> etcd restore (etcdutl, on
+# etcd 3.6) of a snapshot taken with `etcd backup`: a namespace created after it is gone, every node
 # Ready, status clean -> master remove of a master and etcd member behind the VIP.
 # Each check prints "ok - ..." or "FAIL - ..."; the last line counts them; `bench:` lines carry
 # the figures BENCHMARKS.md quotes.
@@ -26,16 +30,13 @@ kbin=${1:-$repo/target/release/kbin}
 export KBIN_LAB_DIR=${KBIN_LAB_DIR_E2E_UPGRADE:-/tmp/kbin-lab-e2e-upgrade}
 lab=$here/lab
 work=$(mktemp -d /tmp/kbin-e2e-upgrade.XXXXXX)
-passed=0 failed=0
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+# shellcheck source=tests/lab/harness.sh
+. "$here/harness.sh"
 finish() {
   loop_stop
   "$lab" down >/dev/null 2>&1 || true
   [[ -n ${KEEP:-} ]] || rm -rf "$work"
-  echo "e2e-upgrade: $passed passed, $failed failed"
-  [[ $failed -eq 0 && $passed -gt 0 ]]
+  suite_verdict e2e-upgrade
 }
 trap 'finish; exit $?' EXIT
 
@@ -48,31 +49,36 @@ vip=10.213.0.100
 nodes=(h3 h4 h5)
 
 # The client: GETs from the operator's side, round robin over the three NodePorts, one line per
-# request (200 or the failure) into $work/loop.<name>, until loop_stop.
-loop_pid=""
+# request (200 or the failure) into $work/loop.<name>, until loop_stop. Several loops may run at
+# once (the NodePort loop beside the VIP loop); loop_stop ends them all.
+loop_pids=() loop_names=()
 loop_start() {
   : >"$work/loop.$1"
   "$lab" op -- bash -c 'while [ ! -e "$1.stop" ]; do for ip in 10.213.0.13 10.213.0.14 10.213.0.15; do
       c=$(curl -s -o /dev/null -w "%{http_code}" --max-time 2 "http://$ip:30080/"); echo "$c $ip $(date +%s.%N)" >>"$1"; sleep 0.05; done; done' \
     loop "$work/loop.$1" &
-  loop_pid=$!
-  loop_name=$1
+  loop_pids+=($!)
+  loop_names+=("$1")
 }
-# The same through the VIP: the apiserver's /readyz with the super-admin certificate.
+# The same through the VIP: the apiserver's /readyz with the super-admin certificate, each
+# request once (no retry), on a new connection.
 vip_loop_start() {
   : >"$work/loop.$1"
   "$lab" op -- bash -c 'while [ ! -e "$1.stop" ]; do
-      c=$(curl -s -o /dev/null -w "%{http_code}" --max-time 2 --cacert "$2/ca.crt" --cert "$2/super-admin.crt" --key "$2/super-admin.key" "https://$3:6443/readyz"); echo "$c $(date +%s%3N)" >>"$1"; sleep 0.1; done' \
+      c=$(curl -s -o "$1.body" -w "%{http_code}" --max-time 2 --cacert "$2/ca.crt" --cert "$2/super-admin.crt" --key "$2/super-admin.key" "https://$3:6443/readyz?verbose"); echo "$c $(date +%s%3N)" >>"$1"
+      # what a failed answer said (which readiness check failed), for the log
+      [ "$c" = 200 ] || { echo "$c $(date +%s%3N): $(grep -v "^\[+\]" "$1.body" 2>/dev/null | tr "\n" " " | head -c 300)" >>"$1.failed"; }
+      sleep 0.1; done' \
     loop "$work/loop.$1" "$work/pki" "$vip" &
-  loop_pid=$!
-  loop_name=$1
+  loop_pids+=($!)
+  loop_names+=("$1")
 }
 loop_stop() {
-  [[ -n $loop_pid ]] || return 0
-  touch "$work/loop.$loop_name.stop"
-  wait "$loop_pid" 2>/dev/null
-  rm -f "$work/loop.$loop_name.stop"
-  loop_pid=""
+  local n p
+  for n in "${loop_names[@]}"; do touch "$work/loop.$n.stop"; done
+  for p in "${loop_pids[@]}"; do wait "$p" 2>/dev/null; done
+  for n in "${loop_names[@]}"; do rm -f "$work/loop.$n.stop"; done
+  loop_pids=() loop_names=()
 }
 # availability NAME: "ok total percent" of the loop's requests
 availability() { awk '{n++; if ($1 == 200) ok++} END {printf "%d %d %.2f\n", ok, n, n ? 100 * ok / n : 0}' "$work/loop.$1"; }
@@ -93,15 +99,15 @@ mirror=$("$lab" mirror url)
 # shellcheck source=tests/lab/upstream.sh
 . "$here/upstream.sh"
 upstream_publish || { fail "upstream components built from their Go modules and published to the lab mirror"; exit 1; }
-check "the mirror serves v1.34.2 and v1.34.3 builds of kubernetes-server and kubelet" bash -c "grep -q 'kubernetes-server/v1.34.3/' '$work/upstream.list' && grep -q 'kubelet/v1.34.3/kubelet' '$work/upstream.list' && grep -q 'kubelet/v1.34.2/kubelet' '$work/upstream.list'"
+check "the mirror serves v1.36.3 and v1.37.2 builds of kubernetes-server and kubelet, etcd v3.5.36 and v3.6.17" bash -c "grep -q 'kubernetes-server/v1.37.2/' '$work/upstream.list' && grep -q 'kubelet/v1.37.2/kubelet' '$work/upstream.list' && grep -q 'kubelet/v1.36.3/kubelet' '$work/upstream.list' && grep -q 'etcd/v3.5.36/' '$work/upstream.list' && grep -q 'etcd/v3.6.17/' '$work/upstream.list'"
 
 cat >"$work/cluster.toml" <<TOML
 # e2e upgrade: two masters behind the VIP, three nodes
 [cluster]
 name = "e2e-upgrade"
-kubernetes_version = "v1.34.2" # the release the cluster runs
-etcd_version = "v3.5.1"
-flannel_version = "v0.27.4"
+kubernetes_version = "v1.36.3" # the release the cluster runs
+etcd_version = "v3.5.36"
+flannel_version = "v0.28.11"
 
 [apiserver]
 vip = "$vip"
@@ -122,6 +128,9 @@ conntrack = { maxPerCore = 0 }
 
 # the lab's hosts share one disk (see tests/lab/e2e-workloads.sh)
 [kubelet.config]
+# the lab's hosts run cgroup v1 (the machine's memory controller is held by v1 hierarchies, see
+# tests/lab/README.md): the kubelet of 1.35 and later starts there only with this, said knowingly
+failCgroupV1 = false
 evictionHard = { "nodefs.available" = "1%", "imagefs.available" = "1%", "nodefs.inodesFree" = "1%" }
 
 [[hosts]]
@@ -162,10 +171,10 @@ upstream_images || { fail "images built from their sources and published to the 
 # soon as their own files are in, alongside the nodes' files fanning out
 k up --relay >"$work/up.out" 2>&1
 rc=$?
-check "up --relay (2 masters behind the VIP, 3 nodes) on v1.34.2 exits 0" test $rc -eq 0
+check "up --relay (2 masters behind the VIP, 3 nodes) on v1.36.3 exits 0" test $rc -eq 0
 [[ $rc -eq 0 ]] || { tail -n 40 "$work/up.out"; exit 1; }
 check "... relayed: its files went host to host" bash -c "grep -q '^\[up\] relay: [0-9]* transfers to [0-9]* hosts' '$work/up.out' && grep -q '^\[relay\] h[0-9]*: .* from h[0-9]*$' '$work/up.out'"
-check "the Kubernetes binaries sit in their release directory, switched by symlinks" bash -c "[ \"\$(\"$lab\" exec h3 -- readlink /opt/kubernetes/bin/kubelet)\" = /opt/kubernetes/releases/v1.34.2/kubelet ] && [ \"\$(\"$lab\" exec h1 -- readlink /opt/kubernetes/bin/kube-apiserver)\" = /opt/kubernetes/releases/v1.34.2/kube-apiserver ]"
+check "the Kubernetes binaries sit in their release directory, switched by symlinks" bash -c "[ \"\$(\"$lab\" exec h3 -- readlink /opt/kubernetes/bin/kubelet)\" = /opt/kubernetes/releases/v1.36.3/kubelet ] && [ \"\$(\"$lab\" exec h1 -- readlink /opt/kubernetes/bin/kube-apiserver)\" = /opt/kubernetes/releases/v1.36.3/kube-apiserver ]"
 
 cat >"$work/web.yaml" <<'YAML'
 apiVersion: apps/v1
@@ -208,18 +217,97 @@ check "web: 3 replicas roll out behind a NodePort and a PodDisruptionBudget" bas
 np_ok() { for n in 13 14 15; do "$lab" op -- curl -sS --max-time 3 "http://10.213.0.$n:30080/" | grep -q '^hello from web-' || return 1; done; }
 check "the NodePort answers on every node" retry 20 np_ok
 
+# The in-cluster client of the upgrade steps: the apiclient on every node (a DaemonSet: a drain
+# leaves its pods, a kubelet restart keeps their containers), each asking the apiserver through
+# the kubernetes Service with its service-account token every 250 ms, each request once on a new
+# TLS connection; each node's counter answers on NodePort 30082 of that node (a Service with
+# externalTrafficPolicy Local: a node's port reaches its own pod).
+cat >"$work/upclient.yaml" <<'YAML'
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: upclient, namespace: default}
+spec:
+  selector: {matchLabels: {app: upclient}}
+  template:
+    metadata: {labels: {app: upclient}}
+    spec:
+      containers:
+      - name: apiclient
+        image: kbin.test/apiclient:v1
+        imagePullPolicy: Never
+        env: [{name: APICLIENT_INTERVAL_MS, value: "250"}]
+        ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: upclient, namespace: default}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: upclient}
+  ports: [{port: 8080, targetPort: 8080, nodePort: 30082}]
+YAML
+kc apply -f "$work/upclient.yaml" >/dev/null 2>"$work/upclient.err"
+# "ok fail" summed over the three nodes' clients; fails if one does not answer
+up_counts() {
+  local n out ok=0 bad=0
+  for n in 13 14 15; do
+    out=$("$lab" op -- curl -sS --max-time 3 "http://10.213.0.$n:30082/counts" 2>/dev/null)
+    [[ $out =~ ^ok=([0-9]+)\ fail=([0-9]+) ]] || { echo "no answer from 10.213.0.$n:30082 ($out)" >&2; return 1; }
+    ok=$((ok + BASH_REMATCH[1])) bad=$((bad + BASH_REMATCH[2]))
+  done
+  echo "$ok $bad"
+}
+upclient_up() { local c; c=$(up_counts) || return 1; read -r o f <<<"$c"; ((f == 0 && o >= 15)); }
+check "an in-cluster client on every node asks the apiserver, every answer 200" retry 90 upclient_up
+# the in-cluster client across a step: START is "ok fail" before it; every request of the step
+# succeeded and there were some
+upclient_failures() { local n; for n in 13 14 15; do "$lab" op -- curl -sS --max-time 3 "http://10.213.0.$n:30082/failures" 2>/dev/null | sed "s/^/upclient 10.213.0.$n: /"; done; }
+upclient_held() { # OK0 FAIL0
+  local c o f; c=$(up_counts) || return 1; read -r o f <<<"$c"
+  echo "bench: in-cluster client: $((o - $1)) ok, $((f - $2)) failed" >&2
+  ((f == $2)) || upclient_failures >&2
+  ((f == $2 && o - $1 >= 20))
+}
+
 kubelet_of() { "$lab" exec "$1" -- /opt/kubernetes/bin/kubelet --version 2>/dev/null | awk '{print $2}'; }
 node_versions() { kc get nodes -o jsonpath='{range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion} {end}' 2>/dev/null; }
 
+# --- etcd a minor release up (issue 27): v3.5.36 -> v3.6.17, one member at a time ---------------
+etcd_of() { "$lab" exec "$1" -- /opt/etcd/bin/etcd --version 2>/dev/null | awk '/^etcd Version:/ {print $3}'; }
+check "etcd v3.5.36 on h1 h2 h3, etcdutl beside it" bash -c "for h in h1 h2 h3; do [ \"\$(\"$lab\" exec \$h -- /opt/etcd/bin/etcd --version | awk '/^etcd Version:/ {print \$3}')\" = 3.5.36 ] && \"$lab\" exec \$h -- test -x /opt/etcd/bin/etcdutl || exit 1; done"
+sed -i 's/^etcd_version = "v3.5.36"/etcd_version = "v3.6.17"/' "$work/cluster.toml"
+whole || echo "e2e: the web workload is not whole before the etcd loop"
+read -r uc_ok uc_fail < <(up_counts)
+vip_loop_start etcd
+loop_start etcd-np
+t0=$(ms)
+k upgrade --json >"$work/etcd-up.json" 2>"$work/etcd-up.err"
+rc=$? t_etcd=$(($(ms) - t0))
+loop_stop
+check "upgrade of etcd v3.5.36 -> v3.6.17 exits 0 ($t_etcd ms)" test $rc -eq 0
+[[ $rc -eq 0 ]] || tail -n 30 "$work/etcd-up.err"
+check "... took an etcd snapshot first, and checked the v2store of every member before moving" bash -c "ls '$work'/backups/etcd-e2e-upgrade-*-before-etcd-v3.6.17.db >/dev/null 2>&1 && [ \$(grep -c '^\[upgrade\] h[123]: v2store: no custom content' '$work/etcd-up.err') -eq 3 ]"
+check "... restarted the members one at a time: each reports v3.6.17" bash -c "for h in h1 h2 h3; do [ \"\$(\"$lab\" exec \$h -- /opt/etcd/bin/etcd --version | awk '/^etcd Version:/ {print \$3}')\" = 3.6.17 ] || exit 1; done" 
+check "... the Kubernetes hosts untouched (nothing switched)" pyj "$work/etcd-up.json" "all(not m['changed'] for m in d['masters']) and d['nodes'] == [] and sorted(d['etcd']) == ['h1', 'h2', 'h3']"
+k etcd status --json >"$work/etcd-status.json" 2>/dev/null
+check "... 3 members healthy on v3.6.17" pyj "$work/etcd-status.json" "len(d['members']) == 3 and all(m['healthy'] and m.get('version', '').startswith('3.6.17') for m in d['members'])"
+read -r ok_n total pct < <(availability etcd)
+echo "bench: etcd v3.5.36 -> v3.6.17 (3 members): $t_etcd ms; $ok_n/$total requests through the VIP ok ($pct %)"
+check "... the VIP answered every request meanwhile ($ok_n/$total)" bash -c "[ $total -ge 20 ] && [ $ok_n -eq $total ]"
+check "... the in-cluster client's every request succeeded meanwhile" upclient_held "$uc_ok" "$uc_fail"
+read -r ok_n total pct < <(availability etcd-np)
+check "... the web workload kept answering on its NodePorts ($ok_n/$total)" at_least_99 "$ok_n" "$total" "$pct"
+
 # --- the plan ---------------------------------------------------------------------------------
-sed -i 's/^kubernetes_version = "v1.34.2"/kubernetes_version = "v1.34.3"/' "$work/cluster.toml"
+sed -i 's/^kubernetes_version = "v1.36.3"/kubernetes_version = "v1.37.2"/' "$work/cluster.toml"
 k upgrade --dry-run >"$work/dry.out" 2>&1
 rc=$?
-check "upgrade --dry-run exits 0 and shows the plan per host" bash -c "[ $rc -eq 0 ] && grep -q '^\[plan\] h1: master: v1.34.2 -> v1.34.3' '$work/dry.out' && grep -q '^\[plan\] h5: node: v1.34.2 -> v1.34.3' '$work/dry.out' && grep -q 'would switch /opt/kubernetes/bin/kubelet to /opt/kubernetes/releases/v1.34.3/kubelet' '$work/dry.out' && grep -q 'would cordon' '$work/dry.out'"
-check "... and changes nothing (links, Nodes schedulable)" bash -c "[ \"\$(\"$lab\" exec h3 -- readlink /opt/kubernetes/bin/kubelet)\" = /opt/kubernetes/releases/v1.34.2/kubelet ] && ! \"$lab\" exec h3 -- test -e /opt/kubernetes/releases/v1.34.3 && [ -z \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get nodes -o jsonpath='{.items[*].spec.unschedulable}')\" ]"
+check "upgrade --dry-run exits 0 and shows the plan per host" bash -c "[ $rc -eq 0 ] && grep -q '^\[plan\] h1: master: v1.36.3 -> v1.37.2' '$work/dry.out' && grep -q '^\[plan\] h5: node: v1.36.3 -> v1.37.2' '$work/dry.out' && grep -q 'would switch /opt/kubernetes/bin/kubelet to /opt/kubernetes/releases/v1.37.2/kubelet' '$work/dry.out' && grep -q 'would cordon' '$work/dry.out'"
+check "... and changes nothing (links, Nodes schedulable)" bash -c "[ \"\$(\"$lab\" exec h3 -- readlink /opt/kubernetes/bin/kubelet)\" = /opt/kubernetes/releases/v1.36.3/kubelet ] && ! \"$lab\" exec h3 -- test -e /opt/kubernetes/releases/v1.37.2 && [ -z \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get nodes -o jsonpath='{.items[*].spec.unschedulable}')\" ]"
 
 # --- a node whose new kubelet fails: switched back at once, the upgrade stops -------------------
-"$lab" exec h3 -- sh -c 'mkdir -p /etc/systemd/system/kubelet.service.d && printf "[Service]\nExecStartPre=/bin/sh -c \"! readlink /opt/kubernetes/bin/kubelet | grep -q v1.34.3\"\n" >/etc/systemd/system/kubelet.service.d/10-e2e-fail.conf && systemctl daemon-reload'
+"$lab" exec h3 -- sh -c 'mkdir -p /etc/systemd/system/kubelet.service.d && printf "[Service]\nExecStartPre=/bin/sh -c \"! readlink /opt/kubernetes/bin/kubelet | grep -q v1.37.2\"\n" >/etc/systemd/system/kubelet.service.d/10-e2e-fail.conf && systemctl daemon-reload'
 whole || echo "e2e: the web workload is not whole before the fail loop"
 loop_start fail
 t0=$(ms)
@@ -227,11 +315,11 @@ k upgrade --timeout 40 >"$work/up-fail.out" 2>&1
 rc=$?
 loop_stop
 check "upgrade with h3's new kubelet failing exits 1 naming h3" bash -c "[ $rc -eq 1 ] && grep -q 'h3' '$work/up-fail.out' && grep -q '^\[rollback\] h3' '$work/up-fail.out'"
-check "... the masters were upgraded first (one at a time)" bash -c "kb() { \"$lab\" exec \$1 -- /opt/kubernetes/bin/kube-apiserver --version; }; kb h1 | grep -q v1.34.3 && kb h2 | grep -q v1.34.3"
-check "... h3 is back on v1.34.2 (link, kubelet, Node) and schedulable" bash -c "[ \"\$(\"$lab\" exec h3 -- readlink /opt/kubernetes/bin/kubelet)\" = /opt/kubernetes/releases/v1.34.2/kubelet ]" 
-h3_back() { node_versions | grep -q 'h3=v1.34.2' && [[ -z $(kc get node h3 -o jsonpath='{.spec.unschedulable}' 2>/dev/null) ]] && kc get node h3 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True; }
-check "... h3's Node Ready on v1.34.2, uncordoned" retry 30 h3_back
-check "... h4 and h5 untouched (v1.34.2, nothing of v1.34.3 on them)" bash -c "for h in h4 h5; do \"$lab\" exec \$h -- test -e /opt/kubernetes/releases/v1.34.3 && exit 1; done; node_v=\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get nodes -o jsonpath='{range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion} {end}'); echo \"\$node_v\" | grep -q 'h4=v1.34.2' && echo \"\$node_v\" | grep -q 'h5=v1.34.2'"
+check "... the masters were upgraded first (one at a time)" bash -c "kb() { \"$lab\" exec \$1 -- /opt/kubernetes/bin/kube-apiserver --version; }; kb h1 | grep -q v1.37.2 && kb h2 | grep -q v1.37.2"
+check "... h3 is back on v1.36.3: its kubelet link, and the kubelet it runs says v1.36.3" bash -c "[ \"\$(\"$lab\" exec h3 -- readlink /opt/kubernetes/bin/kubelet)\" = /opt/kubernetes/releases/v1.36.3/kubelet ] && \"$lab\" exec h3 -- sh -c '\$(readlink /proc/\$(pidof kubelet)/exe) --version' | grep -qx 'Kubernetes v1.36.3'"
+h3_back() { node_versions | grep -q 'h3=v1.36.3' && [[ -z $(kc get node h3 -o jsonpath='{.spec.unschedulable}' 2>/dev/null) ]] && kc get node h3 -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True; }
+check "... h3's Node Ready on v1.36.3, uncordoned" retry 30 h3_back
+check "... h4 and h5 untouched (v1.36.3, nothing of v1.37.2 on them)" bash -c "for h in h4 h5; do \"$lab\" exec \$h -- test -e /opt/kubernetes/releases/v1.37.2 && exit 1; done; node_v=\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get nodes -o jsonpath='{range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion} {end}'); echo \"\$node_v\" | grep -q 'h4=v1.36.3' && echo \"\$node_v\" | grep -q 'h5=v1.36.3'"
 read -r ok_n total pct < <(availability fail)
 failed_at fail "$t0"
 echo "bench: failed upgrade: $ok_n/$total requests ok ($pct %)"
@@ -239,23 +327,29 @@ echo "bench: failed upgrade: $ok_n/$total requests ok ($pct %)"
 # --- the upgrade completes --------------------------------------------------------------------
 "$lab" exec h3 -- sh -c 'rm /etc/systemd/system/kubelet.service.d/10-e2e-fail.conf && systemctl daemon-reload'
 whole || echo "e2e: the web workload is not whole before the up loop"
+read -r uc_ok uc_fail < <(up_counts)
 loop_start up
+vip_loop_start up-vip
 t0=$(ms)
 k upgrade --relay --json >"$work/up.json" 2>"$work/up.err" # the lab's links are fast: force the relay
 rc=$? t_up=$(($(ms) - t0))
 loop_stop
-check "upgrade to v1.34.3 exits 0 ($t_up ms)" test $rc -eq 0
+check "upgrade to v1.37.2 exits 0 ($t_up ms)" test $rc -eq 0
 [[ $rc -eq 0 ]] || tail -n 30 "$work/up.err"
 check "... relayed the new binaries: each left the operator once, the nodes passed them on" bash -c "[ \$(grep -c '^\[relay\] h[345]: kubelet from the operator' '$work/up.err') -eq 1 ] && [ \$(grep -c '^\[relay\] h[345]: kubelet from h[345]$' '$work/up.err') -ge 1 ]"
-check "... took an etcd snapshot next to the cluster file first" bash -c "ls '$work'/backups/etcd-e2e-upgrade-*-before-v1.34.3.db >/dev/null 2>&1"
+check "... took an etcd snapshot next to the cluster file first" bash -c "ls '$work'/backups/etcd-e2e-upgrade-*-before-v1.37.2.db >/dev/null 2>&1"
 check "... drained each node (its web pod evicted), one at a time, and uncordoned it" bash -c "for h in h3 h4 h5; do grep -q \"^\[drain\] \$h: cordoned\" '$work/up.err' && grep -q \"^\[upgrade\] \$h: uncordoned\" '$work/up.err' || exit 1; done"
 read -r ok_n total pct < <(availability up)
 failed_at up "$t0"
-echo "bench: upgrade v1.34.2 -> v1.34.3 (2 masters, 3 nodes): $t_up ms; $ok_n/$total requests ok ($pct %)"
+echo "bench: upgrade v1.36.3 -> v1.37.2 (2 masters, 3 nodes): $t_up ms; $ok_n/$total requests ok ($pct %)"
 python3 -c "import json; d=json.load(open('$work/up.json')); [print('bench: node', n['host'], n['millis'], 'ms') for n in d['nodes']]" 2>/dev/null
-check "the client loop saw >= 99 % successful requests during the upgrade ($ok_n/$total)" at_least_99 "$ok_n" "$total" "$pct"
-check "every node's kubelet reports v1.34.3" bash -c "[ \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get nodes -o jsonpath='{range .items[*]}{.status.nodeInfo.kubeletVersion} {end}')\" = 'v1.34.3 v1.34.3 v1.34.3 ' ]"
-check "the apiserver through the VIP reports v1.34.3" bash -c "\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' --server https://$vip:6443 version -o json | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)[\"serverVersion\"][\"gitVersion\"] != \"v1.34.3\")'"
+check "the web workload's NodePorts answered >= 99 % of the requests during the upgrade ($ok_n/$total)" at_least_99 "$ok_n" "$total" "$pct"
+read -r ok_n total pct < <(availability up-vip)
+sed 's/^/bench: upgrade: a request through the VIP answered /' "$work/loop.up-vip.failed" 2>/dev/null
+check "... the VIP answered every request of the upgrade, first attempt ($ok_n/$total)" bash -c "[ $total -ge 50 ] && [ $ok_n -eq $total ]"
+check "... the in-cluster client's every request succeeded during the upgrade" upclient_held "$uc_ok" "$uc_fail"
+check "every node's kubelet reports v1.37.2" bash -c "[ \"\$(\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get nodes -o jsonpath='{range .items[*]}{.status.nodeInfo.kubeletVersion} {end}')\" = 'v1.37.2 v1.37.2 v1.37.2 ' ]"
+check "the apiserver through the VIP reports v1.37.2" bash -c "\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' --server https://$vip:6443 version -o json | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)[\"serverVersion\"][\"gitVersion\"] != \"v1.37.2\")'"
 versions_are() { # V: every component on every host reports V
   # the output is read whole before it is matched: `cmd | grep -q` under pipefail fails when grep
   # exits on the first line while cmd (kubectl prints two) is still writing (SIGPIPE)
@@ -267,9 +361,9 @@ versions_are() { # V: every component on every host reports V
   done
   for h in "${nodes[@]}"; do for c in kubelet kube-proxy; do says $h "$1" /opt/kubernetes/bin/$c --version || return 1; done; done
 }
-check "every component on every host reports v1.34.3 (apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy)" versions_are v1.34.3
-check "the v1.34.2 binaries are still on the hosts" bash -c "for h in h1 h2; do \"$lab\" exec \$h -- test -x /opt/kubernetes/releases/v1.34.2/kube-apiserver || exit 1; done; for h in h3 h4 h5; do \"$lab\" exec \$h -- test -x /opt/kubernetes/releases/v1.34.2/kubelet || exit 1; done"
-check "the running kube-apiserver and kubelet processes are the new ones" bash -c "\"$lab\" exec h1 -- sh -c 'readlink /proc/\$(pidof kube-apiserver)/exe' | grep -q v1.34.3 && \"$lab\" exec h4 -- sh -c 'readlink /proc/\$(pidof kubelet)/exe' | grep -q v1.34.3"
+check "every component on every host reports v1.37.2 (apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy)" versions_are v1.37.2
+check "the v1.36.3 binaries are still on the hosts" bash -c "for h in h1 h2; do \"$lab\" exec \$h -- test -x /opt/kubernetes/releases/v1.36.3/kube-apiserver || exit 1; done; for h in h3 h4 h5; do \"$lab\" exec \$h -- test -x /opt/kubernetes/releases/v1.36.3/kubelet || exit 1; done"
+check "the running kube-apiserver and kubelet processes are the new ones" bash -c "\"$lab\" exec h1 -- sh -c 'readlink /proc/\$(pidof kube-apiserver)/exe' | grep -q v1.37.2 && \"$lab\" exec h4 -- sh -c 'readlink /proc/\$(pidof kubelet)/exe' | grep -q v1.37.2"
 check "the web Deployment is whole again (3/3)" bash -c "\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' rollout status deploy/web --timeout=60s >/dev/null 2>&1"
 t0=$(ms)
 k upgrade >"$work/up-again.out" 2>&1
@@ -278,29 +372,37 @@ check "an unchanged re-run exits 0, switches and restarts nothing ($t_again ms)"
 
 # --- rollback -----------------------------------------------------------------------------------
 whole || echo "e2e: the web workload is not whole before the rollback loop"
+read -r uc_ok uc_fail < <(up_counts)
 loop_start rollback
+vip_loop_start rollback-vip
 t0=$(ms)
-k upgrade --rollback >"$work/rollback.out" 2>&1
+k upgrade --rollback --json >"$work/rollback.json" 2>"$work/rollback.out"
 rc=$? t_rb=$(($(ms) - t0))
 loop_stop
 check "upgrade --rollback exits 0 ($t_rb ms)" test $rc -eq 0
 [[ $rc -eq 0 ]] || tail -n 30 "$work/rollback.out"
 check "... nodes first, then masters" bash -c "n=\$(grep -n '^\[drain\] h3: cordoned' '$work/rollback.out' | head -1 | cut -d: -f1); m=\$(grep -n '^\[master\] h1: ' '$work/rollback.out' | head -1 | cut -d: -f1); [ -n \"\$n\" ] && [ -n \"\$m\" ] && [ \$n -lt \$m ]"
-check "... sent no binary again: the previous release was still there" bash -c "! grep -q 'bytes sent' '$work/rollback.out' || ! grep -E '^\[(master|node)\] h[1-5]: [0-9]+ files changed, [1-9][0-9]{6,} bytes sent' '$work/rollback.out'"
+check "... sent no binary again (its report: < 1 MB to any host, none relayed): the previous release was still there" pyj "$work/rollback.json" "len(d['masters']) == 2 and len(d['nodes']) == 3 and all(o['bytes_sent'] < 1000000 for o in d['masters'] + [n['outcome'] for n in d['nodes']]) and d['relay'].get('operator_bytes', 0) == 0"
 read -r ok_n total pct < <(availability rollback)
 failed_at rollback "$t0"
-echo "bench: rollback v1.34.3 -> v1.34.2: $t_rb ms; $ok_n/$total requests ok ($pct %)"
-check "the client loop saw >= 99 % successful requests during the rollback ($ok_n/$total)" at_least_99 "$ok_n" "$total" "$pct"
-check "every component on every host reports v1.34.2 again" versions_are v1.34.2
-check "the cluster file says v1.34.2 again, its comment kept" grep -q '^kubernetes_version = "v1.34.2" # the release the cluster runs' "$work/cluster.toml"
+echo "bench: rollback v1.37.2 -> v1.36.3: $t_rb ms; $ok_n/$total requests ok ($pct %)"
+check "the web workload's NodePorts answered >= 99 % of the requests during the rollback ($ok_n/$total)" at_least_99 "$ok_n" "$total" "$pct"
+read -r ok_n total pct < <(availability rollback-vip)
+sed 's/^/bench: rollback: a request through the VIP answered /' "$work/loop.rollback-vip.failed" 2>/dev/null
+check "... the VIP answered every request of the rollback, first attempt ($ok_n/$total)" bash -c "[ $total -ge 50 ] && [ $ok_n -eq $total ]"
+check "... the in-cluster client's every request succeeded during the rollback" upclient_held "$uc_ok" "$uc_fail"
+check "... the rollback left etcd on v3.6.17 and said how to undo an etcd change" bash -c "grep -q 'etcd is not rolled back' '$work/rollback.out' && for h in h1 h2 h3; do [ \"\$(\"$lab\" exec \$h -- /opt/etcd/bin/etcd --version | awk '/^etcd Version:/ {print \$3}')\" = 3.6.17 ] || exit 1; done"
+check "every component on every host reports v1.36.3 again" versions_are v1.36.3
+check "the cluster file says v1.36.3 again, its comment kept" grep -q '^kubernetes_version = "v1.36.3" # the release the cluster runs' "$work/cluster.toml"
 
 # --- skew ---------------------------------------------------------------------------------------
-sed -i 's/^kubernetes_version = "v1.34.2"/kubernetes_version = "v1.36.0"/' "$work/cluster.toml"
+sed -i 's/^kubernetes_version = "v1.36.3"/kubernetes_version = "v1.38.0"/' "$work/cluster.toml"
 k upgrade >"$work/skew.out" 2>&1
 rc=$?
-check "an upgrade v1.34 -> v1.36 is refused (exit 2) naming the rule and the versions" bash -c "[ $rc -eq 2 ] && grep -q 'one minor release at a time: h1 runs v1.34.2, and v1.36.0 skips v1.35' '$work/skew.out'"
-check "... nothing changed" bash -c "[ \"\$(\"$lab\" exec h1 -- readlink /opt/kubernetes/bin/kube-apiserver)\" = /opt/kubernetes/releases/v1.34.2/kube-apiserver ] && ! grep -q '^\[\(master\|node\|drain\)\]' '$work/skew.out'"
-sed -i 's/^kubernetes_version = "v1.36.0"/kubernetes_version = "v1.34.2"/' "$work/cluster.toml"
+check "an upgrade v1.36 -> v1.38 is refused (exit 2) naming the rule and the versions" bash -c "[ $rc -eq 2 ] && grep -q 'one minor release at a time: h1 runs v1.36.3, and v1.38.0 skips v1.37' '$work/skew.out'"
+check "... nothing changed" bash -c "[ \"\$(\"$lab\" exec h1 -- readlink /opt/kubernetes/bin/kube-apiserver)\" = /opt/kubernetes/releases/v1.36.3/kube-apiserver ] && ! grep -q '^\[\(master\|node\|drain\)\]' '$work/skew.out'"
+sed -i 's/^kubernetes_version = "v1.38.0"/kubernetes_version = "v1.36.3"/' "$work/cluster.toml"
+kc delete -f "$work/upclient.yaml" --wait=false >/dev/null 2>&1
 
 # --- renewal rollout (issue 15): renewed leaves placed, only the services that use them restarted ----
 k -q pki renew apiserver kubelet/h4 >/dev/null 2>"$work/renew.err"
@@ -530,8 +632,10 @@ check "... the metrics API answers (metrics-server's new token)" retry 90 metric
 
 # --- etcd restore -------------------------------------------------------------------------------
 # a snapshot of the cluster as it runs now (`etcd backup` prints its path), then a namespace
-snap=$(k -q etcd backup 2>/dev/null | tail -n 1)
-check "etcd backup wrote a verified snapshot next to the cluster file" bash -c "[ -s '$snap' ] && case '$snap' in '$work'/backups/*) ;; *) exit 1 ;; esac"
+k etcd backup --json >"$work/backup.json" 2>"$work/backup.err"
+rc=$?
+snap=$(python3 -c "import json; print(json.load(open('$work/backup.json'))['path'])" 2>/dev/null)
+check "etcd backup exits 0 and wrote a snapshot it verified next to the cluster file, its digest as reported" bash -c "[ $rc -eq 0 ] && grep -q 'snapshot verified' '$work/backup.err' && [ -s '$snap' ] && case '$snap' in '$work'/backups/*) ;; *) exit 1 ;; esac && python3 -c \"import json,hashlib,sys; d=json.load(open('$work/backup.json')); sys.exit(0 if d['sha256']==hashlib.sha256(open('$snap','rb').read()).hexdigest() else 1)\""
 kc create namespace after-snapshot >/dev/null 2>&1
 check "a namespace created after the snapshot exists" bash -c "\"$lab\" op -- \"$kubectl\" --kubeconfig '$work/pki/kubeconfigs/admin.kubeconfig' get ns after-snapshot >/dev/null 2>&1"
 k etcd restore --dry-run "$snap" >"$work/restore-dry.out" 2>&1
@@ -565,6 +669,9 @@ check "... the VIP answered every request meanwhile ($ok_n/$total)" bash -c "[ $
 check "... the LB upstreams no longer name h2, h1 stays" bash -c "! \"$lab\" exec h6 -- grep -q 'server 10.213.0.12:6443' /etc/nginx/nginx.conf && \"$lab\" exec h6 -- grep -q 'server 10.213.0.11:6443' /etc/nginx/nginx.conf"
 check "... its etcd member is gone (two members left, both started)" bash -c "l=\$(\"$lab\" exec h1 -- env ETCDCTL_API=3 /opt/etcd/bin/etcdctl --endpoints=https://10.213.0.11:2379 --cacert /opt/etcd/ssl/ca.crt --cert /opt/etcd/ssl/server.crt --key /opt/etcd/ssl/server.key member list); ! echo \"\$l\" | grep -q h2 && [ \$(echo \"\$l\" | grep -c ', started, ') -eq 2 ]"
 check "... the cluster file no longer lists h2, its comments kept" bash -c "! grep -q '10.213.0.12' '$work/cluster.toml' && grep -q '^# e2e upgrade' '$work/cluster.toml'"
+file_before=$(sha256sum "$work/cluster.toml" | cut -d' ' -f1)
 k master remove h1 >"$work/mremove-last.out" 2>&1
 rc=$?
-check "master remove of the last master is refused (exit 2), the cluster file unchanged" bash -c "[ $rc -eq 2 ] && grep -q 'last master' '$work/mremove-last.out' && grep -q '10.213.0.11' '$work/cluster.toml'"
+check "master remove of the last master is refused (exit 2) naming the rule" bash -c "[ $rc -eq 2 ] && grep -q 'last master' '$work/mremove-last.out'"
+check "... the cluster file unchanged (its digest), h1 still a master, its apiserver active" bash -c "[ \"\$(sha256sum '$work/cluster.toml' | cut -d' ' -f1)\" = '$file_before' ] && python3 -c \"import tomllib,sys; h={x['name']: x for x in tomllib.load(open('$work/cluster.toml','rb'))['hosts']}; sys.exit(0 if 'master' in h['h1']['roles'] else 1)\" && [ \"\$(\"$lab\" exec h1 -- systemctl is-active kube-apiserver)\" = active ]"
+suite_end
