@@ -21,16 +21,13 @@ kbin=${1:-$repo/target/release/kbin}
 export KBIN_LAB_DIR=${KBIN_LAB_DIR_E2E_RELAY:-/tmp/kbin-lab-e2e-relay}
 lab=$here/lab
 work=$(mktemp -d /tmp/kbin-e2e-relay.XXXXXX)
-passed=0 failed=0
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+# shellcheck source=tests/lab/harness.sh
+. "$here/harness.sh"
 finish() {
   "$lab" op -- tc qdisc del dev br0 root >/dev/null 2>&1 || true
   "$lab" down >/dev/null 2>&1 || true
   [[ -n ${KEEP:-} ]] || rm -rf "$work"
-  echo "e2e-relay: $passed passed, $failed failed"
-  [[ $failed -eq 0 && $passed -gt 0 ]]
+  suite_verdict e2e-relay
 }
 trap 'finish; exit $?' EXIT
 
@@ -163,3 +160,4 @@ if [[ -n ${RELAY_SCALE:-} ]]; then
     check "relayed push to $n hosts exits 0 and every host holds the file" bash -c "[ $rc -eq 0 ] && $(declare -f all_hold); lab='$lab' work='$work' all_hold $n"
   done
 fi
+suite_end
