@@ -30,6 +30,11 @@ roles = ["node"]
 /// A host that answers `--version` of the Kubernetes binaries with `k8s`, etcd's with `etcd`,
 /// and the facts script with `facts`; its etcd.yml is this cluster's.
 fn fake(name: &str, root: &Path, k8s: &str, etcd: &str, facts: &str) -> Arc<FakeHost> {
+    fake_v2store(name, root, k8s, etcd, facts, None)
+}
+
+/// [`fake`], whose `etcdutl check v2store` answers `v2store` (exit 1, this on stderr) when given.
+fn fake_v2store(name: &str, root: &Path, k8s: &str, etcd: &str, facts: &str, v2store: Option<&'static str>) -> Arc<FakeHost> {
     std::fs::create_dir_all(root.join("opt/etcd/cfg")).unwrap();
     std::fs::write(root.join("opt/etcd/cfg/etcd.yml"), "initial-cluster-token: \"etcd-t\"\n").unwrap();
     let (k8s, etcd, facts) = (k8s.to_string(), etcd.to_string(), facts.to_string());
@@ -38,6 +43,10 @@ fn fake(name: &str, root: &Path, k8s: &str, etcd: &str, facts: &str) -> Arc<Fake
         match a.as_slice() {
             ["sh", "-c", _, "kbin-facts", ..] => Some(ok(&format!("{facts}version etcd=etcd Version: {etcd}\n"))),
             [bin, "--version"] if bin.ends_with("/kube-apiserver") || bin.ends_with("/kubelet") => Some(ok(&format!("Kubernetes {k8s}\n"))),
+            [bin, "check", "v2store", "--data-dir", _] if bin.ends_with("/etcdutl") => Some(match v2store {
+                Some(err) => kbin::host::Output { status: 1, signal: None, stdout: vec![], stderr: err.as_bytes().to_vec() },
+                None => ok("No custom content found in both v2store and WAL records.\n"),
+            }),
             _ => None,
         }
     }))
@@ -63,7 +72,7 @@ fn refused(c: &Cluster, m1: &Arc<FakeHost>, n1: &Arc<FakeHost>) -> String {
     for h in [m1, n1] {
         let changed: Vec<Logged> = h.log().into_iter().filter(|l| matches!(l, Logged::Write { .. } | Logged::Link { .. })).collect();
         assert!(changed.is_empty(), "{changed:?}");
-        let ran: Vec<String> = h.commands().into_iter().map(|a| a.join(" ")).filter(|a| !a.starts_with("sh -c") && !a.ends_with("--version")).collect();
+        let ran: Vec<String> = h.commands().into_iter().map(|a| a.join(" ")).filter(|a| !a.starts_with("sh -c") && !a.ends_with("--version") && !a.contains("etcdutl check v2store")).collect();
         assert!(ran.is_empty(), "only read-only commands ran: {ran:?}");
     }
     assert!(!c.state_dir.join("upgrade.json").exists() && !c.state_dir.join("backups").exists(), "no record, no snapshot");
@@ -111,4 +120,17 @@ fn an_upgrade_to_a_kubelet_that_refuses_cgroup_v1_is_refused_naming_the_node() {
     let text = refused(&c, &m1, &n1);
     assert!(text.contains("the kubelet of v1.37.2 would not start on some nodes; nothing was changed") && text.contains("n1: the host runs cgroup v1"), "{text}");
     assert!(!text.contains("m1: the host runs cgroup v1"), "m1 is no node: {text}");
+}
+
+#[test]
+fn a_v2store_with_custom_content_stops_the_move_to_etcd_3_6_before_any_change() {
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster(d.path(), FILE);
+    let facts = "arch=x86_64\nsystemd=1\ncgroup=cgroup2fs\n";
+    let err = Some("Error: detected custom content in v2store\n");
+    let (m1, n1) = (fake_v2store("m1", &d.path().join("m1"), "v1.37.2", "3.5.36", facts, err), fake("n1", &d.path().join("n1"), "v1.37.2", "3.5.36", facts));
+    let text = refused(&c, &m1, &n1);
+    assert!(text.contains("m1: the etcd v2store holds data etcd 3.6 cannot read; nothing was changed") && text.contains("detected custom content in v2store"), "{text}");
+    assert!(text.contains("hint: follow etcd's v3.5 -> v3.6 upgrade guide"), "{text}");
+    assert!(m1.commands().iter().any(|a| a.join(" ") == "/opt/etcd/bin/etcdutl check v2store --data-dir /var/lib/etcd/default.etcd"), "{:?}", m1.commands());
 }

@@ -233,6 +233,11 @@ pub fn upgrade_on(opts: &super::Opts<'_>, cluster: &Cluster, nodes: &[Node<'_>],
         Some(facts) => members.iter().zip(facts).filter_map(|(n, f)| f.versions.get("etcd").and_then(|t| Version::of_etcd_output(t)).map(|v| (n, v))).filter(|(_, v)| Some(*v) != etcd_target).collect(),
         None => Vec::new(),
     };
+    // 3.6 drops the v2store: a member whose v2store holds more than membership data must be
+    // cleaned first (etcd's upgrade guide); checked with the etcdutl of the running release
+    for (n, _) in etcd_from.iter().filter(|(_, v)| (v.0, v.1) == (3, 5) && etcd_target.is_some_and(|t| t.1 == 6)) {
+        v2store_check(&run, n)?;
+    }
     let (client, ep, problems) = unhealthy(&run, &members, &masters, &workers)?;
     if !problems.is_empty() {
         return Err(refused("the cluster is not healthy; an upgrade starts only from a healthy cluster, nothing was changed".into(), problems, "see `kbin status`, fix what it shows, then run `kbin upgrade` again"));
@@ -266,11 +271,6 @@ pub fn upgrade_on(opts: &super::Opts<'_>, cluster: &Cluster, nodes: &[Node<'_>],
         };
         for (n, v) in &etcd_from {
             run.printer.phase("plan", Some(&n.host.name), &format!("etcd: {v} -> {}", cluster.etcd_version));
-        }
-        // 3.6 drops the v2store: a member whose v2store holds more than membership data must be
-        // cleaned first (etcd's upgrade guide); checked with the etcdutl of the running release
-        for (n, _) in etcd_from.iter().filter(|(_, v)| (v.0, v.1) == (3, 5) && etcd_target.is_some_and(|t| t.1 == 6)) {
-            v2store_check(&run, n)?;
         }
         let moves = !todo.is_empty() || !etcd_from.is_empty();
         if run.dry_run {
